@@ -1,0 +1,171 @@
+"""``genmodes data ...``: make, import-berglund, audit, show, export."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from genmodes.errors import DataError
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("data", help="make, import, audit, show and export datasets")
+    sub = p.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    sub.required = True
+
+    m = sub.add_parser("make", help="generate a dataset family into a folder")
+    m.add_argument("family", help="family name (genmodes data make --list shows them)", nargs="?")
+    m.add_argument("--out", help="output folder (replaced atomically if it is a dataset)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
+                   help="override a family setting (repeatable)")
+    m.add_argument("--list", action="store_true", help="list the families and their settings")
+    m.add_argument("--no-audit", action="store_true", help="skip the audit after generating")
+    m.set_defaults(func=cmd_make)
+
+    b = sub.add_parser("import-berglund", help="convert the published reversal-curse files (Berglund et al.)")
+    b.add_argument("src", help="folder with all_prompts_train.jsonl, p2d_prompts_test.jsonl, ...")
+    b.add_argument("--out", required=True)
+    b.add_argument("--seed", type=int, default=0, help="seed of the distractor draw")
+    b.set_defaults(func=cmd_import_berglund)
+
+    a = sub.add_parser("audit", help="leak and validity checks; exit 1 on any violation")
+    a.add_argument("dir")
+    a.add_argument("--max", type=int, default=20, help="violations to list")
+    a.set_defaults(func=cmd_audit)
+
+    s = sub.add_parser("show", help="sizes, splits, chance and sample items")
+    s.add_argument("dir")
+    s.add_argument("--samples", type=int, default=3)
+    s.set_defaults(func=cmd_show)
+
+    e = sub.add_parser("export", help="export to a Hugging Face DatasetDict or an lm-evaluation-harness task")
+    e.add_argument("dir")
+    e.add_argument("--to", required=True, choices=["hf", "lm-eval"])
+    e.add_argument("dest")
+    e.add_argument("--name", help="lm-eval task name prefix (default: genmodes_<family>)")
+    e.set_defaults(func=cmd_export)
+
+
+def _load(path: str):
+    from genmodes.data.io import load_dataset
+
+    return load_dataset(path)
+
+
+def cmd_make(args: argparse.Namespace) -> int:
+    from genmodes.data.families import family_names, get_family, make_dataset, parse_overrides
+
+    if args.list:
+        for name in family_names():
+            try:
+                fam = get_family(name)
+            except ModuleNotFoundError:
+                print(f"{name}: (not available yet)")
+                continue
+            fields = ", ".join(f"{k}={v.default}" for k, v in fam.config.model_fields.items())
+            print(f"{name}: {fam.description}\n    {fields}")
+        return 0
+    if not args.family:
+        raise DataError("data make: a FAMILY is required (see genmodes data make --list)")
+    if not args.out:
+        raise DataError("data make: --out DIR is required")
+    from genmodes.data.io import save_dataset
+
+    _check_out(args.out)
+    t0 = time.perf_counter()
+    ds = make_dataset(args.family, seed=args.seed, overrides=parse_overrides(args.overrides))
+    t1 = time.perf_counter()
+    rc = 0
+    if not args.no_audit:
+        from genmodes.data.audit import audit_dataset
+
+        rep = audit_dataset(ds)
+        if not rep.ok:
+            raise DataError(f"{args.family}: generated dataset fails its audit ({rep.violations[0]}); nothing written")
+    save_dataset(ds, args.out)
+    s = ds.summary()
+    print(f"{args.family} seed {args.seed}: {s['documents']} documents, {s['questions']} questions "
+          f"({', '.join(f'{k} {v}' for k, v in s['splits'].items())}), {s['knowledge']} facts "
+          f"-> {args.out} [generated in {t1 - t0:.2f}s]")
+    return rc
+
+
+def _check_out(out: str) -> None:
+    # fail before generating, not after: the same rule save_dataset applies
+    from genmodes.data.io import _check_replaceable
+
+    _check_replaceable(Path(out), replace_any=False)
+
+
+def cmd_import_berglund(args: argparse.Namespace) -> int:
+    from genmodes.data.berglund import import_berglund
+    from genmodes.data.io import save_dataset
+
+    _check_out(args.out)
+    t0 = time.perf_counter()
+    ds = import_berglund(args.src, seed=args.seed)
+    save_dataset(ds, args.out)
+    s = ds.summary()
+    print(f"berglund: {s['documents']} documents, {s['questions']} questions "
+          f"({', '.join(f'{k} {v}' for k, v in s['splits'].items())}) -> {args.out} "
+          f"[{time.perf_counter() - t0:.2f}s]")
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from genmodes.data.audit import audit_dataset, print_report
+
+    ds = _load(args.dir)
+    t0 = time.perf_counter()
+    rep = audit_dataset(ds)
+    print_report(rep, title=f"{ds.family} (seed {ds.seed}): audit in {time.perf_counter() - t0:.2f}s",
+                 max_violations=args.max)
+    return 0 if rep.ok else 1
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    ds = _load(args.dir)
+    con = Console()
+    s = ds.summary()
+    con.print(f"[bold]{ds.family}[/] seed {ds.seed}: {s['documents']} documents, {s['questions']} questions, "
+              f"{s['knowledge']} knowledge facts")
+    con.print(f"config: {ds.config}", markup=False, highlight=False)
+    recall = set(ds.meta.get("recall_splits", []))
+    t = Table()
+    for c in ("split", "kind", "n", "chance", "subtypes"):
+        t.add_column(c)
+    for sp in ds.splits:
+        qs = ds.split(sp)
+        t.add_row(sp, "recall" if sp in recall else "held-out", str(len(qs)), f"{ds.chance(sp):.3f}",
+                  str(len({q.subtype for q in qs})))
+    con.print(t)
+    con.print("[bold]documents[/]")
+    for d in ds.documents[: args.samples]:
+        con.print(f"  {d.id}: {d.text!r}", markup=False, highlight=False)
+    for sp in ds.splits:
+        con.print(f"[bold]{sp}[/]")
+        for q in ds.split(sp)[: args.samples]:
+            con.print(f"  {q.id} [{q.subtype}] {q.context!r}", markup=False, highlight=False)
+            for i, c in enumerate(q.choices):
+                mark = "*" if i == q.answer else " "
+                con.print(f"    {mark} {c!r}", markup=False, highlight=False)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from genmodes.data import export
+
+    ds = _load(args.dir)
+    if args.to == "hf":
+        export.to_hf(ds, args.dest)
+    else:
+        names = export.to_lm_eval(ds, args.dest, name=args.name)
+        print(f"lm-eval tasks: {', '.join(names)} (run: lm_eval --tasks {names[0]} --include_path {args.dest} ...)")
+        return 0
+    print(f"wrote {args.dest}")
+    return 0

@@ -1,0 +1,270 @@
+"""Saving and loading datasets: a folder of JSON Lines files plus ``meta.json``.
+
+Layout of a dataset folder::
+
+    documents.jsonl   one Document a line (what a model may learn from)
+    questions.jsonl   one Question a line (what it is scored on)
+    knowledge.jsonl   one fact [subject, relation, object] a line (closed-world ground truth)
+    meta.json         family, config, seed, genmodes version, content hash, dataset meta
+
+Bytes are deterministic (sorted keys, fixed separators, UTF-8 without escaping, "\\n" newlines), so
+the same (family, config, seed) gives byte-identical files and the same ``content_hash``. Saving is
+atomic: files are written into a temporary folder beside the destination, which replaces the
+destination only once complete; a failure leaves the old folder (or nothing) behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+from genmodes import __version__
+from genmodes.data.types import Dataset, Document, Fact, Question
+from genmodes.errors import DataError
+
+DATA_FILES = ("documents.jsonl", "questions.jsonl", "knowledge.jsonl")
+META_FILE = "meta.json"
+
+
+def dumps(obj: Any) -> str:
+    """The one JSON encoding of the project's data files: deterministic and readable."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def jsonl_bytes(rows: Iterable[Any]) -> bytes:
+    return "".join(dumps(r) + "\n" for r in rows).encode("utf-8")
+
+
+def content_hash(files: dict[str, bytes]) -> str:
+    """sha256 over the data files, each preceded by its name (so moving a row between files counts)."""
+    h = hashlib.sha256()
+    for name in DATA_FILES:
+        h.update(name.encode() + b"\0")
+        h.update(files[name])
+    return h.hexdigest()
+
+
+def dataset_files(ds: Dataset) -> dict[str, bytes]:
+    """The exact bytes ``save_dataset`` writes, by file name."""
+    files = {
+        "documents.jsonl": jsonl_bytes(d.to_json() for d in ds.documents),
+        "questions.jsonl": jsonl_bytes(q.to_json() for q in ds.questions),
+        "knowledge.jsonl": jsonl_bytes(f.to_list() for f in ds.knowledge),
+    }
+    meta = {"family": ds.family, "config": ds.config, "seed": ds.seed, "genmodes_version": __version__,
+            "content_hash": content_hash(files), "counts": ds.summary(), "meta": ds.meta}
+    files[META_FILE] = (json.dumps(meta, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    return files
+
+
+def is_dataset_dir(path: str | os.PathLike) -> bool:
+    return (Path(path) / META_FILE).is_file()
+
+
+def write_atomic_dir(out_dir: str | os.PathLike, files: dict[str, bytes], *, replace_any: bool = False) -> Path:
+    """Write ``files`` (relative path -> bytes) as the folder ``out_dir``, atomically.
+
+    An existing ``out_dir`` is replaced only after the new folder is complete, and only if it is a
+    dataset folder or empty (unless ``replace_any``): a typo must not wipe an unrelated folder.
+    """
+    out = Path(out_dir)
+    _check_replaceable(out, replace_any)
+    parent = out.parent if str(out.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"cannot create {parent}: {e.strerror}") from None
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    try:
+        for rel, data in files.items():
+            p = tmp / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            with open(p, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        _swap_into_place(tmp, out)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError):
+            raise DataError(f"cannot write {out}: {e.strerror or e}") from None
+        raise
+    return out
+
+
+def _check_replaceable(out: Path, replace_any: bool) -> None:
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise DataError(f"output {out} exists and is not a folder")
+    if not replace_any and not is_dataset_dir(out) and any(out.iterdir()):
+        raise DataError(f"output folder {out} exists and is not a genmodes dataset; "
+                        "refusing to replace it (choose another --out or remove it)")
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed last."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    os.rmdir(old)
+    os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        os.replace(old, out)  # put the previous dataset back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_dataset(ds: Dataset, out_dir: str | os.PathLike) -> Path:
+    """Write ``ds`` as a dataset folder (atomically; see module docstring). Returns the folder."""
+    return write_atomic_dir(out_dir, dataset_files(ds))
+
+
+# ---------------------------------------------------------------------------------------------- load
+
+def _read_lines(path: Path) -> list[tuple[int, Any]]:
+    name = path.name
+    if not path.is_file():
+        raise DataError(f"{path}: missing file {name}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    rows = []
+    for i, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append((i, json.loads(line)))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{name} line {i}: invalid JSON ({e.msg} at column {e.colno})") from None
+    return rows
+
+
+def _fact(x: Any, what: str) -> Fact:
+    if not (isinstance(x, list) and len(x) == 3 and all(isinstance(s, str) for s in x)):
+        raise ValueError(f"{what} must be a list of three strings, got {dumps(x)[:80]}")
+    return Fact(*x)
+
+
+def _need(d: Any, key: str, typ: type | tuple[type, ...], what: str) -> Any:
+    if not isinstance(d, dict):
+        raise ValueError(f"expected a JSON object, got {type(d).__name__}")
+    if key not in d:
+        raise ValueError(f"missing field {key!r}")
+    v = d[key]
+    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
+        raise ValueError(f"field {key!r} must be {what}, got {dumps(v)[:80]}")
+    return v
+
+
+def document_from_row(d: Any) -> Document:
+    _need(d, "id", str, "a string")
+    _need(d, "text", str, "a string")
+    facts = d.get("facts", [])
+    if not isinstance(facts, list):
+        raise ValueError("field 'facts' must be a list")
+    meta = d.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError("field 'meta' must be an object")
+    return Document(id=d["id"], text=d["text"], kind=str(d.get("kind", "article")),
+                    facts=[_fact(f, "a fact") for f in facts], meta=meta)
+
+
+def question_from_row(d: Any) -> Question:
+    qid = _need(d, "id", str, "a string")
+    split = _need(d, "split", str, "a string")
+    if not split:
+        raise ValueError("field 'split' is empty")
+    context = _need(d, "context", str, "a string")
+    choices = _need(d, "choices", list, "a list of strings")
+    if not choices or not all(isinstance(c, str) for c in choices):
+        raise ValueError("field 'choices' must be a non-empty list of strings")
+    answer = _need(d, "answer", int, "an integer")
+    if not 0 <= answer < len(choices):
+        raise ValueError(f"answer {answer} out of range for {len(choices)} choices")
+    support = d.get("support", [])
+    if not (isinstance(support, list) and all(isinstance(s, str) for s in support)):
+        raise ValueError("field 'support' must be a list of document ids")
+    premises = d.get("premises", [])
+    if not isinstance(premises, list):
+        raise ValueError("field 'premises' must be a list of facts")
+    cfs = d.get("choice_facts", [])
+    if not isinstance(cfs, list):
+        raise ValueError("field 'choice_facts' must be a list")
+    if cfs and len(cfs) != len(choices):
+        raise ValueError(f"{len(cfs)} choice_facts for {len(choices)} choices")
+    meta = d.get("meta", {})
+    if not isinstance(meta, dict):
+        raise ValueError("field 'meta' must be an object")
+    return Question(id=qid, split=split, subtype=str(d.get("subtype", "")), context=context,
+                    choices=list(choices), answer=answer, support=list(support),
+                    premises=[_fact(f, "a premise") for f in premises],
+                    choice_facts=[None if f is None else _fact(f, "a choice fact") for f in cfs], meta=meta)
+
+
+def _parse_file(path: Path, parse) -> list:
+    out = []
+    for i, row in _read_lines(path):
+        try:
+            out.append(parse(row))
+        except (ValueError, TypeError, KeyError) as e:
+            raise DataError(f"{path.name} line {i}: {e}") from None
+    return out
+
+
+def load_dataset(path: str | os.PathLike, *, verify_hash: bool = True) -> Dataset:
+    """Read a dataset folder written by :func:`save_dataset`.
+
+    Any missing or corrupt file, or bad row, is a :class:`DataError` naming the file and line.
+    With ``verify_hash`` the files must match the ``content_hash`` in ``meta.json`` (hand-edited
+    datasets: pass ``verify_hash=False``).
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise DataError(f"{root}: no such dataset folder")
+    meta_path = root / META_FILE
+    if not meta_path.is_file():
+        raise DataError(f"{root}: missing {META_FILE} (not a genmodes dataset folder)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{META_FILE}: invalid JSON ({getattr(e, 'msg', e)})") from None
+    for key, typ in (("family", str), ("seed", int), ("config", dict)):
+        if not isinstance(meta.get(key), typ):
+            raise DataError(f"{META_FILE}: field {key!r} missing or not a {typ.__name__}")
+    documents = _parse_file(root / "documents.jsonl", document_from_row)
+    questions = _parse_file(root / "questions.jsonl", question_from_row)
+    knowledge = _parse_file(root / "knowledge.jsonl", lambda r: _fact(r, "a knowledge row"))
+    if verify_hash and meta.get("content_hash"):
+        files = {n: (root / n).read_bytes() for n in DATA_FILES}
+        if content_hash(files) != meta["content_hash"]:
+            raise DataError(f"{root}: data files do not match the content_hash in {META_FILE} "
+                            "(edited by hand or truncated)")
+    return Dataset(family=meta["family"], config=meta["config"], seed=meta["seed"], documents=documents,
+                   questions=questions, knowledge=knowledge, meta=meta.get("meta") or {})
+
+
+def resolve_dataset(spec: str | os.PathLike, seed: int = 0, overrides: dict[str, Any] | None = None) -> Dataset:
+    """A dataset from either a dataset folder or a family name (generated with ``seed``/``overrides``).
+
+    This is what the experiment runner calls for a config's ``dataset:`` entry.
+    """
+    from genmodes.data.families import FAMILY_MODULES, make_dataset
+
+    p = Path(spec)
+    if p.is_dir():
+        if overrides:
+            raise DataError(f"settings {sorted(overrides)} apply to a family name, not to the folder {p}")
+        return load_dataset(p)
+    if str(spec) in FAMILY_MODULES:
+        return make_dataset(str(spec), seed=seed, overrides=overrides)
+    raise DataError(f"{spec!r} is neither a dataset folder nor a family ({', '.join(FAMILY_MODULES)})")
