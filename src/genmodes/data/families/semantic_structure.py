@@ -253,6 +253,8 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
                 a, b = b, a
             sents = [COMPARE.format(s=a, t=b, o=parent[a])]
             sents += [say(f) for f in own[a]] + [say(f) for f in own[b]]
+            if len(sents) < 4:
+                sents.append(f"Little else is known about the {a} or the {b}.")
             add(" ".join(sents), [Fact(a, ISA, parent[a]), Fact(b, ISA, parent[b]), *own[a], *own[b]],
                 "comparison", about=[a, b])
         else:

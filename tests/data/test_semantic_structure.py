@@ -1,0 +1,200 @@
+"""Semantic structure family [P1]: validity of every split, leaks, hard distractors, category holdout."""
+
+import json
+import re
+import time
+
+import pytest
+
+from genmodes.data.audit import audit_dataset
+from genmodes.data.families import get_family, make_dataset
+from genmodes.data.families.semantic_structure import ISA, load_hierarchy, parse_statements
+from genmodes.data.types import Fact
+
+SMALL = {"n_documents": 300, "n_qa_items": 20, "questions_per_split": 40}
+
+
+@pytest.fixture(scope="module")
+def ds():
+    t = time.perf_counter()
+    d = make_dataset("semantic_structure", seed=0)
+    assert time.perf_counter() - t < 10, "default-size generation should take seconds"
+    return d
+
+
+def test_hierarchy_resource_is_about_110_categories_with_1_to_6_properties():
+    cats = load_hierarchy()
+    assert 100 <= len(cats) <= 130
+    assert all(1 <= len(c["properties"]) <= 6 for c in cats)
+    assert {c["name"] for c in cats if c["parent"] is None} == {"animal", "object"}
+
+
+def test_same_seed_same_output_and_different_seed_differs():
+    a = make_dataset("semantic_structure", 3, SMALL)
+    b = make_dataset("semantic_structure", 3, SMALL)
+    c = make_dataset("semantic_structure", 4, SMALL)
+    dump = lambda d: json.dumps([[x.to_json() for x in d.documents], [q.to_json() for q in d.questions],  # noqa: E731
+                                 [f.to_list() for f in d.knowledge], d.meta], sort_keys=True)
+    assert dump(a) == dump(b)
+    assert dump(a) != dump(c)
+
+
+def test_default_sizes_and_chance(ds):
+    sizes = {s: len(ds.split(s)) for s in ds.splits}
+    assert sizes["rephrase"] == sizes["reversal"] == sizes["syllogism"] == 300
+    assert 30 <= sizes["category_holdout"] <= 300
+    assert 2200 <= sum(d.kind == "article" for d in ds.documents) <= 2300
+    assert sum(d.kind == "qa" for d in ds.documents) == 300
+    for s in ds.splits:
+        assert ds.chance(s) == pytest.approx(0.25)
+    assert ds.meta["recall_splits"] == ["rephrase"]
+
+
+def test_small_config_sizes():
+    d = make_dataset("semantic_structure", 1, SMALL)
+    assert len(d.documents) == 320
+    assert all(len(d.split(s)) == 40 for s in ("rephrase", "reversal", "syllogism"))
+
+
+def test_audit_passes(ds):
+    rep = audit_dataset(ds)
+    assert rep.violations == []
+
+
+def test_exactly_one_choice_true_and_distractors_hard(ds):
+    kn = set(ds.knowledge)
+    holders = {}
+    for f in kn:
+        holders.setdefault((f.relation, f.object), set()).add(f.subject)
+    for q in ds.questions:
+        assert [i for i, f in enumerate(q.choice_facts) if f in kn] == [q.answer], q.id
+        assert q.meta["hard_distractors"] is True
+        for i, f in enumerate(q.choice_facts):
+            if i != q.answer:
+                assert holders[(f.relation, f.object)] - {f.subject}, (q.id, f)
+        word = q.choices[q.answer].strip(" .")
+        assert word in (q.choice_facts[q.answer].subject, q.choice_facts[q.answer].object)
+
+
+def test_closed_world_has_every_inherited_property(ds):
+    """A wrong option must be truly false: no category may inherit it."""
+    kn = set(ds.knowledge)
+    lex = ds.meta["lexicon"]
+    cats = {c["name"]: c for c in load_hierarchy()}
+    held = set(ds.meta["heldout_categories"])
+    for name, c in cats.items():
+        w = lex["categories"][name]
+        a = c["parent"]
+        while a is not None:
+            assert Fact(w, ISA, lex["categories"][a]) in kn
+            for rel, o in cats[a]["properties"]:
+                assert Fact(w, rel, lex["properties"][o]) in kn
+            a = cats[a]["parent"]
+        for rel, o in c["properties"]:
+            assert (Fact(w, rel, lex["properties"].get(o, "")) in kn) == (w not in held)
+
+
+def test_no_heldout_answer_in_training(ds):
+    texts = [" ".join(d.text.lower().split()) for d in ds.documents]
+    stated = {f for d in ds.documents for f in d.facts}
+    for q in ds.questions:
+        if q.split == "rephrase":
+            continue
+        ans = " ".join(q.answer_text.lower().split())
+        assert not any(ans in t for t in texts), q.id
+        assert q.choice_facts[q.answer] not in stated, q.id
+
+
+def test_category_holdout_only_parent_fact_trained(ds):
+    held = ds.meta["heldout_categories"]
+    assert len(held) == 10
+    kn = set(ds.knowledge)
+    for h in held:
+        parent = [f.object for f in kn if f.subject == h and f.relation == ISA]
+        mentions = [d for d in ds.documents if re.search(rf"\b{h}\b", d.text)]
+        assert len(mentions) >= 5
+        for d in mentions:
+            facts = [f for f in d.facts if h in (f.subject, f.object)]
+            assert len(facts) == 1 and facts[0].relation == ISA and facts[0].subject == h, d.id
+            assert facts[0].object in parent
+            # every statement naming h is that one fact (a QA item may ask "What is the h?")
+            for sent in re.split(r"(?<=[.?:])\s+|\n", d.text):
+                if re.search(rf"\b{h}\b", sent) and not sent.endswith("?"):
+                    assert parse_statements(sent) == [facts[0]], sent
+    qs = ds.split("category_holdout")
+    assert {q.choice_facts[q.answer].subject for q in qs} == set(held)
+    # every inherited fact of a held-out category is asked (none lacked distractors)
+    stated = {f for d in ds.documents for f in d.facts}
+    inherited = {f for f in kn if f.subject in held} - stated
+    assert {q.choice_facts[q.answer] for q in qs} == inherited
+
+
+def test_syllogisms_have_two_or_more_hops_with_premise_chains(ds):
+    for q in ds.split("syllogism") + ds.split("category_holdout"):
+        hops = q.meta["hops"]
+        assert hops >= 2 and len(q.premises) == hops and q.subtype.endswith(f"_{hops}hop")
+        ans = q.choice_facts[q.answer]
+        isa = [p for p in q.premises if p.relation == ISA]
+        assert isa[0].subject == ans.subject
+        for a, b in zip(isa, isa[1:]):
+            assert a.object == b.subject
+        if ans.relation == ISA:
+            assert isa[-1].object == ans.object
+        else:
+            assert q.premises[-1] == Fact(isa[-1].object, ans.relation, ans.object)
+    assert {q.meta["hops"] for q in ds.split("syllogism")} >= {2, 3, 4}
+
+
+def test_reversals_ask_trained_facts_object_first(ds):
+    stated = {f for d in ds.documents for f in d.facts}
+    for q in ds.split("reversal"):
+        assert q.premises[0] in stated
+        assert q.context.startswith("One ")
+        assert q.subtype in ("category", "property")
+    assert {q.subtype for q in ds.split("reversal")} == {"category", "property"}
+
+
+def test_every_premise_is_in_a_document_and_parsing_recovers_document_facts(ds):
+    stated = {f for d in ds.documents for f in d.facts}
+    assert all(p in stated for q in ds.questions for p in q.premises)
+    for d in ds.documents:
+        assert sorted(parse_statements(d.text)) == d.facts, d.id
+
+
+def test_articles_have_4_to_20_sentences(ds):
+    for d in ds.documents:
+        if d.kind != "article":
+            continue
+        body = d.text.split("\n", 1)[1] if d.meta["format"] in ("encyclopedia", "bullets", "glossary") else d.text
+        assert 4 <= len(re.findall(r"[.?]", body)) <= 20, d.text
+
+
+def test_all_words_are_nonsense(ds):
+    from genmodes.data.nonsense import is_english
+
+    ents = set(ds.meta["entities"])
+    assert len(ents) == len(ds.meta["entities"]) > 250
+    assert not any(is_english(w) for w in ents)
+    for f in ds.knowledge:
+        assert f.subject in ents and f.object in ents
+
+
+def test_oracle_augmentations_state_true_unstated_facts(ds):
+    aug = get_family("semantic_structure").oracle_augmentations(ds)
+    kn = set(ds.knowledge)
+    stated = {f for d in ds.documents for f in d.facts}
+    got = {f for d in aug for f in d.facts}
+    assert got <= kn and not (got & stated)
+    for q in ds.questions:
+        if q.split != "rephrase":
+            assert q.choice_facts[q.answer] in got, q.id
+    for d in aug:
+        assert d.kind == "augmentation"
+        assert set(parse_statements(d.text)) == set(d.facts)
+
+
+def test_bad_setting_is_one_clear_error():
+    from genmodes.errors import DataError
+
+    with pytest.raises(DataError, match="n_choice"):
+        make_dataset("semantic_structure", 0, {"n_choice": 3})
