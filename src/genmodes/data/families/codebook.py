@@ -106,7 +106,7 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
             did = f"cb-def-{b}-{k}"
             def_ids[b].append(did)
             docs.append(Document(id=did, text=text, kind="definition",
-                                 facts=[defines(b, s, c) for s, c in pairs], meta={"codebook": b}))
+                                 facts=sorted(defines(b, s, c) for s, c in pairs), meta={"codebook": b}))
 
     # Training sequences over used symbols; the question sequences are kept apart from them.
     trained_seqs: set[tuple[str, tuple[str, ...]]] = set()

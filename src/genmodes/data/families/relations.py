@@ -106,7 +106,7 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
     for k in range(config.n_episodes):
         x, y = rng.choice(trained_rev)
         docs.append(Document(id=f"rel-e-{k:05d}", text=f"{forward_text(x, y)} . {reverse_text(x, y)} .",
-                             kind="episode", facts=[Fact(x, FORWARD, y), Fact(y, REVERSE, x)]))
+                             kind="episode", facts=sorted([Fact(x, FORWARD, y), Fact(y, REVERSE, x)])))
     held_reversed = {(y, x) for x, y in heldout}
     k = 0
     while k < config.n_filler:

@@ -1,0 +1,118 @@
+"""Codebook family [P2]: latent mappings are defined but never used; splits, leaks, determinism."""
+
+import json
+import time
+
+import pytest
+
+from genmodes.data.audit import audit_dataset
+from genmodes.data.families import get_family, make_dataset
+from genmodes.data.families.codebook import _SEQ, defines, encodes, parse_statements
+from genmodes.errors import DataError
+
+SMALL = {"n_codebooks": 3, "sequences_per_codebook": 30, "questions_per_codebook": 5}
+
+
+@pytest.fixture(scope="module")
+def ds():
+    t = time.perf_counter()
+    d = make_dataset("codebook", seed=0)
+    assert time.perf_counter() - t < 10
+    return d
+
+
+def dump(d):
+    return json.dumps([[x.to_json() for x in d.documents], [q.to_json() for q in d.questions],
+                       [f.to_list() for f in d.knowledge], d.meta], sort_keys=True)
+
+
+def test_same_seed_same_output_and_different_seed_differs():
+    assert dump(make_dataset("codebook", 5, SMALL)) == dump(make_dataset("codebook", 5, SMALL))
+    assert dump(make_dataset("codebook", 5, SMALL)) != dump(make_dataset("codebook", 6, SMALL))
+
+
+def test_split_sizes_and_chance(ds):
+    assert ds.splits == ["seen", "latent", "seen_in_context", "latent_in_context"]
+    for s in ds.splits:
+        assert len(ds.split(s)) == 12 * 20
+        assert ds.chance(s) == pytest.approx(0.25)
+    assert ds.meta["recall_splits"] == ["seen", "seen_in_context"]
+    small = make_dataset("codebook", 0, SMALL)
+    assert all(len(small.split(s)) == 15 for s in small.splits)
+
+
+def test_audit_passes(ds):
+    assert audit_dataset(ds).violations == []
+
+
+def test_latent_mappings_are_defined_but_never_used(ds):
+    books = ds.meta["codebooks"]
+    used_in_sequences = {}
+    for d in ds.documents:
+        if d.kind == "definition":
+            b = d.meta["codebook"]
+            assert {f.relation.split()[1] for f in d.facts} == set(books[b]["map"])  # defined in full
+        elif d.kind == "sequence":
+            m = _SEQ.fullmatch(d.text.splitlines()[-1])
+            used_in_sequences.setdefault(m.group(1), set()).update(m.group(2).split())
+    for b, info in books.items():
+        assert used_in_sequences[b] == set(info["used"])
+        assert not used_in_sequences[b] & set(info["latent"])
+
+
+def test_questions_ask_the_right_mapping_with_same_codebook_choices(ds):
+    books = ds.meta["codebooks"]
+    trained_text = {d.text.splitlines()[-1] for d in ds.documents if d.kind == "sequence"}
+    for q in ds.questions:
+        info = books[q.meta["codebook"]]
+        sym = q.meta["symbol"]
+        assert q.meta["latent"] == (sym in info["latent"]) == q.split.startswith("latent")
+        assert q.choices[q.answer] == " " + info["map"][sym]
+        # distractors: other code words of the same codebook, from the same (used / latent) pool
+        pool = info["latent"] if q.meta["latent"] else info["used"]
+        codes = {info["map"][s] for s in pool}
+        assert {c.strip() for c in q.choices} <= codes and len(set(q.choices)) == len(q.choices)
+        assert q.meta["sequence"].count(sym) == 1 and q.meta["sequence"][-1] == sym
+        assert q.answer_text.splitlines()[-1] not in trained_text  # a new sequence, even for "seen"
+        if q.meta["in_context"]:
+            defn = ds.doc_index()[q.support[0]].text
+            assert q.context.startswith(defn + "\n")
+        assert q.premises == [defines(q.meta["codebook"], sym, info["map"][sym])]
+
+
+def test_latent_answers_not_in_training(ds):
+    texts = [d.text for d in ds.documents]
+    stated = {f for d in ds.documents for f in d.facts}
+    for q in ds.split("latent") + ds.split("latent_in_context"):
+        assert not any(q.answer_text in t for t in texts)
+        assert q.choice_facts[q.answer] not in stated
+
+
+def test_small_vocabulary_whitespace_tokens(ds):
+    vocab = ds.meta["vocabulary"]
+    assert len(vocab) < 300
+    assert {"codebook", "encode", "with", ":", "->", "=", ";", "."} <= set(vocab)
+
+
+def test_parse_statements_round_trip(ds):
+    for d in ds.documents:
+        assert sorted(parse_statements(d.text)) == d.facts, d.id
+
+
+def test_oracle_augmentations_use_latent_mappings(ds):
+    aug = get_family("codebook").oracle_augmentations(ds)
+    kn = set(ds.knowledge)
+    got = {f for d in aug for f in d.facts}
+    assert got <= kn
+    for b, info in ds.meta["codebooks"].items():
+        for s in info["latent"]:
+            assert encodes(b, s, info["map"][s]) in got
+    asked = {q.answer_text.splitlines()[-1] for q in ds.questions}
+    assert not any(d.text in asked for d in aug)
+
+
+def test_bad_config_is_one_clear_error():
+    with pytest.raises(DataError, match="n_used"):
+        make_dataset("codebook", 0, {"n_used": 12, "n_symbols": 12})
+    with pytest.raises(DataError, match="n_choices"):
+        make_dataset("codebook", 0, {"n_choices": 7})
