@@ -74,10 +74,13 @@ class _TextIndex:
         interior = words[1:-1]
         if interior:
             w = min(interior, key=lambda x: len(self.by_word.get(x, ())))
-            for i in self.by_word.get(w, ()):
-                if needle in self.texts[i]:
-                    return i
-            return None
+            cands = self.by_word.get(w, ())
+            if len(cands) * 8 < len(self.texts):
+                for i in cands:
+                    if needle in self.texts[i]:
+                        return i
+                return None
+        # common words only: one C-level scan of everything beats a Python loop over most documents
         if self._joined is None:
             self._joined = "\0".join(self.texts)
         pos = self._joined.find(needle)
