@@ -1,0 +1,87 @@
+"""Summary rows (dataset x split x condition): accuracy, standard error, chance.
+
+The one aggregation both the runner (``summary.csv``) and the report use. Error bars follow the
+P1 protocol: standard errors over inference subtypes. A group is a (subtype, seed) pair; the standard
+error is the sample sd of the group accuracies over sqrt(#groups). With a single group there is no
+spread to measure, so the binomial standard error sqrt(p(1-p)/n) stands in.
+
+Pure Python on purpose: the report reads result files only and must not import torch (which
+``genmodes.scoring`` does), so the sd is computed here rather than via ``scoring.stderr_of_mean``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from genmodes.errors import DataError
+
+SUMMARY_COLUMNS = ("dataset", "split", "condition", "n", "accuracy", "stderr", "chance")
+_REQUIRED = ("dataset", "split", "condition", "correct")
+
+
+def _sem(values: Sequence[float]) -> float:
+    n = len(values)
+    m = sum(values) / n
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n)
+
+
+def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (dataset, split, condition) with ``n, accuracy, stderr, chance``.
+
+    Ordered by dataset (first appearance), split (first appearance within its dataset), condition
+    (first appearance). Rows are expected to come from one model; prefix ``condition`` with the
+    model to compare several in one summary.
+    """
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    ds_order: dict[str, int] = {}
+    split_order: dict[tuple[str, str], int] = {}
+    cond_order: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        missing = [k for k in _REQUIRED if k not in r]
+        if missing:
+            raise DataError(f"results row {i + 1}: missing field {missing[0]!r}")
+        d, s, c = str(r["dataset"]), str(r["split"]), str(r["condition"])
+        ds_order.setdefault(d, len(ds_order))
+        split_order.setdefault((d, s), len(split_order))
+        cond_order.setdefault(c, len(cond_order))
+        groups.setdefault((d, s, c), []).append(r)
+
+    out = []
+    for (d, s, c) in sorted(groups, key=lambda k: (ds_order[k[0]], split_order[(k[0], k[1])], cond_order[k[2]])):
+        g = groups[(d, s, c)]
+        n = len(g)
+        acc = sum(bool(r["correct"]) for r in g) / n
+        by_group: dict[tuple[str, Any], list[bool]] = {}
+        for r in g:
+            by_group.setdefault((str(r.get("subtype", "")), r.get("seed", 0)), []).append(bool(r["correct"]))
+        if len(by_group) > 1:
+            stderr = _sem([sum(v) / len(v) for v in by_group.values()])
+        else:
+            stderr = math.sqrt(acc * (1 - acc) / n)
+        chances = [float(r["chance"]) for r in g if r.get("chance") is not None]
+        chance = sum(chances) / len(chances) if chances else float("nan")
+        out.append({"dataset": d, "split": s, "condition": c, "n": n, "accuracy": acc,
+                    "stderr": stderr, "chance": chance})
+    return out
+
+
+def write_summary_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Write summary rows (from :func:`summarize`) as CSV; a temporary file is renamed into place, so
+    a reader never sees half a file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+            w.writeheader()
+            for r in rows:
+                w.writerow(r)
+        os.replace(tmp, p)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return p
