@@ -1,0 +1,413 @@
+"""``build_report(run_dir)``: ``report.md`` and a self-contained ``report.html`` from a run folder.
+
+The report answers the questions of P1-P3 for one run: accuracy per dataset, split and condition
+(tables and bar charts with standard errors and chance, like P1's figures), the augmentation audit,
+retrieval recall, and the train-time vs test-time compute trade-off (augmentation pays at train time,
+retrieval and in-context learning pay in context tokens at test time). It reads only the run folder.
+
+Both formats come from one list of blocks, so the markdown and the HTML always say the same thing.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+from genmodes.report import figures
+from genmodes.report.run import Run, load_run
+from genmodes.report.summary import summarize
+
+DASH = "–"
+
+# ------------------------------------------------------------------------------------------ blocks
+# ("h", level, text) ("p", text) ("list", [text]) ("table", headers, rows) ("img", relpath, alt)
+Block = tuple
+
+
+def _pct(x: float | None, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return DASH
+    s = f"{100 * x:.{digits}f}"
+    return (s.rstrip("0").rstrip(".") if "." in s else s) + "%"
+
+
+def _acc(r: dict[str, Any]) -> str:
+    se = r["stderr"]
+    return f"{100 * r['accuracy']:.1f}% ± {DASH if math.isnan(se) else f'{100 * se:.1f}'}"
+
+
+def _num(x: float | None, kind: str = "s") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return DASH
+    if kind == "tokens":
+        return f"{x:,.0f}"
+    if kind == "frac":
+        return f"{x:.3g}"
+    return f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
+
+
+def _mean(xs: Sequence[float | None]) -> float | None:
+    v = [float(x) for x in xs if isinstance(x, (int, float)) and not isinstance(x, bool)]
+    return sum(v) / len(v) if v else None
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "x"
+
+
+# ------------------------------------------------------------------------------------------ sections
+
+class _Figures:
+    """Figure files of this report: unique names under ``out/figures``."""
+
+    def __init__(self, out: Path):
+        self.dir = out / "figures"
+        self.used: set[str] = set()
+
+    def path(self, stem: str) -> Path:
+        name, i = _slug(stem), 2
+        while name in self.used:
+            name, i = f"{_slug(stem)}_{i}", i + 1
+        self.used.add(name)
+        return self.dir / f"{name}.png"
+
+
+def _rows_by_label(run: Run) -> tuple[list[dict[str, Any]], list[str]]:
+    """Result rows with ``condition`` relabelled ``condition · model`` when a run holds several models,
+    and the conditions in report order (config order, then appearance)."""
+    models = list(dict.fromkeys(str(r.get("model", "")) for r in run.results))
+    order = run.condition_order()
+    if len(models) <= 1:
+        present = {str(r["condition"]) for r in run.results}
+        return run.results, [c for c in order if c in present]
+    rows = [{**r, "condition": f"{r['condition']} · {r.get('model', '')}"} for r in run.results]
+    present = {r["condition"] for r in rows}
+    return rows, [f"{c} · {m}" for c in order for m in models if f"{c} · {m}" in present]
+
+
+def _header(run: Run) -> list[Block]:
+    cfg = run.config
+    done = len(run.cells) if run.cells else len({str(r["cell"]) for r in run.results})
+    models = list(dict.fromkeys(str(r.get("model")) for r in run.results if r.get("model") is not None))
+    model = cfg.get("model") or ", ".join(models) or "unknown"
+    if isinstance(model, list):
+        model = ", ".join(map(str, model))
+    seeds = cfg.get("seeds") or sorted({r.get("seed") for r in run.results if r.get("seed") is not None})
+    facts = [f"Model `{model}`", f"run folder `{run.path}`"]
+    if run.date:
+        facts.append(f"last cell finished {run.date}" if run.cells else f"results written {run.date}")
+    if seeds:
+        facts.append(f"seeds {', '.join(map(str, seeds))}")
+    out: list[Block] = [("h", 1, f"Report: {run.name}"), ("p", " · ".join(facts) + ".")]
+    if run.expected_cells is not None:
+        status = f"Cells finished: {done} of {run.expected_cells}."
+        if done < run.expected_cells:
+            status += " The run is incomplete or still in progress: this report shows the finished cells only."
+    else:
+        status = f"Cells finished: {done}."
+    out.append(("p", status))
+    if run.notes:
+        out.append(("list", run.notes))
+    out.append(("p", "Accuracy: share of questions whose most likely choice (summed log-probability, choices "
+                     "never shown in context) is the answer. ± is the standard error over (subtype, seed) "
+                     "groups, binomial when there is only one group. Chance is the mean over the split's "
+                     "questions of 1 / number of choices."))
+    return out
+
+
+def _accuracy(run: Run, figs: _Figures, colors: dict[str, Any]) -> list[Block]:
+    rows, conditions = _rows_by_label(run)
+    out: list[Block] = [("h", 2, "Accuracy")]
+    if not rows:
+        out.append(("p", "No finished cells yet: nothing to report."))
+        return out
+    summary = summarize(rows)
+    n_seeds = len(run.config.get("seeds") or []) or None
+    seeds_of: dict[tuple[str, str], set[Any]] = {}
+    for r in rows:
+        seeds_of.setdefault((str(r["dataset"]), str(r["condition"])), set()).add(r.get("seed"))
+    for ds in run.dataset_order():
+        srows = [s for s in summary if s["dataset"] == ds]
+        if not srows:
+            continue
+        splits = list(dict.fromkeys(s["split"] for s in srows))
+        table = {(s["split"], s["condition"]): s for s in srows}
+        chance: dict[str, float] = {}
+        for sp in splits:
+            ch = [s["chance"] for s in srows if s["split"] == sp and not math.isnan(s["chance"])]
+            chance[sp] = sum(ch) / len(ch) if ch else float("nan")
+        conds = [c for c in conditions if any((sp, c) in table for sp in splits)]
+        family = next((str(r["family"]) for r in rows if r["dataset"] == ds and r.get("family")), None)
+        out.append(("h", 3, f"{ds}" + (f" ({family})" if family and family != ds else "")))
+        headers = ["condition"] + [f"{sp} (chance {_pct(chance[sp])})" for sp in splits]
+        body = []
+        for c in conds:
+            label = c
+            k = len(seeds_of.get((ds, c), ()))
+            if n_seeds and k < n_seeds:
+                label += f" ({k} of {n_seeds} seeds)"
+            body.append([label] + [_acc(table[(sp, c)]) if (sp, c) in table else DASH for sp in splits])
+        questions = []
+        for sp in splits:
+            q = {r.get("question_id") for r in rows if r["dataset"] == ds and r["split"] == sp}
+            questions.append(str(len(q)))
+        body.append(["questions"] + questions)
+        out.append(("table", headers, body))
+        path = figures.accuracy_bars(f"{ds}: accuracy by split", splits, conds, table, chance,
+                                     figs.path(f"accuracy_{ds}"), colors)
+        out.append(("img", path, f"accuracy on {ds}"))
+    return out
+
+
+def _cell_label(c: dict[str, Any]) -> list[str]:
+    return [str(c.get("dataset", DASH)), str(c.get("condition", DASH)), str(c.get("seed", DASH))]
+
+
+def _augmentation(run: Run) -> list[Block]:
+    cells = [c for c in run.cells if isinstance((c.get("info") or {}).get("augmentation"), dict)]
+    if not cells:
+        return []
+    headers = ["dataset", "condition", "seed", "statements", "true", "false", "unverifiable",
+               "test answers stated", "generated documents"]
+    body = []
+    for c in cells:
+        a = c["info"]["augmentation"]
+        n = a.get("statements")
+
+        def part(k: str) -> str:
+            v = a.get(k)
+            if not isinstance(v, (int, float)):
+                return DASH
+            return f"{v:g}" + (f" ({_pct(v / n)})" if isinstance(n, (int, float)) and n > 0 else "")
+
+        body.append(_cell_label(c) + [DASH if n is None else f"{n:g}", part("true"), part("false"),
+                                      part("unverifiable"), part("test_answers_stated"),
+                                      DASH if a.get("generated_documents") is None else f"{a['generated_documents']:g}"])
+    return [("h", 2, "Augmentation audit"),
+            ("p", "Statements the model generated, checked against the dataset's knowledge: true, false (contradict "
+                  "it), unverifiable (parse or unknown entities). Test answers stated: generated statements that "
+                  "spell out the answer of a test question (the augmentation works by stating latent "
+                  "consequences, so this measures how much of the test it anticipated)."),
+            ("table", headers, body)]
+
+
+def _retrieval(run: Run) -> list[Block]:
+    cells = [c for c in run.cells if (c.get("info") or {}).get("recall_at_k") is not None]
+    if not cells:
+        return []
+    splits: dict[str, None] = {}
+    for c in cells:
+        by = c["info"].get("recall_at_k_by_split")
+        if isinstance(by, dict):
+            splits.update(dict.fromkeys(map(str, by)))
+    has_k = any(c["info"].get(k) is not None for c in cells for k in ("k", "top_k"))
+    headers = ["dataset", "condition", "seed"] + (["k"] if has_k else []) + ["recall@k"] + \
+              [f"recall@k {s}" for s in splits]
+    body = []
+    for c in cells:
+        info = c["info"]
+        by = info.get("recall_at_k_by_split") if isinstance(info.get("recall_at_k_by_split"), dict) else {}
+        k = info.get("k", info.get("top_k"))
+        body.append(_cell_label(c) + ([DASH if k is None else str(k)] if has_k else []) +
+                    [_pct(info["recall_at_k"])] + [_pct(by.get(s)) for s in splits])
+    return [("h", 2, "Retrieval recall@k"),
+            ("p", "Share of questions whose supporting document(s) are among the k retrieved."),
+            ("table", headers, body)]
+
+
+def _compute(run: Run) -> list[Block]:
+    out: list[Block] = [("h", 2, "Compute: train time vs test time")]
+    if not run.cells:
+        out.append(("p", "No cell timings (cells.jsonl missing or empty)."))
+        return out
+    ctx_mean: dict[str, list[float]] = {}
+    for r in run.results:
+        if isinstance(r.get("context_tokens"), (int, float)):
+            ctx_mean.setdefault(str(r["cell"]), []).append(float(r["context_tokens"]))
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for c in run.cells:
+        groups.setdefault((str(c.get("dataset")), str(c.get("condition"))), []).append(c)
+    d_order = {d: i for i, d in enumerate(run.dataset_order())}
+    c_order = {c: i for i, c in enumerate(run.condition_order())}
+    keys = sorted(groups, key=lambda k: (d_order.get(k[0], len(d_order)), c_order.get(k[1], len(c_order))))
+    any_kept = any((c.get("info") or {}).get("kept_fraction") is not None for c in run.cells)
+    any_tok = any((c.get("info") or {}).get("tokens_trained") is not None for c in run.cells)
+    headers = (["dataset", "condition", "kind", "cells", "train-time s (train + generation)"]
+               + (["tokens trained"] if any_tok else [])
+               + ["context tokens / question", "scoring s", "total s"]
+               + (["kept fraction"] if any_kept else []))
+    body = []
+    for key in keys:
+        cs = groups[key]
+        train, ctx = [], []
+        for c in cs:
+            info = c.get("info") or {}
+            t, g = info.get("train_seconds"), info.get("generation_seconds")
+            train.append(None if t is None and g is None else float(t or 0) + float(g or 0))
+            mean_ctx = info.get("mean_context_tokens")
+            if mean_ctx is None and str(c["cell"]) in ctx_mean:
+                v = ctx_mean[str(c["cell"])]
+                mean_ctx = sum(v) / len(v)
+            pre = info.get("prefix_tokens")
+            ctx.append(None if pre is None and mean_ctx is None else float(pre or 0) + float(mean_ctx or 0))
+        tm = [c.get("timings") or {} for c in cs]
+        info_of = [c.get("info") or {} for c in cs]
+        row = [key[0], key[1], str(cs[0].get("condition_kind", DASH)), str(len(cs)), _num(_mean(train))]
+        if any_tok:
+            row.append(_num(_mean([i.get("tokens_trained") for i in info_of]), "tokens"))
+        row += [_num(_mean(ctx), "tokens"), _num(_mean([t.get("score_s") for t in tm])),
+                _num(_mean([t.get("total_s") for t in tm]))]
+        if any_kept:
+            row.append(_num(_mean([i.get("kept_fraction") for i in info_of]), "frac"))
+        body.append(row)
+    out.append(("p", "Means over seeds. Train-time seconds are what a condition spends before the first question "
+                     "(fine-tuning, generating augmentations); context tokens per question are what it spends at "
+                     "test time (shared prefix plus the question's own context, retrieved documents included)."))
+    out.append(("table", headers, body))
+    return out
+
+
+def _curves(run: Run, figs: _Figures) -> list[Block]:
+    out: list[Block] = []
+    by_ds: dict[str, list[tuple[str, list]]] = {}
+    for c in run.cells:
+        lc = (c.get("info") or {}).get("loss_curve")
+        if isinstance(lc, list) and lc:
+            by_ds.setdefault(str(c.get("dataset")), []).append((f"{c.get('condition')} seed {c.get('seed')}", lc))
+    for ds, curves in by_ds.items():
+        p = figures.loss_curves(f"{ds}: training loss", curves, figs.path(f"loss_{ds}"))
+        out.append(("img", p, f"training loss on {ds}"))
+    notes = []
+    for c in run.cells:
+        rel = (c.get("info") or {}).get("curves_file")
+        if not rel:
+            continue
+        f = run.path / str(rel)
+        if not f.is_file():
+            notes.append(f"{c['cell']}: curves file {rel} not found.")
+            continue
+        try:
+            from genmodes.report.run import read_jsonl
+
+            rows, _ = read_jsonl(f, ("step",))
+        except Exception as e:  # a bad curves file must not cost the whole report
+            notes.append(f"{c['cell']}: curves file unreadable ({e}).")
+            continue
+        if rows:
+            p = figures.training_curves(f"{c.get('dataset')} / {c.get('condition')} seed {c.get('seed')}",
+                                        rows, figs.path(f"curves_{c['cell']}"))
+            out.append(("img", p, f"training curves of {c['cell']}"))
+    if notes:
+        out.append(("list", notes))
+    return [("h", 2, "Training curves")] + out if out else []
+
+
+# ------------------------------------------------------------------------------------------ rendering
+
+def _md_cell(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+_NUMERIC = re.compile(r"^(–|-?[\d.,]+%?( ± [\d.–]+)?( \(.*\))?)$")
+
+
+def _numeric_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[bool]:
+    """Columns to right-align: every body value a number (or a dash)."""
+    return [i > 0 and all(_NUMERIC.match(str(r[i])) for r in rows if i < len(r)) for i in range(len(headers))]
+
+
+def to_markdown(blocks: Sequence[Block], base: Path) -> str:
+    parts = []
+    for b in blocks:
+        if b[0] == "h":
+            parts.append("#" * b[1] + " " + b[2])
+        elif b[0] == "p":
+            parts.append(b[1])
+        elif b[0] == "list":
+            parts.append("\n".join(f"- {x}" for x in b[1]))
+        elif b[0] == "table":
+            headers, rows = b[1], b[2]
+            right = _numeric_columns(headers, rows)
+            lines = ["| " + " | ".join(map(_md_cell, headers)) + " |",
+                     "|" + "|".join("---:" if r else "---" for r in right) + "|"]
+            lines += ["| " + " | ".join(_md_cell(str(x)) for x in r) + " |" for r in rows]
+            parts.append("\n".join(lines))
+        elif b[0] == "img":
+            parts.append(f"![{b[2]}]({Path(os.path.relpath(b[1], base)).as_posix()})")
+    return "\n\n".join(parts) + "\n"
+
+
+_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
+margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+table{border-collapse:collapse;margin:1em 0;font-size:0.92em}
+th,td{border:1px solid #ccc;padding:0.3em 0.7em;text-align:left}
+.num{text-align:right}th{background:#f3f3f3}
+img{max-width:100%;height:auto;display:block;margin:0.5em 0 1.5em}
+code{background:#f3f3f3;padding:0 0.25em;border-radius:3px}h2{border-bottom:1px solid #ddd;padding-bottom:0.2em}"""
+
+
+def _inline(s: str) -> str:
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(s))
+
+
+def to_html(blocks: Sequence[Block], title: str) -> str:
+    parts = []
+    for b in blocks:
+        if b[0] == "h":
+            parts.append(f"<h{b[1]}>{_inline(b[2])}</h{b[1]}>")
+        elif b[0] == "p":
+            parts.append(f"<p>{_inline(b[1])}</p>")
+        elif b[0] == "list":
+            parts.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in b[1]) + "</ul>")
+        elif b[0] == "table":
+            right = _numeric_columns(b[1], b[2])
+
+            def td(i: int, x: Any, tag: str = "td") -> str:
+                return f'<{tag} class="num">' if right[i] else f"<{tag}>"
+
+            head = "".join(f"{td(i, h, 'th')}{html.escape(h)}</th>" for i, h in enumerate(b[1]))
+            body = "".join("<tr>" + "".join(f"{td(i, x)}{html.escape(str(x))}</td>" for i, x in enumerate(r))
+                           + "</tr>" for r in b[2])
+            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif b[0] == "img":
+            data = base64.b64encode(Path(b[1]).read_bytes()).decode("ascii")
+            parts.append(f'<img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">')
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
+            + "\n".join(parts) + "\n</body></html>\n")
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
+    """Write ``report.md``, ``report.html`` (images embedded) and ``figures/*.png`` into ``out_dir``
+    (default: the run folder). Returns the markdown and HTML paths."""
+    run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else run.path
+    out.mkdir(parents=True, exist_ok=True)
+    figs = _Figures(out)
+    _, conditions = _rows_by_label(run)
+    colors = figures.condition_colors(conditions)
+    blocks: list[Block] = []
+    blocks += _header(run)
+    blocks += _accuracy(run, figs, colors)
+    blocks += _augmentation(run)
+    blocks += _retrieval(run)
+    blocks += _compute(run)
+    blocks += _curves(run, figs)
+    md_path, html_path = out / "report.md", out / "report.html"
+    _write_atomic(md_path, to_markdown(blocks, out))
+    _write_atomic(html_path, to_html(blocks, f"genmodes report: {run.name}"))
+    return md_path, html_path

@@ -1,0 +1,126 @@
+"""Report figures (matplotlib, no pyplot state, Agg rendering): accuracy bars like P1's figures,
+loss curves, from-scratch training curves. Each writes one PNG atomically and returns its path."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
+
+DPI = 130
+
+
+def condition_colors(conditions: Sequence[str]) -> dict[str, Any]:
+    """A stable colour per condition, shared by every figure of a report."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(conditions) <= 10 else "tab20"]
+    return {c: cmap(i % cmap.N) for i, c in enumerate(conditions)}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    FigureCanvasAgg(fig)
+    try:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def accuracy_bars(title: str, splits: Sequence[str], conditions: Sequence[str],
+                  table: dict[tuple[str, str], dict[str, Any]], chance: dict[str, float],
+                  path: Path, colors: dict[str, Any] | None = None) -> Path:
+    """One group per split, one bar per condition with its standard error, a dashed chance line per
+    split. ``table[(split, condition)]`` holds ``accuracy`` and ``stderr`` (missing: no bar)."""
+    colors = colors or condition_colors(conditions)
+    n_c = max(1, len(conditions))
+    width = 0.8 / n_c
+    fig = Figure(figsize=(max(5.0, 1.5 + len(splits) * (0.45 * n_c + 0.6)), 4.2))
+    ax = fig.add_subplot()
+    for j, c in enumerate(conditions):
+        xs, ys, es = [], [], []
+        for i, s in enumerate(splits):
+            r = table.get((s, c))
+            if r is None:
+                continue
+            xs.append(i - 0.4 + width * (j + 0.5))
+            ys.append(r["accuracy"])
+            es.append(0.0 if math.isnan(r["stderr"]) else r["stderr"])
+        ax.bar(xs, ys, width=width * 0.92, yerr=es, capsize=3, label=c, color=colors[c],
+               error_kw={"elinewidth": 1, "ecolor": "0.2"})
+    labelled = False
+    for i, s in enumerate(splits):
+        ch = chance.get(s)
+        if ch is None or math.isnan(ch):
+            continue
+        ax.hlines(ch, i - 0.45, i + 0.45, colors="0.25", linestyles="dashed", linewidth=1.2,
+                  label=None if labelled else "chance", zorder=3)
+        labelled = True
+    ax.set_xticks(range(len(splits)))
+    long = max((len(s) for s in splits), default=0) > 12 and len(splits) > 2
+    ax.set_xticklabels(splits, rotation=20 if long else 0, ha="right" if long else "center")
+    ax.set_xlim(-0.6, len(splits) - 0.4)
+    ax.set_ylim(0, 1.05)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _save(fig, path)
+
+
+def loss_curves(title: str, curves: Sequence[tuple[str, Sequence[Sequence[float]]]], path: Path) -> Path:
+    """Training loss against step, a line per (label, [[step, loss], ...])."""
+    fig = Figure(figsize=(6.5, 3.8))
+    ax = fig.add_subplot()
+    for label, pts in curves:
+        pts = [p for p in pts if len(p) >= 2 and p[1] is not None]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, linewidth=1.4)
+    ax.set_xlabel("step")
+    ax.set_ylabel("training loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _save(fig, path)
+
+
+def training_curves(title: str, rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """From-scratch training: loss (left) and accuracy per split (right) against step."""
+    fig = Figure(figsize=(10, 3.8))
+    ax_l, ax_a = fig.subplots(1, 2)
+    pts = [(r["step"], r["loss"]) for r in rows if r.get("loss") is not None and "step" in r]
+    ax_l.plot([p[0] for p in pts], [p[1] for p in pts], color="0.2", linewidth=1.4)
+    ax_l.set_xlabel("step")
+    ax_l.set_ylabel("training loss")
+    splits: dict[str, None] = {}
+    for r in rows:
+        splits.update(dict.fromkeys((r.get("accuracy") or {}).keys()))
+    for s in splits:
+        sp = [(r["step"], r["accuracy"][s]) for r in rows
+              if "step" in r and isinstance(r.get("accuracy"), dict) and r["accuracy"].get(s) is not None]
+        ax_a.plot([p[0] for p in sp], [p[1] for p in sp], marker="o", markersize=3, linewidth=1.4, label=s)
+    ax_a.set_xlabel("step")
+    ax_a.set_ylabel("accuracy")
+    ax_a.set_ylim(-0.02, 1.02)
+    ax_a.yaxis.set_major_formatter(PercentFormatter(1.0))
+    if splits:
+        ax_a.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    for ax in (ax_l, ax_a):
+        ax.grid(alpha=0.3)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    fig.suptitle(title)
+    return _save(fig, path)
