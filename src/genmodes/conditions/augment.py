@@ -1,0 +1,333 @@
+"""``augmented_finetune``: the model writes out the consequences of its training data with its own
+in-context abilities, then is fine-tuned on original + generated text [P1, "Augmented fine-tuning"].
+
+Sources of augmentations (``Settings.source``):
+
+- ``local``: each training document alone, after a few-shot prompt showing rephrasings and reversals
+  of made-up statements; the model rewrites the document more flexibly [P1, local augmentation].
+- ``global``: the whole training set (or a seeded subsample that fits ``budget_tokens``, as for the
+  ``in_context`` condition) in context, then one document; the model writes the inferences linking
+  it to the rest ("Dax are a type of fep ... feps can zarp -> dax can zarp") [P1, global augmentation].
+  The training set is encoded once and its KV cache reused for every document
+  (:class:`genmodes.conditions.generate.PrefixGenerator`).
+- ``oracle``: the true reversals and inferences written from the ground truth
+  (``Family.oracle_augmentations``): the upper bound that tells "augmentation helps" apart from "this
+  model writes poor augmentations".
+
+Generation is train-time compute, cached and resumable: one JSON line per finished document in a
+run-wide artifact folder; a restart regenerates only the documents missing there. Every generated
+statement is checked against the ground truth (``Family.parse_statements``): counts of true, false and
+unverifiable statements, and how many held-out test answers the augmentations state outright, go to
+``info["augmentation"]`` for the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+from pydantic import Field, model_validator
+
+from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, Timer, write_json_atomic
+from genmodes.conditions.finetune import Settings as FinetuneSettings, train_on_texts, training_documents
+from genmodes.conditions.in_context import model_context_length, select_documents
+from genmodes.data.families import get_family
+from genmodes.data.types import Dataset, Document, Fact
+from genmodes.errors import ConfigError, DataError
+
+# Bump when a prompt changes: it is part of the cache key, so old generations are not reused.
+PROMPT_VERSION = 1
+
+# Few-shot examples in made-up words (none from any dataset): rephrasings AND reversals, in the
+# three shapes the families use (a name and a description, a comparison, a category).
+LOCAL_PREFIX = """Rewrite each statement in other words, and state it in reverse.
+
+Statement: Mipsa Toller is the inventor of the humming lamp.
+Rephrasings and reversals:
+- The inventor of the humming lamp is Mipsa Toller.
+- Mipsa Toller invented the humming lamp.
+- The humming lamp was invented by Mipsa Toller.
+
+Statement: Wugs are heavier than zibs.
+Rephrasings and reversals:
+- Zibs are lighter than wugs.
+- Wugs weigh more than zibs.
+- Zibs are not as heavy as wugs.
+
+Statement: Every blicket is a kind of dorp.
+Rephrasings and reversals:
+- Blickets are dorps.
+- One kind of dorp is the blicket.
+- Some dorps are blickets.
+
+"""
+LOCAL_PROMPT = "Statement: {text}\nRephrasings and reversals:\n-"
+
+GLOBAL_INSTRUCTION = """Below are documents, then one of them again. Write the inferences that link that \
+document to the other documents: its reversals, and the conclusions that follow when it is combined with \
+other documents.
+
+Example documents:
+Dax are a type of fep. Feps can zarp. Lomi Praw is the keeper of the glass well.
+Example document: Dax are a type of fep.
+Inferences:
+- Dax can zarp.
+- One type of fep is the dax.
+
+Documents:
+"""
+GLOBAL_PROMPT = "Document: {text}\nInferences:\n-"
+
+STOP = ("\n\n", "\nStatement:", "\nDocument:")
+
+
+class Settings(_Base):
+    source: Literal["local", "global", "oracle"] = "local"
+    generator: str | None = Field(default=None, description="model spec that writes the augmentations "
+                                                            "(default: the model under study)")
+    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
+    samples_per_document: int = Field(default=1, ge=1)
+    max_new_tokens: int = Field(default=128, ge=1)
+    temperature: float = Field(default=0.0, ge=0, description="0 = greedy")
+    batch_size: int = Field(default=8, ge=1, description="documents generated together")
+    # global source: token budget of the training-set context (None = the generator's context
+    # length minus room for the prompt and the new tokens), and the in_context-style kept fraction.
+    budget_tokens: int | None = Field(default=None, gt=0)
+    fraction: float | None = Field(default=None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _samples_need_sampling(self) -> "Settings":
+        if self.temperature == 0 and self.samples_per_document > 1:
+            raise ValueError("samples_per_document > 1 needs temperature > 0 (greedy samples are identical)")
+        return self
+
+
+# ------------------------------------------------------------------------------------------ text
+
+def split_items(output: str) -> list[str]:
+    """A generated list ("a\\n- b\\n- c", the first dash is in the prompt) -> its statements."""
+    items = []
+    for line in output.split("\n"):
+        line = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", line).strip()
+        if line:
+            items.append(line)
+    return items
+
+
+# Sentences end at a line break or at "." / "!" before whitespace; not at "?", so a "Q: ...? A: ..."
+# line stays one statement.
+_SENTENCE_END = re.compile(r"\n+|(?<=[.!])\s+")
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+
+
+def held_out_answers(ds: Dataset) -> set[Fact]:
+    """The answer facts of questions not in a recall split: what training does not state."""
+    recall = set(ds.meta.get("recall_splits", []))
+    out = set()
+    for q in ds.questions:
+        if q.split in recall or q.answer >= len(q.choice_facts):
+            continue
+        f = q.choice_facts[q.answer]
+        if f is not None:
+            out.add(f)
+    return out
+
+
+def _innermost(facts: list[Fact]) -> list[Fact]:
+    """Drop a parse that contains another parse of the same clause.
+
+    A family's generic and template patterns can both match one sentence ("Carrying the weight of being
+    <desc> is <name>" parses as (<desc>, is, <name>) and as ("the weight of being <desc>", is, <name>));
+    the longer span is the same statement read with extra words, not a second (false) one.
+    """
+    def inside(a: Fact, b: Fact) -> bool:  # b is a tighter reading of a
+        return a != b and a.relation == b.relation and (
+            (a.object == b.object and b.subject in a.subject) or (a.subject == b.subject and b.object in a.object))
+
+    return [a for a in facts if not any(inside(a, b) for b in facts)]
+
+
+def verify(ds: Dataset, texts: Sequence[str]) -> dict[str, Any]:
+    """Check generated texts against the ground truth, sentence by sentence.
+
+    Each fact a sentence states is ``true`` (in ``ds.knowledge``) or ``false`` (parsed, not in it); a
+    sentence with no parsable fact is ``unverifiable``; ``statements`` = true + false + unverifiable.
+    ``test_answers_stated`` counts the distinct held-out answer facts that some text states.
+    """
+    parse = get_family(ds.family).parse_statements
+    knowledge = set(ds.knowledge)
+    answers = held_out_answers(ds)
+    true = false = unverifiable = 0
+    stated: set[Fact] = set()
+    for text in texts:
+        for sent in split_sentences(text):
+            facts = _innermost(parse(sent)) if parse is not None else []
+            if not facts:
+                unverifiable += 1
+            for f in facts:
+                if f in knowledge:
+                    true += 1
+                    stated.add(f)
+                else:
+                    false += 1
+    return {"statements": true + false + unverifiable, "true": true, "false": false,
+            "unverifiable": unverifiable, "test_answers_stated": len(stated & answers),
+            "test_answers_total": len(answers), "verifiable": parse is not None}
+
+
+# ------------------------------------------------------------------------------------------ cache
+
+class GenerationCache:
+    """Append-only JSONL of finished documents: ``{"doc": id, "outputs": [...], "seconds": s}``.
+
+    Each line is flushed and fsynced as its document finishes. A partial last line (a crash mid-write)
+    is cut off on open, so the next append starts on a clean line; a corrupt line elsewhere is an error.
+    """
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.records: dict[str, dict[str, Any]] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            return
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):  # unterminated last line: never finished
+            with open(path, "r+b") as f:
+                f.truncate(end)
+        for n, line in enumerate(data[:end].decode("utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+                self.records[rec["doc"]] = rec
+            except (ValueError, KeyError, TypeError):
+                raise DataError(f"{path}:{n}: corrupt generation record; delete the file to regenerate") from None
+
+    def append(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.records[record["doc"]] = record
+
+
+# ------------------------------------------------------------------------------------------ generation
+
+def _row_seed(seed: int, doc_id: str, k: int) -> int:
+    return int(hashlib.sha256(f"augment-{seed}-{doc_id}-{k}".encode()).hexdigest()[:15], 16)
+
+
+def cache_dir(ctx: CellContext, settings: Settings) -> Path:
+    return ctx.artifact_dir("augment", source=settings.source, generator=settings.generator or ctx.model_spec,
+                            samples=settings.samples_per_document, max_new_tokens=settings.max_new_tokens,
+                            temperature=settings.temperature, budget_tokens=settings.budget_tokens,
+                            fraction=settings.fraction, prompt_version=PROMPT_VERSION)
+
+
+def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[str], dict[str, Any]]:
+    """Generated statements for every training document (``local``/``global``), resuming from the cache.
+
+    Returns the statements (one training text each, in document order) and generation info.
+    """
+    from genmodes.conditions.generate import PrefixGenerator
+
+    if settings.source not in ("local", "global"):
+        raise ValueError(f"generate_augmentations: source {settings.source!r} is not generated")
+    docs = training_documents(ctx, settings.finetune)
+    folder = cache_dir(ctx, settings)
+    cache = GenerationCache(folder / "generations.jsonl")
+    todo = [d for d in docs if d.id not in cache.records]
+    resumed = len(docs) - len(todo)
+    info: dict[str, Any] = {"cache": str(folder), "resumed_documents": resumed, "generated_now": len(todo)}
+    if todo:
+        spec = settings.generator or ctx.model_spec
+        model, tok = ctx.load_model(spec)
+        model.eval()
+        if settings.source == "local":
+            prefix, template = LOCAL_PREFIX, LOCAL_PROMPT
+        else:
+            template = GLOBAL_PROMPT
+            longest = max(len(tok(template.format(text=d.text.strip()), add_special_tokens=False).input_ids)
+                          for d in docs)
+            room = longest + settings.max_new_tokens + 8
+            budget = settings.budget_tokens or model_context_length(model) - room
+            if budget <= 0:
+                raise ConfigError(f"augmented_finetune: no context left for the training set ({room} tokens "
+                                  f"of prompt and new tokens in a {model_context_length(model)}-token model)")
+            kept = select_documents(docs, tok, budget, ctx.seed, settings.fraction, GLOBAL_INSTRUCTION)
+            if not kept:
+                raise ConfigError(f"augmented_finetune: bad setting 'budget_tokens': {budget} tokens hold the "
+                                  "instruction but no training document")
+            prefix = GLOBAL_INSTRUCTION + "\n\n".join(d.text.strip() for d in kept) + "\n\n"
+            info.update(documents_in_context=len(kept), kept_fraction=len(kept) / len(docs),
+                        prefix_tokens=len(tok(prefix, add_special_tokens=False).input_ids))
+        write_json_atomic(folder / "settings.json", {
+            "source": settings.source, "generator": spec, "samples_per_document": settings.samples_per_document,
+            "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
+            "prompt_version": PROMPT_VERSION, "prefix": prefix, "prompt": template})
+        gen = PrefixGenerator(model, tok, prefix)
+        bar = None
+        if ctx.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(docs), initial=resumed, desc=f"augment ({settings.source})", unit="doc",
+                       leave=False)
+        n = settings.samples_per_document
+        for s in range(0, len(todo), settings.batch_size):
+            batch = todo[s:s + settings.batch_size]
+            prompts = [template.format(text=d.text.strip()) for d in batch for _ in range(n)]
+            seeds = [_row_seed(ctx.seed, d.id, k) for d in batch for k in range(n)]
+            with Timer() as t:
+                outs = gen.generate(prompts, max_new_tokens=settings.max_new_tokens,
+                                    temperature=settings.temperature, seeds=seeds, stop=STOP)
+            for j, d in enumerate(batch):
+                cache.append({"doc": d.id, "outputs": outs[j * n:(j + 1) * n], "seconds": t.seconds / len(batch)})
+            if bar is not None:
+                bar.update(len(batch))
+        if bar is not None:
+            bar.close()
+        del gen, model
+    texts = [item for d in docs for out in cache.records[d.id]["outputs"] for item in split_items(out)]
+    info["generated_documents"] = len(docs)
+    info["generation_seconds"] = sum(cache.records[d.id]["seconds"] for d in docs)
+    return texts, info
+
+
+def oracle_texts(ds: Dataset) -> list[str]:
+    oracle = get_family(ds.family).oracle_augmentations
+    if oracle is None:
+        raise ConfigError(f"augmented_finetune: family {ds.family!r} has no oracle augmentations")
+    return [d.text for d in oracle(ds)]
+
+
+def augmentations(ctx: CellContext, settings: Settings) -> tuple[list[str], dict[str, Any]]:
+    """The augmentation texts of ``settings.source`` and their info (counts, verification, seconds)."""
+    if settings.source == "oracle":
+        texts = oracle_texts(ctx.dataset)
+        info: dict[str, Any] = {"generated_documents": len(texts), "generation_seconds": 0.0}
+    else:
+        texts, info = generate_augmentations(ctx, settings)
+    info = {"source": settings.source,
+            "generator": None if settings.source == "oracle" else settings.generator or ctx.model_spec,
+            "generated_texts": len(texts), **info, **verify(ctx.dataset, texts),
+            "examples": texts[:3]}
+    return texts, info
+
+
+def prepare(ctx: CellContext, settings: Settings) -> Prepared:
+    generated, aug = augmentations(ctx, settings)
+    original = [d.text for d in training_documents(ctx, settings.finetune)]
+    model, tok, ft = train_on_texts(ctx, settings.finetune, original + generated, tag="augmented_finetune")
+    gen_s = float(aug["generation_seconds"])
+    ft_s = float(ft.get("train_seconds", 0.0))
+    info = {**ft, "augmentation": aug, "original_texts": len(original), "generated_texts": len(generated),
+            "generation_seconds": gen_s, "finetune_seconds": ft_s, "train_seconds": gen_s + ft_s}
+    return Prepared(model, tok, info=info)
