@@ -131,12 +131,14 @@ def write_run(path, cells=None, unfinished=(), truncate_last=False, config=CONFI
             cell = f"{ds}__{cond}__s{seed}"
             if cells is not None and cell not in cells and cell not in unfinished:
                 continue
+            # the runner's context_tokens: shared prefix + the question's own context (retrieved docs included)
+            ctx_tokens = INFO[cond].get("prefix_tokens", 0) + INFO[cond].get("mean_context_tokens", 20)
             n = 0
             for split, per_seed in splits.items():
                 for sub, k in zip("ab", per_seed[seed]):
                     for i in range(4):
                         results.append(row(ds, split, cond, seed, sub, i < k, CHANCE[ds], cell,
-                                           f"{ds}-{split}-{sub}{i}", kind=kind, context_tokens=20))
+                                           f"{ds}-{split}-{sub}{i}", kind=kind, context_tokens=ctx_tokens))
                         n += 1
             if cell in unfinished:
                 continue
@@ -220,8 +222,8 @@ def test_report_augmentation_recall_and_compute_tables(full_report):
     compute = section(md, "Compute: train time vs test time")
     assert "| dataset | condition | kind | cells | train-time s (train + generation) | tokens trained | " \
            "context tokens / question | scoring s | total s | kept fraction |" in compute
-    # aug: 10 s training + 30 s generation; rag: 0 prefix + 120 retrieved tokens; icl: 500 prefix + 20 question
-    # tokens (from the result rows, since in_context reports no mean_context_tokens); scoring 2 and 3 s -> 2.5
+    # aug: 10 s training + 30 s generation; context tokens are the result rows' mean (icl: 500 prefix + 20
+    # question tokens); scoring 2 and 3 s -> 2.5
     assert "| rev | aug | augmented_finetune | 2 | 40.0 | 4,000 | 20 | 2.50 | 4.00 | – |" in compute
     assert "| rev | rag | retrieval | 2 | 0.00 | – | 120 | 2.50 | 4.00 | – |" in compute
     assert "| rev | icl | in_context | 2 | 0.00 | – | 520 | 2.50 | 4.00 | 0.5 |" in compute
@@ -294,3 +296,48 @@ def test_report_command_writes_to_out(tmp_path, capsys):
     assert out == [str(tmp_path / "rep" / "report.md"), str(tmp_path / "rep" / "report.html")]
     assert (tmp_path / "rep" / "figures" / "accuracy_syl.png").is_file()
     assert not (run / "report.md").exists()
+
+
+def test_compute_falls_back_to_condition_info_for_context_tokens(tmp_path):
+    run = write_run(tmp_path / "r", cells={"rev__icl__s0", "rev__rag__s0", "rev__aug__s0"})
+    rows = [json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()]
+    for r in rows:
+        del r["context_tokens"]
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    compute = section(build_report(run)[0].read_text(), "Compute: train time vs test time")
+    assert "| rev | icl | in_context | 1 | 0.00 | – | 500 | 2.00 | 3.00 | 0.5 |" in compute  # prefix only
+    assert "| rev | rag | retrieval | 1 | 0.00 | – | 120 | 2.00 | 3.00 | – |" in compute  # 0 + mean retrieved
+    assert "| rev | aug | augmented_finetune | 1 | 40.0 | 4,000 | – | 2.00 | 3.00 | – |" in compute
+
+
+def test_cli_report_on_a_folder_without_results_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    from genmodes import cli
+
+    if "genmodes.report.commands" not in cli.COMMAND_MODULES:  # until the lead registers it
+        monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "genmodes.report.commands"])
+    assert cli.main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("genmodes: error: ") and "no results.jsonl" in err
+
+
+def test_odd_info_values_do_not_break_the_report(tmp_path):
+    odd = {"train_seconds": "n/a", "generation_seconds": None, "recall_at_k": "?", "prefix_tokens": None,
+           "augmentation": {"statements": 0, "true": None, "false": "x"}, "loss_curve": []}
+    run = write_run(tmp_path / "r", cells={"rev__rag__s0"}, extra_info={"rev__rag__s0": odd})
+    md = build_report(run)[0].read_text()
+    assert "| rev | rag | 0 | 0 | – | x | – | – | – |" in section(md, "Augmentation audit")
+    assert "| rev | rag | 0 | 2 | ? | 75% | 85% |" in section(md, "Retrieval recall@k")
+    assert "| rev | rag | retrieval | 1 | – | 120 |" in section(md, "Compute: train time vs test time")
+    assert "Training curves" not in md
+
+
+def test_results_of_several_models_are_kept_apart(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    rows = ([row(model="m1", cell="c1", qid=f"q{i}", correct=i < 3) for i in range(4)]
+            + [row(model="m2", cell="c2", qid=f"q{i}", correct=i < 1) for i in range(4)])
+    (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    md = build_report(run)[0].read_text()
+    assert md_row(md, "pretrained · m1")[1] == "75.0% ± 21.7"
+    assert md_row(md, "pretrained · m2")[1] == "25.0% ± 21.7"
+    assert "config.yaml is missing" in md and "cells.jsonl is missing" in md

@@ -29,9 +29,13 @@ DASH = "–"
 Block = tuple
 
 
-def _pct(x: float | None, digits: int = 1) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return DASH
+def _is_num(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and not math.isnan(x)
+
+
+def _pct(x: Any, digits: int = 1) -> str:
+    if not _is_num(x):
+        return DASH if x is None or isinstance(x, float) else str(x)
     s = f"{100 * x:.{digits}f}"
     return (s.rstrip("0").rstrip(".") if "." in s else s) + "%"
 
@@ -42,7 +46,7 @@ def _acc(r: dict[str, Any]) -> str:
 
 
 def _num(x: float | None, kind: str = "s") -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if not _is_num(x):
         return DASH
     if kind == "tokens":
         return f"{x:,.0f}"
@@ -51,8 +55,8 @@ def _num(x: float | None, kind: str = "s") -> str:
     return f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
 
 
-def _mean(xs: Sequence[float | None]) -> float | None:
-    v = [float(x) for x in xs if isinstance(x, (int, float)) and not isinstance(x, bool)]
+def _mean(xs: Sequence[Any]) -> float | None:
+    v = [float(x) for x in xs if _is_num(x)]
     return sum(v) / len(v) if v else None
 
 
@@ -179,15 +183,15 @@ def _augmentation(run: Run) -> list[Block]:
         a = c["info"]["augmentation"]
         n = a.get("statements")
 
+        def count(v: Any) -> str:
+            return f"{v:g}" if _is_num(v) else (DASH if v is None else str(v))
+
         def part(k: str) -> str:
             v = a.get(k)
-            if not isinstance(v, (int, float)):
-                return DASH
-            return f"{v:g}" + (f" ({_pct(v / n)})" if isinstance(n, (int, float)) and n > 0 else "")
+            return count(v) + (f" ({_pct(v / n)})" if _is_num(v) and _is_num(n) and n > 0 else "")
 
-        body.append(_cell_label(c) + [DASH if n is None else f"{n:g}", part("true"), part("false"),
-                                      part("unverifiable"), part("test_answers_stated"),
-                                      DASH if a.get("generated_documents") is None else f"{a['generated_documents']:g}"])
+        body.append(_cell_label(c) + [count(n), part("true"), part("false"), part("unverifiable"),
+                                      part("test_answers_stated"), count(a.get("generated_documents"))])
     return [("h", 2, "Augmentation audit"),
             ("p", "Statements the model generated, checked against the dataset's knowledge: true, false (contradict "
                   "it), unverifiable (parse or unknown entities). Test answers stated: generated statements that "
@@ -248,13 +252,16 @@ def _compute(run: Run) -> list[Block]:
         for c in cs:
             info = c.get("info") or {}
             t, g = info.get("train_seconds"), info.get("generation_seconds")
-            train.append(None if t is None and g is None else float(t or 0) + float(g or 0))
-            mean_ctx = info.get("mean_context_tokens")
-            if mean_ctx is None and str(c["cell"]) in ctx_mean:
+            train.append(None if not (_is_num(t) or _is_num(g)) else (t if _is_num(t) else 0) + (g if _is_num(g) else 0))
+            # what was scored: the runner's per-question context_tokens (shared prefix included);
+            # a cell without it falls back to the condition's own prefix_tokens + mean_context_tokens
+            if str(c["cell"]) in ctx_mean:
                 v = ctx_mean[str(c["cell"])]
-                mean_ctx = sum(v) / len(v)
-            pre = info.get("prefix_tokens")
-            ctx.append(None if pre is None and mean_ctx is None else float(pre or 0) + float(mean_ctx or 0))
+                ctx.append(sum(v) / len(v))
+            else:
+                pre, mean_ctx = info.get("prefix_tokens"), info.get("mean_context_tokens")
+                ctx.append(None if not (_is_num(pre) or _is_num(mean_ctx)) else
+                           (pre if _is_num(pre) else 0) + (mean_ctx if _is_num(mean_ctx) else 0))
         tm = [c.get("timings") or {} for c in cs]
         info_of = [c.get("info") or {} for c in cs]
         row = [key[0], key[1], str(cs[0].get("condition_kind", DASH)), str(len(cs)), _num(_mean(train))]
@@ -267,7 +274,8 @@ def _compute(run: Run) -> list[Block]:
         body.append(row)
     out.append(("p", "Means over seeds. Train-time seconds are what a condition spends before the first question "
                      "(fine-tuning, generating augmentations); context tokens per question are what it spends at "
-                     "test time (shared prefix plus the question's own context, retrieved documents included)."))
+                     "test time: the tokens before each question's choices (shared prefix plus the question's own "
+                     "context, retrieved documents included), as scored."))
     out.append(("table", headers, body))
     return out
 

@@ -43,7 +43,8 @@ def accuracy_bars(title: str, splits: Sequence[str], conditions: Sequence[str],
     colors = colors or condition_colors(conditions)
     n_c = max(1, len(conditions))
     width = 0.8 / n_c
-    fig = Figure(figsize=(max(5.0, 1.5 + len(splits) * (0.45 * n_c + 0.6)), 4.2))
+    group_in = 0.32 * n_c + 0.5  # inches per split group
+    fig = Figure(figsize=(max(5.0, 1.5 + len(splits) * group_in), 4.2))
     ax = fig.add_subplot()
     for j, c in enumerate(conditions):
         xs, ys, es = [], [], []
@@ -65,7 +66,7 @@ def accuracy_bars(title: str, splits: Sequence[str], conditions: Sequence[str],
                   label=None if labelled else "chance", zorder=3)
         labelled = True
     ax.set_xticks(range(len(splits)))
-    long = max((len(s) for s in splits), default=0) > 12 and len(splits) > 2
+    long = max((len(s) for s in splits), default=0) * 0.085 > group_in  # ~0.085 in per character at 10 pt
     ax.set_xticklabels(splits, rotation=20 if long else 0, ha="right" if long else "center")
     ax.set_xlim(-0.6, len(splits) - 0.4)
     ax.set_ylim(0, 1.05)
