@@ -207,3 +207,16 @@ def test_prepare_end_to_end_fine_tunes_on_augmentations(curse, tmp_path):
     info = prepared.info
     assert info["augmentation"]["generated_documents"] == len(curse.documents)
     assert info["train_seconds"] >= info["generation_seconds"] > 0
+
+
+def test_statements_repeated_within_a_document_are_kept_once(reversals, tmp_path):
+    ctx, settings = _ctx(reversals, tmp_path), _local()
+    path = augment.cache_dir(ctx, settings) / "generations.jsonl"
+    path.parent.mkdir(parents=True)
+    with path.open("w") as f:
+        for d in reversals.documents:
+            f.write(json.dumps({"doc": d.id, "outputs": [" A is B.\n- A is B.\n- B is A.\n"], "seconds": 0.5}) + "\n")
+    texts, info = augment.generate_augmentations(ctx, settings)
+    n = len(reversals.documents)
+    assert texts == ["A is B.", "B is A."] * n  # across documents, repeats stay
+    assert info["duplicates_dropped"] == n and info["generated_now"] == 0 and info["generation_seconds"] == 0.5 * n

@@ -295,7 +295,15 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
         if bar is not None:
             bar.close()
         del gen, model
-    texts = [item for d in docs for out in cache.records[d.id]["outputs"] for item in split_items(out)]
+    # A statement repeated within one document's outputs (greedy decoding of a small model loops:
+    # "- X\n- X\n- X") is kept once: repetition would only reweight it against the original text.
+    texts, dropped = [], 0
+    for d in docs:
+        items = [item for out in cache.records[d.id]["outputs"] for item in split_items(out)]
+        unique = list(dict.fromkeys(items))
+        dropped += len(items) - len(unique)
+        texts += unique
+    info["duplicates_dropped"] = dropped
     info["generated_documents"] = len(docs)
     info["generation_seconds"] = sum(cache.records[d.id]["seconds"] for d in docs)
     return texts, info
