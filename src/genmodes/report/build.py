@@ -133,8 +133,10 @@ def _accuracy(run: Run, figs: _Figures, colors: dict[str, Any]) -> list[Block]:
     summary = summarize(rows)
     n_seeds = len(run.config.get("seeds") or []) or None
     seeds_of: dict[tuple[str, str], set[Any]] = {}
+    questions: dict[tuple[str, str], set[Any]] = {}  # distinct questions per (dataset, split)
     for r in rows:
         seeds_of.setdefault((str(r["dataset"]), str(r["condition"])), set()).add(r.get("seed"))
+        questions.setdefault((str(r["dataset"]), str(r["split"])), set()).add(r.get("question_id"))
     for ds in run.dataset_order():
         srows = [s for s in summary if s["dataset"] == ds]
         if not srows:
@@ -156,11 +158,7 @@ def _accuracy(run: Run, figs: _Figures, colors: dict[str, Any]) -> list[Block]:
             if n_seeds and k < n_seeds:
                 label += f" ({k} of {n_seeds} seeds)"
             body.append([label] + [_acc(table[(sp, c)]) if (sp, c) in table else DASH for sp in splits])
-        questions = []
-        for sp in splits:
-            q = {r.get("question_id") for r in rows if r["dataset"] == ds and r["split"] == sp}
-            questions.append(str(len(q)))
-        body.append(["questions"] + questions)
+        body.append(["questions"] + [str(len(questions.get((ds, sp), ()))) for sp in splits])
         out.append(("table", headers, body))
         path = figures.accuracy_bars(f"{ds}: accuracy by split", splits, conds, table, chance,
                                      figs.path(f"accuracy_{ds}"), colors)
