@@ -35,6 +35,16 @@ def _ctx(ds, tmp_path):
     return CellContext(model_spec="tiny-random", dataset=ds, seed=0, workdir=tmp_path, progress=False)
 
 
+def _write_cache(ctx, settings, outputs, finished=None):
+    """A finished generation cache in which every document got ``outputs``."""
+    path = augment.cache_dir(ctx, settings) / "generations.jsonl"
+    path.parent.mkdir(parents=True)
+    with path.open("w") as f:
+        for d in ctx.dataset.documents:
+            f.write(json.dumps({"doc": d.id, "outputs": outputs, "finished": finished or [True] * len(outputs),
+                                "seconds": 0.5}) + "\n")
+
+
 def _local(**kw):
     return augment.Settings(**{"source": "local", "max_new_tokens": 6, "batch_size": 3, **kw})
 
@@ -64,6 +74,8 @@ def test_generation_cuts_at_stop_strings(tiny):
     assert len(full) > 2
     stop = full[1:3]
     assert gen.generate(["abc"], max_new_tokens=16, stop=[stop])[0] == full[: full.find(stop)]
+    assert gen.generate(["abc"], max_new_tokens=16, stop=[stop], return_finished=True)[1] == [True]
+    assert gen.generate(["abc"], max_new_tokens=1, return_finished=True) == ([full[:1]], [False])
 
 
 def test_local_generation_is_cached_and_resumes(reversals, tmp_path):
@@ -71,10 +83,12 @@ def test_local_generation_is_cached_and_resumes(reversals, tmp_path):
     texts, info = augment.generate_augmentations(ctx, settings)
     n = len(reversals.documents)
     assert info["generated_now"] == n and info["resumed_documents"] == 0 and info["generated_documents"] == n
-    assert texts and info["generation_seconds"] > 0
+    assert info["generation_seconds"] > 0
     path = augment.cache_dir(ctx, settings) / "generations.jsonl"
     lines = path.read_text().splitlines()
-    assert [json.loads(x)["doc"] for x in lines] == [d.id for d in reversals.documents]
+    recs = [json.loads(x) for x in lines]
+    assert [r["doc"] for r in recs] == [d.id for d in reversals.documents]
+    assert all(len(r["outputs"]) == 1 and r["outputs"][0] for r in recs)
     # a second run generates nothing
     again, info2 = augment.generate_augmentations(ctx, settings)
     assert again == texts and info2["generated_now"] == 0 and info2["generation_seconds"] == info["generation_seconds"]
@@ -110,7 +124,7 @@ def test_global_generation_puts_the_budgeted_training_set_before_each_document(c
     settings = augment.Settings(source="global", max_new_tokens=4, budget_tokens=900)
     texts, info = augment.generate_augmentations(ctx, settings)
     assert 0 < info["documents_in_context"] < len(curse.documents)
-    assert info["generated_documents"] == len(curse.documents) and texts
+    assert info["generated_documents"] == len(curse.documents)
     prefix = json.loads((augment.cache_dir(ctx, settings) / "settings.json").read_text())["prefix"]
     assert prefix.startswith(augment.GLOBAL_INSTRUCTION)
     assert sum(d.text in prefix for d in curse.documents) == info["documents_in_context"]
@@ -161,7 +175,9 @@ def test_finetune_data_is_original_plus_generated(reversals, tmp_path, monkeypat
 
     monkeypatch.setattr(augment, "train_on_texts", fake_train)
     ctx, settings = _ctx(reversals, tmp_path), _local()
+    _write_cache(ctx, settings, [" A is B.\n- B is A.\n"])
     generated, _ = augment.generate_augmentations(ctx, settings)
+    assert generated == ["A is B.", "B is A."] * len(reversals.documents)
     prepared = augment.prepare(ctx, settings)
     original = [d.text for d in reversals.documents]
     assert seen["texts"] == original + generated and seen["tag"] == "augmented_finetune"
@@ -192,7 +208,7 @@ def test_settings_are_validated():
     assert s.samples_per_document == 2
 
 
-def test_prepare_end_to_end_fine_tunes_on_augmentations(curse, tmp_path):
+def test_prepare_end_to_end_generates_fine_tunes_and_scores(curse, tmp_path):
     settings = make_settings("augmented_finetune", {"source": "local", "max_new_tokens": 6, "batch_size": 4,
                                                     "finetune": FINETUNE_FAST})
     ctx = _ctx(curse, tmp_path)
@@ -211,12 +227,9 @@ def test_prepare_end_to_end_fine_tunes_on_augmentations(curse, tmp_path):
 
 def test_statements_repeated_within_a_document_are_kept_once(reversals, tmp_path):
     ctx, settings = _ctx(reversals, tmp_path), _local()
-    path = augment.cache_dir(ctx, settings) / "generations.jsonl"
-    path.parent.mkdir(parents=True)
-    with path.open("w") as f:
-        for d in reversals.documents:
-            f.write(json.dumps({"doc": d.id, "outputs": [" A is B.\n- A is B.\n- B is A.\n"], "seconds": 0.5}) + "\n")
+    _write_cache(ctx, settings, [" A is B.\n- A is B.\n- B is A.\n", " C is D.\n- D is"], [True, False])
     texts, info = augment.generate_augmentations(ctx, settings)
     n = len(reversals.documents)
-    assert texts == ["A is B.", "B is A."] * n  # across documents, repeats stay
-    assert info["duplicates_dropped"] == n and info["generated_now"] == 0 and info["generation_seconds"] == 0.5 * n
+    assert texts == ["A is B.", "B is A.", "C is D."] * n  # across documents, repeats stay; cut-off "D is" goes
+    assert info["duplicates_dropped"] == n and info["cut_statements_dropped"] == n
+    assert info["generated_now"] == 0 and info["generation_seconds"] == 0.5 * n

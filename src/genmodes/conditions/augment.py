@@ -286,10 +286,12 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
             prompts = [template.format(text=d.text.strip()) for d in batch for _ in range(n)]
             seeds = [_row_seed(ctx.seed, d.id, k) for d in batch for k in range(n)]
             with Timer() as t:
-                outs = gen.generate(prompts, max_new_tokens=settings.max_new_tokens,
-                                    temperature=settings.temperature, seeds=seeds, stop=STOP)
+                outs, done = gen.generate(prompts, max_new_tokens=settings.max_new_tokens,
+                                          temperature=settings.temperature, seeds=seeds, stop=STOP,
+                                          return_finished=True)
             for j, d in enumerate(batch):
-                cache.append({"doc": d.id, "outputs": outs[j * n:(j + 1) * n], "seconds": t.seconds / len(batch)})
+                cache.append({"doc": d.id, "outputs": outs[j * n:(j + 1) * n], "finished": done[j * n:(j + 1) * n],
+                              "seconds": t.seconds / len(batch)})
             if bar is not None:
                 bar.update(len(batch))
         if bar is not None:
@@ -297,13 +299,20 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
         del gen, model
     # A statement repeated within one document's outputs (greedy decoding of a small model loops:
     # "- X\n- X\n- X") is kept once: repetition would only reweight it against the original text.
-    texts, dropped = [], 0
+    texts, dropped, cut = [], 0, 0
     for d in docs:
-        items = [item for out in cache.records[d.id]["outputs"] for item in split_items(out)]
+        rec = cache.records[d.id]
+        items = []
+        for out, fin in zip(rec["outputs"], rec.get("finished", [True] * len(rec["outputs"]))):
+            its = split_items(out)
+            if not fin and its:  # the token limit cut the last statement mid-sentence
+                its, cut = its[:-1], cut + 1
+            items += its
         unique = list(dict.fromkeys(items))
         dropped += len(items) - len(unique)
         texts += unique
     info["duplicates_dropped"] = dropped
+    info["cut_statements_dropped"] = cut
     info["generated_documents"] = len(docs)
     info["generation_seconds"] = sum(cache.records[d.id]["seconds"] for d in docs)
     return texts, info

@@ -64,17 +64,19 @@ class PrefixGenerator:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 128, temperature: float = 0.0,
-                 seeds: Sequence[int] | None = None, stop: Sequence[str] = ()) -> list[str]:
+                 seeds: Sequence[int] | None = None, stop: Sequence[str] = (),
+                 return_finished: bool = False) -> list[str] | tuple[list[str], list[bool]]:
         """One continuation per prompt (generated together as one batch).
 
         ``temperature`` 0 is greedy; otherwise softmax sampling at that temperature, row ``i`` drawing
         from a generator seeded with ``seeds[i]``. A row ends at end-of-text, at the first ``stop``
-        string (cut off, not returned) or after ``max_new_tokens`` tokens.
+        string (cut off, not returned) or after ``max_new_tokens`` tokens. With ``return_finished``,
+        also says per row whether it ended by itself (False: cut by ``max_new_tokens``).
         """
         from transformers import DynamicCache
 
         if not prompts:
-            return []
+            return ([], []) if return_finished else []
         B = len(prompts)
         P = len(self.prefix_ids)
         enc = [self.tokenizer(p, add_special_tokens=False).input_ids for p in prompts]
@@ -128,8 +130,11 @@ class PrefixGenerator:
             logits = self.model(input_ids=tok[:, None], attention_mask=mask, position_ids=next_pos,
                                 use_cache=True, **{CACHE_KW: cache}).logits[:, -1]
             next_pos = next_pos + 1
-        return [t if t is not None else self.tokenizer.decode(o, skip_special_tokens=True)
-                for t, o in zip(texts, out)]
+        result = [t if t is not None else self.tokenizer.decode(o, skip_special_tokens=True)
+                  for t, o in zip(texts, out)]
+        if return_finished:
+            return result, [t is not None for t in texts]
+        return result
 
     @staticmethod
     def _pick(logits: torch.Tensor, temperature: float, gens: list[torch.Generator] | None) -> torch.Tensor:
