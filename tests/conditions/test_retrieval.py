@@ -9,7 +9,7 @@ import pytest
 
 from genmodes.conditions import make_settings
 from genmodes.conditions.base import DEFAULT_INSTRUCTION, CellContext
-from genmodes.conditions.retrieval import Settings, prepare, recall_at_k, retrieve
+from genmodes.conditions.retrieval import Settings, hit_at_k, prepare, recall_at_k, retrieve
 from genmodes.data.families import make_dataset
 from genmodes.data.types import Dataset, Document, Question
 from genmodes.errors import ConfigError
@@ -89,6 +89,9 @@ def test_recall_at_k_hand_made():
     assert overall == pytest.approx((0.5 + 0.0 + 0.75) / 3)  # q4 has no support: not counted
     assert by_split == pytest.approx({"rev": 0.25, "fwd": 0.75})
     assert recall_at_k([q("q5", "x", [])], {"q5": ["a"]}) == (None, {})
+    overall, by_split = hit_at_k(qs, retrieved)
+    assert overall == pytest.approx(2 / 3)
+    assert by_split == pytest.approx({"rev": 0.5, "fwd": 1.0})
 
 
 # -- bm25 / dense -------------------------------------------------------------------------------------
@@ -100,6 +103,7 @@ def test_bm25_finds_the_support_of_reversal_questions(rc, tmp_path):
     assert all(len(ids) == 3 for ids in retrieved.values())
     hits = [any(s in retrieved[q.id] for s in q.support) for q in rc.split("reversal")]
     assert sum(hits) / len(hits) >= 0.9
+    assert p.info["hit_at_k_by_split"]["reversal"] == pytest.approx(sum(hits) / len(hits))
 
 
 def test_bm25_k_larger_than_corpus_returns_every_document(sr):
@@ -138,6 +142,7 @@ def test_info_reports_recall_compute_and_time(sr, tmp_path):
     info = p.info
     assert info["train_seconds"] == 0.0 and info["retrieval_seconds"] >= 0.0
     assert info["recall_at_k"] == 1.0 and set(info["recall_at_k_by_split"]) == set(sr.splits)
+    assert info["hit_at_k"] == 1.0
     blocks = [p.context_for(q)[: -len(q.context)] for q in sr.questions]
     n = [len(p.tokenizer(b, add_special_tokens=False).input_ids) for b in blocks]
     assert info["mean_context_tokens"] == pytest.approx(sum(n) / len(n))
@@ -162,7 +167,7 @@ def test_prepared_scores_with_the_scorer(sr, tmp_path):
                                       ({"method": "dense", "k": 0}, "k"), ({"method": "grep"}, "method"),
                                       ({"topk": 3}, "topk")])
 def test_bad_settings_name_the_key(bad, key):
-    with pytest.raises(ConfigError, match=key):
+    with pytest.raises(ConfigError, match=f"bad setting '{key}'"):
         make_settings("retrieval", bad)
 
 

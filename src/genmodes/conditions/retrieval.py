@@ -25,7 +25,7 @@ import random
 from functools import lru_cache
 from typing import Any, Literal, Sequence
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from genmodes.conditions.base import (DEFAULT_INSTRUCTION, CellContext, Prepared, Settings as _Base, Timer,
                                       render_documents)
@@ -67,11 +67,13 @@ class Settings(_Base):
             key = ".".join(str(x) for x in err["loc"]) or "?"
             raise ValueError(f"finetune.{key}: {err['msg']}") from None
 
-    @model_validator(mode="after")
-    def _check(self) -> "Settings":
-        if self.method in ("bm25", "dense") and self.k < 1:
-            raise ValueError(f"k must be at least 1 for method {self.method!r} (it is the top-k retrieved)")
-        return self
+    @field_validator("k")
+    @classmethod
+    def _k_for_method(cls, k: int, info: ValidationInfo) -> int:
+        method = info.data.get("method")
+        if method in ("bm25", "dense") and k < 1:
+            raise ValueError(f"must be at least 1 for method {method!r} (it is the top-k retrieved)")
+        return k
 
     @property
     def shuffled(self) -> bool:
@@ -182,19 +184,29 @@ def retrieve(dataset: Dataset, settings: Settings, seed: int, device: str | None
     return out
 
 
-def recall_at_k(questions: Sequence[Question], retrieved: dict[str, list[str]]) -> tuple[float | None, dict[str, float]]:
-    """Mean over questions with support of |support ∩ retrieved| / |support|, overall and per split
-    (None / absent where no question has support)."""
+def _mean_by_split(questions: Sequence[Question], retrieved: dict[str, list[str]],
+                   metric: Any) -> tuple[float | None, dict[str, float]]:
     per_split: dict[str, list[float]] = {}
     for q in questions:
         support = set(q.support)
-        if not support:
-            continue
-        got = support & set(retrieved.get(q.id, ()))
-        per_split.setdefault(q.split, []).append(len(got) / len(support))
+        if support:
+            per_split.setdefault(q.split, []).append(metric(support, set(retrieved.get(q.id, ()))))
     every = [r for rs in per_split.values() for r in rs]
     overall = sum(every) / len(every) if every else None
     return overall, {s: sum(rs) / len(rs) for s, rs in per_split.items()}
+
+
+def recall_at_k(questions: Sequence[Question], retrieved: dict[str, list[str]]) -> tuple[float | None, dict[str, float]]:
+    """Mean over questions with support of |support ∩ retrieved| / |support|, overall and per split
+    (None / absent where no question has support). At most k / |support| when the support is larger
+    than k (reversal_curse: 30 paraphrases of one fact), hence also :func:`hit_at_k`."""
+    return _mean_by_split(questions, retrieved, lambda sup, got: len(sup & got) / len(sup))
+
+
+def hit_at_k(questions: Sequence[Question], retrieved: dict[str, list[str]]) -> tuple[float | None, dict[str, float]]:
+    """Fraction of questions with support that got at least one support document (overall, per split):
+    what a question needs when each support document states the whole premise."""
+    return _mean_by_split(questions, retrieved, lambda sup, got: float(bool(sup & got)))
 
 
 class RetrievedContext:
@@ -237,12 +249,15 @@ def prepare(ctx: CellContext, settings: Settings) -> Prepared:
 
     qs = ctx.dataset.questions
     recall, by_split = recall_at_k(qs, retrieved)
+    hit, hit_by_split = hit_at_k(qs, retrieved)
     blocks = [context.blocks[q.id] for q in qs]
     lengths = [len(ids) for ids in tok(blocks, add_special_tokens=False).input_ids] if blocks else []
     info.update({
         "retrieval_seconds": t.seconds,
         "recall_at_k": recall,
         "recall_at_k_by_split": by_split,
+        "hit_at_k": hit,
+        "hit_at_k_by_split": hit_by_split,
         # test-time compute: tokens of the retrieved block (instruction + documents) per question
         "mean_context_tokens": sum(lengths) / len(lengths) if lengths else 0.0,
         "mean_documents_retrieved": sum(len(v) for v in retrieved.values()) / len(retrieved) if retrieved else 0.0,
