@@ -237,8 +237,6 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
 
     Returns the statements (one training text each, in document order) and generation info.
     """
-    from genmodes.conditions.generate import PrefixGenerator
-
     if settings.source not in ("local", "global"):
         raise ValueError(f"generate_augmentations: source {settings.source!r} is not generated")
     docs = training_documents(ctx, settings.finetune)
@@ -248,6 +246,8 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
     resumed = len(docs) - len(todo)
     info: dict[str, Any] = {"cache": str(folder), "resumed_documents": resumed, "generated_now": len(todo)}
     if todo:
+        from genmodes.conditions.generate import PrefixGenerator  # transformers: only when generating
+
         spec = settings.generator or ctx.model_spec
         model, tok = ctx.load_model(spec)
         model.eval()
