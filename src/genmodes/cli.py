@@ -19,7 +19,8 @@ from genmodes.errors import GenmodesError
 COMMAND_MODULES = [
     "genmodes.models.commands",      # genmodes models, genmodes score
     "genmodes.data.commands",        # genmodes data ...
-    "genmodes.experiments.commands", # genmodes run, genmodes report, genmodes demo
+    "genmodes.experiments.commands", # genmodes run
+    "genmodes.report.commands",      # genmodes report
 ]
 
 
