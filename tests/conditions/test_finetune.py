@@ -49,7 +49,7 @@ def ctx_for(tmp_path, seed: int = 0) -> CellContext:
 def test_settings_defaults_follow_method():
     full, lora = Settings(), Settings(method="lora")
     assert full.epochs is not None and full.steps is None
-    assert full.lora_r is None and full.lr == 1e-4
+    assert full.lora_r is None and full.lr == 3e-4
     assert lora.lora_r == 16 and lora.lora_alpha == 32 and lora.lr == 1e-3
     assert Settings(steps=5).epochs is None
 
@@ -208,7 +208,7 @@ def test_prepare_reuses_the_checkpoint_and_retrains_when_settings_change(tmp_pat
     s1 = Scorer(first.model, first.tokenizer).score([(q.context, q.choices)])
     s2 = Scorer(again.model, again.tokenizer).score([(q.context, q.choices)])
     assert [c.logprob for c in s1[0]] == pytest.approx([c.logprob for c in s2[0]], abs=1e-4)
-    changed = prepare(ctx, Settings(method=method, steps=2, lr=5e-4, **FAST))
+    changed = prepare(ctx, Settings(method=method, steps=2, lr=2e-4, **FAST))
     assert changed.info["reused"] is False
 
 

@@ -48,7 +48,9 @@ from genmodes.data.types import Document
 from genmodes.errors import ConfigError
 
 DEFAULT_EPOCHS = 10.0
-DEFAULT_LR = {"full": 1e-4, "lora": 1e-3}
+# Full: P1's 3e-4. Measured on smollm2-135m (simple_reversals, 8 facts x 3 articles, 10 epochs, batch
+# 4 x 64, 22 steps): loss 6.12 -> 0.44 at 3e-4 vs -> 1.00 at 1e-4, forward recall 8/8 with both.
+DEFAULT_LR = {"full": 3e-4, "lora": 1e-3}
 LORA_DEFAULTS = {"lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.0}
 LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
 DONE_MARKER = "DONE"  # written last into a finished checkpoint folder
@@ -63,7 +65,7 @@ class Settings(_Base):
     lora_dropout: float | None = Field(default=None, ge=0, lt=1)
     target_modules: list[str] | None = Field(default=None, min_length=1,
                                              description="LoRA target module names (default: all linear layers)")
-    # Default: 1e-4 for full fine-tuning, 1e-3 for LoRA.
+    # Default: 3e-4 for full fine-tuning (P1's value), 1e-3 for LoRA.
     lr: float = Field(default=None, gt=0)  # type: ignore[assignment]
     # Exactly one of steps / epochs (epochs over the packed data; default 10 epochs when neither is set).
     steps: int | None = Field(default=None, gt=0)
