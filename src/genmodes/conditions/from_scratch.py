@@ -153,7 +153,7 @@ def oracle_documents(q: Question, ds: Dataset, train_docs: list[Document], setti
     support = [by_id[s] for s in q.support if s in by_id][: settings.max_support]
     if not support:
         raise ConfigError(f"question {q.id} has no support document in the dataset: no oracle context")
-    sid = {d.id for d in support}
+    sid = set(q.support)  # other copies of a support document are no distractors
     kinds = set(settings.distractor_kinds) if settings.distractor_kinds else {d.kind for d in support}
     pool = [d for d in train_docs if d.kind in kinds and d.id not in sid]
     if len(pool) < settings.k:

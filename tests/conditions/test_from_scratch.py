@@ -1,0 +1,216 @@
+"""from_scratch: word tokenizer + Scorer, overfitting, bitwise resume, no held-out leak, oracle
+contexts, shared trained model, the no-episodes ablation, and the configs [P2]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from genmodes.conditions import from_scratch as fs
+from genmodes.conditions import make_settings
+from genmodes.conditions.base import CellContext
+from genmodes.data.families import make_config, make_dataset
+from genmodes.errors import ConfigError
+from genmodes.models import scratch
+from genmodes.scoring import Scorer, accuracy, encode_pair, naive_score
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = dict(n_layers=2, d_model=64, n_heads=4, seq_len=32, batch_size=4, lr=1e-2, warmup_steps=5,
+            eval_every=1000, eval_questions=8, checkpoint_every=1000)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def rel():
+    return make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=8, n_filler=0,
+                                             n_trained_questions=8, heldout_fraction=0.125))
+
+
+@pytest.fixture(scope="module")
+def rel_filler():
+    return make_dataset("relations", 1, dict(n_relations=12, n_entities=40, n_episodes=6, n_filler=30,
+                                             filler_max_len=8, n_trained_questions=6, heldout_fraction=0.25))
+
+
+def cell(ds, tmp: Path, name: str = "a", spec: str = "scratch") -> CellContext:
+    return CellContext(spec, ds, 0, tmp / "cells" / name, shared_dir=tmp / "shared", progress=False)
+
+
+def split_accuracy(prepared, ds, split: str) -> float:
+    qs = [q for q in ds.questions if q.split == split]
+    scores = Scorer(prepared.model, prepared.tokenizer).score([(prepared.context_for(q), q.choices) for q in qs])
+    return accuracy(scores, [q.answer for q in qs])
+
+
+# ------------------------------------------------------------------------------------------ tokenizer
+
+def test_word_tokenizer_pair_encoding_and_scorer_match_reference(rel):
+    tok = scratch.build_tokenizer(fs.dataset_vocabulary(rel))
+    q = rel.questions[0]
+    ctx_ids, cont_ids = encode_pair(tok, q.context, q.choices[0])
+    assert len(cont_ids) == 1 and tok.convert_ids_to_tokens(cont_ids) == [q.choices[0].strip()]
+    assert tok.convert_ids_to_tokens(ctx_ids) == q.context.split()
+    # the start token is the document separator of training; decoding joins words with spaces
+    assert tok("e1 .").input_ids[0] == tok.eos_token_id == tok.bos_token_id
+    assert tok.decode(tok(q.context, add_special_tokens=False).input_ids) == q.context
+    assert tok.unk_token_id not in tok(" ".join(d.text for d in rel.documents)).input_ids
+    model = scratch.build_model(scratch.TrainConfig(**{**TINY, "steps": 1}), tok, seed=0).eval()
+    fast = Scorer(model, tok).score([(q.context, q.choices) for q in rel.questions[:4]])
+    for qq, got in zip(rel.questions[:4], fast):
+        ref = naive_score(model, tok, qq.context, qq.choices)
+        assert [round(s.logprob, 4) for s in got] == [round(s.logprob, 4) for s in ref]
+
+
+# ------------------------------------------------------------------------------------------ training
+
+def test_tiny_model_overfits_a_handful_of_relations(rel, tmp_path):
+    prepared = fs.prepare(cell(rel, tmp_path), fs.Settings(**{**TINY, "batch_size": 8}, steps=150))
+    assert split_accuracy(prepared, rel, "trained") == 1.0
+    info = prepared.info
+    assert info["steps"] == 150 and info["final_loss"] < 1.5 and info["train_seconds"] > 0
+    assert info["reused"] is False and info["device"] == "cpu"
+    curves = scratch.read_curves(tmp_path / info["curves_file"])  # relative to the run folder
+    assert curves[-1]["step"] == 150 and set(curves[-1]["accuracy"]) == {q.split for q in rel.questions}
+
+
+class Killed(Exception):
+    pass
+
+
+def test_resume_after_interruption_gives_bitwise_identical_weights(rel, tmp_path):
+    settings = fs.Settings(**{**TINY, "d_model": 32, "n_heads": 2, "eval_every": 4, "checkpoint_every": 5},
+                           steps=16)
+
+    def kill_at(n):
+        def cb(step, loss):
+            if step == n:
+                raise Killed
+        return cb
+
+    ref_model, _, ref_info = fs.ensure_trained(cell(rel, tmp_path / "ref"), settings)
+    ctx = cell(rel, tmp_path / "run")
+    with pytest.raises(Killed):
+        fs.ensure_trained(ctx, settings, callback=kill_at(12))
+    model, _, info = fs.ensure_trained(ctx, settings)
+    assert info["resumed_from"] == 10 and ref_info["resumed_from"] == 0
+    ref_sd, sd = ref_model.state_dict(), model.state_dict()
+    assert all(torch.equal(ref_sd[k], sd[k]) for k in ref_sd)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(scratch.read_curves(tmp_path / "ref" / ref_info["curves_file"])) == \
+        strip(scratch.read_curves(tmp_path / "run" / info["curves_file"]))
+    assert info["final_loss"] == ref_info["final_loss"]
+
+
+def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, monkeypatch):
+    seen: list[list[int]] = []
+    orig = scratch.Packer.rows_for_step
+
+    def record(self, step):
+        rows = orig(self, step)
+        seen.extend(rows)
+        return rows
+
+    monkeypatch.setattr(scratch.Packer, "rows_for_step", record)
+    prepared = fs.prepare(cell(rel_filler, tmp_path), fs.Settings(**TINY, steps=30))
+    tok = prepared.tokenizer
+    held = rel_filler.meta["heldout_relations"]
+    assert held and len(seen) == 30 * TINY["batch_size"]
+    words = set()
+    for row in seen:
+        text = tok.decode([t for t in row if t != tok.pad_token_id])
+        words.update(text.split())
+        for x, y in held:
+            assert f"{y} is a subset of {x}" not in text
+            for doc in text.split(scratch.EOT):  # nor the pair reversed inside one training document
+                toks = doc.split()
+                assert not (y in toks and x in toks and toks.index(y) < len(toks) - 1 - toks[::-1].index(x))
+    assert "subset" in words and "contains" in words  # the rows are real training text
+    # the held-out split really is latent: parametric near 0-chance, question text never trained
+    assert all(q.meta["heldout"] for q in rel_filler.questions if q.split == "heldout_reversal")
+
+
+# ------------------------------------------------------------------------------------------ contexts
+
+def test_oracle_context_holds_support_and_exactly_k_distractors(rel_filler, tmp_path):
+    settings = fs.Settings(**TINY, steps=2, context="oracle", k=3)
+    prepared = fs.prepare(cell(rel_filler, tmp_path), settings)
+    by_id = {d.id: d for d in rel_filler.documents}
+    train_texts = {d.text for d in rel_filler.documents}
+    for q in rel_filler.questions:
+        ctx = prepared.context_for(q)
+        lines = ctx.split(settings.separator)
+        assert lines[-1] == q.context
+        docs = lines[:-1]
+        support = [by_id[s].text for s in q.support]
+        assert len(docs) == len(support) + 3 and all(s in docs for s in support)
+        distractors = [d for d in docs if d not in support]
+        assert len(distractors) == 3 and all(d in train_texts for d in distractors)
+        assert all(by_id[s].kind == "relation" for s in q.support)  # distractors of the support's kind
+    # seeded: the same question gets the same context in another cell
+    again = fs.prepare(cell(rel_filler, tmp_path, "b"), settings)
+    assert [again.context_for(q) for q in rel_filler.questions] == [prepared.context_for(q) for q in rel_filler.questions]
+    assert prepared.info["oracle_context_tokens_max"] <= settings.seq_len
+    none = fs.prepare(cell(rel_filler, tmp_path, "c"), settings.model_copy(update={"context": "none"}))
+    assert all(none.context_for(q) == q.context for q in rel_filler.questions)
+
+
+def test_same_training_settings_share_one_trained_model(rel, tmp_path):
+    a = fs.prepare(cell(rel, tmp_path, "parametric"), fs.Settings(**TINY, steps=3, context="none"))
+    b = fs.prepare(cell(rel, tmp_path, "oracle"), fs.Settings(**TINY, steps=3, context="oracle", k=2))
+    c = fs.prepare(cell(rel, tmp_path, "ablation"), fs.Settings(**TINY, steps=3, include_episodes=False))
+    assert a.info["reused"] is False and b.info["reused"] is True and c.info["reused"] is False
+    assert a.info["artifact"] == b.info["artifact"] != c.info["artifact"]
+    assert b.info["train_seconds"] == a.info["train_seconds"]
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert len(list((tmp_path / "shared" / "scratch").iterdir())) == 2
+
+
+def test_no_episodes_ablation_removes_in_context_episodes(rel):
+    assert any(d.kind == "episode" for d in fs.training_documents(rel, True))
+    kept = fs.training_documents(rel, False)
+    assert kept and not any(d.kind == "episode" for d in kept)
+    cb = make_dataset("codebook", 0, dict(n_codebooks=2, n_symbols=6, n_used=3, sequences_per_codebook=20,
+                                          questions_per_codebook=2, n_choices=2, p_definition_in_sequence=0.5))
+    with_defs = [d for d in cb.documents if d.meta.get("with_definition")]
+    assert with_defs
+    stripped = {d.id: d for d in fs.training_documents(cb, False)}
+    assert len(stripped) == len(cb.documents)
+    for d in with_defs:
+        assert "codebook" not in stripped[d.id].text and stripped[d.id].text.startswith("encode with")
+
+
+def test_settings_and_model_spec_errors(rel, tmp_path):
+    with pytest.raises(ConfigError, match="n_layer"):
+        make_settings("from_scratch", {"n_layer": 2})
+    with pytest.raises(ConfigError, match="context"):
+        make_settings("from_scratch", {"context": "bm25"})
+    with pytest.raises(ConfigError, match="d_model"):
+        make_settings("from_scratch", {"d_model": 30, "n_heads": 4})
+    with pytest.raises(ConfigError, match="model"):
+        fs.prepare(cell(rel, tmp_path, spec="smollm2-135m"), fs.Settings(**TINY, steps=1))
+    with pytest.raises(ConfigError, match="seq_len"):
+        fs.prepare(cell(rel, tmp_path), fs.Settings(**{**TINY, "seq_len": 8}, steps=1))
+
+
+@pytest.mark.parametrize("name", ["latent_relations", "latent_codebook"])
+def test_configs_are_valid(name):
+    cfg = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    assert cfg["model"] == "scratch"
+    for d in cfg["datasets"]:
+        make_config(d["family"], d.get("settings", {}))
+    settings = [make_settings(c["kind"], c.get("settings", {}), c["name"]) for c in cfg["conditions"]]
+    assert {s.context for s in settings} == {"none", "oracle"}
+    assert {s.include_episodes for s in settings} == {True, False}
+    # the parametric and oracle cells of each training setting share one trained model
+    assert len({tuple(sorted(s.training_key().items())) for s in settings}) == 2
