@@ -99,7 +99,6 @@ def _artifact_root(ctx: CellContext) -> Path:
 
 def ensure_trained(ctx: CellContext, settings: Settings, callback: Any = None) -> tuple[Any, Any, dict[str, Any]]:
     """Train the model of ``settings`` (or load it if trained, or resume an interrupted run)."""
-    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
     from transformers.utils import logging as hf_logging
 
     if ctx.model_spec not in ("scratch", "", None):
@@ -107,8 +106,17 @@ def ensure_trained(ctx: CellContext, settings: Settings, callback: Any = None) -
                           f"(got {ctx.model_spec!r})")
     art = ctx.artifact_dir("scratch", train=settings.training_key())
     art.mkdir(parents=True, exist_ok=True)
-    device = _device(ctx)
     hf_logging.disable_progress_bar()  # a tiny model saves and loads in milliseconds
+    try:
+        return _ensure_trained(ctx, settings, art, callback)
+    finally:
+        hf_logging.enable_progress_bar()
+
+
+def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: Any) -> tuple[Any, Any, dict[str, Any]]:
+    from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    device = _device(ctx)
     with open(art / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # a second cell with the same settings waits, then reuses
         done = art / DONE
