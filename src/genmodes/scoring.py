@@ -154,12 +154,14 @@ class Scorer:
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_tokens: int = 4096, max_batch: int = 64,
-                 prefix_chunk: int = 1024):
+                 prefix_chunk: int = 1024, packed_tokens: int = 512):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch
         self.prefix_chunk = prefix_chunk
+        # Rows packed per forward after a shared prefix: the mask is packed_tokens x (prefix + packed).
+        self.packed_tokens = packed_tokens
         self._prefix: _Prefix | None = None
 
     @property
@@ -211,7 +213,7 @@ class Scorer:
                 rows.append((qi, ci, toks, len(toks) - len(x)))
         results: list[list[ChoiceScore | None]] = [[None] * len(ch) for _, ch in requests]
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i][2]))
-        batches = self._batches(order, rows)
+        batches = self._batches(order, rows, packed=pre.kv is not None)
         bar = None
         if progress:
             from tqdm.auto import tqdm
@@ -225,24 +227,58 @@ class Scorer:
             bar.close()
         return results  # type: ignore[return-value]
 
-    def _batches(self, order: list[int], rows: list) -> list[list[int]]:
-        batches, cur, cur_len = [], [], 0
+    def _batches(self, order: list[int], rows: list, packed: bool) -> list[list[int]]:
+        """Group rows under the token budget: padded width x rows, or (packed) the sum of lengths."""
+        batches, cur, cost = [], [], 0
+        budget = min(self.batch_tokens, self.packed_tokens) if packed else self.batch_tokens
         for i in order:
             n = len(rows[i][2])
-            width = max(cur_len, n)
-            if cur and (width * (len(cur) + 1) > self.batch_tokens or len(cur) >= self.max_batch):
+            new_cost = cost + n if packed else max(cost // max(1, len(cur)), n) * (len(cur) + 1)
+            if cur and (new_cost > budget or len(cur) >= self.max_batch):
                 batches.append(cur)
-                cur, width = [], n
+                cur, new_cost = [], n
             cur.append(i)
-            cur_len = width
+            cost = new_cost
         if cur:
             batches.append(cur)
         return batches
 
     def _score_batch(self, batch: list[tuple[int, int, list[int], int]], pre: _Prefix,
                      requests: Sequence[tuple[str, Sequence[str]]], results: list) -> None:
-        from transformers import DynamicCache
+        """Padded rows (no prefix) or rows packed into one sequence after the prefix.
 
+        With a shared prefix, rows are packed back to back into ONE sequence after it, with positions
+        restarting at the prefix length and a block-diagonal mask (each row sees the prefix and its own
+        earlier tokens). The prefix's keys and values are then read once per batch instead of being
+        copied for every row, which is what made long-context scoring slow (the cache and the grouped
+        query heads are materialised per row in a padded batch).
+        """
+        if pre.kv is None:
+            ids, needed, where = self._padded(batch)
+            kwargs: dict[str, Any] = {}
+        else:
+            ids, needed, where, kwargs = self._packed(batch, pre)
+        logp = None
+        if needed:
+            keep = torch.tensor(needed, device=self.device)
+            logits = self.model(input_ids=ids.to(self.device), use_cache=pre.kv is not None,
+                                logits_to_keep=keep, **kwargs).logits
+            logp = torch.log_softmax(logits.float(), dim=-1)  # (B, len(needed), vocab)
+        col = {p: j for j, p in enumerate(needed)}
+        for b, (qi, ci, toks, start) in enumerate(batch):
+            row, offset = where(b)
+            lps, greedy = [], True
+            for p in range(start, len(toks)):
+                if p == 0:  # first token right after the prefix: predicted by the prefix's last position
+                    dist = pre.last_logp
+                else:
+                    dist = logp[row, col[offset + p - 1]]
+                lps.append(dist[toks[p]])
+                greedy = greedy and int(dist.argmax()) == toks[p]
+            choice = requests[qi][1][ci]
+            results[qi][ci] = ChoiceScore(choice, float(torch.stack(lps).sum()), len(toks) - start, greedy)
+
+    def _padded(self, batch):
         B = len(batch)
         width = max(len(r[2]) for r in batch)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -250,29 +286,40 @@ class Scorer:
         ids = torch.full((B, width), pad, dtype=torch.long)
         for b, (_, _, toks, _) in enumerate(batch):
             ids[b, : len(toks)] = torch.tensor(toks)
-        ids = ids.to(self.device)
         # Positions whose output predicts a choice token (position p predicts token p+1).
         needed = sorted({p - 1 for _, _, toks, start in batch for p in range(max(start, 1), len(toks))})
-        kwargs: dict[str, Any] = {}
-        if pre.kv is not None:
-            kwargs[CACHE_KW] = DynamicCache(
-                ddp_cache_data=[(k.expand(B, -1, -1, -1), v.expand(B, -1, -1, -1)) for k, v in pre.kv])
-        if needed:
-            keep = torch.tensor(needed, device=self.device)
-            logits = self.model(input_ids=ids, use_cache=pre.kv is not None, logits_to_keep=keep, **kwargs).logits
-            logp = torch.log_softmax(logits.float(), dim=-1)  # (B, len(needed), vocab)
-        col = {p: j for j, p in enumerate(needed)}
-        for b, (qi, ci, toks, start) in enumerate(batch):
-            lps, greedy = [], True
-            for p in range(start, len(toks)):
-                if p == 0:  # first token right after the prefix: predicted by the prefix's last position
-                    dist = pre.last_logp
-                else:
-                    dist = logp[b, col[p - 1]]
-                lps.append(dist[toks[p]])
-                greedy = greedy and int(dist.argmax()) == toks[p]
-            choice = requests[qi][1][ci]
-            results[qi][ci] = ChoiceScore(choice, float(torch.stack(lps).sum()), len(toks) - start, greedy)
+        return ids, needed, (lambda b: (b, 0))
+
+    def _packed(self, batch, pre: _Prefix):
+        from transformers import DynamicCache
+
+        P = len(pre.ids)
+        starts, flat, pos = [], [], []
+        for _, _, toks, _ in batch:
+            starts.append(len(flat))
+            flat.extend(toks)
+            pos.extend(range(P, P + len(toks)))
+        T = len(flat)
+        seg = torch.empty(T, dtype=torch.long)
+        for b, (_, _, toks, _) in enumerate(batch):
+            seg[starts[b]: starts[b] + len(toks)] = b
+        idx = torch.arange(T)
+        own = (seg[:, None] == seg[None, :]) & (idx[:, None] >= idx[None, :])
+        allowed = torch.cat([torch.ones(T, P, dtype=torch.bool), own], dim=1)[None, None]
+        if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
+            mask = allowed.to(self.device)
+        else:  # eager and others take an additive float mask
+            mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(~allowed, torch.finfo(self.dtype).min)
+            mask = mask.to(self.device)
+        needed = sorted({starts[b] + p - 1 for b, (_, _, toks, start) in enumerate(batch)
+                         for p in range(max(start, 1), len(toks))})
+        kwargs = {CACHE_KW: DynamicCache(ddp_cache_data=[(k, v) for k, v in pre.kv]),
+                  "attention_mask": mask, "position_ids": torch.tensor([pos], device=self.device)}
+        return torch.tensor([flat]), needed, (lambda b: (0, starts[b])), kwargs
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
 
 
 def score_choices(model: Any, tokenizer: Any, context: str, choices: Sequence[str],
