@@ -233,3 +233,19 @@ def test_statements_repeated_within_a_document_are_kept_once(reversals, tmp_path
     assert texts == ["A is B.", "B is A.", "C is D."] * n  # across documents, repeats stay; cut-off "D is" goes
     assert info["duplicates_dropped"] == n and info["cut_statements_dropped"] == n
     assert info["generated_now"] == 0 and info["generation_seconds"] == 0.5 * n
+
+
+def test_augment_fraction_generates_for_a_seeded_subset(reversals, tmp_path):
+    ctx = _ctx(reversals, tmp_path)
+    settings = _local(augment_fraction=0.25)
+    _, info = augment.generate_augmentations(ctx, settings)
+    n = len(reversals.documents)
+    assert info["generated_documents"] == round(n * 0.25) == info["generated_now"]
+    recs = [json.loads(x) for x in (augment.cache_dir(ctx, settings) / "generations.jsonl").read_text().splitlines()]
+    ids = {r["doc"] for r in recs}
+    assert ids < {d.id for d in reversals.documents}
+    # the same seed picks the same documents
+    ctx2 = _ctx(reversals, tmp_path / "again")
+    augment.generate_augmentations(ctx2, settings)
+    recs2 = [json.loads(x) for x in (augment.cache_dir(ctx2, settings) / "generations.jsonl").read_text().splitlines()]
+    assert {r["doc"] for r in recs2} == ids

@@ -98,6 +98,10 @@ class Settings(_Base):
     # length minus room for the prompt and the new tokens), and the in_context-style kept fraction.
     budget_tokens: int | None = Field(default=None, gt=0)
     fraction: float | None = Field(default=None, gt=0, le=1)
+    # local/global: augment only a seeded random subset of this fraction of the training documents
+    # (all of them are still fine-tuned on). Generation is the costly part on a CPU; paraphrase-heavy
+    # datasets state each fact in many documents, so a subset still covers most facts.
+    augment_fraction: float | None = Field(default=None, gt=0, le=1)
 
     @model_validator(mode="after")
     def _samples_need_sampling(self) -> "Settings":
@@ -229,7 +233,8 @@ def cache_dir(ctx: CellContext, settings: Settings) -> Path:
     return ctx.artifact_dir("augment", source=settings.source, generator=settings.generator or ctx.model_spec,
                             samples=settings.samples_per_document, max_new_tokens=settings.max_new_tokens,
                             temperature=settings.temperature, budget_tokens=settings.budget_tokens,
-                            fraction=settings.fraction, prompt_version=PROMPT_VERSION)
+                            fraction=settings.fraction, augment_fraction=settings.augment_fraction,
+                            prompt_version=PROMPT_VERSION)
 
 
 def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[str], dict[str, Any]]:
@@ -240,6 +245,13 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
     if settings.source not in ("local", "global"):
         raise ValueError(f"generate_augmentations: source {settings.source!r} is not generated")
     docs = training_documents(ctx, settings.finetune)
+    context_docs = docs  # global: the whole training set (or its budgeted subsample) is the context
+    if settings.augment_fraction is not None:
+        import random
+
+        order = sorted(range(len(docs)), key=lambda i: random.Random(f"augment-{ctx.seed}-{docs[i].id}").random())
+        chosen = sorted(order[: max(1, round(len(docs) * settings.augment_fraction))])
+        docs = [docs[i] for i in chosen]
     folder = cache_dir(ctx, settings)
     cache = GenerationCache(folder / "generations.jsonl")
     todo = [d for d in docs if d.id not in cache.records]
@@ -262,12 +274,12 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
             if budget <= 0:
                 raise ConfigError(f"augmented_finetune: no context left for the training set ({room} tokens "
                                   f"of prompt and new tokens in a {model_context_length(model)}-token model)")
-            kept = select_documents(docs, tok, budget, ctx.seed, settings.fraction, GLOBAL_INSTRUCTION)
+            kept = select_documents(context_docs, tok, budget, ctx.seed, settings.fraction, GLOBAL_INSTRUCTION)
             if not kept:
                 raise ConfigError(f"augmented_finetune: bad setting 'budget_tokens': {budget} tokens hold the "
                                   "instruction but no training document")
             prefix = GLOBAL_INSTRUCTION + "\n\n".join(d.text.strip() for d in kept) + "\n\n"
-            info.update(documents_in_context=len(kept), kept_fraction=len(kept) / len(docs),
+            info.update(documents_in_context=len(kept), kept_fraction=len(kept) / len(context_docs),
                         prefix_tokens=len(tok(prefix, add_special_tokens=False).input_ids))
         write_json_atomic(folder / "settings.json", {
             "source": settings.source, "generator": spec, "samples_per_document": settings.samples_per_document,
