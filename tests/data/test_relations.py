@@ -126,3 +126,12 @@ def test_parse_and_oracle_augmentations(small):
 def test_bad_config_is_one_clear_error():
     with pytest.raises(DataError, match="n_relations"):
         make_dataset("relations", 0, {"n_relations": 1000, "n_entities": 20})
+
+
+@pytest.mark.parametrize("overrides", [
+    {"n_relations": 12, "n_entities": 12, "n_filler": 30, "heldout_fraction": 0.25},
+    {"n_relations": 500, "n_entities": 20},
+])
+def test_impossible_sizes_fail_with_a_clear_error_instead_of_hanging(overrides):
+    with pytest.raises(DataError, match="relations"):
+        make_dataset("relations", 0, overrides)

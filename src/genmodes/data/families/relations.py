@@ -31,6 +31,7 @@ from pydantic import Field, model_validator
 
 from genmodes.data.families import Family, FamilyConfig
 from genmodes.data.types import Dataset, Document, Fact, Question
+from genmodes.errors import DataError
 
 FORWARD = "contains"
 REVERSE = "is a subset of"
@@ -83,6 +84,9 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
     rng.shuffle(order_m)
     for i in range(min(config.n_relations, max(len(order_c), len(order_m)))):
         pairs.add((order_c[i % len(order_c)], order_m[i % len(order_m)]))
+    if config.n_relations > len(containers) * len(members):
+        raise DataError(f"relations: bad setting 'n_relations': {config.n_relations} relations need more "
+                        f"entities than n_entities={config.n_entities} allows")
     while len(pairs) < config.n_relations:
         pairs.add((rng.choice(containers), rng.choice(members)))
     relations = sorted(pairs)
@@ -108,8 +112,12 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
         docs.append(Document(id=f"rel-e-{k:05d}", text=f"{forward_text(x, y)} . {reverse_text(x, y)} .",
                              kind="episode", facts=sorted([Fact(x, FORWARD, y), Fact(y, REVERSE, x)])))
     held_reversed = {(y, x) for x, y in heldout}
-    k = 0
+    k, tries = 0, 0
     while k < config.n_filler:
+        tries += 1
+        if tries > 1000 * (config.n_filler + 1):
+            raise DataError("relations: filler sequences cannot avoid the held-out pairs at these sizes; "
+                            "lower n_filler, the filler length or heldout_fraction, or raise n_entities")
         toks = [rng.choice(entities) for _ in range(rng.randint(config.filler_min_len, config.filler_max_len))]
         # never a held-out pair in reversed order, even without the relation words
         if any((toks[i], toks[j]) in held_reversed for i in range(len(toks)) for j in range(i + 1, len(toks))):
@@ -137,6 +145,9 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
         if in_context:
             context = f"{forward_text(x, y)} . {context}"
         wrong: list[str] = []
+        if len(set(pool) - set(true)) < config.n_choices - 1:
+            raise DataError(f"relations: too few entities for {config.n_choices} options per question; "
+                            "raise n_entities or lower n_choices")
         while len(wrong) < config.n_choices - 1:
             e = qrng.choice(pool)
             if e not in true and e not in wrong:
