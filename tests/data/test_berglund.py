@@ -54,7 +54,8 @@ def test_import_errors(tmp_path):
         import_berglund(src)
 
 
-REAL = Path("/work/shared/data/reversal_curse")
+# shared/ lies beside the project checkout (CI lays a copy there too)
+REAL = Path(__file__).resolve().parents[3] / "shared" / "data" / "reversal_curse"
 
 
 @pytest.mark.skipif(not (REAL / "all_prompts_train.jsonl").exists(), reason="published data not present")
