@@ -15,7 +15,6 @@ Speed (what :class:`Scorer` adds over one full forward per choice):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -326,12 +325,3 @@ def score_choices(model: Any, tokenizer: Any, context: str, choices: Sequence[st
                   prefix: str = "") -> list[ChoiceScore]:
     """Score one question: convenience wrapper over :class:`Scorer`."""
     return Scorer(model, tokenizer).score([(context, choices)], prefix=prefix)[0]
-
-
-def stderr_of_mean(values: Sequence[float]) -> float:
-    """Standard error of the mean (sample sd / sqrt(n)); nan for fewer than two values."""
-    n = len(values)
-    if n < 2:
-        return float("nan")
-    m = sum(values) / n
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n)

@@ -12,7 +12,7 @@ consequences alike), so a choice whose fact is not in it is false.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -132,8 +132,3 @@ class Dataset:
         return {"family": self.family, "seed": self.seed, "documents": len(self.documents),
                 "questions": len(self.questions), "knowledge": len(self.knowledge),
                 "splits": {s: len(self.split(s)) for s in self.splits}}
-
-
-def to_plain(obj: Any) -> Any:
-    """Dataclass -> JSON-able structure (used for configs stored in meta.json)."""
-    return asdict(obj) if hasattr(obj, "__dataclass_fields__") else obj

@@ -5,8 +5,7 @@ P1 protocol: standard errors over inference subtypes. A group is a (subtype, see
 error is the sample sd of the group accuracies over sqrt(#groups). With a single group there is no
 spread to measure, so the binomial standard error sqrt(p(1-p)/n) stands in.
 
-Pure Python on purpose: the report reads result files only and must not import torch (which
-``genmodes.scoring`` does), so the sd is computed here rather than via ``scoring.stderr_of_mean``.
+Pure Python on purpose: the report reads result files only and must not import torch.
 """
 
 from __future__ import annotations
