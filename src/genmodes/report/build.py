@@ -249,8 +249,10 @@ def _compute(run: Run) -> list[Block]:
         train, ctx = [], []
         for c in cs:
             info = c.get("info") or {}
+            # a condition's train_seconds is all its train-time compute (augmented_finetune counts its
+            # generation in it); generation_seconds alone stands in only where train_seconds is absent
             t, g = info.get("train_seconds"), info.get("generation_seconds")
-            train.append(None if not (_is_num(t) or _is_num(g)) else (t if _is_num(t) else 0) + (g if _is_num(g) else 0))
+            train.append(t if _is_num(t) else (g if _is_num(g) else None))
             # what was scored: the runner's per-question context_tokens (shared prefix included);
             # a cell without it falls back to the condition's own prefix_tokens + mean_context_tokens
             if str(c["cell"]) in ctx_mean:
