@@ -27,6 +27,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, ValidationInfo, field_validator
 
+from genmodes.conditions import finetune as ft
 from genmodes.conditions.base import (DEFAULT_INSTRUCTION, CellContext, Prepared, Settings as _Base, Timer,
                                       render_documents)
 from genmodes.data.types import Dataset, Document, Question
@@ -46,26 +47,7 @@ class Settings(_Base):
     # documents stay in rank order, best first).
     shuffle: bool | None = None
     # Fine-tune first (the settings of ``genmodes.conditions.finetune``): parametric + episodic.
-    finetune: Any = None
-
-    @field_validator("finetune", mode="before")
-    @classmethod
-    def _finetune_settings(cls, v: Any) -> Any:
-        if v is None:
-            return None
-        ft = _finetune_module()
-        if isinstance(v, ft.Settings):
-            return v
-        if not isinstance(v, dict):
-            raise ValueError("expected the settings of the finetune condition (a mapping)")
-        from pydantic import ValidationError
-
-        try:
-            return ft.Settings(**v)
-        except ValidationError as e:
-            err = e.errors()[0]
-            key = ".".join(str(x) for x in err["loc"]) or "?"
-            raise ValueError(f"finetune.{key}: {err['msg']}") from None
+    finetune: ft.Settings | None = None
 
     @field_validator("k")
     @classmethod
@@ -78,14 +60,6 @@ class Settings(_Base):
     @property
     def shuffled(self) -> bool:
         return self.method == "oracle" if self.shuffle is None else self.shuffle
-
-
-def _finetune_module() -> Any:
-    try:
-        from genmodes.conditions import finetune
-    except ImportError as e:  # pragma: no cover - only while finetune.py is missing
-        raise ValueError(f"retrieval with finetune needs genmodes.conditions.finetune ({e})") from None
-    return finetune
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,14 +202,12 @@ class RetrievedContext:
 def training_texts(ctx: CellContext, ft_settings: Any) -> list[str]:
     """The texts a plain ``finetune`` cell trains on (its ``prepare``: the texts of
     ``training_documents``), so both cells hash to, and share, one checkpoint."""
-    ft = _finetune_module()
     return [d.text for d in ft.training_documents(ctx, ft_settings)]
 
 
 def prepare(ctx: CellContext, settings: Settings) -> Prepared:
     info: dict[str, Any] = {"method": settings.method, "k": settings.k, "train_seconds": 0.0}
     if settings.finetune is not None:
-        ft = _finetune_module()
         model, tok, ft_info = ft.train_on_texts(ctx, settings.finetune, training_texts(ctx, settings.finetune),
                                                 tag="finetune")
         info["train_seconds"] = float(ft_info.get("train_seconds", 0.0))
