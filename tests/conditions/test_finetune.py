@@ -22,14 +22,6 @@ FACTS = ["Did you know that femp are brighter than glon.", "It turns out that tr
 FAST = dict(batch_size=4, seq_len=64)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny():
     return load_model("tiny-random", device="cpu")
 

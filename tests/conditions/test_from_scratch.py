@@ -22,14 +22,6 @@ TINY = dict(n_layers=2, d_model=64, n_heads=4, seq_len=32, batch_size=4, lr=1e-2
             eval_every=1000, eval_questions=8, checkpoint_every=1000)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def rel():
     return make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=8, n_filler=0,

@@ -36,7 +36,7 @@ from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, T
 from genmodes.conditions.finetune import Settings as FinetuneSettings, train_on_texts, training_documents
 from genmodes.conditions.in_context import model_context_length, select_documents
 from genmodes.data.families import get_family
-from genmodes.data.types import Dataset, Document, Fact
+from genmodes.data.types import Dataset, Fact
 from genmodes.errors import ConfigError, DataError
 
 # Bump when a prompt changes: it is part of the cache key, so old generations are not reused.
