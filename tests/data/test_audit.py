@@ -1,7 +1,6 @@
 """The audit: passes on every family at published size, fails on each kind of broken dataset."""
 
 import copy
-import importlib
 import time
 
 import pytest

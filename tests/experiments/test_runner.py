@@ -12,7 +12,7 @@ import yaml
 
 from genmodes.cli import main
 from genmodes.errors import ConfigError
-from genmodes.experiments.config import load_config, parse_config
+from genmodes.experiments.config import load_config
 
 TINY_RC = {"n_people_a": 4, "n_people_d": 0, "n_people_b": 2, "n_paraphrases": 3, "n_test_paraphrases": 2}
 
