@@ -78,13 +78,14 @@ def build_dataset(spec: DatasetSpec) -> Dataset:
             raise ConfigError(f"dataset {spec.name!r}: unknown split(s) {unknown}; it has {ds.splits}")
         qs = [q for q in qs if q.split in spec.splits]
     if spec.max_per_split is not None:
+        position = {q.id: i for i, q in enumerate(ds.questions)}
         kept = []
         for split in dict.fromkeys(q.split for q in qs):
             sq = [q for q in qs if q.split == split]
             if len(sq) > spec.max_per_split:
                 # seeded by question id, so the same subset whatever the order of generation
                 sq = sorted(sq, key=lambda q: hashlib.sha256(f"{spec.seed}-{q.id}".encode()).hexdigest())
-                sq = sorted(sq[: spec.max_per_split], key=lambda q: ds.questions.index(q))
+                sq = sorted(sq[: spec.max_per_split], key=lambda q: position[q.id])
             kept.extend(sq)
         qs = kept
     ds.questions = qs
