@@ -1,6 +1,7 @@
 """Codebook family [P2]: latent mappings are defined but never used; splits, leaks, determinism."""
 
 import json
+import re
 import time
 
 import pytest
@@ -116,3 +117,66 @@ def test_bad_config_is_one_clear_error():
         make_dataset("codebook", 0, {"n_used": 12, "n_symbols": 12})
     with pytest.raises(DataError, match="n_choices"):
         make_dataset("codebook", 0, {"n_choices": 7})
+
+
+def least_overlap(q):
+    """The shortcut the seed's options allowed: the option least often in the sequence so far."""
+    seq = q.context.split("->")[-1].split()
+    counts = [seq.count(c.strip()) for c in q.choices]
+    best = [i for i, n in enumerate(counts) if n == min(counts)]
+    return (q.answer in best) / len(best)
+
+
+def test_no_option_is_in_the_sequence_so_far_so_least_overlap_is_chance(ds):
+    for s in ds.splits:
+        qs = ds.split(s)
+        for q in qs:
+            assert not set(q.meta["sequence"][:-1]) & {
+                sym for sym, code in ds.meta["codebooks"][q.meta["codebook"]]["map"].items()
+                if " " + code in q.choices}
+        assert sum(map(least_overlap, qs)) / len(qs) == pytest.approx(0.25)
+
+
+def test_definition_forms():
+    code_first = make_dataset("codebook", 0, SMALL)
+    symbol_first = make_dataset("codebook", 0, {**SMALL, "definition_form": "symbol_first"})
+    for d, pattern in ((code_first, r"codebook \S+ : [a-z]{2,} = [a-z] ;"),
+                       (symbol_first, r"codebook \S+ : [a-z] = [a-z]{2,} ;")):
+        defs = [x for x in d.documents if x.kind == "definition"]
+        assert defs and all(re.match(pattern, x.text) for x in defs)
+        for x in d.documents:
+            assert sorted(parse_statements(x.text)) == x.facts, x.id
+        assert audit_dataset(d).violations == []
+    # the same mappings and questions either way, only the surface form of definitions differs
+    assert code_first.meta["codebooks"] == symbol_first.meta["codebooks"]
+    assert [q.choices for q in code_first.questions] == [q.choices for q in symbol_first.questions]
+
+
+def test_definitions_only_inside_episodes():
+    d = make_dataset("codebook", 0, {**SMALL, "standalone_definitions": False})
+    assert not [x for x in d.documents if x.kind == "definition"]
+    docs = d.doc_index()
+    for q in d.questions:  # the support (what an oracle retrieves) is a training episode of the codebook
+        sup = docs[q.support[0]]
+        assert sup.kind == "sequence" and sup.meta["with_definition"] and sup.meta["codebook"] == q.meta["codebook"]
+        assert set(q.premises) <= set(sup.facts)
+    assert audit_dataset(d).violations == []
+
+
+def test_fresh_episodes_are_practice_codebooks_with_a_new_mapping_each():
+    d = make_dataset("codebook", 0, {**SMALL, "n_fresh_episodes": 30})
+    plain = make_dataset("codebook", 0, SMALL)
+    fresh = [x for x in d.documents if x.meta.get("fresh")]
+    assert len(fresh) == 30
+    real = set(d.meta["codebooks"])
+    maps = set()
+    for x in fresh:
+        assert x.meta["codebook"] not in real and x.meta["with_definition"]
+        defn, enc = x.text.splitlines()
+        maps.add(defn.split(" : ", 1)[1])
+        assert sorted(parse_statements(x.text)) == x.facts
+    assert len(maps) == 30  # a new mapping every time: only the context tells the encoding
+    # the real codebooks, their documents and the questions do not depend on the fresh episodes
+    assert [x.to_json() for x in d.documents if not x.meta.get("fresh")] == [x.to_json() for x in plain.documents]
+    assert [q.to_json() for q in d.questions] == [q.to_json() for q in plain.questions]
+    assert audit_dataset(d).violations == []

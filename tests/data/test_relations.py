@@ -91,21 +91,81 @@ def test_episodes_pair_forward_and_reverse_of_trained_reversals_only(ds):
             assert (m[1], m[2]) not in held
 
 
+EPISODES = {**SMALL, "n_episodes": 40, "episode_facts": 3, "fresh_episode_fraction": 0.5, "n_episode_entities": 100}
+
+
+def test_multi_fact_and_fresh_episodes():
+    d = make_dataset("relations", 0, EPISODES)
+    plain = make_dataset("relations", 0, SMALL)
+    trained = {(f.subject, f.object) for x in plain.documents if x.kind == "relation" for f in x.facts
+               if f.relation == FORWARD and x.meta["direction"] == "forward"}
+    reverse_trained = {(f.object, f.subject) for x in plain.documents if x.kind == "relation"
+                       for f in x.facts if f.relation == REVERSE}
+    eps = [x for x in d.documents if x.kind == "episode"]
+    assert sum(x.meta["fresh"] for x in eps) == 20
+    for x in eps:
+        fwd = re.findall(r"(\w+) contains (\w+) \.", x.text)
+        rev = re.findall(r"(\w+) is a subset of (\w+) \.", x.text)
+        # three forward facts, then the reverse of each (in some order), each member once
+        assert len(fwd) == 3 and sorted((b, a) for a, b in rev) == sorted(fwd)
+        assert x.text.index(" is a subset of ") > x.text.rindex(" contains ")
+        assert len({b for _, b in fwd}) == 3
+        if x.meta["fresh"]:  # episode-only entities, never in another kind of document
+            assert all(a.startswith("f") and b.startswith("f") for a, b in fwd)
+        else:
+            assert set(fwd) <= reverse_trained
+    ents = {e for x in d.documents if x.kind != "episode" for e in x.text.split() if e.startswith("f")}
+    assert not ents
+    # the rest of the dataset does not depend on the episode settings
+    assert [x.text for x in d.documents if x.kind == "relation"] == \
+        [x.text for x in plain.documents if x.kind == "relation"]
+    assert [q.to_json() for q in d.questions] == [q.to_json() for q in plain.questions]
+    assert trained
+    assert audit_dataset(d).violations == []
+    for x in d.documents:
+        assert sorted(parse_statements(x.text)) == x.facts, x.id
+
+
 def test_questions(ds):
     docs = ds.doc_index()
     held = {tuple(p) for p in ds.meta["heldout_relations"]}
+    knowledge = set(ds.knowledge)
     for q in ds.split("heldout_reversal") + ds.split("heldout_reversal_in_context"):
         x = q.choices[q.answer].strip()
         y = q.context.split()[-5]
         assert (x, y) in held and q.context.endswith(f"{y} {REVERSE}")
         assert docs[q.support[0]].facts == [Fact(x, FORWARD, y)]
         if q.split.endswith("in_context"):
-            assert q.context == f"{x} {FORWARD} {y} . {y} {REVERSE}"
+            shown = re.findall(r"(e\d+) contains (e\d+) \.", q.context)
+            # the fact, and one true fact about each wrong option: every option in the context once
+            assert (x, y) in shown and len(shown) == len(q.choices)
+            assert sorted(a for a, _ in shown) == sorted(c.strip() for c in q.choices)
+            assert all(Fact(a, FORWARD, b) in knowledge for a, b in shown)
+            assert [b for _, b in shown].count(y) == 1
         else:
             assert q.context == f"{y} {REVERSE}"
     stated = {f for d in ds.documents for f in d.facts}
     assert all(q.choice_facts[q.answer] in stated for q in ds.split("trained"))
     assert {q.subtype for q in ds.split("trained")} == {"forward", "reverse"}
+
+
+def copy_baseline(q):
+    """Pick the first option that occurs in the question's context (chance if none does)."""
+    toks = q.context.split()
+    inside = [i for i, c in enumerate(q.choices) if c.strip() in toks]
+    return 1.0 if inside[:1] == [q.answer] else (1 / len(q.choices) if not inside else 0.0)
+
+
+def test_copying_an_option_from_the_context_is_chance_unless_the_split_says_copyable():
+    d = make_dataset("relations", 0, {**SMALL, "heldout_fraction": 0.5, "copyable_split": True})
+    qs = d.split("heldout_reversal_in_context")
+    assert len(qs) == 100
+    # every option is in the context, so copying gets exactly the first-listed option: ~chance
+    assert sum(map(copy_baseline, qs)) / len(qs) <= 0.25 + 0.10
+    cp = d.split("heldout_reversal_in_context_copyable")
+    assert sum(map(copy_baseline, cp)) / len(cp) == 1.0
+    plain = make_dataset("relations", 0, {**SMALL, "heldout_fraction": 0.5})
+    assert [q.to_json() for q in plain.questions] == [q.to_json() for q in d.questions if "copyable" not in q.split]
 
 
 def test_entities_are_distinct_synthetic_tokens(ds):

@@ -13,7 +13,10 @@ One module, three ways to score the same trained model (settings ``context``):
   in-context result.
 - ``oracle``: the question's support training documents (the first ``max_support``; all by default)
   plus ``k`` distractor training documents (of the support's kinds unless ``distractor_kinds`` says
-  otherwise), shuffled with a seed per question, joined by ``separator``, then the question. The
+  otherwise), shuffled with a seed per question, joined by ``separator``, then the question.
+  ``distractors: options`` makes the first distractors one document about each wrong option (the
+  rest random, ``k`` in all or more if the options need it): with random distractors the answer is
+  often the only option in the context, and copying it would pass for using the context. The
   word-level tokenizer drops whitespace, so the retrieved documents read as one episode: the format
   that in-context episodes teach in training.
 
@@ -52,6 +55,9 @@ class Settings(_Base, scratch.TrainConfig):
     k: int = Field(4, ge=0, description="distractor documents in an oracle context")
     max_support: int | None = Field(None, ge=1, description="support documents in an oracle context (None: all)")
     distractor_kinds: list[str] | None = Field(None, description="kinds distractors come from (None: the support's)")
+    distractors: Literal["random", "options"] = Field(
+        "random", description="options: one distractor mentions each wrong option (so copying an option seen "
+                              "in the context is chance), the rest random")
     separator: str = Field("\n", description="between documents of an oracle context")
 
     def training_key(self) -> dict[str, Any]:
@@ -70,6 +76,8 @@ def training_documents(ds: Dataset, include_episodes: bool = True) -> list[Docum
         return list(ds.documents)
     out = []
     for d in ds.documents:
+        if d.meta.get("fresh"):  # a fresh episode without its definition is a random mapping: noise
+            continue
         if not is_episode(d):
             out.append(d)
         elif d.kind == "sequence":  # keep the encoding, drop the definition before it
@@ -167,7 +175,19 @@ def oracle_documents(q: Question, ds: Dataset, train_docs: list[Document], setti
     if len(pool) < settings.k:
         raise ConfigError(f"only {len(pool)} training documents of kinds {sorted(kinds)} for k={settings.k} distractors")
     rng = random.Random(f"oracle-{seed}-{q.id}")
-    chosen = support + rng.sample(pool, settings.k)
+    chosen = list(support)
+    if settings.distractors == "options":
+        in_context = {w for d in chosen for w in d.text.split()}
+        for i, c in enumerate(q.choices):
+            word = c.strip()
+            if i == q.answer or word in in_context:
+                continue
+            about = [d for d in pool if word in d.text.split() and d not in chosen]
+            if about:
+                chosen.append(rng.choice(about))
+                in_context |= set(chosen[-1].text.split())
+    rest = [d for d in pool if d not in chosen]
+    chosen += rng.sample(rest, max(0, settings.k - (len(chosen) - len(support))))
     rng.shuffle(chosen)
     return chosen
 

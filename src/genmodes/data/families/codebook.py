@@ -33,12 +33,14 @@ from __future__ import annotations
 import random
 import re
 import string
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from genmodes.data.families import Family, FamilyConfig
 from genmodes.data.nonsense import NonsenseWords
 from genmodes.data.types import Dataset, Document, Fact, Question
+from genmodes.errors import DataError
 
 RECALL_SPLITS = ["seen", "seen_in_context"]
 
@@ -52,6 +54,12 @@ class CodebookConfig(FamilyConfig):
     max_len: int = Field(6, ge=1)
     definition_copies: int = Field(5, ge=1, description="definition documents per codebook (mapping order shuffled)")
     p_definition_in_sequence: float = Field(0.2, ge=0.0, le=1.0)
+    definition_form: Literal["code_first", "symbol_first"] = Field(
+        "code_first", description="code_first: 'fop = a' (a lookup symbol -> code cannot reuse it); symbol_first: 'a = fop'")
+    standalone_definitions: bool = Field(True, description="definition documents of their own (else only in episodes)")
+    n_fresh_episodes: int = Field(0, ge=0, description="episodes over practice codebooks with a new random mapping each")
+    n_practice_books: int = Field(20, ge=1)
+    n_practice_codes: int = Field(60, ge=2)
     questions_per_codebook: int = Field(20, ge=1, description="per split")
     n_choices: int = Field(4, ge=2)
 
@@ -60,9 +68,12 @@ class CodebookConfig(FamilyConfig):
         if self.n_used >= self.n_symbols:
             raise ValueError(f"n_used ({self.n_used}) must be below n_symbols ({self.n_symbols}): "
                              "some mappings must stay latent")
-        if self.n_choices > min(self.n_used, self.n_symbols - self.n_used):
-            raise ValueError(f"n_choices ({self.n_choices}) exceeds the used ({self.n_used}) or latent "
-                             f"({self.n_symbols - self.n_used}) mappings a codebook has to draw choices from")
+        if self.n_choices > min(self.n_used - 1, self.n_symbols - self.n_used):
+            raise ValueError(f"n_choices ({self.n_choices}) must be below the used ({self.n_used}) and at most the "
+                             f"latent ({self.n_symbols - self.n_used}) mappings: a seen question's wrong options "
+                             "and its target stay out of the sequence before it, which needs one more used symbol")
+        if self.n_practice_codes < self.n_symbols and self.n_fresh_episodes:
+            raise ValueError(f"n_practice_codes ({self.n_practice_codes}) is below n_symbols ({self.n_symbols})")
         if self.min_len > self.max_len:
             raise ValueError(f"min_len ({self.min_len}) is above max_len ({self.max_len})")
         return self
@@ -76,7 +87,9 @@ def encodes(book: str, sym: str, code: str) -> Fact:
     return Fact(book, f"encodes {sym} as", code)
 
 
-def definition_text(book: str, pairs: list[tuple[str, str]]) -> str:
+def definition_text(book: str, pairs: list[tuple[str, str]], form: str = "code_first") -> str:
+    if form == "code_first":
+        return f"codebook {book} : " + " ; ".join(f"{c} = {s}" for s, c in pairs) + " ."
     return f"codebook {book} : " + " ; ".join(f"{s} = {c}" for s, c in pairs) + " ."
 
 
@@ -101,8 +114,10 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
             pairs = list(maps[b].items())
             if k:  # the first copy in alphabet order, the others shuffled
                 rng.shuffle(pairs)
-            text = definition_text(b, pairs)
+            text = definition_text(b, pairs, config.definition_form)
             canonical_def.setdefault(b, text)
+            if not config.standalone_definitions:
+                break
             did = f"cb-def-{b}-{k}"
             def_ids[b].append(did)
             docs.append(Document(id=did, text=text, kind="definition",
@@ -124,6 +139,31 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
                 facts = sorted(set(facts) | {defines(b, s, c) for s, c in maps[b].items()})
             docs.append(Document(id=f"cb-seq-{b}-{k:04d}", text=text, kind="sequence", facts=facts,
                                  meta={"codebook": b, "with_definition": with_def}))
+            if with_def and not config.standalone_definitions:
+                def_ids[b].append(docs[-1].id)  # the episodes that hold the definition are the support
+        if not def_ids[b]:
+            raise DataError(f"codebook: no training episode defines codebook {b}: raise p_definition_in_sequence "
+                            "or sequences_per_codebook, or set standalone_definitions")
+
+    # Fresh episodes: a practice codebook with a new random mapping in every episode, defined and
+    # then used for any symbol, so its encoding can only be read from the definition in context.
+    # From their own word and random streams: the real codebooks stay the same with or without them.
+    practice_books = words.take(config.n_practice_books) if config.n_fresh_episodes else []
+    practice_codes = words.take(config.n_practice_codes) if config.n_fresh_episodes else []
+    frng = random.Random(f"codebook-{seed}-fresh")
+    fresh_knowledge: set[Fact] = set()
+    for k in range(config.n_fresh_episodes):
+        b = frng.choice(practice_books)
+        pairs = list(zip(alphabet, frng.sample(practice_codes, config.n_symbols)))
+        m = dict(pairs)
+        frng.shuffle(pairs)
+        n = frng.randint(config.min_len, config.max_len)
+        syms = [frng.choice(alphabet) for _ in range(n)]
+        text = definition_text(b, pairs, config.definition_form) + "\n" + sequence_text(b, syms, [m[x] for x in syms])
+        facts = sorted({defines(b, s, c) for s, c in pairs} | {encodes(b, x, m[x]) for x in syms})
+        fresh_knowledge.update(facts)
+        docs.append(Document(id=f"cb-fresh-{k:05d}", text=text, kind="sequence", facts=facts,
+                             meta={"codebook": b, "with_definition": True, "fresh": True}))
 
     questions: list[Question] = []
     for split, pool_of, in_context in (("seen", used, False), ("latent", latent, False),
@@ -134,9 +174,11 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
             for _ in range(config.questions_per_codebook):
                 for _try in range(100):
                     target = qrng.choice(pool_of[b])
+                    # wrong options and the target never appear earlier in the sequence: a code word
+                    # in the prefix would be an option a model can rule out by overlap alone
+                    wrong = qrng.sample([s for s in pool_of[b] if s != target], config.n_choices - 1)
                     n = qrng.randint(config.min_len, config.max_len)
-                    # the target never appears earlier: its code word would be visible in the prefix
-                    others = [s for s in used[b] if s != target]
+                    others = [s for s in used[b] if s != target and s not in wrong]
                     syms = tuple([qrng.choice(others) for _ in range(n - 1)] + [target])
                     if (b, syms) not in trained_seqs and syms not in asked:
                         break
@@ -146,7 +188,6 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
                 prefix = [maps[b][s] for s in syms[:-1]]
                 query = f"encode with {b} : {' '.join(syms)} ->" + (" " + " ".join(prefix) if prefix else "")
                 context = canonical_def[b] + "\n" + query if in_context else query
-                wrong = qrng.sample([s for s in pool_of[b] if s != target], config.n_choices - 1)
                 options = [target] + wrong
                 qrng.shuffle(options)
                 questions.append(Question(
@@ -158,16 +199,19 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
                     meta={"codebook": b, "symbol": target, "sequence": list(syms),
                           "latent": target in latent[b], "in_context": in_context}))
 
-    knowledge = sorted({f for b in books for s, c in maps[b].items() for f in (defines(b, s, c), encodes(b, s, c))})
+    knowledge = sorted({f for b in books for s, c in maps[b].items() for f in (defines(b, s, c), encodes(b, s, c))}
+                       | fresh_knowledge)
     return Dataset(
         family="codebook", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
         knowledge=knowledge,
-        meta={"recall_splits": RECALL_SPLITS, "entities": books + [c for b in books for c in maps[b].values()],
+        meta={"recall_splits": RECALL_SPLITS,
+              "entities": books + [c for b in books for c in maps[b].values()] + practice_books + practice_codes,
               "codebooks": {b: {"map": maps[b], "used": used[b], "latent": latent[b]} for b in books},
               "vocabulary": sorted({t for d in docs for t in d.text.split()})})
 
 
 _DEF = re.compile(r"codebook (\S+) : ((?:\S+ = \S+(?: ; )?)+) \.")
+_SYMBOL = re.compile(r"[a-z]")  # input symbols are single letters; code words are longer
 _SEQ = re.compile(r"encode with (\S+) : ((?:\S+ )*\S+) -> ((?:\S+ )*\S+)")
 
 
@@ -179,6 +223,8 @@ def parse_statements(text: str) -> list[Fact]:
         if m := _DEF.fullmatch(line):
             for pair in m.group(2).split(" ; "):
                 s, c = pair.split(" = ")
+                if not _SYMBOL.fullmatch(s):  # code_first form
+                    s, c = c, s
                 facts.append(defines(m.group(1), s, c))
         elif m := _SEQ.fullmatch(line):
             syms, codes = m.group(2).split(), m.group(3).split()

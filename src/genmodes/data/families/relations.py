@@ -6,16 +6,26 @@ statement "Y is a subset of X" is trained for 99% of relations and held out for 
 sequences are of three kinds:
 
 - ``relation``: one trained relation in one direction ("e40217 contains e88120 .");
-- ``episode``: an in-context episode, a forward relation followed by its reverse in one sequence
-  ("e40217 contains e88120 . e88120 is a subset of e40217 ."), only for relations whose reverse is
-  trained: this is what teaches a model to reverse a fact it sees in context;
+- ``episode``: an in-context episode: ``episode_facts`` forward relations, then the reverse of each
+  in a new order ("a contains b . c contains d . d is a subset of c . b is a subset of a ."). This is
+  what teaches a model to reverse a fact it sees in context. An episode's relations are trained
+  relations whose reverse is trained, or, for a ``fresh_episode_fraction`` of episodes, random
+  pairs of a separate pool of episode-only entities (``n_episode_entities``, ids ``f12345``): those
+  pairs exist nowhere else, so the reverse can only be read from the context, never recalled
+  from the parameters; with trained relations it can be recalled, which leaves a small model
+  little reason to learn the in-context route (measured in docs/RESULTS.md, "levers");
 - ``filler``: random entity tokens stating nothing.
 
 Splits: ``trained`` (recall of trained statements, either direction), ``heldout_reversal`` (the
 reverse of a held-out relation, no context: a parametric learner scores 0% in P2), and
-``heldout_reversal_in_context`` (the forward fact in the context first: ~100% in P2). No training
-sequence contains a held-out reverse statement, nor the two entities of a held-out relation in
-reversed order.
+``heldout_reversal_in_context``: the forward fact in the context, among one distractor fact per
+wrong option (that option's own true relation with another member), shuffled, then the reverse
+question (~100% in P2). Every option appears in the context exactly once, so copying "the option
+that is in the context" gives chance; the model must find the fact about the question's member.
+``copyable_split: true`` adds ``heldout_reversal_in_context_copyable``, the forward fact alone in
+the context (the seed's earlier form, answerable by copying the only option in context).
+No training sequence contains a held-out reverse statement, nor the two entities of a held-out
+relation in reversed order.
 
 Entities fall into containers (the X side) and members (the Y side), so relations never chain and
 "contains" needs no transitive closure. Distractors are entities of the answer's side that do not
@@ -48,6 +58,11 @@ class RelationsConfig(FamilyConfig):
     filler_max_len: int = Field(16, ge=1)
     n_trained_questions: int = Field(200, ge=0)
     n_choices: int = Field(4, ge=2)
+    episode_facts: int = Field(1, ge=1, description="forward relations per episode, each followed by its reverse")
+    fresh_episode_fraction: float = Field(0.0, ge=0.0, le=1.0,
+                                          description="episodes over episode-only entity pairs, not trained relations")
+    n_episode_entities: int = Field(2_000, ge=4, le=90_000, description="episode-only entities (fresh episodes)")
+    copyable_split: bool = Field(False, description="add heldout_reversal_in_context_copyable (forward fact alone)")
 
     @model_validator(mode="after")
     def _check(self) -> "RelationsConfig":
@@ -74,6 +89,10 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
     rng = random.Random(f"relations-{seed}")
     # Five-digit ids, all the same length, so no entity is a prefix of another.
     entities = [f"e{n}" for n in rng.sample(range(10_000, 100_000), config.n_entities)]
+    # drawn from their own stream, so adding fresh episodes leaves every other document unchanged
+    erng = random.Random(f"relations-{seed}-episode-entities")
+    ep_entities = [f"f{n}" for n in erng.sample(range(10_000, 100_000), config.n_episode_entities)]
+    ep_half = config.n_episode_entities // 2
     half = config.n_entities // 2
     containers, members = entities[:half], entities[half:]
 
@@ -107,11 +126,48 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
     for k, (x, y) in enumerate(trained_rev):
         docs.append(Document(id=f"rel-r-{k:05d}", text=reverse_text(x, y) + " .", kind="relation",
                              facts=[Fact(y, REVERSE, x)], meta={"direction": "reverse"}))
-    for k in range(config.n_episodes):
-        x, y = rng.choice(trained_rev)
-        docs.append(Document(id=f"rel-e-{k:05d}", text=f"{forward_text(x, y)} . {reverse_text(x, y)} .",
-                             kind="episode", facts=sorted([Fact(x, FORWARD, y), Fact(y, REVERSE, x)])))
     held_reversed = {(y, x) for x, y in heldout}
+    later: dict[str, set[str]] = {}
+    for x, y in heldout:
+        later.setdefault(y, set()).add(x)
+
+    def reverses_heldout(toks: list[str]) -> bool:
+        """A held-out pair's member before its container anywhere in one sequence."""
+        return any(w in later and later[w] & set(toks[i + 1:]) for i, w in enumerate(toks))
+
+    episode_knowledge: set[Fact] = set()
+    n_fresh = round(config.fresh_episode_fraction * config.n_episodes)
+    if config.episode_facts > len(trained_rev) and n_fresh < config.n_episodes:
+        raise DataError(f"relations: bad setting 'episode_facts': {config.episode_facts} exceeds the "
+                        f"{len(trained_rev)} trained reversals")
+    if config.episode_facts > ep_half and n_fresh:
+        raise DataError(f"relations: bad setting 'episode_facts': {config.episode_facts} exceeds the "
+                        f"{ep_half} episode-only containers; raise n_episode_entities")
+    erng = random.Random(f"relations-{seed}-episodes")
+    fresh_at = set(erng.sample(range(config.n_episodes), n_fresh))
+    for k in range(config.n_episodes):
+        for _try in range(1000):
+            if k in fresh_at:  # distinct containers and members, so each reverse has one answer
+                pairs_e = list(zip(erng.sample(ep_entities[:ep_half], config.episode_facts),
+                                   erng.sample(ep_entities[ep_half:], config.episode_facts)))
+            else:
+                pairs_e = erng.sample(trained_rev, config.episode_facts)
+                if len({x for x, _ in pairs_e}) < len(pairs_e) or len({y for _, y in pairs_e}) < len(pairs_e):
+                    continue
+            rev = pairs_e[:]
+            erng.shuffle(rev)
+            text = " ".join(forward_text(x, y) + " ." for x, y in pairs_e) + " " + \
+                " ".join(reverse_text(x, y) + " ." for x, y in rev)
+            if k in fresh_at or not reverses_heldout(text.split()):
+                break
+        else:
+            raise DataError("relations: episodes cannot avoid the held-out pairs at these sizes; "
+                            "lower episode_facts or heldout_fraction")
+        facts = sorted({f for x, y in pairs_e for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))})
+        if k in fresh_at:
+            episode_knowledge.update(facts)
+        docs.append(Document(id=f"rel-e-{k:05d}", text=text, kind="episode", facts=facts,
+                             meta={"fresh": k in fresh_at}))
     k, tries = 0, 0
     while k < config.n_filler:
         tries += 1
@@ -135,15 +191,13 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
 
     questions: list[Question] = []
 
-    def ask(split: str, x: str, y: str, direction: str, qrng: random.Random, in_context: bool) -> None:
+    def ask(split: str, x: str, y: str, direction: str, qrng: random.Random, in_context: str = "") -> None:
         if direction == "forward":
             context, answer, pool, true = f"{x} {FORWARD}", y, used_m, members_of[x]
             fact = lambda o: Fact(x, FORWARD, o)  # noqa: E731
         else:
             context, answer, pool, true = f"{y} {REVERSE}", x, used_c, containers_of[y]
             fact = lambda o: Fact(y, REVERSE, o)  # noqa: E731
-        if in_context:
-            context = f"{forward_text(x, y)} . {context}"
         wrong: list[str] = []
         if len(set(pool) - set(true)) < config.n_choices - 1:
             raise DataError(f"relations: too few entities for {config.n_choices} options per question; "
@@ -154,33 +208,46 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
                 wrong.append(e)
         options = [answer] + wrong
         qrng.shuffle(options)
+        if in_context == "copyable":
+            context = f"{forward_text(x, y)} . {context}"
+        elif in_context:
+            # one true fact per wrong option, so each option is in the context once
+            shown = [(x, y)] + [(w, qrng.choice(sorted(members_of[w]))) for w in wrong]
+            qrng.shuffle(shown)
+            context = " ".join(forward_text(a, b) + " ." for a, b in shown) + " " + context
         questions.append(Question(
             id=f"rel-{split}-{len(questions):05d}", split=split, subtype=direction, context=context,
             choices=[" " + e for e in options], answer=options.index(answer), support=[fwd_doc[(x, y)]],
             premises=[Fact(x, FORWARD, y)], choice_facts=[fact(e) for e in options],
-            meta={"hard_distractors": True, "in_context": in_context, "heldout": (x, y) in heldout_set}))
+            meta={"hard_distractors": True, "in_context": bool(in_context), "heldout": (x, y) in heldout_set}))
 
     qrng = random.Random(f"relations-{seed}-questions")
     n_t = min(config.n_trained_questions, len(relations))
     for x, y in qrng.sample(relations, n_t):
         direction = "forward" if (x, y) in heldout_set or qrng.random() < 0.5 else "reverse"
-        ask("trained", x, y, direction, qrng, False)
+        ask("trained", x, y, direction, qrng)
     for x, y in heldout:
-        ask("heldout_reversal", x, y, "reverse", qrng, False)
+        ask("heldout_reversal", x, y, "reverse", qrng)
     for x, y in heldout:
-        ask("heldout_reversal_in_context", x, y, "reverse", qrng, True)
+        ask("heldout_reversal_in_context", x, y, "reverse", qrng, "distractors")
+    if config.copyable_split:
+        crng = random.Random(f"relations-{seed}-copyable")  # the other splits stay as without it
+        for x, y in heldout:
+            ask("heldout_reversal_in_context_copyable", x, y, "reverse", crng, "copyable")
 
-    knowledge = sorted({f for x, y in relations for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))})
+    knowledge = sorted({f for x, y in relations for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))}
+                       | episode_knowledge)
     return Dataset(
         family="relations", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
         knowledge=knowledge,
-        meta={"recall_splits": RECALL_SPLITS, "entities": entities,
+        meta={"recall_splits": RECALL_SPLITS, "entities": entities + (ep_entities if n_fresh else []),
               "heldout_relations": [list(p) for p in heldout],
-              "vocabulary": sorted(set(entities) | {".", *FORWARD.split(), *REVERSE.split()})})
+              "vocabulary": sorted(set(entities) | (set(ep_entities) if n_fresh else set())
+                                   | {".", *FORWARD.split(), *REVERSE.split()})})
 
 
-_FWD = re.compile(r"(e\d+) contains (e\d+)")
-_REV = re.compile(r"(e\d+) is a subset of (e\d+)")
+_FWD = re.compile(r"([ef]\d+) contains ([ef]\d+)")
+_REV = re.compile(r"([ef]\d+) is a subset of ([ef]\d+)")
 
 
 def parse_statements(text: str) -> list[Fact]:
