@@ -134,7 +134,8 @@ def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, m
 # ------------------------------------------------------------------------------------------ contexts
 
 def test_oracle_context_holds_support_and_exactly_k_distractors(rel_filler, tmp_path):
-    settings = fs.Settings(**TINY, steps=2, context="oracle", k=3)
+    # the in-context split's question holds one fact per option: longer rows than TINY's
+    settings = fs.Settings(**{**TINY, "seq_len": 64}, steps=2, context="oracle", k=3)
     prepared = fs.prepare(cell(rel_filler, tmp_path), settings)
     by_id = {d.id: d for d in rel_filler.documents}
     train_texts = {d.text for d in rel_filler.documents}
@@ -154,6 +155,38 @@ def test_oracle_context_holds_support_and_exactly_k_distractors(rel_filler, tmp_
     assert prepared.info["oracle_context_tokens_max"] <= settings.seq_len
     none = fs.prepare(cell(rel_filler, tmp_path, "c"), settings.model_copy(update={"context": "none"}))
     assert all(none.context_for(q) == q.context for q in rel_filler.questions)
+
+
+def test_oracle_distractors_about_the_options_put_every_option_in_the_context(rel_filler, tmp_path):
+    settings = fs.Settings(**TINY, steps=2, context="oracle", k=4, distractors="options")
+    prepared = fs.prepare(cell(rel_filler, tmp_path), settings)
+    random_ = fs.prepare(cell(rel_filler, tmp_path, "r"), settings.model_copy(update={"distractors": "random"}))
+    by_id = {d.id: d for d in rel_filler.documents}
+    only_answer = 0
+    for q in rel_filler.questions:
+        lines = prepared.context_for(q).split(settings.separator)
+        docs = lines[:-1]
+        assert by_id[q.support[0]].text in docs and len(docs) == 1 + settings.k
+        words = set(" ".join(docs).split())
+        # every option is in the retrieved documents, so copying the one option seen is no strategy
+        assert all(c.strip() in words for c in q.choices), q.id
+        seen = [c.strip() in set(" ".join(random_.context_for(q).split(settings.separator)[:-1]).split())
+                for c in q.choices]
+        only_answer += seen == [i == q.answer for i in range(len(q.choices))]
+    assert only_answer >= 1  # random distractors can leave the answer the only option in the context
+
+
+def test_copy_init_starts_the_output_embedding_as_a_copy_and_trains_it_apart(rel, tmp_path):
+    tok = scratch.build_tokenizer(fs.dataset_vocabulary(rel))
+    cfg = scratch.TrainConfig(**{**TINY, "steps": 2, "copy_init": True})
+    model = scratch.build_model(cfg, tok, seed=0)
+    assert torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)
+    assert model.lm_head.weight.data_ptr() != model.model.embed_tokens.weight.data_ptr()
+    plain = scratch.build_model(cfg.model_copy(update={"copy_init": False}), tok, seed=0)
+    assert torch.equal(plain.model.embed_tokens.weight, model.model.embed_tokens.weight)
+    assert not torch.equal(plain.lm_head.weight, model.lm_head.weight)
+    scratch.train(model, tok, [d.text for d in rel.documents], tmp_path, cfg, progress=False)
+    assert not torch.equal(model.lm_head.weight, model.model.embed_tokens.weight)
 
 
 def test_same_training_settings_share_one_trained_model(rel, tmp_path):
@@ -180,6 +213,15 @@ def test_no_episodes_ablation_removes_in_context_episodes(rel):
     assert len(stripped) == len(cb.documents)
     for d in with_defs:
         assert "codebook" not in stripped[d.id].text and stripped[d.id].text.startswith("encode with")
+    # fresh practice episodes are nothing but in-context episodes: dropped whole
+    cbf = make_dataset("codebook", 0, dict(n_codebooks=2, n_symbols=6, n_used=3, sequences_per_codebook=20,
+                                           questions_per_codebook=2, n_choices=2, n_fresh_episodes=5))
+    assert sum(bool(d.meta.get("fresh")) for d in fs.training_documents(cbf, True)) == 5
+    assert not any(d.meta.get("fresh") for d in fs.training_documents(cbf, False))
+    relf = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=8, n_filler=0,
+                                             n_trained_questions=8, heldout_fraction=0.125,
+                                             fresh_episode_fraction=0.5, n_episode_entities=8))
+    assert not any(d.kind == "episode" for d in fs.training_documents(relf, False))
 
 
 def test_settings_and_model_spec_errors(rel, tmp_path):

@@ -68,6 +68,8 @@ class TrainConfig(BaseModel):
     eval_every: int = Field(100, ge=1, description="steps between curve points")
     eval_questions: int = Field(64, ge=1, description="questions per split in a curve point")
     checkpoint_every: int = Field(100, ge=1)
+    copy_init: bool = Field(False, description="the output embedding starts as a copy of the input embedding "
+                                                "(trained apart): a prior for copying a context token")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -130,6 +132,13 @@ def build_model(config: TrainConfig, tokenizer: Any, seed: int = 0) -> Any:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = LlamaForCausalLM(cfg)
+    if config.copy_init:
+        # Untied, yet W_U[t] . W_E[t] starts large for every token t: an attention head that moves a
+        # context token's embedding forward then already raises that token's logit, so copying from
+        # the context need not be learned token by token (entity tokens are rare). Training moves the
+        # two matrices apart, so the held-out-reversal path of tied embeddings stays closed.
+        with torch.no_grad():
+            model.lm_head.weight.copy_(model.model.embed_tokens.weight)
     return model
 
 

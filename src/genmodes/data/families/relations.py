@@ -6,7 +6,8 @@ statement "Y is a subset of X" is trained for 99% of relations and held out for 
 sequences are of three kinds:
 
 - ``relation``: one trained relation in one direction ("e40217 contains e88120 .");
-- ``episode``: an in-context episode: ``episode_facts`` forward relations, then the reverse of each
+- ``episode``: an in-context episode: ``episode_facts`` forward relations (or a uniform number from
+  ``episode_facts_min`` to ``episode_facts``), then the reverse of each
   in a new order ("a contains b . c contains d . d is a subset of c . b is a subset of a ."). This is
   what teaches a model to reverse a fact it sees in context. An episode's relations are trained
   relations whose reverse is trained, or, for a ``fresh_episode_fraction`` of episodes, random
@@ -59,6 +60,8 @@ class RelationsConfig(FamilyConfig):
     n_trained_questions: int = Field(200, ge=0)
     n_choices: int = Field(4, ge=2)
     episode_facts: int = Field(1, ge=1, description="forward relations per episode, each followed by its reverse")
+    episode_facts_min: int | None = Field(None, ge=1, description="if set, each episode has a uniform number of "
+                                          "relations in [episode_facts_min, episode_facts]")
     fresh_episode_fraction: float = Field(0.0, ge=0.0, le=1.0,
                                           description="episodes over episode-only entity pairs, not trained relations")
     n_episode_entities: int = Field(2_000, ge=4, le=90_000, description="episode-only entities (fresh episodes)")
@@ -72,6 +75,8 @@ class RelationsConfig(FamilyConfig):
                              "raise n_entities")
         if self.n_choices > half:
             raise ValueError(f"n_choices ({self.n_choices}) exceeds the {half} entities of a side")
+        if self.episode_facts_min is not None and self.episode_facts_min > self.episode_facts:
+            raise ValueError("episode_facts_min is above episode_facts")
         if self.filler_min_len > self.filler_max_len:
             raise ValueError("filler_min_len is above filler_max_len")
         return self
@@ -146,12 +151,15 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
     erng = random.Random(f"relations-{seed}-episodes")
     fresh_at = set(erng.sample(range(config.n_episodes), n_fresh))
     for k in range(config.n_episodes):
+        n_facts = config.episode_facts
+        if config.episode_facts_min is not None and config.episode_facts_min < n_facts:
+            n_facts = erng.randint(config.episode_facts_min, n_facts)
         for _try in range(1000):
             if k in fresh_at:  # distinct containers and members, so each reverse has one answer
-                pairs_e = list(zip(erng.sample(ep_entities[:ep_half], config.episode_facts),
-                                   erng.sample(ep_entities[ep_half:], config.episode_facts)))
+                pairs_e = list(zip(erng.sample(ep_entities[:ep_half], n_facts),
+                                   erng.sample(ep_entities[ep_half:], n_facts)))
             else:
-                pairs_e = erng.sample(trained_rev, config.episode_facts)
+                pairs_e = erng.sample(trained_rev, n_facts)
                 if len({x for x, _ in pairs_e}) < len(pairs_e) or len({y for _, y in pairs_e}) < len(pairs_e):
                     continue
             rev = pairs_e[:]
