@@ -13,8 +13,28 @@ of a symbol as the last step of a new sequence:
 Texts are short, whitespace-separated tokens over a small vocabulary, for a word-level tokenizer and a
 small transformer trained from scratch::
 
-    codebook zib : a = fop ; b = trel ; c = klu .
+    codebook zib : fop = a ; trel = b ; klu = c .
     encode with zib : a c b -> fop klu trel
+
+Keeping the latent mappings latent. P2's claim is that a parametric learner cannot use a mapping it
+only saw defined, while a definition retrieved into the context can be used. Whether that holds
+depends on where and how definitions are written (numbers: docs/RESULTS.md, "From scratch", each
+with its command):
+
+- ``definition_form``. With symbol-first definitions ("a = fop", the seed's form) a definition
+  trains the very lookup encoding needs, (codebook, symbol) -> code, only after "=" instead of
+  after "->": the seed's small model transferred it and encoded latent mappings from its
+  parameters (87.5%, chance 25%). Code-first definitions ("fop = a", the default) train the lookup
+  (codebook, code) -> symbol; encoding needs its reverse, which a parametric learner does not get
+  from it (the reversal curse, as in the ``relations`` family), while with the definition in the
+  context the code word stands right before its symbol and can be read off.
+- ``standalone_definitions: false`` keeps definitions only inside episodes (encoding sequences that
+  begin with the definition; only seen mappings are ever encoded there), P2's other placement; the
+  oracle then retrieves one such episode as the support.
+- ``n_fresh_episodes``: episodes over practice codebooks (their own names and code words) with a new
+  random mapping in every episode, defined and then used for any symbol, so their encoding can only
+  be read from the context. Episodes over the real codebooks encode seen mappings, which the
+  parameters already know: they leave a small model little reason to learn to read its context.
 
 A fraction of training sequences carry the definition before the encoding (only seen mappings are
 encoded there): P2 finds a model learns to use retrieved episodes only when training already pairs
@@ -24,7 +44,10 @@ Facts: a definition states ``(book, "defines S as", code)``; an encoding shows
 ``(book, "encodes S as", code)``. Knowledge holds both for every mapping, so a latent question's
 answer fact ("encodes") is in no training document while its premise ("defines") is.
 Choices are the correct code word and other code words of the same codebook, drawn from the same pool
-(used or latent): a model cannot pick the answer by how often a word appeared as an output.
+(used or latent): a model cannot pick the answer by how often a word appeared as an output. Neither
+the wrong options' symbols nor the target occur earlier in the question's sequence, so no option's
+code word is in the sequence so far (the seed's options let "the option least in the sequence"
+score 46% on ``seen``, chance 25%).
 Question subtype = the codebook, so standard errors are over codebooks.
 """
 
