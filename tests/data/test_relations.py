@@ -195,3 +195,19 @@ def test_bad_config_is_one_clear_error():
 def test_impossible_sizes_fail_with_a_clear_error_instead_of_hanging(overrides):
     with pytest.raises(DataError, match="relations"):
         make_dataset("relations", 0, overrides)
+
+
+def test_shortcut_baselines_at_chance_on_the_in_context_split_and_copyable_one_exempt_by_name():
+    from genmodes.data.baselines import evaluate
+
+    d = make_dataset("relations", 0, {**SMALL, "heldout_fraction": 0.25, "copyable_split": True,
+                                      "episode_facts": 4, "episode_facts_min": 1, "fresh_episode_fraction": 0.5,
+                                      "n_episode_entities": 40})
+    rows = {(r.split, r.method): r for r in evaluate(d)}
+    ic = [r for (s, _), r in rows.items() if s == "heldout_reversal_in_context"]
+    assert ic and not any(r.offence for r in ic)
+    assert rows[("heldout_reversal_in_context", "overlap")].accuracy <= 0.25 + 0.10
+    # the copyable variant is what its name says: overlap (copying) answers it, by declared design
+    cp = rows[("heldout_reversal_in_context_copyable", "overlap")]
+    assert cp.accuracy == 1.0 and cp.exempt and not cp.offence
+    assert audit_dataset(d).violations == []

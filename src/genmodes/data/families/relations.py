@@ -47,6 +47,10 @@ from genmodes.errors import DataError
 FORWARD = "contains"
 REVERSE = "is a subset of"
 RECALL_SPLITS = ["trained"]
+COPYABLE_EXEMPTION = "copyable by name: the answer is the only option in the context"
+COOCCURRENCE_EXEMPTION = ("a held-out reversal's answer co-occurs with its member in the trained forward "
+                          "statement by construction: what an associative learner would get, which a "
+                          "parametric model trained on the forward direction does not (the reversal curse)")
 
 
 class RelationsConfig(FamilyConfig):
@@ -248,7 +252,12 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
     return Dataset(
         family="relations", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
         knowledge=knowledge,
-        meta={"recall_splits": RECALL_SPLITS, "entities": entities + (ep_entities if n_fresh else []),
+        meta={"recall_splits": RECALL_SPLITS,
+              "shortcut_exempt": {
+                  "heldout_reversal": {"cooccurrence": COOCCURRENCE_EXEMPTION},
+                  "heldout_reversal_in_context_copyable": {
+                      "cooccurrence": COOCCURRENCE_EXEMPTION,
+                      **{m: COPYABLE_EXEMPTION for m in ("overlap", "answer_form")}}}, "entities": entities + (ep_entities if n_fresh else []),
               "heldout_relations": [list(p) for p in heldout],
               "vocabulary": sorted(set(entities) | (set(ep_entities) if n_fresh else set())
                                    | {".", *FORWARD.split(), *REVERSE.split()})})
