@@ -180,3 +180,19 @@ def test_fresh_episodes_are_practice_codebooks_with_a_new_mapping_each():
     assert [x.to_json() for x in d.documents if not x.meta.get("fresh")] == [x.to_json() for x in plain.documents]
     assert [q.to_json() for q in d.questions] == [q.to_json() for q in plain.questions]
     assert audit_dataset(d).violations == []
+
+
+def test_definition_order_says_nothing_about_the_symbol():
+    d = make_dataset("codebook", 0, {**SMALL, "p_definition_in_sequence": 0.5})
+    alphabet = sorted(d.meta["codebooks"][d.questions[0].meta["codebook"]]["map"])
+    orders = []
+    for x in d.documents:
+        if x.kind == "definition" or x.meta.get("with_definition"):
+            defn = x.text.splitlines()[0]
+            orders.append(tuple(re.findall(r"= ([a-z]) [;.]", defn)))
+    assert len(orders) > 20 and all(sorted(o) == alphabet for o in orders)
+    # no fixed slot per symbol (the seed's episodes and questions all had alphabet order)
+    assert tuple(alphabet) not in orders and len(set(orders)) > len(orders) // 2
+    seed_form = make_dataset("codebook", 0, {**SMALL, "shuffle_definitions": False})
+    first = [x for x in seed_form.documents if x.id.endswith("-0") and x.kind == "definition"]
+    assert all(tuple(re.findall(r"= ([a-z]) [;.]", x.text)) == tuple(alphabet) for x in first)

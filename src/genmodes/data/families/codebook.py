@@ -28,6 +28,11 @@ with its command):
   (codebook, code) -> symbol; encoding needs its reverse, which a parametric learner does not get
   from it (the reversal curse, as in the ``relations`` family), while with the definition in the
   context the code word stands right before its symbol and can be read off.
+- ``shuffle_definitions``. In the seed every episode and every question carried the codebook's
+  first definition copy, in alphabet order: the code word of the i-th letter always stood in the
+  i-th slot, so a model can encode from "which slot of this codebook's definition holds a code"
+  without any symbol-code lookup, a path around the latent test. Each definition now has its own
+  random order (episodes included).
 - ``standalone_definitions: false`` keeps definitions only inside episodes (encoding sequences that
   begin with the definition; only seen mappings are ever encoded there), P2's other placement; the
   oracle then retrieves one such episode as the support.
@@ -79,6 +84,8 @@ class CodebookConfig(FamilyConfig):
     p_definition_in_sequence: float = Field(0.2, ge=0.0, le=1.0)
     definition_form: Literal["code_first", "symbol_first"] = Field(
         "code_first", description="code_first: 'fop = a' (a lookup symbol -> code cannot reuse it); symbol_first: 'a = fop'")
+    shuffle_definitions: bool = Field(True, description="every definition in its own random order (False: the "
+                                      "seed's, whose first copy, the one in episodes and questions, is in alphabet order)")
     standalone_definitions: bool = Field(True, description="definition documents of their own (else only in episodes)")
     n_fresh_episodes: int = Field(0, ge=0, description="episodes over practice codebooks with a new random mapping each")
     n_practice_books: int = Field(20, ge=1)
@@ -130,13 +137,16 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     latent: dict[str, list[str]] = {b: [s for s in alphabet if s not in used[b]] for b in books}
 
     docs: list[Document] = []
+    drng = random.Random(f"codebook-{seed}-definition-order")
     def_ids: dict[str, list[str]] = {b: [] for b in books}
     canonical_def: dict[str, str] = {}
     for b in books:
         for k in range(config.definition_copies):
             pairs = list(maps[b].items())
-            if k:  # the first copy in alphabet order, the others shuffled
+            if k:
                 rng.shuffle(pairs)
+            elif config.shuffle_definitions:  # own stream: the seed's documents stay as they were without
+                drng.shuffle(pairs)
             text = definition_text(b, pairs, config.definition_form)
             canonical_def.setdefault(b, text)
             if not config.standalone_definitions:
@@ -158,7 +168,12 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
             facts = sorted({encodes(b, s, maps[b][s]) for s in syms})
             with_def = rng.random() < config.p_definition_in_sequence
             if with_def:
-                text = canonical_def[b] + "\n" + text
+                if config.shuffle_definitions:
+                    pairs = list(maps[b].items())
+                    drng.shuffle(pairs)
+                    text = definition_text(b, pairs, config.definition_form) + "\n" + text
+                else:
+                    text = canonical_def[b] + "\n" + text
                 facts = sorted(set(facts) | {defines(b, s, c) for s, c in maps[b].items()})
             docs.append(Document(id=f"cb-seq-{b}-{k:04d}", text=text, kind="sequence", facts=facts,
                                  meta={"codebook": b, "with_definition": with_def}))
