@@ -239,12 +239,19 @@ def test_settings_and_model_spec_errors(rel, tmp_path):
 
 @pytest.mark.parametrize("name", ["latent_relations", "latent_codebook"])
 def test_configs_are_valid(name):
-    cfg = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
-    assert cfg["model"] == "scratch"
-    for d in cfg["datasets"]:
-        make_config(d["family"], d.get("settings", {}))
-    settings = [make_settings(c["kind"], c.get("settings", {}), c["name"]) for c in cfg["conditions"]]
-    assert {s.context for s in settings} == {"none", "oracle"}
-    assert {s.include_episodes for s in settings} == {True, False}
-    # the parametric and oracle cells of each training setting share one trained model
-    assert len({tuple(sorted(s.training_key().items())) for s in settings}) == 2
+    def load(n):
+        cfg = yaml.safe_load((ROOT / "configs" / f"{n}.yaml").read_text())
+        assert cfg["model"] == "scratch"
+        for d in cfg["datasets"]:
+            make_config(d["family"], d.get("settings", {}))
+        return cfg, [make_settings(c["kind"], c.get("settings", {}), c["name"]) for c in cfg["conditions"]]
+
+    main, settings = load(name)
+    ablation, abl_settings = load(f"{name}_no_episodes")
+    assert {s.context for s in settings} == {s.context for s in abl_settings} == {"none", "oracle"}
+    assert {s.include_episodes for s in settings} == {True} and {s.include_episodes for s in abl_settings} == {False}
+    # the parametric and oracle cells share one trained model; the ablation differs only in episodes
+    assert len({tuple(sorted(s.training_key().items())) for s in settings}) == 1
+    assert len({tuple(sorted(s.training_key().items())) for s in abl_settings}) == 1
+    assert {**settings[0].training_key(), "include_episodes": False} == abl_settings[0].training_key()
+    assert main["datasets"] == ablation["datasets"]
