@@ -117,6 +117,8 @@ def test_bad_config_is_one_clear_error():
         make_dataset("codebook", 0, {"n_used": 12, "n_symbols": 12})
     with pytest.raises(DataError, match="n_choices"):
         make_dataset("codebook", 0, {"n_choices": 7})
+    with pytest.raises(DataError, match="n_codebooks"):  # more code words than the word stream has
+        make_dataset("codebook", 0, {"n_codebooks": 150, "sequences_per_codebook": 1})
 
 
 def least_overlap(q):

@@ -131,8 +131,12 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     rng = random.Random(f"codebook-{seed}")
     words = NonsenseWords(seed, namespace="codebook", distinct_prefix_len=3)
     alphabet = list(string.ascii_lowercase[: config.n_symbols])
-    books = words.take(config.n_codebooks)
-    maps: dict[str, dict[str, str]] = {b: dict(zip(alphabet, words.take(config.n_symbols))) for b in books}
+    try:
+        books = words.take(config.n_codebooks)
+        maps: dict[str, dict[str, str]] = {b: dict(zip(alphabet, words.take(config.n_symbols))) for b in books}
+    except RuntimeError as e:  # the word stream is finite (distinct prefixes)
+        raise DataError(f"codebook: bad setting 'n_codebooks': {config.n_codebooks} codebooks of {config.n_symbols} "
+                        f"code words need more nonsense words than there are ({e})") from None
     used: dict[str, list[str]] = {b: sorted(rng.sample(alphabet, config.n_used)) for b in books}
     latent: dict[str, list[str]] = {b: [s for s in alphabet if s not in used[b]] for b in books}
 
