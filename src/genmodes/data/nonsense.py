@@ -3,7 +3,10 @@
 Words are 4-5 letters, built from English phonotactics (onset + nucleus + coda, optionally two
 syllables), and never an English word: each is checked against the web2 and GCIDE word lists shipped
 with the ``english-words`` package (262k words). A :class:`NonsenseWords` generator never repeats a
-word, so a dataset that draws all its entities from one generator has no duplicates.
+word, so a dataset that draws all its entities from one generator has no duplicates. Each family draws
+from its own stream (``namespace``, usually the family's name): two families generated with the same
+seed share no entity by accident, so a study that trains on one family and tests on another does not
+test on words it trained [issue: separate vocabularies per family].
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ def is_valid_nonsense(word: str) -> bool:
 class NonsenseWords:
     """A seeded stream of distinct nonsense words.
 
-    >>> w = NonsenseWords(seed=0)
+    >>> w = NonsenseWords(seed=0, namespace="doc")
     >>> a, b = w.take(2)          # two distinct words
     >>> w.next() not in (a, b)
     True
@@ -63,8 +66,11 @@ class NonsenseWords:
     choose by the prefix alone).
     """
 
-    def __init__(self, seed: int, exclude: set[str] | None = None, distinct_prefix_len: int = 0):
-        self._rng = random.Random(f"nonsense-{seed}")
+    def __init__(self, seed: int, *, namespace: str, exclude: set[str] | None = None,
+                 distinct_prefix_len: int = 0):
+        if not namespace:
+            raise ValueError("NonsenseWords needs a namespace (the family's name): one vocabulary per family")
+        self._rng = random.Random(f"nonsense-{namespace}-{seed}")
         self._used: set[str] = set(exclude or ())
         self._prefixes: set[str] = set()
         self._prefix_len = distinct_prefix_len

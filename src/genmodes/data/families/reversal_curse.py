@@ -21,6 +21,7 @@ import re
 
 from pydantic import Field, model_validator
 
+from genmodes.data.baselines import REVERSAL_EXEMPTION
 from genmodes.data.families import Family, FamilyConfig
 from genmodes.data.nonsense import NonsenseWords, capitalize
 from genmodes.data.types import Dataset, Document, Fact, Question
@@ -144,8 +145,10 @@ def generate(cfg: ReversalCurseConfig, seed: int) -> Dataset:
     rng = random.Random(f"reversal_curse-{seed}")
     n = cfg.n_people_a + cfg.n_people_d + cfg.n_people_b
     # first names distinct in their first 3 letters keep choices apart at the first token
-    firsts = [capitalize(w) for w in NonsenseWords(seed, distinct_prefix_len=3).take(n)]
-    lasts = [capitalize(w) for w in NonsenseWords(seed + 1_000_003, exclude={f.lower() for f in firsts}).take(n)]
+    firsts = [capitalize(w) for w in
+              NonsenseWords(seed, namespace="reversal_curse", distinct_prefix_len=3).take(n)]
+    lasts = [capitalize(w) for w in NonsenseWords(seed, namespace="reversal_curse-last",
+                                                  exclude={f.lower() for f in firsts}).take(n)]
     names = [f"{a} {b}" for a, b in zip(firsts, lasts)]
     descs: list[str] = []
     seen: set[str] = set()
@@ -195,6 +198,7 @@ def generate(cfg: ReversalCurseConfig, seed: int) -> Dataset:
     return Dataset(family="reversal_curse", config=cfg.model_dump(), seed=seed, documents=documents,
                    questions=questions, knowledge=knowledge,
                    meta={"recall_splits": ["forward"], "entities": entities,
+                         "shortcut_exempt": {"reversal": {"cooccurrence": REVERSAL_EXEMPTION}},
                          "people": [{"name": nm, "description": d, "group": g}
                                     for nm, d, g in zip(names, descs, groups)],
                          "description": "fictional people: set A name-first only; test description -> name"})

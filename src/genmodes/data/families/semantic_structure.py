@@ -155,7 +155,7 @@ class _World:
 
     def __init__(self, config: SemanticStructureConfig, seed: int, rng: random.Random):
         cats = load_hierarchy()
-        words = NonsenseWords(seed, distinct_prefix_len=3)
+        words = NonsenseWords(seed, namespace="semantic_structure", distinct_prefix_len=3)
         self.lex: dict[str, str] = {c["name"]: w for c, w in zip(cats, words.take(len(cats)))}
         objects = sorted({o for c in cats for _, o in c["properties"]})
         self.obj_lex = dict(zip(objects, words.take(len(objects))))
