@@ -41,6 +41,7 @@ from importlib import resources
 
 from pydantic import Field
 
+from genmodes.data.baselines import REVERSAL_EXEMPTION
 from genmodes.data.families import Family, FamilyConfig
 from genmodes.data.nonsense import NonsenseWords, capitalize
 from genmodes.data.types import Dataset, Document, Fact, Question
@@ -49,6 +50,8 @@ ISA = "is a type of"
 RECALL_SPLITS = ["rephrase"]
 CONGRUENT, INCONGRUENT = "cooccurrence_congruent", "cooccurrence_incongruent"
 PROBE_SPLITS = [CONGRUENT, INCONGRUENT]
+CONGRUENT_EXEMPTION = ("a designed shortcut probe: training co-occurrence favours the right option on every "
+                       "item (beside cooccurrence_incongruent, where it favours a wrong one)")
 
 # Per relation: training phrasings, held-out rephrasings, the reversed phrasing, a Q&A question.
 # Every forward template ends with "{o}." and every reversed one with "{s}.", so a question is the
@@ -283,20 +286,25 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
                 out.append((st, f))
         return out
 
+    # Each split plans a quarter more items than it asks: an item whose answer is the most (least)
+    # frequent of every valid option is skipped once enough items have the answer most (least)
+    # frequent (see _questions).
+    n = config.questions_per_split
+    n_probe = (n + 1) // 2 if config.probe_questions_per_split is None else config.probe_questions_per_split
+    quota = {"rephrase": n, "reversal": n, "syllogism": n, "category_holdout": n,
+             CONGRUENT: n_probe, INCONGRUENT: n_probe}
     direct = [(_kind(f), f) for f in w.trained if f.subject not in w.held]
-    plan["rephrase"] = take("rephrase", direct, config.questions_per_split)
-    plan["reversal"] = take("reversal", direct, config.questions_per_split, reverse=True)
+    plan["rephrase"] = take("rephrase", direct, n + n // 4)
+    plan["reversal"] = take("reversal", direct, n + n // 4, reverse=True)
 
     def inferences(cs: set[str]) -> list[tuple[str, Fact]]:
         return [(f"{_kind(f)}_{w.premises_for(f)[1]}hop", f) for f in sorted(w.forward)
                 if f.subject in cs and f not in w.trained_set]
 
-    plan["syllogism"] = take("syllogism", inferences(set(w.studied)), config.questions_per_split)
-    plan["category_holdout"] = take("category_holdout", inferences(w.held), config.questions_per_split)
-    n_probe = (config.questions_per_split + 1) // 2 if config.probe_questions_per_split is None \
-        else config.probe_questions_per_split
-    # a few spare probe items: one whose options cannot be kept below its cue word is skipped
-    probe = take("cooccurrence", inferences(set(w.studied)), 2 * (n_probe + (n_probe + 9) // 10),
+    plan["syllogism"] = take("syllogism", inferences(set(w.studied)), n + n // 4)
+    plan["category_holdout"] = take("category_holdout", inferences(w.held), n + n // 4)
+    # the probe's items also spare one whose options cannot be kept below its cue word
+    probe = take("cooccurrence", inferences(set(w.studied)), 2 * (n_probe + 2 + n_probe // 4),
                  exclude={f for _, f in plan["syllogism"]})
     plan[CONGRUENT] = probe[0::2]
     plan[INCONGRUENT] = probe[1::2]
@@ -313,7 +321,6 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
         if link not in see_also[f.subject]:
             see_also[f.subject].append(link)
 
-    quota = {split: len(items) for split, items in plan.items()} | {CONGRUENT: n_probe, INCONGRUENT: n_probe}
     docs = _documents(config, w, rng, see_also)
     questions = _questions(config, seed, w, docs, plan, quota, cue)
 
@@ -322,6 +329,8 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
         family="semantic_structure", config=config.model_dump(), seed=seed, documents=docs,
         questions=questions, knowledge=sorted(w.knowledge),
         meta={"recall_splits": RECALL_SPLITS, "probe_splits": PROBE_SPLITS,
+              "shortcut_exempt": {"reversal": {"cooccurrence": REVERSAL_EXEMPTION},
+                                  CONGRUENT: {"cooccurrence": CONGRUENT_EXEMPTION}},
               "entities": [x for x in [*w.lex.values(), *w.obj_lex.values()] if x in used_words],
               "heldout_categories": w.heldout,
               # English -> nonsense, for reading results (never shown to a model)
@@ -431,8 +440,10 @@ def _documents(config: SemanticStructureConfig, w: _World, rng: random.Random,
 
 
 class _Stats:
-    """Word statistics of the training documents that the shortcut baselines read: same-document
-    co-occurrence of a word with a set of words, and a word's frequency in the training text."""
+    """Word statistics of the training documents, as the shortcut baselines read them
+    (``genmodes.data.baselines``): same-document co-occurrence of a word with the context's
+    content words (a word in more than a tenth of the documents is a template word, not content),
+    and a word's frequency in the training text."""
 
     def __init__(self, docs: list[Document], strip_see_also: bool = False):
         self.docs_of: dict[str, set[int]] = defaultdict(set)
@@ -444,12 +455,15 @@ class _Stats:
             for x in _WORD.findall(text):
                 self.freq[x] += 1
                 self.docs_of[x].add(i)
+        self.max_df = max(2, int(0.1 * len(docs)))
+
+    def content(self, x: str) -> bool:
+        return len(self.docs_of.get(x, ())) <= self.max_df
 
     def cooc(self, context_words: list[str], o: str) -> int:
-        if not context_words:
+        if not self.content(o):
             return 0
-        docs = set.intersection(*(self.docs_of[x] for x in context_words))
-        return len(docs & self.docs_of[o])
+        return sum(len(self.docs_of[o] & self.docs_of.get(x, set())) for x in context_words if self.content(x))
 
 
 def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list[Document],
@@ -458,7 +472,6 @@ def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list
     k = config.n_choices
     stats = _Stats(docs)
     base = _Stats(docs, strip_see_also=True)  # co-occurrence as it would be without the probe's cues
-    entities = set(w.names) | set(w.obj_lex.values())
     by_fact: dict[Fact, list[Document]] = defaultdict(list)
     for d in docs:
         for f in d.facts:
@@ -489,6 +502,8 @@ def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list
         target = ref.cooc(ctx, answer)
         if lure is not None or congruent:
             top = stats.cooc(ctx, lure if lure is not None else answer)
+            if lure is not None and stats.cooc(ctx, answer) >= top:
+                return None  # the answer co-occurs as often as the cue anyway: not incongruent
             pool = [o for o in pool if stats.cooc(ctx, o) < top]
         need = k - 1 - (lure is not None)
         if len(pool) < need:
@@ -509,8 +524,6 @@ def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list
         positions = cycle(qrng)
         drafts = []
         for st, f in items:
-            if len(drafts) == quota[split]:
-                break
             if split == "reversal":
                 t = TEMPLATES[f.relation]
                 context, _ = _question_parts(t["reverse"], f.subject, f.object, f.subject)
@@ -524,7 +537,7 @@ def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list
                 answer, pool = f.object, w.wrong_forward(f)
                 fact_of = lambda o, f=f: Fact(f.subject, f.relation, o)  # noqa: E731
                 (prem, hops), rel = w.premises_for(f), f.relation
-            ctx = [x for x in _WORD.findall(context.lower()) if x in entities]
+            ctx = list(dict.fromkeys(_WORD.findall(context.lower())))
             lure = cue[f] if split == INCONGRUENT else None
             # a reversal's answer co-occurs with its question by definition (that is the reversal
             # curse's point); matching it there would only cost the frequency balance
@@ -538,25 +551,45 @@ def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list
         fr = stats.freq
         ranges = []
         for d in drafts:
-            answer, short, need = d[3], d[10], d[12]
+            answer, lure, short, need = d[3], d[5], d[10], d[12]
             n_above = sum(fr[o] > fr[answer] for o in short)
             n_not_above = len(short) - n_above
-            ranges.append((max(0, need - n_not_above), min(need, n_above)))
+            fixed = int(lure is not None and fr[lure] > fr[answer])  # the lure is always an option
+            ranges.append((max(0, need - n_not_above) + fixed, min(need, n_above) + fixed))
         count = [0] * k
-        rank = [0] * len(drafts)
-        for i in sorted(range(len(drafts)), key=lambda i: (ranges[i][1] - ranges[i][0], i)):
-            lo, hi = ranges[i]
-            rank[i] = min(range(lo, hi + 1), key=lambda r: (count[r], qrng.random()))
-            count[rank[i]] += 1
+        rank: dict[int, int] = {}
+        if len(drafts) <= quota[split]:  # every item is asked: the tightest ranges choose first
+            for i in sorted(range(len(drafts)), key=lambda i: (ranges[i][1] - ranges[i][0], i)):
+                lo, hi = ranges[i]
+                rank[i] = min(range(lo, hi + 1), key=lambda r: (count[r], qrng.random()))
+                count[rank[i]] += 1
+        else:  # spare items: in plan order, skip one whose feasible ranks are all full
+            cap = -(-quota[split] // k)
+            skipped = []
+            for i, (lo, hi) in enumerate(ranges):
+                if len(rank) == quota[split]:
+                    break
+                ok = [r for r in range(lo, hi + 1) if count[r] < cap]
+                if not ok:
+                    skipped.append(i)
+                    continue
+                rank[i] = min(ok, key=lambda r: (count[r], qrng.random()))
+                count[rank[i]] += 1
+            for i in skipped[: quota[split] - len(rank)]:
+                lo, hi = ranges[i]
+                rank[i] = min(range(lo, hi + 1), key=lambda r: (count[r], qrng.random()))
+                count[rank[i]] += 1
 
-        for i, (st, f, context, answer, ctx, lure, fact_of, prem, hops, rel, short, dist, need) in enumerate(drafts):
+        for n, i in enumerate(sorted(rank)):
+            st, f, context, answer, ctx, lure, fact_of, prem, hops, rel, short, dist, need = drafts[i]
             fa = fr[answer]
             # a tie in frequency with the answer is a tie for the baseline too: avoided, so that
             # rank 0 makes the answer the most frequent option and rank k-1 the least
-            key = lambda o: (dist[o], fr[o] == fa, len(o) != len(answer), abs(fr[o] - fa))  # noqa: E731
+            key = lambda o: (dist[o], len(o) != len(answer), fr[o] == fa, abs(fr[o] - fa))  # noqa: E731
             above = sorted([o for o in short if fr[o] > fa], key=key)
             rest = sorted([o for o in short if fr[o] <= fa], key=key)
-            wrong = above[: rank[i]] + rest[: need - rank[i]] + ([lure] if lure is not None else [])
+            r = rank[i] - int(lure is not None and fr[lure] > fa)
+            wrong = above[:r] + rest[: need - r] + ([lure] if lure is not None else [])
             qrng.shuffle(wrong)
             pos = next(positions)
             options = wrong[:pos] + [answer] + wrong[pos:]
@@ -565,7 +598,7 @@ def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list
             if split in PROBE_SPLITS:
                 meta["cue"] = cue[f]
             questions.append(Question(
-                id=f"ss-{split}-{i:04d}", split=split, subtype=st, context=context,
+                id=f"ss-{split}-{n:04d}", split=split, subtype=st, context=context,
                 choices=[f" {o}." for o in options], answer=pos, support=support(prem), premises=prem,
                 choice_facts=[fact_of(o) for o in options], meta=meta))
     return questions
