@@ -19,15 +19,52 @@ Splits (every choice is a nonsense word; options are never in context):
   zarp is the dax."); its fact is the inverse relation, e.g. ("zarp", "is an ability of", "dax");
 - ``syllogism``: an inherited fact, hops = premises = isa edges + 1 for a property ("dax isa fep,
   fep can zarp" is 2 hops), or isa edges for an ancestor ("dax isa fep isa blick": 2 hops);
-- ``category_holdout``: for held-out leaf categories training states *only* the parent fact; every
-  inherited property and ancestor is asked.
+- ``category_holdout``: for held-out leaf categories training states *only* the parent fact; their
+  inherited properties and (non-root) ancestors are asked (all of them at the default size);
+- ``cooccurrence_congruent`` / ``cooccurrence_incongruent``: a designed shortcut probe (listed in
+  ``meta["probe_splits"]``), below.
 
-Hard distractors (P1): each wrong option holds the same relation for some other entity (another
-category can "blorf"; the wrong reversal answer is itself a type of something), and is false under
-the closed-world knowledge, which holds every inherited fact and every inverse. Wrong options come
-from the answer's closest relatives first (a sibling's property, a cousin category), which share the
-answer's co-occurring words. Subtypes:
-"category"/"property" for rephrase and reversal, "{category,property}_{hops}hop" for inferences.
+Hard distractors (P1; issue 8 part 4). Each wrong option holds the same relation for some other
+entity (another category can "blorf"; the wrong reversal answer is itself a type of something) and is
+false under the closed-world knowledge, which holds every inherited fact and every inverse; no option
+is a word of the question. Beyond that, options are matched on what a non-model shortcut over the
+training documents reads (``genmodes.data.baselines``), so that on the held-out splits none beats
+chance by more than a few points:
+- same-document co-occurrence with the question's content words: each wrong option co-occurs about
+  as often as the answer (exactly where the valid options allow, else within a tenth). Syllogism and
+  category-holdout answers are never stated with their subject, so their options mostly co-occur
+  zero times: an associative learner is at chance. A reversal's answer co-occurs with its question
+  by definition (the reversal curse's point), so there co-occurrence is reported, exempt
+  (``meta["shortcut_exempt"]``), not matched;
+- "is a type of": every option sits at the answer's depth in the hierarchy (an answer near the root
+  among mid-level distractors gave "pick the most general" 90%). A root answer has one same-depth
+  alternative (the hierarchy has two roots), so "X is a type of <root>" is never asked;
+- frequency in the training text (and so the bigram of the last context word and the option): the
+  number of wrong options more frequent than the answer is balanced over a split, 0..k-1 equally
+  often, so the most and the least frequent option are each the answer about 1/k of the time. An
+  item whose answer is the most (least) frequent of every valid option is skipped once its share is
+  full, so each split plans a quarter more items than it asks;
+- length (same length preferred) and answer position (each position equally often).
+
+Co-occurrence probe [P1; RESEARCH.md "word co-occurrence can mask a failure of latent
+generalization"]: syllogism-type inferences (premises in different documents, like ``syllogism``)
+whose subject's first ``probe_cue_mentions`` articles end with a "See also" line linking to a list
+page, e.g. "See also: everything that can zarp." The link states nothing about the category (no
+parser reads a fact from it) but puts the cue word in the subject's documents. In
+``cooccurrence_congruent`` the cue is the answer, so training co-occurrence favours the right option
+(every other option co-occurs less); in ``cooccurrence_incongruent`` the cue is one wrong option (the
+lure; ``meta["cue"]``), so it favours a wrong one (the answer and the other options co-occur less
+than the lure). The two splits are drawn alternately from one pool, so they share subtypes and
+hops; beside each other in a summary they show whether a model's inferences follow the association:
+an associative learner scores 100% and 0%. The congruent split is a shortcut by design
+(``meta["shortcut_exempt"]``); the audit still checks every other baseline there.
+
+Subtypes: "category"/"property" for rephrase and reversal, "{category,property}_{hops}hop" for
+inferences.
+
+The world (lexicon, hierarchy, closed-world knowledge) is built once (:class:`_World`); which facts
+each split asks is chosen from it, then the documents are written, then each question's options
+are chosen from the documents' statistics. Everything is a function of (config, seed).
 """
 
 from __future__ import annotations
@@ -105,8 +142,10 @@ class SemanticStructureConfig(FamilyConfig):
     n_choices: int = Field(4, ge=2)
     support_docs_per_premise: int = Field(3, ge=1, description="support lists the shortest documents stating each premise")
     probe_questions_per_split: int | None = Field(
-        None, ge=0, description="items in each co-occurrence probe split (0: no probe); default half of questions_per_split")
-    probe_cue_mentions: int = Field(3, ge=1, description="articles about a probe item's subject that list its cue word")
+        None, ge=0, description="items in each co-occurrence probe split (0: no probe); default: half of "
+                                "questions_per_split")
+    probe_cue_mentions: int = Field(
+        3, ge=1, description="articles about a probe item's subject that end with its cue word's See-also link")
 
 
 @functools.lru_cache(maxsize=1)
@@ -140,7 +179,9 @@ def _question_parts(template: str, s: str, o: str, last: str) -> tuple[str, str]
 
 
 _WORD = re.compile(r"[a-z]+")
+_END = re.compile(r"([a-z]+)\.")
 SEE_ALSO = "See also: "
+CUE_FORMATS = ("encyclopedia", "bullets", "qa")  # articles about one category, which may end with a link
 # The co-occurrence probe's cue: a "See also" link to a list page, which names the cue word after
 # the relation's own words (so a bigram of the training text sees it where a statement would put
 # it) but states nothing about the article's category.
@@ -304,24 +345,41 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
     plan["syllogism"] = take("syllogism", inferences(set(w.studied)), n + n // 4)
     plan["category_holdout"] = take("category_holdout", inferences(w.held), n + n // 4)
     # the probe's items also spare one whose options cannot be kept below its cue word
-    probe = take("cooccurrence", inferences(set(w.studied)), 2 * (n_probe + 2 + n_probe // 4),
+    probe = take("cooccurrence", inferences(set(w.studied)), 2 * (n_probe + 2 + n_probe // 4) if n_probe else 0,
                  exclude={f for _, f in plan["syllogism"]})
     plan[CONGRUENT] = probe[0::2]
     plan[INCONGRUENT] = probe[1::2]
-    # The probe's cue: the word its subject's articles list under "See also" (the answer for a
-    # congruent item, one valid wrong option, the lure, for an incongruent one).
+    docs = _documents(config, w, rng)
+
+    # The probe's cue: the word its subject's articles link to under "See also" (the answer for a
+    # congruent item; for an incongruent one a valid wrong option, the lure, chosen on the
+    # documents as written so far: one that co-occurs with the subject no more than the answer
+    # does, and as frequent as the answer will be with the cue's mentions, above it for every other
+    # item and below it for the rest, so the lure's frequency tells nothing).
+    pilot = _Stats(docs)
+    mentions = defaultdict(int)
+    for d in docs:
+        if d.meta["format"] in CUE_FORMATS and len(d.meta.get("about", [])) == 1:
+            mentions[d.meta["about"][0]] += 1
+    cue: dict[Fact, str] = {f: f.object for _, f in plan[CONGRUENT]}
     prng = random.Random(f"semantic-{seed}-cooccurrence-cues")
-    cue: dict[Fact, str] = {}
-    for split in (CONGRUENT, INCONGRUENT):
-        for _, f in plan[split]:
-            cue[f] = f.object if split == CONGRUENT else prng.choice(w.wrong_forward(f))
+    for i, (_, f) in enumerate(plan[INCONGRUENT]):
+        ctx = [f.subject]
+        m = min(config.probe_cue_mentions, mentions[f.subject])
+        fa = pilot.freq[f.object]
+        cands = [o for o in w.wrong_forward(f) if pilot.cooc(ctx, o) <= pilot.cooc(ctx, f.object)]
+        prng.shuffle(cands)
+        above = [o for o in cands if pilot.freq[o] + m > fa]
+        below = [o for o in cands if pilot.freq[o] + m < fa]
+        side = (above, below) if i % 2 == 0 else (below, above)
+        pick = side[0] or side[1] or cands or w.wrong_forward(f)
+        cue[f] = min(pick, key=lambda o: abs(pilot.freq[o] + m - fa))
     see_also: dict[str, list[str]] = defaultdict(list)
     for f in sorted(cue):
         link = LINKS[f.relation].format(o=cue[f])
         if link not in see_also[f.subject]:
             see_also[f.subject].append(link)
-
-    docs = _documents(config, w, rng, see_also)
+    docs = _add_cues(docs, see_also, config.probe_cue_mentions)
     questions = _questions(config, seed, w, docs, plan, quota, cue)
 
     used_words = {x for f in w.knowledge for x in (f.subject, f.object)}
@@ -338,10 +396,25 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
                           "properties": {a: b for a, b in w.obj_lex.items() if b in used_words}}})
 
 
-def _documents(config: SemanticStructureConfig, w: _World, rng: random.Random,
-               see_also: dict[str, list[str]]) -> list[Document]:
-    names, parent, own = w.names, w.parent, w.own
+def _add_cues(docs: list[Document], see_also: dict[str, list[str]], m: int) -> list[Document]:
+    """The co-occurrence probe's cue words: a "See also" line (a link, never a statement) at the end
+    of the first ``m`` articles about each probe subject."""
     cued: dict[str, int] = defaultdict(int)
+    out = []
+    for d in docs:
+        about = d.meta.get("about", [])
+        if d.meta["format"] in CUE_FORMATS and len(about) == 1 and see_also.get(about[0]) and cued[about[0]] < m:
+            cued[about[0]] += 1
+            # one link a line, each ending its sentence as a statement's object does (a bigram
+            # model of the text sees the cue word where and how a statement would put it)
+            links = "".join(f"\n{SEE_ALSO}{link}." for link in see_also[about[0]])
+            d = Document(id=d.id, text=d.text + links, kind=d.kind, facts=d.facts, meta=d.meta)
+        out.append(d)
+    return out
+
+
+def _documents(config: SemanticStructureConfig, w: _World, rng: random.Random) -> list[Document]:
+    names, parent, own = w.names, w.parent, w.own
 
     def say(f: Fact, k: int | None = None) -> str:
         ts = TEMPLATES[f.relation]["train"]
@@ -375,10 +448,6 @@ def _documents(config: SemanticStructureConfig, w: _World, rng: random.Random,
             text = "\n".join(f"Q: {TEMPLATES[f.relation]['ask'].format(s=c)} A: {say(f)}" for f in fs2)
         else:
             raise AssertionError(fmt)
-        if see_also.get(c) and cued[c] < config.probe_cue_mentions:
-            # the co-occurrence probe's cue words: a link, never a statement
-            cued[c] += 1
-            text += "\n" + SEE_ALSO + "; ".join(see_also[c]) + "."
         return text, fs
 
     docs: list[Document] = []
@@ -448,13 +517,17 @@ class _Stats:
     def __init__(self, docs: list[Document], strip_see_also: bool = False):
         self.docs_of: dict[str, set[int]] = defaultdict(set)
         self.freq: dict[str, int] = defaultdict(int)
+        ends: dict[str, int] = defaultdict(int)
         for i, d in enumerate(docs):
             text = d.text.lower()
             if strip_see_also:
-                text = text.split("\n" + SEE_ALSO.lower())[0]
+                text = text.split("\n" + SEE_ALSO.lower())[0]  # the links are the last lines
             for x in _WORD.findall(text):
                 self.freq[x] += 1
                 self.docs_of[x].add(i)
+            for x in _END.findall(text):
+                ends[x] += 1
+        self.end = {x: ends[x] / n for x, n in self.freq.items()}  # share of a word's uses that end a sentence
         self.max_df = max(2, int(0.1 * len(docs)))
 
     def content(self, x: str) -> bool:
@@ -508,6 +581,8 @@ def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list
         need = k - 1 - (lure is not None)
         if len(pool) < need:
             return None
+        if need == 0:  # two choices: the answer and the lure
+            return [], {}, 0
         qrng.shuffle(pool)
         dist = {o: abs(stats.cooc(ctx, o) - target) for o in pool}
         if not match_cooc:
@@ -585,7 +660,12 @@ def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list
             fa = fr[answer]
             # a tie in frequency with the answer is a tie for the baseline too: avoided, so that
             # rank 0 makes the answer the most frequent option and rank k-1 the least
-            key = lambda o: (dist[o], len(o) != len(answer), fr[o] == fa, abs(fr[o] - fa))  # noqa: E731
+            # A reversal's options are categories, which end a sentence as often as the answer
+            # does first: a parent often does ("... is a type of fep."), a leaf never, and a
+            # bigram model of the text reads the "." after the option.
+            near = ((lambda o: round(10 * abs(stats.end.get(o, 0) - stats.end.get(answer, 0)))) if split == "reversal"
+                    else (lambda o: 0))
+            key = lambda o: (near(o), dist[o], len(o) != len(answer), fr[o] == fa, abs(fr[o] - fa))  # noqa: E731
             above = sorted([o for o in short if fr[o] > fa], key=key)
             rest = sorted([o for o in short if fr[o] <= fa], key=key)
             r = rank[i] - int(lure is not None and fr[lure] > fa)
