@@ -36,25 +36,30 @@ chance by more than a few points:
   zero times: an associative learner is at chance. A reversal's answer co-occurs with its question
   by definition (the reversal curse's point), so there co-occurrence is reported, exempt
   (``meta["shortcut_exempt"]``), not matched;
-- "is a type of": every option sits at the answer's depth in the hierarchy (an answer near the root
-  among mid-level distractors gave "pick the most general" 90%). A root answer has one same-depth
-  alternative (the hierarchy has two roots), so "X is a type of <root>" is never asked;
-- frequency in the training text (and so the bigram of the last context word and the option): the
-  number of wrong options more frequent than the answer is balanced over a split, 0..k-1 equally
-  often, so the most and the least frequent option are each the answer about 1/k of the time. An
-  item whose answer is the most (least) frequent of every valid option is skipped once its share is
-  full, so each split plans a quarter more items than it asks;
+- "is a type of": every option sits at the answer's depth in the hierarchy (answers near the root
+  among mid-level distractors let "pick the most general" answer most such items; issue 8). A root
+  answer has one same-depth alternative (the hierarchy has two roots), so "X is a type of <root>"
+  is never asked;
+- frequency in the training text (and so a bigram model's score of the option after the context,
+  since a property word only ever follows its relation's words): the number of wrong options more
+  frequent than the answer is balanced over a split, 0..k-1 equally often, so the most and the least
+  frequent option are each the answer about 1/k of the time. An item whose answer is the most
+  (least) frequent of every valid option is skipped once its share is full, so each split plans a
+  quarter more items than it asks. A reversal's options (categories) also end a sentence about as
+  often as its answer does (a parent often does, "... is a type of fep.", a leaf never);
 - length (same length preferred) and answer position (each position equally often).
 
 Co-occurrence probe [P1; RESEARCH.md "word co-occurrence can mask a failure of latent
 generalization"]: syllogism-type inferences (premises in different documents, like ``syllogism``)
 whose subject's first ``probe_cue_mentions`` articles end with a "See also" line linking to a list
 page, e.g. "See also: everything that can zarp." The link states nothing about the category (no
-parser reads a fact from it) but puts the cue word in the subject's documents. In
+parser reads a fact from it) but puts the cue word in the subject's documents, after its relation's
+words and before a full stop as a statement would. In
 ``cooccurrence_congruent`` the cue is the answer, so training co-occurrence favours the right option
 (every other option co-occurs less); in ``cooccurrence_incongruent`` the cue is one wrong option (the
 lure; ``meta["cue"]``), so it favours a wrong one (the answer and the other options co-occur less
-than the lure). The two splits are drawn alternately from one pool, so they share subtypes and
+than the lure; the lure is chosen so that, with its cue mentions, it is as frequent as the answer,
+above it for half the items). The two splits are drawn alternately from one pool, so they share subtypes and
 hops; beside each other in a summary they show whether a model's inferences follow the association:
 an associative learner scores 100% and 0%. The congruent split is a shortcut by design
 (``meta["shortcut_exempt"]``); the audit still checks every other baseline there.
@@ -63,8 +68,9 @@ Subtypes: "category"/"property" for rephrase and reversal, "{category,property}_
 inferences.
 
 The world (lexicon, hierarchy, closed-world knowledge) is built once (:class:`_World`); which facts
-each split asks is chosen from it, then the documents are written, then each question's options
-are chosen from the documents' statistics. Everything is a function of (config, seed).
+each split asks is chosen from it, then the documents are written, the probe's cue links added, and
+each question's options chosen from the documents' statistics. Everything is a function of
+(config, seed).
 """
 
 from __future__ import annotations
