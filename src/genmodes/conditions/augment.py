@@ -144,20 +144,6 @@ def held_out_answers(ds: Dataset) -> set[Fact]:
     return out
 
 
-def _innermost(facts: list[Fact]) -> list[Fact]:
-    """Drop a parse that contains another parse of the same clause.
-
-    A family's generic and template patterns can both match one sentence ("Carrying the weight of being
-    <desc> is <name>" parses as (<desc>, is, <name>) and as ("the weight of being <desc>", is, <name>));
-    the longer span is the same statement read with extra words, not a second (false) one.
-    """
-    def inside(a: Fact, b: Fact) -> bool:  # b is a tighter reading of a
-        return a != b and a.relation == b.relation and (
-            (a.object == b.object and b.subject in a.subject) or (a.subject == b.subject and b.object in a.object))
-
-    return [a for a in facts if not any(inside(a, b) for b in facts)]
-
-
 def verify(ds: Dataset, texts: Sequence[str]) -> dict[str, Any]:
     """Check generated texts against the ground truth, sentence by sentence.
 
@@ -172,7 +158,7 @@ def verify(ds: Dataset, texts: Sequence[str]) -> dict[str, Any]:
     stated: set[Fact] = set()
     for text in texts:
         for sent in split_sentences(text):
-            facts = _innermost(parse(sent)) if parse is not None else []
+            facts = parse(sent) if parse is not None else []
             if not facts:
                 unverifiable += 1
             for f in facts:

@@ -23,8 +23,9 @@ frequency) are the words of at most ``max(2, 10%)`` of the documents: template w
 say nothing about which entity is meant.
 
 The audit (:func:`offences`) fails a held-out split (one not in ``ds.meta["recall_splits"]``) when a
-baseline beats chance by more than 10 points *and* that excess is significant (one-sided binomial
-p < 0.05, so a 30-question split is not failed for noise). A family exempts a (split, method) pair
+baseline beats chance by more than 10 points *and* that excess is significant: one-sided binomial
+p < 0.05, Bonferroni-corrected over the baselines x held-out splits tested, so a 12-question split is
+not failed for the luck of one of its many tests. A family exempts a (split, method) pair
 that is a shortcut by design in ``ds.meta["shortcut_exempt"] = {split: {method: reason}}``: on a
 reversal split the right answer co-occurs with the question's words by construction (that is what
 makes the reversal curse striking), so reversal splits exempt ``cooccurrence`` and report it.
@@ -249,11 +250,12 @@ class BaselineRow:
     held_out: bool
     exempt: str | None = None  # the family's reason, where this shortcut is by design
     p_value: float = 1.0
+    alpha: float = ALPHA  # the corrected significance level this row is tested at
 
     @property
     def offence(self) -> bool:
         return (self.held_out and self.exempt is None and self.accuracy > self.chance + MARGIN
-                and self.p_value < ALPHA)
+                and self.p_value < self.alpha)
 
 
 def _binom_sf(k: int, n: int, p: float) -> float:
@@ -282,6 +284,9 @@ def evaluate(ds: Dataset, methods: Sequence[str] = METHODS) -> list[BaselineRow]
             rows.append(BaselineRow(split=split, method=m, n=len(qs), accuracy=acc, chance=chance,
                                     held_out=split not in recall, exempt=(exempt.get(split) or {}).get(m),
                                     p_value=p))
+    n_tests = max(1, sum(r.held_out for r in rows))
+    for r in rows:
+        r.alpha = ALPHA / n_tests
     return rows
 
 
