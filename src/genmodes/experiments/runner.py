@@ -33,6 +33,7 @@ from genmodes.conditions.base import CellContext, Timer
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError
 from genmodes.experiments.config import DatasetSpec, RunConfig, dump_config, load_config
+from genmodes.report.provenance import cell_provenance, question_detail
 from genmodes.scoring import Scorer, chosen
 
 CELL_DONE = "cell.json"
@@ -206,6 +207,7 @@ class Runner:
                 "chance": q.chance, "scores": [s.to_json() for s in sc], "chosen": pick,
                 "chosen_norm": pick_norm, "correct": pick == q.answer, "correct_norm": pick_norm == q.answer,
                 "context_tokens": prefix_tokens + len(tok(ctx_text, add_special_tokens=False).input_ids),
+                **question_detail(q, prepared),
             })
         info = dict(prepared.info)
         record = {"cell": cell.id, "model": self.cfg.model, "dataset": cell.dataset.name,
@@ -213,7 +215,7 @@ class Runner:
                   "n_questions": len(rows),
                   "timings": {"prepare_s": round(t_prep.seconds, 3), "score_s": round(t_score.seconds, 3),
                               "total_s": round(time.perf_counter() - t_start, 3)},
-                  "info": info}
+                  "info": info, **cell_provenance(ds, prepared.model)}
         _write_atomic(workdir / "results.jsonl", _jsonl(rows))
         _write_atomic(workdir / CELL_DONE, (json.dumps(record, sort_keys=True, default=str) + "\n").encode())
         del prepared, scorer
