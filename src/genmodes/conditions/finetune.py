@@ -396,7 +396,16 @@ def _save(model: Any, tokenizer: Any, info: dict[str, Any], target: Path) -> Non
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     try:
-        model.save_pretrained(tmp)  # peft: the adapter only
+        from transformers.utils import logging as hf_logging
+
+        # transformers draws a "Writing model shards" bar that stays behind in the run's output
+        was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            model.save_pretrained(tmp)  # peft: the adapter only
+        finally:
+            if was_on:
+                hf_logging.enable_progress_bar()
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / "info.json", info)
         (tmp / DONE_MARKER).write_text("ok\n")
