@@ -17,30 +17,6 @@ from genmodes.report.run import load_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-CONFIG = {
-    "name": "paper-report", "model": "tiny-random", "seeds": [0],
-    "datasets": [{"family": "simple_reversals", "settings": {"n_facts": 6, "articles_per_fact": 2}}],
-    "conditions": [{"name": "pretrained"},
-                   {"name": "finetune", "settings": {"steps": 2, "batch_size": 2, "seq_len": 64}},
-                   {"name": "in_context"},
-                   {"name": "rag", "kind": "retrieval", "settings": {"method": "oracle", "k": 1}}],
-}
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    import torch
-
-    from genmodes.experiments.config import parse_config
-    from genmodes.experiments.runner import Runner
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("run") / "paper"
-    Runner(parse_config(CONFIG), out, progress=False, log=lambda m: None).run()
-    md, html = build_report(out)
-    return out, md.read_text(), html.read_text()
-
-
 # ------------------------------------------------------------------------------------------ stats
 
 def test_mcnemar_exact_and_wilson_known_values():
@@ -132,7 +108,7 @@ def test_provenance_names_hash_model_versions_and_config(tiny_run):
 
     out, md, _ = tiny_run
     prov = _section(md, "Provenance")
-    ds = build_dataset(parse_config(CONFIG).datasets[0])
+    ds = build_dataset(parse_config(yaml.safe_load((out / "config.yaml").read_text())).datasets[0])
     assert ds.meta["content_hash"] in prov
     assert "| tiny-random | LlamaForCausalLM | llama |" in prov
     import torch
@@ -153,7 +129,7 @@ def test_drilldown_page_holds_every_question_offline(tiny_run):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # nothing fetched
     assert "<script src" not in page
     data = json.loads(page.split('<script type="application/json" id="data">', 1)[1].split("</script>", 1)[0])
-    ds = build_dataset(parse_config(CONFIG).datasets[0])
+    ds = build_dataset(parse_config(yaml.safe_load((out / "config.yaml").read_text())).datasets[0])
     assert {q["id"] for q in data["questions"]} == {q.id for q in ds.questions}
     assert data["columns"] == ["pretrained", "finetune", "in_context", "rag"]
     by_id = {q.id: q for q in ds.questions}
