@@ -1,9 +1,9 @@
 """Exports: a Hugging Face DatasetDict, and an lm-evaluation-harness task scored by lm-eval itself."""
 
-import json
 import os
 
 import pytest
+import yaml
 
 from genmodes.cli import main
 from genmodes.data.families import make_dataset
@@ -19,23 +19,75 @@ def saved(tmp_path):
     return ds, tmp_path / "ds"
 
 
-def test_hf_export_loads_back(saved, tmp_path, capsys):
+def _hub_rows(ds, q_meta_keys):
+    fact = lambda f: None if f is None else {"subject": f.subject, "relation": f.relation, "object": f.object}  # noqa: E731
+    return {sp: [{"id": q.id, "split": q.split, "subtype": q.subtype, "context": q.context, "choices": q.choices,
+                  "answer": q.answer, "support": q.support, "premises": [fact(f) for f in q.premises],
+                  "choice_facts": [fact(f) for f in q.choice_facts],
+                  **({"meta": {k: q.meta.get(k) for k in q_meta_keys}} if q_meta_keys else {})}
+                 for q in ds.split(sp)] for sp in ds.splits}
+
+
+@pytest.mark.parametrize("family, overrides", [("simple_reversals", {"n_facts": 4, "articles_per_fact": 2}),
+                                               ("codebook", {})])
+def test_hub_export_loads_with_load_dataset_offline(family, overrides, tmp_path, capsys):
     import datasets
 
-    ds, path = saved
-    assert main(["data", "export", str(path), "--to", "hf", str(tmp_path / "hf")]) == 0
-    dd = datasets.load_from_disk(str(tmp_path / "hf"))
-    assert set(dd) == {"documents", "forward", "reversal"}
-    assert dd["documents"].num_rows == len(ds.documents)
-    row = dd["reversal"][0]
-    q = ds.split("reversal")[0]
-    assert row["context"] == q.context and row["choices"] == q.choices and row["answer"] == q.answer
-    assert json.loads(row["choice_facts"]) == [f.to_list() for f in q.choice_facts]
-    # re-export replaces; exporting over an unrelated folder is refused
-    assert main(["data", "export", str(path), "--to", "hf", str(tmp_path / "hf")]) == 0
+    from genmodes.data.io import content_hash, dataset_files
+
+    ds = make_dataset(family, seed=0, overrides=overrides)
+    save_dataset(ds, tmp_path / "ds")
+    dest = tmp_path / "hub"
+    assert main(["data", "export", str(tmp_path / "ds"), "--to", "hf", str(dest)]) == 0
+    assert "Creating parquet" not in capsys.readouterr().err
+    cache = str(tmp_path / "cache")
+    qd = datasets.load_dataset(str(dest), "questions", cache_dir=cache)
+    assert list(qd) == ds.splits
+    meta_keys = sorted({k for q in ds.questions for k in q.meta})
+    want = _hub_rows(ds, meta_keys)
+    for sp in ds.splits:
+        got = qd[sp].to_list()
+        if meta_keys:
+            for r in got:
+                r["meta"] = {k: r["meta"][k] for k in meta_keys}
+        assert got == want[sp]
+    feats = qd[ds.splits[0]].features
+    assert feats["answer"] == datasets.Value("int64")  # choices differ per question: an index
+    assert feats["premises"].feature["subject"] == datasets.Value("string")
+    assert ("meta" in feats) == bool(meta_keys)
+    docs = datasets.load_dataset(str(dest), "documents", split="train", cache_dir=cache)
+    assert docs["id"] == [d.id for d in ds.documents] and docs["text"] == [d.text for d in ds.documents]
+    assert docs[0]["facts"] == [{"subject": f.subject, "relation": f.relation, "object": f.object}
+                                for f in ds.documents[0].facts]
+    card = (dest / "README.md").read_text()
+    header = yaml.safe_load(card.split("---\n")[1])
+    assert [c["config_name"] for c in header["configs"]] == ["questions", "documents"]
+    assert [f["split"] for f in header["configs"][0]["data_files"]] == ds.splits
+    assert header["license"] == "apache-2.0" and family in header["tags"]
+    assert content_hash(dataset_files(ds)) in card and f"seed: {ds.seed}" in card
+    assert ("arXiv:2505.00661" if family == "simple_reversals" else "arXiv:2509.16189") in card
+    # a re-export replaces; an unrelated folder is refused
+    assert main(["data", "export", str(tmp_path / "ds"), "--to", "hf", str(dest)]) == 0
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x").write_text("x")
-    assert main(["data", "export", str(path), "--to", "hf", str(tmp_path / "other")]) == 2
+    assert main(["data", "export", str(tmp_path / "ds"), "--to", "hf", str(tmp_path / "other")]) == 2
+    assert (tmp_path / "other" / "x").read_text() == "x"
+
+
+def test_hub_export_fixed_choices_make_the_answer_a_class_label(tmp_path):
+    import datasets
+
+    from genmodes.data.export import to_hf
+
+    ds = make_dataset("simple_reversals", seed=0, overrides={"n_facts": 4, "articles_per_fact": 2})
+    for q in ds.questions:
+        q.choices, q.answer, q.choice_facts = [" true", " false"], q.answer % 2, [None, None]
+    to_hf(ds, tmp_path / "hub")
+    qd = datasets.load_dataset(str(tmp_path / "hub"), "questions", cache_dir=str(tmp_path / "cache"))
+    feat = qd["forward"].features["answer"]
+    assert isinstance(feat, datasets.ClassLabel) and feat.names == [" true", " false"]
+    assert qd["forward"]["answer"] == [q.answer for q in ds.split("forward")]
+    assert qd["forward"][0]["choice_facts"] == [None, None]
 
 
 def _tiny_llama(path, texts):
