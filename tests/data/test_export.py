@@ -134,3 +134,78 @@ def test_lm_eval_export_runs_in_lm_eval(saved, tmp_path, capsys):
         ctx, cont = sample["arguments"][0]
         q = next(q for q in ds.split("reversal") if q.context == ctx)
         assert cont in q.choices
+
+
+# ------------------------------------------------------------------------------------------ a condition of a run
+
+RUN_CONFIG = {
+    "name": "lmeval-conditions", "model": "tiny-random", "seeds": [1],
+    "datasets": [{"family": "simple_reversals", "settings": {"n_facts": 6, "articles_per_fact": 2},
+                  "max_per_split": 4}],
+    "conditions": [{"name": "pretrained"},
+                   {"name": "finetune", "settings": {"steps": 2, "batch_size": 2, "seq_len": 64}},
+                   {"name": "lora", "kind": "finetune",
+                    "settings": {"method": "lora", "steps": 2, "batch_size": 2, "seq_len": 64, "lr": 0.05}},
+                   {"name": "in_context"},
+                   {"name": "rag", "kind": "retrieval", "settings": {"method": "bm25", "k": 2}},
+                   {"name": "rag_ft", "kind": "retrieval",
+                    "settings": {"method": "oracle", "k": 1, "finetune": {"steps": 2, "batch_size": 2, "seq_len": 64}}}],
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    import torch
+
+    from genmodes.experiments.config import parse_config
+    from genmodes.experiments.runner import Runner
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("lmrun") / "run"
+    Runner(parse_config(RUN_CONFIG), out, progress=False, log=lambda m: None).run()
+    rows = [__import__("json").loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    return out, rows
+
+
+@pytest.mark.slow
+def test_every_condition_scores_the_same_in_lm_eval(finished_run, tmp_path, capsys):
+    lm_eval = pytest.importorskip("lm_eval")
+    from lm_eval.tasks import TaskManager
+
+    run, rows = finished_run
+    conds = [c["name"] for c in RUN_CONFIG["conditions"]]
+    model_args = {}
+    for cond in conds:
+        dest = tmp_path / cond
+        assert main(["data", "export", str(run), "--condition", cond, "--to", "lm-eval", str(dest)]) == 0
+        model_args[cond] = capsys.readouterr().out.split("--model_args ", 1)[1].split(" ", 1)[0]
+    assert ",peft=" in model_args["lora"] and str(run / "shared") in model_args["lora"]
+    assert f"pretrained={run / 'shared'}" in model_args["finetune"]  # the run's own checkpoint
+    assert "Use the following documents to answer." in (tmp_path / "rag" / "data" / "reversal.jsonl").read_text()
+    # one task index for all (building it scans every lm-eval task: seconds each time)
+    manager = TaskManager(include_path=[str(tmp_path / c) for c in conds])
+    for cond in conds:
+        mine = {r["question_id"]: r for r in rows if r["condition"] == cond}
+        assert len(mine) == 8  # the run's max_per_split subsample: 4 per split
+        res = lm_eval.simple_evaluate(model="hf", model_args=model_args[cond],
+                                      tasks=[f"genmodes_simple_reversals_{cond}"], task_manager=manager,
+                                      device="cpu", batch_size=8, log_samples=True)
+        seen = 0
+        for samples in res["samples"].values():
+            for s in samples:
+                lls = [r[0][0] for r in s["resps"]]
+                r = mine[s["doc"]["id"]]
+                assert max(range(len(lls)), key=lambda i: lls[i]) == r["chosen"], (cond, s["doc"]["id"])
+                assert lls == pytest.approx([c["logprob"] for c in r["scores"]], abs=2e-3), cond
+                seen += 1
+        assert seen == len(mine)
+
+
+def test_condition_export_refuses_an_unfinished_or_unknown_cell(finished_run, tmp_path, capsys):
+    run, _ = finished_run
+    assert main(["data", "export", str(run), "--condition", "nope", "--to", "lm-eval", str(tmp_path / "x")]) == 2
+    assert "no condition 'nope' (have: pretrained, finetune" in capsys.readouterr().err
+    assert main(["data", "export", str(run), "--condition", "in_context", "--seed", "0", "--to", "lm-eval",
+                 str(tmp_path / "x")]) == 2
+    assert "no seed 0" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

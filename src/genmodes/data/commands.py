@@ -45,6 +45,10 @@ def register(subparsers) -> None:
     e.add_argument("--to", required=True, choices=["hf", "lm-eval"])
     e.add_argument("dest")
     e.add_argument("--name", help="lm-eval task name prefix (default: genmodes_<family>)")
+    e.add_argument("--condition", metavar="NAME", help="lm-eval: DIR is a finished run folder; export what this "
+                   "condition scored (its documents before each question, the run's questions, its model)")
+    e.add_argument("--dataset", metavar="NAME", help="with --condition: the run's dataset (when it has several)")
+    e.add_argument("--seed", type=int, help="with --condition: the cell's seed (default: the run's first)")
     e.set_defaults(func=cmd_export)
 
 
@@ -159,6 +163,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from genmodes.data import export
 
+    if getattr(args, "condition", None):
+        if args.to != "lm-eval":
+            raise DataError("--condition exports lm-eval tasks; use --to lm-eval")
+        names, model_args = export.to_lm_eval_condition(args.dir, args.dest, args.condition, dataset=args.dataset,
+                                                        seed=args.seed, name=args.name)
+        print(f"lm-eval tasks: {', '.join(names)}\nrun: lm_eval --model hf --model_args {model_args} "
+              f"--tasks {names[-1]} --include_path {args.dest}")
+        return 0
     ds = _load(args.dir)
     if args.to == "hf":
         export.to_hf(ds, args.dest)

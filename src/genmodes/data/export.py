@@ -300,30 +300,168 @@ metadata:
 """
 
 
-def to_lm_eval(ds: Dataset, dest: str | os.PathLike, name: str | None = None) -> list[str]:
+def to_lm_eval(ds: Dataset, dest: str | os.PathLike, name: str | None = None,
+               contexts: dict[str, str] | None = None, extra: dict | None = None,
+               files_extra: dict[str, bytes] | None = None) -> list[str]:
     """Write one multiple_choice task per split (plus a group of them) into ``dest``.
 
-    Returns the task names, group last. The folder is self-contained and relocatable: the loader
-    finds its data files relative to itself.
+    ``contexts`` maps a question id to the full text placed before its choices (a condition's
+    documents, then the question); default: the question's own context. Returns the task names,
+    group last. The folder is self-contained and relocatable: the loader finds its data files
+    relative to itself.
     """
     prefix = name or f"genmodes_{ds.family}"
     if not prefix.replace("_", "").replace("-", "").isalnum():
         raise DataError(f"lm-eval task name {prefix!r}: use letters, digits, '_' or '-'")
     out = Path(dest)
     _check_dest(out, LM_EVAL_MARKER)
-    files: dict[str, bytes] = {"utils.py": _UTILS.encode()}
+    files: dict[str, bytes] = {"utils.py": _UTILS.encode(), **(files_extra or {})}
+    contexts = contexts or {}
     tasks = []
     for sp in ds.splits:
         task = f"{prefix}_{sp}"
         tasks.append(task)
         files[f"data/{sp}.jsonl"] = jsonl_bytes(
-            {"id": q.id, "subtype": q.subtype, "context": q.context, "choices": q.choices, "answer": q.answer}
+            {"id": q.id, "subtype": q.subtype, "context": contexts.get(q.id, q.context), "choices": q.choices,
+             "answer": q.answer}
             for q in ds.split(sp))
         files[f"{task}.yaml"] = _task_yaml(task, prefix, sp).encode()
     files[f"{prefix}.yaml"] = (f"group: {prefix}\ntask:\n" + "".join(f"  - {t}\n" for t in tasks)
                                + "aggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\n"
                                + "metadata:\n  version: 1.0\n").encode()
-    files[LM_EVAL_MARKER] = (json.dumps({"family": ds.family, "seed": ds.seed, "tasks": tasks, "group": prefix},
-                                        indent=2) + "\n").encode()
+    files[LM_EVAL_MARKER] = (json.dumps({"family": ds.family, "seed": ds.seed, "tasks": tasks, "group": prefix,
+                                         **(extra or {})}, indent=2) + "\n").encode()
     write_atomic_dir(out, files, replace_any=True)
     return tasks + [prefix]
+
+
+# ------------------------------------------------------------------------------------------ a condition of a run
+
+def _read_cells(run: Path) -> list[dict]:
+    path = run / "cells.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str | None = None,
+                       seed: int | None = None, device: str | None = None):
+    """Rebuild exactly what a finished cell of a run scored: the dataset as the run used it (splits,
+    ``max_per_split`` subsample), the text before each question's choices (the condition's shared
+    prefix and per-question context, e.g. retrieved documents), and the model (a fine-tuned
+    checkpoint is reused from the run's ``shared/`` folder, never retrained).
+
+    Returns (dataset, {question id: context}, model, tokenizer, cell record)."""
+    import yaml
+
+    from genmodes.conditions import get_condition, make_settings
+    from genmodes.conditions.base import CellContext
+    from genmodes.errors import ConfigError
+    from genmodes.experiments.config import parse_config
+    from genmodes.experiments.runner import Cell, build_dataset
+
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise DataError(f"{run_dir}: not a run folder (no config.yaml)")
+    cfg = parse_config(yaml.safe_load((run / "config.yaml").read_text()), source=str(run / "config.yaml"))
+    conds = {c.name: c for c in cfg.conditions}
+    if condition not in conds:
+        raise ConfigError(f"{run_dir}: no condition {condition!r} (have: {', '.join(conds)})")
+    dss = {d.name: d for d in cfg.datasets}
+    if dataset is None and len(dss) > 1:
+        raise ConfigError(f"{run_dir}: the run has several datasets; pass --dataset ({', '.join(dss)})")
+    spec = dss[dataset] if dataset is not None and dataset in dss else next(iter(dss.values()))
+    if dataset is not None and dataset not in dss:
+        raise ConfigError(f"{run_dir}: no dataset {dataset!r} (have: {', '.join(dss)})")
+    seed = cfg.seeds[0] if seed is None else seed
+    if seed not in cfg.seeds:
+        raise ConfigError(f"{run_dir}: no seed {seed} (have: {', '.join(map(str, cfg.seeds))})")
+    cond = conds[condition]
+    if cond.kind_ == "from_scratch":
+        raise ConfigError("a from_scratch model has its own word-level tokenizer; lm-eval export covers "
+                          "pretrained, finetune, in_context, retrieval and augmented_finetune")
+    cell_id = Cell(spec, cond, seed).id
+    record = next((c for c in _read_cells(run) if c.get("cell") == cell_id), None)
+    if record is None:
+        raise ConfigError(f"{run_dir}: cell {cell_id} has not finished; run the config first "
+                          "(the export reuses its checkpoints and must not train)")
+    info = record.get("info") or {}
+    for ckpt in (info.get("checkpoint"), (info.get("finetune") or {}).get("checkpoint")):
+        if ckpt and not (Path(ckpt) / "DONE").is_file():
+            raise DataError(f"{cell_id}: its checkpoint {ckpt} is gone; rerun the config to recreate it")
+    ds = build_dataset(spec)
+    if record.get("dataset_hash") and record["dataset_hash"] != ds.meta.get("content_hash"):
+        raise DataError(f"dataset {spec.name!r} rebuilt here differs from the one the run scored "
+                        "(content hash mismatch): its source changed since the run")
+    settings = make_settings(cond.kind_, cond.settings, where=cond.name)
+    with tempfile.TemporaryDirectory(prefix="genmodes-export-") as work:
+        ctx = CellContext(model_spec=cfg.model, dataset=ds, seed=seed, workdir=Path(work),
+                          shared_dir=run / "shared", device=device or "cpu", progress=False)
+        prepared = get_condition(cond.kind_).prepare(ctx, settings)
+    contexts = {q.id: prepared.prefix + prepared.context_for(q) for q in ds.questions}
+    return ds, contexts, prepared.model, prepared.tokenizer, record
+
+
+def _model_args(model, tok, dest: Path, files: dict[str, bytes]) -> str:
+    """lm-eval ``--model_args`` naming the exact weights genmodes scored: the model's folder when it
+    was loaded from one (a converted model, a full fine-tune checkpoint), a base folder plus the LoRA
+    adapter (``peft=``), else (a model built in memory, like tiny-random) a copy saved beside the tasks."""
+    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
+        adapter = Path(getattr(model, "_genmodes_checkpoint", "") or "")
+        base = model.get_base_model()
+        base_dir = Path(str(getattr(base.config, "_name_or_path", "") or ""))
+        if not adapter.is_dir():
+            raise DataError("the LoRA adapter's folder is unknown; cannot point lm-eval at it")
+        if not (base_dir.is_dir() and (base_dir / "config.json").is_file()):
+            # the base weights without the LoRA layers peft injected (the adapter is loaded on top)
+            base_dir = _save_model(model.unload(), tok, dest / "model")
+        return f"pretrained={base_dir},peft={adapter},dtype=float32"
+    where = Path(str(getattr(model.config, "_name_or_path", "") or ""))
+    if where.is_dir() and (where / "config.json").is_file():
+        return f"pretrained={where},dtype=float32"
+    return f"pretrained={_save_model(model, tok, dest / 'model')},dtype=float32"
+
+
+def _save_model(model, tok, target: Path) -> Path:
+    from transformers.utils import logging as hf_logging
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(str(target))
+        tok.save_pretrained(str(target))
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+    return target.resolve()
+
+
+def to_lm_eval_condition(run_dir: str | os.PathLike, dest: str | os.PathLike, condition: str,
+                         dataset: str | None = None, seed: int | None = None, name: str | None = None,
+                         device: str | None = None) -> tuple[list[str], str]:
+    """lm-eval tasks that score what a condition of a finished run scored: its questions (the run's
+    subsample), the documents it put before each question, and a pointer to its model. Returns
+    (task names with the group last, the ``--model_args`` to pass)."""
+    ds, contexts, model, tok, record = condition_contexts(run_dir, condition, dataset, seed, device)
+    ckpt = (record.get("info") or {}).get("checkpoint") or ((record.get("info") or {}).get("finetune") or {}).get("checkpoint")
+    if ckpt:
+        model._genmodes_checkpoint = ckpt
+    out = Path(dest)
+    _check_dest(out, LM_EVAL_MARKER)
+    prefix = name or f"genmodes_{ds.family}_{condition}"
+    parent = out.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    # the model copy (if any) is written into a staging folder, then moved with the tasks
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.model-", dir=parent))
+    try:
+        args = _model_args(model, tok, staging, {})
+        final_args = args.replace(str((staging / "model").resolve()), str((out / "model").resolve()))
+        extra = {"run": str(Path(run_dir).resolve()), "condition": condition, "cell": record.get("cell"),
+                 "model_args": final_args, "questions": len(ds.questions)}
+        tasks = to_lm_eval(ds, out, name=prefix, contexts=contexts, extra=extra)
+        if (staging / "model").is_dir():
+            os.replace(staging / "model", out / "model")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return tasks, final_args
