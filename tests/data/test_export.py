@@ -209,3 +209,14 @@ def test_condition_export_refuses_an_unfinished_or_unknown_cell(finished_run, tm
                  str(tmp_path / "x")]) == 2
     assert "no seed 0" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_models_prints_where_converted_models_live(tmp_path, tiny, capsys):
+    model, tok = tiny
+    assert main(["models", "--cache", str(tmp_path)]) == 0
+    assert f"Converted models: none yet in {tmp_path / 'models'}" in capsys.readouterr().out
+    model.save_pretrained(tmp_path / "models" / "x-fp32")
+    (tmp_path / "models" / "not-a-model").mkdir()
+    assert main(["models", "--cache", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"  {tmp_path / 'models' / 'x-fp32'}\n" in out and "not-a-model" not in out

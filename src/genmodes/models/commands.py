@@ -29,6 +29,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in KNOWN_MODELS:
         print(f"{m.spec:<{width}}  {model_status(m.spec, args.cache)}\n{'':<{width}}  {m.description}")
     print("Also accepted: a local model directory, a .gguf file, or a Hugging Face id (needs the hub).")
+    from genmodes.models import cache_dir
+
+    root = cache_dir(args.cache) / "models"
+    converted = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
+    if converted:  # fp32 folders any HF tool loads, e.g. lm_eval --model_args pretrained=PATH
+        print("Converted models (a Hugging Face folder each; lm-eval: --model_args pretrained=PATH):")
+        for p in converted:
+            print(f"  {p}")
+    else:
+        print(f"Converted models: none yet in {root}")
     return 0
 
 
