@@ -398,7 +398,12 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
         ctx = CellContext(model_spec=cfg.model, dataset=ds, seed=seed, workdir=Path(work),
                           shared_dir=run / "shared", device=device or "cpu", progress=False)
         prepared = get_condition(cond.kind_).prepare(ctx, settings)
-    contexts = {q.id: prepared.prefix + prepared.context_for(q) for q in ds.questions}
+    prefix, context_for = prepared.prefix, prepared.context_for
+    if cfg.scoring.chat_template:  # the run scored inside the chat template: so do the tasks
+        from genmodes.chat import wrap
+
+        prefix, context_for = wrap(prepared.tokenizer, prefix, context_for)
+    contexts = {q.id: prefix + context_for(q) for q in ds.questions}
     return ds, contexts, prepared.model, prepared.tokenizer, record
 
 

@@ -58,6 +58,7 @@ class ConditionSpec(_Strict):
 
 class ScoringSpec(_Strict):
     batch_tokens: int = Field(default=4096, gt=0)
+    chat_template: bool = False  # score inside the tokenizer's chat template (genmodes.chat)
 
 
 class RunConfig(_Strict):

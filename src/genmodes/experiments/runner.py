@@ -192,11 +192,16 @@ class Runner:
             prepared = get_condition(kind).prepare(ctx, settings)
         tok = prepared.tokenizer
         scorer = Scorer(prepared.model, tok, batch_tokens=self.cfg.scoring.batch_tokens)
-        contexts = [prepared.context_for(q) for q in ds.questions]
+        prefix, context_for = prepared.prefix, prepared.context_for
+        if self.cfg.scoring.chat_template:
+            from genmodes.chat import wrap
+
+            prefix, context_for = wrap(tok, prefix, context_for)
+        contexts = [context_for(q) for q in ds.questions]
         with Timer() as t_score:
             scores = scorer.score([(c, q.choices) for c, q in zip(contexts, ds.questions)],
-                                  prefix=prepared.prefix, progress=self.progress, desc=cell.id)
-        prefix_tokens = scorer.prefix_tokens(prepared.prefix)
+                                  prefix=prefix, progress=self.progress, desc=cell.id)
+        prefix_tokens = scorer.prefix_tokens(prefix)
         rows = []
         for q, ctx_text, sc in zip(ds.questions, contexts, scores):
             pick, pick_norm = chosen(sc), chosen(sc, normalized=True)
