@@ -420,10 +420,10 @@ def _model_args(model, tok, dest: Path, files: dict[str, bytes]) -> str:
         if not (base_dir.is_dir() and (base_dir / "config.json").is_file()):
             # the base weights without the LoRA layers peft injected (the adapter is loaded on top)
             base_dir = _save_model(model.unload(), tok, dest / "model")
-        return f"pretrained={base_dir},peft={adapter},dtype=float32"
+        return f"pretrained={base_dir.resolve()},peft={adapter.resolve()},dtype=float32"
     where = Path(str(getattr(model.config, "_name_or_path", "") or ""))
     if where.is_dir() and (where / "config.json").is_file():
-        return f"pretrained={where},dtype=float32"
+        return f"pretrained={where.resolve()},dtype=float32"
     return f"pretrained={_save_model(model, tok, dest / 'model')},dtype=float32"
 
 
