@@ -249,7 +249,8 @@ _DRILL_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Aria
 .meta{color:#555;font-size:.9em}.ctx{white-space:pre-wrap;background:#f6f6f6;padding:.4em;margin:.3em 0}
 table{border-collapse:collapse;font-size:.88em}th,td{border:1px solid #ccc;padding:.2em .5em}
 td.n{text-align:right;font-variant-numeric:tabular-nums}.ans{font-weight:bold}
-.ok{background:#dff0d8}.bad{background:#f8d7da}.note{color:#555;font-size:.85em}"""
+.ok{background:#dff0d8}.bad{background:#f8d7da}.note{color:#555;font-size:.85em}
+.q table{display:block;overflow-x:auto;max-width:100%}td.c{min-width:16em}"""
 
 _DRILL_JS = r"""
 const D = JSON.parse(document.getElementById('data').textContent);
@@ -281,7 +282,7 @@ function render(){
     for (const c of shown){ const r=q.results[c]; hr.appendChild(el('th', r.correct?'ok':'bad', c+(r.correct?' ✓':' ✗'))); }
     t.appendChild(hr);
     q.choices.forEach((ch, i) => {
-      const tr = el('tr'); tr.appendChild(el('td', i===q.answer?'ans':'', (i===q.answer?'★ ':'')+JSON.stringify(ch)));
+      const tr = el('tr'); tr.appendChild(el('td', 'c'+(i===q.answer?' ans':''), (i===q.answer?'★ ':'')+JSON.stringify(ch)));
       for (const c of shown){ const r=q.results[c]; const lp=r.lp[i];
         tr.appendChild(el('td', 'n'+(r.chosen===i?(r.correct?' ok':' bad'):''), (lp==null?'–':lp.toFixed(3))+(r.chosen===i?' ◀':''))); }
       t.appendChild(tr); });
