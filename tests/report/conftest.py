@@ -12,7 +12,8 @@ CONFIG = {
     "conditions": [{"name": "pretrained"},
                    {"name": "finetune", "settings": {"steps": 2, "batch_size": 2, "seq_len": 64}},
                    {"name": "in_context"},
-                   {"name": "rag", "kind": "retrieval", "settings": {"method": "oracle", "k": 1}}],
+                   {"name": "rag", "kind": "retrieval", "settings": {"method": "oracle", "k": 1}},
+                   {"name": "baseline_cooccurrence", "kind": "baseline", "settings": {"method": "cooccurrence"}}],
 }
 
 

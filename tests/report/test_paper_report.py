@@ -81,9 +81,9 @@ def test_statistics_and_paired_tables_agree_with_results(tiny_run):
         assert r[6] == f"{100 * stats.binomial_stderr(k, n):.1f}%"
         assert r[7] == f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
         assert r[8] == f"{100 * sum(x['correct_norm'] for x in mine) / n:.1f}%"
-    assert len(st) == 2 * 4
+    assert len(st) == 2 * 5
     paired = _table(_section(md, "Paired comparisons"))
-    assert len(paired) == 2 * 6  # 2 splits x C(4, 2) pairs
+    assert len(paired) == 2 * 10  # 2 splits x C(5, 2) pairs
     by = {(r[1], r[2]): r for r in paired}
     r = by[("reversal", "in_context - finetune")]
     ic = {x["question_id"]: x["correct"] for x in rows if x["condition"] == "in_context" and x["split"] == "reversal"}
@@ -131,7 +131,7 @@ def test_drilldown_page_holds_every_question_offline(tiny_run):
     data = json.loads(page.split('<script type="application/json" id="data">', 1)[1].split("</script>", 1)[0])
     ds = build_dataset(parse_config(yaml.safe_load((out / "config.yaml").read_text())).datasets[0])
     assert {q["id"] for q in data["questions"]} == {q.id for q in ds.questions}
-    assert data["columns"] == ["pretrained", "finetune", "in_context", "rag"]
+    assert data["columns"] == ["pretrained", "finetune", "in_context", "rag", "baseline_cooccurrence"]
     by_id = {q.id: q for q in ds.questions}
     rows = {(r["condition"], r["question_id"]): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     for q in data["questions"]:
@@ -151,17 +151,11 @@ def test_drilldown_page_holds_every_question_offline(tiny_run):
         assert f'id="{sel}"' in page
 
 
-def test_baseline_conditions_are_named_by_the_config_kind(tiny_run, tmp_path):
-    import shutil
-
-    out, _, _ = tiny_run
-    copy = tmp_path / "copy"
-    shutil.copytree(out, copy)
-    cfg = yaml.safe_load((copy / "config.yaml").read_text())
-    cfg["conditions"][0]["kind"] = "baseline"  # as the lead's baseline kind will write it
-    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
-    run = load_run(copy)
-    assert baselines(run, ["pretrained", "finetune", "pretrained · m"]) == ["pretrained", "pretrained · m"]
-    md, _ = build_report(copy)
-    assert "hatched bars: baselines" in md.read_text()
-    assert drilldown_data(run)["columns"][0] == "pretrained"
+def test_baseline_conditions_are_named_by_the_config_kind(tiny_run):
+    out, md, _ = tiny_run
+    run = load_run(out)
+    assert baselines(run, ["pretrained", "baseline_cooccurrence", "baseline_cooccurrence · m"]) == \
+        ["baseline_cooccurrence", "baseline_cooccurrence · m"]
+    assert "hatched bars: baselines" in md
+    prov = _section(md, "Provenance")
+    assert "baseline_cooccurrence" not in prov.split("```yaml", 1)[0]  # no model row for a baseline

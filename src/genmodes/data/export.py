@@ -377,6 +377,8 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
     if seed not in cfg.seeds:
         raise ConfigError(f"{run_dir}: no seed {seed} (have: {', '.join(map(str, cfg.seeds))})")
     cond = conds[condition]
+    if cond.kind_ == "baseline":
+        raise ConfigError(f"{condition!r} is a baseline (no language model): nothing for lm-eval to score")
     if cond.kind_ == "from_scratch":
         raise ConfigError("a from_scratch model has its own word-level tokenizer; lm-eval export covers "
                           "pretrained, finetune, in_context, retrieval and augmented_finetune")

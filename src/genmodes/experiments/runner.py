@@ -191,17 +191,23 @@ class Runner:
         with Timer() as t_prep:
             prepared = get_condition(kind).prepare(ctx, settings)
         tok = prepared.tokenizer
-        scorer = Scorer(prepared.model, tok, batch_tokens=self.cfg.scoring.batch_tokens)
         prefix, context_for = prepared.prefix, prepared.context_for
-        if self.cfg.scoring.chat_template:
+        if self.cfg.scoring.chat_template and prepared.score_questions is None:
             from genmodes.chat import wrap
 
             prefix, context_for = wrap(tok, prefix, context_for)
         contexts = [context_for(q) for q in ds.questions]
-        with Timer() as t_score:
-            scores = scorer.score([(c, q.choices) for c, q in zip(contexts, ds.questions)],
-                                  prefix=prefix, progress=self.progress, desc=cell.id)
-        prefix_tokens = scorer.prefix_tokens(prefix)
+        if prepared.score_questions is not None:  # a shortcut baseline: no model, no tokens
+            scorer = None
+            with Timer() as t_score:
+                scores = prepared.score_questions(ds.questions)
+            prefix_tokens = 0
+        else:
+            scorer = Scorer(prepared.model, tok, batch_tokens=self.cfg.scoring.batch_tokens)
+            with Timer() as t_score:
+                scores = scorer.score([(c, q.choices) for c, q in zip(contexts, ds.questions)],
+                                      prefix=prefix, progress=self.progress, desc=cell.id)
+            prefix_tokens = scorer.prefix_tokens(prefix)
         rows = []
         for q, ctx_text, sc in zip(ds.questions, contexts, scores):
             pick, pick_norm = chosen(sc), chosen(sc, normalized=True)
@@ -211,7 +217,8 @@ class Runner:
                 "condition_kind": kind, "seed": cell.seed, "question_id": q.id, "answer": q.answer,
                 "chance": q.chance, "scores": [s.to_json() for s in sc], "chosen": pick,
                 "chosen_norm": pick_norm, "correct": pick == q.answer, "correct_norm": pick_norm == q.answer,
-                "context_tokens": prefix_tokens + len(tok(ctx_text, add_special_tokens=False).input_ids),
+                "context_tokens": (prefix_tokens + len(tok(ctx_text, add_special_tokens=False).input_ids)
+                                   if tok is not None else 0),
                 **question_detail(q, prepared),
             })
         info = dict(prepared.info)

@@ -41,8 +41,11 @@ def model_summary(model: Any) -> dict[str, Any]:
 
 def cell_provenance(dataset: Any, model: Any) -> dict[str, Any]:
     """The fields the runner adds to each cell's record (``cells.jsonl``)."""
-    return {"dataset_hash": (getattr(dataset, "meta", None) or {}).get("content_hash"),
-            "model_info": model_summary(model), "versions": package_versions()}
+    out = {"dataset_hash": (getattr(dataset, "meta", None) or {}).get("content_hash"),
+           "versions": package_versions()}
+    if model is not None:  # a shortcut baseline scores without a model
+        out["model_info"] = model_summary(model)
+    return out
 
 
 def question_detail(question: Any, prepared: Any) -> dict[str, Any]:
