@@ -323,7 +323,7 @@ def _md_cell(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
-_NUMERIC = re.compile(r"^(–|[-+]?[\d.,]+%?( ± [\d.–]+%?)?( \[.*\])?( \(.*\))?)$")
+_NUMERIC = re.compile(r"^(–|[-+]?[\d.,]+(e[-+]?\d+)?%?( ± [\d.–]+%?)?( \[.*\])?( \(.*\))?)$")
 
 
 def _numeric_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[bool]:
