@@ -159,3 +159,17 @@ def test_baseline_conditions_are_named_by_the_config_kind(tiny_run):
     assert "hatched bars: baselines" in md
     prov = _section(md, "Provenance")
     assert "baseline_cooccurrence" not in prov.split("```yaml", 1)[0]  # no model row for a baseline
+
+
+def test_loss_plot_steps_are_whole_numbers(tmp_path, monkeypatch):
+    from genmodes.report import figures
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.loss_curves("t", [("a", [[1, 5.5], [2, 5.4], [3, 5.1]])], tmp_path / "x.png")
+    figures.training_curves("t", [{"step": 1, "loss": 2.0, "accuracy": {"s": 0.5}},
+                                  {"step": 2, "loss": 1.0, "accuracy": {"s": 0.6}}], tmp_path / "y.png")
+    for fig in saved:
+        for ax in fig.axes:
+            ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+            assert ticks and all(float(t).is_integer() for t in ticks), ticks
