@@ -14,7 +14,7 @@ from genmodes.errors import ConfigError
 
 MAX_SEED = 2**32 - 1  # numpy's legacy seeding and torch.manual_seed both accept this range
 MAX_THREADS = 1024
-MAX_DATASET_SETTING = 10**7  # items generated in memory: 10 million is already tens of GB
+MAX_DATASET_SETTING = 10**6  # a count of generated items; their products already reach memory limits
 MAX_CONDITION_SETTING = 10**9
 # per-key bounds, wherever the key appears in a settings tree
 KEY_BOUNDS = {"epochs": 10**4, "steps": 10**8}
@@ -51,3 +51,16 @@ def check_numbers(obj: Any, where: str, bound: int) -> None:
             if abs(x) > limit:
                 raise ConfigError(f"{path}: {_fmt(x)} is beyond what any machine could run "
                                   f"(at most {limit:,})")
+
+
+def seed_arg(text: str) -> int:
+    """argparse ``type=`` for a ``--seed``: an integer from 0 to :data:`MAX_SEED`."""
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid seed {text[:40]!r}: expected an integer") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"seed {text[:40]} must be from 0 to {MAX_SEED}")
+    return value

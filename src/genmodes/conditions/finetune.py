@@ -45,7 +45,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, Timer, write_json_atomic
 from genmodes.data.types import Document
-from genmodes.errors import ConfigError
+from genmodes.errors import ConfigError, NumericError
 
 DEFAULT_EPOCHS = 10.0
 # Full: P1's 3e-4. Measured on smollm2-135m (simple_reversals, 8 facts x 3 articles, 10 epochs, batch
@@ -369,6 +369,10 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: Settings, 
                     loss = _loss_sum(model, _collate(batch_rows[m:m + micro], device)) / max(1, n_tok)
                     loss.backward()
                     total += float(loss.detach())
+                if not math.isfinite(total):
+                    bar.close()
+                    raise NumericError(f"training loss is {total} at step {step + 1} of {n_steps} (lr "
+                                       f"{settings.lr:g} too high?); stopped: a diverged model's scores mean nothing")
                 if settings.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
                 opt.step()

@@ -201,24 +201,27 @@ class Runner:
         except OSError:
             return []
 
-    def init_folder(self) -> None:
-        """Make (or check) the run folder and write config.yaml; call with the folder lock held."""
+    def check_folder(self) -> str:
+        """Whether the run may use its folder, writing nothing: "same" (this config's run),
+        "replace" (an earlier attempt with no finished cell), "new" (absent, or empty). Raises
+        :class:`ConfigError` for a folder that is another run or not a run folder."""
         text = dump_config(self.cfg)
         cfg_path = self.out / "config.yaml"
+        if self.out.exists() and not self.out.is_dir():
+            raise DiskError(f"cannot use {self.out} as the run folder: it is a file")
         if cfg_path.is_file():
             try:
                 old = read_text(cfg_path, what="config")
             except GenmodesError:
                 old = None
             if old == text:
-                return
+                return "same"
             finished = self._finished_ids()
             if finished:
                 raise ConfigError(f"{self.out} holds a run of a different config ({len(finished)} finished "
                                   "cell(s)); pass another --out (or delete the folder to start over)")
-            # no finished cell: not another run, only an earlier attempt; its unfinished work is stale
-            shutil.rmtree(self.out / "cells", ignore_errors=True)
-        elif cfg_path.exists() or cfg_path.is_symlink():
+            return "replace"
+        if cfg_path.exists() or cfg_path.is_symlink():
             raise ConfigError(f"{cfg_path} is not a file; pass another --out")
         else:
             try:
@@ -229,11 +232,19 @@ class Runner:
                 raise DiskError(disk_error_message(e, self.out) or str(e)) from None
             if entries:
                 raise ConfigError(f"{self.out} exists and is not a genmodes run folder; pass another --out")
-        atomic_write(cfg_path, text)
+        return "new"
+
+    def init_folder(self) -> None:
+        """Check the run folder and write config.yaml; call with the folder lock held."""
+        state = self.check_folder()
+        if state == "same":
+            return
+        if state == "replace":
+            # no finished cell: not another run, only an earlier attempt; its unfinished work is stale
+            shutil.rmtree(self.out / "cells", ignore_errors=True)
+        atomic_write(self.out / "config.yaml", dump_config(self.cfg))
 
     def _make_folder(self) -> None:
-        if self.out.exists() and not self.out.is_dir():
-            raise DiskError(f"cannot use {self.out} as the run folder: it is a file")
         try:
             self.out.mkdir(parents=True, exist_ok=True)
         except (OSError, ValueError) as e:
@@ -266,6 +277,7 @@ class Runner:
             self.log(f"resuming: {len(grid(self.cfg))} of {len(grid(self.cfg))} cells already finished")
             return self.collect()
         self.validate()
+        self.check_folder()
         self._make_folder()
         with folder_lock(self.out):
             clean_stale_temps(self.out, depth=2)
