@@ -69,7 +69,9 @@ def main(argv: list[str] | None = None) -> int:
         if bad is not None:
             raise UsageError(f"argument {bad[:40]!r} contains a NUL character")
         args = build_parser().parse_args(args_list)
-        return int(args.func(args) or 0)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handler below, not at exit
+        return rc
     except GenmodesError as e:
         return _fail(str(e))
     except BrokenPipeError:
