@@ -238,10 +238,14 @@ def test_bad_config_file(tmp_path, case, dry):
 
 
 def test_config_paths(tmp_path):
-    """A config that is missing, a folder, or unreadable for the process."""
+    """A config that is missing, a folder, a FIFO or a device (reading either would never end)."""
     check_case(tmp_path, ["run", tmp_path / "nope.yaml"], "not found")
     (tmp_path / "dir.yaml").mkdir()
     check_case(tmp_path, ["run", tmp_path / "dir.yaml"], "is a folder")
+    check_case(tmp_path, ["run", "/dev/zero"], "not a regular file")
+    os.mkfifo(tmp_path / "fifo.yaml")
+    check_case(tmp_path, ["run", tmp_path / "fifo.yaml"], "not a regular file")
+    check_case(tmp_path, ["run", "/dev/null", "--dry-run"], "not a regular file")
 
 
 def test_unreadable_config(tmp_path):

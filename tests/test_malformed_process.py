@@ -7,10 +7,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from genmodes.io import folder_lock

@@ -260,10 +260,17 @@ def folder_lock(folder: str | os.PathLike, what: str = "run folder") -> Iterator
 def read_text(path: str | os.PathLike, *, what: str = "file", max_bytes: int | None = None) -> str:
     """A UTF-8 text file, or one-line :class:`DataError` naming it (missing, a folder, unreadable,
     too big, not UTF-8; UTF-16 and binary files included)."""
+    import stat
+
     p = Path(path)
     try:
-        if max_bytes is not None and p.stat().st_size > max_bytes:
-            raise DataError(f"{p}: {what} is {p.stat().st_size:,} bytes; at most {max_bytes:,} are accepted")
+        st = p.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+            raise DataError(f"{p}: {what} is not a regular file")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise DataError(f"{p}: {what} is {st.st_size:,} bytes; at most {max_bytes:,} are accepted")
         raw = p.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{what} not found: {p}") from None

@@ -75,7 +75,7 @@ def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> tuple[list[dict[st
     for i, row in numbered:
         for k in required:
             if k not in row:
-                raise ReportError(f"{path}:{i}: missing field {k!r}")
+                raise ReportError(f"{path} line {i}: missing field {k!r}")
         rows.append(row)
     return rows, partial
 
