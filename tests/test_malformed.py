@@ -373,6 +373,39 @@ def test_zero_questions_is_an_error_for_run(tmp_path, dataset_dir):
     check_case(tmp_path, ["run", cfg, "--out", tmp_path / "run"], "no questions")
 
 
+# ------------------------------------------------------------------------------------------ berglund files
+
+BERGLUND = Path(__file__).resolve().parent / "fixtures" / "berglund_small"
+BERGLUND_CASES: list[tuple[str, Callable[[Path], None], str]] = [
+    ("missing-file", _rm("p2d_prompts_test.jsonl"), "missing p2d_prompts_test.jsonl"),
+    ("bad-json", _raw("p2d_prompts_test.jsonl", b'{"prompt": "a", "completion": " b"}\n{nope\n'), "line 2"),
+    ("not-object", _raw("all_prompts_train.jsonl", b"[1]\n"), "line 1"),
+    ("no-completion", _raw("all_prompts_train.jsonl", b'{"prompt": "a"}\n'), "completion"),
+    ("utf16", lambda d: (d / "all_prompts_train.jsonl").write_bytes(
+        (d / "all_prompts_train.jsonl").read_text().encode("utf-16")), "UTF-16"),
+    ("latin1", _raw("all_prompts_train.jsonl", '{"prompt": "caf\u00e9"}\n'.encode("latin-1")), "not UTF-8"),
+    ("binary", _raw("d2p_prompts_test.jsonl", bytes(range(1, 256))), "d2p_prompts_test.jsonl"),
+    ("deep", _raw("d2p_prompts_test.jsonl", b"[" * 5000 + b"]" * 5000 + b"\n"), "nested"),
+    ("empty", _raw("both_prompts_test.jsonl", b""), "no rows"),
+    ("folder", _as_dir("both_prompts_test.jsonl"), "both_prompts_test.jsonl"),
+]
+
+
+@pytest.mark.parametrize("command", ["import", "run"])
+@pytest.mark.parametrize("case", BERGLUND_CASES, ids=[c[0] for c in BERGLUND_CASES])
+def test_bad_berglund_folder(tmp_path, case, command):
+    _, edit, expect = case
+    src = tmp_path / "bg"
+    shutil.copytree(BERGLUND, src)
+    edit(src)
+    if command == "import":
+        argv = ["data", "import-berglund", src, "--out", tmp_path / "out"]
+    else:
+        cfg = write(tmp_path / "c.yaml", yaml.safe_dump(base_config(datasets=[{"berglund": str(src)}])))
+        argv = ["run", cfg, "--out", tmp_path / "run"]
+    check_case(tmp_path, argv, expect)
+
+
 # ------------------------------------------------------------------------------------------ arguments
 
 ARG_CASES: list[tuple[str, list[str], str]] = [
@@ -478,8 +511,8 @@ def test_bad_run_output(tmp_path, case, finished_run):
 DATA_OUT_CASES = ["file", "under-file", "not-a-dataset", "name-too-long"]
 
 
-@pytest.mark.parametrize("command", ["make", "export-lm-eval", "export-hf", "report"])
-@pytest.mark.parametrize("case", DATA_OUT_CASES)
+@pytest.mark.parametrize("command,case", [(c, k) for c in ["make", "export-lm-eval", "export-hf", "report"]
+                                          for k in DATA_OUT_CASES if (c, k) != ("report", "not-a-dataset")])
 def test_bad_output_path(tmp_path, case, command, dataset_dir, finished_run):
     out = tmp_path / "out"
     if case == "file":
@@ -496,8 +529,6 @@ def test_bad_output_path(tmp_path, case, command, dataset_dir, finished_run):
             "export-lm-eval": ["data", "export", dataset_dir, "--to", "lm-eval", out],
             "export-hf": ["data", "export", dataset_dir, "--to", "hf", out],
             "report": ["report", finished_run, "--out", out]}[command]
-    if command == "report" and case == "not-a-dataset":
-        pytest.skip("a report may go into any folder")
     check_case(tmp_path, argv, None)
 
 
