@@ -192,6 +192,7 @@ FIELD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("ft-grad-clip-inf", {"conditions": _cond(grad_clip=float("inf"))}, "grad_clip"),
     ("ret-k-huge", {"conditions": _cond("retrieval", k=10**12)}, "beyond what any machine"),
     ("scratch-model-mix", {"model": "scratch"}, "scratch"),
+    ("scratch-needs-scratch-model", {"conditions": [{"name": "from_scratch"}]}, "set the config's model to 'scratch'"),
 ]
 
 

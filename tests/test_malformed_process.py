@@ -70,11 +70,6 @@ def test_a_live_lock_holder_is_named_and_a_dead_ones_lock_is_taken_over(tmp_path
     assert (out / "summary.csv").is_file()
 
 
-def test_lock_is_reentrant_across_processes_only(tmp_path):
-    with folder_lock(tmp_path):
-        assert (tmp_path / ".lock").read_text().strip() == str(os.getpid())
-
-
 def test_a_folder_holding_only_a_config_temp_file_does_not_block(tmp_path):
     cfg = write(tmp_path / "c.yaml", yaml.safe_dump(base_config()))
     out = tmp_path / "run"

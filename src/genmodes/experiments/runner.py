@@ -174,6 +174,9 @@ class Runner:
             if self.cfg.model == "scratch" and others:
                 raise ConfigError(f"model 'scratch' is built by the from_scratch condition only; "
                                   f"conditions of kind {others} need a pretrained model")
+            if self.cfg.model != "scratch":
+                raise ConfigError(f"from_scratch builds its own model: set the config's model to 'scratch' "
+                                  f"(got {self.cfg.model!r})")
         else:
             check_spec(self.cfg.model, self.model_cache)
         lora_model = None
