@@ -11,7 +11,6 @@ from pathlib import Path
 
 import yaml
 
-from genmodes.io import folder_lock
 from tests.test_malformed import assert_one_line_error, base_config, invoke, write
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
