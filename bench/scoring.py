@@ -30,7 +30,7 @@ FEATURES = [("brighter", "dimmer"), ("heavier", "lighter"), ("faster", "slower")
 
 def build(tok, n_questions: int, context_tokens: int, seed: int = 0):
     rng = random.Random(seed)
-    words = NonsenseWords(seed)
+    words = NonsenseWords(seed, namespace="bench")
     facts, lines = [], []
     while True:
         a, b = words.take(2)

@@ -23,6 +23,7 @@ import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from genmodes.data.baselines import REVERSAL_EXEMPTION
 from genmodes.data.types import Dataset, Document, Fact, Question
 from genmodes.errors import DataError
 
@@ -168,5 +169,6 @@ def import_berglund(src: str | Path, seed: int = 0, n_choices: int = 4) -> Datas
         family="berglund", config={"source_sha256": h.hexdigest(), "n_choices": n_choices}, seed=seed,
         documents=documents, questions=questions, knowledge=knowledge,
         meta={"recall_splits": ["forward"],
+              "shortcut_exempt": {"reversal": {"cooccurrence": REVERSAL_EXEMPTION}},
               "people": [{"name": nm, "description": desc[nm], "group": group[nm]} for nm in group],
               "description": "Berglund et al. 2023 reversal-curse data (experiment 1), imported"})

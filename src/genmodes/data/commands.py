@@ -31,7 +31,7 @@ def register(subparsers) -> None:
     b.add_argument("--seed", type=seed_arg, default=0, help="seed of the distractor draw")
     b.set_defaults(func=cmd_import_berglund)
 
-    a = sub.add_parser("audit", help="leak and validity checks; exit 1 on any violation")
+    a = sub.add_parser("audit", help="leak, validity and shortcut-baseline checks; exit 1 on any violation")
     a.add_argument("dir")
     a.add_argument("--max", type=int, default=20, help="violations to list")
     a.set_defaults(func=cmd_audit)
@@ -111,6 +111,11 @@ def cmd_import_berglund(args: argparse.Namespace) -> int:
     _check_out(args.out)
     t0 = time.perf_counter()
     ds = import_berglund(args.src, seed=args.seed)
+    from genmodes.data.audit import audit_dataset
+
+    rep = audit_dataset(ds)
+    if not rep.ok:
+        raise DataError(f"{args.src}: imported dataset fails its audit ({rep.violations[0]}); nothing written")
     save_dataset(ds, args.out)
     s = ds.summary()
     print(f"berglund: {s['documents']} documents, {s['questions']} questions "

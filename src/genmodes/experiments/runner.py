@@ -336,20 +336,25 @@ class Runner:
                     raise
                 raise DiskError(f"cell {cell.id}: {msg}") from None
         tok = prepared.tokenizer
-        scorer = Scorer(prepared.model, tok, batch_tokens=self.cfg.scoring.batch_tokens)
         contexts = [prepared.context_for(q) for q in ds.questions]
-        with Timer() as t_score:
-            scores = scorer.score([(c, q.choices) for c, q in zip(contexts, ds.questions)],
-                                  prefix=prepared.prefix, progress=self.progress, desc=cell.id)
+        if prepared.score_questions is not None:  # a shortcut baseline: no model, no tokens
+            scorer = None
+            with Timer() as t_score:
+                scores = prepared.score_questions(ds.questions)
+            prefix_tokens = 0
+        else:
+            scorer = Scorer(prepared.model, tok, batch_tokens=self.cfg.scoring.batch_tokens)
+            with Timer() as t_score:
+                scores = scorer.score([(c, q.choices) for c, q in zip(contexts, ds.questions)],
+                                      prefix=prepared.prefix, progress=self.progress, desc=cell.id)
+            prefix_tokens = scorer.prefix_tokens(prepared.prefix)
         for q, sc in zip(ds.questions, scores):
             bad = [s for s in sc if not math.isfinite(s.logprob)]
             if bad:
                 hint = " (the training diverged: lower 'lr'?)" if prepared.info.get("loss_curve") is not None \
                     or "train_seconds" in prepared.info else ""
-                raise NumericError(f"cell {cell.id}: question {q.id!r}: the model's log-probability of "
-                                   f"{bad[0].choice!r} is {bad[0].logprob}, not a number{hint}; "
-                                   "no result was written")
-        prefix_tokens = scorer.prefix_tokens(prepared.prefix)
+                raise NumericError(f"cell {cell.id}: question {q.id!r}: the score of {bad[0].choice!r} is "
+                                   f"{bad[0].logprob}, not a number{hint}; no result was written")
         rows = []
         for q, ctx_text, sc in zip(ds.questions, contexts, scores):
             pick, pick_norm = chosen(sc), chosen(sc, normalized=True)
@@ -359,7 +364,8 @@ class Runner:
                 "condition_kind": kind, "seed": cell.seed, "question_id": q.id, "answer": q.answer,
                 "chance": q.chance, "scores": [s.to_json() for s in sc], "chosen": pick,
                 "chosen_norm": pick_norm, "correct": pick == q.answer, "correct_norm": pick_norm == q.answer,
-                "context_tokens": prefix_tokens + len(tok(ctx_text, add_special_tokens=False).input_ids),
+                "context_tokens": (prefix_tokens + len(tok(ctx_text, add_special_tokens=False).input_ids)
+                                   if tok is not None else 0),
             })
         info = dict(prepared.info)
         record = {"cell": cell.id, "model": self.cfg.model, "dataset": cell.dataset.name,
