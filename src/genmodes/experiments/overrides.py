@@ -122,15 +122,23 @@ def apply_overrides(raw: dict[str, Any], *, limit: int | None = None, model: str
 
 
 def read_raw(path: str | os.PathLike) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    """The config file's YAML mapping, read with the same limits and messages as ``load_config``."""
+    from genmodes.errors import DataError
+    from genmodes.experiments.config import MAX_CONFIG_BYTES
+    from genmodes.io import read_text
+
     try:
-        return yaml.safe_load(p.read_text())
+        text = read_text(Path(path), what="config", max_bytes=MAX_CONFIG_BYTES)
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a study config") from None
 
 
 def load_with_overrides(path: str | os.PathLike, args: argparse.Namespace | None = None, **kw: Any):
