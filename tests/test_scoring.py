@@ -97,3 +97,60 @@ def test_accuracy_and_normalised_accuracy_from_same_scores(tiny):
     q = [ChoiceScore(" a long option", -7.0, 3, False), ChoiceScore(" b", -6.0, 1, False)]
     assert chosen(q) == 1 and chosen(q, normalized=True) == 0
     assert accuracy([q], [1]) == 1.0 and accuracy([q], [1], normalized=True) == 0.0
+
+
+# ------------------------------------------------------------------- per-question contexts (issue 16)
+
+def _retrieval_like(n: int) -> list[tuple[str, list[str]]]:
+    """Questions with their own contexts of differing lengths and choices of differing token lengths."""
+    reqs = []
+    for i in range(n):
+        docs = " ".join(f"Doc {j}: glon{i} are brighter than femp{j}." for j in range(1 + (i * 7) % 5))
+        ctx = f"Use these documents.\n\n{docs}\n\nQ{i}: femp are" + (" " if i % 3 == 0 else "")
+        choices = [" dimmer.", "x", f" brighter than glon{i} and every other thing here.", " a"][: 2 + i % 3]
+        reqs.append((ctx, choices))
+    return reqs
+
+
+def _assert_same(model, tok, reqs, prefix, **kw):
+    fast = Scorer(model, tok, **kw).score(reqs, prefix=prefix)
+    for (ctx, choices), got in zip(reqs, fast):
+        ref = naive_score(model, tok, ctx, choices, prefix=prefix)
+        assert [s.choice for s in got] == list(choices)
+        for a, b in zip(got, ref):
+            assert (a.n_tokens, a.is_greedy) == (b.n_tokens, b.is_greedy)
+            assert a.logprob == pytest.approx(b.logprob, abs=1e-4)
+
+
+@pytest.mark.parametrize("prefix", ["", PREFIX])
+# 8: every question is a long context (its KV first, then its choices); 60: a few questions per
+# pack, split at varying boundaries; 100000: all in one forward.
+@pytest.mark.parametrize("packed_tokens", [8, 60, 100000])
+def test_per_question_contexts_match_naive(tiny, prefix, packed_tokens):
+    _assert_same(*tiny, _retrieval_like(9) + REQUESTS, prefix, packed_tokens=packed_tokens)
+
+
+def test_max_batch_boundary_matches_naive(tiny):
+    _assert_same(*tiny, _retrieval_like(7), "", max_batch=2)
+
+
+def test_per_question_contexts_match_naive_bundled(smollm):
+    _assert_same(*smollm, _retrieval_like(6) + REQUESTS, "")
+
+
+def test_each_context_is_run_once(tiny):
+    """The model sees every question's context once and every choice token once, nothing else."""
+    model, tok = tiny
+    reqs = _retrieval_like(6)
+    fed = []
+    hook = model.model.embed_tokens.register_forward_hook(lambda m, i, o: fed.append(i[0].numel()))
+    try:
+        Scorer(model, tok, packed_tokens=120).score(reqs)
+    finally:
+        hook.remove()
+    want = 0
+    for ctx, choices in reqs:
+        ctx_ids = encode_pair(tok, ctx, choices[0])[0]
+        want += len(ctx_ids) + sum(len(encode_pair(tok, ctx, c)[1]) for c in choices)
+    assert sum(fed) == want
+    assert len(fed) > 1  # the budget split the questions over several forwards

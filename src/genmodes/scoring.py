@@ -9,8 +9,10 @@ and it is greedy when every one of its tokens is the argmax. The options are nev
 Speed (what :class:`Scorer` adds over one full forward per choice):
 - a long ``prefix`` shared by every question (a whole training set in context) is run once per
   scorer and its KV cache reused by every question and choice;
-- (context, choice) rows are sorted by length and batched under a token budget;
-- the LM head runs only at the positions being scored, never over the whole context.
+- each question's own context (retrieved documents, a question alone, a thought) is run once for
+  all its choices: questions are packed back to back, each context followed by its choices, with a
+  block-diagonal mask, under a token budget (a context too long to pack gets its KV computed once);
+- the LM head runs only at the positions that predict a choice token, never over the whole context.
 """
 
 from __future__ import annotations
@@ -145,6 +147,19 @@ class _Prefix:
     last_logp: torch.Tensor | None  # log-probs after the last prefix token (vocab,)
 
 
+@dataclass
+class _Group:
+    """One question: its context tokens (after the prefix) once, then each choice's tokens."""
+
+    qi: int
+    ctx: list[int]
+    conts: list[tuple[int, list[int]]]  # (choice index, continuation tokens)
+
+    @property
+    def size(self) -> int:
+        return len(self.ctx) + sum(len(x) for _, x in self.conts)
+
+
 class Scorer:
     """Batched likelihood scorer with a cached shared prefix.
 
@@ -153,13 +168,14 @@ class Scorer:
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_tokens: int = 4096, max_batch: int = 64,
-                 prefix_chunk: int = 1024, packed_tokens: int = 512):
+                 prefix_chunk: int = 1024, packed_tokens: int = 1024):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch
         self.prefix_chunk = prefix_chunk
-        # Rows packed per forward after a shared prefix: the mask is packed_tokens x (prefix + packed).
+        # Tokens packed into one forward (questions' contexts and their choices): the mask is
+        # packed_tokens x (prefix + packed), and attention inside the pack grows with its square.
         self.packed_tokens = packed_tokens
         self._prefix: _Prefix | None = None
 
@@ -167,28 +183,55 @@ class Scorer:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
     def prefix_tokens(self, prefix: str) -> int:
         return len(encode_prefix(self.tokenizer, prefix))
 
     @torch.no_grad()
-    def _get_prefix(self, prefix: str) -> _Prefix:
-        """Run the shared prefix once (in chunks, so attention memory stays bounded) and keep its KV."""
-        if self._prefix is not None and self._prefix.text == prefix:
-            return self._prefix
+    def _extend(self, pre: _Prefix | None, ids: list[int], text: str = "") -> _Prefix:
+        """Run ``ids`` after ``pre`` (in chunks, so attention memory stays bounded) and keep the KV."""
         from transformers import DynamicCache
 
-        ids = encode_prefix(self.tokenizer, prefix)
-        kv, last = None, None
-        if ids:
-            cache = DynamicCache()
-            for s in range(0, len(ids), self.prefix_chunk):
-                chunk = torch.tensor([ids[s:s + self.prefix_chunk]], device=self.device)
-                # The cache object is filled in place.
-                out = self.model(input_ids=chunk, use_cache=True, logits_to_keep=1, **{CACHE_KW: cache})
-                last = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-            kv = [(layer.keys, layer.values) for layer in cache.layers]
-        self._prefix = _Prefix(prefix, ids, kv, last)
+        base = list(pre.ids) if pre is not None else []
+        if not ids:
+            return pre if pre is not None else _Prefix(text, [], None, None)
+        # The cache concatenates new keys onto copies, so ``pre``'s tensors are left as they were.
+        cache = DynamicCache(ddp_cache_data=list(pre.kv)) if pre is not None and pre.kv else DynamicCache()
+        last = None
+        for s in range(0, len(ids), self.prefix_chunk):
+            chunk = torch.tensor([ids[s:s + self.prefix_chunk]], device=self.device)
+            out = self.model(input_ids=chunk, use_cache=True, logits_to_keep=1, **{CACHE_KW: cache})
+            last = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        return _Prefix(text, base + list(ids), kv, last)
+
+    def _get_prefix(self, prefix: str) -> _Prefix:
+        """The shared prefix's KV, computed once per scorer and prefix text."""
+        if self._prefix is not None and self._prefix.text == prefix:
+            return self._prefix
+        self._prefix = self._extend(None, encode_prefix(self.tokenizer, prefix), prefix)
+        self._prefix.text = prefix
         return self._prefix
+
+    def _groups(self, requests: Sequence[tuple[str, Sequence[str]]], pre: _Prefix) -> list[_Group]:
+        eos = self.tokenizer.eos_token_id
+        groups = []
+        for qi, (ctx, choices) in enumerate(requests):
+            head: list[int] | None = None
+            conts = []
+            for ci, choice in enumerate(choices):
+                # The context's tokens do not depend on the choice (lm-eval encodes it alone), so one
+                # copy serves every choice.
+                c, x = encode_pair(self.tokenizer, ctx, choice)
+                head = c if head is None else head
+                conts.append((ci, x))
+            if not pre.ids and not head:  # nothing to condition on: start from end-of-text (lm-eval)
+                head = [eos]
+            groups.append(_Group(qi, head or [], conts))
+        return groups
 
     @torch.no_grad()
     def score(self, requests: Sequence[tuple[str, Sequence[str]]], prefix: str = "",
@@ -196,129 +239,115 @@ class Scorer:
         """Score every (context, choices) request after the shared ``prefix``.
 
         Returns, per request, one :class:`ChoiceScore` per choice, in the order given.
+
+        Each question's context is run once, not once per choice: questions are packed back to back
+        into one sequence (context, then each choice after it) with a block-diagonal mask, so a
+        choice sees the prefix, its own question's context and its own earlier tokens. A context too
+        long to pack is run alone once (in chunks, its KV kept) and its choices packed after it.
         """
         for ctx, choices in requests:
             _check_request(ctx, choices)
         pre = self._get_prefix(prefix)
-        eos = self.tokenizer.eos_token_id
-        # One row per (request, choice): tokens after the prefix, and where the choice starts.
-        rows: list[tuple[int, int, list[int], int]] = []
-        for qi, (ctx, choices) in enumerate(requests):
-            for ci, choice in enumerate(choices):
-                c, x = encode_pair(self.tokenizer, ctx, choice)
-                toks = c + x
-                if not pre.ids and not c:  # nothing to condition on: start from end-of-text (lm-eval)
-                    toks = [eos] + toks
-                rows.append((qi, ci, toks, len(toks) - len(x)))
         results: list[list[ChoiceScore | None]] = [[None] * len(ch) for _, ch in requests]
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][2]))
-        batches = self._batches(order, rows, packed=pre.kv is not None)
+        groups = sorted(self._groups(requests, pre), key=lambda g: -g.size)
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(rows), desc=desc, unit="choice", leave=False)
-        for batch in batches:
-            self._score_batch([rows[i] for i in batch], pre, requests, results)
-            if bar is not None:
-                bar.update(len(batch))
+            bar = tqdm(total=sum(len(ch) for _, ch in requests), desc=desc, unit="choice", leave=False)
+        budget = min(self.batch_tokens, self.packed_tokens)
+        batch: list[_Group] = []
+        used = 0
+        for g in groups:
+            if g.size > budget and len(g.ctx) > 1:
+                # A long context: its KV once, then its choices as contextless rows after it.
+                own = self._extend(pre, g.ctx)
+                self._run([_Group(g.qi, [], g.conts)], own, requests, results, bar)
+                continue
+            if batch and (used + g.size > budget or len(batch) >= self.max_batch):
+                self._run(batch, pre, requests, results, bar)
+                batch, used = [], 0
+            batch.append(g)
+            used += g.size
+        if batch:
+            self._run(batch, pre, requests, results, bar)
         if bar is not None:
             bar.close()
         return results  # type: ignore[return-value]
 
-    def _batches(self, order: list[int], rows: list, packed: bool) -> list[list[int]]:
-        """Group rows under the token budget: padded width x rows, or (packed) the sum of lengths."""
-        batches, cur, cost = [], [], 0
-        budget = min(self.batch_tokens, self.packed_tokens) if packed else self.batch_tokens
-        for i in order:
-            n = len(rows[i][2])
-            new_cost = cost + n if packed else max(cost // max(1, len(cur)), n) * (len(cur) + 1)
-            if cur and (new_cost > budget or len(cur) >= self.max_batch):
-                batches.append(cur)
-                cur, new_cost = [], n
-            cur.append(i)
-            cost = new_cost
-        if cur:
-            batches.append(cur)
-        return batches
+    def _run(self, batch: list[_Group], pre: _Prefix, requests: Sequence[tuple[str, Sequence[str]]],
+             results: list, bar: Any) -> None:
+        """One forward over ``batch`` packed after ``pre``; fills ``results``.
 
-    def _score_batch(self, batch: list[tuple[int, int, list[int], int]], pre: _Prefix,
-                     requests: Sequence[tuple[str, Sequence[str]]], results: list) -> None:
-        """Padded rows (no prefix) or rows packed into one sequence after the prefix.
-
-        With a shared prefix, rows are packed back to back into ONE sequence after it, with positions
-        restarting at the prefix length and a block-diagonal mask (each row sees the prefix and its own
-        earlier tokens). The prefix's keys and values are then read once per batch instead of being
-        copied for every row, which is what made long-context scoring slow (the cache and the grouped
-        query heads are materialised per row in a padded batch).
+        Packing rather than padding also means the prefix's keys and values are read once per
+        forward instead of being copied for every row (copying them per row made a 4,400-token
+        prefix with 64-row batches take 20 GB).
         """
-        if pre.kv is None:
-            ids, needed, where = self._padded(batch)
-            kwargs: dict[str, Any] = {}
-        else:
-            ids, needed, where, kwargs = self._packed(batch, pre)
-        logp = None
-        if needed:
-            keep = torch.tensor(needed, device=self.device)
-            logits = self.model(input_ids=ids.to(self.device), use_cache=pre.kv is not None,
-                                logits_to_keep=keep, **kwargs).logits
-            logp = torch.log_softmax(logits.float(), dim=-1)  # (B, len(needed), vocab)
-        col = {p: j for j, p in enumerate(needed)}
-        for b, (qi, ci, toks, start) in enumerate(batch):
-            row, offset = where(b)
-            lps, greedy = [], True
-            for p in range(start, len(toks)):
-                if p == 0:  # first token right after the prefix: predicted by the prefix's last position
-                    dist = pre.last_logp
-                else:
-                    dist = logp[row, col[offset + p - 1]]
-                lps.append(dist[toks[p]])
-                greedy = greedy and int(dist.argmax()) == toks[p]
-            choice = requests[qi][1][ci]
-            results[qi][ci] = ChoiceScore(choice, float(torch.stack(lps).sum()), len(toks) - start, greedy)
-
-    def _padded(self, batch):
-        B = len(batch)
-        width = max(len(r[2]) for r in batch)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        # Right padding: with causal attention, pad tokens after a row's end cannot affect its scores.
-        ids = torch.full((B, width), pad, dtype=torch.long)
-        for b, (_, _, toks, _) in enumerate(batch):
-            ids[b, : len(toks)] = torch.tensor(toks)
-        # Positions whose output predicts a choice token (position p predicts token p+1).
-        needed = sorted({p - 1 for _, _, toks, start in batch for p in range(max(start, 1), len(toks))})
-        return ids, needed, (lambda b: (b, 0))
-
-    def _packed(self, batch, pre: _Prefix):
         from transformers import DynamicCache
 
         P = len(pre.ids)
-        starts, flat, pos = [], [], []
-        for _, _, toks, _ in batch:
-            starts.append(len(flat))
-            flat.extend(toks)
-            pos.extend(range(P, P + len(toks)))
-        T = len(flat)
-        seg = torch.empty(T, dtype=torch.long)
-        for b, (_, _, toks, _) in enumerate(batch):
-            seg[starts[b]: starts[b] + len(toks)] = b
-        idx = torch.arange(T)
-        own = (seg[:, None] == seg[None, :]) & (idx[:, None] >= idx[None, :])
-        allowed = torch.cat([torch.ones(T, P, dtype=torch.bool), own], dim=1)[None, None]
-        if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
-            mask = allowed.to(self.device)
-        else:  # eager and others take an additive float mask
-            mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(~allowed, torch.finfo(self.dtype).min)
-            mask = mask.to(self.device)
-        needed = sorted({starts[b] + p - 1 for b, (_, _, toks, start) in enumerate(batch)
-                         for p in range(max(start, 1), len(toks))})
-        kwargs = {CACHE_KW: DynamicCache(ddp_cache_data=[(k, v) for k, v in pre.kv]),
-                  "attention_mask": mask, "position_ids": torch.tensor([pos], device=self.device)}
-        return torch.tensor([flat]), needed, (lambda b: (0, starts[b])), kwargs
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        flat: list[int] = []
+        pos: list[int] = []
+        grp: list[int] = []
+        branch: list[int] = []  # 0: the question's context; i + 1: choice i
+        # Per choice token: the flat index whose output predicts it (-1: the prefix's last output).
+        src: list[int] = []
+        tgt: list[int] = []
+        owner: list[tuple[int, int]] = []
+        for b, g in enumerate(batch):
+            s = len(flat)
+            flat.extend(g.ctx)
+            pos.extend(range(P, P + len(g.ctx)))
+            grp.extend([b] * len(g.ctx))
+            branch.extend([0] * len(g.ctx))
+            for k, (ci, x) in enumerate(g.conts):
+                prev = s + len(g.ctx) - 1 if g.ctx else -1
+                for j, t in enumerate(x):
+                    src.append(prev)
+                    tgt.append(t)
+                    owner.append((g.qi, ci))
+                    prev = len(flat)
+                    flat.append(t)
+                    pos.append(P + len(g.ctx) + j)
+                    grp.append(b)
+                    branch.append(k + 1)
+        needed = sorted({p for p in src if p >= 0})
+        logp = None
+        if needed:
+            T = len(flat)
+            grp_t, br_t, idx = torch.tensor(grp), torch.tensor(branch), torch.arange(T)
+            own = ((grp_t[:, None] == grp_t[None, :]) & (idx[:, None] >= idx[None, :])
+                   & ((br_t[None, :] == 0) | (br_t[:, None] == br_t[None, :])))
+            allowed = own if P == 0 else torch.cat([torch.ones(T, P, dtype=torch.bool), own], dim=1)
+            allowed = allowed[None, None]
+            if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
+                mask = allowed.to(self.device)
+            else:  # eager and others take an additive float mask
+                mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(
+                    ~allowed, torch.finfo(self.dtype).min).to(self.device)
+            kwargs: dict[str, Any] = {"attention_mask": mask,
+                                      "position_ids": torch.tensor([pos], device=self.device)}
+            if pre.kv is not None:
+                kwargs[CACHE_KW] = DynamicCache(ddp_cache_data=list(pre.kv))
+            logits = self.model(input_ids=torch.tensor([flat], device=self.device), use_cache=pre.kv is not None,
+                                logits_to_keep=torch.tensor(needed, device=self.device), **kwargs).logits
+            logp = torch.log_softmax(logits[0].float(), dim=-1)  # (len(needed), vocab)
+        col = {p: j for j, p in enumerate(needed)}
+        rows = [col[p] if p >= 0 else -1 for p in src]
+        dists = torch.stack([logp[r] if r >= 0 else pre.last_logp for r in rows]) if any(r < 0 for r in rows) \
+            else logp[torch.tensor(rows, device=logp.device)]
+        tgt_t = torch.tensor(tgt, device=dists.device)
+        lps = dists.gather(1, tgt_t[:, None])[:, 0].tolist()
+        hits = (dists.argmax(-1) == tgt_t).tolist()
+        acc: dict[tuple[int, int], list] = {}
+        for key, lp, hit in zip(owner, lps, hits):
+            a = acc.setdefault(key, [[], True])
+            a[0].append(lp)
+            a[1] = a[1] and hit
+        for (qi, ci), (vals, greedy) in acc.items():
+            results[qi][ci] = ChoiceScore(requests[qi][1][ci], float(sum(vals)), len(vals), bool(greedy))
+        if bar is not None:
+            bar.update(len(acc))
 
 
 def score_choices(model: Any, tokenizer: Any, context: str, choices: Sequence[str],
