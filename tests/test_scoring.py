@@ -123,11 +123,26 @@ def _assert_same(model, tok, reqs, prefix, **kw):
 
 
 @pytest.mark.parametrize("prefix", ["", PREFIX])
-# 8: every question is a long context (its KV first, then its choices); 60: a few questions per
-# pack, split at varying boundaries; 100000: all in one forward.
-@pytest.mark.parametrize("packed_tokens", [8, 60, 100000])
-def test_per_question_contexts_match_naive(tiny, prefix, packed_tokens):
-    _assert_same(*tiny, _retrieval_like(9) + REQUESTS, prefix, packed_tokens=packed_tokens)
+# packed 8: every question is a long context (its KV first, then its choices); rows of 60 or 150
+# tokens: a few questions per row, rows of differing lengths padded into one batch and split at
+# varying boundaries (batch_tokens 300); 100000: everything in one row and one forward.
+@pytest.mark.parametrize("packed,row,batch", [(8, 256, 4096), (60, 60, 4096), (100000, 150, 300),
+                                              (100000, 100000, 100000)])
+def test_per_question_contexts_match_naive(tiny, prefix, packed, row, batch):
+    _assert_same(*tiny, _retrieval_like(9) + REQUESTS, prefix, packed_tokens=packed, row_tokens=row,
+                 batch_tokens=batch)
+
+
+def test_eager_attention_takes_the_additive_mask(tiny):
+    model, tok = tiny
+    before = model.config._attn_implementation
+    model.set_attn_implementation("eager")
+    try:
+        assert model.config._attn_implementation == "eager"
+        _assert_same(model, tok, _retrieval_like(5), "", row_tokens=120)
+        _assert_same(model, tok, _retrieval_like(3), PREFIX)
+    finally:
+        model.set_attn_implementation(before)
 
 
 def test_max_batch_boundary_matches_naive(tiny):

@@ -168,15 +168,18 @@ class Scorer:
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_tokens: int = 4096, max_batch: int = 64,
-                 prefix_chunk: int = 1024, packed_tokens: int = 1024):
+                 prefix_chunk: int = 1024, packed_tokens: int = 512, row_tokens: int = 256):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch
         self.prefix_chunk = prefix_chunk
-        # Tokens packed into one forward (questions' contexts and their choices): the mask is
-        # packed_tokens x (prefix + packed), and attention inside the pack grows with its square.
+        # Tokens packed into one forward after a shared prefix: the mask is packed_tokens x (prefix +
+        # packed); a question longer than this (context and choices) gets its context's KV first.
         self.packed_tokens = packed_tokens
+        # Without a shared prefix: tokens per packed row (several rows per forward); attention is
+        # computed across the whole row, so short rows waste little on other questions' tokens.
+        self.row_tokens = row_tokens
         self._prefix: _Prefix | None = None
 
     @property
@@ -240,10 +243,13 @@ class Scorer:
 
         Returns, per request, one :class:`ChoiceScore` per choice, in the order given.
 
-        Each question's context is run once, not once per choice: questions are packed back to back
-        into one sequence (context, then each choice after it) with a block-diagonal mask, so a
-        choice sees the prefix, its own question's context and its own earlier tokens. A context too
-        long to pack is run alone once (in chunks, its KV kept) and its choices packed after it.
+        Each question's context is run once, not once per choice: a question becomes a packed
+        stretch of tokens (its context, then each choice after it) with a block-diagonal mask, so a
+        choice sees the prefix, its own question's context and its own earlier tokens. Without a
+        shared prefix, questions are packed into rows of about ``row_tokens`` and rows batched (short
+        rows keep the wasted attention across packed questions small); after a shared prefix, one
+        packed row per forward, so the prefix's KV is read once rather than copied per row. A
+        context too long to pack is run once on its own (its KV kept) and its choices packed after.
         """
         for ctx, choices in requests:
             _check_request(ctx, choices)
@@ -255,87 +261,121 @@ class Scorer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=sum(len(ch) for _, ch in requests), desc=desc, unit="choice", leave=False)
-        budget = min(self.batch_tokens, self.packed_tokens)
-        batch: list[_Group] = []
+        limit = min(self.batch_tokens, self.packed_tokens)
+        shared = pre.kv is not None
+        width = limit if shared else min(limit, self.row_tokens)
+        rows: list[list[_Group]] = []
         used = 0
         for g in groups:
-            if g.size > budget and len(g.ctx) > 1:
+            if g.size > limit and len(g.ctx) > 1:
                 # A long context: its KV once, then its choices as contextless rows after it.
                 own = self._extend(pre, g.ctx)
-                self._run([_Group(g.qi, [], g.conts)], own, requests, results, bar)
+                self._run([[_Group(g.qi, [], g.conts)]], own, requests, results, bar)
                 continue
-            if batch and (used + g.size > budget or len(batch) >= self.max_batch):
+            if rows and used + g.size <= width:
+                rows[-1].append(g)
+                used += g.size
+            else:
+                rows.append([g])
+                used = g.size
+        # Rows come longest first: a batch is padded to its first row's length.
+        batch: list[list[_Group]] = []
+        for row in rows:
+            n = sum(g.size for g in row)
+            if batch and (shared or max(sum(g.size for g in batch[0]), n) * (len(batch) + 1) > self.batch_tokens
+                          or len(batch) >= self.max_batch):
                 self._run(batch, pre, requests, results, bar)
-                batch, used = [], 0
-            batch.append(g)
-            used += g.size
+                batch = []
+            batch.append(row)
         if batch:
             self._run(batch, pre, requests, results, bar)
         if bar is not None:
             bar.close()
         return results  # type: ignore[return-value]
 
-    def _run(self, batch: list[_Group], pre: _Prefix, requests: Sequence[tuple[str, Sequence[str]]],
+    def _run(self, batch: list[list[_Group]], pre: _Prefix, requests: Sequence[tuple[str, Sequence[str]]],
              results: list, bar: Any) -> None:
-        """One forward over ``batch`` packed after ``pre``; fills ``results``.
-
-        Packing rather than padding also means the prefix's keys and values are read once per
-        forward instead of being copied for every row (copying them per row made a 4,400-token
-        prefix with 64-row batches take 20 GB).
-        """
+        """One forward over ``batch`` (rows of packed questions) after ``pre``; fills ``results``."""
         from transformers import DynamicCache
 
         P = len(pre.ids)
-        flat: list[int] = []
-        pos: list[int] = []
-        grp: list[int] = []
-        branch: list[int] = []  # 0: the question's context; i + 1: choice i
-        # Per choice token: the flat index whose output predicts it (-1: the prefix's last output).
-        src: list[int] = []
+        B = len(batch)
+        flats, poss, grps, branches = [], [], [], []
+        # Per choice token: (row, index in the row) whose output predicts it (-1: the prefix's last
+        # output), the token, and whose choice it is.
+        src: list[tuple[int, int]] = []
         tgt: list[int] = []
         owner: list[tuple[int, int]] = []
-        for b, g in enumerate(batch):
-            s = len(flat)
-            flat.extend(g.ctx)
-            pos.extend(range(P, P + len(g.ctx)))
-            grp.extend([b] * len(g.ctx))
-            branch.extend([0] * len(g.ctx))
-            for k, (ci, x) in enumerate(g.conts):
-                prev = s + len(g.ctx) - 1 if g.ctx else -1
-                for j, t in enumerate(x):
-                    src.append(prev)
-                    tgt.append(t)
-                    owner.append((g.qi, ci))
-                    prev = len(flat)
-                    flat.append(t)
-                    pos.append(P + len(g.ctx) + j)
-                    grp.append(b)
-                    branch.append(k + 1)
-        needed = sorted({p for p in src if p >= 0})
+        for r, row in enumerate(batch):
+            flat: list[int] = []
+            pos: list[int] = []
+            grp: list[int] = []
+            branch: list[int] = []  # 0: the question's context; i + 1: choice i
+            for b, g in enumerate(row):
+                s = len(flat)
+                flat.extend(g.ctx)
+                pos.extend(range(P, P + len(g.ctx)))
+                grp.extend([b] * len(g.ctx))
+                branch.extend([0] * len(g.ctx))
+                for k, (ci, x) in enumerate(g.conts):
+                    prev = s + len(g.ctx) - 1 if g.ctx else -1
+                    for j, t in enumerate(x):
+                        src.append((r, prev))
+                        tgt.append(t)
+                        owner.append((g.qi, ci))
+                        prev = len(flat)
+                        flat.append(t)
+                        pos.append(P + len(g.ctx) + j)
+                        grp.append(b)
+                        branch.append(k + 1)
+            flats.append(flat)
+            poss.append(pos)
+            grps.append(grp)
+            branches.append(branch)
+        needed = sorted({(r, p) for r, p in src if p >= 0})
         logp = None
         if needed:
-            T = len(flat)
-            grp_t, br_t, idx = torch.tensor(grp), torch.tensor(branch), torch.arange(T)
-            own = ((grp_t[:, None] == grp_t[None, :]) & (idx[:, None] >= idx[None, :])
-                   & ((br_t[None, :] == 0) | (br_t[:, None] == br_t[None, :])))
-            allowed = own if P == 0 else torch.cat([torch.ones(T, P, dtype=torch.bool), own], dim=1)
-            allowed = allowed[None, None]
+            T = max(len(f) for f in flats)
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            ids = torch.full((B, T), pad, dtype=torch.long)
+            pos_t = torch.zeros((B, T), dtype=torch.long)
+            grp_t = torch.full((B, T), -1, dtype=torch.long)  # -1: padding
+            br_t = torch.zeros((B, T), dtype=torch.long)
+            for r in range(B):
+                n = len(flats[r])
+                ids[r, :n] = torch.tensor(flats[r])
+                pos_t[r, :n] = torch.tensor(poss[r])
+                grp_t[r, :n] = torch.tensor(grps[r])
+                br_t[r, :n] = torch.tensor(branches[r])
+            idx = torch.arange(T)
+            own = ((grp_t[:, :, None] == grp_t[:, None, :]) & (idx[:, None] >= idx[None, :])
+                   & ((br_t[:, None, :] == 0) | (br_t[:, :, None] == br_t[:, None, :])))
+            # Padding sees itself only: a row with nothing allowed would give NaN keys and values.
+            own |= (grp_t[:, :, None] < 0) & torch.eye(T, dtype=torch.bool)
+            own &= (grp_t[:, None, :] >= 0) | torch.eye(T, dtype=torch.bool)
+            allowed = own if P == 0 else torch.cat([torch.ones(B, T, P, dtype=torch.bool), own], dim=2)
+            allowed = allowed[:, None]
             if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
                 mask = allowed.to(self.device)
             else:  # eager and others take an additive float mask
                 mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(
                     ~allowed, torch.finfo(self.dtype).min).to(self.device)
-            kwargs: dict[str, Any] = {"attention_mask": mask,
-                                      "position_ids": torch.tensor([pos], device=self.device)}
-            if pre.kv is not None:
+            kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos_t.to(self.device)}
+            if pre.kv is not None:  # B is 1 here (see score)
                 kwargs[CACHE_KW] = DynamicCache(ddp_cache_data=list(pre.kv))
-            logits = self.model(input_ids=torch.tensor([flat], device=self.device), use_cache=pre.kv is not None,
-                                logits_to_keep=torch.tensor(needed, device=self.device), **kwargs).logits
-            logp = torch.log_softmax(logits[0].float(), dim=-1)  # (len(needed), vocab)
-        col = {p: j for j, p in enumerate(needed)}
-        rows = [col[p] if p >= 0 else -1 for p in src]
-        dists = torch.stack([logp[r] if r >= 0 else pre.last_logp for r in rows]) if any(r < 0 for r in rows) \
-            else logp[torch.tensor(rows, device=logp.device)]
+            # The LM head only where a choice token is predicted, counted across the batch's rows.
+            keep = sorted({p for _, p in needed})
+            logits = self.model(input_ids=ids.to(self.device), use_cache=pre.kv is not None,
+                                logits_to_keep=torch.tensor(keep, device=self.device), **kwargs).logits
+            kcol = {p: j for j, p in enumerate(keep)}
+            sel = torch.tensor([[r, kcol[p]] for r, p in needed])
+            logp = torch.log_softmax(logits[sel[:, 0], sel[:, 1]].float(), dim=-1)  # (len(needed), vocab)
+        col = {rp: j for j, rp in enumerate(needed)}
+        at = [col[rp] if rp[1] >= 0 else -1 for rp in src]
+        if any(j < 0 for j in at):
+            dists = torch.stack([logp[j] if j >= 0 else pre.last_logp for j in at])
+        else:
+            dists = logp[torch.tensor(at, device=logp.device)]
         tgt_t = torch.tensor(tgt, device=dists.device)
         lps = dists.gather(1, tgt_t[:, None])[:, 0].tolist()
         hits = (dists.argmax(-1) == tgt_t).tolist()
