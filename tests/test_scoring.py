@@ -169,3 +169,11 @@ def test_each_context_is_run_once(tiny):
         want += len(ctx_ids) + sum(len(encode_pair(tok, ctx, c)[1]) for c in choices)
     assert sum(fed) == want
     assert len(fed) > 1  # the budget split the questions over several forwards
+
+
+def test_other_architectures_take_logits_from_the_full_model(tiny, monkeypatch):
+    """Where the head might be more than a matmul (softcapping, scaling), logits come from the model."""
+    import genmodes.scoring as scoring
+
+    monkeypatch.setattr(scoring, "_PLAIN_HEAD", set())
+    _assert_same(*tiny, _retrieval_like(5), "", row_tokens=120)

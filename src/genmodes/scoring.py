@@ -35,6 +35,9 @@ def _cache_kwarg() -> str:
 
 
 CACHE_KW = _cache_kwarg()
+# Architectures whose logits are exactly ``lm_head(decoder(...).last_hidden_state)`` (no softcapping
+# or scaling after the head), so the head may be applied to chosen hidden states only.
+_PLAIN_HEAD = {"llama", "mistral", "qwen2", "qwen3"}
 
 
 class ScoringError(GenmodesError, ValueError):
@@ -293,6 +296,26 @@ class Scorer:
             bar.close()
         return results  # type: ignore[return-value]
 
+    def _head_logits(self, ids: torch.Tensor, needed: list[tuple[int, int]], **kwargs: Any) -> torch.Tensor:
+        """Logits at the (row, position) pairs in ``needed`` only.
+
+        ``logits_to_keep`` takes positions shared by every row, so on a batch of differently laid out
+        rows it would run the LM head (the largest matmul per token here: 49k x 576 for SmolLM2) on
+        the union of all rows' positions. Where the logits are known to be the LM head applied to the
+        decoder's last hidden state, the head runs on the needed hidden states alone.
+        """
+        r_idx = torch.tensor([r for r, _ in needed], device=ids.device)
+        p_idx = torch.tensor([p for _, p in needed], device=ids.device)
+        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        if getattr(self.model.config, "model_type", "") in _PLAIN_HEAD and decoder is not None and head is not None:
+            hidden = decoder(input_ids=ids, **kwargs).last_hidden_state
+            return head(hidden[r_idx, p_idx])
+        keep = sorted(set(p_idx.tolist()))
+        logits = self.model(input_ids=ids, logits_to_keep=torch.tensor(keep, device=ids.device), **kwargs).logits
+        at = {p: j for j, p in enumerate(keep)}
+        kcol = torch.tensor([at[p] for p in p_idx.tolist()], device=ids.device)
+        return logits[r_idx, kcol]
+
     def _run(self, batch: list[list[_Group]], pre: _Prefix, requests: Sequence[tuple[str, Sequence[str]]],
              results: list, bar: Any) -> None:
         """One forward over ``batch`` (rows of packed questions) after ``pre``; fills ``results``."""
@@ -363,13 +386,8 @@ class Scorer:
             kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos_t.to(self.device)}
             if pre.kv is not None:  # B is 1 here (see score)
                 kwargs[CACHE_KW] = DynamicCache(ddp_cache_data=list(pre.kv))
-            # The LM head only where a choice token is predicted, counted across the batch's rows.
-            keep = sorted({p for _, p in needed})
-            logits = self.model(input_ids=ids.to(self.device), use_cache=pre.kv is not None,
-                                logits_to_keep=torch.tensor(keep, device=self.device), **kwargs).logits
-            kcol = {p: j for j, p in enumerate(keep)}
-            sel = torch.tensor([[r, kcol[p]] for r, p in needed])
-            logp = torch.log_softmax(logits[sel[:, 0], sel[:, 1]].float(), dim=-1)  # (len(needed), vocab)
+            logits = self._head_logits(ids.to(self.device), needed, use_cache=pre.kv is not None, **kwargs)
+            logp = torch.log_softmax(logits.float(), dim=-1)  # (len(needed), vocab)
         col = {rp: j for j, rp in enumerate(needed)}
         at = [col[rp] if rp[1] >= 0 else -1 for rp in src]
         if any(j < 0 for j in at):
