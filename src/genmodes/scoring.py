@@ -178,7 +178,8 @@ class Scorer:
         self.max_batch = max_batch
         self.prefix_chunk = prefix_chunk
         # Tokens packed into one forward after a shared prefix: the mask is packed_tokens x (prefix +
-        # packed); a question longer than this (context and choices) gets its context's KV first.
+        # packed); a question longer than this (context and choices) gets its context's KV first
+        # (without a shared prefix, a question longer than batch_tokens does).
         self.packed_tokens = packed_tokens
         # Without a shared prefix: tokens per packed row (several rows per forward); attention is
         # computed across the whole row, so short rows waste little on other questions' tokens.
@@ -264,8 +265,9 @@ class Scorer:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=sum(len(ch) for _, ch in requests), desc=desc, unit="choice", leave=False)
-        limit = min(self.batch_tokens, self.packed_tokens)
         shared = pre.kv is not None
+        # A question over ``limit`` tokens is run alone: its context's KV first, then its choices.
+        limit = min(self.batch_tokens, self.packed_tokens) if shared else self.batch_tokens
         width = limit if shared else min(limit, self.row_tokens)
         rows: list[list[_Group]] = []
         used = 0
