@@ -64,7 +64,7 @@ def _question(fact, rng):
 def build(tok, n_questions: int, context_tokens: int, seed: int = 0):
     """Shared prefix: one block of facts before every question."""
     rng = random.Random(seed)
-    words = NonsenseWords(seed)
+    words = NonsenseWords(seed, namespace="bench")
     facts, lines = [], []
     while True:
         fact, line = _fact(words, rng)

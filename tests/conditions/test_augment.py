@@ -108,7 +108,7 @@ def test_corrupt_cache_line_is_a_one_line_error(reversals, tmp_path):
     path = augment.cache_dir(ctx, settings) / "generations.jsonl"
     path.parent.mkdir(parents=True)
     path.write_text('not json\n{"doc": "x", "outputs": [], "seconds": 0}\n')
-    with pytest.raises(DataError, match=r"generations.jsonl:1"):
+    with pytest.raises(DataError, match=r"generations.jsonl line 1"):
         augment.generate_augmentations(ctx, settings)
 
 
@@ -249,3 +249,63 @@ def test_augment_fraction_generates_for_a_seeded_subset(reversals, tmp_path):
     augment.generate_augmentations(ctx2, settings)
     recs2 = [json.loads(x) for x in (augment.cache_dir(ctx2, settings) / "generations.jsonl").read_text().splitlines()]
     assert {r["doc"] for r in recs2} == ids
+
+
+# ------------------------------------------------------------------------------------------ verification
+
+def test_alternatives_swap_an_entity_for_a_peer_and_are_false(curse):
+    doc = next(d for d in curse.documents if d.meta["order"] == "name_first")
+    name, desc = doc.facts[0].subject, doc.facts[0].object
+    text = f"The one who is {desc} is none other than {name}."
+    fact = Fact(desc, "is", name)
+    alts = augment.alternatives(text, fact, curse, 3, seed=0)
+    assert len(alts) == 3 and len(set(alts)) == 3 and text not in alts
+    for a in alts:
+        other = a.rsplit(" than ", 1)[1].rstrip(".")
+        assert other != name and other[:1].isupper() and Fact(desc, "is", other) not in set(curse.knowledge)
+
+
+@pytest.mark.slow
+def test_verification_keeps_the_true_statement_and_drops_its_contradiction(curse, smollm):
+    """With the source document in context, the bundled model prefers the name it just read."""
+    model, tok = smollm
+    doc = next(d for d in curse.documents if d.meta["order"] == "name_first")
+    name, desc = doc.facts[0].subject, doc.facts[0].object
+    other = next(p["name"] for p in curse.meta["people"] if p["name"] != name)
+    texts = [f"The one who is {desc} is none other than {name}.",
+             f"The one who is {desc} is none other than {other}.",
+             "Something nobody can parse."]
+    settings = augment.Settings(source="local", verify="in_context", verify_margin=0.5)
+    keep, info = augment.verify_in_context(model, tok, curse, texts, [doc.id] * 3, settings, seed=0)
+    assert keep == [True, False, False]
+    assert info["judged_statements"] == 2 and info["kept"] == 1 and info["dropped"] == 2
+    keep2, _ = augment.verify_in_context(model, tok, curse, texts, [doc.id] * 3,
+                                         settings.model_copy(update={"verify_unparsed": "keep"}), seed=0)
+    assert keep2 == [True, False, True]
+
+
+def test_audit_before_and_after_verification_match_a_hand_count(curse, tmp_path, monkeypatch):
+    """augmentations() reports the audit before and after verification; counts checked by hand."""
+    people = curse.meta["people"]
+    a, b = people[0], people[1]
+    outputs = [f"The one who is {a['description']} is none other than {a['name']}.\n"   # true
+               f"- The one who is {a['description']} is none other than {b['name']}.\n"  # false
+               f"- Nothing to see here."]                                               # unverifiable
+    ctx = _ctx(curse, tmp_path)
+    settings = _local(verify="in_context")
+    _write_cache(ctx, settings, outputs)
+    # a judge that keeps exactly the statements true in the world (stands in for the model)
+    know = set(curse.knowledge)
+
+    def judge(model, tok, ds, texts, sources, st, seed):
+        parse = augment.get_family(ds.family).parse_statements
+        keep = [bool(parse(t)) and all(f in know for f in parse(t)) for t in texts]
+        return keep, {"kept": sum(keep), "dropped": len(texts) - sum(keep)}
+
+    monkeypatch.setattr(augment, "verify_in_context", judge)
+    texts, info = augment.augmentations(ctx, settings)
+    n = len(curse.documents)  # every document "wrote" the same three statements
+    before = info["verification"]["before"]
+    assert (before["true"], before["false"], before["unverifiable"]) == (n, n, n)
+    assert (info["true"], info["false"], info["unverifiable"]) == (n, 0, 0)
+    assert len(texts) == n and info["verification"]["kept"] == n

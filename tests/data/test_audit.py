@@ -1,7 +1,6 @@
 """The audit: passes on every family at published size, fails on each kind of broken dataset."""
 
 import copy
-import time
 
 import pytest
 
@@ -103,17 +102,28 @@ def test_duplicates_and_english_entities_are_caught():
     assert any("'house' is an English word" in x for x in v)
 
 
-def test_audit_of_20k_documents_is_fast():
-    docs = [Document(f"d{i}", f"Report {i}: word{i % 500} are bigger than thing{i} in the valley.",
-                     facts=[Fact(f"word{i % 500}", "bigger", f"thing{i}")]) for i in range(20_000)]
-    qs = [Question(f"q{i}", "reversal", f"s{i % 5}", f"thing{i} are", [f" smaller than word{i % 500}.",
-                   f" bigger than word{i % 500}."], 0, support=[f"d{i}"], premises=docs[i].facts,
-                   choice_facts=[Fact(f"thing{i}", "smaller", f"word{i % 500}"),
-                                 Fact(f"thing{i}", "bigger", f"word{i % 500}")],
-                   meta={"hard_distractors": False}) for i in range(0, 20_000, 5)]
-    know = [f for d in docs for f in d.facts] + [q.choice_facts[0] for q in qs]
-    ds = Dataset("big", {}, 0, docs, qs, know, meta={"recall_splits": []})
-    t = time.perf_counter()
-    rep = audit_dataset(ds)
-    assert rep.ok, rep.violations[:3]
-    assert time.perf_counter() - t < 5
+def test_audit_of_20k_documents():
+    """A large clean dataset passes; the same one with every answer first fails on position."""
+    rel = ["bigger", "smaller"]  # half the facts each way: neither comparative is the usual answer
+    docs = [Document(f"d{i}", f"Report {i}: word{i % 500} are {rel[i // 10 % 2]} than thing{i} in the valley.",
+                     facts=[Fact(f"word{i % 500}", rel[i // 10 % 2], f"thing{i}")]) for i in range(20_000)]
+
+    def question(i: int, first: bool) -> Question:
+        fwd = rel[i // 10 % 2]
+        rev = rel[1 - i // 10 % 2]
+        opts = [f" {rev} than word{i % 500}.", f" {fwd} than word{i % 500}."]
+        facts = [Fact(f"thing{i}", rev, f"word{i % 500}"), Fact(f"thing{i}", fwd, f"word{i % 500}")]
+        k = 0 if first or (i // 5) % 2 == 0 else 1
+        if k:
+            opts, facts = opts[::-1], facts[::-1]
+        return Question(f"q{i}", "reversal", f"s{i % 5}", f"thing{i} are", opts, k, support=[f"d{i}"],
+                        premises=docs[i].facts, choice_facts=facts)
+
+    for first in (False, True):
+        qs = [question(i, first) for i in range(0, 20_000, 5)]
+        know = [f for d in docs for f in d.facts] + [q.choice_facts[q.answer] for q in qs]
+        rep = audit_dataset(Dataset("big", {}, 0, docs, qs, know, meta={"recall_splits": []}))
+        if first:
+            assert any("the position baseline gets 100.0%" in v for v in rep.violations)
+        else:
+            assert rep.ok, rep.violations[:3]

@@ -24,7 +24,7 @@ def test_published_sizes():
     assert len(sr.documents) == 1000 and len(sr.split("reversal")) == 100 and sr.chance("reversal") == 0.5
     syl = make_dataset("simple_syllogisms")
     assert len(syl.documents) == 69 and len(syl.split("syllogism")) == 69
-    assert abs(syl.chance("syllogism") - 1 / 6) < 1e-9
+    assert syl.chance("syllogism") == 0.25 and abs(syl.chance("trained") - 1 / 6) < 1e-9
     rc = make_dataset("reversal_curse")
     assert len(rc.documents) == 3600 and len(rc.split("reversal")) == 300 and rc.chance("reversal") == 0.25
 
@@ -65,6 +65,8 @@ def test_parse_examples():
         ["glon", "dimmer", "femp"], ["yomp", "more dangerous", "troff"]]
     assert [f.to_list() for f in ps("All troff are yomp. Some glon are not troff.")] == [
         ["troff", "all", "yomp"], ["glon", "some not", "troff"]]
+    # symmetric statements are one fact whichever way they are worded
+    assert ps("Some yomp are glon.") == ps("Some glon are yomp.") and ps("No yomp are glon.") == ps("No glon are yomp.")
 
 
 @pytest.mark.parametrize("name", MINE)
@@ -98,16 +100,50 @@ def test_solver_barbara_and_invalid_forms():
 
 
 def test_kept_forms_have_exactly_one_valid_choice():
+    from collections import Counter
+
+    from genmodes.data.families.simple_syllogisms import BALANCED_FORMS, choice_statements, conclusion, form_label
+
     forms = unique_conclusion_forms(False)
-    assert forms == [(("all", "M", "P"), ("all", "S", "M")), (("all", "S", "M"), ("all", "M", "P"))]
-    assert unique_conclusion_forms(True) == []
+    moods = Counter(conclusion(f)[0] for f in forms)
+    assert moods == {"all": 2, "some": 4, "no": 4, "some not": 12}  # Barbara; the textbook's 4 + 4 + 6 in both wordings
+    for f in forms:  # the solver's claim, checked again on both option sets
+        for with_all in ((True, False) if conclusion(f)[0] != "all" else (True,)):
+            sts = choice_statements("S", "P", with_all=with_all)
+            assert sum(valid(list(f), st) for st in sts) == 1, f
+    assert BALANCED_FORMS <= {form_label(f) for f in forms}
+    # with existential import an All or No conclusion also makes a particular one valid: none is unique
+    assert {conclusion(f, True)[0] for f in unique_conclusion_forms(True)} == {"some", "some not"}
+    ei = make_dataset("simple_syllogisms", overrides={"existential_import": True})
+    assert {q.subtype for q in ei.split("syllogism")} <= {"some", "some not"}
     with pytest.raises(DataError, match="existential_import"):
-        make_dataset("simple_syllogisms", overrides={"existential_import": True})
-    ds = make_dataset("simple_syllogisms")
-    q = ds.split("syllogism")[0]
-    assert len(q.choices) == 6 and q.context.startswith("The relationships between ") and q.context.endswith(" are:")
-    assert q.choices[q.answer].startswith(" All ")
-    assert ds.documents[0].text.count(" are") == 3  # "... are: All x are y. All z are x."
+        make_dataset("simple_syllogisms", overrides={"existential_import": True, "moods": ["no"]})
+
+
+def test_syllogisms_are_balanced():
+    """Every option of the test is the answer a quarter of the time; moods 1:1:2; no "All" answer."""
+    from collections import Counter
+
+    ds = make_dataset("simple_syllogisms", seed=0, overrides={"n_examples": 400})
+    qs = ds.split("syllogism")
+    assert {len(q.choices) for q in qs} == {4} and all(q.context.endswith(" are:") for q in qs)
+    assert Counter(q.subtype for q in qs) == {"some": 100, "no": 100, "some not": 200}
+    kinds = Counter(q.choices[q.answer].split()[0] + (" not" if " not " in q.choices[q.answer] else "") for q in qs)
+    assert kinds == {"Some": 100, "No": 100, "Some not": 200}
+    assert not any(c.startswith(" All") for q in qs for c in q.choices)
+    assert max(Counter(q.answer for q in qs).values()) < 0.3 * len(qs)
+    # the recall split keeps the six statements and asks for "All" premises too
+    assert any(q.choices[q.answer].startswith(" All") for q in ds.split("trained"))
+
+
+def test_barbara_only_syllogisms_fail_the_audit():
+    """The old family (every answer "All S are P") is a shortcut: the audit names the baselines."""
+    ds = make_dataset("simple_syllogisms", overrides={"moods": ["all"]})
+    assert {q.choices[q.answer].split()[0] for q in ds.split("syllogism")} == {"All"}
+    rep = audit_dataset(ds)
+    assert any(v.startswith("syllogism: the bigram baseline gets 100.0%") for v in rep.violations)
+    ok = audit_dataset(make_dataset("simple_syllogisms"))
+    assert ok.ok, ok.violations
 
 
 def test_reversal_curse_small_config_and_distractors():

@@ -244,7 +244,7 @@ def test_corrupt_results_line_is_named(tmp_path):
     lines = (run / "results.jsonl").read_text().splitlines(keepends=True)
     lines[3] = "{not json\n"
     (run / "results.jsonl").write_text("".join(lines))
-    with pytest.raises(GenmodesError, match=r"results.jsonl:4: not valid JSON"):
+    with pytest.raises(GenmodesError, match=r"results.jsonl line 4: invalid JSON"):
         build_report(run)
 
 

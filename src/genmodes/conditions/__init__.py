@@ -17,6 +17,7 @@ CONDITION_MODULES = {
     "augmented_finetune": "genmodes.conditions.augment",
     "retrieval": "genmodes.conditions.retrieval",
     "from_scratch": "genmodes.conditions.from_scratch",
+    "baseline": "genmodes.conditions.baseline",
 }
 
 

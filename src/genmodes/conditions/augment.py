@@ -102,6 +102,15 @@ class Settings(_Base):
     # (all of them are still fine-tuned on). Generation is the costly part on a CPU; paraphrase-heavy
     # datasets state each fact in many documents, so a subset still covers most facts.
     augment_fraction: float | None = Field(default=None, gt=0, le=1)
+    # Verification [issue 15; P3's generate-and-verify]: the model judges each generated statement
+    # with its source document(s) in context against alternatives written from the same statement
+    # with another entity, and the statement is kept only if preferred by ``verify_margin`` nats.
+    verify: Literal["none", "in_context"] = "none"
+    verify_margin: float = Field(default=0.0, ge=0, le=100, description="log-probability margin (nats)")
+    verify_alternatives: int = Field(default=3, ge=1, le=20, description="alternatives per statement")
+    verify_unparsed: Literal["drop", "keep"] = Field(
+        default="drop", description="statements the family's parser reads no fact from: no alternative "
+                                    "can be built, so verification cannot judge them")
 
     @model_validator(mode="after")
     def _samples_need_sampling(self) -> "Settings":
@@ -144,20 +153,6 @@ def held_out_answers(ds: Dataset) -> set[Fact]:
     return out
 
 
-def _innermost(facts: list[Fact]) -> list[Fact]:
-    """Drop a parse that contains another parse of the same clause.
-
-    A family's generic and template patterns can both match one sentence ("Carrying the weight of being
-    <desc> is <name>" parses as (<desc>, is, <name>) and as ("the weight of being <desc>", is, <name>));
-    the longer span is the same statement read with extra words, not a second (false) one.
-    """
-    def inside(a: Fact, b: Fact) -> bool:  # b is a tighter reading of a
-        return a != b and a.relation == b.relation and (
-            (a.object == b.object and b.subject in a.subject) or (a.subject == b.subject and b.object in a.object))
-
-    return [a for a in facts if not any(inside(a, b) for b in facts)]
-
-
 def verify(ds: Dataset, texts: Sequence[str]) -> dict[str, Any]:
     """Check generated texts against the ground truth, sentence by sentence.
 
@@ -172,7 +167,7 @@ def verify(ds: Dataset, texts: Sequence[str]) -> dict[str, Any]:
     stated: set[Fact] = set()
     for text in texts:
         for sent in split_sentences(text):
-            facts = _innermost(parse(sent)) if parse is not None else []
+            facts = parse(sent) if parse is not None else []
             if not facts:
                 unverifiable += 1
             for f in facts:
@@ -206,14 +201,16 @@ class GenerationCache:
         if end < len(data):  # unterminated last line: never finished
             with open(path, "r+b") as f:
                 f.truncate(end)
-        for n, line in enumerate(data[:end].decode("utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                self.records[rec["doc"]] = rec
-            except (ValueError, KeyError, TypeError):
-                raise DataError(f"{path}:{n}: corrupt generation record; delete the file to regenerate") from None
+        from genmodes.io import read_jsonl
+
+        try:
+            numbered = read_jsonl(path)
+        except DataError as e:
+            raise DataError(f"{e}; delete the file to regenerate") from None
+        for n, rec in numbered:
+            if not isinstance(rec.get("doc"), str):
+                raise DataError(f"{path}:{n}: corrupt generation record; delete the file to regenerate")
+            self.records[rec["doc"]] = rec
 
     def append(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:
@@ -311,7 +308,7 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
         del gen, model
     # A statement repeated within one document's outputs (greedy decoding of a small model loops:
     # "- X\n- X\n- X") is kept once: repetition would only reweight it against the original text.
-    texts, dropped, cut = [], 0, 0
+    texts, sources, dropped, cut = [], [], 0, 0
     for d in docs:
         rec = cache.records[d.id]
         items = []
@@ -323,6 +320,8 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
         unique = list(dict.fromkeys(items))
         dropped += len(items) - len(unique)
         texts += unique
+        sources += [d.id] * len(unique)
+    info["text_sources"] = sources  # which document each text was written from (verification needs it)
     info["duplicates_dropped"] = dropped
     info["cut_statements_dropped"] = cut
     info["generated_documents"] = len(docs)
@@ -337,16 +336,118 @@ def oracle_texts(ds: Dataset) -> list[str]:
     return [d.text for d in oracle(ds)]
 
 
+# ------------------------------------------------------------------------------------------ verification
+
+def alternatives(text: str, fact: Fact, ds: Dataset, k: int, seed: int) -> list[str]:
+    """The same statement with another entity: ``k`` texts in which the fact's object (or, where the
+    object has no peers, its subject) is replaced by another one of the dataset's that holds the same
+    relation. They are false in the dataset's world by construction (the audit's closed knowledge
+    says which facts are true, and a true one is never offered as an alternative)."""
+    import random
+
+    knowledge = set(ds.knowledge)
+    out: list[str] = []
+    for role in ("object", "subject"):
+        here = getattr(fact, role)
+        if here not in text:
+            continue
+        # peers of the same shape: a name for a name, a description for a description
+        pool = sorted({getattr(f, role) for f in knowledge if f.relation == fact.relation
+                       and getattr(f, role)[:1].isupper() == here[:1].isupper()} - {here})
+        random.Random(f"verify-{seed}-{text}-{role}").shuffle(pool)
+        for other in pool:
+            swapped = Fact(**{**fact.__dict__, role: other})
+            if swapped in knowledge or other in text:
+                continue
+            out.append(text.replace(here, other))
+            if len(out) == k:
+                return out
+        if out:
+            return out
+    return out
+
+
+def _support_text(ds: Dataset, source_id: str | None, fact: Fact, source: str) -> str:
+    """The context a statement is judged in: its source document (local) or the documents that state
+    something about its entities (global, at most 8)."""
+    from genmodes.conditions.base import render_documents
+
+    docs = ds.doc_index()
+    if source == "local" and source_id in docs:
+        return render_documents([docs[source_id]])
+    ents = {fact.subject, fact.object}
+    related = [d for d in ds.documents if any(f.subject in ents or f.object in ents for f in d.facts)][:8]
+    if source_id in docs and docs[source_id] not in related:
+        related = [docs[source_id], *related[:7]]
+    return render_documents(related)
+
+
+def verify_in_context(model: Any, tok: Any, ds: Dataset, texts: Sequence[str], sources: Sequence[str | None],
+                      settings: Settings, seed: int) -> tuple[list[bool], dict[str, Any]]:
+    """Keep/drop per text: kept when every fact it states beats each of its alternatives by the margin,
+    scored by the one scorer with the support documents in context. Statements with no parsable fact
+    follow ``verify_unparsed``; a statement with no alternative to compare with is dropped."""
+    from genmodes.scoring import Scorer
+
+    parse = get_family(ds.family).parse_statements
+    scorer = Scorer(model, tok)
+    requests, owners = [], []
+    keep = [settings.verify_unparsed == "keep"] * len(texts)
+    no_alt = 0
+    for i, (text, src) in enumerate(zip(texts, sources)):
+        facts = parse(text) if parse is not None else []
+        if not facts:
+            continue
+        keep[i] = True
+        for f in facts:
+            alts = alternatives(text, f, ds, settings.verify_alternatives, seed)
+            if not alts:
+                keep[i] = False
+                no_alt += 1
+                break
+            requests.append((_support_text(ds, src, f, settings.source), [" " + text, *(" " + a for a in alts)]))
+            owners.append(i)
+    scores = scorer.score(requests, progress=False) if requests else []
+    margins = []
+    for i, sc in zip(owners, scores):
+        m = sc[0].logprob - max(x.logprob for x in sc[1:])
+        margins.append(m)
+        if not m > settings.verify_margin:
+            keep[i] = False
+    info = {"judged_statements": len({*owners}), "comparisons": len(requests), "no_alternative": no_alt,
+            "kept": sum(keep), "dropped": len(texts) - sum(keep),
+            "mean_margin": round(sum(margins) / len(margins), 4) if margins else None}
+    return keep, info
+
+
 def augmentations(ctx: CellContext, settings: Settings) -> tuple[list[str], dict[str, Any]]:
-    """The augmentation texts of ``settings.source`` and their info (counts, verification, seconds)."""
+    """The augmentation texts of ``settings.source`` and their info (counts, verification, seconds).
+
+    With ``verify="in_context"`` the audit (true / false / unverifiable against the ground truth) is
+    reported before and after verification, and verification's seconds count as train-time compute.
+    """
     if settings.source == "oracle":
         texts = oracle_texts(ctx.dataset)
         info: dict[str, Any] = {"generated_documents": len(texts), "generation_seconds": 0.0}
     else:
         texts, info = generate_augmentations(ctx, settings)
+    sources = info.pop("text_sources", [None] * len(texts))
+    before = verify(ctx.dataset, texts)
+    extra: dict[str, Any] = {}
+    if settings.verify == "in_context":
+        spec = settings.generator or ctx.model_spec
+        model, tok = ctx.load_model(spec)
+        model.eval()
+        with Timer() as t:
+            keep, vinfo = verify_in_context(model, tok, ctx.dataset, texts, sources, settings, ctx.seed)
+        del model
+        texts = [x for x, k in zip(texts, keep) if k]
+        extra = {"verification": {**vinfo, "margin": settings.verify_margin, "seconds": round(t.seconds, 3),
+                                  "before": before},
+                 "verification_seconds": t.seconds}
     info = {"source": settings.source,
             "generator": None if settings.source == "oracle" else settings.generator or ctx.model_spec,
-            "generated_texts": len(texts), **info, **verify(ctx.dataset, texts),
+            "generated_texts": len(texts), **info, **verify(ctx.dataset, texts), **extra,
             "examples": texts[:3]}
     return texts, info
 
@@ -356,7 +457,10 @@ def prepare(ctx: CellContext, settings: Settings) -> Prepared:
     original = [d.text for d in training_documents(ctx, settings.finetune)]
     model, tok, ft = train_on_texts(ctx, settings.finetune, original + generated, tag="augmented_finetune")
     gen_s = float(aug["generation_seconds"])
+    ver_s = float(aug.get("verification_seconds", 0.0))
     ft_s = float(ft.get("train_seconds", 0.0))
+    # train-time compute, counted honestly: generation + verification + fine-tuning
     info = {**ft, "augmentation": aug, "original_texts": len(original), "generated_texts": len(generated),
-            "generation_seconds": gen_s, "finetune_seconds": ft_s, "train_seconds": gen_s + ft_s}
+            "generation_seconds": gen_s, "verification_seconds": ver_s, "finetune_seconds": ft_s,
+            "train_seconds": gen_s + ver_s + ft_s}
     return Prepared(model, tok, info=info)

@@ -82,6 +82,9 @@ class Prepared:
     prefix: str = ""
     question_context: Callable[[Question], str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # a non-model condition (a shortcut baseline) scores the questions itself: questions -> per-choice
+    # scores (the same ChoiceScore rows the scorer returns); model and tokenizer are then None
+    score_questions: Callable[[Sequence[Question]], list] | None = None
 
     def context_for(self, q: Question) -> str:
         return self.question_context(q) if self.question_context is not None else q.context
@@ -107,7 +110,6 @@ class Timer:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    from genmodes.io import atomic_write
+
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

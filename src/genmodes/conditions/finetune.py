@@ -31,11 +31,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Sequence
@@ -45,7 +42,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, Timer, write_json_atomic
 from genmodes.data.types import Document
-from genmodes.errors import ConfigError
+from genmodes.errors import ConfigError, NumericError
 
 DEFAULT_EPOCHS = 10.0
 # Full: P1's 3e-4. Measured on smollm2-135m (simple_reversals, 8 facts x 3 articles, 10 epochs, batch
@@ -369,6 +366,10 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: Settings, 
                     loss = _loss_sum(model, _collate(batch_rows[m:m + micro], device)) / max(1, n_tok)
                     loss.backward()
                     total += float(loss.detach())
+                if not math.isfinite(total):
+                    bar.close()
+                    raise NumericError(f"training loss is {total} at step {step + 1} of {n_steps} (lr "
+                                       f"{settings.lr:g} too high?); stopped: a diverged model's scores mean nothing")
                 if settings.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
                 opt.step()
@@ -393,23 +394,15 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: Settings, 
 
 def _save(model: Any, tokenizer: Any, info: dict[str, Any], target: Path) -> None:
     """Write the checkpoint to a temp folder beside ``target``, marker last, then rename it there."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    from genmodes.io import atomic_dir
+
+    # an existing target is either a stale unfinished folder or another process's identical result:
+    # replacing it atomically is right in both cases
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)  # peft: the adapter only
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / "info.json", info)
         (tmp / DONE_MARKER).write_text("ok\n")
-        if target.exists() and not (target / DONE_MARKER).exists():
-            shutil.rmtree(target, ignore_errors=True)  # a stale, unfinished folder
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / DONE_MARKER).exists():  # another process did not finish it either
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load(ctx: CellContext, settings: Settings, path: Path) -> tuple[Any, Any, dict[str, Any]]:

@@ -10,7 +10,12 @@ only a fair test if it has one right answer and its premises were trained. The c
 (c) where ``choice_facts`` are given: exactly one choice's fact is in ``knowledge``, the answer's;
 (d) ``meta["hard_distractors"]``: every wrong choice (s, r, o) has some (s2, r, o) in knowledge,
     s2 != s, so word co-occurrence alone cannot pick the answer;
-(e) no duplicate document/question ids; entities (``ds.meta["entities"]``) distinct and not English.
+(e) no duplicate document/question ids; entities (``ds.meta["entities"]``) distinct and not English;
+(f) no held-out split is answered by a shortcut baseline (:mod:`genmodes.data.baselines`: answer
+    position, length, overlap, co-occurrence, frequency, bigram, answer form) beyond chance + 10
+    points, except the shortcuts a family declares by design (co-occurrence on reversals);
+(g) reworded leaks: the family's statement parser reads every training document, and a held-out
+    answer fact stated in any trained wording is a leak (not only exact copies and declared facts).
 
 Everything is sets and dicts; the text check narrows candidates through a word index before a
 substring test, so 20k documents audit in about a second.
@@ -46,6 +51,7 @@ class SplitRow:
 class AuditReport:
     violations: list[str] = field(default_factory=list)
     rows: list[SplitRow] = field(default_factory=list)
+    baselines: list = field(default_factory=list)  # BaselineRow per split x method
 
     @property
     def ok(self) -> bool:
@@ -87,8 +93,11 @@ class _TextIndex:
         return None if pos < 0 else self._joined.count("\0", 0, pos)
 
 
-def audit_dataset(ds: Dataset) -> AuditReport:
-    """Run checks (a)-(e); returns every violation (one line each) and a per-split table."""
+def audit_dataset(ds: Dataset, baselines: bool = True) -> AuditReport:
+    """Run checks (a)-(g); returns every violation (one line each) and a per-split table.
+
+    ``baselines=False`` skips (f), the shortcut baselines (the leak checks alone are cheaper).
+    """
     rep = AuditReport()
     per_split: Counter[str] = Counter()
     recall = set(ds.meta.get("recall_splits", []))
@@ -174,12 +183,45 @@ def audit_dataset(ds: Dataset) -> AuditReport:
         if len(set(q.choices)) != len(q.choices):
             bad(f"{where}: duplicate choices", q.split)
 
+    # (g) reworded leaks: a held-out answer fact stated by a document in any wording the family parses
+    parse = _parser(ds.family)
+    if parse is not None:
+        answers: dict = {}
+        for q in ds.questions:
+            if q.split not in recall and q.choice_facts and q.choice_facts[q.answer] is not None:
+                answers.setdefault(q.choice_facts[q.answer], q)
+        if answers:
+            reported = set()
+            for d in ds.documents:
+                for f in parse(d.text):
+                    q = answers.get(f)
+                    if q is not None and f not in reported and f not in d.facts:
+                        reported.add(f)
+                        bad(f"{q.split} {q.id}: answer fact {f.to_list()} is stated (reworded) by document "
+                            f"{d.id}: {d.text.strip()[:80]!r}", q.split)
+
+    # (f) shortcut baselines
+    if baselines and ds.questions:
+        from genmodes.data.baselines import evaluate, offences
+
+        rep.baselines = evaluate(ds)
+        for line in offences(rep.baselines):
+            bad(line, line.split(":", 1)[0])
+
     for s in ds.splits:
         qs = ds.split(s)
         rep.rows.append(SplitRow(split=s, n=len(qs), chance=ds.chance(s),
                                  n_subtypes=len({q.subtype for q in qs}), recall=s in recall,
                                  violations=per_split[s]))
     return rep
+
+
+def _parser(family: str):
+    from genmodes.data.families import FAMILY_MODULES, get_family
+
+    if family not in FAMILY_MODULES:
+        return None
+    return get_family(family).parse_statements
 
 
 def print_report(rep: AuditReport, title: str = "", max_violations: int = 20) -> None:
@@ -196,6 +238,10 @@ def print_report(rep: AuditReport, title: str = "", max_violations: int = 20) ->
         t.add_row(r.split, "recall" if r.recall else "held-out", str(r.n), f"{r.chance:.3f}",
                   str(r.n_subtypes), str(r.violations) if r.violations else "0")
     con.print(t)
+    if rep.baselines:
+        from genmodes.data.baselines import print_table
+
+        print_table(rep.baselines)
     if rep.violations:
         con.print(f"[bold red]{len(rep.violations)} violation(s)[/]; first {min(max_violations, len(rep.violations))}:",
                   highlight=False)

@@ -18,12 +18,12 @@ template. A person's description (for facts) is their most frequent name-first c
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from genmodes.data.baselines import REVERSAL_EXEMPTION
 from genmodes.data.types import Dataset, Document, Fact, Question
 from genmodes.errors import DataError
 
@@ -36,14 +36,10 @@ def _read(src: Path, name: str) -> list[tuple[int, str, str]]:
     path = src / name
     if not path.is_file():
         raise DataError(f"{src}: missing {name} (expected the reversal-curse files: {', '.join(FILES)})")
+    from genmodes.io import read_jsonl
+
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{name} line {i}: invalid JSON ({e.msg} at column {e.colno})") from None
+    for i, d in read_jsonl(path, objects=False, name=name):
         if not (isinstance(d, dict) and isinstance(d.get("prompt"), str) and isinstance(d.get("completion"), str)):
             raise DataError(f"{name} line {i}: expected an object with string 'prompt' and 'completion'")
         rows.append((i, d["prompt"], d["completion"]))
@@ -173,5 +169,6 @@ def import_berglund(src: str | Path, seed: int = 0, n_choices: int = 4) -> Datas
         family="berglund", config={"source_sha256": h.hexdigest(), "n_choices": n_choices}, seed=seed,
         documents=documents, questions=questions, knowledge=knowledge,
         meta={"recall_splits": ["forward"],
+              "shortcut_exempt": {"reversal": {"cooccurrence": REVERSAL_EXEMPTION}},
               "people": [{"name": nm, "description": desc[nm], "group": group[nm]} for nm in group],
               "description": "Berglund et al. 2023 reversal-curse data (experiment 1), imported"})

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from genmodes.errors import DataError
+from genmodes.limits import seed_arg
 
 
 def register(subparsers) -> None:
@@ -17,7 +18,7 @@ def register(subparsers) -> None:
     m = sub.add_parser("make", help="generate a dataset family into a folder")
     m.add_argument("family", help="family name (genmodes data make --list shows them)", nargs="?")
     m.add_argument("--out", help="output folder (replaced atomically if it is a dataset)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=seed_arg, default=0)
     m.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a family setting (repeatable)")
     m.add_argument("--list", action="store_true", help="list the families and their settings")
@@ -27,10 +28,10 @@ def register(subparsers) -> None:
     b = sub.add_parser("import-berglund", help="convert the published reversal-curse files (Berglund et al.)")
     b.add_argument("src", help="folder with all_prompts_train.jsonl, p2d_prompts_test.jsonl, ...")
     b.add_argument("--out", required=True)
-    b.add_argument("--seed", type=int, default=0, help="seed of the distractor draw")
+    b.add_argument("--seed", type=seed_arg, default=0, help="seed of the distractor draw")
     b.set_defaults(func=cmd_import_berglund)
 
-    a = sub.add_parser("audit", help="leak and validity checks; exit 1 on any violation")
+    a = sub.add_parser("audit", help="leak, validity and shortcut-baseline checks; exit 1 on any violation")
     a.add_argument("dir")
     a.add_argument("--max", type=int, default=20, help="violations to list")
     a.set_defaults(func=cmd_audit)
@@ -73,9 +74,14 @@ def cmd_make(args: argparse.Namespace) -> int:
         raise DataError("data make: --out DIR is required")
     from genmodes.data.io import save_dataset
 
+    from genmodes.data.families import make_config
+    from genmodes.limits import MAX_DATASET_SETTING, check_numbers
+
     _check_out(args.out)
+    overrides = parse_overrides(args.overrides)
+    check_numbers(make_config(args.family, overrides).model_dump(), f"{args.family} --set", MAX_DATASET_SETTING)
     t0 = time.perf_counter()
-    ds = make_dataset(args.family, seed=args.seed, overrides=parse_overrides(args.overrides))
+    ds = make_dataset(args.family, seed=args.seed, overrides=overrides)
     t1 = time.perf_counter()
     if not args.no_audit:
         from genmodes.data.audit import audit_dataset
@@ -105,6 +111,11 @@ def cmd_import_berglund(args: argparse.Namespace) -> int:
     _check_out(args.out)
     t0 = time.perf_counter()
     ds = import_berglund(args.src, seed=args.seed)
+    from genmodes.data.audit import audit_dataset
+
+    rep = audit_dataset(ds)
+    if not rep.ok:
+        raise DataError(f"{args.src}: imported dataset fails its audit ({rep.violations[0]}); nothing written")
     save_dataset(ds, args.out)
     s = ds.summary()
     print(f"berglund: {s['documents']} documents, {s['questions']} questions "

@@ -3,12 +3,16 @@
 Words are 4-5 letters, built from English phonotactics (onset + nucleus + coda, optionally two
 syllables), and never an English word: each is checked against the web2 and GCIDE word lists shipped
 with the ``english-words`` package (262k words). A :class:`NonsenseWords` generator never repeats a
-word, so a dataset that draws all its entities from one generator has no duplicates.
+word, so a dataset that draws all its entities from one generator has no duplicates. Each family draws
+from its own stream (``namespace``, usually the family's name): two families generated with the same
+seed share no entity by accident, so a study that trains on one family and tests on another does not
+test on words it trained [issue: separate vocabularies per family].
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import random
 
 # Onsets, nuclei and codas that English allows; chosen so every combination is pronounceable.
@@ -45,6 +49,24 @@ def _candidate(rng: random.Random) -> str:
     return rng.choice(ONSETS) + rng.choice(SHORT_NUCLEI) + rng.choice(SHORT_ONSETS) + rng.choice(SHORT_NUCLEI)
 
 
+# The word space is partitioned between families (a word belongs to one bucket, by a hash of the word),
+# so two datasets of different families never share an entity, whatever their seeds. Registered
+# families have buckets of their own; any other namespace hashes into one.
+N_BUCKETS = 6
+FAMILY_BUCKETS = {"simple_reversals": 0, "simple_syllogisms": 1, "reversal_curse": 2, "reversal_curse-last": 2,
+                  "semantic_structure": 3, "codebook": 4, "relations": 5}
+
+
+def bucket_of(namespace: str) -> int:
+    if namespace in FAMILY_BUCKETS:
+        return FAMILY_BUCKETS[namespace]
+    return int(hashlib.sha256(namespace.encode()).hexdigest(), 16) % N_BUCKETS
+
+
+def _word_bucket(word: str) -> int:
+    return int(hashlib.sha256(word.encode()).hexdigest()[:8], 16) % N_BUCKETS
+
+
 def is_valid_nonsense(word: str) -> bool:
     return 4 <= len(word) <= 5 and word.isalpha() and word.islower() and not is_english(word)
 
@@ -52,7 +74,7 @@ def is_valid_nonsense(word: str) -> bool:
 class NonsenseWords:
     """A seeded stream of distinct nonsense words.
 
-    >>> w = NonsenseWords(seed=0)
+    >>> w = NonsenseWords(seed=0, namespace="doc")
     >>> a, b = w.take(2)          # two distinct words
     >>> w.next() not in (a, b)
     True
@@ -63,8 +85,12 @@ class NonsenseWords:
     choose by the prefix alone).
     """
 
-    def __init__(self, seed: int, exclude: set[str] | None = None, distinct_prefix_len: int = 0):
-        self._rng = random.Random(f"nonsense-{seed}")
+    def __init__(self, seed: int, *, namespace: str, exclude: set[str] | None = None,
+                 distinct_prefix_len: int = 0):
+        if not namespace:
+            raise ValueError("NonsenseWords needs a namespace (the family's name): one vocabulary per family")
+        self._rng = random.Random(f"nonsense-{namespace}-{seed}")
+        self._bucket = bucket_of(namespace)
         self._used: set[str] = set(exclude or ())
         self._prefixes: set[str] = set()
         self._prefix_len = distinct_prefix_len
@@ -76,7 +102,7 @@ class NonsenseWords:
     def next(self) -> str:
         for _ in range(100_000):
             w = _candidate(self._rng)
-            if w in self._used or not is_valid_nonsense(w):
+            if w in self._used or _word_bucket(w) != self._bucket or not is_valid_nonsense(w):
                 continue
             if self._prefix_len:
                 p = w[: self._prefix_len]

@@ -59,6 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     if args.dry_run:
+        Runner(cfg, out, device=args.device, model_cache=args.cache).validate()
         rows = _estimate(cfg)
         print(f"{cfg.name}: model {cfg.model}, {len(rows)} cells -> {out}")
         w = max(len(r[0]) for r in rows)
@@ -73,11 +74,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print_summary(summary)
     print(f"\nrun folder: {out}")
     if not args.no_report:
-        try:
-            from genmodes.report import build_report
-        except ImportError:  # pragma: no cover - report module not installed
-            return 0
-        md, html = build_report(out)
+        from genmodes.report.commands import write_report
+
+        md, html = write_report(out)
         print(f"report: {html}")
     return 0
 

@@ -33,10 +33,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from genmodes.models import load_model
+    from genmodes.models import check_spec, load_model
     from genmodes.scoring import Scorer, _check_request, chosen
 
     _check_request(args.context, args.choices)  # bad input fails before the model loads
+    check_spec(args.model, args.cache)
     model, tok = load_model(args.model, cache=args.cache)
     scores = Scorer(model, tok).score([(args.context, args.choices)], prefix=args.prefix)[0]
     best = chosen(scores)

@@ -4,7 +4,6 @@ loss curves, from-scratch training curves. Each writes one PNG atomically and re
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,14 +23,11 @@ def condition_colors(conditions: Sequence[str]) -> dict[str, Any]:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    from genmodes.io import atomic_file
+
     FigureCanvasAgg(fig)
-    try:
+    with atomic_file(path, ".png") as tmp:
         fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

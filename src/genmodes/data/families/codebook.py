@@ -86,7 +86,7 @@ def sequence_text(book: str, syms: list[str], codes: list[str]) -> str:
 
 def generate(config: CodebookConfig, seed: int) -> Dataset:
     rng = random.Random(f"codebook-{seed}")
-    words = NonsenseWords(seed, distinct_prefix_len=3)
+    words = NonsenseWords(seed, namespace="codebook", distinct_prefix_len=3)
     alphabet = list(string.ascii_lowercase[: config.n_symbols])
     books = words.take(config.n_codebooks)
     maps: dict[str, dict[str, str]] = {b: dict(zip(alphabet, words.take(config.n_symbols))) for b in books}

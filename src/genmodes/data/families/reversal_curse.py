@@ -21,6 +21,7 @@ import re
 
 from pydantic import Field, model_validator
 
+from genmodes.data.baselines import REVERSAL_EXEMPTION
 from genmodes.data.families import Family, FamilyConfig
 from genmodes.data.nonsense import NonsenseWords, capitalize
 from genmodes.data.types import Dataset, Document, Fact, Question
@@ -140,12 +141,23 @@ def _distractors(correct: str, pool: list[str], k: int, rng: random.Random) -> l
     return chosen
 
 
+def _place(correct: str, others: list[str], rng: random.Random, i: int) -> list[str]:
+    """The options with the correct one at position ``i mod n``: every position is the answer equally
+    often, so an answer-position prior is at chance even on a small split."""
+    opts = list(others)
+    rng.shuffle(opts)
+    opts.insert(i % (len(opts) + 1), correct)
+    return opts
+
+
 def generate(cfg: ReversalCurseConfig, seed: int) -> Dataset:
     rng = random.Random(f"reversal_curse-{seed}")
     n = cfg.n_people_a + cfg.n_people_d + cfg.n_people_b
     # first names distinct in their first 3 letters keep choices apart at the first token
-    firsts = [capitalize(w) for w in NonsenseWords(seed, distinct_prefix_len=3).take(n)]
-    lasts = [capitalize(w) for w in NonsenseWords(seed + 1_000_003, exclude={f.lower() for f in firsts}).take(n)]
+    firsts = [capitalize(w) for w in
+              NonsenseWords(seed, namespace="reversal_curse", distinct_prefix_len=3).take(n)]
+    lasts = [capitalize(w) for w in NonsenseWords(seed, namespace="reversal_curse-last",
+                                                  exclude={f.lower() for f in firsts}).take(n)]
     names = [f"{a} {b}" for a, b in zip(firsts, lasts)]
     descs: list[str] = []
     seen: set[str] = set()
@@ -178,15 +190,13 @@ def generate(cfg: ReversalCurseConfig, seed: int) -> Dataset:
     for i, (name, desc) in enumerate(zip(a_names, a_descs)):
         fwd = Fact(name, REL, desc)
         for k, t in enumerate(NAME_FIRST_TEST[: cfg.n_test_paraphrases]):
-            opts = [desc] + _distractors(desc, a_descs, k_other, rng)
-            rng.shuffle(opts)
+            opts = _place(desc, _distractors(desc, a_descs, k_other, rng), rng, len(questions))
             questions.append(Question(
                 id=f"rc{i:03d}-fwd{k}", split="forward", subtype=f"template {k}", context=_fill(t, name=name),
                 choices=[f" {o}." for o in opts], answer=opts.index(desc), support=support[name], premises=[fwd],
                 choice_facts=[Fact(name, REL, o) for o in opts], meta={"hard_distractors": True}))
         for k, t in enumerate(DESC_FIRST_TEST[: cfg.n_test_paraphrases]):
-            opts = [name] + _distractors(name, a_names, k_other, rng)
-            rng.shuffle(opts)
+            opts = _place(name, _distractors(name, a_names, k_other, rng), rng, len(questions))
             questions.append(Question(
                 id=f"rc{i:03d}-rev{k}", split="reversal", subtype=f"template {k}", context=_fill(t, desc=desc),
                 choices=[f" {o}." for o in opts], answer=opts.index(name), support=support[name], premises=[fwd],
@@ -195,6 +205,7 @@ def generate(cfg: ReversalCurseConfig, seed: int) -> Dataset:
     return Dataset(family="reversal_curse", config=cfg.model_dump(), seed=seed, documents=documents,
                    questions=questions, knowledge=knowledge,
                    meta={"recall_splits": ["forward"], "entities": entities,
+                         "shortcut_exempt": {"reversal": {"cooccurrence": REVERSAL_EXEMPTION}},
                          "people": [{"name": nm, "description": d, "group": g}
                                     for nm, d, g in zip(names, descs, groups)],
                          "description": "fictional people: set A name-first only; test description -> name"})
@@ -218,8 +229,11 @@ def parse_statements(text: str) -> list[Fact]:
     """Name/description statements in any of the templates, or plain "<Name> is the ..." / "The ... is <Name>".
 
     Name-first sentences give (name, "is", description), description-first (description, "is", name).
+    Exact: a template match claims its span, and the plain patterns only read text no template
+    matched, so a template's own words are never read as a second statement ("Carrying the weight of
+    being <desc> is <name>" is one fact, not also ("the weight of being <desc>", is, <name>)).
     """
-    out: list[Fact] = []
+    found: list[tuple[int, int, Fact]] = []
     for rx, kind in _PATTERNS:
         for m in rx.finditer(text):
             if kind == "nd":
@@ -232,8 +246,14 @@ def parse_statements(text: str) -> list[Fact]:
             else:
                 d = m.group("d")
                 f = Fact("t" + d[1:] if d.startswith("The") else d, REL, m.group("n"))
-            if f not in out:
-                out.append(f)
+            found.append((m.start(), m.end(), f, kind in ("t", "t2")))
+    claimed = [(a, b) for a, b, _, tmpl in found if tmpl]
+    out: list[Fact] = []
+    for a, b, f, tmpl in sorted(found, key=lambda x: (x[0], x[1])):
+        if not tmpl and any(a < cb and ca < b for ca, cb in claimed):
+            continue
+        if f not in out:
+            out.append(f)
     return out
 
 

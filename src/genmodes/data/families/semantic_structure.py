@@ -134,7 +134,7 @@ def _question_parts(template: str, s: str, o: str, last: str) -> tuple[str, str]
 def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
     rng = random.Random(f"semantic-{seed}")
     cats = load_hierarchy()
-    words = NonsenseWords(seed, distinct_prefix_len=3)
+    words = NonsenseWords(seed, namespace="semantic_structure", distinct_prefix_len=3)
     lex: dict[str, str] = {c["name"]: w for c, w in zip(cats, words.take(len(cats)))}
     objects = sorted({o for c in cats for _, o in c["properties"]})
     obj_lex = dict(zip(objects, words.take(len(objects))))

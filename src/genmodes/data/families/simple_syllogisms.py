@@ -1,23 +1,52 @@
-"""Simple syllogisms [P1, section "Datasets: simple syllogisms"].
+"""Simple syllogisms [P1, section "Datasets: simple syllogisms"], balanced so no shortcut answers them.
 
 A training example states two premises over three nonsense terms: "The relationships between glon,
-troff and yomp are: All glon are yomp. All troff are glon." The test asks about the two end terms,
-"The relationships between yomp and troff are:", and scores all six statements (All / Some / No,
-both directions; "Some X are not Y" omitted) as continuations.
+troff and yomp are: No glon are yomp. Some troff are glon." The test asks about the two end terms,
+"The relationships between yomp and troff are:", and scores six statements as continuations (chance
+1/6, as in P1); exactly one of them follows from the premises.
 
-Which premise forms to use is decided by a brute-force solver (:func:`valid`), not a hand-made table:
-a form is kept only if EXACTLY ONE of the six statements follows. What the solver finds:
+Semantics, and why the option set is what it is. Validity is decided by a brute-force Venn-model
+solver (:func:`valid`), without existential import (terms may be empty; the modern, Boolean reading).
+"Some X are Y" and "Some Y are X" are the same statement (likewise "No"), so the six options are
+"All a are b", "All b are a", "Some a are b" *or* "Some b are a", "No a are b" *or* "No b are a" (one
+direction of each symmetric pair, drawn at random: listing both would make two options right), "Some a
+are not b" and "Some b are not a". As facts, a symmetric statement is stored with its terms sorted
+(:func:`statement_fact`), so any wording of it is the same fact for the audit and the augmentation
+checker. A premise form is kept only if exactly one of these six is valid (:func:`unique_conclusion_forms`,
+all four figures, both premise orders): the valid forms of the textbook (Barbara; Celarent, Cesare,
+Camestres, Calemes; Darii, Datisi, Disamis, Dimatis; Ferio, Festino, Baroco, Bocardo, Ferison,
+Fresison) with each symmetric premise in either wording.
 
-- "Some X are Y" and "Some Y are X" are equivalent, as are "No X are Y" and "No Y are X", so a form
-  whose conclusion is particular or negative always has two valid choices;
-- with existential import (non-empty terms) "All S are P" also gives "Some S are P", so NO form has
-  exactly one valid choice;
-- without it (the default; empty terms allowed) the only such forms are Barbara (All M are P, All S
-  are M => All S are P) in its two premise orders.
+Balance [issue 8]. A Barbara-only family has one answer form ("All S are P"), so a form prior gets 50%
+and a bigram model of the training text 100% (chance 17%). Three choices make this family fair:
 
-So the test contrasts the valid universal conclusion with its converse, the particular and negative
-statements; the subtype (premise order x order of terms in the question) gives the error bars. A
-``trained`` recall split asks for each premise itself.
+- Moods. The conclusions are Some, No and Some-not statements, each mood as often as it has options
+  (1 : 1 : 2), so each of the four options is the answer of a quarter of the items, and no length,
+  frequency or form prior beats chance. "All" is a setting (``moods``), off by default, because it
+  cannot be made fair: its only form is Barbara, whose conclusion is spelled with the premises' own
+  word pairs ("All S are M" + "All M are P" -> "All S are P"), so a bigram model of the training text
+  finds it every time, and no existential statement about S can be trained to mask that without
+  making "Some S are P" valid too. Without "All" answers, the two "All" statements are left out of the
+  options as well (else "never All" would be a prior worth 1/4 against a chance of 1/6): the test
+  scores four statements (chance 25%); the ``trained`` recall split keeps all six.
+- Forms. Within a mood, a bigram model of the premises prefers the conclusion of some forms (it
+  reuses a premise's quantifier-subject pair, the "atmosphere" of the premises) and a wrong option of
+  others. Measured with the four options over 960 examples (``forms="all"``): Some forms 83, 80, 55,
+  42%; No forms 58, 58, 30, 27%; Some-not forms 0-55% (chance 25%). ``forms="balanced"`` (default)
+  keeps the forms in ``BALANCED_FORMS``; on them the bigram model leans towards the answer on Some and
+  No items (about 50-70%) and away from it on Some-not items (0-23%), and over the split it is near
+  chance: 27% at 960 examples, 34% on average over seeds 0-9 at P1's 69 (29-41%; seed 0: 30%). The
+  per-mood subtypes keep the lean visible: a model that reasons by premise atmosphere scores high on
+  Some and No and low on Some-not.
+- Order. The question names the end terms in random order and the symmetric options are worded in a
+  random direction; the premises use every figure the kept forms have.
+
+At the default size every baseline (position, length, overlap, co-occurrence, frequency, bigram,
+answer form) stays within chance + 10 points: ``genmodes data audit`` prints them and fails a split
+one answers.
+
+Subtypes (for error bars over inference types, P1's protocol) are the conclusion moods. A ``trained``
+recall split asks for each premise itself, with the same six-statement option set.
 """
 
 from __future__ import annotations
@@ -26,6 +55,8 @@ import functools
 import itertools
 import random
 import re
+
+from typing import Literal
 
 from pydantic import Field
 
@@ -84,9 +115,35 @@ def valid(premises: list[Statement], conclusion: Statement, existential_import: 
     return True
 
 
-def choice_statements(a: str, b: str) -> list[Statement]:
-    """The six test statements about end terms a, b."""
-    return [(q, x, y) for q in CHOICE_QUANTIFIERS for x, y in ((a, b), (b, a))]
+SYMMETRIC = ("some", "no")
+MOODS = ("all", "some", "no", "some not")  # conclusion moods
+MOOD_SHARES = {"all": 2, "some": 1, "no": 1, "some not": 2}  # each mood as often as it has options
+# Forms whose conclusion a bigram model of the premises does not find more often than chance, on
+# average (measured bigram accuracy with the four-statement options, 40-60 items each; see docstring)
+BALANCED_FORMS = {
+    "All M are P. Some S are M.", "Some P are M. All M are S.",                          # Some: 55%, 42%
+    "All P are M. No M are S.", "No M are P. All S are M.",                              # No: 30%, 27%
+    "No M are P. Some M are S.", "No P are M. Some M are S.", "Some M are S. No M are P.",  # Some-not: 0%
+    "Some M are S. No P are M.", "Some S are M. No P are M.", "No M are P. Some S are M.",  # 0%, 23%, 30%
+}
+
+
+def choice_statements(a: str, b: str, flip_some: bool = False, flip_no: bool = False,
+                      with_all: bool = True) -> list[Statement]:
+    """The test statements about end terms a, b (one direction of each symmetric pair): six, or the
+    four without the two "All" statements."""
+    some = ("some", b, a) if flip_some else ("some", a, b)
+    no = ("no", b, a) if flip_no else ("no", a, b)
+    alls = [("all", a, b), ("all", b, a)] if with_all else []
+    return [*alls, some, no, ("some not", a, b), ("some not", b, a)]
+
+
+def statement_fact(st: Statement) -> Fact:
+    """A statement as a fact; symmetric statements ("some", "no") with their terms sorted."""
+    q, x, y = st
+    if q in SYMMETRIC and y < x:
+        x, y = y, x
+    return Fact(x, q, y)
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,7 +151,8 @@ def unique_conclusion_forms(existential_import: bool = False) -> list[tuple[Stat
     """Premise pairs (in stated order) over terms S, M, P with exactly one valid choice, "<q> S are P".
 
     Enumerates every mood and figure in both premise orders, with the end terms called A and B, and
-    renames the subject of the one valid conclusion to S.
+    renames the subject of the one valid conclusion to S (either term for a symmetric conclusion:
+    the one that sorts first, so each form is listed once).
     """
     forms = set()
     pair_orders = [("M", "A"), ("A", "M")]
@@ -106,10 +164,24 @@ def unique_conclusion_forms(existential_import: bool = False) -> list[tuple[Stat
                 ok = [c for c in choice_statements("A", "B") if valid(list(prem), c, existential_import)]
                 if len(ok) != 1:
                     continue
-                _, s, _p = ok[0]
-                ren = {s: "S", ("B" if s == "A" else "A"): "P", "M": "M"}
-                forms.add(tuple((q, ren[x], ren[y]) for q, x, y in prem))
-    return sorted(forms)
+                q, s, _p = ok[0]
+                for subj in ((s, "B" if s == "A" else "A") if q in SYMMETRIC else (s,)):
+                    ren = {subj: "S", ("B" if subj == "A" else "A"): "P", "M": "M"}
+                    forms.add(tuple((q, ren[x], ren[y]) for q, x, y in prem))
+    # a symmetric conclusion's form is found under both namings of its end terms: keep the first
+    kept: list[tuple[Statement, Statement]] = []
+    swap = {"S": "P", "P": "S", "M": "M"}
+    for f in sorted(forms):
+        if tuple((q, swap[x], swap[y]) for q, x, y in f) not in kept:
+            kept.append(f)
+    return kept
+
+
+def conclusion(form: tuple[Statement, Statement], existential_import: bool = False) -> Statement:
+    """The one valid choice of a kept form, as (q, "S", "P") (or ("q", "P", "S") for its converse)."""
+    ok = [c for c in choice_statements("S", "P") if valid(list(form), c, existential_import)]
+    assert len(ok) == 1, form
+    return ok[0]
 
 
 # ------------------------------------------------------------------------------------------ text
@@ -125,68 +197,98 @@ def form_label(form: tuple[Statement, Statement]) -> str:
     return " ".join(sentence(s) for s in form)
 
 
-def _fact(st: Statement) -> Fact:
-    return Fact(st[1], st[0], st[2])
-
-
 class SimpleSyllogismsConfig(FamilyConfig):
     n_examples: int = Field(69, ge=1, le=3000, description="training examples (three fresh terms each)")
+    moods: tuple[Literal["all", "some", "no", "some not"], ...] = Field(
+        ("some", "no", "some not"), min_length=1,
+        description="conclusion moods, each as often as it has options ('all' is off by default: a bigram "
+                    "model answers it)")
+    forms: Literal["balanced", "all"] = Field("balanced", description="premise forms: the bigram-balanced set "
+                                              "(default) or every form with exactly one valid option")
     existential_import: bool = Field(False, description="terms non-empty when deciding validity "
                                      "(leaves no form with exactly one valid choice)")
 
 
-def _question(qid: str, split: str, subtype: str, a: str, b: str, truth: Statement, support: list[str],
-              premises: list[Fact], rng: random.Random, meta: dict) -> Question:
-    sts = choice_statements(a, b)
+def _question(qid: str, split: str, subtype: str, a: str, b: str, prem: list[Statement], support: list[str],
+              premises: list[Fact], rng: random.Random, meta: dict, existential_import: bool,
+              with_all: bool = True) -> Question | None:
+    """The statements about (a, b); None if not exactly one follows from ``prem`` (never for kept forms)."""
+    sts = choice_statements(a, b, flip_some=rng.random() < 0.5, flip_no=rng.random() < 0.5, with_all=with_all)
     rng.shuffle(sts)
+    ok = [i for i, st in enumerate(sts) if valid(prem, st, existential_import)]
+    if len(ok) != 1:
+        return None
     return Question(id=qid, split=split, subtype=subtype, context=f"The relationships between {a} and {b} are:",
-                    choices=[" " + sentence(s) for s in sts], answer=sts.index(truth), support=support,
-                    premises=premises, choice_facts=[_fact(s) for s in sts], meta=meta)
+                    choices=[" " + sentence(st) for st in sts], answer=ok[0], support=support,
+                    premises=premises, choice_facts=[statement_fact(st) for st in sts], meta=meta)
+
+
+def _valid_facts(prem: list[Statement], terms: list[str], existential_import: bool) -> list[Fact]:
+    """Closed-world knowledge of one example: every option statement over any two of its terms that holds."""
+    out = []
+    for x, y in itertools.combinations(terms, 2):
+        for st in choice_statements(x, y):
+            f = statement_fact(st)
+            if f not in out and valid(prem, st, existential_import):
+                out.append(f)
+    return out
 
 
 def generate(cfg: SimpleSyllogismsConfig, seed: int) -> Dataset:
     forms = unique_conclusion_forms(cfg.existential_import)
-    if not forms:
+    by_mood = {m: [f for f in forms if conclusion(f, cfg.existential_import)[0] == m
+                   and (cfg.forms == "all" or m == "all" or form_label(f) in BALANCED_FORMS)] for m in MOODS}
+    # each mood as often as it has options (see the module docstring: no length or form prior beats chance)
+    moods = [m for m in MOODS if by_mood[m] and m in cfg.moods for _ in range(MOOD_SHARES[m])]
+    if not moods:
         raise DataError("simple_syllogisms: no premise form has exactly one valid conclusion among the six "
                         "choices under existential_import=true; use existential_import=false")
     rng = random.Random(f"simple_syllogisms-{seed}")
-    words = NonsenseWords(seed).take(3 * cfg.n_examples)
+    words = NonsenseWords(seed, namespace="simple_syllogisms").take(3 * cfg.n_examples)
     documents, questions, knowledge = [], [], []
     for i in range(cfg.n_examples):
-        form = forms[i % len(forms)]
+        mood = moods[i % len(moods)]
+        form = by_mood[mood][(i // len(moods)) % len(by_mood[mood])]
         names = dict(zip("SMP", words[3 * i: 3 * i + 3]))
         prem = [(q, names[x], names[y]) for q, x, y in form]
         listed = list(names.values())
         rng.shuffle(listed)
         text = (f"The relationships between {listed[0]}, {listed[1]} and {listed[2]} are: "
                 + " ".join(sentence(p) for p in prem))
-        pfacts = [_fact(p) for p in prem]
-        doc = Document(id=f"syl{i:04d}", text=text, kind="article", facts=pfacts, meta={"form": form_label(form)})
+        pfacts = [statement_fact(p) for p in prem]
+        label = form_label(form)
+        doc = Document(id=f"syl{i:04d}", text=text, kind="article", facts=pfacts, meta={"form": label})
         documents.append(doc)
+        knowledge += [f for f in _valid_facts(prem, listed, cfg.existential_import) if f not in knowledge]
         s, p = names["S"], names["P"]
-        conclusions = [c for c in choice_statements(s, p) if valid(prem, c, cfg.existential_import)]
-        knowledge += pfacts + [_fact(c) for c in conclusions]
         a, b = (s, p) if rng.random() < 0.5 else (p, s)
         order = "S first" if a == s else "P first"
-        questions.append(_question(f"syl{i:04d}-test", "syllogism", f"{form_label(form)} / {order}", a, b,
-                                   conclusions[0], [doc.id], pfacts, rng, {"form": form_label(form), "order": order}))
+        q = _question(f"syl{i:04d}-test", "syllogism", mood, a, b, prem, [doc.id], pfacts, rng,
+                      {"form": label, "order": order, "mood": mood}, cfg.existential_import,
+                      with_all="all" in cfg.moods)
+        assert q is not None, label  # kept forms have exactly one valid choice by construction
+        questions.append(q)
         for k, st in enumerate(prem):
             x, y = (st[1], st[2]) if rng.random() < 0.5 else (st[2], st[1])
-            questions.append(_question(f"syl{i:04d}-trained{k}", "trained", f"premise {k + 1}", x, y, st,
-                                       [doc.id], [_fact(st)], rng, {"form": form_label(form)}))
+            q = _question(f"syl{i:04d}-trained{k}", "trained", st[0], x, y, prem, [doc.id], [statement_fact(st)],
+                          rng, {"form": label}, cfg.existential_import)
+            if q is not None:
+                questions.append(q)
     questions.sort(key=lambda q: (q.split != "syllogism", q.id))
     return Dataset(family="simple_syllogisms", config=cfg.model_dump(), seed=seed, documents=documents,
                    questions=questions, knowledge=knowledge,
                    meta={"recall_splits": ["trained"], "entities": words,
                          "forms": [form_label(f) for f in forms],
-                         "description": "two premises over nonsense terms; score the six statements about the end terms"})
+                         "description": "two premises over nonsense terms (moods balanced); score six "
+                                        "statements about the end terms, exactly one valid"})
 
 
 _STATEMENT = re.compile(r"\b(all|some|no) ([a-z]+) are (not )?([a-z]+)\b", re.IGNORECASE)
 
 
 def parse_statements(text: str) -> list[Fact]:
-    """"All troff are yomp." -> Fact("troff", "all", "yomp"); "Some x are not y" -> relation "some not"."""
+    """"All troff are yomp." -> Fact("troff", "all", "yomp"); "Some x are not y" -> relation "some not";
+    "Some"/"No" statements with their terms sorted (:func:`statement_fact`), whichever way they are worded."""
     out = []
     for m in _STATEMENT.finditer(text):
         q = m.group(1).lower()
@@ -194,7 +296,7 @@ def parse_statements(text: str) -> list[Fact]:
             if q != "some":
                 continue
             q = "some not"
-        out.append(Fact(m.group(2).lower(), q, m.group(4).lower()))
+        out.append(statement_fact((q, m.group(2).lower(), m.group(4).lower())))
     return out
 
 
@@ -216,7 +318,7 @@ def oracle_augmentations(ds: Dataset) -> list[Document]:
 
 FAMILY = Family(
     name="simple_syllogisms",
-    description="69 two-premise examples over nonsense terms; score the 6 statements about the end terms",
+    description="69 two-premise examples over nonsense terms, conclusion moods balanced; 6 statements, one valid",
     config=SimpleSyllogismsConfig,
     generate=generate,
     parse_statements=parse_statements,

@@ -1,0 +1,44 @@
+"""``baseline``: a non-model shortcut predictor scored like any condition [issue 8; RESEARCH "Shortcuts"].
+
+``{name: cooccurrence, kind: baseline, settings: {method: cooccurrence}}`` puts the rows of one
+:mod:`genmodes.data.baselines` method in the study's results, summary and report, so every table shows
+what an associative learner of the training text (or a length, position, frequency, bigram or
+answer-form prior) gets beside what the model got. No model is loaded or trained; each choice's
+``logprob`` is the baseline's score for it, and ties are broken by a hash of (seed, question id), so the
+pick is seeded and unbiased. The position and answer-form priors are leave-one-out over the questions
+being scored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from genmodes.conditions.base import CellContext, Prepared, Settings as _Base
+from genmodes.data.baselines import METHODS
+
+Method = Literal[METHODS]  # type: ignore[valid-type]
+
+
+class Settings(_Base):
+    method: Method = "cooccurrence"
+
+
+def prepare(ctx: CellContext, settings: Settings) -> Prepared:
+    from genmodes.data.baselines import Baselines, pick
+    from genmodes.scoring import ChoiceScore
+
+    ds = ctx.dataset
+    b = Baselines(ds)
+
+    def score(questions):
+        out = []
+        for q in questions:
+            scores = b.score(settings.method, q)
+            best = pick(scores, f"{ctx.seed}-{q.id}")
+            # the picked choice is strictly best (ties broken), so the runner's argmax is the pick
+            out.append([ChoiceScore(c, float(s) + (1.0 if i == best else 0.0) if s == max(scores) else float(s),
+                                    0, i == best) for i, (c, s) in enumerate(zip(q.choices, scores))])
+        return out
+
+    return Prepared(model=None, tokenizer=None, score_questions=score,
+                    info={"train_seconds": 0.0, "prefix_tokens": 0, "baseline": settings.method})
