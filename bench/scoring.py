@@ -79,7 +79,7 @@ def build(tok, n_questions: int, context_tokens: int, seed: int = 0):
 def build_per_question(tok, n_questions: int, context_tokens: int, seed: int = 1):
     """A context per question: the relevant fact among distractors, ~context_tokens long."""
     rng = random.Random(seed)
-    words = NonsenseWords(seed)
+    words = NonsenseWords(seed, namespace="bench")
     out = []
     for _ in range(n_questions):
         facts = []
