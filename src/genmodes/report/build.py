@@ -224,6 +224,33 @@ def _retrieval(run: Run) -> list[Block]:
             ("table", headers, body)]
 
 
+def _in_context(run: Run) -> list[Block]:
+    """Per in_context cell: documents kept, questions left without support, accuracy with and without them."""
+    cells = [c for c in run.cells if "questions_without_support" in (c.get("info") or {})]
+    if not cells:
+        return []
+    body = []
+    for c in cells:
+        info = c["info"]
+        rows = [r for r in run.results if str(r.get("cell")) == str(c.get("cell"))]
+        gone = set(map(str, info.get("questions_without_support_ids") or []))
+        kept = [r for r in rows if str(r.get("question_id")) not in gone]
+
+        def acc(rs: list[dict[str, Any]]) -> str:
+            return f"{_pct(sum(bool(r.get('correct')) for r in rs) / len(rs))} (n={len(rs)})" if rs else DASH
+
+        n_docs, n_kept, n_gone = info.get("documents"), info.get("documents_in_context"), \
+            info.get("questions_without_support")
+        body.append(_cell_label(c) + [f"{n_kept} of {n_docs}", DASH if n_gone is None else str(n_gone),
+                                      acc(rows), acc(kept) if n_gone is not None else DASH])
+    return [("h", 2, "In context: documents kept and questions left without support"),
+            ("p", "When the documents exceed the model's window, a seeded subset is kept. A question none of whose "
+                  "supporting documents was kept cannot be answered from context; accuracy on the questions whose "
+                  "support was in context excludes those."),
+            ("table", ["dataset", "condition", "seed", "documents kept", "questions without support",
+                       "accuracy", "accuracy, support in context"], body)]
+
+
 def _compute(run: Run) -> list[Block]:
     out: list[Block] = [("h", 2, "Compute: train time vs test time")]
     if not run.cells:
@@ -420,6 +447,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     blocks += details.paired(run)
     blocks += _augmentation(run)
     blocks += _retrieval(run)
+    blocks += _in_context(run)
     blocks += _compute(run)
     blocks += _curves(run, figs)
     blocks += details.drilldown(run, out)
