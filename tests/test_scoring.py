@@ -184,3 +184,21 @@ def test_other_architectures_take_logits_from_the_full_model(tiny, monkeypatch):
 
     monkeypatch.setattr(scoring, "_PLAIN_HEAD", set())
     _assert_same(*tiny, _retrieval_like(5), "", row_tokens=120)
+
+
+@pytest.mark.slow
+def test_prefix_trailing_whitespace_scores_like_one_text(smollm):
+    """A prefix ending in a blank line is scored as lm-eval scores prefix + question as one text: on a
+    byte-level BPE a lone "\\n\\n" is one token, but before a word it is two."""
+    from genmodes.scoring import encode_prefix, naive_score
+
+    model, tok = smollm
+    prefix = "Use the documents.\n\nFemp Glorn is the keeper of the glass well.\n\n"
+    reqs = [("The keeper of the glass well is", [" Femp Glorn.", " Yomp Trall."]), ("Q:", [" yes", " no"])]
+    assert len(tok("\n\n", add_special_tokens=False).input_ids) == 1
+    assert tok.convert_ids_to_tokens(encode_prefix(tok, prefix))[-1] != tok.convert_ids_to_tokens(
+        tok("\n\n", add_special_tokens=False).input_ids)[0]
+    got = Scorer(model, tok).score(reqs, prefix=prefix)
+    for (ctx, choices), sc in zip(reqs, got):
+        ref = naive_score(model, tok, prefix + ctx, choices)  # one text, no shared prefix
+        assert [round(a.logprob, 3) for a in sc] == [round(b.logprob, 3) for b in ref]

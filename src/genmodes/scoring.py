@@ -109,10 +109,24 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     return ctx, cont
 
 
+def split_prefix(prefix: str) -> tuple[str, str]:
+    """(core, trailing whitespace) of a shared prefix.
+
+    The trailing whitespace is scored at the start of each question's context, not at the end of the
+    prefix: a byte-level BPE reads a lone "\n\n" as one token but "\n\nQuestion" as "\n", "\n",
+    "Question", so encoding the prefix on its own would give different tokens than encoding prefix and
+    question as one text, as lm-eval does (the same rule as lm-eval's, which moves a context's trailing
+    space into the continuation).
+    """
+    core = prefix.rstrip()
+    return core, prefix[len(core):]
+
+
 def encode_prefix(tokenizer: Any, prefix: str) -> list[int]:
-    """Token ids that precede every question: start token(s) and the shared prefix text."""
-    ids = _start_ids(tokenizer) + (tokenizer(prefix, add_special_tokens=False).input_ids if prefix else [])
-    return ids
+    """Token ids that precede every question: start token(s) and the shared prefix text, without its
+    trailing whitespace (that goes with each question: :func:`split_prefix`)."""
+    core, _ = split_prefix(prefix)
+    return _start_ids(tokenizer) + (tokenizer(core, add_special_tokens=False).input_ids if core else [])
 
 
 # ------------------------------------------------------------------------------------------ reference
@@ -124,6 +138,7 @@ def naive_score(model: Any, tokenizer: Any, context: str, choices: Sequence[str]
     _check_request(context, choices)
     device = next(model.parameters()).device
     pre = encode_prefix(tokenizer, prefix)
+    context = split_prefix(prefix)[1] + context
     out = []
     for choice in choices:
         ctx, cont = encode_pair(tokenizer, context, choice)
@@ -257,6 +272,9 @@ class Scorer:
         """
         for ctx, choices in requests:
             _check_request(ctx, choices)
+        tail = split_prefix(prefix)[1]
+        if tail:
+            requests = [(tail + ctx, choices) for ctx, choices in requests]
         pre = self._get_prefix(prefix)
         results: list[list[ChoiceScore | None]] = [[None] * len(ch) for _, ch in requests]
         groups = sorted(self._groups(requests, pre), key=lambda g: -g.size)

@@ -11,7 +11,7 @@ from genmodes.conditions import in_context
 from genmodes.conditions.base import CellContext, render_documents
 from genmodes.data.types import Dataset, Document, Question
 from genmodes.errors import ConfigError
-from genmodes.scoring import Scorer, encode_pair, encode_prefix
+from genmodes.scoring import Scorer, encode_pair, encode_prefix, split_prefix
 
 WINDOW = 8192  # tiny-random's max_position_embeddings (byte tokens)
 
@@ -45,7 +45,11 @@ def test_block_and_every_scored_row_fit_the_window(tmp_path):
     pre = encode_prefix(p.tokenizer, p.prefix)
     assert info["prefix_tokens"] == len(pre) <= info["budget_tokens"]
     assert info["window_tokens"] == WINDOW
-    rows = [len(pre) + sum(map(len, encode_pair(p.tokenizer, q.context, c))) for q in ds.questions for c in q.choices]
+    # as scored: the block's trailing blank line goes before each question (scoring.split_prefix)
+    tail = split_prefix(p.prefix)[1]
+    assert tail == "\n\n"
+    rows = [len(pre) + sum(map(len, encode_pair(p.tokenizer, tail + q.context, c)))
+            for q in ds.questions for c in q.choices]
     assert max(rows) == len(pre) + longest <= WINDOW
     # At the edge: the block is full up to about one document of the window.
     assert len(pre) + longest > WINDOW - max(len(d.text) for d in ds.documents) - 4

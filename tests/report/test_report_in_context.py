@@ -36,7 +36,8 @@ def test_in_context_section_counts_and_accuracy_on_supported_questions(tmp_path)
     (run / "cells.jsonl").write_text("".join(json.dumps(c) + "\n" for c in cells))
     md = build_report(run)[0].read_text()
     assert "## In context: documents kept and questions left without support" in md
-    line = next(l for l in md.splitlines() if l.startswith("| rev") and "in_context" in l)
+    section = md.split("## In context")[1].split("\n## ")[0]
+    line = next(l for l in section.splitlines() if l.startswith("| rev") and "in_context" in l)
     cols = [c.strip() for c in line.strip("|").split("|")]
     assert cols == ["rev", "in_context", "0", "261 of 3600", "4", "60% (n=10)", "83.3% (n=6)"]
     assert not any(l.startswith("| rev") and "| pretrained |" in l

@@ -48,14 +48,15 @@ def block_tokens(tokenizer: Any, docs: Sequence[Document], instruction: str = DE
     return len(encode_prefix(tokenizer, render_documents(docs, instruction)))
 
 
-def longest_row(tokenizer: Any, questions: Sequence[Question]) -> int:
-    """The most tokens a question's context and one of its choices take after the prefix, as scored."""
+def longest_row(tokenizer: Any, questions: Sequence[Question], lead: str = END_OF_DOCUMENTS) -> int:
+    """The most tokens a question's context and one of its choices take after the prefix, as scored
+    (``lead``: the block's trailing whitespace, which the scorer puts before each question)."""
     from genmodes.scoring import encode_pair
 
     longest = 0
     for q in questions:
         for c in q.choices:
-            ctx, cont = encode_pair(tokenizer, q.context, c)
+            ctx, cont = encode_pair(tokenizer, lead + q.context, c)
             longest = max(longest, len(ctx) + len(cont))
     return longest
 

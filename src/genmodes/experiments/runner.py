@@ -43,7 +43,7 @@ from genmodes.experiments.config import DatasetSpec, RunConfig, dump_config, loa
 from genmodes.io import (atomic_write, clean_stale_temps, disk_error_message, folder_lock, jsonl_bytes,
                          read_jsonl, read_text, TEMP_RE)
 from genmodes.report.provenance import cell_provenance, question_detail
-from genmodes.scoring import Scorer, chosen
+from genmodes.scoring import Scorer, chosen, split_prefix
 
 CELL_DONE = "cell.json"
 
@@ -370,7 +370,8 @@ class Runner:
                 "condition_kind": kind, "seed": cell.seed, "question_id": q.id, "answer": q.answer,
                 "chance": q.chance, "scores": [s.to_json() for s in sc], "chosen": pick,
                 "chosen_norm": pick_norm, "correct": pick == q.answer, "correct_norm": pick_norm == q.answer,
-                "context_tokens": (prefix_tokens + len(tok(ctx_text, add_special_tokens=False).input_ids)
+                "context_tokens": (prefix_tokens + len(tok(split_prefix(prefix)[1] + ctx_text,
+                                                           add_special_tokens=False).input_ids)
                                    if tok is not None else 0),
                 **question_detail(q, prepared),
             })
