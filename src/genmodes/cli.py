@@ -1,19 +1,25 @@
 """The ``genmodes`` command: thin argument parsing over the library.
 
 Each command group lives beside the code it drives and exposes ``register(subparsers)``, which adds
-its parsers and sets ``func(args) -> int`` on each. User errors (:class:`GenmodesError`) end in one
-line on stderr and exit status 2; nothing else is caught.
+its parsers and sets ``func(args) -> int`` on each. User errors end in one line on stderr,
+``genmodes: error: ...``, and exit status 2 (issue 12): :class:`GenmodesError`, usage errors
+(argparse's own usage block is replaced by that line), and filesystem failures (a full disk, a
+read-only folder, a path under a file), which are the user's to fix too. Progress bars are cleared
+before the line is printed. A closed stdout (``genmodes run --dry-run | head``) ends quietly.
+Programming errors are not caught: their traceback is the bug report.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 
 from genmodes import __version__
 from genmodes.errors import GenmodesError
+from genmodes.io import disk_error_message
 
 # Modules that add command groups; imported in this order.
 COMMAND_MODULES = [
@@ -24,21 +30,26 @@ COMMAND_MODULES = [
 ]
 
 
+class UsageError(GenmodesError):
+    """A command line argparse cannot parse."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its usage errors raised, so they end in the one-line form too."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="genmodes",
         description="Controlled studies of how language models generalize from parameters vs context.")
     parser.add_argument("--version", action="version", version=f"genmodes {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:  # a command group not built yet
-                continue
-            raise
-        mod.register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
@@ -46,16 +57,62 @@ def main(argv: list[str] | None = None) -> int:
     # Quieter third-party start-up: these libraries print advisory warnings a user cannot act on.
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        args_list = sys.argv[1:] if argv is None else list(argv)
+        bad = next((a for a in args_list if "\0" in a), None)
+        if bad is not None:
+            raise UsageError(f"argument {bad[:40]!r} contains a NUL character")
+        args = build_parser().parse_args(args_list)
+        rc = int(args.func(args) or 0)
+        sys.stdout.flush()  # a closed pipe fails here, inside the handler below, not at exit
+        return rc
     except GenmodesError as e:
-        print(f"genmodes: error: {e}", file=sys.stderr)
-        return 2
+        return _fail(str(e))
+    except BrokenPipeError:
+        # the reader went away (`| head`): stop quietly; stdout is pointed at /dev/null so the
+        # interpreter's final flush does not raise again
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
+        _close_bars()
         print("genmodes: interrupted", file=sys.stderr)
         return 130
+    except (OSError, ValueError, RecursionError, MemoryError) as e:
+        msg = disk_error_message(e)
+        if isinstance(e, RecursionError):
+            msg = "input nested too deeply"
+        elif isinstance(e, MemoryError):
+            msg = "out of memory (a size setting too large for this machine?)"
+        if msg is None:
+            raise
+        return _fail(msg)
+    except Exception as e:  # noqa: BLE001 - safetensors reports a full disk with its own type
+        msg = disk_error_message(e)
+        if msg is None:
+            raise
+        return _fail(msg)
+
+
+def _close_bars() -> None:
+    """Close live tqdm bars so the error line is not printed on a bar's line."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return
+    for bar in list(getattr(tqdm, "_instances", ())):
+        with contextlib.suppress(Exception):
+            bar.close()
+
+
+def _fail(msg: str) -> int:
+    _close_bars()
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.flush()
+    line = " ".join(str(msg).split("\n"))
+    print(f"genmodes: error: {line}", file=sys.stderr, flush=True)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

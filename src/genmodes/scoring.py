@@ -9,8 +9,10 @@ and it is greedy when every one of its tokens is the argmax. The options are nev
 Speed (what :class:`Scorer` adds over one full forward per choice):
 - a long ``prefix`` shared by every question (a whole training set in context) is run once per
   scorer and its KV cache reused by every question and choice;
-- (context, choice) rows are sorted by length and batched under a token budget;
-- the LM head runs only at the positions being scored, never over the whole context.
+- each question's own context (retrieved documents, a question alone, a thought) is run once for
+  all its choices: questions are packed back to back, each context followed by its choices, with a
+  block-diagonal mask, under a token budget (a context too long to pack gets its KV computed once);
+- the LM head runs only at the positions that predict a choice token, never over the whole context.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ def _cache_kwarg() -> str:
 
 
 CACHE_KW = _cache_kwarg()
+# Architectures whose logits are exactly ``lm_head(decoder(...).last_hidden_state)`` (no softcapping
+# or scaling after the head), so the head may be applied to chosen hidden states only.
+_PLAIN_HEAD = {"llama", "mistral", "qwen2", "qwen3"}
 
 
 class ScoringError(GenmodesError, ValueError):
@@ -104,10 +109,24 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     return ctx, cont
 
 
+def split_prefix(prefix: str) -> tuple[str, str]:
+    """(core, trailing whitespace) of a shared prefix.
+
+    The trailing whitespace is scored at the start of each question's context, not at the end of the
+    prefix: a byte-level BPE reads a lone "\n\n" as one token but "\n\nQuestion" as "\n", "\n",
+    "Question", so encoding the prefix on its own would give different tokens than encoding prefix and
+    question as one text, as lm-eval does (the same rule as lm-eval's, which moves a context's trailing
+    space into the continuation).
+    """
+    core = prefix.rstrip()
+    return core, prefix[len(core):]
+
+
 def encode_prefix(tokenizer: Any, prefix: str) -> list[int]:
-    """Token ids that precede every question: start token(s) and the shared prefix text."""
-    ids = _start_ids(tokenizer) + (tokenizer(prefix, add_special_tokens=False).input_ids if prefix else [])
-    return ids
+    """Token ids that precede every question: start token(s) and the shared prefix text, without its
+    trailing whitespace (that goes with each question: :func:`split_prefix`)."""
+    core, _ = split_prefix(prefix)
+    return _start_ids(tokenizer) + (tokenizer(core, add_special_tokens=False).input_ids if core else [])
 
 
 # ------------------------------------------------------------------------------------------ reference
@@ -119,6 +138,7 @@ def naive_score(model: Any, tokenizer: Any, context: str, choices: Sequence[str]
     _check_request(context, choices)
     device = next(model.parameters()).device
     pre = encode_prefix(tokenizer, prefix)
+    context = split_prefix(prefix)[1] + context
     out = []
     for choice in choices:
         ctx, cont = encode_pair(tokenizer, context, choice)
@@ -145,6 +165,19 @@ class _Prefix:
     last_logp: torch.Tensor | None  # log-probs after the last prefix token (vocab,)
 
 
+@dataclass
+class _Group:
+    """One question: its context tokens (after the prefix) once, then each choice's tokens."""
+
+    qi: int
+    ctx: list[int]
+    conts: list[tuple[int, list[int]]]  # (choice index, continuation tokens)
+
+    @property
+    def size(self) -> int:
+        return len(self.ctx) + sum(len(x) for _, x in self.conts)
+
+
 class Scorer:
     """Batched likelihood scorer with a cached shared prefix.
 
@@ -153,42 +186,74 @@ class Scorer:
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, batch_tokens: int = 4096, max_batch: int = 64,
-                 prefix_chunk: int = 1024, packed_tokens: int = 512):
+                 prefix_chunk: int = 1024, packed_tokens: int = 512, row_tokens: int = 256):
         self.model = model
         self.tokenizer = tokenizer
         self.batch_tokens = batch_tokens
         self.max_batch = max_batch
         self.prefix_chunk = prefix_chunk
-        # Rows packed per forward after a shared prefix: the mask is packed_tokens x (prefix + packed).
+        # Tokens packed into one forward after a shared prefix: the mask is packed_tokens x (prefix +
+        # packed); a question longer than this (context and choices) gets its context's KV first
+        # (without a shared prefix, a question longer than batch_tokens does).
         self.packed_tokens = packed_tokens
+        # Without a shared prefix: tokens per packed row (several rows per forward); attention is
+        # computed across the whole row, so short rows waste little on other questions' tokens.
+        self.row_tokens = row_tokens
         self._prefix: _Prefix | None = None
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
     def prefix_tokens(self, prefix: str) -> int:
         return len(encode_prefix(self.tokenizer, prefix))
 
     @torch.no_grad()
-    def _get_prefix(self, prefix: str) -> _Prefix:
-        """Run the shared prefix once (in chunks, so attention memory stays bounded) and keep its KV."""
-        if self._prefix is not None and self._prefix.text == prefix:
-            return self._prefix
+    def _extend(self, pre: _Prefix | None, ids: list[int], text: str = "") -> _Prefix:
+        """Run ``ids`` after ``pre`` (in chunks, so attention memory stays bounded) and keep the KV."""
         from transformers import DynamicCache
 
-        ids = encode_prefix(self.tokenizer, prefix)
-        kv, last = None, None
-        if ids:
-            cache = DynamicCache()
-            for s in range(0, len(ids), self.prefix_chunk):
-                chunk = torch.tensor([ids[s:s + self.prefix_chunk]], device=self.device)
-                # The cache object is filled in place.
-                out = self.model(input_ids=chunk, use_cache=True, logits_to_keep=1, **{CACHE_KW: cache})
-                last = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
-            kv = [(layer.keys, layer.values) for layer in cache.layers]
-        self._prefix = _Prefix(prefix, ids, kv, last)
+        base = list(pre.ids) if pre is not None else []
+        if not ids:
+            return pre if pre is not None else _Prefix(text, [], None, None)
+        # The cache concatenates new keys onto copies, so ``pre``'s tensors are left as they were.
+        cache = DynamicCache(ddp_cache_data=list(pre.kv)) if pre is not None and pre.kv else DynamicCache()
+        last = None
+        for s in range(0, len(ids), self.prefix_chunk):
+            chunk = torch.tensor([ids[s:s + self.prefix_chunk]], device=self.device)
+            out = self.model(input_ids=chunk, use_cache=True, logits_to_keep=1, **{CACHE_KW: cache})
+            last = torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+        kv = [(layer.keys, layer.values) for layer in cache.layers]
+        return _Prefix(text, base + list(ids), kv, last)
+
+    def _get_prefix(self, prefix: str) -> _Prefix:
+        """The shared prefix's KV, computed once per scorer and prefix text."""
+        if self._prefix is not None and self._prefix.text == prefix:
+            return self._prefix
+        self._prefix = self._extend(None, encode_prefix(self.tokenizer, prefix), prefix)
+        self._prefix.text = prefix
         return self._prefix
+
+    def _groups(self, requests: Sequence[tuple[str, Sequence[str]]], pre: _Prefix) -> list[_Group]:
+        eos = self.tokenizer.eos_token_id
+        groups = []
+        for qi, (ctx, choices) in enumerate(requests):
+            head: list[int] | None = None
+            conts = []
+            for ci, choice in enumerate(choices):
+                # The context's tokens do not depend on the choice (lm-eval encodes it alone), so one
+                # copy serves every choice.
+                c, x = encode_pair(self.tokenizer, ctx, choice)
+                head = c if head is None else head
+                conts.append((ci, x))
+            if not pre.ids and not head:  # nothing to condition on: start from end-of-text (lm-eval)
+                head = [eos]
+            groups.append(_Group(qi, head or [], conts))
+        return groups
 
     @torch.no_grad()
     def score(self, requests: Sequence[tuple[str, Sequence[str]]], prefix: str = "",
@@ -196,129 +261,171 @@ class Scorer:
         """Score every (context, choices) request after the shared ``prefix``.
 
         Returns, per request, one :class:`ChoiceScore` per choice, in the order given.
+
+        Each question's context is run once, not once per choice: a question becomes a packed
+        stretch of tokens (its context, then each choice after it) with a block-diagonal mask, so a
+        choice sees the prefix, its own question's context and its own earlier tokens. Without a
+        shared prefix, questions are packed into rows of about ``row_tokens`` and rows batched (short
+        rows keep the wasted attention across packed questions small); after a shared prefix, one
+        packed row per forward, so the prefix's KV is read once rather than copied per row. A
+        context too long to pack is run once on its own (its KV kept) and its choices packed after.
         """
         for ctx, choices in requests:
             _check_request(ctx, choices)
+        tail = split_prefix(prefix)[1]
+        if tail:
+            requests = [(tail + ctx, choices) for ctx, choices in requests]
         pre = self._get_prefix(prefix)
-        eos = self.tokenizer.eos_token_id
-        # One row per (request, choice): tokens after the prefix, and where the choice starts.
-        rows: list[tuple[int, int, list[int], int]] = []
-        for qi, (ctx, choices) in enumerate(requests):
-            for ci, choice in enumerate(choices):
-                c, x = encode_pair(self.tokenizer, ctx, choice)
-                toks = c + x
-                if not pre.ids and not c:  # nothing to condition on: start from end-of-text (lm-eval)
-                    toks = [eos] + toks
-                rows.append((qi, ci, toks, len(toks) - len(x)))
         results: list[list[ChoiceScore | None]] = [[None] * len(ch) for _, ch in requests]
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i][2]))
-        batches = self._batches(order, rows, packed=pre.kv is not None)
+        groups = sorted(self._groups(requests, pre), key=lambda g: -g.size)
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(rows), desc=desc, unit="choice", leave=False)
-        for batch in batches:
-            self._score_batch([rows[i] for i in batch], pre, requests, results)
-            if bar is not None:
-                bar.update(len(batch))
+            bar = tqdm(total=sum(len(ch) for _, ch in requests), desc=desc, unit="choice", leave=False)
+        shared = pre.kv is not None
+        # A question over ``limit`` tokens is run alone: its context's KV first, then its choices.
+        limit = min(self.batch_tokens, self.packed_tokens) if shared else self.batch_tokens
+        width = limit if shared else min(limit, self.row_tokens)
+        rows: list[list[_Group]] = []
+        used = 0
+        for g in groups:
+            if g.size > limit and len(g.ctx) > 1:
+                # A long context: its KV once, then its choices as contextless rows after it.
+                own = self._extend(pre, g.ctx)
+                self._run([[_Group(g.qi, [], g.conts)]], own, requests, results, bar)
+                continue
+            if rows and used + g.size <= width:
+                rows[-1].append(g)
+                used += g.size
+            else:
+                rows.append([g])
+                used = g.size
+        # Rows come longest first: a batch is padded to its first row's length.
+        batch: list[list[_Group]] = []
+        for row in rows:
+            n = sum(g.size for g in row)
+            if batch and (shared or max(sum(g.size for g in batch[0]), n) * (len(batch) + 1) > self.batch_tokens
+                          or len(batch) >= self.max_batch):
+                self._run(batch, pre, requests, results, bar)
+                batch = []
+            batch.append(row)
+        if batch:
+            self._run(batch, pre, requests, results, bar)
         if bar is not None:
             bar.close()
         return results  # type: ignore[return-value]
 
-    def _batches(self, order: list[int], rows: list, packed: bool) -> list[list[int]]:
-        """Group rows under the token budget: padded width x rows, or (packed) the sum of lengths."""
-        batches, cur, cost = [], [], 0
-        budget = min(self.batch_tokens, self.packed_tokens) if packed else self.batch_tokens
-        for i in order:
-            n = len(rows[i][2])
-            new_cost = cost + n if packed else max(cost // max(1, len(cur)), n) * (len(cur) + 1)
-            if cur and (new_cost > budget or len(cur) >= self.max_batch):
-                batches.append(cur)
-                cur, new_cost = [], n
-            cur.append(i)
-            cost = new_cost
-        if cur:
-            batches.append(cur)
-        return batches
+    def _head_logits(self, ids: torch.Tensor, needed: list[tuple[int, int]], **kwargs: Any) -> torch.Tensor:
+        """Logits at the (row, position) pairs in ``needed`` only.
 
-    def _score_batch(self, batch: list[tuple[int, int, list[int], int]], pre: _Prefix,
-                     requests: Sequence[tuple[str, Sequence[str]]], results: list) -> None:
-        """Padded rows (no prefix) or rows packed into one sequence after the prefix.
-
-        With a shared prefix, rows are packed back to back into ONE sequence after it, with positions
-        restarting at the prefix length and a block-diagonal mask (each row sees the prefix and its own
-        earlier tokens). The prefix's keys and values are then read once per batch instead of being
-        copied for every row, which is what made long-context scoring slow (the cache and the grouped
-        query heads are materialised per row in a padded batch).
+        ``logits_to_keep`` takes positions shared by every row, so on a batch of differently laid out
+        rows it would run the LM head (the largest matmul per token here: 49k x 576 for SmolLM2) on
+        the union of all rows' positions. Where the logits are known to be the LM head applied to the
+        decoder's last hidden state, the head runs on the needed hidden states alone.
         """
-        if pre.kv is None:
-            ids, needed, where = self._padded(batch)
-            kwargs: dict[str, Any] = {}
-        else:
-            ids, needed, where, kwargs = self._packed(batch, pre)
-        logp = None
-        if needed:
-            keep = torch.tensor(needed, device=self.device)
-            logits = self.model(input_ids=ids.to(self.device), use_cache=pre.kv is not None,
-                                logits_to_keep=keep, **kwargs).logits
-            logp = torch.log_softmax(logits.float(), dim=-1)  # (B, len(needed), vocab)
-        col = {p: j for j, p in enumerate(needed)}
-        for b, (qi, ci, toks, start) in enumerate(batch):
-            row, offset = where(b)
-            lps, greedy = [], True
-            for p in range(start, len(toks)):
-                if p == 0:  # first token right after the prefix: predicted by the prefix's last position
-                    dist = pre.last_logp
-                else:
-                    dist = logp[row, col[offset + p - 1]]
-                lps.append(dist[toks[p]])
-                greedy = greedy and int(dist.argmax()) == toks[p]
-            choice = requests[qi][1][ci]
-            results[qi][ci] = ChoiceScore(choice, float(torch.stack(lps).sum()), len(toks) - start, greedy)
+        r_idx = torch.tensor([r for r, _ in needed], device=ids.device)
+        p_idx = torch.tensor([p for _, p in needed], device=ids.device)
+        decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
+        if getattr(self.model.config, "model_type", "") in _PLAIN_HEAD and decoder is not None and head is not None:
+            hidden = decoder(input_ids=ids, **kwargs).last_hidden_state
+            return head(hidden[r_idx, p_idx])
+        keep = sorted(set(p_idx.tolist()))
+        logits = self.model(input_ids=ids, logits_to_keep=torch.tensor(keep, device=ids.device), **kwargs).logits
+        at = {p: j for j, p in enumerate(keep)}
+        kcol = torch.tensor([at[p] for p in p_idx.tolist()], device=ids.device)
+        return logits[r_idx, kcol]
 
-    def _padded(self, batch):
-        B = len(batch)
-        width = max(len(r[2]) for r in batch)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-        # Right padding: with causal attention, pad tokens after a row's end cannot affect its scores.
-        ids = torch.full((B, width), pad, dtype=torch.long)
-        for b, (_, _, toks, _) in enumerate(batch):
-            ids[b, : len(toks)] = torch.tensor(toks)
-        # Positions whose output predicts a choice token (position p predicts token p+1).
-        needed = sorted({p - 1 for _, _, toks, start in batch for p in range(max(start, 1), len(toks))})
-        return ids, needed, (lambda b: (b, 0))
-
-    def _packed(self, batch, pre: _Prefix):
+    def _run(self, batch: list[list[_Group]], pre: _Prefix, requests: Sequence[tuple[str, Sequence[str]]],
+             results: list, bar: Any) -> None:
+        """One forward over ``batch`` (rows of packed questions) after ``pre``; fills ``results``."""
         from transformers import DynamicCache
 
         P = len(pre.ids)
-        starts, flat, pos = [], [], []
-        for _, _, toks, _ in batch:
-            starts.append(len(flat))
-            flat.extend(toks)
-            pos.extend(range(P, P + len(toks)))
-        T = len(flat)
-        seg = torch.empty(T, dtype=torch.long)
-        for b, (_, _, toks, _) in enumerate(batch):
-            seg[starts[b]: starts[b] + len(toks)] = b
-        idx = torch.arange(T)
-        own = (seg[:, None] == seg[None, :]) & (idx[:, None] >= idx[None, :])
-        allowed = torch.cat([torch.ones(T, P, dtype=torch.bool), own], dim=1)[None, None]
-        if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
-            mask = allowed.to(self.device)
-        else:  # eager and others take an additive float mask
-            mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(~allowed, torch.finfo(self.dtype).min)
-            mask = mask.to(self.device)
-        needed = sorted({starts[b] + p - 1 for b, (_, _, toks, start) in enumerate(batch)
-                         for p in range(max(start, 1), len(toks))})
-        kwargs = {CACHE_KW: DynamicCache(ddp_cache_data=[(k, v) for k, v in pre.kv]),
-                  "attention_mask": mask, "position_ids": torch.tensor([pos], device=self.device)}
-        return torch.tensor([flat]), needed, (lambda b: (0, starts[b])), kwargs
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        B = len(batch)
+        flats, poss, grps, branches = [], [], [], []
+        # Per choice token: (row, index in the row) whose output predicts it (-1: the prefix's last
+        # output), the token, and whose choice it is.
+        src: list[tuple[int, int]] = []
+        tgt: list[int] = []
+        owner: list[tuple[int, int]] = []
+        for r, row in enumerate(batch):
+            flat: list[int] = []
+            pos: list[int] = []
+            grp: list[int] = []
+            branch: list[int] = []  # 0: the question's context; i + 1: choice i
+            for b, g in enumerate(row):
+                s = len(flat)
+                flat.extend(g.ctx)
+                pos.extend(range(P, P + len(g.ctx)))
+                grp.extend([b] * len(g.ctx))
+                branch.extend([0] * len(g.ctx))
+                for k, (ci, x) in enumerate(g.conts):
+                    prev = s + len(g.ctx) - 1 if g.ctx else -1
+                    for j, t in enumerate(x):
+                        src.append((r, prev))
+                        tgt.append(t)
+                        owner.append((g.qi, ci))
+                        prev = len(flat)
+                        flat.append(t)
+                        pos.append(P + len(g.ctx) + j)
+                        grp.append(b)
+                        branch.append(k + 1)
+            flats.append(flat)
+            poss.append(pos)
+            grps.append(grp)
+            branches.append(branch)
+        needed = sorted({(r, p) for r, p in src if p >= 0})
+        logp = None
+        if needed:
+            T = max(len(f) for f in flats)
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            ids = torch.full((B, T), pad, dtype=torch.long)
+            pos_t = torch.zeros((B, T), dtype=torch.long)
+            grp_t = torch.full((B, T), -1, dtype=torch.long)  # -1: padding
+            br_t = torch.zeros((B, T), dtype=torch.long)
+            for r in range(B):
+                n = len(flats[r])
+                ids[r, :n] = torch.tensor(flats[r])
+                pos_t[r, :n] = torch.tensor(poss[r])
+                grp_t[r, :n] = torch.tensor(grps[r])
+                br_t[r, :n] = torch.tensor(branches[r])
+            idx = torch.arange(T)
+            own = ((grp_t[:, :, None] == grp_t[:, None, :]) & (idx[:, None] >= idx[None, :])
+                   & ((br_t[:, None, :] == 0) | (br_t[:, :, None] == br_t[:, None, :])))
+            # Padding sees itself only: a row with nothing allowed would give NaN keys and values.
+            own |= (grp_t[:, :, None] < 0) & torch.eye(T, dtype=torch.bool)
+            own &= (grp_t[:, None, :] >= 0) | torch.eye(T, dtype=torch.bool)
+            allowed = own if P == 0 else torch.cat([torch.ones(B, T, P, dtype=torch.bool), own], dim=2)
+            allowed = allowed[:, None]
+            if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
+                mask = allowed.to(self.device)
+            else:  # eager and others take an additive float mask
+                mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(
+                    ~allowed, torch.finfo(self.dtype).min).to(self.device)
+            kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos_t.to(self.device)}
+            if pre.kv is not None:  # B is 1 here (see score)
+                kwargs[CACHE_KW] = DynamicCache(ddp_cache_data=list(pre.kv))
+            logits = self._head_logits(ids.to(self.device), needed, use_cache=pre.kv is not None, **kwargs)
+            logp = torch.log_softmax(logits.float(), dim=-1)  # (len(needed), vocab)
+        col = {rp: j for j, rp in enumerate(needed)}
+        at = [col[rp] if rp[1] >= 0 else -1 for rp in src]
+        if any(j < 0 for j in at):
+            dists = torch.stack([logp[j] if j >= 0 else pre.last_logp for j in at])
+        else:
+            dists = logp[torch.tensor(at, device=logp.device)]
+        tgt_t = torch.tensor(tgt, device=dists.device)
+        lps = dists.gather(1, tgt_t[:, None])[:, 0].tolist()
+        hits = (dists.argmax(-1) == tgt_t).tolist()
+        acc: dict[tuple[int, int], list] = {}
+        for key, lp, hit in zip(owner, lps, hits):
+            a = acc.setdefault(key, [[], True])
+            a[0].append(lp)
+            a[1] = a[1] and hit
+        for (qi, ci), (vals, greedy) in acc.items():
+            results[qi][ci] = ChoiceScore(requests[qi][1][ci], float(sum(vals)), len(vals), bool(greedy))
+        if bar is not None:
+            bar.update(len(acc))
 
 
 def score_choices(model: Any, tokenizer: Any, context: str, choices: Sequence[str],

@@ -108,7 +108,7 @@ def test_corrupt_cache_line_is_a_one_line_error(reversals, tmp_path):
     path = augment.cache_dir(ctx, settings) / "generations.jsonl"
     path.parent.mkdir(parents=True)
     path.write_text('not json\n{"doc": "x", "outputs": [], "seconds": 0}\n')
-    with pytest.raises(DataError, match=r"generations.jsonl:1"):
+    with pytest.raises(DataError, match=r"generations.jsonl line 1"):
         augment.generate_augmentations(ctx, settings)
 
 

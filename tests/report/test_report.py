@@ -185,8 +185,8 @@ def test_report_accuracy_tables_match_summary(full_report):
     rev = section(md, "rev (simple_reversals)")
     assert md_row(rev, "condition") == ["condition", "reversal (chance 50%)", "forward (chance 50%)"]
     # icl reversal: groups 4/4 3/4 4/4 4/4 -> 15/16 = 93.75%, sem of (1, .75, 1, 1) = .0625
-    assert md_row(rev, "icl") == ["icl", "93.8% ± 6.2", "100.0% ± 0.0"]
-    assert md_row(rev, "pretrained")[1] == "50.0% ± 0.0"
+    assert md_row(rev, "icl") == ["icl", "93.8% ± 6.2%", "100.0% ± 0.0%"]
+    assert md_row(rev, "pretrained")[1] == "50.0% ± 0.0%"
     assert md_row(rev, "questions") == ["questions", "8", "8"]
     # conditions in config order
     assert [line.split("|")[1].strip() for line in rev.splitlines() if line.startswith("| ")][1:5] == \
@@ -195,19 +195,19 @@ def test_report_accuracy_tables_match_summary(full_report):
     assert md_row(syl, "condition") == ["condition", "syllogism (chance 16.7%)"]
     exp = summarize([json.loads(x) for x in (run / "results.jsonl").read_text().splitlines()])
     aug = next(s for s in exp if s["dataset"] == "syl" and s["condition"] == "aug")
-    assert md_row(syl, "aug")[1] == f"{100 * aug['accuracy']:.1f}% ± {100 * aug['stderr']:.1f}" == "87.5% ± 7.2"
+    assert md_row(syl, "aug")[1] == f"{100 * aug['accuracy']:.1f}% ± {100 * aug['stderr']:.1f}%" == "87.5% ± 7.2%"
 
 
 def test_report_figures_exist_and_html_embeds_them(full_report):
     run, _, _, md, html = full_report
     figs = sorted(p.name for p in (run / "figures").iterdir())
-    assert figs == ["accuracy_rev.png", "accuracy_syl.png", "loss_rev.png", "loss_syl.png"]
+    assert figs == ["accuracy_rev.png", "accuracy_syl.png", "loss_rev.png", "loss_syl.png", "overview.png"]
     for f in figs:
         assert (run / "figures" / f).read_bytes()[:8] == PNG_MAGIC
         assert f"](figures/{f})" in md
-    assert html.count('src="data:image/png;base64,') == 4
+    assert html.count('src="data:image/png;base64,') == 5
     assert "<img" in html and "figures/" not in html  # self-contained: no file references
-    assert ">93.8% ± 6.2</td>" in html
+    assert ">93.8% ± 6.2%</td>" in html
 
 
 def test_report_augmentation_recall_and_compute_tables(full_report):
@@ -244,7 +244,7 @@ def test_corrupt_results_line_is_named(tmp_path):
     lines = (run / "results.jsonl").read_text().splitlines(keepends=True)
     lines[3] = "{not json\n"
     (run / "results.jsonl").write_text("".join(lines))
-    with pytest.raises(GenmodesError, match=r"results.jsonl:4: not valid JSON"):
+    with pytest.raises(GenmodesError, match=r"results.jsonl line 4: invalid JSON"):
         build_report(run)
 
 
@@ -257,10 +257,10 @@ def test_partial_run_reports_finished_cells(tmp_path):
     assert "incomplete line (still being written)" in md
     assert "16 result rows of 1 unfinished cell(s) are left out (rev__aug__s0)" in md
     rev = section(md, "rev (simple_reversals)")
-    assert md_row(rev, "icl (1 of 2 seeds)")[1] == "87.5% ± 12.5"  # seed 0 only: groups 4/4, 3/4
-    assert md_row(rev, "pretrained")[1] == "50.0% ± 0.0"
+    assert md_row(rev, "icl (1 of 2 seeds)")[1] == "87.5% ± 12.5%"  # seed 0 only: groups 4/4, 3/4
+    assert md_row(rev, "pretrained")[1] == "50.0% ± 0.0%"
     assert "aug" not in rev and "### syl" not in md
-    assert html_path.read_text().count("data:image/png;base64,") == 1
+    assert html_path.read_text().count("data:image/png;base64,") == 2  # overview + accuracy
 
 
 def test_run_with_no_finished_cell_still_reports(tmp_path):
@@ -338,6 +338,6 @@ def test_results_of_several_models_are_kept_apart(tmp_path):
             + [row(model="m2", cell="c2", qid=f"q{i}", correct=i < 1) for i in range(4)])
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     md = build_report(run)[0].read_text()
-    assert md_row(md, "pretrained · m1")[1] == "75.0% ± 21.7"
-    assert md_row(md, "pretrained · m2")[1] == "25.0% ± 21.7"
+    assert md_row(md, "pretrained · m1")[1] == "75.0% ± 21.7%"
+    assert md_row(md, "pretrained · m2")[1] == "25.0% ± 21.7%"
     assert "config.yaml is missing" in md and "cells.jsonl is missing" in md

@@ -201,14 +201,16 @@ class GenerationCache:
         if end < len(data):  # unterminated last line: never finished
             with open(path, "r+b") as f:
                 f.truncate(end)
-        for n, line in enumerate(data[:end].decode("utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-                self.records[rec["doc"]] = rec
-            except (ValueError, KeyError, TypeError):
-                raise DataError(f"{path}:{n}: corrupt generation record; delete the file to regenerate") from None
+        from genmodes.io import read_jsonl
+
+        try:
+            numbered = read_jsonl(path)
+        except DataError as e:
+            raise DataError(f"{e}; delete the file to regenerate") from None
+        for n, rec in numbered:
+            if not isinstance(rec.get("doc"), str):
+                raise DataError(f"{path}:{n}: corrupt generation record; delete the file to regenerate")
+            self.records[rec["doc"]] = rec
 
     def append(self, record: dict[str, Any]) -> None:
         with open(self.path, "a", encoding="utf-8") as f:

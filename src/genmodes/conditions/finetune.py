@@ -31,11 +31,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import random
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Sequence
@@ -45,7 +42,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, Timer, write_json_atomic
 from genmodes.data.types import Document
-from genmodes.errors import ConfigError
+from genmodes.errors import ConfigError, NumericError
 
 DEFAULT_EPOCHS = 10.0
 # Full: P1's 3e-4. Measured on smollm2-135m (simple_reversals, 8 facts x 3 articles, 10 epochs, batch
@@ -79,6 +76,22 @@ class Settings(_Base):
     grad_clip: float | None = Field(default=1.0, gt=0)
     sentence_split: Literal["none", "independent", "cumulative"] = "none"
     kinds: list[str] | None = Field(default=None, min_length=1, description="document kinds to train on (default all)")
+    # Besides the run folder's own curves: "tensorboard" (event files in the cell's folder,
+    # `tensorboard --logdir runs/NAME/cells`) and/or "wandb" (when installed). Not part of the
+    # checkpoint's identity: logging does not change the weights.
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _report_to(cls, v: Any) -> Any:
+        v = [v] if isinstance(v, str) else (v or [])
+        for name, module in (("tensorboard", "tensorboard"), ("wandb", "wandb")):
+            if name in v:
+                import importlib.util
+
+                if importlib.util.find_spec(module) is None:
+                    raise ValueError(f"{name!r} is not installed (pip install {module})")
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -317,9 +330,40 @@ def _wrap_lora(model: Any, settings: Settings) -> Any:
         raise ConfigError(f"bad setting 'target_modules': {str(e).splitlines()[0]}") from None
 
 
+class _Loggers:
+    """The ``report_to`` destinations: each gets the loss and learning rate of every step."""
+
+    def __init__(self, settings: Settings, log_dir: Path | None, name: str):
+        self.tb = self.wandb = None
+        if "tensorboard" in settings.report_to and log_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(log_dir=str(log_dir / "tensorboard"))
+        if "wandb" in settings.report_to:
+            import wandb
+
+            self.wandb = wandb.init(project=os.environ.get("WANDB_PROJECT", "genmodes"), name=name,
+                                    dir=str(log_dir) if log_dir is not None else None,
+                                    config=settings.model_dump(mode="json"), reinit=True)
+
+    def step(self, step: int, loss: float, lr: float) -> None:
+        if self.tb is not None:
+            self.tb.add_scalar("train/loss", loss, step)
+            self.tb.add_scalar("train/learning_rate", lr, step)
+        if self.wandb is not None:
+            self.wandb.log({"train/loss": loss, "train/learning_rate": lr}, step=step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+        if self.wandb is not None:
+            self.wandb.finish()
+
+
 def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: Settings, seed: int,
-          progress: bool = True, desc: str = "finetune") -> tuple[Any, dict[str, Any]]:
-    """Fine-tune ``model`` on ``texts`` in place (LoRA: wraps it first). Returns (model, info)."""
+          progress: bool = True, desc: str = "finetune", log_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """Fine-tune ``model`` on ``texts`` in place (LoRA: wraps it first). Returns (model, info).
+    ``log_dir``: where ``report_to`` loggers write (the cell's folder)."""
     examples = examples_from_texts(texts, settings.sentence_split)
     if not examples:
         raise ConfigError("nothing to fine-tune on: no non-empty training texts")
@@ -356,6 +400,7 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: Settings, 
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_steps, desc=desc, unit="step", disable=not progress, leave=False)
+        loggers = _Loggers(settings, log_dir, desc)
         model.train()
         with Timer() as t:
             for step in range(n_steps):
@@ -369,15 +414,21 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: Settings, 
                     loss = _loss_sum(model, _collate(batch_rows[m:m + micro], device)) / max(1, n_tok)
                     loss.backward()
                     total += float(loss.detach())
+                if not math.isfinite(total):
+                    bar.close()
+                    raise NumericError(f"training loss is {total} at step {step + 1} of {n_steps} (lr "
+                                       f"{settings.lr:g} too high?); stopped: a diverged model's scores mean nothing")
                 if settings.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(params, settings.grad_clip)
                 opt.step()
                 sched.step()
                 tokens += n_tok
                 curve.append((step + 1, round(total, 5)))
+                loggers.step(step + 1, total, sched.get_last_lr()[0])
                 bar.update(1)
                 bar.set_postfix(loss=f"{total:.3f}")
         bar.close()
+        loggers.close()
     model.eval()
     real = sum(r.length for r in rows)
     info = {"method": settings.method, "train_seconds": round(t.seconds, 3), "steps": len(curve),
@@ -393,23 +444,23 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: Settings, 
 
 def _save(model: Any, tokenizer: Any, info: dict[str, Any], target: Path) -> None:
     """Write the checkpoint to a temp folder beside ``target``, marker last, then rename it there."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
-        model.save_pretrained(tmp)  # peft: the adapter only
+    from genmodes.io import atomic_dir
+    from transformers.utils import logging as hf_logging
+
+    # an existing target is either a stale unfinished folder or another process's identical result:
+    # replacing it atomically is right in both cases
+    with atomic_dir(target) as tmp:
+        # transformers draws a "Writing model shards" bar that stays behind in the run's output
+        was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
+        try:
+            model.save_pretrained(tmp)  # peft: the adapter only
+        finally:
+            if was_on:
+                hf_logging.enable_progress_bar()
         tokenizer.save_pretrained(tmp)
         write_json_atomic(tmp / "info.json", info)
         (tmp / DONE_MARKER).write_text("ok\n")
-        if target.exists() and not (target / DONE_MARKER).exists():
-            shutil.rmtree(target, ignore_errors=True)  # a stale, unfinished folder
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / DONE_MARKER).exists():  # another process did not finish it either
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load(ctx: CellContext, settings: Settings, path: Path) -> tuple[Any, Any, dict[str, Any]]:
@@ -428,7 +479,7 @@ def _load(ctx: CellContext, settings: Settings, path: Path) -> tuple[Any, Any, d
 
 
 def checkpoint_dir(ctx: CellContext, settings: Settings, texts: Sequence[str], tag: str = "finetune") -> Path:
-    return ctx.artifact_dir(tag, settings=settings.model_dump(), texts=texts_hash(texts))
+    return ctx.artifact_dir(tag, settings=settings.model_dump(exclude={"report_to"}), texts=texts_hash(texts))
 
 
 def train_on_texts(ctx: CellContext, settings: Settings, texts: list[str],
@@ -442,7 +493,7 @@ def train_on_texts(ctx: CellContext, settings: Settings, texts: list[str],
             model, tok, info = _load(ctx, settings, path)
         return model, tok, {**info, "reused": True, "load_seconds": round(t.seconds, 3), "checkpoint": str(path)}
     model, tok = ctx.load_model()
-    model, info = train(model, tok, texts, settings, ctx.seed, progress=ctx.progress, desc=tag)
+    model, info = train(model, tok, texts, settings, ctx.seed, progress=ctx.progress, desc=tag, log_dir=ctx.workdir)
     _save(model, tok, info, path)
     return model, tok, {**info, "checkpoint": str(path)}
 

@@ -154,11 +154,9 @@ def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: A
 
 
 def _replace_dir(src: Path, dst: Path) -> None:
-    import shutil
+    from genmodes.io import replace_dir
 
-    if dst.exists():
-        shutil.rmtree(dst)
-    os.replace(src, dst)
+    replace_dir(src, dst)
 
 
 def oracle_documents(q: Question, ds: Dataset, train_docs: list[Document], settings: Settings,

@@ -18,7 +18,6 @@ template. A person's description (for facts) is their most frequent name-first c
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import re
 from collections import Counter, defaultdict
@@ -37,14 +36,10 @@ def _read(src: Path, name: str) -> list[tuple[int, str, str]]:
     path = src / name
     if not path.is_file():
         raise DataError(f"{src}: missing {name} (expected the reversal-curse files: {', '.join(FILES)})")
+    from genmodes.io import read_jsonl
+
     rows = []
-    for i, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            d = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataError(f"{name} line {i}: invalid JSON ({e.msg} at column {e.colno})") from None
+    for i, d in read_jsonl(path, objects=False, name=name):
         if not (isinstance(d, dict) and isinstance(d.get("prompt"), str) and isinstance(d.get("completion"), str)):
             raise DataError(f"{name} line {i}: expected an object with string 'prompt' and 'completion'")
         rows.append((i, d["prompt"], d["completion"]))

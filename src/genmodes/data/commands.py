@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from genmodes.errors import DataError
+from genmodes.limits import seed_arg
 
 
 def register(subparsers) -> None:
@@ -17,7 +18,7 @@ def register(subparsers) -> None:
     m = sub.add_parser("make", help="generate a dataset family into a folder")
     m.add_argument("family", help="family name (genmodes data make --list shows them)", nargs="?")
     m.add_argument("--out", help="output folder (replaced atomically if it is a dataset)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=seed_arg, default=0)
     m.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a family setting (repeatable)")
     m.add_argument("--list", action="store_true", help="list the families and their settings")
@@ -27,7 +28,7 @@ def register(subparsers) -> None:
     b = sub.add_parser("import-berglund", help="convert the published reversal-curse files (Berglund et al.)")
     b.add_argument("src", help="folder with all_prompts_train.jsonl, p2d_prompts_test.jsonl, ...")
     b.add_argument("--out", required=True)
-    b.add_argument("--seed", type=int, default=0, help="seed of the distractor draw")
+    b.add_argument("--seed", type=seed_arg, default=0, help="seed of the distractor draw")
     b.set_defaults(func=cmd_import_berglund)
 
     a = sub.add_parser("audit", help="leak, validity and shortcut-baseline checks; exit 1 on any violation")
@@ -45,6 +46,10 @@ def register(subparsers) -> None:
     e.add_argument("--to", required=True, choices=["hf", "lm-eval"])
     e.add_argument("dest")
     e.add_argument("--name", help="lm-eval task name prefix (default: genmodes_<family>)")
+    e.add_argument("--condition", metavar="NAME", help="lm-eval: DIR is a finished run folder; export what this "
+                   "condition scored (its documents before each question, the run's questions, its model)")
+    e.add_argument("--dataset", metavar="NAME", help="with --condition: the run's dataset (when it has several)")
+    e.add_argument("--seed", type=int, help="with --condition: the cell's seed (default: the run's first)")
     e.set_defaults(func=cmd_export)
 
 
@@ -73,9 +78,14 @@ def cmd_make(args: argparse.Namespace) -> int:
         raise DataError("data make: --out DIR is required")
     from genmodes.data.io import save_dataset
 
+    from genmodes.data.families import make_config
+    from genmodes.limits import MAX_DATASET_SETTING, check_numbers
+
     _check_out(args.out)
+    overrides = parse_overrides(args.overrides)
+    check_numbers(make_config(args.family, overrides).model_dump(), f"{args.family} --set", MAX_DATASET_SETTING)
     t0 = time.perf_counter()
-    ds = make_dataset(args.family, seed=args.seed, overrides=parse_overrides(args.overrides))
+    ds = make_dataset(args.family, seed=args.seed, overrides=overrides)
     t1 = time.perf_counter()
     if not args.no_audit:
         from genmodes.data.audit import audit_dataset
@@ -164,6 +174,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from genmodes.data import export
 
+    if getattr(args, "condition", None):
+        if args.to != "lm-eval":
+            raise DataError("--condition exports lm-eval tasks; use --to lm-eval")
+        names, model_args = export.to_lm_eval_condition(args.dir, args.dest, args.condition, dataset=args.dataset,
+                                                        seed=args.seed, name=args.name)
+        print(f"lm-eval tasks: {', '.join(names)}\nrun: lm_eval --model hf --model_args {model_args} "
+              f"--tasks {names[-1]} --include_path {args.dest}")
+        return 0
     ds = _load(args.dir)
     if args.to == "hf":
         export.to_hf(ds, args.dest)

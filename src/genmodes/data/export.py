@@ -1,8 +1,12 @@
-"""Export a dataset for other tools: a Hugging Face ``DatasetDict`` or lm-evaluation-harness tasks.
+"""Export a dataset for other tools: the Hugging Face Hub layout or lm-evaluation-harness tasks.
+
+Hub: parquet files with nested features and a dataset card, ``documents`` and ``questions`` as two
+configs (their columns differ, so one config cannot hold both), loadable with ``load_dataset``.
+lm-eval: one ``multiple_choice`` task per split, scored with genmodes' own protocol (choices as
+continuations, no extra delimiter), optionally with the documents a condition puts before each
+question (:mod:`genmodes.data.export_condition`).
 
 Both outputs are written atomically (temporary folder, then rename), like dataset folders.
-Nested fields (facts, premises, choice_facts, meta) are stored as JSON strings in the HF export so
-every split has a flat, stable schema.
 """
 
 from __future__ import annotations
@@ -13,12 +17,22 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from genmodes.data.io import _swap_into_place, dumps, jsonl_bytes, write_atomic_dir
+from genmodes.data.io import _swap_into_place, jsonl_bytes, write_atomic_dir
 from genmodes.data.types import Dataset
 from genmodes.errors import DataError
 
-HF_MARKER = "dataset_dict.json"
+HF_CARD = "README.md"
+HF_TAG = "genmodes"  # in the card's tags: marks a folder this exporter may replace
 LM_EVAL_MARKER = "genmodes_lm_eval.json"
+
+# What to cite, by family (RESEARCH.md's sources).
+P1 = ("Lampinen, Chaudhry, Chan et al. 2025, \"On the generalization of language models from in-context learning "
+      "and finetuning: a controlled study\", arXiv:2505.00661")
+P2 = ("Lampinen, Engelcke, Li, Chaudhry, McClelland 2025, \"Latent learning: episodic memory complements parametric "
+      "learning by enabling flexible reuse of experiences\", arXiv:2509.16189")
+B = "Berglund et al. 2023, \"The Reversal Curse\", arXiv:2309.12288"
+PAPERS = {"simple_reversals": [P1], "simple_syllogisms": [P1], "semantic_structure": [P1],
+          "reversal_curse": [P1, B], "berglund": [B, P1], "codebook": [P2], "relations": [P2]}
 
 
 def _check_dest(dest: Path, marker: str) -> None:
@@ -29,40 +43,217 @@ def _check_dest(dest: Path, marker: str) -> None:
             raise DataError(f"output folder {dest} exists and is not an export of this kind; refusing to replace it")
 
 
-def hf_dataset_dict(ds: Dataset):
+def _check_hub_dest(dest: Path) -> None:
+    if dest.exists():
+        if not dest.is_dir():
+            raise DataError(f"output {dest} exists and is not a folder")
+        card = dest / HF_CARD
+        ours = card.is_file() and f"- {HF_TAG}\n" in card.read_text(encoding="utf-8", errors="replace")
+        if any(dest.iterdir()) and not ours:
+            raise DataError(f"output folder {dest} exists and is not a genmodes Hub export; refusing to replace it")
+
+
+# ------------------------------------------------------------------------------------------ Hugging Face Hub
+
+def _list(feature):
     import datasets
 
-    if "documents" in ds.splits:
-        raise DataError("a question split named 'documents' clashes with the documents table")
-    parts = {"documents": datasets.Dataset.from_dict({
-        "id": [d.id for d in ds.documents], "text": [d.text for d in ds.documents],
-        "kind": [d.kind for d in ds.documents],
-        "facts": [dumps([f.to_list() for f in d.facts]) for d in ds.documents],
-        "meta": [dumps(d.meta) for d in ds.documents]})}
+    return datasets.List(feature) if hasattr(datasets, "List") else datasets.Sequence(feature)
+
+
+def _fact_feature():
+    import datasets
+
+    return {"subject": datasets.Value("string"), "relation": datasets.Value("string"),
+            "object": datasets.Value("string")}
+
+
+def _fact(f) -> dict[str, str] | None:
+    return None if f is None else {"subject": f.subject, "relation": f.relation, "object": f.object}
+
+
+def _infer(values: list) -> object:
+    """The datasets feature of a meta field from its values (None = missing)."""
+    import datasets
+
+    present = [v for v in values if v is not None]
+    if not present:
+        return datasets.Value("string")
+    if all(isinstance(v, bool) for v in present):
+        return datasets.Value("bool")
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in present):
+        return datasets.Value("int64")
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
+        return datasets.Value("float64")
+    if all(isinstance(v, str) for v in present):
+        return datasets.Value("string")
+    if all(isinstance(v, list) for v in present):
+        return _list(_infer([x for v in present for x in v]))
+    if all(isinstance(v, dict) for v in present):
+        keys = list(dict.fromkeys(k for v in present for k in v))
+        return {k: _infer([v.get(k) for v in present]) for k in keys}
+    raise DataError(f"meta values of mixed types cannot form a column: {sorted({type(v).__name__ for v in present})}")
+
+
+def _meta_feature(metas: list[dict]) -> dict | None:
+    keys = list(dict.fromkeys(k for m in metas for k in m))
+    return {k: _infer([m.get(k) for m in metas]) for k in keys} if keys else None
+
+
+def fixed_choices(ds: Dataset) -> list[str] | None:
+    """The one choice list every question shares (then the answer is a class label), else None."""
+    first = ds.questions[0].choices if ds.questions else None
+    return list(first) if first and all(q.choices == first for q in ds.questions) else None
+
+
+def hub_tables(ds: Dataset) -> dict[str, object]:
+    """``documents`` and one ``questions`` table per split, as ``datasets.Dataset`` with nested features:
+    facts / premises / choice_facts are lists of {subject, relation, object}; ``meta`` a struct of the
+    dataset's meta fields (absent when no row has any); ``answer`` a ClassLabel when choices are fixed."""
+    import datasets
+
+    if not ds.questions:
+        raise DataError("the dataset has no questions to export")
+    fact = _fact_feature()
+    doc_meta = _meta_feature([d.meta for d in ds.documents])
+    doc_feat = {"id": datasets.Value("string"), "text": datasets.Value("string"), "kind": datasets.Value("string"),
+                "facts": _list(fact)}
+    if doc_meta:
+        doc_feat["meta"] = doc_meta
+    docs = datasets.Dataset.from_list(
+        [{"id": d.id, "text": d.text, "kind": d.kind, "facts": [_fact(f) for f in d.facts],
+          **({"meta": {k: d.meta.get(k) for k in doc_meta}} if doc_meta else {})} for d in ds.documents],
+        features=datasets.Features(doc_feat))
+    fixed = fixed_choices(ds)
+    q_meta = _meta_feature([q.meta for q in ds.questions])
+    q_feat = {"id": datasets.Value("string"), "split": datasets.Value("string"), "subtype": datasets.Value("string"),
+              "context": datasets.Value("string"), "choices": _list(datasets.Value("string")),
+              "answer": datasets.ClassLabel(names=fixed) if fixed else datasets.Value("int64"),
+              "support": _list(datasets.Value("string")), "premises": _list(fact), "choice_facts": _list(fact)}
+    if q_meta:
+        q_feat["meta"] = q_meta
+    features = datasets.Features(q_feat)
+    out = {"documents": docs}
     for sp in ds.splits:
-        qs = ds.split(sp)
-        parts[sp] = datasets.Dataset.from_dict({
-            "id": [q.id for q in qs], "subtype": [q.subtype for q in qs], "context": [q.context for q in qs],
-            "choices": [list(q.choices) for q in qs], "answer": [q.answer for q in qs],
-            "support": [list(q.support) for q in qs],
-            "premises": [dumps([f.to_list() for f in q.premises]) for q in qs],
-            "choice_facts": [dumps([None if f is None else f.to_list() for f in q.choice_facts]) for q in qs],
-            "meta": [dumps(q.meta) for q in qs]})
-    return datasets.DatasetDict(parts)
+        out[sp] = datasets.Dataset.from_list(
+            [{"id": q.id, "split": q.split, "subtype": q.subtype, "context": q.context, "choices": list(q.choices),
+              "answer": q.answer, "support": list(q.support), "premises": [_fact(f) for f in q.premises],
+              "choice_facts": [_fact(f) for f in q.choice_facts],
+              **({"meta": {k: q.meta.get(k) for k in q_meta}} if q_meta else {})} for q in ds.split(sp)],
+            features=features)
+    return out
 
 
-def to_hf(ds: Dataset, dest: str | os.PathLike) -> Path:
-    """Save a ``DatasetDict`` (``documents`` + one split per question split); ``datasets.load_from_disk`` reads it."""
+def _split_name(sp: str) -> str:
+    import re
+
+    if not re.fullmatch(r"\w+(?:[-.]\w+)*", sp):
+        raise DataError(f"split name {sp!r} is not a valid Hugging Face split name (letters, digits, _ - .)")
+    return sp
+
+
+def dataset_card(ds: Dataset, splits: list[str], license: str, content_hash: str) -> str:
+    import yaml
+
+    header = {
+        "configs": [
+            {"config_name": "questions", "default": True,
+             "data_files": [{"split": sp, "path": f"questions/{sp}-*.parquet"} for sp in splits]},
+            {"config_name": "documents", "data_files": [{"split": "train", "path": "documents/train-*.parquet"}]},
+        ],
+        "license": license,
+        "language": ["en"],
+        "task_categories": ["multiple-choice"],
+        "tags": [HF_TAG, "synthetic", "generalization", ds.family],
+        "pretty_name": f"genmodes {ds.family} (seed {ds.seed})",
+        "size_categories": ["n<1K" if len(ds.questions) < 1000 else "1K<n<10K" if len(ds.questions) < 10000 else "10K<n<100K"],
+    }
+    desc = str(ds.meta.get("description") or "").strip()
+    papers = PAPERS.get(ds.family, [P1])
+    counts = "\n".join(f"| {sp} | {len(ds.split(sp))} | {ds.chance(sp):.3f} |" for sp in splits)
+    settings = yaml.safe_dump(ds.config, sort_keys=True, allow_unicode=True).strip() or "{}"
+    recall = ds.meta.get("recall_splits")
+    return f"""---
+{yaml.safe_dump(header, sort_keys=False, allow_unicode=True).strip()}
+---
+
+# genmodes `{ds.family}`, seed {ds.seed}
+
+{desc or "A contamination-free dataset generated by genmodes."}
+
+Generated by genmodes, family `{ds.family}` with seed {ds.seed}: the same family,
+settings and seed give byte-identical data. Content hash (sha256 of the dataset's data files, as
+`genmodes data show` prints it): `{content_hash}`.
+
+## Configs
+
+- `questions` (default): one split per question split. Each question is scored by likelihood: the
+  `choices` are continuations of `context` (never shown together); `answer` is the index of the
+  correct one. `support` lists the ids of the training documents stating the `premises` needed to
+  answer; `choice_facts[i]` is the fact choice i asserts (null where a choice is not one fact).
+- `documents` (split `train`): the training documents a model may learn from (fine-tuning, or in
+  context), with the `facts` each states.
+
+| split | questions | chance |
+|---|---:|---:|
+{counts}
+
+{"Recall splits (the trained direction; the others test generalization): " + ", ".join(map(str, recall)) + "." if recall else ""}
+
+```python
+from datasets import load_dataset
+questions = load_dataset("PATH_OR_REPO", "questions")
+documents = load_dataset("PATH_OR_REPO", "documents", split="train")
+```
+
+## Generator settings
+
+```yaml
+family: {ds.family}
+seed: {ds.seed}
+{settings}
+```
+
+## Citation
+
+Please cite:
+
+{chr(10).join(f"- {p}" for p in papers)}
+"""
+
+
+def to_hf(ds: Dataset, dest: str | os.PathLike, license: str | None = None) -> Path:
+    """Write the Hugging Face Hub layout into ``dest``: ``README.md`` (dataset card with its YAML
+    header), ``questions/<split>-00000-of-00001.parquet`` and ``documents/train-00000-of-00001.parquet``.
+    ``datasets.load_dataset(dest, "questions")`` reads it locally and, once pushed, from the Hub."""
+    from genmodes.data.io import content_hash, dataset_files
+
     out = Path(dest)
-    _check_dest(out, HF_MARKER)
-    dd = hf_dataset_dict(ds)
+    _check_hub_dest(out)
+    splits = [_split_name(sp) for sp in ds.splits]
+    tables = hub_tables(ds)
+    h = content_hash(dataset_files(ds))
+    lic = license or ("other" if ds.family == "berglund" else "apache-2.0")
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
     try:
-        dd.save_to_disk(str(tmp / "dd"))
-        os.replace(tmp / "dd", tmp / "final")
-        _swap_into_place(tmp / "final", out)
+        final = tmp / "final"
+        (final / "questions").mkdir(parents=True)
+        (final / "documents").mkdir()
+        import datasets
+
+        was_on = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()  # one "Creating parquet" bar per file is noise
+        try:
+            tables["documents"].to_parquet(str(final / "documents" / "train-00000-of-00001.parquet"))
+            for sp in splits:
+                tables[sp].to_parquet(str(final / "questions" / f"{sp}-00000-of-00001.parquet"))
+        finally:
+            if was_on:
+                datasets.enable_progress_bars()
+        (final / HF_CARD).write_text(dataset_card(ds, splits, lic, h), encoding="utf-8")
+        _swap_into_place(final, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -109,30 +300,175 @@ metadata:
 """
 
 
-def to_lm_eval(ds: Dataset, dest: str | os.PathLike, name: str | None = None) -> list[str]:
+def to_lm_eval(ds: Dataset, dest: str | os.PathLike, name: str | None = None,
+               contexts: dict[str, str] | None = None, extra: dict | None = None,
+               files_extra: dict[str, bytes] | None = None) -> list[str]:
     """Write one multiple_choice task per split (plus a group of them) into ``dest``.
 
-    Returns the task names, group last. The folder is self-contained and relocatable: the loader
-    finds its data files relative to itself.
+    ``contexts`` maps a question id to the full text placed before its choices (a condition's
+    documents, then the question); default: the question's own context. Returns the task names,
+    group last. The folder is self-contained and relocatable: the loader finds its data files
+    relative to itself.
     """
     prefix = name or f"genmodes_{ds.family}"
     if not prefix.replace("_", "").replace("-", "").isalnum():
         raise DataError(f"lm-eval task name {prefix!r}: use letters, digits, '_' or '-'")
     out = Path(dest)
     _check_dest(out, LM_EVAL_MARKER)
-    files: dict[str, bytes] = {"utils.py": _UTILS.encode()}
+    files: dict[str, bytes] = {"utils.py": _UTILS.encode(), **(files_extra or {})}
+    contexts = contexts or {}
     tasks = []
     for sp in ds.splits:
         task = f"{prefix}_{sp}"
         tasks.append(task)
         files[f"data/{sp}.jsonl"] = jsonl_bytes(
-            {"id": q.id, "subtype": q.subtype, "context": q.context, "choices": q.choices, "answer": q.answer}
+            {"id": q.id, "subtype": q.subtype, "context": contexts.get(q.id, q.context), "choices": q.choices,
+             "answer": q.answer}
             for q in ds.split(sp))
         files[f"{task}.yaml"] = _task_yaml(task, prefix, sp).encode()
     files[f"{prefix}.yaml"] = (f"group: {prefix}\ntask:\n" + "".join(f"  - {t}\n" for t in tasks)
                                + "aggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\n"
                                + "metadata:\n  version: 1.0\n").encode()
-    files[LM_EVAL_MARKER] = (json.dumps({"family": ds.family, "seed": ds.seed, "tasks": tasks, "group": prefix},
-                                        indent=2) + "\n").encode()
+    files[LM_EVAL_MARKER] = (json.dumps({"family": ds.family, "seed": ds.seed, "tasks": tasks, "group": prefix,
+                                         **(extra or {})}, indent=2) + "\n").encode()
     write_atomic_dir(out, files, replace_any=True)
     return tasks + [prefix]
+
+
+# ------------------------------------------------------------------------------------------ a condition of a run
+
+def _read_cells(run: Path) -> list[dict]:
+    path = run / "cells.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+
+
+def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str | None = None,
+                       seed: int | None = None, device: str | None = None):
+    """Rebuild exactly what a finished cell of a run scored: the dataset as the run used it (splits,
+    ``max_per_split`` subsample), the text before each question's choices (the condition's shared
+    prefix and per-question context, e.g. retrieved documents), and the model (a fine-tuned
+    checkpoint is reused from the run's ``shared/`` folder, never retrained).
+
+    Returns (dataset, {question id: context}, model, tokenizer, cell record)."""
+    import yaml
+
+    from genmodes.conditions import get_condition, make_settings
+    from genmodes.conditions.base import CellContext
+    from genmodes.errors import ConfigError
+    from genmodes.experiments.config import parse_config
+    from genmodes.experiments.runner import Cell, build_dataset
+
+    run = Path(run_dir)
+    if not (run / "config.yaml").is_file():
+        raise DataError(f"{run_dir}: not a run folder (no config.yaml)")
+    cfg = parse_config(yaml.safe_load((run / "config.yaml").read_text()), source=str(run / "config.yaml"))
+    conds = {c.name: c for c in cfg.conditions}
+    if condition not in conds:
+        raise ConfigError(f"{run_dir}: no condition {condition!r} (have: {', '.join(conds)})")
+    dss = {d.name: d for d in cfg.datasets}
+    if dataset is None and len(dss) > 1:
+        raise ConfigError(f"{run_dir}: the run has several datasets; pass --dataset ({', '.join(dss)})")
+    spec = dss[dataset] if dataset is not None and dataset in dss else next(iter(dss.values()))
+    if dataset is not None and dataset not in dss:
+        raise ConfigError(f"{run_dir}: no dataset {dataset!r} (have: {', '.join(dss)})")
+    seed = cfg.seeds[0] if seed is None else seed
+    if seed not in cfg.seeds:
+        raise ConfigError(f"{run_dir}: no seed {seed} (have: {', '.join(map(str, cfg.seeds))})")
+    cond = conds[condition]
+    if cond.kind_ == "baseline":
+        raise ConfigError(f"{condition!r} is a baseline (no language model): nothing for lm-eval to score")
+    if cond.kind_ == "from_scratch":
+        raise ConfigError("a from_scratch model has its own word-level tokenizer; lm-eval export covers "
+                          "pretrained, finetune, in_context, retrieval and augmented_finetune")
+    cell_id = Cell(spec, cond, seed).id
+    record = next((c for c in _read_cells(run) if c.get("cell") == cell_id), None)
+    if record is None:
+        raise ConfigError(f"{run_dir}: cell {cell_id} has not finished; run the config first "
+                          "(the export reuses its checkpoints and must not train)")
+    info = record.get("info") or {}
+    for ckpt in (info.get("checkpoint"), (info.get("finetune") or {}).get("checkpoint")):
+        if ckpt and not (Path(ckpt) / "DONE").is_file():
+            raise DataError(f"{cell_id}: its checkpoint {ckpt} is gone; rerun the config to recreate it")
+    ds = build_dataset(spec)
+    if record.get("dataset_hash") and record["dataset_hash"] != ds.meta.get("content_hash"):
+        raise DataError(f"dataset {spec.name!r} rebuilt here differs from the one the run scored "
+                        "(content hash mismatch): its source changed since the run")
+    settings = make_settings(cond.kind_, cond.settings, where=cond.name)
+    with tempfile.TemporaryDirectory(prefix="genmodes-export-") as work:
+        ctx = CellContext(model_spec=cfg.model, dataset=ds, seed=seed, workdir=Path(work),
+                          shared_dir=run / "shared", device=device or "cpu", progress=False)
+        prepared = get_condition(cond.kind_).prepare(ctx, settings)
+    prefix, context_for = prepared.prefix, prepared.context_for
+    if cfg.scoring.chat_template:  # the run scored inside the chat template: so do the tasks
+        from genmodes.chat import wrap
+
+        prefix, context_for = wrap(prepared.tokenizer, prefix, context_for)
+    contexts = {q.id: prefix + context_for(q) for q in ds.questions}
+    return ds, contexts, prepared.model, prepared.tokenizer, record
+
+
+def _model_args(model, tok, dest: Path, files: dict[str, bytes]) -> str:
+    """lm-eval ``--model_args`` naming the exact weights genmodes scored: the model's folder when it
+    was loaded from one (a converted model, a full fine-tune checkpoint), a base folder plus the LoRA
+    adapter (``peft=``), else (a model built in memory, like tiny-random) a copy saved beside the tasks."""
+    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
+        adapter = Path(getattr(model, "_genmodes_checkpoint", "") or "")
+        base = model.get_base_model()
+        base_dir = Path(str(getattr(base.config, "_name_or_path", "") or ""))
+        if not adapter.is_dir():
+            raise DataError("the LoRA adapter's folder is unknown; cannot point lm-eval at it")
+        if not (base_dir.is_dir() and (base_dir / "config.json").is_file()):
+            # the base weights without the LoRA layers peft injected (the adapter is loaded on top)
+            base_dir = _save_model(model.unload(), tok, dest / "model")
+        return f"pretrained={base_dir.resolve()},peft={adapter.resolve()},dtype=float32"
+    where = Path(str(getattr(model.config, "_name_or_path", "") or ""))
+    if where.is_dir() and (where / "config.json").is_file():
+        return f"pretrained={where.resolve()},dtype=float32"
+    return f"pretrained={_save_model(model, tok, dest / 'model')},dtype=float32"
+
+
+def _save_model(model, tok, target: Path) -> Path:
+    from transformers.utils import logging as hf_logging
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        model.save_pretrained(str(target))
+        tok.save_pretrained(str(target))
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+    return target.resolve()
+
+
+def to_lm_eval_condition(run_dir: str | os.PathLike, dest: str | os.PathLike, condition: str,
+                         dataset: str | None = None, seed: int | None = None, name: str | None = None,
+                         device: str | None = None) -> tuple[list[str], str]:
+    """lm-eval tasks that score what a condition of a finished run scored: its questions (the run's
+    subsample), the documents it put before each question, and a pointer to its model. Returns
+    (task names with the group last, the ``--model_args`` to pass)."""
+    ds, contexts, model, tok, record = condition_contexts(run_dir, condition, dataset, seed, device)
+    ckpt = (record.get("info") or {}).get("checkpoint") or ((record.get("info") or {}).get("finetune") or {}).get("checkpoint")
+    if ckpt:
+        model._genmodes_checkpoint = ckpt
+    out = Path(dest)
+    _check_dest(out, LM_EVAL_MARKER)
+    prefix = name or f"genmodes_{ds.family}_{condition}"
+    parent = out.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    # the model copy (if any) is written into a staging folder, then moved with the tasks
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.model-", dir=parent))
+    try:
+        args = _model_args(model, tok, staging, {})
+        final_args = args.replace(str((staging / "model").resolve()), str((out / "model").resolve()))
+        extra = {"run": str(Path(run_dir).resolve()), "condition": condition, "cell": record.get("cell"),
+                 "model_args": final_args, "questions": len(ds.questions)}
+        tasks = to_lm_eval(ds, out, name=prefix, contexts=contexts, extra=extra)
+        if (staging / "model").is_dir():
+            os.replace(staging / "model", out / "model")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return tasks, final_args

@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -72,15 +70,11 @@ def write_atomic_dir(out_dir: str | os.PathLike, files: dict[str, bytes], *, rep
     An existing ``out_dir`` is replaced only after the new folder is complete, and only if it is a
     dataset folder or empty (unless ``replace_any``): a typo must not wipe an unrelated folder.
     """
+    from genmodes.io import atomic_dir
+
     out = Path(out_dir)
     _check_replaceable(out, replace_any)
-    parent = out.parent if str(out.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise DataError(f"cannot create {parent}: {e.strerror}") from None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
-    try:
+    with atomic_dir(out) as tmp:
         for rel, data in files.items():
             p = tmp / rel
             p.parent.mkdir(parents=True, exist_ok=True)
@@ -88,17 +82,17 @@ def write_atomic_dir(out_dir: str | os.PathLike, files: dict[str, bytes], *, rep
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        _swap_into_place(tmp, out)
-    except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):
-            raise DataError(f"cannot write {out}: {e.strerror or e}") from None
-        raise
     return out
 
 
 def _check_replaceable(out: Path, replace_any: bool) -> None:
-    if not out.exists():
+    """``out`` may become a dataset folder: absent, empty, or a dataset folder already."""
+    probe = out
+    while not (probe.exists() or probe.is_symlink()) and probe.parent != probe:
+        probe = probe.parent
+    if probe != out and probe.exists() and not probe.is_dir():
+        raise DataError(f"output {out}: {probe} is a file, not a folder")
+    if not (out.exists() or out.is_symlink()):
         return
     if not out.is_dir():
         raise DataError(f"output {out} exists and is not a folder")
@@ -108,19 +102,10 @@ def _check_replaceable(out: Path, replace_any: bool) -> None:
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first and removed last."""
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-    os.rmdir(old)
-    os.replace(out, old)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(old, out)  # put the previous dataset back
-        raise
-    shutil.rmtree(old, ignore_errors=True)
+    """Rename ``tmp`` to ``out`` (see :func:`genmodes.io.replace_dir`)."""
+    from genmodes.io import replace_dir
+
+    replace_dir(tmp, out)
 
 
 def save_dataset(ds: Dataset, out_dir: str | os.PathLike) -> Path:
@@ -131,22 +116,11 @@ def save_dataset(ds: Dataset, out_dir: str | os.PathLike) -> Path:
 # ---------------------------------------------------------------------------------------------- load
 
 def _read_lines(path: Path) -> list[tuple[int, Any]]:
-    name = path.name
+    from genmodes.io import read_jsonl
+
     if not path.is_file():
-        raise DataError(f"{path}: missing file {name}")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{name}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-    rows = []
-    for i, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append((i, json.loads(line)))
-        except json.JSONDecodeError as e:
-            raise DataError(f"{name} line {i}: invalid JSON ({e.msg} at column {e.colno})") from None
-    return rows
+        raise DataError(f"{path}: missing file {path.name}")
+    return read_jsonl(path, objects=False, name=path.name)
 
 
 def _fact(x: Any, what: str) -> Fact:
@@ -188,6 +162,11 @@ def question_from_row(d: Any) -> Question:
     choices = _need(d, "choices", list, "a list of strings")
     if not choices or not all(isinstance(c, str) for c in choices):
         raise ValueError("field 'choices' must be a non-empty list of strings")
+    if any(c == "" for c in choices):
+        # the scorer cannot score an empty continuation: refused here so show, audit and run agree
+        raise ValueError(f"choice {choices.index('')} is empty")
+    if len(choices) > 10_000:
+        raise ValueError(f"{len(choices)} choices; at most 10,000")
     answer = _need(d, "answer", int, "an integer")
     if not 0 <= answer < len(choices):
         raise ValueError(f"answer {answer} out of range for {len(choices)} choices")
@@ -212,12 +191,19 @@ def question_from_row(d: Any) -> Question:
 
 
 def _parse_file(path: Path, parse) -> list:
-    out = []
+    out, ids = [], {}
     for i, row in _read_lines(path):
         try:
-            out.append(parse(row))
+            item = parse(row)
         except (ValueError, TypeError, KeyError) as e:
             raise DataError(f"{path.name} line {i}: {e}") from None
+        item_id = getattr(item, "id", None)
+        if item_id is not None:
+            if item_id in ids:
+                raise DataError(f"{path.name} line {i}: id {item_id!r} already used on line {ids[item_id]}; "
+                                "ids must be unique")
+            ids[item_id] = i
+        out.append(item)
     return out
 
 
@@ -234,18 +220,33 @@ def load_dataset(path: str | os.PathLike, *, verify_hash: bool = True) -> Datase
     meta_path = root / META_FILE
     if not meta_path.is_file():
         raise DataError(f"{root}: missing {META_FILE} (not a genmodes dataset folder)")
+    from genmodes.io import loads_line, read_text
+    from genmodes.limits import MAX_SEED
+
+    text = read_text(meta_path, what=META_FILE, max_bytes=64 << 20)
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(f"{META_FILE}: invalid JSON ({getattr(e, 'msg', e)})") from None
+        meta = loads_line(text)
+    except ValueError as e:
+        raise DataError(f"{meta_path}: invalid JSON ({getattr(e, 'msg', e)})") from None
+    if not isinstance(meta, dict):
+        raise DataError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
     for key, typ in (("family", str), ("seed", int), ("config", dict)):
-        if not isinstance(meta.get(key), typ):
-            raise DataError(f"{META_FILE}: field {key!r} missing or not a {typ.__name__}")
+        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
+            raise DataError(f"{meta_path}: field {key!r} missing or not a {typ.__name__}")
+    if not 0 <= meta["seed"] <= MAX_SEED:
+        raise DataError(f"{meta_path}: seed {meta['seed']} must be from 0 to {MAX_SEED}")
+    if not isinstance(meta.get("meta") or {}, dict):
+        raise DataError(f"{meta_path}: field 'meta' must be an object")
+    if meta.get("content_hash") is not None and not isinstance(meta["content_hash"], str):
+        raise DataError(f"{meta_path}: field 'content_hash' must be a string")
     documents = _parse_file(root / "documents.jsonl", document_from_row)
     questions = _parse_file(root / "questions.jsonl", question_from_row)
     knowledge = _parse_file(root / "knowledge.jsonl", lambda r: _fact(r, "a knowledge row"))
     if verify_hash and meta.get("content_hash"):
-        files = {n: (root / n).read_bytes() for n in DATA_FILES}
+        try:
+            files = {n: (root / n).read_bytes() for n in DATA_FILES}
+        except OSError as e:
+            raise DataError(f"cannot read {e.filename}: {e.strerror}") from None
         if content_hash(files) != meta["content_hash"]:
             raise DataError(f"{root}: data files do not match the content_hash in {META_FILE} "
                             "(edited by hand or truncated)")

@@ -25,12 +25,6 @@ class Fact:
     def to_list(self) -> list[str]:
         return [self.subject, self.relation, self.object]
 
-    @classmethod
-    def from_list(cls, xs: list[str]) -> "Fact":
-        if not (isinstance(xs, list) and len(xs) == 3 and all(isinstance(x, str) for x in xs)):
-            raise ValueError(f"a fact is a list of three strings, got {xs!r}")
-        return cls(*xs)
-
 
 @dataclass
 class Document:
@@ -45,11 +39,6 @@ class Document:
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "text": self.text, "kind": self.kind,
                 "facts": [f.to_list() for f in self.facts], "meta": self.meta}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Document":
-        return cls(id=d["id"], text=d["text"], kind=d.get("kind", "article"),
-                   facts=[Fact.from_list(f) for f in d.get("facts", [])], meta=d.get("meta", {}))
 
 
 @dataclass
@@ -88,19 +77,6 @@ class Question:
                 "premises": [f.to_list() for f in self.premises],
                 "choice_facts": [f.to_list() if f is not None else None for f in self.choice_facts],
                 "meta": self.meta}
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> "Question":
-        q = cls(id=d["id"], split=d["split"], subtype=d.get("subtype", ""), context=d["context"],
-                choices=list(d["choices"]), answer=int(d["answer"]), support=list(d.get("support", [])),
-                premises=[Fact.from_list(f) for f in d.get("premises", [])],
-                choice_facts=[Fact.from_list(f) if f is not None else None for f in d.get("choice_facts", [])],
-                meta=d.get("meta", {}))
-        if not q.choices:
-            raise ValueError(f"question {q.id!r} has no choices")
-        if not 0 <= q.answer < len(q.choices):
-            raise ValueError(f"question {q.id!r}: answer {q.answer} is out of range for {len(q.choices)} choices")
-        return q
 
 
 @dataclass

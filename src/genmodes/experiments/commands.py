@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="skip writing report.md/report.html at the end")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--cache", help="model cache directory")
+    from genmodes.experiments.overrides import add_arguments
+
+    add_arguments(p)  # --limit --model --seeds --set
     p.set_defaults(func=cmd_run)
 
 
@@ -53,12 +56,13 @@ def _estimate(cfg: Any) -> list[tuple[str, int, float, float]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from genmodes.experiments.config import load_config
+    from genmodes.experiments.overrides import load_with_overrides
     from genmodes.experiments.runner import Runner
 
-    cfg = load_config(args.config)
+    cfg = load_with_overrides(args.config, args)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     if args.dry_run:
+        Runner(cfg, out, device=args.device, model_cache=args.cache).validate()
         rows = _estimate(cfg)
         print(f"{cfg.name}: model {cfg.model}, {len(rows)} cells -> {out}")
         w = max(len(r[0]) for r in rows)
@@ -73,11 +77,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print_summary(summary)
     print(f"\nrun folder: {out}")
     if not args.no_report:
-        try:
-            from genmodes.report import build_report
-        except ImportError:  # pragma: no cover - report module not installed
-            return 0
-        md, html = build_report(out)
+        from genmodes.report.commands import write_report
+
+        md, html = write_report(out)
         print(f"report: {html}")
     return 0
 

@@ -8,12 +8,35 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from genmodes.errors import ConfigError
+from genmodes.errors import ConfigError, DataError
+from genmodes.limits import (MAX_CONDITION_SETTING, MAX_DATASET_SETTING, MAX_SEED, MAX_THREADS,
+                             check_numbers)
+
+MAX_CONFIG_BYTES = 1 << 20  # the largest study config in configs/ is a few KB
+MAX_CONFIG_NODES = 100_000  # YAML aliases can expand a small file exponentially
+MAX_NAME = 100  # names become folder names (cells/<dataset>__<condition>__s<seed>): 255 bytes at most
+_BAD_NAME_CHARS = set('/\\\0:*?"<>|\n\r\t')
+
+
+def _check_name(v: str | None, what: str = "name") -> str | None:
+    """A name becomes a folder name: non-empty, no path separators, no leading dot, short."""
+    if v is None:
+        return v
+    if not v.strip():
+        raise ValueError(f"{what} is empty")
+    bad = sorted(set(v) & _BAD_NAME_CHARS)
+    if bad:
+        raise ValueError(f"{what} {v[:40]!r} contains {bad[0]!r}; use letters, digits, '-', '_', '.', '+'")
+    if v.startswith(".") or v != v.strip():
+        raise ValueError(f"{what} {v[:40]!r} must not start with '.' or with/end in spaces")
+    if len(v.encode()) > MAX_NAME:
+        raise ValueError(f"{what} is {len(v.encode())} bytes long; at most {MAX_NAME} (it names folders)")
+    return v
 
 
 class _Strict(BaseModel):
@@ -28,10 +51,12 @@ class DatasetSpec(_Strict):
     family: str | None = None
     path: str | None = None
     berglund: str | None = None
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=MAX_SEED)
     settings: dict[str, Any] = Field(default_factory=dict)
-    splits: list[str] | None = None  # score only these splits
-    max_per_split: int | None = Field(default=None, gt=0)  # seeded subsample of questions per split
+    splits: list[str] | None = Field(default=None, min_length=1)  # score only these splits
+    max_per_split: int | None = Field(default=None, gt=0, le=MAX_DATASET_SETTING)  # seeded subsample per split
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
     @model_validator(mode="after")
     def _one_source(self) -> "DatasetSpec":
@@ -43,6 +68,10 @@ class DatasetSpec(_Strict):
         if self.name is None:
             src = self.family or Path(self.path or self.berglund or "").name
             self.name = "berglund" if self.berglund else src
+            try:
+                _check_name(self.name, "name (from the dataset's source; give a 'name')")
+            except ValueError as e:
+                raise ValueError(str(e)) from None
         return self
 
 
@@ -51,23 +80,36 @@ class ConditionSpec(_Strict):
     kind: str | None = None  # the condition module; defaults to `name`
     settings: dict[str, Any] = Field(default_factory=dict)
 
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
     @property
     def kind_(self) -> str:
         return self.kind or self.name
 
 
 class ScoringSpec(_Strict):
-    batch_tokens: int = Field(default=4096, gt=0)
+    batch_tokens: int = Field(default=4096, gt=0, le=1 << 24)
+    chat_template: bool = False  # score inside the tokenizer's chat template (genmodes.chat)
 
 
 class RunConfig(_Strict):
     name: str
     model: str = "smollm2-135m"
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(default_factory=lambda: [0], min_length=1,
+                                                                  max_length=10_000)
     datasets: list[DatasetSpec] = Field(min_length=1)
     conditions: list[ConditionSpec] = Field(min_length=1)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
-    threads: int | None = Field(default=None, gt=0)  # torch threads (default: torch's choice)
+    threads: int | None = Field(default=None, gt=0, le=MAX_THREADS)  # torch threads (default: torch's choice)
+
+    _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, v: str) -> str:
+        if not v.strip() or "\0" in v or "\n" in v:
+            raise ValueError("model must be a model spec (e.g. smollm2-135m, tiny-random, a folder or a .gguf)")
+        return v
 
     @model_validator(mode="after")
     def _unique(self) -> "RunConfig":
@@ -91,46 +133,83 @@ def _loc(err: dict[str, Any]) -> str:
 def parse_config(raw: Any, source: str = "config") -> RunConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a YAML mapping at the top level")
+    _check_shape(raw, source)
     try:
-        cfg = RunConfig(**raw)
+        cfg = RunConfig(**{str(k): v for k, v in raw.items()})
     except ValidationError as e:
         err = e.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{source}: {_loc(err)}: {msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply") from None
     _check_parts(cfg, source)
     return cfg
 
 
+def _check_shape(raw: Any, source: str) -> None:
+    """Bounded size and depth, string keys, no NUL characters: checked iteratively, before pydantic
+    (which would recurse) and before any value becomes a path."""
+    from genmodes.io import MAX_NESTING
+
+    stack, nodes = [(raw, 1, "")], 0
+    while stack:
+        x, depth, where = stack.pop()
+        nodes += 1
+        if nodes > MAX_CONFIG_NODES:
+            raise ConfigError(f"{source}: more than {MAX_CONFIG_NODES:,} values (YAML aliases expanding?)")
+        if depth > MAX_NESTING:
+            raise ConfigError(f"{source}: {where or 'config'}: nested more than {MAX_NESTING} levels deep")
+        if isinstance(x, dict):
+            for k, v in x.items():
+                if not isinstance(k, str):
+                    raise ConfigError(f"{source}: {where or 'config'}: key {k!r} is not a string")
+                stack.append((v, depth + 1, f"{where}.{k}" if where else k))
+        elif isinstance(x, list):
+            stack.extend((v, depth + 1, f"{where}[{i}]") for i, v in enumerate(x))
+        elif isinstance(x, str) and "\0" in x:
+            raise ConfigError(f"{source}: {where}: contains a NUL character")
+
+
 def _check_parts(cfg: RunConfig, source: str) -> None:
-    """Family names and settings, condition kinds and settings: all checked before anything runs."""
+    """Family names and settings, condition kinds and settings, sizes: all checked before anything
+    runs. (Dataset contents, splits and the model are checked by the runner, still before the run
+    folder is made.)"""
     from genmodes.conditions import make_settings
     from genmodes.data.families import make_config
-    from genmodes.errors import DataError
 
     for i, d in enumerate(cfg.datasets):
+        where = f"{source}: datasets[{i}]"
         if d.family:
             try:
-                make_config(d.family, d.settings)
+                fc = make_config(d.family, d.settings)
             except DataError as e:
-                raise ConfigError(f"{source}: datasets[{i}]: {e}") from None
+                raise ConfigError(f"{where}: {e}") from None
+            check_numbers(fc.model_dump(), f"{where}.settings", MAX_DATASET_SETTING)
         for key in ("path", "berglund"):
             p = getattr(d, key)
             if p and not Path(p).expanduser().is_dir():
-                raise ConfigError(f"{source}: datasets[{i}].{key}: no such directory: {p}")
+                raise ConfigError(f"{where}.{key}: no such directory: {p}")
     for i, c in enumerate(cfg.conditions):
-        make_settings(c.kind_, c.settings, where=f"{source}: conditions[{i}] ({c.name})")
+        s = make_settings(c.kind_, c.settings, where=f"{source}: conditions[{i}] ({c.name})")
+        check_numbers(s.model_dump(), f"{source}: conditions[{i}].settings", MAX_CONDITION_SETTING)
 
 
 def load_config(path: str | os.PathLike) -> RunConfig:
+    from genmodes.io import read_text
+
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {path}")
     try:
-        raw = yaml.safe_load(p.read_text())
+        text = read_text(p, what="config", max_bytes=MAX_CONFIG_BYTES)
+    except DataError as e:
+        raise ConfigError(str(e)) from None
+    try:
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', None) or e})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a study config") from None
     return parse_config(raw, source=str(path))
 
 

@@ -10,6 +10,12 @@ Run folder::
     cells.jsonl      one row per finished cell: timings and the condition's info
     summary.csv      dataset,split,condition,n,accuracy,stderr,chance
 
+Before the folder is made, everything that can be checked is (datasets and their splits, the model
+spec, the device, LoRA target modules, document kinds), so a typo leaves nothing behind. The folder
+is locked while a run works in it (``.lock`` names the pid); a second run on it stops with one line.
+A folder whose config changed is refused only once a cell of it has finished: until then it holds
+no result, so it is not "another run". A non-finite score stops the cell: it is never a number.
+
 Resuming: the top-level files are rebuilt (atomically) from finished cells after every cell, so a run
 killed at any moment (kill -9 included) and started again has no lost and no duplicated rows;
 finished cells are not recomputed, and conditions reuse their checkpoints from ``shared/``.
@@ -19,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -31,9 +38,12 @@ from typing import Any, Callable
 from genmodes.conditions import get_condition, make_settings
 from genmodes.conditions.base import CellContext, Timer
 from genmodes.data.types import Dataset
-from genmodes.errors import ConfigError
+from genmodes.errors import ConfigError, DiskError, GenmodesError, NumericError
 from genmodes.experiments.config import DatasetSpec, RunConfig, dump_config, load_config
-from genmodes.scoring import Scorer, chosen
+from genmodes.io import (atomic_write, clean_stale_temps, disk_error_message, folder_lock, jsonl_bytes,
+                         read_jsonl, read_text, TEMP_RE)
+from genmodes.report.provenance import cell_provenance, question_detail
+from genmodes.scoring import Scorer, chosen, split_prefix
 
 CELL_DONE = "cell.json"
 
@@ -71,7 +81,14 @@ def build_dataset(spec: DatasetSpec) -> Dataset:
 
         ds = import_berglund(spec.berglund, seed=spec.seed)
     ds.meta["content_hash"] = content_hash(dataset_files(ds))
+    seen: set[str] = set()
+    for q in ds.questions:
+        if q.id in seen:
+            raise ConfigError(f"dataset {spec.name!r}: question id {q.id!r} appears twice; ids must be unique")
+        seen.add(q.id)
     qs = ds.questions
+    if not qs:
+        raise ConfigError(f"dataset {spec.name!r}: has no questions; nothing to score")
     if spec.splits is not None:
         unknown = sorted(set(spec.splits) - set(ds.splits))
         if unknown:
@@ -88,28 +105,46 @@ def build_dataset(spec: DatasetSpec) -> Dataset:
                 sq = sorted(sq[: spec.max_per_split], key=lambda q: position[q.id])
             kept.extend(sq)
         qs = kept
+    if not qs:
+        raise ConfigError(f"dataset {spec.name!r}: no questions left in splits {spec.splits}")
     ds.questions = qs
     return ds
 
 
 # ------------------------------------------------------------------------------------------ io helpers
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in rows).encode()
+    return jsonl_bytes(rows)
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for _, row in read_jsonl(path)]
+
+
+def _finetune_settings(s: Any) -> list[Any]:
+    """Every fine-tuning settings object inside a condition's settings (finetune, or nested)."""
+    from pydantic import BaseModel
+
+    from genmodes.conditions.finetune import Settings as FT
+
+    out, stack = [], [s]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, FT):
+            out.append(x)
+        if isinstance(x, BaseModel):
+            stack.extend(getattr(x, k) for k in type(x).model_fields)
+    return out
+
+
+def _check_target_modules(model: Any, wanted: list[str], where: str) -> None:
+    names = [n for n, _ in model.named_modules()]
+    for t in wanted:
+        if not any(n == t or n.endswith("." + t) for n in names):
+            leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                             if n and not list(m.children())})
+            raise ConfigError(f"{where}: target_modules: the model has no module {t!r} "
+                              f"(its layers: {', '.join(leaves[:12])})")
 
 
 # ------------------------------------------------------------------------------------------ running
@@ -125,17 +160,100 @@ class Runner:
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._datasets: dict[str, Dataset] = {}
 
-    # -- setup
-    def init_folder(self) -> None:
+    # -- checks, before anything is written
+    def validate(self) -> None:
+        """Everything resolvable, checked before the run folder is made (issue 12): datasets with
+        their contents and splits, the model spec and device, LoRA target modules, document kinds."""
+        from genmodes.models import check_device, check_spec
+
+        for d in self.cfg.datasets:
+            self.dataset(d)
+        check_device(self.device)
+        kinds = [c.kind_ for c in self.cfg.conditions]
+        if self.cfg.model == "scratch" or "from_scratch" in kinds:
+            others = sorted({k for k in kinds if k != "from_scratch"})
+            if self.cfg.model == "scratch" and others:
+                raise ConfigError(f"model 'scratch' is built by the from_scratch condition only; "
+                                  f"conditions of kind {others} need a pretrained model")
+            if self.cfg.model != "scratch":
+                raise ConfigError(f"from_scratch builds its own model: set the config's model to 'scratch' "
+                                  f"(got {self.cfg.model!r})")
+        else:
+            check_spec(self.cfg.model, self.model_cache)
+        lora_model = None
+        for i, c in enumerate(self.cfg.conditions):
+            where = f"conditions[{i}] ({c.name})"
+            for ft in _finetune_settings(make_settings(c.kind_, c.settings, where=where)):
+                if ft.kinds is not None:
+                    for d in self.cfg.datasets:
+                        have = {doc.kind for doc in self.dataset(d).documents}
+                        if not have & set(ft.kinds):
+                            raise ConfigError(f"{where}: kinds {ft.kinds}: dataset {d.name!r} has no documents "
+                                              f"of these kinds (it has {', '.join(sorted(have)) or 'none'})")
+                if ft.method == "lora" and ft.target_modules:
+                    from genmodes.models import load_model
+
+                    if lora_model is None:
+                        lora_model, _ = load_model(self.cfg.model, device="cpu", cache=self.model_cache)
+                    _check_target_modules(lora_model, ft.target_modules, where)
+
+    # -- the folder
+    def _finished_ids(self) -> list[str]:
+        cells = self.out / "cells"
+        try:
+            return sorted(p.parent.name for p in cells.glob(f"*/{CELL_DONE}"))
+        except OSError:
+            return []
+
+    def check_folder(self) -> str:
+        """Whether the run may use its folder, writing nothing: "same" (this config's run),
+        "replace" (an earlier attempt with no finished cell), "new" (absent, or empty). Raises
+        :class:`ConfigError` for a folder that is another run or not a run folder."""
         text = dump_config(self.cfg)
         cfg_path = self.out / "config.yaml"
-        if cfg_path.exists():
-            if cfg_path.read_text() != text:
-                raise ConfigError(f"{self.out} holds a run of a different config; pass another --out "
-                                  "(or delete the folder to start over)")
-        elif self.out.exists() and any(self.out.iterdir()):
-            raise ConfigError(f"{self.out} exists and is not a genmodes run folder; pass another --out")
-        _write_atomic(cfg_path, text.encode())
+        if self.out.exists() and not self.out.is_dir():
+            raise DiskError(f"cannot use {self.out} as the run folder: it is a file")
+        if cfg_path.is_file():
+            try:
+                old = read_text(cfg_path, what="config")
+            except GenmodesError:
+                old = None
+            if old == text:
+                return "same"
+            finished = self._finished_ids()
+            if finished:
+                raise ConfigError(f"{self.out} holds a run of a different config ({len(finished)} finished "
+                                  "cell(s)); pass another --out (or delete the folder to start over)")
+            return "replace"
+        if cfg_path.exists() or cfg_path.is_symlink():
+            raise ConfigError(f"{cfg_path} is not a file; pass another --out")
+        else:
+            try:
+                entries = [e for e in os.listdir(self.out) if e != ".lock" and not TEMP_RE.match(e)]
+            except FileNotFoundError:
+                entries = []
+            except OSError as e:
+                raise DiskError(disk_error_message(e, self.out) or str(e)) from None
+            if entries:
+                raise ConfigError(f"{self.out} exists and is not a genmodes run folder; pass another --out")
+        return "new"
+
+    def init_folder(self) -> None:
+        """Check the run folder and write config.yaml; call with the folder lock held."""
+        state = self.check_folder()
+        if state == "same":
+            return
+        if state == "replace":
+            # no finished cell: not another run, only an earlier attempt; its unfinished work is stale
+            shutil.rmtree(self.out / "cells", ignore_errors=True)
+        atomic_write(self.out / "config.yaml", dump_config(self.cfg))
+
+    def _make_folder(self) -> None:
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except (OSError, ValueError) as e:
+            raise DiskError(f"cannot create the run folder {self.out}: "
+                            f"{getattr(e, 'strerror', None) or e}") from None
 
     def dataset(self, spec: DatasetSpec) -> Dataset:
         if spec.name not in self._datasets:
@@ -145,13 +263,32 @@ class Runner:
     def done(self, cell: Cell) -> bool:
         return (self.out / "cells" / cell.id / CELL_DONE).exists()
 
+    def _all_done(self) -> bool:
+        """A finished run of this very config: reading it changes nothing (works read-only)."""
+        try:
+            same = read_text(self.out / "config.yaml", what="config") == dump_config(self.cfg)
+        except GenmodesError:
+            return False
+        return same and all(self.done(c) for c in grid(self.cfg))
+
     # -- the grid
     def run(self) -> list[dict[str, Any]]:
         import torch
 
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
-        self.init_folder()
+        if self._all_done():
+            self.log(f"resuming: {len(grid(self.cfg))} of {len(grid(self.cfg))} cells already finished")
+            return self.collect()
+        self.validate()
+        self.check_folder()
+        self._make_folder()
+        with folder_lock(self.out):
+            clean_stale_temps(self.out, depth=2)
+            self.init_folder()
+            return self._run_grid()
+
+    def _run_grid(self) -> list[dict[str, Any]]:
         cells = grid(self.cfg)
         todo = [c for c in cells if not self.done(c)]
         if len(todo) < len(cells):
@@ -162,15 +299,17 @@ class Runner:
 
             bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell",
                        dynamic_ncols=True)
-        for cell in todo:
+        try:
+            for cell in todo:
+                if bar is not None:
+                    bar.set_postfix_str(cell.id)
+                self.run_cell(cell)
+                self.collect()
+                if bar is not None:
+                    bar.update(1)
+        finally:
             if bar is not None:
-                bar.set_postfix_str(cell.id)
-            self.run_cell(cell)
-            self.collect()
-            if bar is not None:
-                bar.update(1)
-        if bar is not None:
-            bar.close()
+                bar.close()  # an error is printed below the bar, not on its line
         return self.collect()
 
     def run_cell(self, cell: Cell) -> None:
@@ -188,9 +327,22 @@ class Runner:
         random.seed(cell.seed)
         t_start = time.perf_counter()
         with Timer() as t_prep:
-            prepared = get_condition(kind).prepare(ctx, settings)
+            try:
+                prepared = get_condition(kind).prepare(ctx, settings)
+            except GenmodesError:
+                raise
+            except Exception as e:  # noqa: BLE001 - only filesystem failures are turned into a line
+                msg = disk_error_message(e, workdir)
+                if msg is None:
+                    raise
+                raise DiskError(f"cell {cell.id}: {msg}") from None
         tok = prepared.tokenizer
-        contexts = [prepared.context_for(q) for q in ds.questions]
+        prefix, context_for = prepared.prefix, prepared.context_for
+        if self.cfg.scoring.chat_template and prepared.score_questions is None:
+            from genmodes.chat import wrap
+
+            prefix, context_for = wrap(tok, prefix, context_for)
+        contexts = [context_for(q) for q in ds.questions]
         if prepared.score_questions is not None:  # a shortcut baseline: no model, no tokens
             scorer = None
             with Timer() as t_score:
@@ -200,8 +352,15 @@ class Runner:
             scorer = Scorer(prepared.model, tok, batch_tokens=self.cfg.scoring.batch_tokens)
             with Timer() as t_score:
                 scores = scorer.score([(c, q.choices) for c, q in zip(contexts, ds.questions)],
-                                      prefix=prepared.prefix, progress=self.progress, desc=cell.id)
-            prefix_tokens = scorer.prefix_tokens(prepared.prefix)
+                                      prefix=prefix, progress=self.progress, desc=cell.id)
+            prefix_tokens = scorer.prefix_tokens(prefix)
+        for q, sc in zip(ds.questions, scores):
+            bad = [s for s in sc if not math.isfinite(s.logprob)]
+            if bad:
+                hint = " (the training diverged: lower 'lr'?)" if prepared.info.get("loss_curve") is not None \
+                    or "train_seconds" in prepared.info else ""
+                raise NumericError(f"cell {cell.id}: question {q.id!r}: the score of {bad[0].choice!r} is "
+                                   f"{bad[0].logprob}, not a number{hint}; no result was written")
         rows = []
         for q, ctx_text, sc in zip(ds.questions, contexts, scores):
             pick, pick_norm = chosen(sc), chosen(sc, normalized=True)
@@ -211,8 +370,10 @@ class Runner:
                 "condition_kind": kind, "seed": cell.seed, "question_id": q.id, "answer": q.answer,
                 "chance": q.chance, "scores": [s.to_json() for s in sc], "chosen": pick,
                 "chosen_norm": pick_norm, "correct": pick == q.answer, "correct_norm": pick_norm == q.answer,
-                "context_tokens": (prefix_tokens + len(tok(ctx_text, add_special_tokens=False).input_ids)
+                "context_tokens": (prefix_tokens + len(tok(split_prefix(prefix)[1] + ctx_text,
+                                                           add_special_tokens=False).input_ids)
                                    if tok is not None else 0),
+                **question_detail(q, prepared),
             })
         info = dict(prepared.info)
         record = {"cell": cell.id, "model": self.cfg.model, "dataset": cell.dataset.name,
@@ -220,9 +381,9 @@ class Runner:
                   "n_questions": len(rows),
                   "timings": {"prepare_s": round(t_prep.seconds, 3), "score_s": round(t_score.seconds, 3),
                               "total_s": round(time.perf_counter() - t_start, 3)},
-                  "info": info}
-        _write_atomic(workdir / "results.jsonl", _jsonl(rows))
-        _write_atomic(workdir / CELL_DONE, (json.dumps(record, sort_keys=True, default=str) + "\n").encode())
+                  "info": info, **cell_provenance(ds, prepared.model)}
+        atomic_write(workdir / "results.jsonl", _jsonl(rows))
+        atomic_write(workdir / CELL_DONE, json.dumps(record, sort_keys=True, default=str) + "\n")
         del prepared, scorer
 
     def collect(self) -> list[dict[str, Any]]:
@@ -233,10 +394,10 @@ class Runner:
         for cell in grid(self.cfg):
             d = self.out / "cells" / cell.id
             if (d / CELL_DONE).exists():
-                records.append(json.loads((d / CELL_DONE).read_text()))
+                records.extend(_read_jsonl(d / CELL_DONE))
                 rows.extend(_read_jsonl(d / "results.jsonl"))
-        _write_atomic(self.out / "results.jsonl", _jsonl(rows))
-        _write_atomic(self.out / "cells.jsonl", _jsonl(records))
+        atomic_write(self.out / "results.jsonl", _jsonl(rows), if_changed=True)
+        atomic_write(self.out / "cells.jsonl", _jsonl(records), if_changed=True)
         summary = summarize(rows)
         write_summary_csv(summary, self.out / "summary.csv")
         return summary

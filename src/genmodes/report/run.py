@@ -8,7 +8,6 @@ out (their questions are not all scored) and counted in ``notes``. A cell or que
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -62,28 +61,21 @@ def _merge(first: list[str], then: list[str]) -> list[str]:
 def read_jsonl(path: Path, required: tuple[str, ...] = ()) -> tuple[list[dict[str, Any]], bool]:
     """Rows of a JSONL file and whether an incomplete last line (a row being written) was skipped.
     Any other bad line raises a one-line :class:`ReportError` naming the file and line."""
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    partial = False
-    if lines and lines[-1].strip() and not text.endswith("\n"):
-        try:
-            json.loads(lines[-1])
-        except json.JSONDecodeError:
-            partial = True
-            lines = lines[:-1]
+    from genmodes.io import read_jsonl as _read
+
+    try:
+        numbered = _read(path, partial_tail=True)
+    except DataError as e:
+        raise ReportError(str(e)) from None
+    # the last line was skipped: it has no newline, holds something, and gave no row
+    data = path.read_bytes()
+    last = data.count(b"\n") + 1
+    partial = bool(data.rsplit(b"\n", 1)[-1].strip()) and (not numbered or numbered[-1][0] != last)
     rows = []
-    for i, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ReportError(f"{path}:{i}: not valid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise ReportError(f"{path}:{i}: expected a JSON object")
+    for i, row in numbered:
         for k in required:
             if k not in row:
-                raise ReportError(f"{path}:{i}: missing field {k!r}")
+                raise ReportError(f"{path} line {i}: missing field {k!r}")
         rows.append(row)
     return rows, partial
 
@@ -134,8 +126,14 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     cfg_path = path / "config.yaml"
     config: dict[str, Any] = {}
     if cfg_path.is_file():
+        from genmodes.io import read_text
+
         try:
-            loaded = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+            loaded = yaml.safe_load(read_text(cfg_path, what="config", max_bytes=1 << 20))
+        except DataError as e:
+            raise ReportError(str(e)) from None
+        except RecursionError:
+            raise ReportError(f"{cfg_path}: nested too deeply") from None
         except yaml.YAMLError as e:
             raise ReportError(f"{cfg_path}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
         if loaded is not None and not isinstance(loaded, dict):

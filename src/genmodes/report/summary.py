@@ -43,6 +43,8 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         missing = [k for k in _REQUIRED if k not in r]
         if missing:
             raise DataError(f"results row {i + 1}: missing field {missing[0]!r}")
+        if not isinstance(r["correct"], bool):
+            raise DataError(f"results row {i + 1}: field 'correct' must be true or false, got {r['correct']!r}")
         d, s, c = str(r["dataset"]), str(r["split"]), str(r["condition"])
         ds_order.setdefault(d, len(ds_order))
         split_order.setdefault((d, s), len(split_order))
@@ -71,16 +73,13 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
 def write_summary_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
     """Write summary rows (from :func:`summarize`) as CSV; a temporary file is renamed into place, so
     a reader never sees half a file."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        with tmp.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
-            w.writeheader()
-            for r in rows:
-                w.writerow(r)
-        os.replace(tmp, p)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return p
+    import io
+
+    from genmodes.io import atomic_write
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    return atomic_write(path, buf.getvalue(), if_changed=True)

@@ -19,15 +19,58 @@ Splits (every choice is a nonsense word; options are never in context):
   zarp is the dax."); its fact is the inverse relation, e.g. ("zarp", "is an ability of", "dax");
 - ``syllogism``: an inherited fact, hops = premises = isa edges + 1 for a property ("dax isa fep,
   fep can zarp" is 2 hops), or isa edges for an ancestor ("dax isa fep isa blick": 2 hops);
-- ``category_holdout``: for held-out leaf categories training states *only* the parent fact; every
-  inherited property and ancestor is asked.
+- ``category_holdout``: for held-out leaf categories training states *only* the parent fact; their
+  inherited properties and (non-root) ancestors are asked (all of them at the default size);
+- ``cooccurrence_congruent`` / ``cooccurrence_incongruent``: a designed shortcut probe (listed in
+  ``meta["probe_splits"]``), below.
 
-Hard distractors (P1): each wrong option holds the same relation for some other entity (another
-category can "blorf"; the wrong reversal answer is itself a type of something), and is false under
-the closed-world knowledge, which holds every inherited fact and every inverse. Wrong options come
-from the answer's closest relatives first (a sibling's property, a cousin category), which share the
-answer's co-occurring words. Subtypes:
-"category"/"property" for rephrase and reversal, "{category,property}_{hops}hop" for inferences.
+Hard distractors (P1; issue 8 part 4). Each wrong option holds the same relation for some other
+entity (another category can "blorf"; the wrong reversal answer is itself a type of something) and is
+false under the closed-world knowledge, which holds every inherited fact and every inverse; no option
+is a word of the question. Beyond that, options are matched on what a non-model shortcut over the
+training documents reads (``genmodes.data.baselines``), so that on the held-out splits none beats
+chance by more than a few points:
+- same-document co-occurrence with the question's content words: each wrong option co-occurs about
+  as often as the answer (exactly where the valid options allow, else within a tenth). Syllogism and
+  category-holdout answers are never stated with their subject, so their options mostly co-occur
+  zero times: an associative learner is at chance. A reversal's answer co-occurs with its question
+  by definition (the reversal curse's point), so there co-occurrence is reported, exempt
+  (``meta["shortcut_exempt"]``), not matched;
+- "is a type of": every option sits at the answer's depth in the hierarchy (answers near the root
+  among mid-level distractors let "pick the most general" answer most such items; issue 8). A root
+  answer has one same-depth alternative (the hierarchy has two roots), so "X is a type of <root>"
+  is never asked;
+- frequency in the training text (and so a bigram model's score of the option after the context,
+  since a property word only ever follows its relation's words): the number of wrong options more
+  frequent than the answer is balanced over a split, 0..k-1 equally often, so the most and the least
+  frequent option are each the answer about 1/k of the time. An item whose answer is the most
+  (least) frequent of every valid option is skipped once its share is full, so each split plans a
+  quarter more items than it asks. A reversal's options (categories) also end a sentence about as
+  often as its answer does (a parent often does, "... is a type of fep.", a leaf never);
+- length (same length preferred) and answer position (each position equally often).
+
+Co-occurrence probe [P1; RESEARCH.md "word co-occurrence can mask a failure of latent
+generalization"]: syllogism-type inferences (premises in different documents, like ``syllogism``)
+whose subject's first ``probe_cue_mentions`` articles end with a "See also" line linking to a list
+page, e.g. "See also: everything that can zarp." The link states nothing about the category (no
+parser reads a fact from it) but puts the cue word in the subject's documents, after its relation's
+words and before a full stop as a statement would. In
+``cooccurrence_congruent`` the cue is the answer, so training co-occurrence favours the right option
+(every other option co-occurs less); in ``cooccurrence_incongruent`` the cue is one wrong option (the
+lure; ``meta["cue"]``), so it favours a wrong one (the answer and the other options co-occur less
+than the lure; the lure is chosen so that, with its cue mentions, it is as frequent as the answer,
+above it for half the items). The two splits are drawn alternately from one pool, so they share subtypes and
+hops; beside each other in a summary they show whether a model's inferences follow the association:
+an associative learner scores 100% and 0%. The congruent split is a shortcut by design
+(``meta["shortcut_exempt"]``); the audit still checks every other baseline there.
+
+Subtypes: "category"/"property" for rephrase and reversal, "{category,property}_{hops}hop" for
+inferences.
+
+The world (lexicon, hierarchy, closed-world knowledge) is built once (:class:`_World`); which facts
+each split asks is chosen from it, then the documents are written, the probe's cue links added, and
+each question's options chosen from the documents' statistics. Everything is a function of
+(config, seed).
 """
 
 from __future__ import annotations
@@ -41,12 +84,17 @@ from importlib import resources
 
 from pydantic import Field
 
+from genmodes.data.baselines import REVERSAL_EXEMPTION
 from genmodes.data.families import Family, FamilyConfig
 from genmodes.data.nonsense import NonsenseWords, capitalize
 from genmodes.data.types import Dataset, Document, Fact, Question
 
 ISA = "is a type of"
 RECALL_SPLITS = ["rephrase"]
+CONGRUENT, INCONGRUENT = "cooccurrence_congruent", "cooccurrence_incongruent"
+PROBE_SPLITS = [CONGRUENT, INCONGRUENT]
+CONGRUENT_EXEMPTION = ("a designed shortcut probe: training co-occurrence favours the right option on every "
+                       "item (beside cooccurrence_incongruent, where it favours a wrong one)")
 
 # Per relation: training phrasings, held-out rephrasings, the reversed phrasing, a Q&A question.
 # Every forward template ends with "{o}." and every reversed one with "{s}.", so a question is the
@@ -99,6 +147,11 @@ class SemanticStructureConfig(FamilyConfig):
     questions_per_split: int = Field(300, ge=1)
     n_choices: int = Field(4, ge=2)
     support_docs_per_premise: int = Field(3, ge=1, description="support lists the shortest documents stating each premise")
+    probe_questions_per_split: int | None = Field(
+        None, ge=0, description="items in each co-occurrence probe split (0: no probe); default: half of "
+                                "questions_per_split")
+    probe_cue_mentions: int = Field(
+        3, ge=1, description="articles about a probe item's subject that end with its cue word's See-also link")
 
 
 @functools.lru_cache(maxsize=1)
@@ -131,52 +184,243 @@ def _question_parts(template: str, s: str, o: str, last: str) -> tuple[str, str]
     return text[: -len(last) - 2], f" {last}."
 
 
-def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
-    rng = random.Random(f"semantic-{seed}")
-    cats = load_hierarchy()
-    words = NonsenseWords(seed, namespace="semantic_structure", distinct_prefix_len=3)
-    lex: dict[str, str] = {c["name"]: w for c, w in zip(cats, words.take(len(cats)))}
-    objects = sorted({o for c in cats for _, o in c["properties"]})
-    obj_lex = dict(zip(objects, words.take(len(objects))))
+_WORD = re.compile(r"[a-z]+")
+_END = re.compile(r"([a-z]+)\.")
+SEE_ALSO = "See also: "
+CUE_FORMATS = ("encyclopedia", "bullets", "qa")  # articles about one category, which may end with a link
+# The co-occurrence probe's cue: a "See also" link to a list page, which names the cue word after
+# the relation's own words (so a bigram of the training text sees it where a statement would put
+# it) but states nothing about the article's category.
+LINKS = {ISA: "every type of {o}", "can": "everything that can {o}", "has": "everything that has {o}",
+         "is": "everything that is {o}", "eats": "everything that eats {o}",
+         "lives in": "everything that lives in {o}", "is made of": "everything made of {o}",
+         "is used for": "everything used for {o}"}
 
-    parent = {lex[c["name"]]: (lex[c["parent"]] if c["parent"] else None) for c in cats}
-    names = [lex[c["name"]] for c in cats]
-    children: dict[str, list[str]] = defaultdict(list)
-    for c, p in parent.items():
-        if p is not None:
-            children[p].append(c)
 
-    def ancestors(c: str) -> list[str]:
-        out, a = [], parent[c]
+class _World:
+    """The frozen world of one dataset: lexicon, hierarchy, trained facts and closed-world knowledge.
+
+    Built once from (config, seed); documents and questions are both written from it.
+    """
+
+    def __init__(self, config: SemanticStructureConfig, seed: int, rng: random.Random):
+        cats = load_hierarchy()
+        words = NonsenseWords(seed, namespace="semantic_structure", distinct_prefix_len=3)
+        self.lex: dict[str, str] = {c["name"]: w for c, w in zip(cats, words.take(len(cats)))}
+        objects = sorted({o for c in cats for _, o in c["properties"]})
+        self.obj_lex = dict(zip(objects, words.take(len(objects))))
+        lex = self.lex
+        self.parent = {lex[c["name"]]: (lex[c["parent"]] if c["parent"] else None) for c in cats}
+        self.names = [lex[c["name"]] for c in cats]
+        self.children: dict[str, list[str]] = defaultdict(list)
+        for c, p in self.parent.items():
+            if p is not None:
+                self.children[p].append(c)
+        self.chain = {c: [c] + self._ancestors(c) for c in self.names}
+        self.depth = {c: len(self.chain[c]) - 1 for c in self.names}
+        leaves = [c for c in self.names if not self.children[c] and self.depth[c] >= 2]
+        self.heldout = sorted(rng.sample(leaves, min(config.n_holdout_categories, len(leaves))),
+                              key=self.names.index)
+        self.held = set(self.heldout)
+        self.studied = [c for c in self.names if c not in self.held]
+        self.own: dict[str, list[Fact]] = {
+            lex[c["name"]]: ([] if lex[c["name"]] in self.held else
+                             [Fact(lex[c["name"]], r, self.obj_lex[o]) for r, o in c["properties"]]) for c in cats}
+        # Closed world: every inherited property and ancestor, and the inverse of each.
+        self.props_of: dict[str, dict[Fact, tuple[str, int]]] = {}  # c -> fact -> (owner, isa edges)
+        for c in self.names:
+            self.props_of[c] = {Fact(c, f.relation, f.object): (c, 0) for f in self.own[c]}
+            for d, a in enumerate(self.ancestors(c), start=1):
+                for f in self.own[a]:
+                    self.props_of[c][Fact(c, f.relation, f.object)] = (a, d)
+        self.forward: set[Fact] = set()
+        for c in self.names:
+            self.forward.update(Fact(c, ISA, a) for a in self.ancestors(c))
+            self.forward.update(self.props_of[c])
+        self.knowledge = self.forward | {Fact(f.object, INVERSE[f.relation], f.subject) for f in self.forward}
+        self.trained = ([Fact(c, ISA, self.parent[c]) for c in self.names if self.parent[c]]
+                        + [f for c in self.names for f in self.own[c]])
+        self.trained_set = set(self.trained)
+        self.holders: dict[tuple[str, str], set[str]] = defaultdict(set)  # (relation, object) -> subjects
+        self.objs_of: dict[tuple[str, str], set[str]] = defaultdict(set)   # (subject, relation) -> objects
+        for f in self.forward:
+            self.holders[(f.relation, f.object)].add(f.subject)
+            self.objs_of[(f.subject, f.relation)].add(f.object)
+        self.rel_objects = {r: sorted({o for (r2, o) in self.holders if r2 == r}) for r in TEMPLATES}
+        self.rel_subjects = {r: sorted({s for (s, r2) in self.objs_of if r2 == r and s not in self.held},
+                                       key=self.names.index) for r in TEMPLATES}
+
+    def _ancestors(self, c: str) -> list[str]:
+        out, a = [], self.parent[c]
         while a is not None:
             out.append(a)
-            a = parent[a]
+            a = self.parent[a]
         return out
 
-    leaves = [c for c in names if not children[c] and len(ancestors(c)) >= 2]
-    heldout = sorted(rng.sample(leaves, min(config.n_holdout_categories, len(leaves))), key=names.index)
-    held = set(heldout)
-    own: dict[str, list[Fact]] = {
-        lex[c["name"]]: ([] if lex[c["name"]] in held else
-                         [Fact(lex[c["name"]], r, obj_lex[o]) for r, o in c["properties"]]) for c in cats}
+    def ancestors(self, c: str) -> list[str]:
+        return self.chain[c][1:]
 
-    # Closed world: every inherited property and ancestor, and the inverse of each.
-    props_of: dict[str, dict[Fact, tuple[str, int]]] = {}  # c -> inherited fact -> (owner, isa edges)
-    for c in names:
-        props_of[c] = {Fact(c, f.relation, f.object): (c, 0) for f in own[c]}
-        for d, a in enumerate(ancestors(c), start=1):
-            for f in own[a]:
-                props_of[c][Fact(c, f.relation, f.object)] = (a, d)
-    forward: set[Fact] = set()
-    for c in names:
-        forward.update(Fact(c, ISA, a) for a in ancestors(c))
-        forward.update(props_of[c])
-    knowledge_set = forward | {Fact(f.object, INVERSE[f.relation], f.subject) for f in forward}
-    trained = [Fact(c, ISA, parent[c]) for c in names if parent[c]] + [f for c in names for f in own[c]]
+    def facts_of(self, c: str) -> list[Fact]:
+        return ([Fact(c, ISA, self.parent[c])] if self.parent[c] else []) + self.own[c]
 
-    # ---- documents -------------------------------------------------------------------------
-    def facts_of(c: str) -> list[Fact]:
-        return ([Fact(c, ISA, parent[c])] if parent[c] else []) + own[c]
+    def premises_for(self, f: Fact) -> tuple[list[Fact], int]:
+        """Premises of a forward fact and its hop count (= number of premises)."""
+        chain = self.chain[f.subject]
+        if f.relation == ISA:
+            k = chain.index(f.object)
+            return [Fact(chain[i], ISA, chain[i + 1]) for i in range(k)], k
+        owner, d = self.props_of[f.subject][f]
+        return [Fact(chain[i], ISA, chain[i + 1]) for i in range(d)] + [Fact(owner, f.relation, f.object)], d + 1
+
+    def wrong_forward(self, f: Fact) -> list[str]:
+        """Valid wrong objects of (subject, relation, ?): false for the subject, true of another
+        subject (hard), never the subject itself; a wrong category sits at the answer's depth."""
+        true = self.objs_of[(f.subject, f.relation)]
+        if f.relation == ISA:  # a wrong parent must itself have a subtype
+            d = self.depth[f.object]
+            return [c for c in self.names if self.children[c] and self.depth[c] == d
+                    and c not in true and c != f.subject]
+        return [o for o in self.rel_objects[f.relation] if o not in true]
+
+    def wrong_reverse(self, f: Fact) -> list[str]:
+        """Valid wrong subjects of (?, relation, object): each holds the relation with another object."""
+        true = self.holders[(f.relation, f.object)]
+        pool = [c for c in self.rel_subjects[f.relation] if c not in true and c != f.object]
+        if f.relation == ISA:
+            pool = [c for c in pool if self.depth[c] == self.depth[f.subject]]
+        return pool
+
+
+def _stratified(cands: list[tuple[str, Fact]], qrng: random.Random) -> list[tuple[str, Fact]]:
+    """All candidates, ordered round-robin over subtypes (for standard errors over subtypes)."""
+    groups: dict[str, list[Fact]] = defaultdict(list)
+    for st, f in cands:
+        groups[st].append(f)
+    for g in groups.values():
+        qrng.shuffle(g)
+    out: list[tuple[str, Fact]] = []
+    order = sorted(groups)
+    while any(groups.values()):
+        for st in order:
+            if groups[st]:
+                out.append((st, groups[st].pop()))
+    return out
+
+
+def _kind(f: Fact) -> str:
+    return "category" if f.relation == ISA else "property"
+
+
+def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
+    rng = random.Random(f"semantic-{seed}")
+    w = _World(config, seed, rng)
+    k = config.n_choices
+
+    # ---- which facts each split asks (before the documents: the probe's cues go into them) ----
+    # An item is asked only if it has k-1 valid wrong options; "is a type of" items whose answer is
+    # a root have one same-depth alternative (two roots), so they are never asked.
+    plan: dict[str, list[tuple[str, Fact]]] = {}
+
+    def take(split: str, cands: list[tuple[str, Fact]], n: int, reverse: bool = False,
+             exclude: set[Fact] = frozenset()) -> list[tuple[str, Fact]]:
+        qrng = random.Random(f"semantic-{seed}-{split}-plan")
+        out = []
+        for st, f in _stratified(cands, qrng):
+            if len(out) == n:
+                break
+            pool = w.wrong_reverse(f) if reverse else w.wrong_forward(f)
+            if f not in exclude and len(pool) >= k - 1:
+                out.append((st, f))
+        return out
+
+    # Each split plans a quarter more items than it asks: an item whose answer is the most (least)
+    # frequent of every valid option is skipped once enough items have the answer most (least)
+    # frequent (see _questions).
+    n = config.questions_per_split
+    n_probe = (n + 1) // 2 if config.probe_questions_per_split is None else config.probe_questions_per_split
+    quota = {"rephrase": n, "reversal": n, "syllogism": n, "category_holdout": n,
+             CONGRUENT: n_probe, INCONGRUENT: n_probe}
+    direct = [(_kind(f), f) for f in w.trained if f.subject not in w.held]
+    plan["rephrase"] = take("rephrase", direct, n + n // 4)
+    plan["reversal"] = take("reversal", direct, n + n // 4, reverse=True)
+
+    def inferences(cs: set[str]) -> list[tuple[str, Fact]]:
+        return [(f"{_kind(f)}_{w.premises_for(f)[1]}hop", f) for f in sorted(w.forward)
+                if f.subject in cs and f not in w.trained_set]
+
+    plan["syllogism"] = take("syllogism", inferences(set(w.studied)), n + n // 4)
+    plan["category_holdout"] = take("category_holdout", inferences(w.held), n + n // 4)
+    # the probe's items also spare one whose options cannot be kept below its cue word
+    probe = take("cooccurrence", inferences(set(w.studied)), 2 * (n_probe + 2 + n_probe // 4) if n_probe else 0,
+                 exclude={f for _, f in plan["syllogism"]})
+    plan[CONGRUENT] = probe[0::2]
+    plan[INCONGRUENT] = probe[1::2]
+    docs = _documents(config, w, rng)
+
+    # The probe's cue: the word its subject's articles link to under "See also" (the answer for a
+    # congruent item; for an incongruent one a valid wrong option, the lure, chosen on the
+    # documents as written so far: one that co-occurs with the subject no more than the answer
+    # does, and as frequent as the answer will be with the cue's mentions, above it for every other
+    # item and below it for the rest, so the lure's frequency tells nothing).
+    pilot = _Stats(docs)
+    mentions = defaultdict(int)
+    for d in docs:
+        if d.meta["format"] in CUE_FORMATS and len(d.meta.get("about", [])) == 1:
+            mentions[d.meta["about"][0]] += 1
+    cue: dict[Fact, str] = {f: f.object for _, f in plan[CONGRUENT]}
+    prng = random.Random(f"semantic-{seed}-cooccurrence-cues")
+    for i, (_, f) in enumerate(plan[INCONGRUENT]):
+        ctx = [f.subject]
+        m = min(config.probe_cue_mentions, mentions[f.subject])
+        fa = pilot.freq[f.object]
+        cands = [o for o in w.wrong_forward(f) if pilot.cooc(ctx, o) <= pilot.cooc(ctx, f.object)]
+        prng.shuffle(cands)
+        above = [o for o in cands if pilot.freq[o] + m > fa]
+        below = [o for o in cands if pilot.freq[o] + m < fa]
+        side = (above, below) if i % 2 == 0 else (below, above)
+        pick = side[0] or side[1] or cands or w.wrong_forward(f)
+        cue[f] = min(pick, key=lambda o: abs(pilot.freq[o] + m - fa))
+    see_also: dict[str, list[str]] = defaultdict(list)
+    for f in sorted(cue):
+        link = LINKS[f.relation].format(o=cue[f])
+        if link not in see_also[f.subject]:
+            see_also[f.subject].append(link)
+    docs = _add_cues(docs, see_also, config.probe_cue_mentions)
+    questions = _questions(config, seed, w, docs, plan, quota, cue)
+
+    used_words = {x for f in w.knowledge for x in (f.subject, f.object)}
+    return Dataset(
+        family="semantic_structure", config=config.model_dump(), seed=seed, documents=docs,
+        questions=questions, knowledge=sorted(w.knowledge),
+        meta={"recall_splits": RECALL_SPLITS, "probe_splits": PROBE_SPLITS,
+              "shortcut_exempt": {"reversal": {"cooccurrence": REVERSAL_EXEMPTION},
+                                  CONGRUENT: {"cooccurrence": CONGRUENT_EXEMPTION}},
+              "entities": [x for x in [*w.lex.values(), *w.obj_lex.values()] if x in used_words],
+              "heldout_categories": w.heldout,
+              # English -> nonsense, for reading results (never shown to a model)
+              "lexicon": {"categories": w.lex,
+                          "properties": {a: b for a, b in w.obj_lex.items() if b in used_words}}})
+
+
+def _add_cues(docs: list[Document], see_also: dict[str, list[str]], m: int) -> list[Document]:
+    """The co-occurrence probe's cue words: a "See also" line (a link, never a statement) at the end
+    of the first ``m`` articles about each probe subject."""
+    cued: dict[str, int] = defaultdict(int)
+    out = []
+    for d in docs:
+        about = d.meta.get("about", [])
+        if d.meta["format"] in CUE_FORMATS and len(about) == 1 and see_also.get(about[0]) and cued[about[0]] < m:
+            cued[about[0]] += 1
+            # one link a line, each ending its sentence as a statement's object does (a bigram
+            # model of the text sees the cue word where and how a statement would put it)
+            links = "".join(f"\n{SEE_ALSO}{link}." for link in see_also[about[0]])
+            d = Document(id=d.id, text=d.text + links, kind=d.kind, facts=d.facts, meta=d.meta)
+        out.append(d)
+    return out
+
+
+def _documents(config: SemanticStructureConfig, w: _World, rng: random.Random) -> list[Document]:
+    names, parent, own = w.names, w.parent, w.own
 
     def say(f: Fact, k: int | None = None) -> str:
         ts = TEMPLATES[f.relation]["train"]
@@ -198,18 +442,19 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
             sents = [x for x in [intro, *body, outro] if x]
             while len(sents) < 4:
                 sents.append(f"Little else is known about the {c}.")
-            return capitalize(c) + "\n" + " ".join(sents), fs
-        if fmt == "bullets":
+            text = capitalize(c) + "\n" + " ".join(sents)
+        elif fmt == "bullets":
             body = sentences_about(c, fs)
             while len(body) < 4:
                 body.append(f"Little else is known about the {c}.")
-            return f"Facts about the {c}:\n" + "\n".join("- " + s for s in body), fs
-        if fmt == "qa":
+            text = f"Facts about the {c}:\n" + "\n".join("- " + s for s in body)
+        elif fmt == "qa":
             fs2 = fs[:]
             rng.shuffle(fs2)
-            lines = [f"Q: {TEMPLATES[f.relation]['ask'].format(s=c)} A: {say(f)}" for f in fs2]
-            return "\n".join(lines), fs
-        raise AssertionError(fmt)
+            text = "\n".join(f"Q: {TEMPLATES[f.relation]['ask'].format(s=c)} A: {say(f)}" for f in fs2)
+        else:
+            raise AssertionError(fmt)
+        return text, fs
 
     docs: list[Document] = []
     n_kind: dict[str, int] = defaultdict(int)
@@ -221,12 +466,11 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
         docs.append(Document(id=f"{prefix}-{n:05d}", text=text, kind=kind, facts=sorted(set(facts)),
                              meta={"format": fmt, **meta}))
 
-    studied = [c for c in names if c not in held]
-    for c in studied:  # one complete article per category: every trained fact is in some document
-        text, fs = article(c, "encyclopedia", facts_of(c))
+    for c in w.studied:  # one complete article per category: every trained fact is in some document
+        text, fs = article(c, "encyclopedia", w.facts_of(c))
         add(text, fs, "encyclopedia", about=[c])
 
-    isa_pool = [Fact(c, ISA, parent[c]) for c in studied if parent[c]]
+    isa_pool = [Fact(c, ISA, parent[c]) for c in w.studied if parent[c]]
 
     def glossary(must: list[Fact]) -> None:
         others = rng.sample(isa_pool, rng.randint(max(0, 4 - len(must)), 9 - len(must)))
@@ -235,12 +479,12 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
         add("Glossary of kinds:\n" + "\n".join(say(f, 0) for f in fs), fs, "glossary",
             about=sorted({f.subject for f in fs}, key=names.index))
 
-    for h in heldout:
+    for h in w.heldout:
         for _ in range(config.holdout_mentions):
             glossary([Fact(h, ISA, parent[h])])
 
-    sib_pairs = [(a, b) for p in names for a in children[p] for b in children[p]
-                 if a < b and a not in held and b not in held]
+    sib_pairs = [(a, b) for p in names for a in w.children[p] for b in w.children[p]
+                 if a < b and a not in w.held and b not in w.held]
     formats = ["encyclopedia", "bullets", "qa", "comparison", "glossary"]
     weights = [0.35, 0.2, 0.2, 0.15, 0.1]
     while len(docs) < config.n_documents:
@@ -259,16 +503,54 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
                 "comparison", about=[a, b])
         else:
             fmt = "encyclopedia" if fmt == "comparison" else fmt
-            c = rng.choice(studied)
-            allf = facts_of(c)
+            c = rng.choice(w.studied)
+            allf = w.facts_of(c)
             fs = rng.sample(allf, rng.randint(max(min(2, len(allf)), len(allf) // 2), len(allf)))
             text, fs = article(c, fmt, fs)
             add(text, fs, fmt, about=[c])
     for _ in range(config.n_qa_items):
-        f = rng.choice(trained)
+        f = rng.choice(w.trained)
         add(f"Q: {TEMPLATES[f.relation]['ask'].format(s=f.subject)}\nA: {say(f)}", [f], "qa", kind="qa")
+    return docs
 
-    # ---- questions ---------------------------------------------------------------------------
+
+class _Stats:
+    """Word statistics of the training documents, as the shortcut baselines read them
+    (``genmodes.data.baselines``): same-document co-occurrence of a word with the context's
+    content words (a word in more than a tenth of the documents is a template word, not content),
+    and a word's frequency in the training text."""
+
+    def __init__(self, docs: list[Document], strip_see_also: bool = False):
+        self.docs_of: dict[str, set[int]] = defaultdict(set)
+        self.freq: dict[str, int] = defaultdict(int)
+        ends: dict[str, int] = defaultdict(int)
+        for i, d in enumerate(docs):
+            text = d.text.lower()
+            if strip_see_also:
+                text = text.split("\n" + SEE_ALSO.lower())[0]  # the links are the last lines
+            for x in _WORD.findall(text):
+                self.freq[x] += 1
+                self.docs_of[x].add(i)
+            for x in _END.findall(text):
+                ends[x] += 1
+        self.end = {x: ends[x] / n for x, n in self.freq.items()}  # share of a word's uses that end a sentence
+        self.max_df = max(2, int(0.1 * len(docs)))
+
+    def content(self, x: str) -> bool:
+        return len(self.docs_of.get(x, ())) <= self.max_df
+
+    def cooc(self, context_words: list[str], o: str) -> int:
+        if not self.content(o):
+            return 0
+        return sum(len(self.docs_of[o] & self.docs_of.get(x, set())) for x in context_words if self.content(x))
+
+
+def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list[Document],
+               plan: dict[str, list[tuple[str, Fact]]], quota: dict[str, int],
+               cue: dict[Fact, str]) -> list[Question]:
+    k = config.n_choices
+    stats = _Stats(docs)
+    base = _Stats(docs, strip_see_also=True)  # co-occurrence as it would be without the probe's cues
     by_fact: dict[Fact, list[Document]] = defaultdict(list)
     for d in docs:
         for f in d.facts:
@@ -281,136 +563,131 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
             ids += [d.id for d in best if d.id not in ids]
         return ids
 
-    # hard-distractor pools
-    holders: dict[tuple[str, str], set[str]] = defaultdict(set)  # (relation, object) -> subjects
-    objs_of: dict[tuple[str, str], set[str]] = defaultdict(set)   # (subject, relation) -> objects
-    for f in forward:
-        holders[(f.relation, f.object)].add(f.subject)
-        objs_of[(f.subject, f.relation)].add(f.object)
-    rel_objects = {r: sorted({o for (r2, o) in holders if r2 == r}, key=str) for r in TEMPLATES}
-    rel_subjects = {r: sorted({s for (s, r2) in objs_of if r2 == r and s not in held}, key=names.index)
-                    for r in TEMPLATES}
+    def cycle(qrng: random.Random):
+        """0..k-1 in shuffled rounds: exactly balanced over every k consecutive items."""
+        while True:
+            r = list(range(k))
+            qrng.shuffle(r)
+            yield from r
 
-    def premises_for(f: Fact) -> tuple[list[Fact], int]:
-        """Premises of a forward fact and its hop count (= number of premises)."""
-        if f.relation == ISA:
-            chain = [f.subject] + ancestors(f.subject)
-            k = chain.index(f.object)
-            return [Fact(chain[i], ISA, chain[i + 1]) for i in range(k)], k
-        owner, d = props_of[f.subject][f]
-        chain = [f.subject] + ancestors(f.subject)
-        prem = [Fact(chain[i], ISA, chain[i + 1]) for i in range(d)] + [Fact(owner, f.relation, f.object)]
-        return prem, d + 1
+    def shortlist(answer: str, pool: list[str], ctx: list[str], qrng: random.Random, match_cooc: bool,
+                  lure: str | None, congruent: bool) -> tuple[list[str], dict[str, int], int] | None:
+        """Wrong options whose same-document co-occurrence with the context's words is as close to
+        the answer's as the pool allows (exact where possible, then within about a tenth), with
+        their distance. A probe item matches the answer's co-occurrence without the cues, and keeps
+        every other option below the cue word."""
+        pool = [o for o in pool if o not in ctx and o != lure]
+        ref = base if lure is not None or congruent else stats
+        target = ref.cooc(ctx, answer)
+        if lure is not None or congruent:
+            top = stats.cooc(ctx, lure if lure is not None else answer)
+            if lure is not None and stats.cooc(ctx, answer) >= top:
+                return None  # the answer co-occurs as often as the cue anyway: not incongruent
+            pool = [o for o in pool if stats.cooc(ctx, o) < top]
+        need = k - 1 - (lure is not None)
+        if len(pool) < need:
+            return None
+        if need == 0:  # two choices: the answer and the lure
+            return [], {}, 0
+        qrng.shuffle(pool)
+        dist = {o: abs(stats.cooc(ctx, o) - target) for o in pool}
+        if not match_cooc:
+            return pool, dist, need
+        for lv in sorted(set(dist.values())):
+            if sum(d <= lv for d in dist.values()) >= need:
+                tol = lv + target // 10
+                return [o for o in pool if dist[o] <= tol], dist, need
+        raise AssertionError("unreachable: the pool holds enough options")
 
     questions: list[Question] = []
-    n_split: dict[str, int] = defaultdict(int)
-
-    def emit(split: str, subtype: str, qrng: random.Random, context: str, answer: str, wrong: list[str],
-             fact_of, premises: list[Fact], **meta) -> bool:
-        if not wrong:
-            return False
-        options = [answer] + wrong
-        idx = n_split[split]
-        n_split[split] += 1
-        qrng.shuffle(options)
-        questions.append(Question(
-            id=f"ss-{split}-{idx:04d}", split=split, subtype=subtype,
-            context=context, choices=[f" {o}." for o in options], answer=options.index(answer),
-            support=support(premises), premises=premises, choice_facts=[fact_of(o) for o in options],
-            meta={"hard_distractors": True, **meta}))
-        return True
-
-    # Relatedness of two categories: depth of their lowest common ancestor (-1: different roots).
-    # Distractors are taken from the closest relatives first (a sibling's property, a cousin
-    # category), which co-occur with the same parent words as the answer does.
-    chains = {c: [c] + ancestors(c) for c in names}
-    lca_depth = {(a, b): next((len(chains[x]) - 1 for x in chains[a] if x in chains[b]), -1)
-                 for a in names for b in names}
-
-    def closest(pool: list[str], k: int, score, qrng: random.Random) -> list[str]:
-        pool = pool[:]
-        qrng.shuffle(pool)
-        return sorted(pool, key=lambda x: -score(x))[:k]
-
-    def ask_forward(split: str, subtype: str, f: Fact, template: str, qrng: random.Random, **meta) -> bool:
-        context, _ = _question_parts(template, f.subject, f.object, f.object)
-        true = objs_of[(f.subject, f.relation)]
-        if f.relation == ISA:  # a wrong parent must itself have a subtype
-            pool = [c for c in names if children[c] and c not in true and c != f.subject]
-        else:
-            pool = [o for o in rel_objects[f.relation] if o not in true]
-        if f.relation == ISA:
-            pool = closest(pool, config.n_choices - 1, lambda c: lca_depth[(f.subject, c)], qrng)
-        else:
-            pool = closest(pool, config.n_choices - 1,
-                           lambda o: max(lca_depth[(f.subject, h)] for h in holders[(f.relation, o)]), qrng)
-        prem, hops = premises_for(f)
-        return emit(split, subtype, qrng, context, f.object, pool, lambda o: Fact(f.subject, f.relation, o),
-                    prem, relation=f.relation, hops=hops, **meta)
-
-    def ask_reverse(split: str, subtype: str, f: Fact, qrng: random.Random) -> bool:
-        t = TEMPLATES[f.relation]
-        context, _ = _question_parts(t["reverse"], f.subject, f.object, f.subject)
-        true = holders[(f.relation, f.object)]
-        # a wrong answer holds the relation with some other object, so it is as familiar a subject
-        pool = closest([c for c in rel_subjects[f.relation] if c not in true], config.n_choices - 1,
-                       lambda c: lca_depth[(f.subject, c)], qrng)
-        inv = t["inverse"]
-        return emit(split, subtype, qrng, context, f.subject, pool, lambda c: Fact(f.object, inv, c), [f],
-                    relation=inv, hops=1)
-
-    def kind(f: Fact) -> str:
-        return "category" if f.relation == ISA else "property"
-
-    def stratified(cands: list[tuple[str, Fact]], n: int, qrng: random.Random) -> list[tuple[str, Fact]]:
-        """Up to n candidates, taken round-robin over subtypes (for standard errors over subtypes)."""
-        groups: dict[str, list[Fact]] = defaultdict(list)
-        for st, f in cands:
-            groups[st].append(f)
-        for g in groups.values():
-            qrng.shuffle(g)
-        out: list[tuple[str, Fact]] = []
-        order = sorted(groups)
-        while len(out) < n and any(groups.values()):
-            for st in order:
-                if groups[st] and len(out) < n:
-                    out.append((st, groups[st].pop()))
-        return out
-
-    direct = [f for f in trained if f.subject not in held]
-    qrng = random.Random(f"semantic-{seed}-rephrase")
-    for st, f in stratified([(kind(f), f) for f in direct], config.questions_per_split, qrng):
-        ask_forward("rephrase", st, f, qrng.choice(TEMPLATES[f.relation]["rephrase"]), qrng)
-    qrng = random.Random(f"semantic-{seed}-reversal")
-    for st, f in stratified([(kind(f), f) for f in direct], config.questions_per_split, qrng):
-        ask_reverse("reversal", st, f, qrng)
-
-    trained_set = set(trained)
-
-    def inferences(cs: set[str]) -> list[tuple[str, Fact]]:
-        out = []
-        for f in sorted(forward):
-            if f.subject in cs and f not in trained_set:
-                _, hops = premises_for(f)
-                out.append((f"{kind(f)}_{hops}hop", f))
-        return out
-
-    for split, cs in (("syllogism", set(studied)), ("category_holdout", held)):
+    for split, items in plan.items():
         qrng = random.Random(f"semantic-{seed}-{split}")
-        cands = inferences(cs)
-        for st, f in stratified(cands, config.questions_per_split, qrng):
-            ask_forward(split, st, f, TEMPLATES[f.relation]["train"][0], qrng)
+        positions = cycle(qrng)
+        drafts = []
+        for st, f in items:
+            if split == "reversal":
+                t = TEMPLATES[f.relation]
+                context, _ = _question_parts(t["reverse"], f.subject, f.object, f.subject)
+                answer, pool = f.subject, w.wrong_reverse(f)
+                fact_of = lambda c, f=f, inv=t["inverse"]: Fact(f.object, inv, c)  # noqa: E731
+                prem, hops, rel = [f], 1, t["inverse"]
+            else:
+                template = (qrng.choice(TEMPLATES[f.relation]["rephrase"]) if split == "rephrase"
+                            else TEMPLATES[f.relation]["train"][0])
+                context, _ = _question_parts(template, f.subject, f.object, f.object)
+                answer, pool = f.object, w.wrong_forward(f)
+                fact_of = lambda o, f=f: Fact(f.subject, f.relation, o)  # noqa: E731
+                (prem, hops), rel = w.premises_for(f), f.relation
+            ctx = list(dict.fromkeys(_WORD.findall(context.lower())))
+            lure = cue[f] if split == INCONGRUENT else None
+            # a reversal's answer co-occurs with its question by definition (that is the reversal
+            # curse's point); matching it there would only cost the frequency balance
+            sl = shortlist(answer, pool, ctx, qrng, split != "reversal", lure, split == CONGRUENT)
+            if sl is not None:
+                drafts.append((st, f, context, answer, ctx, lure, fact_of, prem, hops, rel, *sl))
 
-    used_words = {w for f in knowledge_set for w in (f.subject, f.object)}
-    return Dataset(
-        family="semantic_structure", config=config.model_dump(), seed=seed, documents=docs,
-        questions=questions, knowledge=sorted(knowledge_set),
-        meta={"recall_splits": RECALL_SPLITS,
-              "entities": [w for w in [*lex.values(), *obj_lex.values()] if w in used_words],
-              "heldout_categories": heldout,
-              # English -> nonsense, for reading results (never shown to a model)
-              "lexicon": {"categories": lex,
-                          "properties": {k: w for k, w in obj_lex.items() if w in used_words}}})
+        # How many wrong options are more frequent in the training text than the answer: each
+        # item's feasible range, then balanced over the split (tightest items first), so a
+        # frequency prior (most or least frequent option) picks the answer at about chance.
+        fr = stats.freq
+        ranges = []
+        for d in drafts:
+            answer, lure, short, need = d[3], d[5], d[10], d[12]
+            n_above = sum(fr[o] > fr[answer] for o in short)
+            n_not_above = len(short) - n_above
+            fixed = int(lure is not None and fr[lure] > fr[answer])  # the lure is always an option
+            ranges.append((max(0, need - n_not_above) + fixed, min(need, n_above) + fixed))
+        count = [0] * k
+        rank: dict[int, int] = {}
+        if len(drafts) <= quota[split]:  # every item is asked: the tightest ranges choose first
+            for i in sorted(range(len(drafts)), key=lambda i: (ranges[i][1] - ranges[i][0], i)):
+                lo, hi = ranges[i]
+                rank[i] = min(range(lo, hi + 1), key=lambda r: (count[r], qrng.random()))
+                count[rank[i]] += 1
+        else:  # spare items: in plan order, skip one whose feasible ranks are all full
+            cap = -(-quota[split] // k)
+            skipped = []
+            for i, (lo, hi) in enumerate(ranges):
+                if len(rank) == quota[split]:
+                    break
+                ok = [r for r in range(lo, hi + 1) if count[r] < cap]
+                if not ok:
+                    skipped.append(i)
+                    continue
+                rank[i] = min(ok, key=lambda r: (count[r], qrng.random()))
+                count[rank[i]] += 1
+            for i in skipped[: quota[split] - len(rank)]:
+                lo, hi = ranges[i]
+                rank[i] = min(range(lo, hi + 1), key=lambda r: (count[r], qrng.random()))
+                count[rank[i]] += 1
+
+        for n, i in enumerate(sorted(rank)):
+            st, f, context, answer, ctx, lure, fact_of, prem, hops, rel, short, dist, need = drafts[i]
+            fa = fr[answer]
+            # a tie in frequency with the answer is a tie for the baseline too: avoided, so that
+            # rank 0 makes the answer the most frequent option and rank k-1 the least
+            # A reversal's options are categories, which end a sentence as often as the answer
+            # does first: a parent often does ("... is a type of fep."), a leaf never, and a
+            # bigram model of the text reads the "." after the option.
+            near = ((lambda o: round(10 * abs(stats.end.get(o, 0) - stats.end.get(answer, 0)))) if split == "reversal"
+                    else (lambda o: 0))
+            key = lambda o: (near(o), dist[o], len(o) != len(answer), fr[o] == fa, abs(fr[o] - fa))  # noqa: E731
+            above = sorted([o for o in short if fr[o] > fa], key=key)
+            rest = sorted([o for o in short if fr[o] <= fa], key=key)
+            r = rank[i] - int(lure is not None and fr[lure] > fa)
+            wrong = above[:r] + rest[: need - r] + ([lure] if lure is not None else [])
+            qrng.shuffle(wrong)
+            pos = next(positions)
+            options = wrong[:pos] + [answer] + wrong[pos:]
+            meta = {"hard_distractors": True, "relation": rel, "hops": hops,
+                    "cooccurrence": [stats.cooc(ctx, o) for o in options]}
+            if split in PROBE_SPLITS:
+                meta["cue"] = cue[f]
+            questions.append(Question(
+                id=f"ss-{split}-{n:04d}", split=split, subtype=st, context=context,
+                choices=[f" {o}." for o in options], answer=pos, support=support(prem), premises=prem,
+                choice_facts=[fact_of(o) for o in options], meta=meta))
+    return questions
 
 
 # ---- parsing -----------------------------------------------------------------------------------

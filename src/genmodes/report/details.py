@@ -1,0 +1,333 @@
+"""The report's paper-facing sections: one overview figure per study, per-split statistics (binomial
+standard error, 95% interval, acc_norm), paired comparisons between conditions (the sentence a paper
+makes, e.g. P1's "in-context learning generalizes better than fine-tuning on reversals": a paired
+difference with its bootstrap interval and McNemar's p), a per-question drill-down page, and what the
+run was made with (config, dataset content hashes, model, package versions).
+
+Each section is a list of blocks for :mod:`genmodes.report.build`; like the rest of the report it
+reads only the run folder.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from genmodes.report import figures, stats
+from genmodes.report.run import Run
+from genmodes.report.summary import summarize
+
+DASH = "–"
+DRILLDOWN = "drilldown.html"
+
+
+def _labelled(run: Run) -> tuple[list[dict[str, Any]], list[str]]:
+    from genmodes.report.build import _rows_by_label  # build imports this module
+
+    return _rows_by_label(run)
+
+
+def _pct(x: float) -> str:
+    return DASH if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+def _kinds(run: Run) -> dict[str, str]:
+    """Condition name -> kind, from the run's config, then from the result rows."""
+    out = {str(r["condition"]): str(r.get("condition_kind") or "") for r in run.results}
+    for c in run.config.get("conditions") or []:
+        if isinstance(c, dict) and c.get("name"):
+            out[str(c["name"])] = str(c.get("kind") or c["name"])
+    return out
+
+
+def baselines(run: Run, labels: list[str]) -> list[str]:
+    """The labels (``name`` or ``name · model``) whose condition kind is ``baseline``."""
+    kinds = _kinds(run)
+    return [lab for lab in labels if kinds.get(lab.split(" · ")[0]) == "baseline"]
+
+
+def _stats_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Summary rows plus k (correct), binomial stderr, Wilson 95% interval and acc_norm."""
+    out = summarize(rows)
+    counts: dict[tuple[str, str, str], list[int]] = {}
+    for r in rows:
+        c = counts.setdefault((str(r["dataset"]), str(r["split"]), str(r["condition"])), [0, 0, 0])
+        c[0] += bool(r["correct"])
+        c[1] += bool(r.get("correct_norm")) if r.get("correct_norm") is not None else 0
+        c[2] += r.get("correct_norm") is not None
+    for s in out:
+        k, k_norm, n_norm = counts[(s["dataset"], s["split"], s["condition"])]
+        s["k"] = k
+        s["binomial_stderr"] = stats.binomial_stderr(k, s["n"])
+        s["ci_low"], s["ci_high"] = stats.wilson_interval(k, s["n"])
+        s["acc_norm"] = k_norm / n_norm if n_norm else float("nan")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ overview
+
+def overview(run: Run, figs: Any, colors: dict[str, Any]) -> list[Block]:
+    rows, conditions = _labelled(run)
+    if not rows:
+        return []
+    srows = _stats_rows(rows)
+    panels = []
+    for ds in run.dataset_order():
+        mine = [s for s in srows if s["dataset"] == ds]
+        if not mine:
+            continue
+        splits = list(dict.fromkeys(s["split"] for s in mine))
+        chance = {}
+        for sp in splits:
+            ch = [s["chance"] for s in mine if s["split"] == sp and not math.isnan(s["chance"])]
+            chance[sp] = sum(ch) / len(ch) if ch else float("nan")
+        panels.append((ds, splits, {(s["split"], s["condition"]): s for s in mine}, chance))
+    path = figures.overview(f"{run.name}: accuracy by dataset and split", panels, conditions,
+                            figs.path("overview"), colors, baselines=baselines(run, conditions))
+    note = ("Error bars: 95% Wilson intervals over questions; dashed: chance"
+            + ("; hatched bars: baselines (condition kind `baseline`)" if baselines(run, conditions) else "") + ".")
+    return [("h", 2, "Overview"), ("img", path, f"overview of {run.name}"), ("p", note)]
+
+
+Block = tuple
+
+
+# ------------------------------------------------------------------------------------------ statistics
+
+def statistics(run: Run) -> list[Block]:
+    rows, conditions = _labelled(run)
+    if not rows:
+        return []
+    order = {c: i for i, c in enumerate(conditions)}
+    srows = _stats_rows(rows)
+    headers = ["dataset", "split", "condition", "n", "accuracy", "± stderr (subtypes)", "± stderr (binomial)",
+               "95% CI (Wilson)", "acc_norm"]
+    body = []
+    for ds in run.dataset_order():
+        mine = [s for s in srows if s["dataset"] == ds]
+        splits = list(dict.fromkeys(s["split"] for s in mine))
+        for sp in splits:
+            for s in sorted((s for s in mine if s["split"] == sp), key=lambda s: order.get(s["condition"], 1 << 30)):
+                body.append([ds, sp, s["condition"], str(s["n"]), _pct(s["accuracy"]), _pct(s["stderr"]),
+                             _pct(s["binomial_stderr"]), f"[{_pct(s['ci_low'])}, {_pct(s['ci_high'])}]",
+                             _pct(s["acc_norm"])])
+    return [("h", 2, "Statistics"),
+            ("p", "n counts (question, seed) pairs. The subtype standard error is the table's ± (over (subtype, "
+                  "seed) groups); the binomial one is sqrt(p(1-p)/n) over all n answers, with the Wilson 95% "
+                  "interval. acc_norm picks the choice with the highest log-probability per character "
+                  "(lm-eval's acc_norm)."),
+            ("table", headers, body)]
+
+
+# ------------------------------------------------------------------------------------------ paired
+
+def paired(run: Run) -> list[Block]:
+    rows, conditions = _labelled(run)
+    if not rows:
+        return []
+    comps = stats.paired_comparisons(rows, conditions)
+    if not comps:
+        return []
+    headers = ["dataset", "split", "difference", "n", "accuracies", "95% CI (paired bootstrap)",
+               "only first right", "only second right", "McNemar p"]
+    body = []
+    for p in comps:
+        body.append([p.dataset, p.split, f"{p.a} - {p.b}", str(p.n), f"{_pct(p.acc_a)} vs {_pct(p.acc_b)}",
+                     f"{stats._points(p.diff, sign=True)} points [{stats._points(p.ci[0])}, {stats._points(p.ci[1])}]",
+                     str(p.only_a), str(p.only_b), _p(p.p_mcnemar)])
+    clear = [p.sentence() + f" (McNemar p = {_p(p.p_mcnemar)}, n = {p.n})"
+             for p in comps if p.ci[0] > 0 or p.ci[1] < 0]
+    out: list[Block] = [
+        ("h", 2, "Paired comparisons"),
+        ("p", f"Every condition answers the same questions, so each pair is compared question by question: the "
+              f"difference of accuracies (later condition minus earlier, in points), its 95% interval from a "
+              f"paired bootstrap over questions ({stats.BOOTSTRAP_RESAMPLES:,} resamples, seed "
+              f"{stats.BOOTSTRAP_SEED}), and McNemar's exact test on the questions only one of the two got "
+              f"right. Questions are matched by seed and question id.")]
+    if clear:
+        out += [("p", "Differences whose 95% interval excludes zero:"), ("list", clear)]
+    else:
+        out.append(("p", "No difference has a 95% interval that excludes zero."))
+    out.append(("table", headers, body))
+    return out
+
+
+def _p(p: float) -> str:
+    return "1" if p >= 0.9995 else (f"{p:.3f}" if p >= 0.001 else f"{p:.1e}")
+
+
+# ------------------------------------------------------------------------------------------ provenance
+
+def provenance(run: Run) -> list[Block]:
+    out: list[Block] = [("h", 2, "Provenance")]
+    ds_hash: dict[str, set[str]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    versions: dict[str, set[str]] = {}
+    for c in run.cells:
+        if c.get("dataset_hash"):
+            ds_hash.setdefault(str(c.get("dataset")), set()).add(str(c["dataset_hash"]))
+        mi = c.get("model_info")
+        # the base model as loaded: a cell that did not train (a fine-tuned one loads its checkpoint)
+        if isinstance(mi, dict) and (str(c.get("model")) not in models or not c.get("info", {}).get("checkpoint")):
+            if not (c.get("info") or {}).get("checkpoint") or str(c.get("model")) not in models:
+                models[str(c.get("model"))] = mi
+        for k, v in (c.get("versions") or {}).items():
+            versions.setdefault(str(k), set()).add(str(v))
+    if ds_hash:
+        out.append(("table", ["dataset", "content hash (sha256 of its data files)"],
+                    [[d, ", ".join(sorted(h))] for d, h in ds_hash.items()]))
+    else:
+        out.append(("p", "Dataset content hashes: not recorded in this run's cells.jsonl."))
+    if models:
+        out.append(("table", ["model spec", "class", "architecture", "parameters", "loaded from"],
+                    [[m, str(i.get("class", DASH)), str(i.get("architecture") or DASH),
+                      f"{i['parameters']:,}" if isinstance(i.get("parameters"), int) else DASH,
+                      str(i.get("name_or_path") or DASH)] for m, i in models.items()]))
+    if versions:
+        out.append(("p", "Package versions the cells ran with: " + ", ".join(
+            f"{k} {' / '.join(sorted(v))}" for k, v in sorted(versions.items())) + "."))
+    else:
+        out.append(("p", "Package versions: not recorded in this run's cells.jsonl."))
+    if run.config:
+        out += [("p", "The run's config (`config.yaml`, as resolved by the runner):"),
+                ("pre", yaml.safe_dump(run.config, sort_keys=False, allow_unicode=True), "yaml")]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ drill-down
+
+def drilldown_data(run: Run) -> dict[str, Any]:
+    """Per question (dataset, question id): split, subtype, answer, choices, context, and per condition
+    (suffixed with the seed when the run has several) the log-probabilities, the choice and whether
+    it is right, plus the retrieved document ids when the condition recorded them."""
+    rows, conditions = _labelled(run)
+    seeds = sorted({r.get("seed") for r in rows}, key=str)
+    multi_seed = len(seeds) > 1
+    questions: dict[tuple[str, str], dict[str, Any]] = {}
+    cols: dict[str, None] = {}
+    c_order = {c: i for i, c in enumerate(conditions)}
+    for r in sorted(rows, key=lambda r: (c_order.get(str(r["condition"]), 1 << 30), str(r.get("seed")))):
+        key = (str(r["dataset"]), str(r.get("question_id")))
+        q = questions.get(key)
+        if q is None:
+            q = questions[key] = {"dataset": key[0], "id": key[1], "split": str(r["split"]),
+                                  "subtype": str(r.get("subtype", "")), "answer": r.get("answer"),
+                                  "choices": [s.get("choice") for s in r.get("scores") or []],
+                                  "context": r.get("context"), "results": {}}
+        elif q["context"] is None and r.get("context") is not None:
+            q["context"] = r.get("context")
+        col = str(r["condition"]) + (f" s{r.get('seed')}" if multi_seed else "")
+        cols[col] = None
+        res: dict[str, Any] = {"lp": [round(float(s.get("logprob")), 4) if s.get("logprob") is not None else None
+                                      for s in r.get("scores") or []],
+                               "chosen": r.get("chosen"), "chosen_norm": r.get("chosen_norm"),
+                               "correct": bool(r["correct"])}
+        if r.get("retrieved") is not None:
+            res["retrieved"] = list(r["retrieved"])
+        q["results"][col] = res
+    notes: dict[str, str] = {}
+    for c in run.cells:
+        info = c.get("info") or {}
+        if info.get("documents_in_context") is not None:
+            notes[f"{c.get('dataset')}|{c.get('condition')}"] = (
+                f"shared context: {info['documents_in_context']} of {info.get('documents', '?')} training "
+                f"documents before every question")
+    # report order: datasets as configured, then questions in the order the run scored them
+    d_order = {d: i for i, d in enumerate(run.dataset_order())}
+    qs = sorted(questions.values(), key=lambda q: d_order.get(q["dataset"], 1 << 30))
+    return {"title": run.name, "columns": list(cols), "questions": qs, "notes": notes}
+
+
+_DRILL_CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:1.5em;color:#222}
+.bar{position:sticky;top:0;background:#fff;padding:.5em 0;border-bottom:1px solid #ddd}
+.bar label{margin-right:1em}.q{border:1px solid #ddd;border-radius:4px;margin:.8em 0;padding:.5em .8em}
+.meta{color:#555;font-size:.9em}.ctx{white-space:pre-wrap;background:#f6f6f6;padding:.4em;margin:.3em 0}
+table{border-collapse:collapse;font-size:.88em}th,td{border:1px solid #ccc;padding:.2em .5em}
+td.n{text-align:right;font-variant-numeric:tabular-nums}.ans{font-weight:bold}
+.ok{background:#dff0d8}.bad{background:#f8d7da}.note{color:#555;font-size:.85em}
+.q table{display:block;overflow-x:auto;max-width:100%}td.c{min-width:16em}"""
+
+_DRILL_JS = r"""
+const D = JSON.parse(document.getElementById('data').textContent);
+const $ = id => document.getElementById(id);
+function opts(sel, vals){ for (const v of vals){ const o=document.createElement('option'); o.value=v; o.textContent=v; sel.appendChild(o);} }
+const uniq = f => [...new Set(D.questions.map(f))];
+opts($('f-dataset'), uniq(q=>q.dataset)); opts($('f-split'), uniq(q=>q.split));
+opts($('f-subtype'), uniq(q=>q.subtype)); opts($('f-condition'), D.columns);
+let limit = 200;
+function el(tag, cls, text){ const e=document.createElement(tag); if(cls) e.className=cls; if(text!==undefined) e.textContent=text; return e; }
+function render(){
+  const f = {d:$('f-dataset').value, s:$('f-split').value, t:$('f-subtype').value, c:$('f-condition').value, o:$('f-outcome').value};
+  const cols = f.c ? [f.c] : D.columns;
+  const hits = D.questions.filter(q => (!f.d||q.dataset===f.d) && (!f.s||q.split===f.s) && (!f.t||q.subtype===f.t)
+    && cols.some(c => q.results[c]) && (()=>{
+      const rs = cols.map(c=>q.results[c]).filter(Boolean);
+      if (f.o==='right') return rs.every(r=>r.correct);
+      if (f.o==='wrong') return rs.every(r=>!r.correct);
+      if (f.o==='disagree') return new Set(rs.map(r=>r.correct)).size>1;
+      return true; })());
+  $('count').textContent = hits.length + ' of ' + D.questions.length + ' questions';
+  const out = $('list'); out.textContent = '';
+  for (const q of hits.slice(0, limit)){
+    const box = el('div','q'); box.dataset.id = q.id;
+    box.appendChild(el('div','meta', q.dataset+' · '+q.split+' · '+q.subtype+' · '+q.id));
+    box.appendChild(el('div','ctx', q.context==null ? '(context not recorded in this run)' : q.context));
+    const t = el('table'); const hr = el('tr'); hr.appendChild(el('th','', 'choice'));
+    const shown = cols.filter(c=>q.results[c]);
+    for (const c of shown){ const r=q.results[c]; hr.appendChild(el('th', r.correct?'ok':'bad', c+(r.correct?' ✓':' ✗'))); }
+    t.appendChild(hr);
+    q.choices.forEach((ch, i) => {
+      const tr = el('tr'); tr.appendChild(el('td', 'c'+(i===q.answer?' ans':''), (i===q.answer?'★ ':'')+JSON.stringify(ch)));
+      for (const c of shown){ const r=q.results[c]; const lp=r.lp[i];
+        tr.appendChild(el('td', 'n'+(r.chosen===i?(r.correct?' ok':' bad'):''), (lp==null?'–':lp.toFixed(3))+(r.chosen===i?' ◀':''))); }
+      t.appendChild(tr); });
+    box.appendChild(t);
+    for (const c of shown){ const r=q.results[c];
+      if (r.retrieved) box.appendChild(el('div','note', c+': retrieved documents '+r.retrieved.join(', ')));
+      const n = D.notes[q.dataset+'|'+c.replace(/ s\d+$/,'')]; if (n) box.appendChild(el('div','note', c+': '+n)); }
+    out.appendChild(box);
+  }
+  $('more').style.display = hits.length > limit ? '' : 'none';
+}
+for (const id of ['f-dataset','f-split','f-subtype','f-condition','f-outcome']) $(id).addEventListener('change', ()=>{limit=200; render();});
+$('more').addEventListener('click', ()=>{limit += 200; render();});
+render();
+"""
+
+
+def drilldown_html(data: dict[str, Any]) -> str:
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    sel = lambda i, label: f'<label>{label} <select id="{i}"><option value="">all</option></select></label>'  # noqa: E731
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{html.escape('genmodes drill-down: ' + str(data['title']))}</title>"
+            f"<style>{_DRILL_CSS}</style></head><body>\n"
+            f"<h1>{html.escape(str(data['title']))}: every question</h1>\n"
+            "<p class=\"note\">Per choice: each condition's summed log-probability; ◀ the choice it made, ★ the "
+            "answer; a column header is green when the condition is right. Filter below.</p>\n"
+            "<div class=\"bar\">" + sel("f-dataset", "dataset") + sel("f-split", "split") + sel("f-subtype", "subtype")
+            + sel("f-condition", "condition")
+            + '<label>outcome <select id="f-outcome"><option value="">all</option><option value="right">right'
+              '</option><option value="wrong">wrong</option><option value="disagree">conditions disagree</option>'
+              '</select></label> <span id="count"></span></div>\n'
+            '<div id="list"></div><button id="more" style="display:none">show more</button>\n'
+            f'<script type="application/json" id="data">{payload}</script>\n'
+            f"<script>{_DRILL_JS}</script>\n</body></html>\n")
+
+
+def drilldown(run: Run, out: Path) -> list[Block]:
+    if not run.results:
+        return []
+    from genmodes.report.build import _write_atomic
+
+    data = drilldown_data(run)
+    _write_atomic(out / DRILLDOWN, drilldown_html(data))
+    return [("h", 2, "Per-question drill-down"),
+            ("p", f"`{DRILLDOWN}` beside this report (self-contained, works offline): all {len(data['questions'])} "
+                  "questions with their context, every condition's log-probability for each choice, the choice made "
+                  "and whether it is right, the retrieved documents where a condition retrieved any; filterable by "
+                  "dataset, split, subtype, condition and outcome.")]
