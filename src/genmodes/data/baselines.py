@@ -5,7 +5,8 @@ A held-out split measures generalization only if no cheap statistic answers it. 
 scores a question's choices from the training documents (and, for the two priors, from the answers of
 the *other* questions of the split), never from a model:
 
-``position``      the answer index most common among the other questions of the split (leave-one-out)
+``position``      the answer index most common among the questions of the other splits (on a dataset
+                  with one split, among the split's other questions: leave-one-out)
 ``longest``       the longest choice (characters); ``shortest`` the shortest
 ``overlap``       the choice sharing most words with the question's context; ``overlap_min`` fewest
 ``cooccurrence``  the choice whose words co-occur most often with the question's words in one training
@@ -14,8 +15,8 @@ the *other* questions of the split), never from a model:
 ``bigram``        the choice a smoothed word bigram model of the training text finds most likely after
                   the question's context
 ``answer_form``   the choice whose *form* (its text with question words and rare words masked, e.g.
-                  "All #1 are #2.") is most common among the answers of the other questions of the
-                  split (leave-one-out): an "always the All statement" prior
+                  "All #1 are #2.") is most common among the answers of the other splits (or, alone,
+                  the split's other questions): an "always the All statement" prior
 
 A baseline that ties between choices gets the expected accuracy of a random tie-break (credit
 1/ties), so a baseline that knows nothing scores chance exactly. Content words (for co-occurrence and
@@ -142,14 +143,29 @@ class SplitPriors:
         return cls(positions, forms, form_of)
 
 
+def _others(table: dict[str, Counter], split: str) -> Counter | None:
+    """The counts of every other split, or None when the dataset has no other split."""
+    rest = [c for s, c in table.items() if s != split]
+    return sum(rest, Counter()) if rest else None
+
+
 def _position(q, stats, pri):
-    c = pri.positions[q.split]
-    return [c.get(i, 0) - (i == q.answer) for i in range(len(q.choices))]
+    # the prior a learner could take from the rest of the data: the other splits' answers (on a split
+    # that is alone, the other questions of it: leave-one-out)
+    c = _others(pri.positions, q.split)
+    if c is None:
+        c = pri.positions[q.split]
+        return [c.get(i, 0) - (i == q.answer) for i in range(len(q.choices))]
+    return [c.get(i, 0) for i in range(len(q.choices))]
 
 
 def _answer_form(q, stats, pri):
-    c, fs = pri.forms[q.split], pri.form_of[q.id]
-    return [c.get(f, 0) - (f == fs[q.answer]) for f in fs]
+    fs = pri.form_of[q.id]
+    c = _others(pri.forms, q.split)
+    if c is None:
+        c = pri.forms[q.split]
+        return [c.get(f, 0) - (f == fs[q.answer]) for f in fs]
+    return [c.get(f, 0) for f in fs]
 
 
 def _longest(q, stats, pri):
