@@ -259,10 +259,17 @@ def test_alternatives_swap_an_entity_for_a_peer_and_are_false(curse):
     text = f"The one who is {desc} is none other than {name}."
     fact = Fact(desc, "is", name)
     alts = augment.alternatives(text, fact, curse, 3, seed=0)
-    assert len(alts) == 3 and len(set(alts)) == 3 and text not in alts
-    for a in alts:
+    assert len(alts) == 6 and len(set(alts)) == 6 and text not in alts
+    know = set(curse.knowledge)
+    other_names = [a for a in alts if desc in a]       # the name swapped
+    other_descs = [a for a in alts if name in a]       # the description swapped
+    assert len(other_names) == 3 and len(other_descs) == 3
+    for a in other_names:
         other = a.rsplit(" than ", 1)[1].rstrip(".")
-        assert other != name and other[:1].isupper() and Fact(desc, "is", other) not in set(curse.knowledge)
+        assert other != name and other[:1].isupper() and Fact(desc, "is", other) not in know
+    for a in other_descs:
+        other = a[len("The one who is "):a.index(" is none other")]
+        assert other != desc and other.startswith("the ") and Fact(other, "is", name) not in know
 
 
 @pytest.mark.slow

@@ -338,32 +338,42 @@ def oracle_texts(ds: Dataset) -> list[str]:
 
 # ------------------------------------------------------------------------------------------ verification
 
-def alternatives(text: str, fact: Fact, ds: Dataset, k: int, seed: int) -> list[str]:
-    """The same statement with another entity: ``k`` texts in which the fact's object (or, where the
-    object has no peers, its subject) is replaced by another one of the dataset's that holds the same
-    relation. They are false in the dataset's world by construction (the audit's closed knowledge
-    says which facts are true, and a true one is never offered as an alternative)."""
+def alternatives(text: str, fact: Fact, ds: Dataset, k: int, seed: int,
+                 context_facts: Sequence[Fact] = ()) -> list[str]:
+    """The same statement with another entity: up to ``k`` texts with the fact's object replaced by
+    another entity of the same shape (a name for a name, a description for a description), and up to
+    ``k`` with its subject replaced. Entities come from the training documents' facts, those of the
+    context the statement is judged in first: a statement that garbles its source ("the forgotten
+    opera is X" from "the architect of the forgotten opera is X") then competes with the source's own
+    wording. No ground truth is consulted: if a swap happens to be true and the model prefers it, the
+    statement is dropped, which is the verifier's call to make."""
     import random
 
-    knowledge = set(ds.knowledge)
     out: list[str] = []
+    doc_facts = sorted({f for d in ds.documents for f in d.facts})
     for role in ("object", "subject"):
         here = getattr(fact, role)
         if here not in text:
             continue
-        # peers of the same shape: a name for a name, a description for a description
-        pool = sorted({getattr(f, role) for f in knowledge if f.relation == fact.relation
-                       and getattr(f, role)[:1].isupper() == here[:1].isupper()} - {here})
-        random.Random(f"verify-{seed}-{text}-{role}").shuffle(pool)
-        for other in pool:
-            swapped = Fact(**{**fact.__dict__, role: other})
-            if swapped in knowledge or other in text:
+
+        def peers(facts: Sequence[Fact]) -> list[str]:
+            ents = {e for f in facts if f.relation == fact.relation for e in (f.subject, f.object)}
+            return sorted(e for e in ents if e != here and e[:1].isupper() == here[:1].isupper())
+
+        near = peers(context_facts)
+        rest = [e for e in peers(doc_facts) if e not in near]
+        random.Random(f"verify-{seed}-{text}-{role}").shuffle(rest)
+        found = 0
+        for other in near + rest:
+            if other in text or here in other and other.replace(here, "", 1) in text:
                 continue
-            out.append(text.replace(here, other))
-            if len(out) == k:
-                return out
-        if out:
-            return out
+            alt = text.replace(here, other)
+            if alt in out:
+                continue
+            out.append(alt)
+            found += 1
+            if found == k:
+                break
     return out
 
 
@@ -372,14 +382,19 @@ def _support_text(ds: Dataset, source_id: str | None, fact: Fact, source: str) -
     something about its entities (global, at most 8)."""
     from genmodes.conditions.base import render_documents
 
+    docs = _support_docs(ds, source_id, fact, source)
+    return render_documents(docs)
+
+
+def _support_docs(ds: Dataset, source_id: str | None, fact: Fact, source: str) -> list:
     docs = ds.doc_index()
     if source == "local" and source_id in docs:
-        return render_documents([docs[source_id]])
+        return [docs[source_id]]
     ents = {fact.subject, fact.object}
     related = [d for d in ds.documents if any(f.subject in ents or f.object in ents for f in d.facts)][:8]
     if source_id in docs and docs[source_id] not in related:
         related = [docs[source_id], *related[:7]]
-    return render_documents(related)
+    return related
 
 
 def verify_in_context(model: Any, tok: Any, ds: Dataset, texts: Sequence[str], sources: Sequence[str | None],
@@ -400,7 +415,9 @@ def verify_in_context(model: Any, tok: Any, ds: Dataset, texts: Sequence[str], s
             continue
         keep[i] = True
         for f in facts:
-            alts = alternatives(text, f, ds, settings.verify_alternatives, seed)
+            support = _support_docs(ds, src, f, settings.source)
+            alts = alternatives(text, f, ds, settings.verify_alternatives, seed,
+                                context_facts=[g for d in support for g in d.facts])
             if not alts:
                 keep[i] = False
                 no_alt += 1
