@@ -173,3 +173,15 @@ def test_loss_plot_steps_are_whole_numbers(tmp_path, monkeypatch):
         for ax in fig.axes:
             ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
             assert ticks and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_report_command_writes_every_page_it_links(tiny_run, tmp_path):
+    """`genmodes report RUN --out DIR` moves the whole report into place, drill-down page included."""
+    from genmodes.cli import main
+
+    run = tiny_run[0]
+    out = tmp_path / "rep"
+    assert main(["report", str(run), "--out", str(out)]) == 0
+    md = (out / "report.md").read_text()
+    assert "drilldown.html" in md and (out / "drilldown.html").is_file()
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".report.tmp")]

@@ -43,8 +43,13 @@ def write_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
         build_report(run_dir, tmp)
         if (tmp / "figures").is_dir():
             replace_dir(tmp / "figures", out / "figures")
-        os.replace(tmp / "report.html", out / "report.html")
-        os.replace(tmp / "report.md", out / "report.md")
+        # pages the report links to (drilldown.html) before the report itself, report.md last
+        last = ("report.html", "report.md")
+        for f in sorted(tmp.iterdir()):
+            if f.is_file() and f.name not in last:
+                os.replace(f, out / f.name)
+        for name in last:
+            os.replace(tmp / name, out / name)
     except BaseException as e:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
