@@ -30,7 +30,7 @@ def dead_pid() -> int:
 def test_two_runs_at_once_one_runs_the_other_says_in_use(tmp_path):
     # long enough (a few seconds of fine-tuning) that the second start lands while the first works
     cfg = write(tmp_path / "c.yaml", yaml.safe_dump(base_config(
-        seeds=[0, 1], conditions=[{"name": "finetune", "settings": {"steps": 15, "batch_size": 4, "seq_len": 64}}])))
+        seeds=[0, 1], conditions=[{"name": "finetune", "settings": {"steps": 40, "batch_size": 4, "seq_len": 64}}])))
     out = tmp_path / "run"
     args = [sys.executable, "-m", "genmodes.cli", "run", str(cfg), "--out", str(out), "--no-report"]
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)

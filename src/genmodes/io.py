@@ -59,10 +59,6 @@ def _disk(e: BaseException, path: Any) -> DiskError:
 
 # ------------------------------------------------------------------------------------------ writing
 
-def _temp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
 def atomic_write(path: str | os.PathLike, data: bytes | str, *, if_changed: bool = False) -> Path:
     """Write ``data`` to ``path`` atomically (see the module docstring). With ``if_changed`` an
     identical file is left untouched (a finished run stays readable on a read-only mount)."""
@@ -74,20 +70,10 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *, if_changed: bool
                 return p
         except OSError:
             pass
-    tmp = _temp_name(p)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, p)
-    except BaseException as e:
-        with contextlib.suppress(OSError, ValueError):
-            tmp.unlink(missing_ok=True)
-        if isinstance(e, (OSError, ValueError)) and disk_error_message(e, p):
-            raise _disk(e, p) from None
-        raise
+    with atomic_file(p) as tmp, open(tmp, "wb") as f:
+        f.write(raw)
+        f.flush()
+        os.fsync(f.fileno())
     return p
 
 

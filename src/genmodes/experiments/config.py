@@ -194,22 +194,26 @@ def _check_parts(cfg: RunConfig, source: str) -> None:
         check_numbers(s.model_dump(), f"{source}: conditions[{i}].settings", MAX_CONDITION_SETTING)
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
+def read_raw(path: str | os.PathLike) -> Any:
+    """The config file's YAML, read with the size, encoding and nesting limits (one line on error)."""
     from genmodes.io import read_text
 
-    p = Path(path)
     try:
-        text = read_text(p, what="config", max_bytes=MAX_CONFIG_BYTES)
+        text = read_text(Path(path), what="config", max_bytes=MAX_CONFIG_BYTES)
     except DataError as e:
         raise ConfigError(str(e)) from None
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', None) or e})") from None
     except RecursionError:
         raise ConfigError(f"{path}: nested too deeply to be a study config") from None
+
+
+def load_config(path: str | os.PathLike) -> RunConfig:
+    raw = read_raw(path)
     return parse_config(raw, source=str(path))
 
 

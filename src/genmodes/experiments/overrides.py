@@ -121,30 +121,10 @@ def apply_overrides(raw: dict[str, Any], *, limit: int | None = None, model: str
     return out
 
 
-def read_raw(path: str | os.PathLike) -> Any:
-    """The config file's YAML mapping, read with the same limits and messages as ``load_config``."""
-    from genmodes.errors import DataError
-    from genmodes.experiments.config import MAX_CONFIG_BYTES
-    from genmodes.io import read_text
-
-    try:
-        text = read_text(Path(path), what="config", max_bytes=MAX_CONFIG_BYTES)
-    except DataError as e:
-        raise ConfigError(str(e)) from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}:{where} not valid YAML ({getattr(e, 'problem', None) or e})") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply to be a study config") from None
-
-
 def load_with_overrides(path: str | os.PathLike, args: argparse.Namespace | None = None, **kw: Any):
     """The config at ``path`` with the command line's overrides (``args`` from :func:`add_arguments`,
     or ``limit=``, ``model=``, ``seeds=``, ``sets=`` directly), validated like the file."""
-    from genmodes.experiments.config import load_config, parse_config
+    from genmodes.experiments.config import load_config, parse_config, read_raw
 
     if args is not None:
         seeds = getattr(args, "seeds", None)
