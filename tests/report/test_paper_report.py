@@ -185,3 +185,4 @@ def test_report_command_writes_every_page_it_links(tiny_run, tmp_path):
     md = (out / "report.md").read_text()
     assert "drilldown.html" in md and (out / "drilldown.html").is_file()
     assert not [p.name for p in out.iterdir() if p.name.startswith(".report.tmp")]
+

@@ -341,3 +341,18 @@ def test_results_of_several_models_are_kept_apart(tmp_path):
     assert md_row(md, "pretrained · m1")[1] == "75.0% ± 21.7%"
     assert md_row(md, "pretrained · m2")[1] == "25.0% ± 21.7%"
     assert "config.yaml is missing" in md and "cells.jsonl is missing" in md
+
+
+def test_verification_audit_before_and_after(tmp_path):
+    """A cell whose augmentations were verified shows the audit before and after verification."""
+    aug = {"statements": 53, "true": 43, "false": 10, "unverifiable": 0, "test_answers_stated": 8,
+           "verification": {"margin": 0.0, "seconds": 68.3,
+                            "before": {"statements": 95, "true": 43, "false": 19, "unverifiable": 33,
+                                       "test_answers_stated": 8}}}
+    run = write_run(tmp_path / "r", cells={"rev__aug__s0"}, extra_info={"rev__aug__s0": {"augmentation": aug}})
+    md = build_report(run)[0].read_text()
+    table = section(md, "Augmentation verification")
+    assert "| rev | aug | 0 | 0.0 | 43 -> 43 | 19 -> 10 | 33 -> 0 | 8 -> 8 | 68.3 |" in table
+    # without verification there is no such section
+    plain = write_run(tmp_path / "p", cells={"rev__aug__s0"})
+    assert "Augmentation verification" not in build_report(plain)[0].read_text()
