@@ -35,9 +35,9 @@ def prepare(ctx: CellContext, settings: Settings) -> Prepared:
         for q in questions:
             scores = b.score(settings.method, q)
             best = pick(scores, f"{ctx.seed}-{q.id}")
-            # the picked choice is strictly best (ties broken), so the runner's argmax is the pick
-            out.append([ChoiceScore(c, float(s) + (1.0 if i == best else 0.0) if s == max(scores) else float(s),
-                                    0, i == best) for i, (c, s) in enumerate(zip(q.choices, scores))])
+            # +1 on the pick makes it strictly best (ties broken), so the runner's argmax is the pick
+            out.append([ChoiceScore(c, float(s) + (i == best), 0, i == best)
+                        for i, (c, s) in enumerate(zip(q.choices, scores))])
         return out
 
     return Prepared(model=None, tokenizer=None, score_questions=score,
