@@ -38,6 +38,15 @@ CACHE_KW = _cache_kwarg()
 # Architectures whose logits are exactly ``lm_head(decoder(...).last_hidden_state)`` (no softcapping
 # or scaling after the head), so the head may be applied to chosen hidden states only.
 _PLAIN_HEAD = {"llama", "mistral", "qwen2", "qwen3"}
+# Gemma 3's head is plain unless its config sets a final logit softcap (Gemma 3 270M sets none); its
+# 262k-word head is what makes running it on chosen positions only worth the check.
+_PLAIN_UNLESS_SOFTCAP = {"gemma3_text"}
+
+
+def _plain_head(config: Any) -> bool:
+    kind = getattr(config, "model_type", "")
+    return kind in _PLAIN_HEAD or (kind in _PLAIN_UNLESS_SOFTCAP
+                                   and getattr(config, "final_logit_softcapping", None) is None)
 
 
 class ScoringError(GenmodesError, ValueError):
@@ -327,7 +336,7 @@ class Scorer:
         r_idx = torch.tensor([r for r, _ in needed], device=ids.device)
         p_idx = torch.tensor([p for _, p in needed], device=ids.device)
         decoder, head = self.model.get_decoder(), self.model.get_output_embeddings()
-        if getattr(self.model.config, "model_type", "") in _PLAIN_HEAD and decoder is not None and head is not None:
+        if _plain_head(self.model.config) and decoder is not None and head is not None:
             hidden = decoder(input_ids=ids, **kwargs).last_hidden_state
             return head(hidden[r_idx, p_idx])
         keep = sorted(set(p_idx.tolist()))

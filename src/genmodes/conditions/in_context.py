@@ -7,7 +7,9 @@ documents form the scorer's shared prefix, so they are encoded once per cell, no
 
 The budget is measured on the rendered block as the scorer encodes it (separators and the joins
 between documents tokenize differently from documents counted one by one), and by default leaves
-room for the dataset's longest question + choice, so every scored row fits the model's window.
+room for the dataset's longest question + choice, so every scored row fits the model's window. A
+``budget_tokens`` above that (a sweep run on models of different windows) is clipped to it, with one
+line on stderr and ``budget_clipped`` in the cell's info.
 Questions none of whose supporting documents made it into the block are counted: they cannot be
 answered from context, and the report gives accuracy without them beside the overall figure.
 """
@@ -15,6 +17,7 @@ answered from context, and the report gives accuracy without them beside the ove
 from __future__ import annotations
 
 import random
+import sys
 from typing import Any, Sequence
 
 from pydantic import Field
@@ -34,6 +37,10 @@ class Settings(_Base):
     fraction: float | None = Field(default=None, gt=0, le=1)
     instruction: str = DEFAULT_INSTRUCTION
     kinds: list[str] | None = None  # document kinds to include (default: all)
+    # Put this many of each scored question's supporting documents (a seeded choice) in the block
+    # first, then fill the budget with other documents: the context grows with distractors while every
+    # question stays answerable, so a budget sweep measures length, not coverage. None: all at random.
+    support_per_question: int | None = Field(default=None, gt=0)
 
 
 def model_context_length(model: Any) -> int:
@@ -62,13 +69,25 @@ def longest_row(tokenizer: Any, questions: Sequence[Question], lead: str = END_O
 
 
 def select_documents(docs: list[Document], tokenizer: Any, budget: int, seed: int,
-                     fraction: float | None = None, instruction: str = DEFAULT_INSTRUCTION) -> list[Document]:
+                     fraction: float | None = None, instruction: str = DEFAULT_INSTRUCTION,
+                     required: Sequence[int] = ()) -> list[Document]:
     """The documents to place in context: all of them if they fit, else a seeded random subset that
-    does, in their original order. The rendered block is at most ``budget`` tokens."""
+    does, in their original order. The rendered block is at most ``budget`` tokens. ``required``
+    (indices into ``docs``) are always kept (the rest fill what they leave); raises
+    :class:`ConfigError` if they alone exceed the budget."""
+    must = list(dict.fromkeys(required))
+    if must and block_tokens(tokenizer, [docs[i] for i in sorted(must)], instruction) > budget:
+        raise ConfigError(f"in_context: the {len(must)} supporting documents of the scored questions take "
+                          f"{block_tokens(tokenizer, [docs[i] for i in sorted(must)], instruction)} tokens, more "
+                          f"than the budget of {budget}; raise budget_tokens, or lower max_per_split or "
+                          "support_per_question")
     order = list(range(len(docs)))
     random.Random(f"in_context-{seed}").shuffle(order)
     if fraction is not None:
         order = order[: max(1, round(len(docs) * fraction))] if docs else []
+    if must:
+        taken = set(must)
+        order = must + [i for i in order if i not in taken]
     if not order:
         return []
     if block_tokens(tokenizer, [docs[i] for i in sorted(order)], instruction) <= budget:
@@ -81,12 +100,12 @@ def select_documents(docs: list[Document], tokenizer: Any, budget: int, seed: in
         tokenizer(instruction, add_special_tokens=False).input_ids) + len(
         tokenizer(END_OF_DOCUMENTS, add_special_tokens=False).input_ids)
     keep: list[int] = []
-    for i, ids in zip(order, costs):
-        if used + len(ids) > budget:
+    for j, (i, ids) in enumerate(zip(order, costs)):
+        if used + len(ids) > budget and j >= len(must):
             continue
         used += len(ids)
         keep.append(i)
-    while keep and block_tokens(tokenizer, [docs[i] for i in sorted(keep)], instruction) > budget:
+    while len(keep) > len(must) and block_tokens(tokenizer, [docs[i] for i in sorted(keep)], instruction) > budget:
         keep.pop()
     return [docs[i] for i in sorted(keep)]
 
@@ -98,10 +117,25 @@ def prepare(ctx: CellContext, settings: Settings) -> Prepared:
     longest = longest_row(tok, ctx.dataset.questions)
     reserve = longest if settings.reserve is None else settings.reserve
     budget = settings.budget_tokens or window - reserve
+    clipped = settings.budget_tokens is not None and budget > window - reserve
+    if clipped:
+        # A budget sweep runs one config on models of different windows (SmolLM2 8k, Gemma 3 32k):
+        # past a model's window its cell is the window's cell, said once here and recorded in info.
+        budget = window - reserve
+        print(f"genmodes: in_context: budget_tokens {settings.budget_tokens} does not fit {ctx.model_spec}'s "
+              f"{window}-token window with {reserve} tokens for the question; clipped to {budget}",
+              file=sys.stderr, flush=True)
     if budget <= 0:
         raise ConfigError(f"in_context: the longest question + choice ({reserve} tokens) leaves no room for "
                           f"documents in the model's {window}-token window")
-    kept = select_documents(docs, tok, budget, ctx.seed, settings.fraction, settings.instruction)
+    required: list[int] = []
+    if settings.support_per_question:
+        index = {d.id: i for i, d in enumerate(docs)}
+        rng = random.Random(f"in_context-support-{ctx.seed}")
+        for q in ctx.dataset.questions:
+            have = [index[s] for s in q.support if s in index]
+            required += rng.sample(have, min(settings.support_per_question, len(have)))
+    kept = select_documents(docs, tok, budget, ctx.seed, settings.fraction, settings.instruction, required)
     prefix = render_documents(kept, settings.instruction)
     n_tokens = block_tokens(tok, kept, settings.instruction) if kept else 0
     if n_tokens + longest > window:
@@ -114,7 +148,8 @@ def prepare(ctx: CellContext, settings: Settings) -> Prepared:
     return Prepared(model, tok, prefix=prefix, info={
         "train_seconds": 0.0, "documents": len(docs), "documents_in_context": len(kept),
         "kept_fraction": len(kept) / len(docs) if docs else 1.0, "prefix_tokens": n_tokens,
-        "budget_tokens": budget, "window_tokens": window, "longest_question_choice_tokens": longest,
+        "budget_tokens": budget, "budget_tokens_requested": settings.budget_tokens, "budget_clipped": clipped,
+        "window_tokens": window, "longest_question_choice_tokens": longest,
         # Questions whose support is listed but none of it is in the block; None: no question lists any.
         "questions_without_support": len(no_support) if with_support else None,
         "questions_without_support_ids": no_support})

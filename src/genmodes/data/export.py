@@ -382,7 +382,10 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
     if cond.kind_ == "from_scratch":
         raise ConfigError("a from_scratch model has its own word-level tokenizer; lm-eval export covers "
                           "pretrained, finetune, in_context, retrieval and augmented_finetune")
-    cell_id = Cell(spec, cond, seed).id
+    if cfg.several_models:
+        raise ConfigError(f"{run_dir}: the run has several models ({', '.join(cfg.model_specs)}); the lm-eval "
+                          "export covers one-model runs")
+    cell_id = Cell(spec, cond, seed, cfg.model_specs[0]).id
     record = next((c for c in _read_cells(run) if c.get("cell") == cell_id), None)
     if record is None:
         raise ConfigError(f"{run_dir}: cell {cell_id} has not finished; run the config first "
@@ -397,7 +400,7 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
                         "(content hash mismatch): its source changed since the run")
     settings = make_settings(cond.kind_, cond.settings, where=cond.name)
     with tempfile.TemporaryDirectory(prefix="genmodes-export-") as work:
-        ctx = CellContext(model_spec=cfg.model, dataset=ds, seed=seed, workdir=Path(work),
+        ctx = CellContext(model_spec=cfg.model_specs[0], dataset=ds, seed=seed, workdir=Path(work),
                           shared_dir=run / "shared", device=device or "cpu", progress=False)
         prepared = get_condition(cond.kind_).prepare(ctx, settings)
     prefix, context_for = prepared.prefix, prepared.context_for

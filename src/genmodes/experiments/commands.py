@@ -64,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         Runner(cfg, out, device=args.device, model_cache=args.cache).validate()
         rows = _estimate(cfg)
-        print(f"{cfg.name}: model {cfg.model}, {len(rows)} cells -> {out}")
+        print(f"{cfg.name}: model {', '.join(cfg.model_specs)}, {len(rows)} cells -> {out}")
         w = max(len(r[0]) for r in rows)
         print(f"  {'cell':<{w}}  {'questions':>9}  {'train ~s':>9}  {'test ~s':>8}")
         for cid, n, tr, te in rows:

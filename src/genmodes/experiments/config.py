@@ -1,4 +1,9 @@
-"""Study configs: a YAML grid of model x datasets x conditions x seeds, validated up front.
+"""Study configs: a YAML grid of model(s) x datasets x conditions x seeds, validated up front.
+
+One ``model:`` (today's configs), or ``models: [a, b]``: the model is then a grid axis too (issue 13
+item 2: P1 tried one family; several families in one study are the cross-family check it lacked).
+A condition may name the ``datasets`` it runs on, so one study can hold, say, the headline conditions on
+one dataset and an in-context budget sweep on another without their full product.
 
 Every problem is reported as one line naming the field (``conditions[2].settings.lr: ...``) before
 anything runs, so a typo never costs a half-finished grid.
@@ -79,6 +84,8 @@ class ConditionSpec(_Strict):
     name: str
     kind: str | None = None  # the condition module; defaults to `name`
     settings: dict[str, Any] = Field(default_factory=dict)
+    # run this condition on these datasets only (names); default every dataset of the config
+    datasets: list[str] | None = Field(default=None, min_length=1)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -92,9 +99,25 @@ class ScoringSpec(_Strict):
     chat_template: bool = False  # score inside the tokenizer's chat template (genmodes.chat)
 
 
+DEFAULT_MODEL = "smollm2-135m"
+
+
+def model_label(spec: str) -> str:
+    """A model spec as a folder-name part (cell ids of a several-model run): the spec itself when it
+    is a plain name (smollm2-135m), else the last part of its path without .gguf."""
+    label = spec.strip().rstrip("/\\")
+    if set(label) & _BAD_NAME_CHARS:
+        label = label.replace("\\", "/").rsplit("/", 1)[-1]
+    label = label.removesuffix(".gguf")
+    label = "".join("_" if ch in _BAD_NAME_CHARS else ch for ch in label).lstrip(".") or "model"
+    return label[:MAX_NAME]
+
+
 class RunConfig(_Strict):
     name: str
-    model: str = "smollm2-135m"
+    # one model (a string; smollm2-135m when neither is given) or several (`models`): exactly one of them
+    model: str | None = None
+    models: list[str] | None = Field(default=None, min_length=1, max_length=100)
     seeds: list[Annotated[int, Field(ge=0, le=MAX_SEED)]] = Field(default_factory=lambda: [0], min_length=1,
                                                                   max_length=10_000)
     datasets: list[DatasetSpec] = Field(min_length=1)
@@ -106,13 +129,44 @@ class RunConfig(_Strict):
 
     @field_validator("model")
     @classmethod
-    def _model(cls, v: str) -> str:
-        if not v.strip() or "\0" in v or "\n" in v:
+    def _model(cls, v: str | None) -> str | None:
+        if v is not None and (not v.strip() or "\0" in v or "\n" in v):
             raise ValueError("model must be a model spec (e.g. smollm2-135m, tiny-random, a folder or a .gguf)")
         return v
 
+    @field_validator("models")
+    @classmethod
+    def _models(cls, v: list[str] | None) -> list[str] | None:
+        for i, m in enumerate(v or []):
+            if not m.strip() or "\0" in m or "\n" in m:
+                raise ValueError(f"models[{i}] must be a model spec (e.g. smollm2-135m, tiny-random, a folder or a .gguf)")
+        return v
+
+    @property
+    def model_specs(self) -> list[str]:
+        """The models of the grid, in config order (one for a ``model:`` config)."""
+        return list(self.models) if self.models is not None else [self.model or DEFAULT_MODEL]
+
+    @property
+    def several_models(self) -> bool:
+        """Whether the model is a grid axis (``models:``), which puts the model in cell ids."""
+        return self.models is not None
+
     @model_validator(mode="after")
     def _unique(self) -> "RunConfig":
+        if self.model is not None and self.models is not None:
+            raise ValueError("give 'model' (one) or 'models' (a list), not both")
+        if self.models is None and self.model is None:
+            self.model = DEFAULT_MODEL
+        if self.models is not None:
+            dup = {m for m in self.models if self.models.count(m) > 1}
+            if dup:
+                raise ValueError(f"models: duplicate model(s): {', '.join(sorted(dup))}")
+            labels = [model_label(m) for m in self.models]
+            clash = sorted({m for m, lab in zip(self.models, labels) if labels.count(lab) > 1})
+            if clash:
+                raise ValueError(f"models: {', '.join(clash)} would share the folder name "
+                                 f"{model_label(clash[0])!r} in cell ids; rename a file or folder")
         for what, names in (("dataset", [d.name for d in self.datasets]),
                             ("condition", [c.name for c in self.conditions])):
             dup = {n for n in names if names.count(n) > 1}
@@ -120,6 +174,12 @@ class RunConfig(_Strict):
                 raise ValueError(f"duplicate {what} name(s): {', '.join(sorted(dup))} (give each a distinct 'name')")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("duplicate seeds")
+        names = [d.name for d in self.datasets]
+        for c in self.conditions:
+            unknown = [d for d in c.datasets or [] if d not in names]
+            if unknown:
+                raise ValueError(f"condition {c.name!r}: datasets: no dataset named {unknown[0]!r} "
+                                 f"(have: {', '.join(map(str, names))})")
         return self
 
 
@@ -219,6 +279,11 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
 def dump_config(cfg: RunConfig) -> str:
     d = cfg.model_dump(mode="json")
+    # the axis not used is left out, so a one-model config dumps as it did before `models` existed
+    # (a run folder compares its config.yaml text to decide it is the same run)
+    d.pop("models" if cfg.models is None else "model")
     for c, spec in zip(d["conditions"], cfg.conditions):
         c["kind"] = spec.kind_
+        if spec.datasets is None:
+            c.pop("datasets")
     return yaml.safe_dump(d, sort_keys=False, allow_unicode=True)

@@ -98,7 +98,8 @@ def apply_overrides(raw: dict[str, Any], *, limit: int | None = None, model: str
                     seeds: Sequence[int] | None = None, sets: Sequence[str] = ()) -> dict[str, Any]:
     """A copy of ``raw`` with the overrides applied (``--set`` last, so it can refine the others)."""
     out = copy.deepcopy(raw)
-    if model is not None:
+    if model is not None:  # --model replaces the config's model or models: one model
+        out.pop("models", None)
         out["model"] = model
     if seeds is not None:
         out["seeds"] = list(seeds)

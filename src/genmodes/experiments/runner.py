@@ -1,14 +1,15 @@
-"""The experiment runner: a grid of cells (dataset x condition x seed), resumable, one scorer.
+"""The experiment runner: a grid of cells (model x dataset x condition x seed), resumable, one scorer.
 
 Run folder::
 
     config.yaml      the resolved config
-    cells/<cell>/    per-cell work: results.jsonl and cell.json, written atomically when the cell
+    cells/<cell>/    per-cell work (<cell>: <dataset>__<condition>__s<seed>, with the model first,
+                     <model>__<dataset>__<condition>__s<seed>, when the config lists several `models`): results.jsonl and cell.json, written atomically when the cell
                      finishes (cell.json last: it marks the cell done), plus condition artifacts
     shared/          artifacts several cells share (fine-tuned checkpoints, generation caches)
     results.jsonl    one row per question per finished cell, in grid order
     cells.jsonl      one row per finished cell: timings and the condition's info
-    summary.csv      dataset,split,condition,n,accuracy,stderr,chance
+    summary.csv      model,dataset,split,condition,n,accuracy,stderr,chance
 
 Before the folder is made, everything that can be checked is (datasets and their splits, the model
 spec, the device, LoRA target modules, document kinds), so a typo leaves nothing behind. The folder
@@ -39,7 +40,8 @@ from genmodes.conditions import get_condition, make_settings
 from genmodes.conditions.base import CellContext, Timer
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError, DiskError, GenmodesError, NumericError
-from genmodes.experiments.config import DatasetSpec, RunConfig, dump_config, load_config
+from genmodes.experiments.config import (DEFAULT_MODEL, DatasetSpec, RunConfig, dump_config, load_config,
+                                         model_label)
 from genmodes.io import (atomic_write, clean_stale_temps, disk_error_message, folder_lock, jsonl_bytes,
                          read_jsonl, read_text, TEMP_RE)
 from genmodes.report.provenance import cell_provenance, question_detail
@@ -53,15 +55,23 @@ class Cell:
     dataset: DatasetSpec
     condition: Any  # ConditionSpec
     seed: int
+    model: str = DEFAULT_MODEL
+    model_in_id: bool = False  # a several-model grid: the model is part of the id
 
     @property
     def id(self) -> str:
-        return f"{self.dataset.name}__{self.condition.name}__s{self.seed}"
+        # a one-model grid keeps the ids it always had, so its runs resume and compare unchanged
+        head = f"{model_label(self.model)}__" if self.model_in_id else ""
+        return f"{head}{self.dataset.name}__{self.condition.name}__s{self.seed}"
 
 
 def grid(cfg: RunConfig) -> list[Cell]:
-    """Cells in run order: seed, then dataset, then condition (the config's order)."""
-    return [Cell(d, c, s) for s in cfg.seeds for d in cfg.datasets for c in cfg.conditions]
+    """Cells in run order: seed, then dataset, then condition, then model (the config's orders; a
+    condition limited to some ``datasets`` skips the others). Models innermost, so a run stopped early
+    still has every model's result for the cells it reached."""
+    several = cfg.several_models
+    return [Cell(d, c, s, m, several) for s in cfg.seeds for d in cfg.datasets for c in cfg.conditions
+            if c.datasets is None or d.name in c.datasets for m in cfg.model_specs]
 
 
 # ------------------------------------------------------------------------------------------ datasets
@@ -170,22 +180,24 @@ class Runner:
             self.dataset(d)
         check_device(self.device)
         kinds = [c.kind_ for c in self.cfg.conditions]
-        if self.cfg.model == "scratch" or "from_scratch" in kinds:
+        specs = self.cfg.model_specs
+        if "scratch" in specs or "from_scratch" in kinds:
             others = sorted({k for k in kinds if k != "from_scratch"})
-            if self.cfg.model == "scratch" and others:
+            if "scratch" in specs and others:
                 raise ConfigError(f"model 'scratch' is built by the from_scratch condition only; "
                                   f"conditions of kind {others} need a pretrained model")
-            if self.cfg.model != "scratch":
+            if specs != ["scratch"]:
                 raise ConfigError(f"from_scratch builds its own model: set the config's model to 'scratch' "
-                                  f"(got {self.cfg.model!r})")
+                                  f"(got {', '.join(map(repr, specs))})")
         else:
-            check_spec(self.cfg.model, self.model_cache)
-        lora_model = None
+            for spec in specs:
+                check_spec(spec, self.model_cache)
+        lora_models: dict[str, Any] = {}
         for i, c in enumerate(self.cfg.conditions):
             where = f"conditions[{i}] ({c.name})"
             for ft in _finetune_settings(make_settings(c.kind_, c.settings, where=where)):
                 if ft.kinds is not None:
-                    for d in self.cfg.datasets:
+                    for d in [d for d in self.cfg.datasets if c.datasets is None or d.name in c.datasets]:
                         have = {doc.kind for doc in self.dataset(d).documents}
                         if not have & set(ft.kinds):
                             raise ConfigError(f"{where}: kinds {ft.kinds}: dataset {d.name!r} has no documents "
@@ -193,9 +205,11 @@ class Runner:
                 if ft.method == "lora" and ft.target_modules:
                     from genmodes.models import load_model
 
-                    if lora_model is None:
-                        lora_model, _ = load_model(self.cfg.model, device="cpu", cache=self.model_cache)
-                    _check_target_modules(lora_model, ft.target_modules, where)
+                    for spec in specs:
+                        if spec not in lora_models:
+                            lora_models[spec], _ = load_model(spec, device="cpu", cache=self.model_cache)
+                        _check_target_modules(lora_models[spec], ft.target_modules,
+                                              where + (f" on {spec}" if len(specs) > 1 else ""))
 
     # -- the folder
     def _finished_ids(self) -> list[str]:
@@ -320,7 +334,7 @@ class Runner:
         settings = make_settings(kind, cell.condition.settings, where=cell.condition.name)
         workdir = self.out / "cells" / cell.id
         workdir.mkdir(parents=True, exist_ok=True)
-        ctx = CellContext(model_spec=self.cfg.model, dataset=ds, seed=cell.seed, workdir=workdir,
+        ctx = CellContext(model_spec=cell.model, dataset=ds, seed=cell.seed, workdir=workdir,
                           shared_dir=self.out / "shared", model_cache=self.model_cache,
                           device=self.device, progress=self.progress)
         torch.manual_seed(cell.seed)
@@ -365,7 +379,7 @@ class Runner:
         for q, ctx_text, sc in zip(ds.questions, contexts, scores):
             pick, pick_norm = chosen(sc), chosen(sc, normalized=True)
             rows.append({
-                "cell": cell.id, "model": self.cfg.model, "dataset": cell.dataset.name, "family": ds.family,
+                "cell": cell.id, "model": cell.model, "dataset": cell.dataset.name, "family": ds.family,
                 "split": q.split, "subtype": q.subtype, "condition": cell.condition.name,
                 "condition_kind": kind, "seed": cell.seed, "question_id": q.id, "answer": q.answer,
                 "chance": q.chance, "scores": [s.to_json() for s in sc], "chosen": pick,
@@ -376,7 +390,7 @@ class Runner:
                 **question_detail(q, prepared),
             })
         info = dict(prepared.info)
-        record = {"cell": cell.id, "model": self.cfg.model, "dataset": cell.dataset.name,
+        record = {"cell": cell.id, "model": cell.model, "dataset": cell.dataset.name,
                   "condition": cell.condition.name, "condition_kind": kind, "seed": cell.seed,
                   "n_questions": len(rows),
                   "timings": {"prepare_s": round(t_prep.seconds, 3), "score_s": round(t_score.seconds, 3),

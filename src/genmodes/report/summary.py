@@ -1,4 +1,4 @@
-"""Summary rows (dataset x split x condition): accuracy, standard error, chance.
+"""Summary rows (model x dataset x split x condition): accuracy, standard error, chance.
 
 The one aggregation both the runner (``summary.csv``) and the report use. Error bars follow the
 P1 protocol: standard errors over inference subtypes. A group is a (subtype, seed) pair; the standard
@@ -18,7 +18,9 @@ from typing import Any, Iterable, Sequence
 
 from genmodes.errors import DataError
 
-SUMMARY_COLUMNS = ("dataset", "split", "condition", "n", "accuracy", "stderr", "chance")
+# model first: a several-model study's rows then read as one block per model; a one-model summary has
+# the same model on every row (rows without a model, from older results files, leave it empty)
+SUMMARY_COLUMNS = ("model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance")
 _REQUIRED = ("dataset", "split", "condition", "correct")
 
 
@@ -29,16 +31,17 @@ def _sem(values: Sequence[float]) -> float:
 
 
 def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (dataset, split, condition) with ``n, accuracy, stderr, chance``.
+    """One row per (model, dataset, split, condition) with ``n, accuracy, stderr, chance``.
 
     Ordered by dataset (first appearance), split (first appearance within its dataset), condition
-    (first appearance). Rows are expected to come from one model; prefix ``condition`` with the
-    model to compare several in one summary.
+    (first appearance), then model (first appearance): several models' rows of one condition sit
+    together. A row without a ``model`` field counts as model "".
     """
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str, str], list[dict[str, Any]]] = {}
     ds_order: dict[str, int] = {}
     split_order: dict[tuple[str, str], int] = {}
     cond_order: dict[str, int] = {}
+    model_order: dict[str, int] = {}
     for i, r in enumerate(rows):
         missing = [k for k in _REQUIRED if k not in r]
         if missing:
@@ -46,14 +49,17 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         if not isinstance(r["correct"], bool):
             raise DataError(f"results row {i + 1}: field 'correct' must be true or false, got {r['correct']!r}")
         d, s, c = str(r["dataset"]), str(r["split"]), str(r["condition"])
+        m = "" if r.get("model") is None else str(r["model"])
         ds_order.setdefault(d, len(ds_order))
         split_order.setdefault((d, s), len(split_order))
         cond_order.setdefault(c, len(cond_order))
-        groups.setdefault((d, s, c), []).append(r)
+        model_order.setdefault(m, len(model_order))
+        groups.setdefault((d, s, c, m), []).append(r)
 
     out = []
-    for (d, s, c) in sorted(groups, key=lambda k: (ds_order[k[0]], split_order[(k[0], k[1])], cond_order[k[2]])):
-        g = groups[(d, s, c)]
+    for (d, s, c, m) in sorted(groups, key=lambda k: (ds_order[k[0]], split_order[(k[0], k[1])], cond_order[k[2]],
+                                                      model_order[k[3]])):
+        g = groups[(d, s, c, m)]
         n = len(g)
         acc = sum(bool(r["correct"]) for r in g) / n
         by_group: dict[tuple[str, Any], list[bool]] = {}
@@ -65,7 +71,7 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
             stderr = math.sqrt(acc * (1 - acc) / n)
         chances = [float(r["chance"]) for r in g if r.get("chance") is not None]
         chance = sum(chances) / len(chances) if chances else float("nan")
-        out.append({"dataset": d, "split": s, "condition": c, "n": n, "accuracy": acc,
+        out.append({"model": m, "dataset": d, "split": s, "condition": c, "n": n, "accuracy": acc,
                     "stderr": stderr, "chance": chance})
     return out
 
