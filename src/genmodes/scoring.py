@@ -43,6 +43,14 @@ _PLAIN_HEAD = {"llama", "mistral", "qwen2", "qwen3"}
 _PLAIN_UNLESS_SOFTCAP = {"gemma3_text"}
 
 
+def _sliding_window(config: Any) -> int | None:
+    """The window of a model whose layers mix sliding-window and full attention (``layer_types``),
+    which takes a mask per layer type; None for one attention kind throughout."""
+    kinds = getattr(config, "layer_types", None) or []
+    window = getattr(config, "sliding_window", None)
+    return int(window) if window and "sliding_attention" in kinds and "full_attention" in kinds else None
+
+
 def _plain_head(config: Any) -> bool:
     kind = getattr(config, "model_type", "")
     return kind in _PLAIN_HEAD or (kind in _PLAIN_UNLESS_SOFTCAP
@@ -345,6 +353,13 @@ class Scorer:
         kcol = torch.tensor([at[p] for p in p_idx.tolist()], device=ids.device)
         return logits[r_idx, kcol]
 
+    def _mask(self, allowed: torch.Tensor) -> torch.Tensor:
+        if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
+            return allowed.to(self.device)
+        # eager and others take an additive float mask
+        return torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(
+            ~allowed, torch.finfo(self.dtype).min).to(self.device)
+
     def _run(self, batch: list[list[_Group]], pre: _Prefix, requests: Sequence[tuple[str, Sequence[str]]],
              results: list, bar: Any) -> None:
         """One forward over ``batch`` (rows of packed questions) after ``pre``; fills ``results``."""
@@ -407,11 +422,16 @@ class Scorer:
             own &= (grp_t[:, None, :] >= 0) | torch.eye(T, dtype=torch.bool)
             allowed = own if P == 0 else torch.cat([torch.ones(B, T, P, dtype=torch.bool), own], dim=2)
             allowed = allowed[:, None]
-            if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
-                mask = allowed.to(self.device)
-            else:  # eager and others take an additive float mask
-                mask = torch.zeros(allowed.shape, dtype=self.dtype).masked_fill(
-                    ~allowed, torch.finfo(self.dtype).min).to(self.device)
+            window = _sliding_window(self.model.config)
+            if window is not None:
+                # A model with sliding-window layers (Gemma 3: 512 tokens in 5 of 6 layers) uses a
+                # 4D mask as given in every layer; its sliding layers get the same mask cut to the window
+                # (key position > query position - window, as transformers' own sliding mask).
+                kpos = pos_t if P == 0 else torch.cat([torch.arange(P).expand(B, P), pos_t], dim=1)
+                near = (kpos[:, None, :] > pos_t[:, :, None] - window)[:, None]
+                mask: Any = {"full_attention": self._mask(allowed), "sliding_attention": self._mask(allowed & near)}
+            else:
+                mask = self._mask(allowed)
             kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos_t.to(self.device)}
             if pre.kv is not None:  # B is 1 here (see score)
                 kwargs[CACHE_KW] = DynamicCache(ddp_cache_data=list(pre.kv))

@@ -134,7 +134,11 @@ def prepare(ctx: CellContext, settings: Settings) -> Prepared:
         rng = random.Random(f"in_context-support-{ctx.seed}")
         for q in ctx.dataset.questions:
             have = [index[s] for s in q.support if s in index]
-            required += rng.sample(have, min(settings.support_per_question, len(have)))
+            # questions about one person share their documents: count those already placed
+            placed = set(required)
+            more = settings.support_per_question - sum(i in placed for i in have)
+            free = [i for i in have if i not in placed]
+            required += rng.sample(free, max(0, min(more, len(free))))
     kept = select_documents(docs, tok, budget, ctx.seed, settings.fraction, settings.instruction, required)
     prefix = render_documents(kept, settings.instruction)
     n_tokens = block_tokens(tok, kept, settings.instruction) if kept else 0

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from genmodes.report import details, figures
+from genmodes.report import context_curve, details, figures
 from genmodes.report.run import Run, load_run
 from genmodes.report.summary import summarize
 
@@ -85,7 +85,7 @@ class _Figures:
 def _rows_by_label(run: Run) -> tuple[list[dict[str, Any]], list[str]]:
     """Result rows with ``condition`` relabelled ``condition · model`` when a run holds several models,
     and the conditions in report order (config order, then appearance)."""
-    models = list(dict.fromkeys(str(r.get("model", "")) for r in run.results))
+    models = _models(run)
     order = run.condition_order()
     if len(models) <= 1:
         present = {str(r["condition"]) for r in run.results}
@@ -95,15 +95,31 @@ def _rows_by_label(run: Run) -> tuple[list[dict[str, Any]], list[str]]:
     return rows, [f"{c} · {m}" for c in order for m in models if f"{c} · {m}" in present]
 
 
+def _models(run: Run) -> list[str]:
+    """The run's models: the config's ``models`` (or ``model``), then any other a row names."""
+    cfg = run.config.get("models") or run.config.get("model") or []
+    listed = [str(m) for m in (cfg if isinstance(cfg, list) else [cfg])]
+    seen = [str(r["model"]) for r in run.results if r.get("model") is not None]
+    present = set(seen)
+    return [m for m in dict.fromkeys(listed + seen) if m in present] or listed
+
+
+def _several(run: Run) -> bool:
+    return len(_models(run)) > 1
+
+
+def _cond(run: Run, c: dict[str, Any]) -> str:
+    """A cell's condition, with its model when the run has several (``condition · model``)."""
+    return f"{c.get('condition', DASH)} · {c.get('model', DASH)}" if _several(run) else str(c.get("condition", DASH))
+
+
 def _header(run: Run) -> list[Block]:
     cfg = run.config
     done = len(run.cells) if run.cells else len({str(r["cell"]) for r in run.results})
-    models = list(dict.fromkeys(str(r.get("model")) for r in run.results if r.get("model") is not None))
-    model = cfg.get("model") or ", ".join(models) or "unknown"
-    if isinstance(model, list):
-        model = ", ".join(map(str, model))
+    models = _models(run)
+    model = ", ".join(f"`{m}`" for m in models) or "`unknown`"
     seeds = cfg.get("seeds") or sorted({r.get("seed") for r in run.results if r.get("seed") is not None})
-    facts = [f"Model `{model}`", f"run folder `{run.path}`"]
+    facts = [f"{'Models' if len(models) > 1 else 'Model'} {model}", f"run folder `{run.path}`"]
     if run.date:
         facts.append(f"last cell finished {run.date}" if run.cells else f"results written {run.date}")
     if seeds:
@@ -161,6 +177,9 @@ def _accuracy(run: Run, figs: _Figures, colors: dict[str, Any]) -> list[Block]:
                 label += f" ({k} of {n_seeds} seeds)"
             body.append([label] + [_acc(table[(sp, c)]) if (sp, c) in table else DASH for sp in splits])
         body.append(["questions"] + [str(len(questions.get((ds, sp), ()))) for sp in splits])
+        if _several(run):
+            out += _side_by_side(run, ds, srows, splits, chance, questions, figs)
+            continue
         out.append(("table", headers, body))
         path = figures.accuracy_bars(f"{ds}: accuracy by split", splits, conds, table, chance,
                                      figs.path(f"accuracy_{ds}"), colors, baselines=details.baselines(run, conds))
@@ -168,8 +187,29 @@ def _accuracy(run: Run, figs: _Figures, colors: dict[str, Any]) -> list[Block]:
     return out
 
 
-def _cell_label(c: dict[str, Any]) -> list[str]:
-    return [str(c.get("dataset", DASH)), str(c.get("condition", DASH)), str(c.get("seed", DASH))]
+def _side_by_side(run: Run, ds: str, srows: list[dict[str, Any]], splits: list[str], chance: dict[str, float],
+                  questions: dict[tuple[str, str], set[Any]], figs: _Figures) -> list[Block]:
+    """Several models: a row per condition, a column per split and model, and the bars in one panel per
+    model (each condition the same colour in every panel)."""
+    models = [m for m in _models(run) if any(s["model"] == m for s in srows)]
+    plain = [c for c in run.condition_order() if any(s["condition"] == f"{c} · {m}" for s in srows for m in models)]
+    table = {(s["model"], s["split"], s["condition"].rsplit(" · ", 1)[0]): s for s in srows}
+    headers = ["condition"] + [f"{sp} · {m} (chance {_pct(chance[sp])})" for sp in splits for m in models]
+    body = [[c] + [_acc(table[(m, sp, c)]) if (m, sp, c) in table else DASH for sp in splits for m in models]
+            for c in plain]
+    body.append(["questions"] + [str(len(questions.get((ds, sp), ()))) for sp in splits for _ in models])
+    panels = [(m, [sp for sp in splits if any((m, sp, c) in table for c in plain)],
+               {(sp, c): table[(m, sp, c)] for sp in splits for c in plain if (m, sp, c) in table}, chance)
+              for m in models]
+    path = figures.accuracy_panels(f"{ds}: accuracy by split, per model", panels, plain,
+                                   figs.path(f"accuracy_{ds}"), figures.condition_colors(plain),
+                                   baselines=details.baselines(run, plain))
+    return [("table", headers, body), ("img", path, f"accuracy on {ds}, models side by side")]
+
+
+def _cell_label(c: dict[str, Any], run: Run | None = None) -> list[str]:
+    cond = _cond(run, c) if run is not None else str(c.get("condition", DASH))
+    return [str(c.get("dataset", DASH)), cond, str(c.get("seed", DASH))]
 
 
 def _augmentation(run: Run) -> list[Block]:
@@ -190,7 +230,7 @@ def _augmentation(run: Run) -> list[Block]:
             v = a.get(k)
             return count(v) + (f" ({_pct(v / n)})" if _is_num(v) and _is_num(n) and n > 0 else "")
 
-        body.append(_cell_label(c) + [count(n), part("true"), part("false"), part("unverifiable"),
+        body.append(_cell_label(c, run) + [count(n), part("true"), part("false"), part("unverifiable"),
                                       part("test_answers_stated"), count(a.get("generated_documents"))])
     return [("h", 2, "Augmentation audit"),
             ("p", "Statements the model generated, checked against the dataset's knowledge: true, false (contradict "
@@ -217,7 +257,7 @@ def _verification(run: Run) -> list[Block]:
         def arrow(k: str) -> str:
             return f"{before.get(k, DASH)} -> {aug.get(k, DASH)}"
 
-        body.append(_cell_label(c) + [str(v.get("margin", DASH)), arrow("true"), arrow("false"),
+        body.append(_cell_label(c, run) + [str(v.get("margin", DASH)), arrow("true"), arrow("false"),
                                       arrow("unverifiable"), arrow("test_answers_stated"),
                                       str(v.get("seconds", DASH))])
     return [("h", 2, "Augmentation verification"),
@@ -244,7 +284,7 @@ def _retrieval(run: Run) -> list[Block]:
         info = c["info"]
         by = info.get("recall_at_k_by_split") if isinstance(info.get("recall_at_k_by_split"), dict) else {}
         k = info.get("k", info.get("top_k"))
-        body.append(_cell_label(c) + ([DASH if k is None else str(k)] if has_k else []) +
+        body.append(_cell_label(c, run) + ([DASH if k is None else str(k)] if has_k else []) +
                     [_pct(info["recall_at_k"])] + [_pct(by.get(s)) for s in splits])
     return [("h", 2, "Retrieval recall@k"),
             ("p", "Share of questions whose supporting document(s) are among the k retrieved."),
@@ -268,7 +308,7 @@ def _in_context(run: Run) -> list[Block]:
 
         n_docs, n_kept, n_gone = info.get("documents"), info.get("documents_in_context"), \
             info.get("questions_without_support")
-        body.append(_cell_label(c) + [f"{n_kept} of {n_docs}", DASH if n_gone is None else str(n_gone),
+        body.append(_cell_label(c, run) + [f"{n_kept} of {n_docs}", DASH if n_gone is None else str(n_gone),
                                       acc(rows), acc(kept) if n_gone is not None else DASH])
     return [("h", 2, "In context: documents kept and questions left without support"),
             ("p", "When the documents exceed the model's window, a seeded subset is kept. A question none of whose "
@@ -289,9 +329,9 @@ def _compute(run: Run) -> list[Block]:
             ctx_mean.setdefault(str(r["cell"]), []).append(float(r["context_tokens"]))
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for c in run.cells:
-        groups.setdefault((str(c.get("dataset")), str(c.get("condition"))), []).append(c)
+        groups.setdefault((str(c.get("dataset")), _cond(run, c)), []).append(c)
     d_order = {d: i for i, d in enumerate(run.dataset_order())}
-    c_order = {c: i for i, c in enumerate(run.condition_order())}
+    c_order = {c: i for i, c in enumerate(_rows_by_label(run)[1])}
     keys = sorted(groups, key=lambda k: (d_order.get(k[0], len(d_order)), c_order.get(k[1], len(c_order))))
     any_kept = any((c.get("info") or {}).get("kept_fraction") is not None for c in run.cells)
     any_tok = any((c.get("info") or {}).get("tokens_trained") is not None for c in run.cells)
@@ -476,6 +516,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     blocks += _verification(run)
     blocks += _retrieval(run)
     blocks += _in_context(run)
+    blocks += context_curve.section(run, figs)
     blocks += _compute(run)
     blocks += _curves(run, figs)
     blocks += details.drilldown(run, out)

@@ -181,3 +181,88 @@ def training_curves(title: str, rows: Sequence[dict[str, Any]], path: Path) -> P
             ax.spines[side].set_visible(False)
     fig.suptitle(title)
     return _save(fig, path)
+
+
+def accuracy_panels(title: str, panels: Sequence[tuple[str, Sequence[str], dict[tuple[str, str], dict[str, Any]],
+                                                       dict[str, float]]],
+                    conditions: Sequence[str], path: Path, colors: dict[str, Any] | None = None,
+                    baselines: Sequence[str] = ()) -> Path:
+    """Several models side by side: one panel per model (``(model, splits, table, chance)``), each
+    like :func:`accuracy_bars` (a group per split, a bar per condition with its standard error,
+    chance dashed), the same colour for a condition in every panel, a shared y axis and legend."""
+    colors = colors or condition_colors(conditions)
+    n_p = max(1, len(panels))
+    n_c = max(1, len(conditions))
+    width = 0.8 / n_c
+    widths = [max(1, len(p[1])) for p in panels] or [1]
+    per_split = 0.28 * n_c + 0.5
+    fig = Figure(figsize=(max(5.5, 1.6 + sum(widths) * per_split + 0.4 * n_p), 4.4))
+    axes = fig.subplots(1, n_p, sharey=True, squeeze=False, gridspec_kw={"width_ratios": widths})[0]
+    handles: dict[str, Any] = {}
+    for ax, (name, splits, table, chance) in zip(axes, panels):
+        for j, c in enumerate(conditions):
+            xs, ys, es = [], [], []
+            for i, s in enumerate(splits):
+                r = table.get((s, c))
+                if r is None:
+                    continue
+                xs.append(i - 0.4 + width * (j + 0.5))
+                ys.append(r["accuracy"])
+                es.append(0.0 if math.isnan(r["stderr"]) else r["stderr"])
+            if xs:
+                handles[c] = ax.bar(xs, ys, width=width * 0.92, yerr=es, capsize=2, color=colors[c],
+                                    error_kw={"elinewidth": 0.9, "ecolor": "0.2"}, **_baseline_style(c in baselines))
+        for i, s in enumerate(splits):
+            ch = chance.get(s)
+            if ch is not None and not math.isnan(ch):
+                handles["chance"] = ax.hlines(ch, i - 0.45, i + 0.45, colors="0.25", linestyles="dashed",
+                                              linewidth=1.2, zorder=3)
+        ax.set_xticks(range(len(splits)))
+        ax.set_xticklabels(splits, rotation=25 if len(splits) > 2 else 0, ha="right" if len(splits) > 2 else "center")
+        ax.set_xlim(-0.6, len(splits) - 0.4)
+        ax.set_title(name, fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
+        for side in ("top", "right"):
+            ax.spines[side].set_visible(False)
+    axes[0].set_ylim(0, 1.05)
+    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0].set_ylabel("accuracy")
+    fig.suptitle(title)
+    order = [c for c in conditions if c in handles] + (["chance"] if "chance" in handles else [])
+    fig.legend([handles[k] for k in order], order, loc="upper left", bbox_to_anchor=(1.0, 0.92), frameon=False)
+    return _save(fig, path)
+
+
+def context_curve(title: str, lines: Sequence[tuple[str, Sequence[tuple[float, float, float]]]],
+                  chance: float | None, path: Path) -> Path:
+    """In-context accuracy against the context length actually used: one line per ``(label,
+    [(tokens, accuracy, stderr), ...])`` (a model and a split), error bars, chance dashed, x in log2
+    steps (budget sweeps double)."""
+    fig = Figure(figsize=(7.0, 4.2))
+    ax = fig.add_subplot()
+    styles = ["-", "--", ":", "-."]
+    models = list(dict.fromkeys(label.split(" · ")[0] for label, _ in lines))
+    splits = list(dict.fromkeys(label.split(" · ")[-1] for label, _ in lines))
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10"]
+    for label, pts in lines:
+        pts = sorted(pts)
+        m, s = label.split(" · ")[0], label.split(" · ")[-1]
+        ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], label=label,
+                    color=cmap(models.index(m) % cmap.N), linestyle=styles[splits.index(s) % len(styles)],
+                    marker="o", markersize=4, linewidth=1.5, capsize=2)
+    if chance is not None and not math.isnan(chance):
+        ax.axhline(chance, color="0.25", linestyle="dashed", linewidth=1.2, label="chance")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("context tokens per question (as scored)")
+    ax.set_ylim(-0.02, 1.05)
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _save(fig, path)
