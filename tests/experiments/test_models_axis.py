@@ -69,6 +69,7 @@ def test_models_make_a_grid_axis(tmp_path, second_model):
     # the report: both models side by side, one table column per split and model, a panel figure
     md = (out / "report.md").read_text()
     assert "Models `tiny-random`, " in md
+    assert "Cells finished: 4 of 4." in md
     header = next(line for line in md.splitlines() if line.startswith("| condition |"))
     for sp in ("forward", "reversal"):
         assert f"{sp} · tiny-random" in header and f"{sp} · {second_model}" in header
@@ -135,6 +136,11 @@ def test_condition_datasets_limit_the_grid(tmp_path, second_model):
     ids = [c.id for c in grid(load_config(p))]
     assert ids == ["tiny-random__rc__pretrained__s0", "tiny-b__rc__pretrained__s0",
                    "tiny-random__rc2__in_context__s0", "tiny-b__rc2__in_context__s0"]
+    # the report expects as many cells as the grid has (not datasets x conditions x models)
+    from genmodes.experiments.config import dump_config
+    from genmodes.report.run import _expected_cells
+
+    assert _expected_cells(yaml.safe_load(dump_config(load_config(p)))) == 4
 
 
 def test_budget_sweep_clips_above_the_window_and_draws_the_curve(tmp_path, second_model, capsys):

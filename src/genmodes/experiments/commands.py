@@ -92,7 +92,10 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     by_ds: dict[str, list[dict[str, Any]]] = {}
+    several = len({r.get("model") for r in summary}) > 1
     for r in summary:
+        if several:  # one row per condition and model, as the report's labels
+            r = {**r, "condition": f"{r['condition']} · {r['model']}"}
         by_ds.setdefault(r["dataset"], []).append(r)
     console = Console(file=sys.stdout, width=120)
     for ds, rows in by_ds.items():

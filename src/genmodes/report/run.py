@@ -107,9 +107,12 @@ def _run_date(cells: list[dict[str, Any]], files: list[Path]) -> str | None:
 
 def _expected_cells(config: dict[str, Any]) -> int | None:
     try:
-        n = len(config["datasets"]) * len(config["conditions"]) * len(config.get("seeds") or [0])
-        models = config.get("model")
-        return n * (len(models) if isinstance(models, list) else 1)
+        n_ds = len(config["datasets"])
+        # a condition limited to some datasets (its `datasets`) runs on those only
+        pairs = sum(len(c["datasets"]) if isinstance(c, dict) and isinstance(c.get("datasets"), list) else n_ds
+                    for c in config["conditions"])
+        models = config.get("models") or config.get("model")
+        return pairs * len(config.get("seeds") or [0]) * (len(models) if isinstance(models, list) else 1)
     except (KeyError, TypeError):
         return None
 
