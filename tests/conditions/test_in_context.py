@@ -70,10 +70,17 @@ def test_questions_without_support_are_counted(tmp_path):
     assert p.info["questions_without_support_ids"] == missing
 
 
-def test_explicit_budget_over_the_window_is_one_clear_error(tmp_path):
+def test_explicit_budget_over_the_window_is_clipped_to_it(tmp_path, capsys):
+    # issue 13: a budget sweep runs one config on models of different windows; past a model's
+    # window (minus the longest question + choice) the budget is clipped, said on stderr and in info
     ds = edge_dataset()
-    with pytest.raises(ConfigError, match=r"exceed the model's 8192-token window by \d+ tokens"):
-        prepare(tmp_path, ds, budget_tokens=8100)
+    p = prepare(tmp_path, ds, budget_tokens=8100)
+    info = p.info
+    assert info["budget_clipped"] is True and info["budget_tokens_requested"] == 8100
+    assert info["budget_tokens"] == 8192 - info["longest_question_choice_tokens"]
+    assert info["prefix_tokens"] + info["longest_question_choice_tokens"] <= 8192
+    assert "budget_tokens 8100 does not fit tiny-random's 8192-token window" in capsys.readouterr().err
+    # a reserve too small for the questions is still an error: the rows would not fit
     with pytest.raises(ConfigError, match="window by"):
         prepare(tmp_path, ds, reserve=10)
 
