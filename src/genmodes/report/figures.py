@@ -9,7 +9,7 @@ from typing import Any, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator, PercentFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 DPI = 130
 
@@ -256,6 +256,7 @@ def context_curve(title: str, lines: Sequence[tuple[str, Sequence[tuple[float, f
     if chance is not None and not math.isnan(chance):
         ax.axhline(chance, color="0.25", linestyle="dashed", linewidth=1.2, label="chance")
     ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1024:g}k" if x >= 1024 else f"{x:g}"))
     ax.set_xlabel("context tokens per question (as scored)")
     ax.set_ylim(-0.02, 1.05)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
