@@ -102,6 +102,7 @@ class CellRecord(_Record):
     dataset_hash: str
     versions: dict[str, str]
     model_info: ModelInfo | None = None  # None: a model-free baseline
+    dtype: str | None = None  # the precision it was scored in (genmodes.models.resolve_dtype); None: no model
     key: str
     key_parts: dict[str, Any]
     finished_at: str  # ISO 8601, UTC

@@ -218,8 +218,10 @@ def _check_target_modules(model: Any, wanted: list[str], where: str) -> None:
 
 class Runner:
     def __init__(self, cfg: RunConfig, out: Path, *, progress: bool = True, device: str | None = None,
-                 model_cache: str | None = None, log: Callable[[str], None] | None = None):
+                 model_cache: str | None = None, log: Callable[[str], None] | None = None,
+                 dtype: str | None = None):
         self.cfg = cfg
+        self.dtype = dtype  # auto | fp32 | bf16 (genmodes.models.resolve_dtype)
         self.out = Path(out)
         self.progress = progress
         self.device = device
@@ -232,11 +234,12 @@ class Runner:
     def validate(self) -> None:
         """Everything resolvable, checked before the run folder is made (issue 12): datasets with
         their contents and splits, the model spec and device, LoRA target modules, document kinds."""
-        from genmodes.models import check_device, check_spec
+        from genmodes.models import check_device, check_spec, resolve_dtype
 
         for d in self.cfg.datasets:
             self.dataset(d)
         check_device(self.device)
+        resolve_dtype(self.dtype, self.device)
         kinds = [c.kind_ for c in self.cfg.conditions]
         if self.cfg.model == "scratch" or "from_scratch" in kinds:
             others = sorted({k for k in kinds if k != "from_scratch"})
@@ -338,6 +341,11 @@ class Runner:
             self._weights = provenance.weights_provenance(self.cfg.model, self.model_cache)
         return self._weights
 
+    def resolved_dtype(self) -> str:
+        from genmodes.models import resolve_dtype
+
+        return resolve_dtype(self.dtype, self.device)
+
     def manifest(self) -> RunManifest:
         commit, dirty = provenance.git_commit()
         datasets = {}
@@ -359,7 +367,8 @@ class Runner:
         return {"dataset": {"content_hash": ds.meta["content_hash"], **spec},
                 "condition": {"kind": cell.condition.kind_, "settings": settings.model_dump(mode="json")},
                 "model": {"spec": w.spec, "weights_hash": w.weights_hash},
-                "seed": cell.seed, "scoring": self.cfg.scoring.model_dump(mode="json")}
+                "seed": cell.seed, "scoring": {**self.cfg.scoring.model_dump(mode="json"),
+                                               "dtype": self.resolved_dtype()}}
 
     def stale(self, cells: list[Cell]) -> dict[str, str]:
         """Finished cells whose results no longer follow from the config and data: cell id -> why."""
@@ -410,6 +419,8 @@ class Runner:
             return self._run_grid()
 
     def _run_grid(self) -> list[dict[str, Any]]:
+        from genmodes.models import precision, resolve_dtype
+
         cells = grid(self.cfg)
         stale = self.stale(cells)
         for cell_id, why in stale.items():
@@ -430,7 +441,8 @@ class Runner:
             for cell in todo:
                 if bar is not None:
                     bar.set_postfix_str(cell.id)
-                self.run_cell(cell)
+                with precision(resolve_dtype(self.dtype, self.device), self.device):
+                    self.run_cell(cell)
                 self.collect()
                 if bar is not None:
                     bar.update(1)
@@ -510,6 +522,7 @@ class Runner:
             info=json.loads(json.dumps(prepared.info, default=str)), dataset_hash=ds.meta["content_hash"],
             versions=provenance.package_versions(),
             model_info=provenance.model_info(prepared.model) if prepared.model is not None else None,
+            dtype=self.resolved_dtype() if prepared.model is not None else None,
             key=sha256_json(parts), key_parts=parts, finished_at=provenance.now())
         atomic_write(workdir / "results.jsonl", _jsonl(rows))
         atomic_write(workdir / CELL_DONE, json.dumps(dump(record), sort_keys=True) + "\n")
