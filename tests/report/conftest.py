@@ -22,7 +22,7 @@ CONFIG = {
                    {"name": "aug", "kind": "augmented_finetune",
                     "settings": {"max_new_tokens": 8, "finetune": FT, "verify": "in_context"}},
                    # a budget a few documents long: some questions lose their support
-                   {"name": "icl_small", "kind": "in_context", "settings": {"budget_tokens": 150}}],
+                   {"name": "icl_small", "kind": "in_context", "settings": {"budget_tokens": 400}}],
 }
 SCRATCH = {"name": "scratch-report", "model": "scratch", "seeds": [0], "datasets": [DATASET],
            "conditions": [{"name": "scratch", "kind": "from_scratch",
