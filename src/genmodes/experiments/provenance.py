@@ -37,10 +37,10 @@ def package_versions() -> dict[str, str]:
     return out
 
 
-def git_commit() -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the checkout genmodes is imported from; (None, None) when it is not one
-    (an installed wheel, no git): provenance is recorded where it exists, never required."""
-    src = Path(__file__).resolve().parent
+def git_commit(where: str | os.PathLike | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout genmodes is imported from (or of ``where``); (None, None) when
+    it is not one (an installed wheel, no git): provenance is recorded where it exists, never required."""
+    src = Path(where) if where is not None else Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10)

@@ -126,7 +126,7 @@ class RunManifest(_Record):
 
     schema_version: int = SCHEMA_VERSION
     name: str
-    config_hash: str  # sha256 of config.yaml as written
+    config_hash: str  # sha256 of config.yaml as written (what sha256sum prints)
     datasets: dict[str, DatasetProvenance]
     models: list[ModelProvenance]
     versions: dict[str, str]

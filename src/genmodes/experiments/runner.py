@@ -354,7 +354,8 @@ class Runner:
             source = f"family:{d.family}" if d.family else (f"path:{d.path}" if d.path else f"berglund:{d.berglund}")
             datasets[str(d.name)] = DatasetProvenance(content_hash=ds.meta["content_hash"], source=source,
                                                       questions=len(ds.questions))
-        return RunManifest(name=self.cfg.name, config_hash=sha256_json(dump_config(self.cfg)), datasets=datasets,
+        config_hash = hashlib.sha256(dump_config(self.cfg).encode()).hexdigest()  # = sha256sum config.yaml
+        return RunManifest(name=self.cfg.name, config_hash=config_hash, datasets=datasets,
                            models=[self.weights()], versions=provenance.package_versions(), git_commit=commit,
                            git_dirty=dirty, started_at=provenance.now())
 
