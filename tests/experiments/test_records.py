@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -87,17 +85,18 @@ def test_a_cell_record_without_a_key_is_recomputed_to_the_same_results(tmp_path,
     assert "key" in json.loads(done.read_text()) and (run / "results.jsonl").read_bytes() == before
 
 
-def test_a_changed_config_stops_with_one_line_naming_the_change(tmp_path):
+def test_a_changed_config_stops_with_one_line_naming_the_change(tmp_path, capsys):
     cfg = write_config(tmp_path, conditions=[{"name": "pretrained"}])
     run = tmp_path / "run"
     assert main(["run", str(cfg), "--out", str(run), "--no-report"]) == 0
+    before = sorted(p.relative_to(run) for p in run.rglob("*"))
+    capsys.readouterr()
     cfg2 = write_config(tmp_path, conditions=[{"name": "pretrained"}], seeds=[5])
-    r = subprocess.run([sys.executable, "-m", "genmodes.cli", "run", str(cfg2), "--out", str(run), "--no-report"],
-                       capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert r.returncode == 2
-    [line] = r.stderr.strip().splitlines()
+    assert main(["run", str(cfg2), "--out", str(run), "--no-report"]) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("genmodes: error:") and "different config (changed: seeds;" in line
     assert "start fresh" in line
+    assert sorted(p.relative_to(run) for p in run.rglob("*")) == before  # nothing written
 
 
 def test_manifest_records_config_data_weights_versions_and_commit(tmp_path):

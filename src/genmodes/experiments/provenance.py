@@ -130,10 +130,10 @@ def _files_hash(files: list[Path], root: Path, cache_file: Path | None) -> str:
 
 
 def weights_provenance(spec: str, cache: str | os.PathLike | None = None) -> ModelProvenance:
-    """The model spec and a hash of the weights it loads: the weight files of a folder, a GGUF or the
-    bundled model's fp32 conversion (its GGUF before the first conversion); tiny-random is built in
-    memory, so its seed-0 state dict is hashed. ``scratch`` (built by from_scratch) has no weights."""
-    from genmodes.models import bundled_gguf_path, cache_dir
+    """The model spec and a hash of the weights it loads: the weight files of a folder, a GGUF file or
+    the bundled model's fp32 conversion; tiny-random is built in memory, so its seed-0 state dict is
+    hashed. ``scratch`` (built by from_scratch) has no weights."""
+    from genmodes.models import cache_dir
 
     spec = spec.strip()
     if spec == "scratch":
@@ -145,8 +145,13 @@ def weights_provenance(spec: str, cache: str | os.PathLike | None = None) -> Mod
                                weights_source="state dict of tiny_random(seed=0)")
     cache_file = cache_dir(cache) / _HASH_CACHE
     if spec == "smollm2-135m":
-        folder = cache_dir(cache) / "models" / "smollm2-135m-fp32"
-        path = folder if (folder / "config.json").is_file() else bundled_gguf_path()
+        path = cache_dir(cache) / "models" / "smollm2-135m-fp32"
+        if not (path / "config.json").is_file():
+            # convert now (the first cell would): hashing the GGUF instead would change every cell's
+            # key once the conversion exists
+            from genmodes.models import load_model
+
+            load_model(spec, device="cpu", cache=cache)
     else:
         path = Path(spec).expanduser()
         if not path.exists():
