@@ -120,7 +120,7 @@ def test_provenance_names_hash_model_versions_and_config(tiny_run):
 
     assert f"torch {torch.__version__}" in prov and f"transformers {transformers.__version__}" in prov
     manifest = json.loads((out / "manifest.json").read_text())
-    assert f"`{manifest['models'][0]['weights_hash'][:16]}`" in prov  # the weights hash, from the manifest
+    assert f"`{manifest['models'][0]['weights_hash'][:16]}` | fp32 |" in prov  # weights hash, precision scored in
     assert (f"`{manifest['git_commit'][:12]}`" if manifest["git_commit"] else "not a git checkout") in prov
     cfg = yaml.safe_load(prov.split("```yaml\n", 1)[1].split("```", 1)[0])
     assert cfg == yaml.safe_load((out / "config.yaml").read_text())

@@ -180,9 +180,10 @@ def provenance(run: Run) -> list[Block]:
         rows.append([w.spec, i.class_ if i else DASH, (i.architecture if i else None) or DASH,
                      f"{i.parameters:,}" if i and i.parameters is not None else DASH,
                      (i.name_or_path if i else None) or DASH,
-                     f"`{w.weights_hash[:16]}`" if w.weights_hash else DASH])
+                     f"`{w.weights_hash[:16]}`" if w.weights_hash else DASH,
+                     ", ".join(sorted({c.dtype for c in run.cells if c.model == w.spec and c.dtype})) or DASH])
     out.append(("table", ["model spec", "class", "architecture", "parameters", "loaded from",
-                          "weights sha256"], rows))
+                          "weights sha256", "scored in"], rows))
     versions: dict[str, set[str]] = {k: {v} for k, v in m.versions.items()}
     for c in run.cells:
         for k, v in c.versions.items():
