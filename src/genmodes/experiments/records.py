@@ -95,6 +95,8 @@ class CellRecord(_Record):
     dataset: str
     condition: str
     condition_kind: str
+    model_stage: str | None = None  # as in ResultRow
+    context_stage: str | None = None
     seed: int
     n_questions: int
     timings: Timings

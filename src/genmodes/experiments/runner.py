@@ -175,6 +175,13 @@ def _describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "; ".join(said) or "its key changed"
 
 
+def _condition_key(cell: Cell) -> dict[str, Any]:
+    """The condition's kind and its settings with every default filled in: a changed default changes
+    the results, so it changes the key."""
+    settings = make_settings(cell.condition.kind_, cell.condition.settings, where=cell.condition.name)
+    return {"kind": cell.condition.kind_, "settings": settings.model_dump(mode="json")}
+
+
 def _config_change(old_text: str, new_text: str) -> str:
     """The top-level config entries that differ (``seeds``, ``conditions``, ...)."""
     import yaml
@@ -364,9 +371,7 @@ class Runner:
         ds = self.dataset(cell.dataset)
         spec = cell.dataset.model_dump(mode="json", exclude={"name"})
         w = self.weights()
-        settings = make_settings(cell.condition.kind_, cell.condition.settings, where=cell.condition.name)
-        return {"dataset": {"content_hash": ds.meta["content_hash"], **spec},
-                "condition": {"kind": cell.condition.kind_, "settings": settings.model_dump(mode="json")},
+        return {"dataset": {"content_hash": ds.meta["content_hash"], **spec}, "condition": _condition_key(cell),
                 "model": {"spec": w.spec, "weights_hash": w.weights_hash},
                 "seed": cell.seed, "scoring": {**self.cfg.scoring.model_dump(mode="json"),
                                                "dtype": self.resolved_dtype()}}
