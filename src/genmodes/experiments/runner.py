@@ -73,6 +73,15 @@ class Cell:
         return f"{self.dataset.name}__{self.condition.name}__s{self.seed}"
 
 
+@dataclass
+class _Finished:
+    stamp: int  # cell.json's mtime when read
+    record: CellRecord
+    rows: list[ResultRow]
+    rows_bytes: bytes  # as results.jsonl lines
+    record_bytes: bytes  # as a cells.jsonl line
+
+
 def grid(cfg: RunConfig) -> list[Cell]:
     """Cells in run order: seed, then dataset, then condition (the config's order)."""
     return [Cell(d, c, s) for s in cfg.seeds for d in cfg.datasets for c in cfg.conditions]
@@ -236,6 +245,7 @@ class Runner:
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._datasets: dict[str, Dataset] = {}
         self._weights: ModelProvenance | None = None
+        self._finished: dict[str, _Finished] = {}
 
     # -- checks, before anything is written
     def validate(self) -> None:
@@ -376,6 +386,17 @@ class Runner:
                 "seed": cell.seed, "scoring": {**self.cfg.scoring.model_dump(mode="json"),
                                                "dtype": self.resolved_dtype()}}
 
+    def _read_finished(self, cell: Cell) -> "_Finished":
+        """A finished cell's validated record and rows, read once per process (``collect`` runs
+        after every cell; re-reading every finished cell each time grew with the square of the grid)."""
+        done = self.out / "cells" / cell.id / CELL_DONE
+        stamp = done.stat().st_mtime_ns
+        hit = self._finished.get(cell.id)
+        if hit is None or hit.stamp != stamp:
+            record, rows = read_cell(done.parent)
+            hit = self._finished[cell.id] = _Finished(stamp, record, rows, _jsonl(rows), _jsonl([record]))
+        return hit
+
     def stale(self, cells: list[Cell]) -> dict[str, str]:
         """Finished cells whose results no longer follow from the config and data: cell id -> why."""
         from genmodes.errors import DataError
@@ -385,7 +406,7 @@ class Runner:
             if not self.done(cell):
                 continue
             try:
-                record, _ = read_cell(self.out / "cells" / cell.id)
+                record = self._read_finished(cell).record
             except DataError as e:
                 out[cell.id] = f"its record is unreadable or predates cell keys ({e})"
                 continue
@@ -432,6 +453,7 @@ class Runner:
         for cell_id, why in stale.items():
             self.log(f"recomputing {cell_id}: {why}")
             clean_cell(self.out, cell_id)
+            self._finished.pop(cell_id, None)
         if stale:
             self.collect()  # the top-level files no longer list the stale cells, even if killed now
         todo = [c for c in cells if not self.done(c)]
@@ -539,14 +561,15 @@ class Runner:
         from genmodes.report.summary import summarize, write_summary_csv
 
         rows: list[ResultRow] = []
-        records: list[CellRecord] = []
+        rows_bytes, records_bytes = [], []
         for cell in grid(self.cfg):
             if self.done(cell):
-                record, cell_rows = read_cell(self.out / "cells" / cell.id)
-                records.append(record)
-                rows.extend(cell_rows)
-        atomic_write(self.out / "results.jsonl", _jsonl(rows), if_changed=True)
-        atomic_write(self.out / "cells.jsonl", _jsonl(records), if_changed=True)
+                read = self._read_finished(cell)
+                rows.extend(read.rows)
+                rows_bytes.append(read.rows_bytes)
+                records_bytes.append(read.record_bytes)
+        atomic_write(self.out / "results.jsonl", b"".join(rows_bytes), if_changed=True)
+        atomic_write(self.out / "cells.jsonl", b"".join(records_bytes), if_changed=True)
         summary = summarize(rows)
         write_summary_csv(summary, self.out / "summary.csv")
         return summary
