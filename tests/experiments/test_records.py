@@ -178,3 +178,31 @@ def test_records_refuse_unknown_fields():
         ResultRow.model_validate({**row, "thoughts": "..."})  # a stage's extras go in `details`
     extra = ResultRow.model_validate({**row, "details": {"thoughts": "..."}, "model_stage": "finetune"})
     assert extra.details == {"thoughts": "..."} and extra.model_stage == "finetune"
+
+
+def test_new_weights_in_a_model_folder_recompute_the_cells_that_use_the_model(tmp_path, capsys):
+    from genmodes.models import tiny_random
+
+    def save(seed):
+        model, tok = tiny_random(seed=seed)
+        model.save_pretrained(tmp_path / "model")
+        tok.save_pretrained(tmp_path / "model")
+
+    save(0)
+    cfg = write_config(tmp_path, model=str(tmp_path / "model"),
+                       conditions=[{"name": "pretrained"},
+                                   {"name": "baseline_cooccurrence", "kind": "baseline",
+                                    "settings": {"method": "cooccurrence"}}])
+    run = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(run), "--no-report"]) == 0
+    old = json.loads((run / "manifest.json").read_text())["models"][0]["weights_hash"]
+    before = {r["question_id"]: r["scores"] for r in rows_of(run) if r["condition"] == "pretrained"}
+    save(1)
+    capsys.readouterr()
+    assert main(["run", str(cfg), "--out", str(run), "--no-report"]) == 0
+    new = json.loads((run / "manifest.json").read_text())["models"][0]["weights_hash"]
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("recomputing ")]
+    assert old != new and f"model weights {old[:12]} -> {new[:12]}" in said[0]
+    assert len(said) == 1  # the baseline never loads the model: its cell stands
+    after = {r["question_id"]: r["scores"] for r in rows_of(run) if r["condition"] == "pretrained"}
+    assert after.keys() == before.keys() and after != before

@@ -25,8 +25,8 @@ killed at any moment (kill -9 included) and started again has no lost and no dup
 finished cells are not recomputed, and conditions reuse their checkpoints from ``shared/``.
 
 Stale cells: each finished cell records a key, the hash of what its results depend on (the dataset's
-content as scored, the condition's resolved settings, the model spec and weights hash, the seed, the
-scoring settings). A rerun recomputes exactly the cells whose key changed (a ``path:`` dataset
+content as scored, the condition's resolved settings, the model spec and weights hash unless it is a
+model-free baseline, the seed, the scoring settings and precision). A rerun recomputes exactly the cells whose key changed (a ``path:`` dataset
 regenerated with other contents, a model folder with new weights, a changed default of a condition)
 and logs one line per cell saying what changed. A changed config.yaml is another run: refused once a
 cell has finished, with one line naming what changed and how to start fresh.
@@ -381,8 +381,9 @@ class Runner:
         ds = self.dataset(cell.dataset)
         spec = cell.dataset.model_dump(mode="json", exclude={"name"})
         w = self.weights()
+        uses_model = cell.condition.kind_ != "baseline"  # a shortcut baseline never loads the model
         return {"dataset": {"content_hash": ds.meta["content_hash"], **spec}, "condition": _condition_key(cell),
-                "model": {"spec": w.spec, "weights_hash": w.weights_hash},
+                "model": {"spec": w.spec, "weights_hash": w.weights_hash} if uses_model else None,
                 "seed": cell.seed, "scoring": {**self.cfg.scoring.model_dump(mode="json"),
                                                "dtype": self.resolved_dtype()}}
 
