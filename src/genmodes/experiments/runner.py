@@ -26,9 +26,9 @@ finished cells are not recomputed, and conditions reuse their checkpoints from `
 
 Stale cells: each finished cell records a key, the hash of what its results depend on (the dataset's
 content as scored, the condition's resolved settings, the model spec and weights hash unless it is a
-model-free baseline, the seed, the scoring settings and precision). A rerun recomputes exactly the cells whose key changed (a ``path:`` dataset
-regenerated with other contents, a model folder with new weights, a changed default of a condition)
-and logs one line per cell saying what changed. A changed config.yaml is another run: refused once a
+model-free baseline, the seed, the scoring settings and precision). A rerun recomputes exactly the
+cells whose key changed (a ``path:`` dataset regenerated with other contents, a model folder with new
+weights, a changed default of a condition) and logs one line per cell saying what changed. A changed config.yaml is another run: refused once a
 cell has finished, with one line naming what changed and how to start fresh.
 """
 
