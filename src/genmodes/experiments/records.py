@@ -126,7 +126,7 @@ class RunManifest(_Record):
     """What produced the run (``manifest.json``), rewritten by every invocation that works on the
     folder; each cell keeps its own ``versions`` and ``key`` in case an earlier invocation made it."""
 
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int  # SCHEMA_VERSION when written: bumped when a record changes incompatibly
     name: str
     config_hash: str  # sha256 of config.yaml as written (what sha256sum prints)
     datasets: dict[str, DatasetProvenance]

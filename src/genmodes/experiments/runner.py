@@ -52,8 +52,8 @@ from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError, DiskError, GenmodesError, NumericError
 from genmodes.experiments import provenance
 from genmodes.experiments.config import DatasetSpec, RunConfig, dump_config, load_config
-from genmodes.experiments.records import (CellRecord, DatasetProvenance, ModelProvenance, ResultRow, RunManifest,
-                                          Timings, dump, sha256_json)
+from genmodes.experiments.records import (SCHEMA_VERSION, CellRecord, DatasetProvenance, ModelProvenance, ResultRow,
+                                          RunManifest, Timings, dump, sha256_json)
 from genmodes.io import (atomic_write, clean_stale_temps, disk_error_message, folder_lock, jsonl_bytes,
                          read_jsonl, read_text, TEMP_RE)
 from genmodes.scoring import Scorer, chosen, split_prefix
@@ -372,9 +372,9 @@ class Runner:
             datasets[str(d.name)] = DatasetProvenance(content_hash=ds.meta["content_hash"], source=source,
                                                       questions=len(ds.questions))
         config_hash = hashlib.sha256(dump_config(self.cfg).encode()).hexdigest()  # = sha256sum config.yaml
-        return RunManifest(name=self.cfg.name, config_hash=config_hash, datasets=datasets,
-                           models=[self.weights()], versions=provenance.package_versions(), git_commit=commit,
-                           git_dirty=dirty, started_at=provenance.now())
+        return RunManifest(schema_version=SCHEMA_VERSION, name=self.cfg.name, config_hash=config_hash,
+                           datasets=datasets, models=[self.weights()], versions=provenance.package_versions(),
+                           git_commit=commit, git_dirty=dirty, started_at=provenance.now())
 
     def key_parts(self, cell: Cell) -> dict[str, Any]:
         """Everything a cell's results depend on (see the module docstring); its hash is the cell key."""
