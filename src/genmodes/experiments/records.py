@@ -8,10 +8,13 @@ Run folder files and their record:
 - ``cells.jsonl`` (and ``cells/<cell>/cell.json``): one :class:`CellRecord` per finished cell.
 - ``manifest.json``: one :class:`RunManifest`, what produced the run.
 
-Every model forbids unknown keys. A condition's free-form output has exactly two places: a cell's
-``info`` (what the report shows per cell: recall@k, loss curve, augmentation audit, ...) and a row's
-``details`` (per-question extras, e.g. a thinking stage's thoughts). ``model_stage`` and
-``context_stage`` name the two halves of a composed condition where the runner knows them.
+Every model forbids unknown keys and coerces nothing (strict). A condition's free-form output has
+exactly two places: a cell's ``info`` (what the report shows per cell: recall@k, loss curve,
+augmentation audit, ...) and a row's ``details`` (per-question extras, e.g. a thinking stage's
+thoughts): a stage adds its keys there, never beside the scorer's fields. ``model_stage`` and
+``context_stage`` name the two halves of a composed condition where the runner knows them. Optional
+fields left at their default are not written (:func:`dump`), so a run that uses none of them writes
+the same bytes as before they existed.
 
 Pure pydantic on purpose: the report imports this and must not import torch.
 """
