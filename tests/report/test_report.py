@@ -201,11 +201,11 @@ def test_report_without_results_is_one_clear_error(tmp_path):
     (lambda lines: lines.__setitem__(3, "{not json\n"), r"results.jsonl line 4: invalid JSON"),
     (lambda lines: lines.__setitem__(1, json.dumps({k: v for k, v in json.loads(lines[1]).items()
                                                     if k != "correct"}) + "\n"),
-     r"results.jsonl line 2: correct: Field required"),
+     r"results.jsonl line 2: field 'correct': Field required"),
     (lambda lines: lines.__setitem__(0, json.dumps({**json.loads(lines[0]), "top_k": 4}) + "\n"),
-     r"results.jsonl line 1: top_k: Extra inputs are not permitted"),
+     r"results.jsonl line 1: field 'top_k': Extra inputs are not permitted"),
     (lambda lines: lines.__setitem__(0, json.dumps({**json.loads(lines[0]), "seed": "0"}) + "\n"),
-     r"results.jsonl line 1: seed: Input should be a valid integer"),
+     r"results.jsonl line 1: field 'seed': Input should be a valid integer"),
 ])
 def test_a_row_off_the_schema_is_named_by_file_line_and_field(run_copy, change, msg):
     lines = (run_copy / "results.jsonl").read_text().splitlines(keepends=True)

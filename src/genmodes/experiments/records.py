@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+import os
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SCHEMA_VERSION = 1
 
@@ -148,3 +149,26 @@ def dump(record: BaseModel) -> dict[str, Any]:
 
 def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], row: Any, where: str) -> M:
+    """``model.model_validate(row)``; a mismatch is one :class:`DataError` line naming ``where`` and the field."""
+    from genmodes.errors import DataError
+
+    try:
+        return model.model_validate(row)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = ".".join(map(str, err["loc"]))
+        raise DataError(f"{where}: {f'field {field!r}: ' if field else ''}{err['msg']}") from None
+
+
+def read_records(path: str | os.PathLike, model: type[M]) -> list[M]:
+    """Every line of a JSON Lines file as ``model``; any bad line is one :class:`DataError` naming the
+    file, the line and the field."""
+    from genmodes.io import read_jsonl
+
+    return [validate(model, row, f"{path} line {i}") for i, row in read_jsonl(path)]

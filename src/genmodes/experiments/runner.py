@@ -53,9 +53,9 @@ from genmodes.errors import ConfigError, DiskError, GenmodesError, NumericError
 from genmodes.experiments import provenance
 from genmodes.experiments.config import DatasetSpec, RunConfig, dump_config, load_config
 from genmodes.experiments.records import (SCHEMA_VERSION, CellRecord, DatasetProvenance, ModelProvenance, ResultRow,
-                                          RunManifest, Timings, dump, sha256_json)
+                                          RunManifest, Timings, dump, read_records, sha256_json)
 from genmodes.io import (atomic_write, clean_stale_temps, disk_error_message, folder_lock, jsonl_bytes,
-                         read_jsonl, read_text, TEMP_RE)
+                         read_text, TEMP_RE)
 from genmodes.scoring import Scorer, chosen, split_prefix
 
 CELL_DONE = "cell.json"
@@ -142,21 +142,13 @@ def _jsonl(records: list[Any]) -> bytes:
 
 def read_cell(workdir: Path) -> tuple[CellRecord, list[ResultRow]]:
     """A finished cell's record and rows, validated; a file that does not match the schema raises
-    :class:`DataError` naming the file and line."""
-    from pydantic import ValidationError
-
+    :class:`DataError` naming the file, line and field."""
     from genmodes.errors import DataError
 
-    out: list[Any] = []
-    for name, model in ((CELL_DONE, CellRecord), ("results.jsonl", ResultRow)):
-        path = workdir / name
-        for i, row in read_jsonl(path):
-            try:
-                out.append(model.model_validate(row))
-            except ValidationError as e:
-                err = e.errors()[0]
-                raise DataError(f"{path} line {i}: {'.'.join(map(str, err['loc'])) or 'row'}: {err['msg']}") from None
-    return out[0], out[1:]
+    records = read_records(workdir / CELL_DONE, CellRecord)
+    if len(records) != 1:
+        raise DataError(f"{workdir / CELL_DONE}: {len(records)} records, expected one")
+    return records[0], read_records(workdir / "results.jsonl", ResultRow)
 
 
 def _describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:

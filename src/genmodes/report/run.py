@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from genmodes.errors import DataError
 from genmodes.experiments.config import RunConfig, dump_config
@@ -69,27 +69,23 @@ class Run:
         return [str(d.name) for d in self.config.datasets if d.name in present]
 
 
-def _error(path: Path, line: int | None, e: ValidationError) -> ReportError:
-    err = e.errors()[0]
-    where = ".".join(map(str, err["loc"])) or "record"
-    return ReportError(f"{path}{f' line {line}' if line is not None else ''}: {where}: {err['msg']}")
-
-
 def read_records(path: Path, model: type[M]) -> list[M]:
-    """Every line of a JSON Lines file as ``model``; any bad line raises a one-line :class:`ReportError`."""
-    from genmodes.io import read_jsonl as _read
+    """:func:`genmodes.experiments.records.read_records`, failing as a :class:`ReportError`."""
+    from genmodes.experiments.records import read_records as _read
 
     try:
-        numbered = _read(path)
+        return _read(path, model)
     except DataError as e:
         raise ReportError(str(e)) from None
-    out = []
-    for i, row in numbered:
-        try:
-            out.append(model.model_validate(row))
-        except ValidationError as e:
-            raise _error(path, i, e) from None
-    return out
+
+
+def _validate(model: type[M], raw: Any, path: Path) -> M:
+    from genmodes.experiments.records import validate
+
+    try:
+        return validate(model, raw, str(path))
+    except DataError as e:
+        raise ReportError(str(e)) from None
 
 
 def _read_config(path: Path) -> RunConfig:
@@ -101,23 +97,21 @@ def _read_config(path: Path) -> RunConfig:
         raise ReportError(str(e)) from None
     except yaml.YAMLError as e:
         raise ReportError(f"{path}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
-    try:
-        return RunConfig.model_validate(raw)
-    except ValidationError as e:
-        raise _error(path, None, e) from None
+    if not isinstance(raw, dict):
+        raise ReportError(f"{path}: expected a YAML mapping at the top level")
+    return _validate(RunConfig, raw, path)
 
 
 def _read_manifest(path: Path) -> RunManifest:
     from genmodes.io import read_text
 
     try:
-        return RunManifest.model_validate(json.loads(read_text(path, what="manifest")))
+        raw = json.loads(read_text(path, what="manifest"))
     except DataError as e:
         raise ReportError(str(e)) from None
     except ValueError as e:
-        if isinstance(e, ValidationError):
-            raise _error(path, None, e) from None
         raise ReportError(f"{path}: not valid JSON ({e})") from None
+    return _validate(RunManifest, raw, path)
 
 
 def load_run(run_dir: str | os.PathLike) -> Run:
