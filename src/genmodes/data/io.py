@@ -38,7 +38,10 @@ def dumps(obj: Any) -> str:
 
 
 def jsonl_bytes(rows: Iterable[Any]) -> bytes:
-    return "".join(dumps(r) + "\n" for r in rows).encode("utf-8")
+    """Rows in :func:`dumps`'s encoding, one a line (a NaN is an error, never written)."""
+    from genmodes.io import jsonl_bytes as _jsonl_bytes
+
+    return _jsonl_bytes(rows, separators=(",", ":"))
 
 
 def content_hash(files: dict[str, bytes]) -> str:
@@ -102,13 +105,6 @@ def _check_replaceable(out: Path, replace_any: bool) -> None:
     if not replace_any and not is_dataset_dir(out) and any(out.iterdir()):
         raise DataError(f"output folder {out} exists and is not a genmodes dataset; "
                         "refusing to replace it (choose another --out or remove it)")
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out`` (see :func:`genmodes.io.replace_dir`)."""
-    from genmodes.io import replace_dir
-
-    replace_dir(tmp, out)
 
 
 def save_dataset(ds: Dataset, out_dir: str | os.PathLike) -> Path:
