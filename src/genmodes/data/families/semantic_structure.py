@@ -459,6 +459,11 @@ class _DocumentList:
                                   meta={"format": fmt, **meta}))
 
 
+def _add_glossary(out: _DocumentList, rng: random.Random, w: World, must: list[Fact], isa_pool: list[Fact]) -> None:
+    text, fs = glossary(rng, must, isa_pool)
+    out.add(text, fs, "glossary", about=sorted({f.subject for f in fs}, key=w.names.index))
+
+
 FORMATS = ["encyclopedia", "bullets", "qa", "comparison", "glossary"]
 FORMAT_WEIGHTS = [0.35, 0.2, 0.2, 0.15, 0.1]
 
@@ -472,21 +477,16 @@ def write_documents(config: SemanticStructureConfig, w: World, rng: random.Rando
         out.add(article(rng, c, "encyclopedia", fs), fs, "encyclopedia", about=[c])
 
     isa_pool = [Fact(c, ISA, w.parent[c]) for c in w.studied if w.parent[c]]
-
-    def add_glossary(must: list[Fact]) -> None:
-        text, fs = glossary(rng, must, isa_pool)
-        out.add(text, fs, "glossary", about=sorted({f.subject for f in fs}, key=w.names.index))
-
     for h in w.heldout:
         for _ in range(config.holdout_mentions):
-            add_glossary([Fact(h, ISA, w.parent[h])])
+            _add_glossary(out, rng, w, [Fact(h, ISA, w.parent[h])], isa_pool)
 
     sib_pairs = [(a, b) for p in w.names for a in w.children[p] for b in w.children[p]
                  if a < b and a not in w.held and b not in w.held]
     while len(out.docs) < config.n_documents:
         fmt = rng.choices(FORMATS, FORMAT_WEIGHTS)[0]
         if fmt == "glossary":
-            add_glossary([])
+            _add_glossary(out, rng, w, [], isa_pool)
         elif fmt == "comparison" and sib_pairs:
             a, b = rng.choice(sib_pairs)
             if rng.random() < 0.5:
