@@ -175,11 +175,23 @@ class QuestionRow(_Row):
                         choice_facts=[None if f is None else Fact(*f) for f in self.choice_facts], meta=self.meta)
 
 
+class MetaFile(_Row):
+    """What loading reads of ``meta.json`` (the rest, counts and version, is for people)."""
+
+    family: str
+    seed: int
+    config: dict[str, Any]
+    meta: dict[str, Any] | None = None
+    content_hash: str | None = None
+
+
+_META = TypeAdapter(MetaFile)
 _DOCUMENT = TypeAdapter(DocumentRow)
 _QUESTION = TypeAdapter(QuestionRow)
 _FACT = TypeAdapter(FactRow)
 # what each field must be, for the one-line error
-_MUST = {"id": "a string", "text": "a string", "kind": "a string", "subtype": "a string", "context": "a string",
+_MUST = {"family": "a string", "seed": "an integer", "config": "an object", "content_hash": "a string",
+         "id": "a string", "text": "a string", "kind": "a string", "subtype": "a string", "context": "a string",
          "split": "a non-empty string", "choices": "a non-empty list of strings", "answer": "an integer",
          "support": "a list of document ids", "meta": "an object",
          "facts": "a list of facts (each a list of three strings)",
@@ -187,14 +199,14 @@ _MUST = {"id": "a string", "text": "a string", "kind": "a string", "subtype": "a
          "choice_facts": "a list of facts (each a list of three strings, or null)"}
 
 
-def _row_error(e: ValidationError, row: Any, what: str) -> str:
+def _row_error(e: ValidationError, row: Any) -> str:
     """The first of pydantic's errors as one line naming the field and the offending value."""
     err = e.errors(include_url=False)[0]
     loc, kind = err["loc"], err["type"]
     if kind == "value_error":  # one of the row's own checks: its message says it all
         return str(err["ctx"]["error"])
     if not isinstance(row, dict) or not loc:
-        return f"expected {what} as a JSON object, got {type(row).__name__}"
+        return f"expected a JSON object, got {type(row).__name__}"
     field = str(loc[0])
     if kind == "missing":
         return f"missing field {field!r}"
@@ -207,14 +219,14 @@ def document_from_row(row: Any) -> Document:
     try:
         return _DOCUMENT.validate_python(row).to_document()
     except ValidationError as e:
-        raise ValueError(_row_error(e, row, "a document")) from None
+        raise ValueError(_row_error(e, row)) from None
 
 
 def question_from_row(row: Any) -> Question:
     try:
         return _QUESTION.validate_python(row).to_question()
     except ValidationError as e:
-        raise ValueError(_row_error(e, row, "a question")) from None
+        raise ValueError(_row_error(e, row)) from None
 
 
 def fact_from_row(row: Any) -> Fact:
@@ -262,30 +274,25 @@ def load_dataset(path: str | os.PathLike, *, verify_hash: bool = True) -> Datase
         meta = loads_line(text)
     except ValueError as e:
         raise DataError(f"{meta_path}: invalid JSON ({getattr(e, 'msg', e)})") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
-    for key, typ in (("family", str), ("seed", int), ("config", dict)):
-        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
-            raise DataError(f"{meta_path}: field {key!r} missing or not a {typ.__name__}")
-    if not 0 <= meta["seed"] <= MAX_SEED:
-        raise DataError(f"{meta_path}: seed {meta['seed']} must be from 0 to {MAX_SEED}")
-    if not isinstance(meta.get("meta") or {}, dict):
-        raise DataError(f"{meta_path}: field 'meta' must be an object")
-    if meta.get("content_hash") is not None and not isinstance(meta["content_hash"], str):
-        raise DataError(f"{meta_path}: field 'content_hash' must be a string")
+    try:
+        info = _META.validate_python(meta)
+    except ValidationError as e:
+        raise DataError(f"{meta_path}: {_row_error(e, meta)}") from None
+    if not 0 <= info.seed <= MAX_SEED:
+        raise DataError(f"{meta_path}: seed {info.seed} must be from 0 to {MAX_SEED}")
     documents = _parse_file(root / "documents.jsonl", document_from_row)
     questions = _parse_file(root / "questions.jsonl", question_from_row)
     knowledge = _parse_file(root / "knowledge.jsonl", fact_from_row)
-    if verify_hash and meta.get("content_hash"):
+    if verify_hash and info.content_hash:
         try:
             files = {n: (root / n).read_bytes() for n in DATA_FILES}
         except OSError as e:
             raise DataError(f"cannot read {e.filename}: {e.strerror}") from None
-        if content_hash(files) != meta["content_hash"]:
+        if content_hash(files) != info.content_hash:
             raise DataError(f"{root}: data files do not match the content_hash in {META_FILE} "
                             "(edited by hand or truncated)")
-    return Dataset(family=meta["family"], config=meta["config"], seed=meta["seed"], documents=documents,
-                   questions=questions, knowledge=knowledge, meta=meta.get("meta") or {})
+    return Dataset(family=info.family, config=info.config, seed=info.seed, documents=documents,
+                   questions=questions, knowledge=knowledge, meta=info.meta or {})
 
 
 def resolve_dataset(spec: str | os.PathLike, seed: int = 0, overrides: dict[str, Any] | None = None) -> Dataset:
