@@ -174,7 +174,15 @@ def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None,
         model, tok = _load_pretrained(Path(spec).expanduser())
     else:
         model, tok = _load_hub(spec)
-    model.to(_device(device))
+    dev = _device(device)
+    if dev.startswith("cuda"):
+        import torch
+
+        # cuDNN's fused attention failed on an H100 (torch 2.11, cu130) while generating from padded
+        # batches under bf16 autocast ("mha_graph.execute(...) is_good()"); the flash and
+        # memory-efficient kernels that SDPA picks instead ran the same study
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    model.to(dev)
     model.eval()
     return model, tok
 
