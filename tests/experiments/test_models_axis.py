@@ -137,10 +137,9 @@ def test_condition_datasets_limit_the_grid(tmp_path, second_model):
     assert ids == ["tiny-random__rc__pretrained__s0", "tiny-b__rc__pretrained__s0",
                    "tiny-random__rc2__in_context__s0", "tiny-b__rc2__in_context__s0"]
     # the report expects as many cells as the grid has (not datasets x conditions x models)
-    from genmodes.experiments.config import dump_config
-    from genmodes.report.run import _expected_cells
+    from genmodes.report.run import Run
 
-    assert _expected_cells(yaml.safe_load(dump_config(load_config(p)))) == 4
+    assert Run(path=tmp_path, config=load_config(p), manifest=None, results=[], cells=[]).expected_cells == 4
 
 
 def test_budget_sweep_clips_above_the_window_and_draws_the_curve(tmp_path, second_model, capsys):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from genmodes.experiments.records import CellRecord, ResultRow
 from genmodes.report import figures
 from genmodes.report.run import Run
 from genmodes.report.summary import summarize
@@ -20,10 +21,9 @@ from genmodes.report.summary import summarize
 DASH = "–"
 
 
-def _is_in_context(c: dict[str, Any]) -> bool:
-    info = c.get("info") or {}
-    return c.get("condition_kind") == "in_context" or ("budget_tokens" in info and "prefix_tokens" in info
-                                                       and "documents_in_context" in info)
+def _is_in_context(c: CellRecord) -> bool:
+    return c.condition_kind == "in_context" or all(k in c.info for k in ("budget_tokens", "prefix_tokens",
+                                                                           "documents_in_context"))
 
 
 def _pct(x: float) -> str:
@@ -34,19 +34,19 @@ def points(run: Run) -> dict[str, list[dict[str, Any]]]:
     """Per dataset with a sweep (two or more in_context conditions for some model): one point per
     (model, in_context condition), seeds pooled, sorted by model then context length."""
     cells = [c for c in run.cells if _is_in_context(c)]
-    by_key: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    by_key: dict[tuple[str, str, str], list[CellRecord]] = {}
     for c in cells:
-        by_key.setdefault((str(c.get("dataset")), str(c.get("model", "")), str(c.get("condition"))), []).append(c)
-    rows_of: dict[str, list[dict[str, Any]]] = {}
+        by_key.setdefault((c.dataset, c.model, c.condition), []).append(c)
+    rows_of: dict[str, list[ResultRow]] = {}
     for r in run.results:
-        rows_of.setdefault(str(r["cell"]), []).append(r)
+        rows_of.setdefault(r.cell, []).append(r)
     out: dict[str, list[dict[str, Any]]] = {}
     for (ds, model, cond), cs in by_key.items():
-        rows = [r for c in cs for r in rows_of.get(str(c["cell"]), [])]
-        tokens = [float(r["context_tokens"]) for r in rows if isinstance(r.get("context_tokens"), (int, float))]
-        if not rows or not tokens:
+        rows = [r for c in cs for r in rows_of.get(c.cell, [])]
+        if not rows:
             continue
-        infos = [c.get("info") or {} for c in cs]
+        tokens = [r.context_tokens for r in rows]
+        infos = [c.info for c in cs]
         splits = {s["split"]: s for s in summarize(rows)}
         out.setdefault(ds, []).append({
             "model": model, "condition": cond, "tokens": sum(tokens) / len(tokens), "splits": splits,
@@ -55,7 +55,7 @@ def points(run: Run) -> dict[str, list[dict[str, Any]]]:
             "window": infos[0].get("window_tokens"),
             "documents": infos[0].get("documents_in_context"), "of": infos[0].get("documents"),
             "without_support": infos[0].get("questions_without_support"),
-            "chance": [float(r["chance"]) for r in rows if isinstance(r.get("chance"), (int, float))],
+            "chance": [r.chance for r in rows],
         })
     sweeps = {}
     for ds, pts in out.items():
