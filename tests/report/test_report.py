@@ -140,12 +140,13 @@ def test_report_accuracy_tables_match_the_runs_results(tiny_run):
 def test_report_figures_exist_and_html_embeds_them(tiny_run):
     out, md, html = tiny_run
     figs = sorted(p.name for p in (out / "figures").iterdir())
-    # finetune and aug train: their loss curves share one figure per dataset
-    assert figs == ["accuracy_rev.png", "loss_rev.png", "overview.png"]
+    # finetune and aug train: their loss curves share one figure per dataset; in_context and
+    # icl_small (two budgets) draw accuracy against context length
+    assert figs == ["accuracy_rev.png", "context_rev.png", "loss_rev.png", "overview.png"]
     for f in figs:
         assert (out / "figures" / f).read_bytes()[:8] == PNG_MAGIC
         assert f"](figures/{f})" in md
-    assert html.count('src="data:image/png;base64,') == 3
+    assert html.count('src="data:image/png;base64,') == 4
     assert "<img" in html and "figures/" not in html  # self-contained: no file references
 
 
