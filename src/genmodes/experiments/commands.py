@@ -22,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="skip writing report.md/report.html at the end")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--cache", help="model cache directory")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: cells one after another here; ray: each cell a Ray task (pip install "
+                        "'genmodes[ray]'), with the config's per-cell `resources`")
+    p.add_argument("--address", help="--executor ray: the cluster (auto, HOST:PORT); default: RAY_ADDRESS, "
+                                     "else a local cluster on this machine's CPUs")
     from genmodes.experiments.overrides import add_arguments
 
     add_arguments(p)  # --limit --model --seeds --set
@@ -72,7 +77,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         total = sum(r[2] + r[3] for r in rows)
         print(f"estimated total: ~{total / 60:.0f} min on 2 CPU cores (rough; a GPU is much faster)")
         return 0
-    runner = Runner(cfg, out, device=args.device, model_cache=args.cache)
+    if args.address and args.executor != "ray":
+        from genmodes.errors import ConfigError
+
+        raise ConfigError("--address is the Ray cluster of --executor ray; add --executor ray")
+    executor = None
+    if args.executor == "ray":
+        from genmodes.experiments.executors import RayExecutor
+
+        executor = RayExecutor(address=args.address)
+    runner = Runner(cfg, out, device=args.device, model_cache=args.cache, executor=executor)
     summary = runner.run()
     print_summary(summary)
     print(f"\nrun folder: {out}")
