@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "'genmodes[ray]'), with the config's per-cell `resources`")
     p.add_argument("--address", help="--executor ray: the cluster (auto, HOST:PORT); default: RAY_ADDRESS, "
                                      "else a local cluster on this machine's CPUs")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="matrix-product precision: auto = bf16 (mixed, fp32 weights) on a CUDA GPU that "
+                        "supports it, else fp32")
     from genmodes.experiments.overrides import add_arguments
 
     add_arguments(p)  # --limit --model --seeds --set
@@ -67,7 +70,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_with_overrides(args.config, args)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     if args.dry_run:
-        Runner(cfg, out, device=args.device, model_cache=args.cache).validate()
+        Runner(cfg, out, device=args.device, model_cache=args.cache, dtype=args.dtype).validate()
         rows = _estimate(cfg)
         print(f"{cfg.name}: model {cfg.model}, {len(rows)} cells -> {out}")
         w = max(len(r[0]) for r in rows)
@@ -86,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from genmodes.experiments.executors import RayExecutor
 
         executor = RayExecutor(address=args.address)
-    runner = Runner(cfg, out, device=args.device, model_cache=args.cache, executor=executor)
+    runner = Runner(cfg, out, device=args.device, model_cache=args.cache, dtype=args.dtype, executor=executor)
     summary = runner.run()
     print_summary(summary)
     print(f"\nrun folder: {out}")

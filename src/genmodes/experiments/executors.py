@@ -47,7 +47,7 @@ class ExecutorError(GenmodesError):
 # ------------------------------------------------------------------------------------------ one cell
 
 def run_cell_in_folder(out: str | os.PathLike, cell_id: str, *, device: str | None = None,
-                       model_cache: str | None = None, threads: int | None = None, cwd: str | None = None,
+                       model_cache: str | None = None, dtype: str | None = None, threads: int | None = None, cwd: str | None = None,
                        progress: bool = False) -> str:
     """Run cell ``cell_id`` of the run folder ``out`` in this process (any process: a Ray worker, a
     batch job), unless it is finished. Returns ``"ran"`` or ``"finished"`` (already done).
@@ -69,11 +69,11 @@ def run_cell_in_folder(out: str | os.PathLike, cell_id: str, *, device: str | No
     cell = next((c for c in grid(cfg) if c.id == cell_id), None)
     if cell is None:
         raise ConfigError(f"{out}: the run has no cell {cell_id!r}")
-    runner = Runner(cfg, out, progress=progress, device=device, model_cache=model_cache)
+    runner = Runner(cfg, out, progress=progress, device=device, model_cache=model_cache, dtype=dtype)
     with wait_lock(out / "cells" / cell_id / CELL_LOCK):
         if runner.done(cell):
             return "finished"
-        runner.run_cell(cell)
+        runner.execute(cell)
     return "ran"
 
 
@@ -115,7 +115,7 @@ class LocalExecutor:
             for cell in todo:
                 if bar is not None:
                     bar.set_postfix_str(cell.id)
-                runner.run_cell(cell)
+                runner.execute(cell)
                 runner.collect()
                 if bar is not None:
                     bar.update(1)
@@ -171,7 +171,7 @@ class RayExecutor:
         pending: dict[Any, "Cell"] = {}
         for cell in todo:
             ref = task.options(name=cell.id, **cell_resources(runner, cell)).remote(
-                out, cell.id, device=runner.device, model_cache=runner.model_cache,
+                out, cell.id, device=runner.device, model_cache=runner.model_cache, dtype=runner.dtype,
                 threads=cell_threads(runner, cell), cwd=cwd)
             pending[ref] = cell
         bar = None
