@@ -162,13 +162,14 @@ def _q_tokens(tok: Any, q: Any) -> int:
 
 
 def _step_seconds(runner: Any, ft: Any, texts: list[str]) -> float:
-    """One optimizer step at ``ft``'s shape: (time of 3 steps - time of 1 step) / 2, so the set-up
-    (optimizer, packing) is not counted as training."""
+    """One optimizer step at ``ft``'s shape: time of 2 steps - time of 1 step, so the set-up
+    (optimizer, packing) is not counted as training (on a loaded machine the difference can come out
+    below zero: then half the 2-step time)."""
     from genmodes.conditions.finetune import train
     from genmodes.models import load_model
 
     times = []
-    for n in (1, 3):
+    for n in (1, 2):
         model, tok = load_model(runner.cfg.model, device=runner.device, cache=runner.model_cache, seed=0)
         # enough text for n full steps, whatever the dataset's size
         need = n * ft.batch_size * ft.seq_len * 6
@@ -176,7 +177,7 @@ def _step_seconds(runner: Any, ft: Any, texts: list[str]) -> float:
         s = ft.model_copy(update={"steps": n, "epochs": None, "warmup_steps": 0, "report_to": []})
         times.append(_timed(lambda: train(model, tok, pool, s, 0, progress=False)))
         del model
-    return (times[1] - times[0]) / 2 if times[1] > times[0] else times[1] / 3
+    return times[1] - times[0] if times[1] > times[0] else times[1] / 2
 
 
 def _gen_seconds(runner: Any, batches: list[int], texts: list[str]) -> dict[int, float]:
