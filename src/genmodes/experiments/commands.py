@@ -44,7 +44,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # another run's folder is refused now, not after hours; only this config's cells count as finished
         same = runner.check_folder() == "same"
         print(f"{cfg.name}: calibrating {cfg.model} (a few timed scoring and training steps) ...", flush=True)
-        cal = calibrate(runner)
+        cal = calibrate(runner, say=lambda msg: print(f"  timing {msg} ...", flush=True))
         print_estimate(runner, out, cal, estimate(runner, cal, finished=same))
         return 0
     if args.address and args.executor != "ray":

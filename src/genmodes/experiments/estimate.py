@@ -90,8 +90,9 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-def calibrate(runner: Any) -> Calibration | None:
-    """Time the configured model on the configured device; None for a from-scratch model."""
+def calibrate(runner: Any, say: Any = None) -> Calibration | None:
+    """Time the configured model on the configured device; None for a from-scratch model. ``say``:
+    called with each stage's name (a calibration at published sizes takes minutes on a CPU)."""
     import torch
 
     from genmodes.conditions.base import render_documents
@@ -103,6 +104,7 @@ def calibrate(runner: Any) -> Calibration | None:
     cfg = runner.cfg
     if cfg.model == "scratch":
         return None
+    say = say or (lambda msg: None)
     device = runner.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = resolve_dtype(runner.dtype, runner.device)
     if cfg.threads:
@@ -118,6 +120,7 @@ def calibrate(runner: Any) -> Calibration | None:
         scorer = Scorer(model, tok, batch_tokens=cfg.scoring.batch_tokens)
         first_docs = None
         for spec in cfg.datasets:
+            say(f"scoring {spec.name} questions")
             ds = runner.dataset(spec)
             qs = ds.questions[: K_QUESTIONS + 2]
             scorer.score([(q.context, q.choices) for q in qs[:2]])  # warm-up: first-call allocations
@@ -128,6 +131,7 @@ def calibrate(runner: Any) -> Calibration | None:
             if first_docs is None and ds.documents:
                 first_docs, first_reqs, first_t, first_n = ds.documents, reqs, t, len(qs)
         if first_docs is not None:
+            say(f"a {PREFIX_TOKENS}-token document prefix")
             text = render_documents(first_docs * (1 + PREFIX_TOKENS // max(1, len(first_docs))))
             ids = tok(text, add_special_tokens=False).input_ids[:PREFIX_TOKENS]
             prefix = tok.decode(ids)
@@ -149,9 +153,11 @@ def calibrate(runner: Any) -> Calibration | None:
                 gens.add(s.batch_size)
         texts = [d.text for spec in cfg.datasets for d in runner.dataset(spec).documents]
         for shape, ft in shapes.items():
+            say(f"training steps ({shape})")
             cal.step_s[shape] = _step_seconds(runner, ft, texts)
         del model, scorer
         if gens:
+            say(f"generation (batch {', '.join(map(str, sorted(gens)))})")
             cal.gen_step_s = _gen_seconds(runner, sorted(gens), texts)
     return cal
 
