@@ -130,3 +130,14 @@ def test_a_worker_killed_mid_cell_loses_only_its_cell(tmp_path, cluster):
     assert got == rows(local)
     assert (remote / "summary.csv").read_bytes() == (local / "summary.csv").read_bytes()
     assert len((remote / "cells.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_a_cell_error_in_a_worker_is_the_one_line_error_of_the_local_run(tmp_path, cluster):
+    from genmodes.errors import NumericError
+
+    cfg = config(conditions=[{"name": "pretrained"},
+                             {"name": "finetune", "settings": {**FT, "lr": 1e8}}])  # the loss goes non-finite
+    with pytest.raises(NumericError, match="training loss is nan"):
+        Runner(cfg, tmp_path / "run", progress=False, executor=RayExecutor()).run()
+    assert not (tmp_path / "run" / "cells" / "rc__finetune__s0" / "cell.json").exists()

@@ -275,7 +275,7 @@ def print_estimate(runner: Any, out: Any, cal: Calibration | None, rows: list[Ce
     print(f"  {'cell':<{w}}  {'questions':>9}  {'status':>8}  {'train ~s':>9}  {'test ~s':>8}  note")
 
     def f(x: float | None) -> str:
-        return "?" if x is None else f"{x:.0f}" if x >= 1 else f"{x:.1f}"
+        return "?" if x is None else "0" if x == 0 else f"{x:.0f}" if x >= 1 else f"{x:.1f}"
 
     for r in rows:
         status = "finished" if r.finished else "to run"
