@@ -141,3 +141,13 @@ def test_a_cell_error_in_a_worker_is_the_one_line_error_of_the_local_run(tmp_pat
     with pytest.raises(NumericError, match="training loss is nan"):
         Runner(cfg, tmp_path / "run", progress=False, executor=RayExecutor()).run()
     assert not (tmp_path / "run" / "cells" / "rc__finetune__s0" / "cell.json").exists()
+
+
+@pytest.mark.slow
+def test_a_cell_asking_more_than_the_cluster_has_is_refused(tmp_path, cluster):
+    from genmodes.experiments.executors import ExecutorError
+
+    cfg = config(resources={"num_gpus": 1})  # this local cluster has no GPU: the cell would wait forever
+    with pytest.raises(ExecutorError, match="asks for GPU 1 .* has 0"):
+        Runner(cfg, tmp_path / "run", progress=False, executor=RayExecutor()).run()
+    assert not list((tmp_path / "run").rglob("cell.json"))

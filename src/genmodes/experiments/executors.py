@@ -166,6 +166,7 @@ class RayExecutor:
 
     def _run(self, ray: Any, runner: "Runner", cells: list["Cell"], todo: list["Cell"]) -> None:
         task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(run_cell_in_folder)
+        _check_fits(ray, runner, todo)
         out = str(runner.out.resolve())
         cwd = os.getcwd()
         pending: dict[Any, "Cell"] = {}
@@ -205,3 +206,16 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
             if bar is not None:
                 bar.close()
+
+
+def _check_fits(ray: Any, runner: "Runner", todo: list["Cell"]) -> None:
+    """A cell asking for more than the whole cluster has would wait forever: say so instead."""
+    have = ray.cluster_resources()
+    names = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
+    for cell in todo:
+        for key, want in cell_resources(runner, cell).items():
+            got = have.get(names[key], 0)
+            if want > got:
+                unit = " bytes" if key == "memory" else ""
+                raise ExecutorError(f"cell {cell.id} asks for {names[key]} {want:g}{unit} (resources); the Ray "
+                                    f"cluster has {got:g}{unit} in all")
