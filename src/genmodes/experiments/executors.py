@@ -47,8 +47,8 @@ class ExecutorError(GenmodesError):
 # ------------------------------------------------------------------------------------------ one cell
 
 def run_cell_in_folder(out: str | os.PathLike, cell_id: str, *, device: str | None = None,
-                       model_cache: str | None = None, dtype: str | None = None, threads: int | None = None, cwd: str | None = None,
-                       progress: bool = False) -> str:
+                       model_cache: str | None = None, dtype: str | None = None, threads: int | None = None,
+                       cwd: str | None = None, progress: bool = False) -> str:
     """Run cell ``cell_id`` of the run folder ``out`` in this process (any process: a Ray worker, a
     batch job), unless it is finished. Returns ``"ran"`` or ``"finished"`` (already done).
 
