@@ -52,6 +52,27 @@ def test_estimate_is_the_measured_run_within_a_factor_and_marks_finished_cells(t
         assert "finished" in line
 
 
+def test_a_from_scratch_grid_is_calibrated_on_the_model_its_cells_build(tmp_path):
+    arch = {"steps": 150, "batch_size": 8, "eval_every": 50, "d_model": 32, "n_heads": 2, "n_layers": 2}
+    path = write(tmp_path, {
+        "name": "s", "model": "scratch", "threads": 1,
+        "datasets": [{"name": "rel", "family": "relations",
+                      "settings": {"n_relations": 8, "n_entities": 16, "n_episodes": 8, "n_filler": 0,
+                                   "n_trained_questions": 8, "heldout_fraction": 0.125}}],
+        "conditions": [{"name": "parametric", "kind": "from_scratch", "settings": {"context": "none", **arch}},
+                       {"name": "oracle", "kind": "from_scratch", "settings": {"context": "oracle", "k": 2, **arch}}]})
+    cfg = load_config(path)
+    runner = Runner(cfg, tmp_path / "run", progress=False)
+    runner.validate()
+    rows = estimate(runner, calibrate(runner))
+    assert rows[0].train_s > 0 and rows[1].train_s == 0  # one model, trained by the first cell
+    estimated = sum(r.total_s for r in rows)
+    t0 = time.perf_counter()
+    Runner(cfg, tmp_path / "run", progress=False).run()
+    actual = time.perf_counter() - t0
+    assert actual / 10 < estimated < actual * 10, (estimated, actual)
+
+
 @pytest.mark.parametrize("change, message", [
     ({"model": "not-a-model"}, "unknown model 'not-a-model'"),
     ({"datasets": [{"name": "x", "path": "no/such/dataset"}]}, "no such directory"),

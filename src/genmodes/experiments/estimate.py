@@ -12,7 +12,8 @@ counted once, in the first cell that trains it (as the runner builds it once).
 
 Rough by design (it ignores, e.g., retrieval's embedding time and verification's extra scoring), but
 measured on this machine, not assumed: a tiny-random grid is estimated in seconds, SmolLM2 on two CPU
-cores in hours. A from-scratch model is not calibrated (it does not exist before its cell trains it).
+cores in hours. A from-scratch model (``model: scratch``) is built as its cells would build it (the
+dataset's tokenizer, the configured size) and timed the same way.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from genmodes.conditions import make_settings
@@ -59,10 +61,11 @@ class Calibration:
     gen_step_s: dict[int, float] = field(default_factory=dict)  # per generation batch size
     window: int = 2048
     tokenizer: Any = None
+    tokenizers: dict[str, Any] = field(default_factory=dict)  # per dataset (from-scratch models)
 
     def describe(self) -> str:
         rates = ", ".join(f"{1 / v:,.0f} tok/s scoring {k}" for k, v in self.score_s_per_token.items() if v > 0)
-        steps = ", ".join(f"{v:.2f} s/step {k}" for k, v in self.step_s.items())
+        steps = ", ".join(f"{v:.2f} s/step {k.split(' {')[0]}" for k, v in self.step_s.items())
         return (f"calibrated on {self.device}: model load {self.load_s:.1f} s; {rates}"
                 + (f"; prefix {1 / self.prefix_s_per_token:,.0f} tok/s" if self.prefix_s_per_token > 0 else "")
                 + (f"; training {steps}" if steps else "")
@@ -102,9 +105,9 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
     from genmodes.scoring import Scorer
 
     cfg = runner.cfg
-    if cfg.model == "scratch":
-        return None
     say = say or (lambda msg: None)
+    if cfg.model == "scratch":
+        return _calibrate_scratch(runner, say)
     device = runner.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = resolve_dtype(runner.dtype, runner.device)
     if cfg.threads:
@@ -162,6 +165,58 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
     return cal
 
 
+def _calibrate_scratch(runner: Any, say: Any) -> Calibration:
+    """From-scratch cells: per dataset and training setting, the model the cell would build (its
+    dataset's tokenizer, its size), timed for a few steps in a scratch folder, and its scoring rate."""
+    import tempfile
+
+    import torch
+
+    from genmodes.conditions import from_scratch as fs
+    from genmodes.models import scratch
+    from genmodes.scoring import Scorer
+
+    cfg = runner.cfg
+    device = runner.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    cal = Calibration(device=f"{device} ({torch.get_num_threads()} threads)" if device == "cpu" else device)
+    for spec in cfg.datasets:
+        ds = runner.dataset(spec)
+        tok = scratch.build_tokenizer(fs.dataset_vocabulary(ds))
+        cal.tokenizers[spec.name] = tok
+        for c in cfg.conditions:
+            if c.kind_ != "from_scratch":
+                continue
+            st = make_settings(c.kind_, c.settings, where=c.name)
+            key = _scratch_key(spec.name, st)
+            if key in cal.step_s:
+                continue
+            say(f"from-scratch training steps ({spec.name}, {c.name})")
+            texts = [d.text for d in fs.training_documents(ds, st.include_episodes)]
+            times = []
+            for n in (1, 2):
+                model = scratch.build_model(st, tok, seed=0).to(device)
+                quiet = st.model_copy(update={"steps": n, "warmup_steps": 0, "eval_every": 10 ** 9,
+                                              "checkpoint_every": 10 ** 9})
+                with tempfile.TemporaryDirectory() as tmp:
+                    times.append(_timed(lambda: scratch.train(model, tok, texts, Path(tmp), quiet, seed=0,
+                                                              progress=False)))
+            cal.step_s[key] = times[1] - times[0] if times[1] > times[0] else times[1] / 2
+            if spec.name not in cal.score_s_per_token:
+                scorer = Scorer(model.eval(), tok, batch_tokens=cfg.scoring.batch_tokens)
+                qs = ds.questions[: K_QUESTIONS]
+                reqs = [(q.context, q.choices) for q in qs]
+                scorer.score(reqs[:2])
+                t = _timed(lambda: scorer.score(reqs))
+                cal.score_s_per_token[spec.name] = t / max(1, sum(_q_tokens(tok, q) for q in qs))
+    return cal
+
+
+def _scratch_key(dataset: str, st: Any) -> str:
+    return f"scratch {dataset} " + json.dumps(st.training_key(), sort_keys=True, default=str)
+
+
 def _q_tokens(tok: Any, q: Any) -> int:
     return len(tok(q.context, add_special_tokens=False).input_ids) + sum(
         len(tok(c, add_special_tokens=False).input_ids) for c in q.choices)
@@ -211,8 +266,6 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
 
     from genmodes.conditions.finetune import encode_examples, examples_from_texts, plan_rows
 
-    tok = cal.tokenizer if cal is not None else None
-    ntok = (lambda text: len(tok(text, add_special_tokens=False).input_ids)) if tok is not None else None
     per_ds: dict[str, dict[str, Any]] = {}
     trained: set[str] = set()
     out = []
@@ -224,10 +277,15 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
         out.append(est)
         if kind == "baseline":
             continue
-        if cal is None or ntok is None:
+        tok = cal.tokenizers.get(cell.dataset.name) or cal.tokenizer if cal is not None else None
+        if tok is None:
             est.train_s = est.test_s = None
-            est.note = "not calibrated (from-scratch model)"
+            est.note = "not calibrated"
             continue
+
+        def ntok(text: str) -> int:
+            return len(tok(text, add_special_tokens=False).input_ids)
+
         if cell.dataset.name not in per_ds:
             docs = [ntok(d.text) + 1 for d in ds.documents]
             per_ds[cell.dataset.name] = {
@@ -237,6 +295,13 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
         d = per_ds[cell.dataset.name]
         rate = cal.score_s_per_token[cell.dataset.name]
         test = cal.load_s + d["q_tokens"] * rate
+        if kind == "from_scratch":
+            est.train_s, est.test_s = _scratch_cell(cal, cell, ds, s, d, rate, trained), test
+            if est.train_s == 0:
+                est.note = "shares a model built by an earlier cell"
+            if s.context == "oracle":
+                est.test_s += len(ds.questions) * (s.k + 1) * d["avg_doc"] * rate
+            continue
         if kind == "in_context":
             p = min(d["block"], cal.window)
             test += p * cal.prefix_s_per_token + len(ds.questions) * p * cal.prefix_s_per_q_token
@@ -267,10 +332,24 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
     return out
 
 
+def _scratch_cell(cal: Calibration, cell: Any, ds: Any, st: Any, d: dict[str, Any], rate: float,
+                  trained: set[str]) -> float:
+    """Training of a from-scratch cell (0 when an earlier cell of the grid trains the same model):
+    its steps, plus the learning-curve evaluations every ``eval_every`` steps."""
+    key = _scratch_key(cell.dataset.name, st)
+    if f"{key} {cell.seed}" in trained:
+        return 0.0
+    trained.add(f"{key} {cell.seed}")
+    splits = {q.split for q in ds.questions}
+    per_q = d["q_tokens"] / max(1, len(ds.questions)) * rate
+    evals = st.steps // st.eval_every * min(st.eval_questions * len(splits), len(ds.questions)) * per_q
+    return st.steps * cal.step_s[key] + evals
+
+
 def print_estimate(runner: Any, out: Any, cal: Calibration | None, rows: list[CellEstimate]) -> None:
     cfg = runner.cfg
     print(f"{cfg.name}: model {cfg.model}, {len(rows)} cells -> {out}")
-    print(cal.describe() if cal is not None else "not calibrated: a from-scratch model exists only once its cell trains it")
+    print(cal.describe() if cal is not None else "not calibrated")
     w = max(len(r.cell) for r in rows)
     print(f"  {'cell':<{w}}  {'questions':>9}  {'status':>8}  {'train ~s':>9}  {'test ~s':>8}  note")
 
