@@ -310,7 +310,7 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
             test += len(ds.questions) * (s.k + 1) * d["avg_doc"] * rate
         train = 0.0
         for tag, ft in _finetunes(kind, s):
-            key = json.dumps([tag, cell.dataset.name, cell.seed, ft.model_dump(mode="json"),
+            key = json.dumps([tag, cell.model, cell.dataset.name, cell.seed, ft.model_dump(mode="json"),
                               getattr(s, "source", None)], sort_keys=True, default=str)
             if key in trained:
                 est.note = "shares a checkpoint built by an earlier cell"
