@@ -86,11 +86,13 @@ def _validate(cls: Any, settings: Mapping[str, Any], where: str, paths: Mapping[
         return cls(**settings)
     except ValidationError as e:
         err = e.errors()[0]
-        key = ".".join(str(x) for x in err["loc"]) or "?"
+        key = ".".join(str(x) for x in err["loc"])
         head = key.split(".", 1)[0]
         if paths and head in paths:
             key = paths[head] + key[len(head):]
         msg = err["msg"].removeprefix("Value error, ")
+        if not key:  # a check across fields: its message names them
+            raise ConfigError(f"{where}: {msg}") from None
         if short:
             raise ConfigError(f"{where}: bad setting {key!r}: {msg}") from None
         raise ConfigError(f"{where}.{key}: {msg}") from None
