@@ -107,16 +107,18 @@ def test_composed_form_equals_the_short_form_and_round_trips():
     raw = {"name": "t", "model": "tiny-random", "datasets": [{"family": "simple_reversals"}],
            "conditions": [{"name": "ft+rag", "model": {"kind": "finetune", "epochs": 2},
                            "context": {"kind": "retrieval", "method": "bm25"}},
-                          {"name": "finetune", "settings": {"epochs": 2}}]}
+                          {"name": "finetune", "settings": {"epochs": 2}},
+                          {"name": "ft+icl", "model": "finetune", "context": "in_context"}]}
     cfg = parse_config(raw)
     again = parse_config(yaml.safe_load(dump_config(cfg)))
     assert dump_config(again) == dump_config(cfg)
-    assert [c.kind_ for c in again.conditions] == ["finetune+retrieval", "finetune"]
+    assert [c.kind_ for c in again.conditions] == ["finetune+retrieval", "finetune", "finetune+in_context"]
     assert again.conditions[0].resolve().model_settings == again.conditions[1].resolve().model_settings
 
 
 @pytest.mark.parametrize("cond, msg", [
-    ({"name": "x", "context": {"kind": "retrieval", "method": "bm25", "k": 0}}, r"conditions\[0\]\.context\.k: .*at least 1"),
+    ({"name": "x", "context": {"kind": "retrieval", "method": "bm25", "k": 0}},
+     r"conditions\[0\]\.context\.k: .*at least 1"),
     ({"name": "x", "model": {"kind": "finetune", "lr": -1}}, r"conditions\[0\]\.model\.lr: "),
     ({"name": "x", "model": {"kind": "finetune", "epoch": 1}}, r"conditions\[0\]\.model\.epoch: .*not permitted"),
     ({"name": "x", "model": {"kind": "distill"}}, r"conditions\[0\]\.model\.kind: unknown model stage 'distill'"),

@@ -108,10 +108,8 @@ def oracle_retrieve(docs: Sequence[Document], questions: Sequence[Question], k: 
             raise DataError(f"question {q.id!r}: support document {missing[0]!r} is not a training document")
         support = list(dict.fromkeys(q.support))[:max_support]
         sup = set(q.support)  # every support document, placed or not, is no distractor
-        if distractor_kinds is None:
-            kinds = None
-        else:
-            kinds = frozenset(kinds_of[s] for s in support) if distractor_kinds == "support" else frozenset(distractor_kinds)
+        kinds = None if distractor_kinds is None else frozenset(
+            (kinds_of[s] for s in support) if distractor_kinds == "support" else distractor_kinds)
         if kinds not in by_kind:
             by_kind[kinds] = [i for i, d in enumerate(pool) if kinds is None or d.kind in kinds]
         cand = by_kind[kinds]

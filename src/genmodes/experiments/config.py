@@ -95,6 +95,11 @@ class ConditionSpec(_Strict):
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
+    @field_validator("model", "context", mode="before")
+    @classmethod
+    def _kind_only(cls, v: Any) -> Any:
+        return {"kind": v} if isinstance(v, str) else v  # `model: finetune` = `model: {kind: finetune}`
+
     @property
     def composed(self) -> bool:
         return self.model is not None or self.context is not None
