@@ -381,8 +381,9 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
     if resolved.model is None:
         raise ConfigError(f"{condition!r} is a baseline (no language model): nothing for lm-eval to score")
     if resolved.model == "scratch":
-        raise ConfigError("a from_scratch model has its own word-level tokenizer; lm-eval export covers "
-                          "pretrained, finetune, in_context, retrieval and augmented_finetune")
+        raise ConfigError("a from-scratch model (model stage scratch) has its own word-level tokenizer; "
+                          "lm-eval export covers the model stages pretrained, finetune and augmented_finetune "
+                          "with any context stage")
     cell_id = Cell(spec, cond, seed).id
     record = next((c for c in _read_cells(run) if c.get("cell") == cell_id), None)
     if record is None:
