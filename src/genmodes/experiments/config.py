@@ -111,13 +111,15 @@ class ConditionSpec(_Strict):
 
     def resolve(self, where: str | None = None) -> Any:
         """The model stage and context stage (or baseline) with validated settings
-        (:class:`genmodes.conditions.Condition`); one-line :class:`ConfigError` naming the field."""
+        (:class:`genmodes.conditions.Condition`); one-line :class:`ConfigError` naming the field, after
+        ``where`` (this condition's path, e.g. ``config.yaml: conditions[1]``)."""
         from genmodes.conditions import resolve
 
         if self.composed:
             return resolve(self.kind, self.settings, model=self.model, context=self.context,
                            where=where or f"condition {self.name!r}")
-        return resolve(self.kind or self.name, self.settings, where=where or self.name)
+        return resolve(self.kind or self.name, self.settings,
+                       where=f"{where} ({self.name})" if where else self.name)
 
 
 class ScoringSpec(_Strict):
@@ -223,7 +225,7 @@ def _check_parts(cfg: RunConfig, source: str) -> None:
                 raise ConfigError(f"{where}.{key}: no such directory: {p}")
     for i, c in enumerate(cfg.conditions):
         where = f"{source}: conditions[{i}]"
-        r = c.resolve(where=where if c.composed else f"{where} ({c.name})")
+        r = c.resolve(where=where)
         parts = ((r.baseline, "settings"),) if r.model is None else \
             ((r.model_settings, "model" if c.composed else "settings"),
              (r.context_settings, "context" if c.composed else "settings"))

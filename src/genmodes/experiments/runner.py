@@ -163,7 +163,7 @@ class Runner:
             self.dataset(d)
         check_device(self.device)
         resolve_dtype(self.dtype, self.device)
-        resolved = [c.resolve(where=f"conditions[{i}] ({c.name})") for i, c in enumerate(self.cfg.conditions)]
+        resolved = [c.resolve(where=f"conditions[{i}]") for i, c in enumerate(self.cfg.conditions)]
         # model 'scratch' is built by the scratch model stage; every other model stage loads cfg.model
         stages = {c.name: r.model for c, r in zip(self.cfg.conditions, resolved) if r.model is not None}
         if self.cfg.model == "scratch" or "scratch" in stages.values():
@@ -172,8 +172,9 @@ class Runner:
                 raise ConfigError(f"model 'scratch' is built by the scratch model stage (from_scratch) only; "
                                   f"condition(s) {', '.join(others)} need a pretrained model")
             if self.cfg.model != "scratch":
-                raise ConfigError(f"the scratch model stage (from_scratch) builds its own model: set the config's "
-                                  f"model to 'scratch' (got {self.cfg.model!r})")
+                mine = sorted(n for n, m in stages.items() if m == "scratch")
+                raise ConfigError(f"condition(s) {', '.join(mine)}: the scratch model stage (from_scratch) builds "
+                                  f"its own model: set the config's model to 'scratch' (got {self.cfg.model!r})")
         else:
             check_spec(self.cfg.model, self.model_cache)
         lora_model = None
