@@ -139,7 +139,7 @@ def resolve(kind: str | None = None, settings: Mapping[str, Any] | None = None, 
         raise ConfigError(f"{where}: no condition kind; give 'kind' (one of {', '.join(SHORT_FORMS)}) "
                           "or 'model'/'context'")
     if kind not in SHORT_FORMS:
-        raise ConfigError(f"unknown condition {kind!r}; known: {', '.join(SHORT_FORMS)} "
+        raise ConfigError(f"{where}: unknown condition {kind!r}; known: {', '.join(SHORT_FORMS)} "
                           "(or compose 'model' and 'context')")
     s = dict(settings or {})
     if kind == BASELINE:
