@@ -222,9 +222,10 @@ def _check_target_modules(model: Any, wanted: list[str], where: str) -> None:
 class Runner:
     def __init__(self, cfg: RunConfig, out: Path, *, progress: bool = True, device: str | None = None,
                  model_cache: str | None = None, log: Callable[[str], None] | None = None,
-                 dtype: str | None = None):
+                 dtype: str | None = None, executor: Any = None):
         self.cfg = cfg
         self.dtype = dtype  # auto | fp32 | bf16 (genmodes.models.resolve_dtype)
+        self.executor = executor  # genmodes.experiments.executors: how cells run (default: here, in order)
         self.out = Path(out)
         self.progress = progress
         self.device = device
@@ -437,7 +438,7 @@ class Runner:
             return self._run_grid()
 
     def _run_grid(self) -> list[dict[str, Any]]:
-        from genmodes.models import precision, resolve_dtype
+        from genmodes.experiments.executors import LocalExecutor
 
         cells = grid(self.cfg)
         stale = self.stale(cells)
@@ -450,25 +451,15 @@ class Runner:
         todo = [c for c in cells if not self.done(c)]
         if len(todo) < len(cells):
             self.log(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already finished")
-        bar = None
-        if self.progress and todo:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell",
-                       dynamic_ncols=True)
-        try:
-            for cell in todo:
-                if bar is not None:
-                    bar.set_postfix_str(cell.id)
-                with precision(resolve_dtype(self.dtype, self.device), self.device):
-                    self.run_cell(cell)
-                self.collect()
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()  # an error is printed below the bar, not on its line
+        (self.executor or LocalExecutor()).run(self, cells, todo)
         return self.collect()
+
+    def execute(self, cell: Cell) -> None:
+        """Run one cell under the run's precision: what every executor calls."""
+        from genmodes.models import precision, resolve_dtype
+
+        with precision(resolve_dtype(self.dtype, self.device), self.device):
+            self.run_cell(cell)
 
     def run_cell(self, cell: Cell) -> None:
         import torch
