@@ -177,9 +177,13 @@ def test_budget_sweep_clips_above_the_window_and_draws_the_curve(tmp_path, secon
 
 
 def test_support_per_question_keeps_every_question_answerable(tmp_path):
+    from genmodes.conditions import in_context, pretrained
     from genmodes.conditions.base import CellContext
-    from genmodes.conditions.in_context import Settings, prepare
+    from genmodes.conditions.in_context import Settings
     from genmodes.data.families import make_dataset
+
+    def prepare(ctx, settings):  # the pretrained model stage, then the in_context context stage
+        return in_context.apply(ctx, pretrained.build(ctx, pretrained.Settings()), settings)
 
     ds = make_dataset("reversal_curse", seed=0, overrides={**TINY_RC, "n_people_a": 12, "n_people_b": 12})
     ctx = CellContext(model_spec="tiny-random", dataset=ds, seed=0, workdir=tmp_path)
