@@ -165,6 +165,8 @@ def oracle_documents(q: Question, ds: Dataset, train_docs: list[Document], setti
     documents, shuffled with a seed of (seed, question id)."""
     by_id = {d.id: d for d in ds.documents}
     support = [by_id[s] for s in q.support if s in by_id][: settings.max_support]
+    if not support and q.meta.get("in_context") and not q.support:
+        return []  # a question whose context is its whole premise (e.g. relations' episode_in_context)
     if not support:
         raise ConfigError(f"question {q.id} has no support document in the dataset: no oracle context")
     sid = set(q.support)  # other copies of a support document are no distractors

@@ -17,6 +17,11 @@ sequences are of three kinds:
   little reason to learn the in-context route (measured in docs/RESULTS.md, "levers");
 - ``filler``: random entity tokens stating nothing.
 
+``episode_queries: k`` keeps only the first k reverses of an episode (after shuffling): with all of
+them, the last reverse is given away by elimination (the one container not yet used), and a 1-fact
+episode by copying the only container; with fewer queries than facts the other facts stay in the
+episode as distractors, the form of the in-context test question.
+
 Splits: ``trained`` (recall of trained statements, either direction), ``heldout_reversal`` (the
 reverse of a held-out relation, no context: a parametric learner scores 0% in P2), and
 ``heldout_reversal_in_context``: the forward fact in the context, among one distractor fact per
@@ -25,6 +30,8 @@ question (~100% in P2). Every option appears in the context exactly once, so cop
 that is in the context" gives chance; the model must find the fact about the question's member.
 ``copyable_split: true`` adds ``heldout_reversal_in_context_copyable``, the forward fact alone in
 the context (the seed's earlier form, answerable by copying the only option in context).
+``episode_split: true`` adds ``episode_in_context``, the same question over a new pair of episode-only
+entities (never in a training document): reading the context apart from the real entities.
 No training sequence contains a held-out reverse statement, nor the two entities of a held-out
 relation in reversed order.
 
@@ -70,6 +77,10 @@ class RelationsConfig(FamilyConfig):
                                           description="episodes over episode-only entity pairs, not trained relations")
     n_episode_entities: int = Field(2_000, ge=4, le=90_000, description="episode-only entities (fresh episodes)")
     copyable_split: bool = Field(False, description="add heldout_reversal_in_context_copyable (forward fact alone)")
+    episode_queries: int | None = Field(None, ge=1, description="reverse statements per episode (None: one per "
+                                        "fact); the other facts stay in the episode as distractors")
+    episode_split: bool = Field(False, description="add episode_in_context: the in-context question over new "
+                                "pairs of episode-only entities (needs fresh episodes)")
 
     @model_validator(mode="after")
     def _check(self) -> "RelationsConfig":
@@ -145,6 +156,7 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
         return any(w in later and later[w] & set(toks[i + 1:]) for i, w in enumerate(toks))
 
     episode_knowledge: set[Fact] = set()
+    fresh_pairs: set[tuple[str, str]] = set()
     n_fresh = round(config.fresh_episode_fraction * config.n_episodes)
     if config.episode_facts > len(trained_rev) and n_fresh < config.n_episodes:
         raise DataError(f"relations: bad setting 'episode_facts': {config.episode_facts} exceeds the "
@@ -168,6 +180,8 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
                     continue
             rev = pairs_e[:]
             erng.shuffle(rev)
+            if config.episode_queries is not None:
+                rev = rev[: config.episode_queries]
             text = " ".join(forward_text(x, y) + " ." for x, y in pairs_e) + " " + \
                 " ".join(reverse_text(x, y) + " ." for x, y in rev)
             if k in fresh_at or not reverses_heldout(text.split()):
@@ -175,8 +189,11 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
         else:
             raise DataError("relations: episodes cannot avoid the held-out pairs at these sizes; "
                             "lower episode_facts or heldout_fraction")
-        facts = sorted({f for x, y in pairs_e for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))})
+        facts = sorted({Fact(x, FORWARD, y) for x, y in pairs_e} | {Fact(y, REVERSE, x) for x, y in rev})
         if k in fresh_at:
+            fresh_pairs.update(pairs_e)
+            # an unqueried fact's reverse still holds: knowledge is what is true, facts what is stated
+            episode_knowledge.update(Fact(y, REVERSE, x) for x, y in pairs_e)
             episode_knowledge.update(facts)
         docs.append(Document(id=f"rel-e-{k:05d}", text=text, kind="episode", facts=facts,
                              meta={"fresh": k in fresh_at}))
@@ -247,6 +264,12 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
         for x, y in heldout:
             ask("heldout_reversal_in_context_copyable", x, y, "reverse", crng, "copyable")
 
+    if config.episode_split:
+        if not n_fresh:
+            raise DataError("relations: bad setting 'episode_split': it needs fresh episodes "
+                            "(fresh_episode_fraction > 0)")
+        episode_knowledge |= _episode_questions(config, seed, ep_entities[:ep_half], ep_entities[ep_half:],
+                                                fresh_pairs, n_held, questions)
     knowledge = sorted({f for x, y in relations for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))}
                        | episode_knowledge)
     return Dataset(
@@ -261,6 +284,52 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
               "heldout_relations": [list(p) for p in heldout],
               "vocabulary": sorted(set(entities) | (set(ep_entities) if n_fresh else set())
                                    | {".", *FORWARD.split(), *REVERSE.split()})})
+
+
+def _episode_questions(config: RelationsConfig, seed: int, ep_c: list[str], ep_m: list[str],
+                       fresh_pairs: set[tuple[str, str]], n: int, questions: list[Question]) -> set[Fact]:
+    """``episode_in_context``: the in-context question of ``heldout_reversal_in_context`` over a new pair
+    of episode-only entities, among one true episode fact per wrong option. It separates reading the
+    context (the skill the fresh episodes train) from applying it to the entities of the trained
+    relations: a model good here and at chance on held-out reversals in context reads its context but
+    not around the real entities. No training document holds the pair, so there is no support to
+    retrieve: an oracle context is the question's own."""
+    rng = random.Random(f"relations-{seed}-episode-split")
+    fresh_members: dict[str, list[str]] = {}
+    for x, y in sorted(fresh_pairs):
+        fresh_members.setdefault(x, []).append(y)
+    asked: set[tuple[str, str]] = set()
+    wrong_pairs: set[tuple[str, str]] = set()
+    knowledge: set[Fact] = set()
+    for _ in range(n):
+        for _try in range(1000):
+            x, y = rng.choice(ep_c), rng.choice(ep_m)
+            if (x, y) in fresh_pairs or (x, y) in asked or (x, y) in wrong_pairs:
+                continue
+            cands = [w for w in ep_c if w != x and (w, y) not in fresh_pairs and (w, y) not in asked
+                     and any(m != y for m in fresh_members.get(w, []))]
+            if len(cands) < config.n_choices - 1:
+                continue
+            wrong = rng.sample(cands, config.n_choices - 1)
+            shown = [(x, y)] + [(w, rng.choice([m for m in fresh_members[w] if m != y])) for w in wrong]
+            if len({m for _, m in shown}) == len(shown):  # one fact per member: one answer
+                break
+        else:
+            raise DataError("relations: too few episode-only entities for episode_in_context; "
+                            "raise n_episode_entities or n_episodes")
+        asked.add((x, y))
+        wrong_pairs.update((w, y) for w in wrong)
+        knowledge.update({Fact(x, FORWARD, y), Fact(y, REVERSE, x)})
+        options = [x] + wrong
+        rng.shuffle(options)
+        rng.shuffle(shown)
+        context = " ".join(forward_text(a, b) + " ." for a, b in shown) + f" {y} {REVERSE}"
+        questions.append(Question(
+            id=f"rel-episode_in_context-{len(questions):05d}", split="episode_in_context", subtype="reverse",
+            context=context, choices=[" " + e for e in options], answer=options.index(x), support=[],
+            premises=[], choice_facts=[Fact(y, REVERSE, o) for o in options],
+            meta={"hard_distractors": True, "in_context": True, "heldout": False, "episode_entities": True}))
+    return knowledge
 
 
 _FWD = re.compile(r"([ef]\d+) contains ([ef]\d+)")

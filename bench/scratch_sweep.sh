@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# READY (issue 9, scratch helper): the from-scratch lever sweep for one ~8-minute GPU batch.
+#
+# Exact command, from the repository root on the GPU machine (python3 with torch, transformers,
+# tokenizers, pydantic, pyyaml, tqdm, numpy; the package itself comes from ./src):
+#
+#   bash bench/scratch_sweep.sh "$OUT/scratch_sweep"
+#
+# = python3 bench/scratch_sweep.py "$OUT/scratch_sweep" --device cuda --jobs 14 --budget 450
+# 26 runs (2 paper-size, 24 levers at CPU scale), up to 14 at once on the one GPU, every run in its own
+# process group with a timeout; all are stopped by 450 s (7.5 min) so the call returns inside 8 min.
+# One failing run never stops the others. Output (a few MB): OUTDIR/summary.tsv and summary.md (one line
+# per run: status, train seconds, steps, accuracy per condition and split, its exact command),
+# OUTDIR/logs/NAME.txt, and each run folder without weights (summary.csv, cells.jsonl, config.yaml,
+# shared/scratch/*/curves.jsonl, results.jsonl.gz). A run cut by the budget reports its last curve point.
+# Launcher self-check (30 s, CPU is fine): bash bench/scratch_sweep.sh /tmp/sweep_smoke --only smoke --device cpu
+# The runs and their commands: python3 bench/scratch_sweep.py OUT --list
+# Please copy OUTDIR back to /work/wt/scratch_gpu_results.
+set -u
+cd "$(dirname "$0")/.."
+OUTDIR="${1:?usage: bench/scratch_sweep.sh OUTDIR [extra scratch_sweep.py options]}"
+shift
+exec "${PYTHON:-python3}" bench/scratch_sweep.py "$OUTDIR" --device cuda --jobs 14 --budget 450 "$@"
