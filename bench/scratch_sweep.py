@@ -68,7 +68,8 @@ class Run:
     timeout: float = 600.0
 
     def command(self, out: Path, device: str) -> list[str]:
-        cmd = ["genmodes", "run", self.config, "--out", str(out / self.name), "--device", device, "--no-report"]
+        cmd = ["genmodes", "run", self.config, "--out", str(out / self.name), "--device", device, "--no-report",
+               "--dtype", "fp32"]  # tiny models are launch-bound: autocast casts only add kernels
         for s in self.sets:
             cmd += ["--set", s]
         return cmd
@@ -97,6 +98,10 @@ RUNS: list[Run] = [
     Run("rel_steps12k", REL, rel("steps", 12000) + rel("eval_every", 1000)),
     Run("rel_q1_min2_steps12k", REL, data("episode_queries", 1) + data("episode_facts_min", 2)
         + rel("steps", 12000) + rel("eval_every", 1000)),
+    Run("rel_q1_min2_fresh100", REL, data("episode_queries", 1) + data("episode_facts_min", 2)
+        + data("fresh_episode_fraction", 1.0)),
+    Run("rel_q1_min2_L4_d256", REL, data("episode_queries", 1) + data("episode_facts_min", 2)
+        + rel("n_layers", 4) + rel("d_model", 256)),
     Run("rel_oracle_k", "configs/levers/rel_oracle_k.yaml"),
     # --- codebook levers, CPU scale (configs/latent_codebook.yaml: 600 steps of 16 rows of 256 tokens)
     Run("cb_base", CB),
@@ -108,6 +113,8 @@ RUNS: list[Run] = [
     Run("cb_L4_d256", CB, cbs("n_layers", 4) + cbs("d_model", 256)),
     Run("cb_lr1e3", CB, cbs("lr", 0.001)),
     Run("cb_no_standalone", CB, data("standalone_definitions", False, "codebook")),
+    Run("cb_freshlong_fresh3000_steps3000", CB, data("fresh_min_len", 6, "codebook")
+        + data("fresh_max_len", 12, "codebook") + data("n_fresh_episodes", 3000, "codebook") + cbs("steps", 3000)),
 ]
 
 
