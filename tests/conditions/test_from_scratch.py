@@ -255,3 +255,17 @@ def test_configs_are_valid(name):
     assert len({tuple(sorted(s.training_key().items())) for s in abl_settings}) == 1
     assert {**settings[0].training_key(), "include_episodes": False} == abl_settings[0].training_key()
     assert main["datasets"] == ablation["datasets"]
+
+
+def test_oracle_context_of_a_question_without_support_is_its_own(tmp_path):
+    # relations' episode_in_context: nothing in training holds its pair, so nothing is retrieved
+    ds = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=12, n_filler=0,
+                                           n_trained_questions=4, heldout_fraction=0.125, episode_facts=2,
+                                           fresh_episode_fraction=1.0, n_episode_entities=12,
+                                           episode_split=True))
+    settings = fs.Settings(**{**TINY, "seq_len": 64}, steps=2, context="oracle", k=3)
+    prepared = fs.prepare(cell(ds, tmp_path), settings)
+    own = [q for q in ds.questions if q.split == "episode_in_context"]
+    assert own and all(prepared.context_for(q).strip() == q.context for q in own)
+    other = [q for q in ds.questions if q.split != "episode_in_context"]
+    assert all(len(prepared.context_for(q).split(settings.separator)) == 1 + 1 + 3 for q in other)
