@@ -102,6 +102,9 @@ RUNS: list[Run] = [
         + data("fresh_episode_fraction", 1.0)),
     Run("rel_q1_min2_L4_d256", REL, data("episode_queries", 1) + data("episode_facts_min", 2)
         + rel("n_layers", 4) + rel("d_model", 256)),
+    Run("rel_curr1000", REL, rel("curriculum_steps", 1000)),
+    Run("rel_q1_min2_curr1000", REL, data("episode_queries", 1) + data("episode_facts_min", 2)
+        + rel("curriculum_steps", 1000)),
     Run("rel_oracle_k", "configs/levers/rel_oracle_k.yaml"),
     # --- codebook levers, CPU scale (configs/latent_codebook.yaml: 600 steps of 16 rows of 256 tokens)
     Run("cb_base", CB),
@@ -113,6 +116,9 @@ RUNS: list[Run] = [
     Run("cb_L4_d256", CB, cbs("n_layers", 4) + cbs("d_model", 256)),
     Run("cb_lr1e3", CB, cbs("lr", 0.001)),
     Run("cb_no_standalone", CB, data("standalone_definitions", False, "codebook")),
+    Run("cb_curr200", CB, cbs("curriculum_steps", 200)),
+    Run("cb_freshlong_curr200", CB, data("fresh_min_len", 6, "codebook") + data("fresh_max_len", 12, "codebook")
+        + cbs("curriculum_steps", 200)),
     Run("cb_freshlong_fresh3000_steps3000", CB, data("fresh_min_len", 6, "codebook")
         + data("fresh_max_len", 12, "codebook") + data("n_fresh_episodes", 3000, "codebook") + cbs("steps", 3000)),
 ]

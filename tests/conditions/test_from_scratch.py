@@ -131,6 +131,41 @@ def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, m
     assert all(q.meta["heldout"] for q in rel_filler.questions if q.split == "heldout_reversal")
 
 
+def test_curriculum_starts_on_fresh_episodes_only_then_trains_on_everything(tmp_path, monkeypatch):
+    ds = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=12, n_filler=4,
+                                           n_trained_questions=4, heldout_fraction=0.125, episode_facts=2,
+                                           fresh_episode_fraction=0.5, n_episode_entities=12))
+    seen: list[tuple[int, list[list[int]]]] = []
+    orig = scratch.Packer.rows_for_step
+
+    def record(self, step):
+        rows = orig(self, step)
+        seen.append((step, rows))
+        return rows
+
+    monkeypatch.setattr(scratch.Packer, "rows_for_step", record)
+    settings = fs.Settings(**{**TINY, "seq_len": 64}, steps=12, curriculum_steps=5)
+    prepared = fs.prepare(cell(ds, tmp_path), settings)
+    tok = prepared.tokenizer
+    fresh = {d.text for d in ds.documents if d.meta.get("fresh")}
+    for step, rows in seen:
+        docs = {t.strip() for row in rows for t in tok.decode([x for x in row if x != tok.pad_token_id])
+                .split(scratch.EOT) if t.strip()}
+        if step < 5:
+            assert docs <= fresh, step
+        else:
+            assert docs - fresh, step  # relations and trained episodes come in after the curriculum
+    assert sorted({s for s, _ in seen}) == list(range(12))
+    # without a curriculum the training key is that of a model trained before the setting existed
+    assert "curriculum_steps" not in fs.Settings(**TINY).training_key()
+    assert fs.Settings(**TINY, curriculum_steps=3).training_key()["curriculum_steps"] == 3
+    with pytest.raises(ConfigError, match="curriculum_steps"):
+        fs.prepare(cell(make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=4,
+                                                          n_filler=0, n_trained_questions=4,
+                                                          heldout_fraction=0.125)), tmp_path, "b"),
+                   fs.Settings(**TINY, steps=4, curriculum_steps=2))
+
+
 # ------------------------------------------------------------------------------------------ contexts
 
 def test_oracle_context_holds_support_and_exactly_k_distractors(rel_filler, tmp_path):

@@ -137,7 +137,8 @@ def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: A
         tok = scratch.build_tokenizer(dataset_vocabulary(ctx.dataset))
         model = scratch.build_model(settings, tok, seed=ctx.seed).to(device)
         res = scratch.train(model, tok, [d.text for d in docs], art, settings, seed=ctx.seed,
-                            eval_questions=ctx.dataset.questions, progress=ctx.progress, callback=callback)
+                            eval_questions=ctx.dataset.questions, progress=ctx.progress, callback=callback,
+                            early=[bool(d.meta.get("fresh")) for d in docs])
         tmp = art / f".{MODEL_DIR}.tmp"
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
