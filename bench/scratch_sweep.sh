@@ -15,7 +15,7 @@
 # shared/scratch/*/curves.jsonl, results.jsonl.gz). A run cut by the budget reports its last curve point.
 # Launcher self-check (30 s, CPU is fine): bash bench/scratch_sweep.sh /tmp/sweep_smoke --only smoke --device cpu
 # The runs and their commands: python3 bench/scratch_sweep.py OUT --list
-# Please copy OUTDIR back to /work/wt/scratch_gpu_results.
+# Please copy OUTDIR back to /work/wt/scratch_gpu_results. Tables: python3 bench/scratch_sweep_table.py OUTDIR --curves
 set -u
 cd "$(dirname "$0")/.."
 OUTDIR="${1:?usage: bench/scratch_sweep.sh OUTDIR [extra scratch_sweep.py options]}"
