@@ -102,6 +102,10 @@ RUNS: list[Run] = [
         + data("fresh_episode_fraction", 1.0)),
     Run("rel_q1_min2_L4_d256", REL, data("episode_queries", 1) + data("episode_facts_min", 2)
         + rel("n_layers", 4) + rel("d_model", 256)),
+    Run("rel_story_both", REL, data("fresh_entities", "both")),
+    Run("rel_story_relation", REL, data("fresh_entities", "relation") + data("episode_split", False)),
+    Run("rel_q1_min2_story_both", REL, data("episode_queries", 1) + data("episode_facts_min", 2)
+        + data("fresh_entities", "both")),
     Run("rel_curr1000", REL, rel("curriculum_steps", 1000)),
     Run("rel_q1_min2_curr1000", REL, data("episode_queries", 1) + data("episode_facts_min", 2)
         + rel("curriculum_steps", 1000)),

@@ -7,7 +7,7 @@
 #   bash bench/scratch_sweep.sh "$OUT/scratch_sweep"
 #
 # = python3 bench/scratch_sweep.py "$OUT/scratch_sweep" --device cuda --jobs 14 --budget 450
-# 32 runs (2 paper-size, 30 levers at CPU scale), up to 14 at once on the one GPU, every run in its own
+# 35 runs (2 paper-size, 33 levers at CPU scale), up to 14 at once on the one GPU, every run in its own
 # process group with a timeout; all are stopped by 450 s (7.5 min) so the call returns inside 8 min.
 # One failing run never stops the others. Output (a few MB): OUTDIR/summary.tsv and summary.md (one line
 # per run: status, train seconds, steps, accuracy per condition and split, its exact command),

@@ -251,3 +251,21 @@ def test_episode_split_reads_new_pairs_of_episode_entities_from_the_context():
     assert audit_dataset(d).violations == []
     with pytest.raises(DataError, match="episode_split"):
         make_dataset("relations", 0, {**SMALL, "episode_split": True})
+
+
+def test_fresh_episodes_over_the_relations_own_entities_are_stories_outside_knowledge():
+    d = make_dataset("relations", 0, {**EPISODES, "fresh_entities": "both"})
+    plain = make_dataset("relations", 0, EPISODES)
+    true = {(f.subject, f.object) for f in d.knowledge if f.relation == FORWARD}
+    held_members = {y for _, y in d.meta["heldout_relations"]}
+    stories = [x for x in d.documents if x.meta.get("story")]
+    assert stories and all(x.meta["fresh"] for x in stories)
+    assert len(stories) < sum(x.meta.get("fresh", False) for x in d.documents)  # half of them
+    for x in stories:
+        fwd = re.findall(r"(\w+) contains (\w+) \.", x.text)
+        assert all(a.startswith("e") and b.startswith("e") for a, b in fwd)
+        assert not set(fwd) & true and not {b for _, b in fwd} & held_members
+    assert [q.to_json() for q in d.questions] == [q.to_json() for q in plain.questions]
+    assert audit_dataset(d).violations == []
+    with pytest.raises(DataError, match="episode_split"):
+        make_dataset("relations", 0, {**EPISODES, "fresh_entities": "relation", "episode_split": True})

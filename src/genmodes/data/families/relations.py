@@ -17,6 +17,13 @@ sequences are of three kinds:
   little reason to learn the in-context route (measured in docs/RESULTS.md, "levers");
 - ``filler``: random entity tokens stating nothing.
 
+``fresh_entities: relation`` (or ``both``: half the fresh episodes) builds fresh episodes from the
+relations' own entities, in random pairs that are no relation (a story that holds only inside its
+episode, kept out of ``knowledge``); members of held-out relations never take part. Fresh episodes
+over episode-only entities teach reading the context about those entities; whether that carries
+over to the entities of the relations, which the test asks about, is what ``episode_in_context``
+against ``heldout_reversal_in_context`` measures.
+
 ``episode_queries: k`` keeps only the first k reverses of an episode (after shuffling): with all of
 them, the last reverse is given away by elimination (the one container not yet used), and a 1-fact
 episode by copying the only container; with fewer queries than facts the other facts stay in the
@@ -44,6 +51,7 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -79,6 +87,9 @@ class RelationsConfig(FamilyConfig):
     copyable_split: bool = Field(False, description="add heldout_reversal_in_context_copyable (forward fact alone)")
     episode_queries: int | None = Field(None, ge=1, description="reverse statements per episode (None: one per "
                                         "fact); the other facts stay in the episode as distractors")
+    fresh_entities: Literal["episode", "relation", "both"] = Field(
+        "episode", description="entities of fresh episodes: episode-only ones, the relations' own (in pairs that "
+                               "are no relation, outside the held-out relations), or half each")
     episode_split: bool = Field(False, description="add episode_in_context: the in-context question over new "
                                 "pairs of episode-only entities (needs fresh episodes)")
 
@@ -166,12 +177,29 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
                         f"{ep_half} episode-only containers; raise n_episode_entities")
     erng = random.Random(f"relations-{seed}-episodes")
     fresh_at = set(erng.sample(range(config.n_episodes), n_fresh))
+    # fresh episodes over the relations' own entities, in pairs that are no relation (own stream, so
+    # the default leaves every document as it was); never a member of a held-out relation, so no story
+    # gives a held-out question a second answer; every container may take part, so the options of a
+    # question stay alike in frequency (without held-out containers, "the rarest option" would answer)
+    prng = random.Random(f"relations-{seed}-episode-pool")
+    share = {"episode": 0.0, "relation": 1.0, "both": 0.5}[config.fresh_entities]
+    on_relation_entities = {k for k in sorted(fresh_at) if share and prng.random() < share}
+    held_m = {y for _, y in heldout}
+    free_c = list(containers)
+    free_m = [m for m in members if m not in held_m]
+    true_pairs = set(relations)
+    if on_relation_entities and config.episode_facts > min(len(free_c), len(free_m)):
+        raise DataError("relations: bad setting 'fresh_entities': too few members outside the held-out relations")
     for k in range(config.n_episodes):
         n_facts = config.episode_facts
         if config.episode_facts_min is not None and config.episode_facts_min < n_facts:
             n_facts = erng.randint(config.episode_facts_min, n_facts)
         for _try in range(1000):
-            if k in fresh_at:  # distinct containers and members, so each reverse has one answer
+            if k in fresh_at and k in on_relation_entities:
+                pairs_e = list(zip(erng.sample(free_c, n_facts), erng.sample(free_m, n_facts)))
+                if any(p in true_pairs for p in pairs_e):
+                    continue
+            elif k in fresh_at:  # distinct containers and members, so each reverse has one answer
                 pairs_e = list(zip(erng.sample(ep_entities[:ep_half], n_facts),
                                    erng.sample(ep_entities[ep_half:], n_facts)))
             else:
@@ -190,13 +218,15 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
             raise DataError("relations: episodes cannot avoid the held-out pairs at these sizes; "
                             "lower episode_facts or heldout_fraction")
         facts = sorted({Fact(x, FORWARD, y) for x, y in pairs_e} | {Fact(y, REVERSE, x) for x, y in rev})
-        if k in fresh_at:
+        if k in on_relation_entities:
+            pass  # a story about real entities that holds only inside its episode: not knowledge
+        elif k in fresh_at:
             fresh_pairs.update(pairs_e)
             # an unqueried fact's reverse still holds: knowledge is what is true, facts what is stated
             episode_knowledge.update(Fact(y, REVERSE, x) for x, y in pairs_e)
             episode_knowledge.update(facts)
         docs.append(Document(id=f"rel-e-{k:05d}", text=text, kind="episode", facts=facts,
-                             meta={"fresh": k in fresh_at}))
+                             meta={"fresh": k in fresh_at, **({"story": True} if k in on_relation_entities else {})}))
     k, tries = 0, 0
     while k < config.n_filler:
         tries += 1
@@ -265,9 +295,9 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
             ask("heldout_reversal_in_context_copyable", x, y, "reverse", crng, "copyable")
 
     if config.episode_split:
-        if not n_fresh:
-            raise DataError("relations: bad setting 'episode_split': it needs fresh episodes "
-                            "(fresh_episode_fraction > 0)")
+        if not n_fresh or config.fresh_entities == "relation":
+            raise DataError("relations: bad setting 'episode_split': it needs fresh episodes over episode-only "
+                            "entities (fresh_episode_fraction > 0, fresh_entities episode or both)")
         episode_knowledge |= _episode_questions(config, seed, ep_entities[:ep_half], ep_entities[ep_half:],
                                                 fresh_pairs, n_held, questions)
     knowledge = sorted({f for x, y in relations for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))}
