@@ -183,6 +183,7 @@ def main() -> int:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--jobs", type=int, default=14, help="runs at once")
     ap.add_argument("--budget", type=float, default=450, help="seconds for the whole sweep; runs still going are stopped")
+    ap.add_argument("--timeout", type=float, help="seconds per run (default: each run's own, 600)")
     ap.add_argument("--only", default="*", help="comma-separated name patterns (fnmatch)")
     ap.add_argument("--list", action="store_true", help="print the runs and their commands, run nothing")
     ap.add_argument("--keep-models", action="store_true", help="keep weights and checkpoints")
@@ -242,7 +243,7 @@ def main() -> int:
                 continue
             log.close()
             now = time.monotonic()
-            active[r.name] = (r, p, now, now + min(r.timeout, left - 10))
+            active[r.name] = (r, p, now, now + min(args.timeout or r.timeout, left - 10))
             print(f"[{now - t0:5.0f}s] started {r.name}", flush=True)
         for name, (r, p, started, deadline) in list(active.items()):
             if p.poll() is not None:
