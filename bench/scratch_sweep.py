@@ -15,8 +15,9 @@ same as a table at the end. The models are tiny (about 1-20 M parameters), so ma
     python3 bench/scratch_sweep.py OUTDIR --list                 # the runs and their commands
     python3 bench/scratch_sweep.py OUTDIR --only 'rel_*' --device cpu --budget 60
 
-Needs python3 with torch, transformers, tokenizers, pydantic, pyyaml, tqdm, numpy (no matplotlib:
---no-report); it puts the repository's ``src`` first on PYTHONPATH.
+Needs python3 with torch, transformers, tokenizers, safetensors, pydantic, pyyaml, rich, tqdm, numpy (no
+matplotlib: --no-report); it puts the repository's ``src`` first on PYTHONPATH. The first line printed is
+an import probe: a missing package shows there.
 """
 
 from __future__ import annotations
@@ -202,7 +203,8 @@ def main() -> int:
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_OFFLINE", "1")
-    probe = subprocess.run([sys.executable, "-c", "import torch, transformers, genmodes.cli;"
+    probe = subprocess.run([sys.executable, "-c", "import torch, transformers, tokenizers, safetensors, pydantic, yaml,"
+                            "rich, tqdm, genmodes.cli;"
                             "print('torch', torch.__version__, 'transformers', transformers.__version__,"
                             "'cuda', torch.cuda.is_available())"], env=env, cwd=ROOT, capture_output=True, text=True)
     print(probe.stdout.strip() or probe.stderr.strip()[-2000:], flush=True)

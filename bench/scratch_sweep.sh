@@ -2,7 +2,8 @@
 # READY (issue 9, scratch helper): the from-scratch lever sweep for one ~8-minute GPU batch.
 #
 # Exact command, from the repository root on the GPU machine (python3 with torch, transformers,
-# tokenizers, pydantic, pyyaml, tqdm, numpy; the package itself comes from ./src):
+# tokenizers, safetensors, pydantic, pyyaml, rich, tqdm, numpy; the package itself comes from ./src;
+# the first line printed is an import probe, so a missing wheel shows at once):
 #
 #   bash bench/scratch_sweep.sh "$OUT/scratch_sweep"
 #
