@@ -203,6 +203,7 @@ def main() -> int:
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TQDM_MININTERVAL", "10")  # fewer progress-bar lines in the logs
     probe = subprocess.run([sys.executable, "-c", "import torch, transformers, tokenizers, safetensors, pydantic, yaml,"
                             "rich, tqdm, genmodes.cli;"
                             "print('torch', torch.__version__, 'transformers', transformers.__version__,"
@@ -218,6 +219,13 @@ def main() -> int:
 
     def finish(r: Run, p: subprocess.Popen, started: float, status: str) -> None:
         run_dir = out / r.name
+        log = out / "logs" / f"{r.name}.txt"
+        try:  # progress bars make long logs: the end (errors, the summary table) is what matters
+            data = log.read_bytes()
+            if len(data) > 40_000:
+                log.write_bytes(b"[...]\n" + data[-40_000:])
+        except OSError:
+            pass
         acc, train_s, steps = accuracies(run_dir)
         if not args.keep_models:
             prune(run_dir)
