@@ -126,7 +126,30 @@ RUNS: list[Run] = [
         + cbs("curriculum_steps", 200)),
     Run("cb_freshlong_fresh3000_steps3000", CB, data("fresh_min_len", 6, "codebook")
         + data("fresh_max_len", 12, "codebook") + data("n_fresh_episodes", 3000, "codebook") + cbs("steps", 3000)),
+    # --- best guesses: the data levers together, at the CPU budget and at 4x the steps
+    Run("rel_combo", REL, data("episode_queries", 1) + data("episode_facts_min", 2) + data("fresh_entities", "both")
+        + rel("curriculum_steps", 1000)),
+    Run("rel_combo_steps12k", REL, data("episode_queries", 1) + data("episode_facts_min", 2)
+        + data("fresh_entities", "both") + rel("curriculum_steps", 1000) + rel("steps", 12000) + rel("eval_every", 1000)),
+    Run("cb_combo_steps3000", CB, data("fresh_min_len", 6, "codebook") + data("fresh_max_len", 12, "codebook")
+        + data("n_fresh_episodes", 3000, "codebook") + cbs("curriculum_steps", 500) + cbs("steps", 3000)),
 ]
+
+
+def _start_order(runs: list[Run]) -> list[Run]:
+    """Paper size first, then the long runs, then the rest alternating families: whatever the budget
+    cuts is the end of both families' lists, not all of the codebook."""
+    long = {"rel_paper", "cb_paper", "rel_steps12k", "rel_q1_min2_steps12k", "rel_combo_steps12k",
+            "cb_combo_steps3000", "cb_steps3000", "cb_freshlong_fresh3000_steps3000", "rel_combo"}
+    first = [r for r in runs if r.name in long]
+    rel_, cb_ = ([r for r in runs if r.name not in long and r.name.startswith(p)] for p in ("rel_", "cb_"))
+    rest = [r for pair in zip(rel_, cb_ + [None] * len(rel_)) for r in pair if r is not None]
+    rest += cb_[len(rel_):]
+    other = [r for r in runs if r not in first and r not in rest]
+    return other + first + rest
+
+
+RUNS = _start_order(RUNS)
 
 
 def accuracies(run_dir: Path) -> tuple[str, float | None, int | None]:
@@ -182,7 +205,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", help="output folder (run folders + summary.tsv)")
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--jobs", type=int, default=14, help="runs at once")
+    ap.add_argument("--jobs", type=int, default=16, help="runs at once")
     ap.add_argument("--budget", type=float, default=450, help="seconds for the whole sweep; runs still going are stopped")
     ap.add_argument("--timeout", type=float, help="seconds per run (default: each run's own, 600)")
     ap.add_argument("--only", default="*", help="comma-separated name patterns (fnmatch)")

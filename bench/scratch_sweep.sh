@@ -7,8 +7,8 @@
 #
 #   bash bench/scratch_sweep.sh "$OUT/scratch_sweep"
 #
-# = python3 bench/scratch_sweep.py "$OUT/scratch_sweep" --device cuda --jobs 14 --budget 450
-# 35 runs (2 paper-size, 33 levers at CPU scale), up to 14 at once on the one GPU, every run in its own
+# = python3 bench/scratch_sweep.py "$OUT/scratch_sweep" --device cuda --jobs 16 --budget 450
+# 38 runs (2 paper-size, 36 levers at CPU scale), up to 16 at once on the one GPU, every run in its own
 # process group with a timeout; all are stopped by 450 s (7.5 min) so the call returns inside 8 min.
 # One failing run never stops the others. Output (a few MB): OUTDIR/summary.tsv and summary.md (one line
 # per run: status, train seconds, steps, accuracy per condition and split, its exact command),
@@ -21,4 +21,4 @@ set -u
 cd "$(dirname "$0")/.."
 OUTDIR="${1:?usage: bench/scratch_sweep.sh OUTDIR [extra scratch_sweep.py options]}"
 shift
-exec "${PYTHON:-python3}" bench/scratch_sweep.py "$OUTDIR" --device cuda --jobs 14 --budget 450 "$@"
+exec "${PYTHON:-python3}" bench/scratch_sweep.py "$OUTDIR" --device cuda --jobs 16 --budget 450 "$@"
