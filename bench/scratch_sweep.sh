@@ -15,6 +15,7 @@
 # OUTDIR/logs/NAME.txt, and each run folder without weights (summary.csv, cells.jsonl, config.yaml,
 # shared/scratch/*/curves.jsonl, results.jsonl.gz). A run cut by the budget reports its last curve point.
 # Launcher self-check (30 s, CPU is fine): bash bench/scratch_sweep.sh /tmp/sweep_smoke --only smoke --device cpu
+# (PYTHON=/path/to/python picks the interpreter; default python3)
 # The runs and their commands: python3 bench/scratch_sweep.py OUT --list
 # Please copy OUTDIR back to /work/wt/scratch_gpu_results. Tables: python3 bench/scratch_sweep_table.py OUTDIR --curves
 set -u
