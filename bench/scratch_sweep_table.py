@@ -6,6 +6,8 @@ One markdown table per family (relations, codebook); a row per run, accuracies i
 the run's command being ``python3 bench/scratch_sweep.py OUT --only NAME`` (its --set list: ``--list``).
 A run that did not finish shows its last curve point (64-question samples), marked with ``@step``.
 ``--curves`` adds the last and best curve point of each split, to tell a still-rising curve from a flat one.
+``--figures DIR --tag TAG`` also draws each run's training curves (loss, accuracy per split) to
+``DIR/latent_TAG_NAME_curves.png`` with the report's figure (matplotlib needed).
 """
 
 from __future__ import annotations
@@ -58,8 +60,19 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
     ap.add_argument("--curves", action="store_true")
+    ap.add_argument("--figures", help="folder for each run's training-curve figure")
+    ap.add_argument("--tag", default="gpu", help="file name part of the figures")
     args = ap.parse_args()
     out = Path(args.out)
+    if args.figures:
+        from genmodes.report import figures
+
+        for run in sorted(p for p in out.iterdir() if p.is_dir() and p.name != "logs"):
+            for c in sorted(run.glob("shared/scratch/*/curves.jsonl")):
+                pts = [json.loads(x) for x in c.read_text().splitlines() if x.strip()]
+                if pts:
+                    figures.training_curves(f"{run.name} ({args.tag}, seed 0)", pts,
+                                            Path(args.figures) / f"latent_{args.tag}_{run.name}_curves.png")
     with (out / "summary.tsv").open() as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     for family, cols, prefix in (("relations", REL_COLS, "rel"), ("codebook", CB_COLS, "cb")):
