@@ -68,11 +68,13 @@ def main() -> int:
         from genmodes.report import figures
 
         for run in sorted(p for p in out.iterdir() if p.is_dir() and p.name != "logs"):
-            for c in sorted(run.glob("shared/scratch/*/curves.jsonl")):
-                pts = [json.loads(x) for x in c.read_text().splitlines() if x.strip()]
-                if pts:
-                    figures.training_curves(f"{run.name} ({args.tag}, seed 0)", pts,
-                                            Path(args.figures) / f"latent_{args.tag}_{run.name}_curves.png")
+            # a run folder can hold an abandoned model (other settings): draw the longest curve
+            curves = [[json.loads(x) for x in c.read_text().splitlines() if x.strip()]
+                      for c in sorted(run.glob("shared/scratch/*/curves.jsonl"))]
+            pts = max(curves, key=lambda c: (c[-1]["step"] if c else -1), default=[])
+            if pts:
+                figures.training_curves(f"{run.name} ({args.tag}, seed 0)", pts,
+                                        Path(args.figures) / f"latent_{args.tag}_{run.name}_curves.png")
     with (out / "summary.tsv").open() as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
     for family, cols, prefix in (("relations", REL_COLS, "rel"), ("codebook", CB_COLS, "cb")):
