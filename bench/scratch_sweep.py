@@ -88,6 +88,9 @@ RUNS: list[Run] = [
     Run("rel_q1", REL, data("episode_queries", 1)),
     Run("rel_q1_min2", REL, data("episode_queries", 1) + data("episode_facts_min", 2)),
     Run("rel_q2_min2", REL, data("episode_queries", 2) + data("episode_facts_min", 2)),
+    # every episode 4 facts and one query: the fact's position says nothing (with 1-4 or 2-4 facts the
+    # answer is mostly among the last facts, and the models above pick by recency)
+    Run("rel_q1_f4", REL, data("episode_queries", 1) + data("episode_facts_min", 4)),
     Run("rel_fresh100", REL, data("fresh_episode_fraction", 1.0)),
     Run("rel_ent1000", REL, data("n_episode_entities", 1000)),
     Run("rel_nocopyinit", REL, rel("copy_init", False)),
