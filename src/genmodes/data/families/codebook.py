@@ -37,22 +37,24 @@ parameters, chance 25%; commands in docs/RESULTS.md, "From scratch", lever table
   be read from the context. Episodes over the real codebooks encode seen mappings, which the
   parameters already know, so they give a small model little reason to read its context. With
   1,000 of them: 19.2% (25.4% with ``copy_init``, flat through training, seen mappings 100%). The
-  practice episodes also take most of the tokens, so the real codebooks are trained on less; whether
-  latent use stays at chance with much longer training was not measured.
+  practice episodes also take most of the tokens, so the real codebooks are trained on less; with
+  copy_init, latent use did not stay at chance with longer training (below).
 - Episodes that put a definition before an encoding are what carry the rest: P2's no-episodes
   ablation of the same config (no definition ever next to an encoding, no practice episodes) is at
   29.6% too, against 40.8% with the real-codebook episodes and no practice ones.
 - ``fresh_min_len`` / ``fresh_max_len``: encoding length of practice episodes; longer encodings put
-  more read-from-the-definition tokens in each episode.
+  more read-from-the-definition tokens in each episode. 6-12 symbols (with copy_init, 600 steps):
+  still no reading, 18.8% on ``practice_in_context``.
 - ``practice_questions: n`` adds ``practice_in_context``: a never-trained codebook defined in the
   context and a question about it, which only reading the definition answers (the practice episodes'
   skill, apart from the real codebooks). Measured: 12-31% (chance 25%) in every model so far, on CPU
   and GPU, up to 1,200 steps: the models do not read definitions, so no latent use they get right
   comes from the context.
-- Latency and training length: the same config on a GPU put latent uses from the parameters at
-  37.9% (25.4% on the CPU), rising with steps (44% at step 1,200, curve sample): code-first
-  definitions and copy_init leave a partial reverse path that longer training finds. Without
-  copy_init the CPU model stayed at 19.2% (600 steps).
+- Latency and copy_init: with copy_init (the output embedding starts as the input one) latent uses
+  from the parameters came out at 25.4%, 37.9% (GPU) and 40.0% (CPU, the vocabulary of
+  ``practice_questions``), rising with steps (44% at step 1,200 on the GPU, curve sample): a partial
+  reverse path from a definition to the encoding. Without copy_init: 19.2% and, in
+  ``configs/latent_codebook.yaml`` now, 29.2% (seen 99.6%).
 - ``standalone_definitions: false`` keeps definitions only inside episodes (encoding sequences that
   begin with the definition; only seen mappings are ever encoded there), P2's other placement; the
   oracle then retrieves one such episode as the support (not measured yet).
