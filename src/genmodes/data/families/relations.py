@@ -27,7 +27,11 @@ against ``heldout_reversal_in_context`` measures.
 ``episode_queries: k`` keeps only the first k reverses of an episode (after shuffling): with all of
 them, the last reverse is given away by elimination (the one container not yet used), and a 1-fact
 episode by copying the only container; with fewer queries than facts the other facts stay in the
-episode as distractors, the form of the in-context test question.
+episode as distractors, the form of the in-context test question. Measured (docs/RESULTS.md,
+"Levers on one GPU"): no setting of these made a small model pick the right fact among several
+(16-34% on both in-context splits, chance 25%); with one query per episode of 1-4 or 2-4 facts the
+models pick by recency (the queried fact is mostly among the last), with exactly 4 facts by neither
+recency nor content.
 
 Splits: ``trained`` (recall of trained statements, either direction), ``heldout_reversal`` (the
 reverse of a held-out relation, no context: a parametric learner scores 0% in P2), and
