@@ -29,7 +29,7 @@ them, the last reverse is given away by elimination (the one container not yet u
 episode by copying the only container; with fewer queries than facts the other facts stay in the
 episode as distractors, the form of the in-context test question. Measured (docs/RESULTS.md,
 "Levers on one GPU"): no setting of these made a small model pick the right fact among several
-(16-34% on both in-context splits, chance 25%); with one query per episode of 1-4 or 2-4 facts the
+(10-34% on both in-context splits, chance 25%); with one query per episode of 1-4 or 2-4 facts the
 models pick by recency (the queried fact is mostly among the last), with exactly 4 facts by neither
 recency nor content.
 
