@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import torch
 
 from genmodes.errors import GenmodesError
+from genmodes.tokens import start_ids
 
 
 def _cache_kwarg() -> str:
@@ -86,15 +87,6 @@ def _check_request(context: str, choices: Sequence[str]) -> None:
             raise ScoringError(f"empty choice in {list(choices)!r} (context {context[:60]!r})")
 
 
-def _start_ids(tokenizer: Any) -> list[int]:
-    """BOS where the tokenizer adds one by default (Llama-2 style); nothing otherwise (SmolLM2)."""
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        return []
-    ids = tokenizer("a").input_ids
-    return [bos] if ids and ids[0] == bos else []
-
-
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
     """lm-eval's pair encoding: trailing spaces move from the context to the continuation."""
     n_space = len(context) - len(context.rstrip(" "))
@@ -126,7 +118,7 @@ def encode_prefix(tokenizer: Any, prefix: str) -> list[int]:
     """Token ids that precede every question: start token(s) and the shared prefix text, without its
     trailing whitespace (that goes with each question: :func:`split_prefix`)."""
     core, _ = split_prefix(prefix)
-    return _start_ids(tokenizer) + (tokenizer(core, add_special_tokens=False).input_ids if core else [])
+    return start_ids(tokenizer) + (tokenizer(core, add_special_tokens=False).input_ids if core else [])
 
 
 # ------------------------------------------------------------------------------------------ reference
