@@ -75,6 +75,18 @@ def accuracy(all_scores: Sequence[Sequence[ChoiceScore]], answers: Sequence[int]
     return sum(chosen(s, normalized) == a for s, a in zip(all_scores, answers)) / len(answers)
 
 
+def accuracy_by_split(model: Any, tokenizer: Any, questions: dict[str, Sequence[Any]]) -> dict[str, float]:
+    """Accuracy per split (questions with ``context``, ``choices``, ``answer``), each question alone
+    in context; splits without questions are left out."""
+    scorer = Scorer(model, tokenizer)
+    out = {}
+    for split, qs in questions.items():
+        if qs:
+            scores = scorer.score([(q.context, q.choices) for q in qs])
+            out[split] = accuracy(scores, [q.answer for q in qs])
+    return out
+
+
 # ------------------------------------------------------------------------------------------ encoding
 
 def _check_request(context: str, choices: Sequence[str]) -> None:

@@ -16,7 +16,7 @@ held-out reversals from its parameters. This module provides the three pieces of
   the step); a progress bar with the loss; atomic checkpoints (model, optimizer, RNG, step, loss
   accumulators) every ``checkpoint_every`` steps, from which a killed run resumes to bitwise the same
   final weights on the same device; and a curve file (JSONL rows ``{"step", "loss", "accuracy":
-  {split: acc}}``) evaluated with the Scorer every ``eval_every`` steps.
+  {split: acc}}``) evaluated every ``eval_every`` steps by the caller's scorer.
 
 Packing: each epoch shuffles the documents (seeded by seed and epoch) and fills rows of ``seq_len``
 tokens greedily, whole documents only, each preceded by ``<|endoftext|>``; the rest of a row is
@@ -220,19 +220,6 @@ class TrainResult:
     curves_file: Path
 
 
-def evaluate(model: Any, tokenizer: Any, questions: dict[str, Sequence[Any]]) -> dict[str, float]:
-    """Accuracy per split with the one Scorer, each question alone in context."""
-    from genmodes.scoring import Scorer, accuracy
-
-    scorer = Scorer(model, tokenizer)
-    out = {}
-    for split, qs in questions.items():
-        if qs:
-            scores = scorer.score([(q.context, q.choices) for q in qs])
-            out[split] = accuracy(scores, [q.answer for q in qs])
-    return out
-
-
 def eval_sample(questions: Sequence[Any], n: int, seed: int) -> dict[str, list[Any]]:
     """Up to ``n`` questions per split, a seeded sample fixed for the whole run."""
     by_split: dict[str, list[Any]] = {}
@@ -252,12 +239,18 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, config: TrainConfig, *,
-          seed: int = 0, eval_questions: Sequence[Any] = (), progress: bool = True,
-          callback: Callable[[int, float], None] | None = None) -> TrainResult:
+          seed: int = 0, eval_questions: Sequence[Any] = (),
+          evaluate: Callable[[Any, Any, dict[str, list[Any]]], dict[str, float]] | None = None,
+          progress: bool = True, callback: Callable[[int, float], None] | None = None) -> TrainResult:
     """Train ``model`` in place on ``texts`` for ``config.steps`` steps, resuming from
     ``out_dir/checkpoint.pt`` when one exists. ``callback(step, loss)`` runs after every step (after
-    any checkpoint of that step); an exception there stops training as a kill would."""
+    any checkpoint of that step); an exception there stops training as a kill would.
+    ``evaluate(model, tokenizer, {split: questions})`` gives the curve's accuracy per split on a
+    sample of ``eval_questions`` (the caller passes the scorer: it sits above the models layer)."""
     import torch
+
+    if eval_questions and evaluate is None:
+        raise ValueError("eval_questions were given without an evaluate function to score them")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -327,7 +320,7 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
             if done % config.eval_every == 0 or done == config.steps:
                 te = time.perf_counter()
                 model.eval()
-                acc = evaluate(model, tokenizer, evalset) if evalset else {}
+                acc = evaluate(model, tokenizer, evalset) if evalset and evaluate else {}
                 model.train()
                 eval_seconds += time.perf_counter() - te
                 row = {"step": done, "loss": loss_sum / max(1, loss_n), "accuracy": acc,

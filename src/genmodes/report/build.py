@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from genmodes.report import details, figures
 from genmodes.report.run import Run, load_run
-from genmodes.report.summary import summarize
+from genmodes.experiments.summary import summarize
 
 DASH = "–"
 

@@ -20,7 +20,7 @@ import yaml
 
 from genmodes.report import figures, stats
 from genmodes.report.run import Run
-from genmodes.report.summary import summarize
+from genmodes.experiments.summary import summarize
 
 DASH = "–"
 DRILLDOWN = "drilldown.html"
