@@ -17,7 +17,7 @@ CONFIG = {
 }
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # read-only for its users: one run serves every report test file
 def tiny_run(tmp_path_factory):
     import torch
 
