@@ -3,8 +3,6 @@ question, and retrieval on top of a fine-tuned checkpoint."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
 from genmodes.conditions import make_settings
@@ -178,10 +176,6 @@ def test_shuffle_defaults():
 
 # -- retrieval + finetune -----------------------------------------------------------------------------
 
-finetune_missing = importlib.util.find_spec("genmodes.conditions.finetune") is None
-
-
-@pytest.mark.skipif(finetune_missing, reason="genmodes.conditions.finetune not written yet")
 def test_retrieval_with_finetune_reuses_the_finetune_checkpoint(sr, tmp_path):
     import torch
 
@@ -199,9 +193,5 @@ def test_retrieval_with_finetune_reuses_the_finetune_checkpoint(sr, tmp_path):
 
 
 def test_finetune_settings_are_validated():
-    if finetune_missing:
-        with pytest.raises(ConfigError, match="finetune"):
-            make_settings("retrieval", {"finetune": {"steps": 1}})
-    else:
-        with pytest.raises(ConfigError, match="finetune"):
-            make_settings("retrieval", {"finetune": {"no_such_setting": 1}})
+    with pytest.raises(ConfigError, match="finetune"):
+        make_settings("retrieval", {"finetune": {"no_such_setting": 1}})

@@ -310,11 +310,9 @@ def test_compute_falls_back_to_condition_info_for_context_tokens(tmp_path):
     assert "| rev | aug | augmented_finetune | 1 | 40.0 | 4,000 | – | 2.00 | 3.00 | – |" in compute
 
 
-def test_cli_report_on_a_folder_without_results_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+def test_cli_report_on_a_folder_without_results_exits_2_with_one_line(tmp_path, capsys):
     from genmodes import cli
 
-    if "genmodes.report.commands" not in cli.COMMAND_MODULES:  # until the lead registers it
-        monkeypatch.setattr(cli, "COMMAND_MODULES", [*cli.COMMAND_MODULES, "genmodes.report.commands"])
     assert cli.main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("genmodes: error: ") and "no results.jsonl" in err
