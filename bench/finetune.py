@@ -80,11 +80,12 @@ def _count_tokens(model, real: dict) -> None:
     model.register_forward_pre_hook(count, with_kwargs=True)
 
 
-def _train_args(args: argparse.Namespace, outdir: str, batch: int, cls=None, **extra):
+def _train_args(args: argparse.Namespace, outdir: str, batch: int, cls=None, accumulate: int = 1, **extra):
     from transformers import TrainingArguments
 
     cls = cls or TrainingArguments
-    return cls(output_dir=outdir, per_device_train_batch_size=batch, max_steps=args.steps,
+    return cls(output_dir=outdir, per_device_train_batch_size=batch, gradient_accumulation_steps=accumulate,
+               max_steps=args.steps,
                learning_rate=args.lr, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0,
                max_grad_norm=1.0, logging_strategy="steps", logging_steps=1, save_strategy="no", report_to=[],
                use_cpu=True, dataloader_num_workers=0, seed=0, disable_tqdm=True, **extra)
@@ -134,7 +135,7 @@ def run_trainer(model_spec: str, texts: list[str], args: argparse.Namespace, out
 
 
 def run_flattening(model_spec: str, texts: list[str], args: argparse.Namespace, outdir: str,
-                   examples_per_step: int) -> tuple[dict, float, float, tuple[float, float]]:
+                   examples_per_forward: int, accumulate: int) -> tuple[dict, float, float, tuple[float, float]]:
     """Plain Trainer with ``DataCollatorWithFlattening``: each batch of examples (text + EOS, as ours)
     concatenated into one row, position ids restarting per example; labels -100 on each example's
     first token, so the loss is on the same tokens as ours."""
@@ -154,8 +155,8 @@ def run_flattening(model_spec: str, texts: list[str], args: argparse.Namespace, 
     ds = Dataset.from_dict({"text": texts}).map(encode, batched=True, remove_columns=["text"])
     real = {"tokens": 0, "padded": 0, "rows": 0}
     _count_tokens(model, real)
-    trainer = Trainer(model=model, args=_train_args(args, outdir, examples_per_step), train_dataset=ds,
-                      data_collator=DataCollatorWithFlattening())
+    trainer = Trainer(model=model, args=_train_args(args, outdir, examples_per_forward, accumulate=accumulate),
+                      train_dataset=ds, data_collator=DataCollatorWithFlattening())
     seconds, cpu, losses = _timed_train(trainer)
     return real, seconds, cpu, losses
 
@@ -164,9 +165,10 @@ def run_trl(model_spec: str, texts: list[str], args: argparse.Namespace, outdir:
             ) -> tuple[dict, float, float, tuple[float, float]]:
     """TRL's ``SFTTrainer`` with ``packing_strategy="bfd_split"`` at our ``seq_len``: examples (text +
     the EOS TRL appends, as ours) packed best-fit into rows, an example too long for a row split
-    across rows; ``batch_size`` rows per step. bfd packing makes TRL train padding-free: the step's rows
-    are flattened into one sequence whose position ids restart per example, labels -100 at each
-    restart (the loss on the same tokens as ours)."""
+    across rows; ``batch_size`` rows per step, ``rows_per_forward`` of them per forward (gradient
+    accumulation over the rest). bfd packing makes TRL train padding-free: a forward's rows are
+    flattened into one sequence whose position ids restart per example, labels -100 at each restart
+    (the loss on the same tokens as ours)."""
     from datasets import Dataset, disable_progress_bars
     from trl import SFTConfig, SFTTrainer
 
@@ -177,7 +179,8 @@ def run_trl(model_spec: str, texts: list[str], args: argparse.Namespace, outdir:
     ds = Dataset.from_dict({"text": texts})
     real = {"tokens": 0, "padded": 0, "rows": 0}
     _count_tokens(model, real)
-    cfg = _train_args(args, outdir, args.batch_size, cls=SFTConfig, packing=True, packing_strategy="bfd_split",
+    cfg = _train_args(args, outdir, args.rows_per_forward, cls=SFTConfig,
+                      accumulate=args.batch_size // args.rows_per_forward, packing=True, packing_strategy="bfd_split",
                       max_length=args.seq_len, completion_only_loss=None, dataset_num_proc=None)
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
     real["packed_rows"] = len(trainer.train_dataset)
@@ -203,6 +206,10 @@ def main() -> None:
                     help="also time ours with seq_len = the baseline's mean padded row (same compute per step)")
     ap.add_argument("--trl", action="store_true",
                     help="also time TRL's SFTTrainer (bfd_split packing) and Trainer + DataCollatorWithFlattening")
+    ap.add_argument("--rows-per-forward", type=int, default=1,
+                    help="--trl: packed rows (flattening: a row's worth of examples) per forward, the rest of a "
+                         "step by gradient accumulation; both flatten a forward into one sequence, whose "
+                         "attention (no varlen kernel on CPU) grows with its square")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -234,11 +241,14 @@ def main() -> None:
               f"{m_s:.1f} s = {m_tokens / m_s:.1f} tok/s ({matched:.1f}x)", flush=True)
     others = []  # (name, tokens, seconds, cpu)
     if args.trl:
-        # As many examples per step as fill ours' batch_size x seq_len tokens: the same tokens per step.
-        per_step = max(1, round(args.batch_size * args.seq_len / (sum(lengths) / len(lengths))))
+        if args.batch_size % args.rows_per_forward:
+            ap.error("--rows-per-forward must divide --batch-size")
+        accumulate = args.batch_size // args.rows_per_forward
+        # As many examples per forward as fill rows_per_forward x seq_len tokens: the same tokens per step.
+        per_fwd = max(1, round(args.rows_per_forward * args.seq_len / (sum(lengths) / len(lengths))))
         with tempfile.TemporaryDirectory() as out:
-            r, s, c, loss = run_flattening(args.model, texts, args, out, per_step)
-        print(f"Trainer + DataCollatorWithFlattening ({per_step} examples per step, one row each): "
+            r, s, c, loss = run_flattening(args.model, texts, args, out, per_fwd, accumulate)
+        print(f"Trainer + DataCollatorWithFlattening ({per_fwd} examples per forward, {accumulate} forwards per step): "
               f"{r['tokens']} real tokens (mean row {r['padded'] / max(1, r['rows']):.0f}) in {s:.1f} s "
               f"= {r['tokens'] / s:.1f} tok/s; CPU {c:.1f} s = {r['tokens'] / c:.1f} tok/CPU-s "
               f"(loss {loss[0]:.3f} -> {loss[1]:.3f})", flush=True)
@@ -246,7 +256,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as out:
             r, s, c, loss = run_trl(args.model, texts, args, out)
         print(f"TRL SFTTrainer (packing bfd_split, max_length {args.seq_len}; {r['packed_rows']} packed rows; "
-              f"padding-free): {r['tokens']} real tokens (mean flattened row {r['padded'] / max(1, r['rows']):.0f}) "
+              f"padding-free; {args.rows_per_forward} rows per forward, {accumulate} forwards per step): {r['tokens']} real tokens (mean flattened row {r['padded'] / max(1, r['rows']):.0f}) "
               f"in {s:.1f} s = {r['tokens'] / s:.1f} tok/s; CPU {c:.1f} s = {r['tokens'] / c:.1f} tok/CPU-s "
               f"(loss {loss[0]:.3f} -> {loss[1]:.3f})", flush=True)
         others.append(("TRL SFTTrainer", r["tokens"], s, c))
