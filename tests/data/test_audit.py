@@ -101,6 +101,7 @@ def test_duplicates_and_english_entities_are_caught():
     assert any("'house' is an English word" in x for x in v)
 
 
+@pytest.mark.slow
 def test_audit_of_20k_documents():
     """A large clean dataset passes; the same one with every answer first fails on position."""
     rel = ["bigger", "smaller"]  # half the facts each way: neither comparative is the usual answer

@@ -111,6 +111,7 @@ def _tiny_llama(path, texts):
     LlamaForCausalLM(cfg).save_pretrained(path)
 
 
+@pytest.mark.slow
 def test_lm_eval_export_runs_in_lm_eval(saved, tmp_path, capsys):
     lm_eval = pytest.importorskip("lm_eval")
     from lm_eval.tasks import TaskManager
