@@ -71,7 +71,7 @@ def test_tiny_model_overfits_a_handful_of_relations(rel, tmp_path):
     assert split_accuracy(prepared, rel, "trained") == 1.0
     info = prepared.info
     assert info["steps"] == 150 and info["final_loss"] < 1.5 and info["train_seconds"] > 0
-    assert info["reused"] is False and info["device"] == "cpu"
+    assert info["reused"] is False and info["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     curves = scratch.read_curves(tmp_path / info["curves_file"])  # relative to the run folder
     assert curves[-1]["step"] == 150 and set(curves[-1]["accuracy"]) == {q.split for q in rel.questions}
 

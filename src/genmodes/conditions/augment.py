@@ -36,6 +36,7 @@ from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, T
 from genmodes.conditions.finetune import Settings as FinetuneSettings, train_on_texts, training_documents
 from genmodes.conditions.in_context import model_context_length, select_documents
 from genmodes.data.families import get_family
+from genmodes.data.text import split_sentences
 from genmodes.data.types import Dataset, Fact
 from genmodes.errors import ConfigError, DataError
 
@@ -129,15 +130,6 @@ def split_items(output: str) -> list[str]:
         if line:
             items.append(line)
     return items
-
-
-# Sentences end at a line break or at "." / "!" before whitespace; not at "?", so a "Q: ...? A: ..."
-# line stays one statement.
-_SENTENCE_END = re.compile(r"\n+|(?<=[.!])\s+")
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
 def held_out_answers(ds: Dataset) -> set[Fact]:

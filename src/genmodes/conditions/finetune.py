@@ -32,7 +32,6 @@ import hashlib
 import json
 import math
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Sequence
@@ -41,6 +40,7 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, Timer, write_json_atomic
+from genmodes.data.text import sentence_spans
 from genmodes.data.types import Document
 from genmodes.errors import ConfigError, NumericError
 from genmodes.tokens import start_ids  # the scorer's start tokens: train on what is scored
@@ -134,24 +134,6 @@ class Settings(_Base):
 
 # ------------------------------------------------------------------------------------------ examples
 
-# A sentence ends at . ! or ? followed by whitespace, or at a line break (titles, list lines).
-_SENTENCE = re.compile(r"[^\n]*?(?:[.!?](?=\s|$)|(?=\n)|$)")
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """(start, end) character spans of the sentences of ``text``, without surrounding whitespace."""
-    spans = []
-    for m in _SENTENCE.finditer(text):
-        s, e = m.span()
-        seg = text[s:e]
-        if not seg.strip():
-            continue
-        s += len(seg) - len(seg.lstrip())
-        e -= len(seg) - len(seg.rstrip())
-        spans.append((s, e))
-    return spans
-
-
 def examples_from_texts(texts: Iterable[str], sentence_split: str = "none") -> list[tuple[str, str]]:
     """Training examples ``(context, target)``; the loss is on ``target`` only.
 
@@ -167,7 +149,7 @@ def examples_from_texts(texts: Iterable[str], sentence_split: str = "none") -> l
             continue
         if sentence_split not in ("independent", "cumulative"):
             raise ConfigError(f"unknown sentence_split {sentence_split!r}; known: none, independent, cumulative")
-        spans = split_sentences(text)
+        spans = sentence_spans(text)
         for i, (s, e) in enumerate(spans):
             if sentence_split == "independent" or i == 0:
                 out.append(("", text[s:e]))

@@ -103,7 +103,10 @@ def bm25_retrieve(docs: Sequence[Document], queries: Sequence[str], k: int) -> l
     index = bm25s.BM25()
     index.index(corpus, show_progress=False)
     q_tokens = tokenizer.tokenize(list(queries), update_vocab=False, show_progress=False)
-    results, _ = index.retrieve(q_tokens, k=min(k, len(docs)), show_progress=False, n_threads=1)
+    # numpy top-k: bm25s's default picks JAX where it is installed, and JAX then takes most of a GPU's
+    # memory for itself (seen on an H100: the model's next allocation ran out of memory)
+    results, _ = index.retrieve(q_tokens, k=min(k, len(docs)), show_progress=False, n_threads=1,
+                                backend_selection="numpy")
     return [[int(i) for i in row] for row in results]
 
 

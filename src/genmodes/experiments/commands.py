@@ -23,8 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--cache", help="model cache directory")
     p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="matrix-product precision: auto = bf16 (mixed, fp32 weights) on a CUDA GPU that "
-                        "supports it, else fp32")
+                   help="matrix-product precision: bf16 = mixed (fp32 weights, bf16 products under autocast); "
+                        "auto = fp32 for now (see docs/PERFORMANCE.md, GPU)")
     from genmodes.experiments.overrides import add_arguments
 
     add_arguments(p)  # --limit --model --seeds --set

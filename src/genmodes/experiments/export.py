@@ -20,9 +20,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from genmodes.data.io import _swap_into_place, jsonl_bytes, write_atomic_dir
+from genmodes.data.io import jsonl_bytes, write_atomic_dir
 from genmodes.data.types import Dataset
 from genmodes.errors import DataError
+from genmodes.io import replace_dir
 
 HF_CARD = "README.md"
 HF_TAG = "genmodes"  # in the card's tags: marks a folder this exporter may replace
@@ -256,7 +257,7 @@ def to_hf(ds: Dataset, dest: str | os.PathLike, license: str | None = None) -> P
             if was_on:
                 datasets.enable_progress_bars()
         (final / HF_CARD).write_text(dataset_card(ds, splits, lic, h), encoding="utf-8")
-        _swap_into_place(final, out)
+        replace_dir(final, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
