@@ -33,6 +33,7 @@ real tokens at 99.6 tok/CPU-s: 2.0x by CPU time. Wall-clock ratios swung with th
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 
@@ -226,57 +227,63 @@ def main() -> None:
         lengths = []
     print(f"model {args.model}, {len(texts)} facts, batch {args.batch_size}, {args.steps} steps each, "
           f"{args.threads} thread(s)", flush=True)
-    if not args.trl_only:
-        with tempfile.TemporaryDirectory() as out:
-            hf_tokens, hf_s, hf_cpu, hf_padded = run_trainer(args.model, texts, args, out)
-        hf_rate = hf_tokens / hf_s
-        width = hf_padded / (args.steps * args.batch_size)
-        print(f"Trainer + DataCollatorForLanguageModeling (pad to longest): {hf_tokens} real tokens "
-              f"({hf_tokens / hf_padded:.0%} of {hf_padded} computed; mean row {width:.1f}) in {hf_s:.1f} s "
-              f"= {hf_rate:.1f} tok/s; CPU {hf_cpu:.1f} s = {hf_tokens / hf_cpu:.1f} tok/CPU-s", flush=True)
-        matched = None
-        if args.matched:
-            # Same tokens computed per step as the baseline: isolates the padding saved from the bigger steps.
-            seq = max(8, round(width))
-            m_tokens, m_s, _, _ = run_ours(args.model, texts, args, seq)  # wall time, as the main line
-            matched = m_tokens / m_s / hf_rate
-            print(f"genmodes packed loop at the baseline's row width (seq_len {seq}): {m_tokens} real tokens in "
-                  f"{m_s:.1f} s = {m_tokens / m_s:.1f} tok/s ({matched:.1f}x)", flush=True)
-    others = []  # (name, tokens, seconds, cpu)
+    # Ours first, each other setup's ratio printed as soon as it is measured: a run cut short still
+    # leaves complete comparisons. Memory is freed between runs (each holds a model and AdamW state).
+    our_tokens, our_s, our_cpu, info = run_ours(args.model, texts, args, args.seq_len)
+    gc.collect()
+    our_rate = our_tokens / our_s
+    print(f"genmodes packed loop (seq_len {args.seq_len}): {our_tokens} real tokens in {our_s:.1f} s "
+          f"= {our_rate:.1f} tok/s; CPU {our_cpu:.1f} s = {our_tokens / our_cpu:.1f} tok/CPU-s "
+          f"(loss {info['loss_curve'][0][1]:.3f} -> {info['loss_curve'][-1][1]:.3f})", flush=True)
+
+    def versus(name: str, tokens: int, seconds: float, cpu: float) -> None:
+        # Above 1: ours trains more real tokens per second than this one.
+        print(f"ours vs {name}: {(our_tokens / our_cpu) / (tokens / cpu):.2f}x by CPU time, "
+              f"{our_rate / (tokens / seconds):.2f}x by wall clock", flush=True)
+
     if args.trl:
         if args.batch_size % args.rows_per_forward:
             ap.error("--rows-per-forward must divide --batch-size")
         accumulate = args.batch_size // args.rows_per_forward
-        # As many examples per forward as fill rows_per_forward x seq_len tokens: the same tokens per step.
-        per_fwd = max(1, round(args.rows_per_forward * args.seq_len / (sum(lengths) / len(lengths))))
-        if not args.trl_only:
-            with tempfile.TemporaryDirectory() as out:
-                r, s, c, loss = run_flattening(args.model, texts, args, out, per_fwd, accumulate)
-            print(f"Trainer + DataCollatorWithFlattening ({per_fwd} examples per forward, {accumulate} forwards per step): "
-                  f"{r['tokens']} real tokens (mean row {r['padded'] / max(1, r['rows']):.0f}) in {s:.1f} s "
-                  f"= {r['tokens'] / s:.1f} tok/s; CPU {c:.1f} s = {r['tokens'] / c:.1f} tok/CPU-s "
-                  f"(loss {loss[0]:.3f} -> {loss[1]:.3f})", flush=True)
-            others.append(("Trainer + DataCollatorWithFlattening", r["tokens"], s, c))
         with tempfile.TemporaryDirectory() as out:
             r, s, c, loss = run_trl(args.model, texts, args, out)
+        gc.collect()
         print(f"TRL SFTTrainer (packing bfd_split, max_length {args.seq_len}; {r['packed_rows']} packed rows; "
-              f"padding-free; {args.rows_per_forward} rows per forward, {accumulate} forwards per step): {r['tokens']} real tokens (mean flattened row {r['padded'] / max(1, r['rows']):.0f}) "
+              f"padding-free; {args.rows_per_forward} rows per forward, {accumulate} forwards per step): "
+              f"{r['tokens']} real tokens (mean flattened row {r['padded'] / max(1, r['rows']):.0f}) "
               f"in {s:.1f} s = {r['tokens'] / s:.1f} tok/s; CPU {c:.1f} s = {r['tokens'] / c:.1f} tok/CPU-s "
               f"(loss {loss[0]:.3f} -> {loss[1]:.3f})", flush=True)
-        others.append(("TRL SFTTrainer", r["tokens"], s, c))
-    our_tokens, our_s, our_cpu, info = run_ours(args.model, texts, args, args.seq_len)
-    our_rate = our_tokens / our_s
-    print(f"genmodes packed loop (seq_len {args.seq_len}): {our_tokens} real tokens in {our_s:.1f} s "
-          f"= {our_rate:.1f} tok/s; CPU {our_cpu:.1f} s = {our_tokens / our_cpu:.1f} tok/CPU-s "
-          f"(loss {info['loss_curve'][0][1]:.3f} -> {info['loss_curve'][-1][1]:.3f})")
-    for name, tokens, s, c in others:
-        # Above 1: ours trains more real tokens per second than this one.
-        print(f"ours vs {name}: {(our_tokens / our_cpu) / (tokens / c):.2f}x by CPU time, "
-              f"{our_rate / (tokens / s):.2f}x by wall clock")
-    if not args.trl_only:
-        # On a shared machine wall time depends on the neighbours' load; CPU time (one thread) much less.
-        print(f"speedup by CPU time: {(our_tokens / our_cpu) / (hf_tokens / hf_cpu):.1f}x")
-        print(f"speedup: {our_rate / hf_rate:.1f}x")
+        versus("TRL SFTTrainer", r["tokens"], s, c)
+        if not args.trl_only:
+            # As many examples per forward as fill rows_per_forward x seq_len tokens: the same tokens per step.
+            per_fwd = max(1, round(args.rows_per_forward * args.seq_len / (sum(lengths) / len(lengths))))
+            with tempfile.TemporaryDirectory() as out:
+                r, s, c, loss = run_flattening(args.model, texts, args, out, per_fwd, accumulate)
+            gc.collect()
+            print(f"Trainer + DataCollatorWithFlattening ({per_fwd} examples per forward, {accumulate} forwards "
+                  f"per step): {r['tokens']} real tokens (mean row {r['padded'] / max(1, r['rows']):.0f}) in "
+                  f"{s:.1f} s = {r['tokens'] / s:.1f} tok/s; CPU {c:.1f} s = {r['tokens'] / c:.1f} tok/CPU-s "
+                  f"(loss {loss[0]:.3f} -> {loss[1]:.3f})", flush=True)
+            versus("Trainer + DataCollatorWithFlattening", r["tokens"], s, c)
+    if args.trl_only:
+        return
+    with tempfile.TemporaryDirectory() as out:
+        hf_tokens, hf_s, hf_cpu, hf_padded = run_trainer(args.model, texts, args, out)
+    gc.collect()
+    hf_rate = hf_tokens / hf_s
+    width = hf_padded / (args.steps * args.batch_size)
+    print(f"Trainer + DataCollatorForLanguageModeling (pad to longest): {hf_tokens} real tokens "
+          f"({hf_tokens / hf_padded:.0%} of {hf_padded} computed; mean row {width:.1f}) in {hf_s:.1f} s "
+          f"= {hf_rate:.1f} tok/s; CPU {hf_cpu:.1f} s = {hf_tokens / hf_cpu:.1f} tok/CPU-s", flush=True)
+    if args.matched:
+        # Same tokens computed per step as the baseline: isolates the padding saved from the bigger steps.
+        seq = max(8, round(width))
+        m_tokens, m_s, _, _ = run_ours(args.model, texts, args, seq)  # wall time, as the main line
+        print(f"genmodes packed loop at the baseline's row width (seq_len {seq}): {m_tokens} real tokens in "
+              f"{m_s:.1f} s = {m_tokens / m_s:.1f} tok/s ({m_tokens / m_s / hf_rate:.1f}x)", flush=True)
+    # On a shared machine wall time depends on the neighbours' load; CPU time (one thread) much less.
+    print(f"speedup by CPU time: {(our_tokens / our_cpu) / (hf_tokens / hf_cpu):.1f}x")
+    print(f"speedup: {our_rate / hf_rate:.1f}x")
 
 
 if __name__ == "__main__":
