@@ -111,7 +111,8 @@ def run_ours(model_spec: str, texts: list[str], args: argparse.Namespace, seq_le
     from genmodes.models import load_model
 
     model, tok = load_model(model_spec, device="cpu")
-    s = Settings(steps=args.steps, batch_size=args.batch_size, seq_len=seq_len, lr=args.lr, warmup_steps=0)
+    s = Settings(steps=args.steps, batch_size=args.batch_size, seq_len=seq_len, lr=args.lr, warmup_steps=0,
+                 micro_batch_size=args.micro_batch_size)
     c0 = time.process_time()
     _, info = train(model, tok, texts, s, seed=0, progress=False)
     cpu = time.process_time() - c0
@@ -211,6 +212,9 @@ def main() -> None:
                     help="--trl: packed rows (flattening: a row's worth of examples) per forward, the rest of a "
                          "step by gradient accumulation; both flatten a forward into one sequence, whose "
                          "attention (no varlen kernel on CPU) grows with its square")
+    ap.add_argument("--micro-batch-size", type=int, default=None,
+                    help="ours: rows per forward (gradient accumulation over the step; default the whole batch, "
+                         "which on SmolLM2 at 16 x 256 needs about 8 GB)")
     ap.add_argument("--trl-only", action="store_true", help="time TRL's SFTTrainer and ours, nothing else")
     args = ap.parse_args()
     args.trl = args.trl or args.trl_only
