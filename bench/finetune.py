@@ -26,8 +26,15 @@ Trainer 879 real tokens (72% of the 1216 computed) at 49.9 tok/CPU-s; ours at se
 real tokens at 99.6 tok/CPU-s: 2.0x by CPU time. Wall-clock ratios swung with the neighbours' load:
 4.0x in that run, 1.7x in an earlier one; matched width (seq_len 15): 1.3x (wall).
 
+``--trl`` (issue 10) adds TRL's ``SFTTrainer`` (``packing_strategy="bfd_split"``) and a plain ``Trainer``
+with ``DataCollatorWithFlattening``, on as many facts as one pass of ours takes; each prints its ratio to
+ours (figures and the decision in docs/PERFORMANCE.md). Both flatten a forward's rows into one sequence,
+so ``--rows-per-forward 1`` (the default) and ``--micro-batch-size 1`` for ours give all the same
+forward shape and keep memory low.
+
     .venv/bin/python bench/finetune.py [--model smollm2-135m] [--steps 5] [--batch-size 16]
                                        [--seq-len 256] [--threads 1] [--matched]
+                                       [--trl | --trl-only] [--rows-per-forward 1] [--micro-batch-size N]
 """
 
 from __future__ import annotations
