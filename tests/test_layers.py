@@ -16,9 +16,6 @@ LAYERS = {"genmodes": BASE, "genmodes.errors": BASE, "genmodes.io": BASE, "genmo
           "genmodes.tokens": BASE, "genmodes.data": 1, "genmodes.models": 2, "genmodes.scoring": 3,
           "genmodes.chat": 3, "genmodes.conditions": 4, "genmodes.experiments": 5, "genmodes.report": 6,
           "genmodes.cli": CLI}
-# The runner still records provenance through the report package; the records helper's
-# experiments/provenance.py (issue 10 item 1) moves it: drop this entry when that lands.
-ALLOWED = {("genmodes.experiments.runner", "genmodes.report.provenance")}
 
 
 def layer(module: str) -> int:
@@ -60,7 +57,7 @@ def violations() -> list[str]:
     for path in sorted(SRC.rglob("*.py")):
         mod = module_name(path)
         for dep in sorted(imports(path)):
-            if layer(dep) > layer(mod) and (mod, dep) not in ALLOWED:
+            if layer(dep) > layer(mod):
                 found.append(f"{mod} (layer {layer(mod)}) imports {dep} (layer {layer(dep)})")
     return found
 

@@ -241,7 +241,16 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
         order = sorted(range(len(docs)), key=lambda i: random.Random(f"augment-{ctx.seed}-{docs[i].id}").random())
         chosen = sorted(order[: max(1, round(len(docs) * settings.augment_fraction))])
         docs = [docs[i] for i in chosen]
+    from genmodes.io import wait_lock
+
     folder = cache_dir(ctx, settings)
+    # one writer per cache: cells sharing it (run at once by the Ray executor) wait, then reuse it
+    with wait_lock(folder.with_name(folder.name + ".lock")):
+        return _generate(ctx, settings, docs, context_docs, folder)
+
+
+def _generate(ctx: CellContext, settings: Settings, docs: list[Any], context_docs: list[Any],
+              folder: Path) -> tuple[list[str], dict[str, Any]]:
     cache = GenerationCache(folder / "generations.jsonl")
     todo = [d for d in docs if d.id not in cache.records]
     resumed = len(docs) - len(todo)

@@ -461,7 +461,17 @@ def train_on_texts(ctx: CellContext, settings: Settings, texts: list[str],
     """Fine-tune ``ctx``'s model on ``texts``, or reuse the finished checkpoint of an identical run
     (same model, dataset, seed, settings and texts). Returns (model, tokenizer, info); a LoRA model
     is returned as a peft ``PeftModel`` with its adapter unmerged."""
+    from genmodes.io import wait_lock
+
     path = checkpoint_dir(ctx, settings, texts, tag)
+    # Cells sharing this checkpoint may run at once (the Ray executor): the first trains it, the
+    # others wait here and then load it, instead of training it again.
+    with wait_lock(path.with_name(path.name + ".lock")):
+        return _train_or_load(ctx, settings, texts, tag, path)
+
+
+def _train_or_load(ctx: CellContext, settings: Settings, texts: list[str], tag: str,
+                   path: Path) -> tuple[Any, Any, dict[str, Any]]:
     if (path / DONE_MARKER).exists():
         with Timer() as t:
             model, tok, info = _load(ctx, settings, path)

@@ -75,10 +75,21 @@ class DatasetSpec(_Strict):
         return self
 
 
+class Resources(_Strict):
+    """What one cell asks of a Ray cluster (``--executor ray``): Ray's task resources. Where the cells
+    run, not what they compute: left out of the run folder's config.yaml, so a run resumed on another
+    cluster is the same run."""
+
+    num_cpus: float | None = Field(default=None, gt=0, le=1024)
+    num_gpus: float | None = Field(default=None, ge=0, le=64)
+    memory_gb: float | None = Field(default=None, gt=0, le=1 << 20)  # Ray's `memory`, in GB
+
+
 class ConditionSpec(_Strict):
     name: str
     kind: str | None = None  # the condition module; defaults to `name`
     settings: dict[str, Any] = Field(default_factory=dict)
+    resources: Resources | None = None  # this condition's cells, instead of the config's `resources`
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -101,6 +112,7 @@ class RunConfig(_Strict):
     conditions: list[ConditionSpec] = Field(min_length=1)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     threads: int | None = Field(default=None, gt=0, le=MAX_THREADS)  # torch threads (default: torch's choice)
+    resources: Resources | None = None  # per cell, under --executor ray (default: 1 CPU)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -219,6 +231,8 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
 def dump_config(cfg: RunConfig) -> str:
     d = cfg.model_dump(mode="json")
+    d.pop("resources", None)  # placement, not content (see Resources)
     for c, spec in zip(d["conditions"], cfg.conditions):
         c["kind"] = spec.kind_
+        c.pop("resources", None)
     return yaml.safe_dump(d, sort_keys=False, allow_unicode=True)
