@@ -71,7 +71,7 @@ def test_ray_gives_the_local_results_and_builds_a_shared_checkpoint_once(tmp_pat
     for seed in (0, 1):
         # finetune and finetune + retrieval share one checkpoint: trained by one cell, loaded by the other
         ft = [c["info"] for c in cells if c["seed"] == seed and c["condition"] == "finetune"][0]
-        fo = [c["info"]["finetune"] for c in cells if c["seed"] == seed and c["condition"] == "finetune_oracle"][0]
+        fo = [c["info"] for c in cells if c["seed"] == seed and c["condition"] == "finetune_oracle"][0]
         assert sorted([ft["reused"], fo["reused"]]) == [False, True]
     assert len(list((remote / "shared" / "finetune").glob("*/DONE"))) == 2
 

@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from genmodes.conditions import make_settings
-
 K_QUESTIONS = 16  # questions per dataset scored to calibrate (after a warm-up of 2)
 PREFIX_TOKENS = 512  # the shared-prefix length timed, extrapolated linearly to a cell's prefix
 GEN_STEPS = 8  # decoding steps timed for augmentation
@@ -76,14 +74,12 @@ def _ft_shape(ft: Any) -> str:
     return f"{ft.method} {ft.batch_size}x{ft.seq_len}" + (f" micro {ft.micro_batch_size}" if ft.micro_batch_size else "")
 
 
-def _finetunes(kind: str, s: Any) -> list[tuple[str, Any]]:
-    """(checkpoint tag, fine-tuning settings) a condition trains."""
-    if kind == "finetune":
-        return [("finetune", s)]
-    if kind == "augmented_finetune":
-        return [("augmented_finetune", s.finetune)]
-    if kind == "retrieval" and getattr(s, "finetune", None) is not None:
-        return [("finetune", s.finetune)]
+def _finetunes(r: Any) -> list[tuple[str, Any]]:
+    """(checkpoint tag, fine-tuning settings) a resolved condition's model stage trains."""
+    if r.model == "finetune":
+        return [("finetune", r.model_settings)]
+    if r.model == "augmented_finetune":
+        return [("augmented_finetune", r.model_settings.finetune_settings())]
     return []
 
 
@@ -149,11 +145,11 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
         shapes: dict[str, Any] = {}
         gens: set[int] = set()
         for c in cfg.conditions:
-            s = make_settings(c.kind_, c.settings, where=c.name)
-            for _, ft in _finetunes(c.kind_, s):
+            r = c.resolve()
+            for _, ft in _finetunes(r):
                 shapes.setdefault(_ft_shape(ft), ft)
-            if c.kind_ == "augmented_finetune" and s.source in ("local", "global"):
-                gens.add(s.batch_size)
+            if r.model == "augmented_finetune" and r.model_settings.source in ("local", "global"):
+                gens.add(r.model_settings.generation_batch_size)
         texts = [d.text for spec in cfg.datasets for d in runner.dataset(spec).documents]
         for shape, ft in shapes.items():
             say(f"training steps ({shape})")
@@ -186,9 +182,10 @@ def _calibrate_scratch(runner: Any, say: Any) -> Calibration:
         tok = scratch.build_tokenizer(fs.dataset_vocabulary(ds))
         cal.tokenizers[spec.name] = tok
         for c in cfg.conditions:
-            if c.kind_ != "from_scratch":
+            r = c.resolve()
+            if r.model != "scratch":
                 continue
-            st = make_settings(c.kind_, c.settings, where=c.name)
+            st = r.model_settings
             key = _scratch_key(spec.name, st)
             if key in cal.step_s:
                 continue
@@ -271,11 +268,11 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
     out = []
     for cell in grid(runner.cfg):
         ds = runner.dataset(cell.dataset)
-        kind = cell.condition.kind_
-        s = make_settings(kind, cell.condition.settings, where=cell.condition.name)
+        r = cell.condition.resolve()
+        s = r.model_settings
         est = CellEstimate(cell.id, len(ds.questions), finished and runner.done(cell))
         out.append(est)
-        if kind == "baseline":
+        if r.model is None:  # a baseline
             continue
         tok = cal.tokenizers.get(cell.dataset.name) or cal.tokenizer if cal is not None else None
         if tok is None:
@@ -295,20 +292,18 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
         d = per_ds[cell.dataset.name]
         rate = cal.score_s_per_token[cell.dataset.name]
         test = cal.load_s + d["q_tokens"] * rate
-        if kind == "from_scratch":
+        if r.context == "in_context":
+            p = min(d["block"], cal.window)
+            test += p * cal.prefix_s_per_token + len(ds.questions) * p * cal.prefix_s_per_q_token
+        elif r.context == "retrieval":
+            test += len(ds.questions) * (r.context_settings.k + 1) * d["avg_doc"] * rate
+        if r.model == "scratch":
             est.train_s, est.test_s = _scratch_cell(cal, cell, ds, s, d, rate, trained), test
             if est.train_s == 0:
                 est.note = "shares a model built by an earlier cell"
-            if s.context == "oracle":
-                est.test_s += len(ds.questions) * (s.k + 1) * d["avg_doc"] * rate
             continue
-        if kind == "in_context":
-            p = min(d["block"], cal.window)
-            test += p * cal.prefix_s_per_token + len(ds.questions) * p * cal.prefix_s_per_q_token
-        elif kind == "retrieval":
-            test += len(ds.questions) * (s.k + 1) * d["avg_doc"] * rate
         train = 0.0
-        for tag, ft in _finetunes(kind, s):
+        for tag, ft in _finetunes(r):
             key = json.dumps([tag, cell.dataset.name, cell.seed, ft.model_dump(mode="json"),
                               getattr(s, "source", None)], sort_keys=True, default=str)
             if key in trained:
@@ -316,16 +311,16 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
                 continue
             trained.add(key)
             docs = [x.text for x in ds.documents if ft.kinds is None or x.kind in ft.kinds]
-            if kind == "augmented_finetune":
+            if r.model == "augmented_finetune":
                 docs = docs * 2  # + about as many generated (or oracle) statements
             if ft.steps is None and ft.epochs is None:
                 ft = ft.model_copy(update={"epochs": 10})  # finetune's default
             _, steps = plan_rows(encode_examples(tok, examples_from_texts(docs, ft.sentence_split)), ft)
             train += cal.load_s + steps * cal.step_s[_ft_shape(ft)]
-        if kind == "augmented_finetune" and s.source in ("local", "global"):
+        if r.model == "augmented_finetune" and s.source in ("local", "global"):
             n_docs = len(ds.documents) * (s.augment_fraction or 1.0)
-            batches = math.ceil(n_docs * s.samples_per_document / s.batch_size)
-            train += cal.load_s + batches * s.max_new_tokens * cal.gen_step_s[s.batch_size]
+            batches = math.ceil(n_docs * s.samples_per_document / s.generation_batch_size)
+            train += cal.load_s + batches * s.max_new_tokens * cal.gen_step_s[s.generation_batch_size]
             if s.source == "global":
                 train += batches * min(d["block"], cal.window) * cal.prefix_s_per_token
         est.train_s, est.test_s = train, test

@@ -9,7 +9,8 @@ Run folder::
                      finishes (cell.json last: it marks the cell done), plus condition artifacts
     shared/          artifacts several cells share (fine-tuned checkpoints, generation caches)
     results.jsonl    one row per question per finished cell, in grid order (records.ResultRow)
-    cells.jsonl      one row per finished cell: timings, the condition's info, its key (records.CellRecord)
+    cells.jsonl      one row per finished cell: timings, the condition's info (both stages'), its key
+                     (records.CellRecord)
     summary.csv      dataset,split,condition,n,accuracy,stderr,chance
 
 Every file is written from, and read back through, the models of :mod:`genmodes.experiments.records`.
@@ -46,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from genmodes.conditions import get_condition, make_settings
+from genmodes.conditions import prepare as prepare_condition
 from genmodes.conditions.base import CellContext, Timer
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError, DiskError, GenmodesError, NumericError
@@ -179,8 +180,11 @@ def _describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
 def _condition_key(cell: Cell) -> dict[str, Any]:
     """The condition's kind and its settings with every default filled in: a changed default changes
     the results, so it changes the key."""
-    settings = make_settings(cell.condition.kind_, cell.condition.settings, where=cell.condition.name)
-    return {"kind": cell.condition.kind_, "settings": settings.model_dump(mode="json")}
+    c = cell.condition.resolve()
+    if c.model is None:
+        return {"kind": c.kind, "settings": c.baseline.model_dump(mode="json")}
+    return {"kind": c.kind, "model": {"kind": c.model, **c.model_settings.model_dump(mode="json")},
+            "context": {"kind": c.context, **c.context_settings.model_dump(mode="json")}}
 
 
 def _config_change(old_text: str, new_text: str) -> str:
@@ -196,20 +200,11 @@ def _config_change(old_text: str, new_text: str) -> str:
     return ", ".join(k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)) or "config.yaml"
 
 
-def _finetune_settings(s: Any) -> list[Any]:
-    """Every fine-tuning settings object inside a condition's settings (finetune, or nested)."""
-    from pydantic import BaseModel
-
+def _finetune_settings(condition: Any) -> list[Any]:
+    """The fine-tuning settings of a resolved condition's model stage (finetune, augmented_finetune)."""
     from genmodes.conditions.finetune import Settings as FT
 
-    out, stack = [], [s]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, FT):
-            out.append(x)
-        if isinstance(x, BaseModel):
-            stack.extend(getattr(x, k) for k in type(x).model_fields)
-    return out
+    return [condition.model_settings] if isinstance(condition.model_settings, FT) else []
 
 
 def _check_target_modules(model: Any, wanted: list[str], where: str) -> None:
@@ -250,21 +245,24 @@ class Runner:
             self.dataset(d)
         check_device(self.device)
         resolve_dtype(self.dtype, self.device)
-        kinds = [c.kind_ for c in self.cfg.conditions]
-        if self.cfg.model == "scratch" or "from_scratch" in kinds:
-            others = sorted({k for k in kinds if k != "from_scratch"})
+        resolved = [c.resolve(where=f"conditions[{i}]") for i, c in enumerate(self.cfg.conditions)]
+        # model 'scratch' is built by the scratch model stage; every other model stage loads cfg.model
+        stages = {c.name: r.model for c, r in zip(self.cfg.conditions, resolved) if r.model is not None}
+        if self.cfg.model == "scratch" or "scratch" in stages.values():
+            others = sorted({n for n, m in stages.items() if m != "scratch"})
             if self.cfg.model == "scratch" and others:
-                raise ConfigError(f"model 'scratch' is built by the from_scratch condition only; "
-                                  f"conditions of kind {others} need a pretrained model")
+                raise ConfigError(f"model 'scratch' is built by the scratch model stage (from_scratch) only; "
+                                  f"condition(s) {', '.join(others)} need a pretrained model")
             if self.cfg.model != "scratch":
-                raise ConfigError(f"from_scratch builds its own model: set the config's model to 'scratch' "
-                                  f"(got {self.cfg.model!r})")
+                mine = sorted(n for n, m in stages.items() if m == "scratch")
+                raise ConfigError(f"condition(s) {', '.join(mine)}: the scratch model stage (from_scratch) builds "
+                                  f"its own model: set the config's model to 'scratch' (got {self.cfg.model!r})")
         else:
             check_spec(self.cfg.model, self.model_cache)
         lora_model = None
-        for i, c in enumerate(self.cfg.conditions):
+        for i, (c, r) in enumerate(zip(self.cfg.conditions, resolved)):
             where = f"conditions[{i}] ({c.name})"
-            for ft in _finetune_settings(make_settings(c.kind_, c.settings, where=where)):
+            for ft in _finetune_settings(r):
                 if ft.kinds is not None:
                     for d in self.cfg.datasets:
                         have = {doc.kind for doc in self.dataset(d).documents}
@@ -374,7 +372,7 @@ class Runner:
         ds = self.dataset(cell.dataset)
         spec = cell.dataset.model_dump(mode="json", exclude={"name"})
         w = self.weights()
-        uses_model = cell.condition.kind_ != "baseline"  # a shortcut baseline never loads the model
+        uses_model = cell.condition.resolve().model is not None  # a shortcut baseline never loads the model
         return {"dataset": {"content_hash": ds.meta["content_hash"], **spec}, "condition": _condition_key(cell),
                 "model": {"spec": w.spec, "weights_hash": w.weights_hash} if uses_model else None,
                 "seed": cell.seed, "scoring": {**self.cfg.scoring.model_dump(mode="json"),
@@ -467,19 +465,21 @@ class Runner:
         import torch
 
         ds = self.dataset(cell.dataset)
-        kind = cell.condition.kind_
-        settings = make_settings(kind, cell.condition.settings, where=cell.condition.name)
+        condition = cell.condition.resolve()
+        kind = condition.kind
         workdir = self.out / "cells" / cell.id
         workdir.mkdir(parents=True, exist_ok=True)
         ctx = CellContext(model_spec=self.cfg.model, dataset=ds, seed=cell.seed, workdir=workdir,
                           shared_dir=self.out / "shared", model_cache=self.model_cache,
-                          device=self.device, progress=self.progress)
+                          device=self.device, progress=self.progress,
+                          datasets={d.name: self.dataset(d) for d in self.cfg.datasets},
+                          dataset_name=cell.dataset.name)
         torch.manual_seed(cell.seed)
         random.seed(cell.seed)
         t_start = time.perf_counter()
         with Timer() as t_prep:
             try:
-                prepared = get_condition(kind).prepare(ctx, settings)
+                prepared = prepare_condition(ctx, condition)
             except GenmodesError:
                 raise
             except Exception as e:  # noqa: BLE001 - only filesystem failures are turned into a line
@@ -509,7 +509,7 @@ class Runner:
             bad = [s for s in sc if not math.isfinite(s.logprob)]
             if bad:
                 hint = " (the training diverged: lower 'lr'?)" if prepared.info.get("loss_curve") is not None \
-                    or "train_seconds" in prepared.info else ""
+                    or prepared.info.get("train_seconds") else ""
                 raise NumericError(f"cell {cell.id}: question {q.id!r}: the score of {bad[0].choice!r} is "
                                    f"{bad[0].logprob}, not a number{hint}; no result was written")
         rows = []
@@ -518,17 +518,18 @@ class Runner:
             rows.append(ResultRow(
                 cell=cell.id, model=self.cfg.model, dataset=str(cell.dataset.name), family=ds.family,
                 split=q.split, subtype=q.subtype, condition=cell.condition.name, condition_kind=kind,
-                seed=cell.seed, question_id=q.id, answer=q.answer, chance=q.chance,
+                model_stage=condition.model, context_stage=condition.context, seed=cell.seed, question_id=q.id, answer=q.answer, chance=q.chance,
                 scores=[s.to_json() for s in sc], chosen=pick, chosen_norm=pick_norm, correct=pick == q.answer,
                 correct_norm=pick_norm == q.answer,
                 context_tokens=(prefix_tokens + len(tok(split_prefix(prefix)[1] + ctx_text,
                                                         add_special_tokens=False).input_ids)
                                 if tok is not None else 0),
-                **provenance.question_extras(q, prepared)))
+                details=prepared.question_details.get(q.id, {}), **provenance.question_extras(q, prepared)))
         parts = self.key_parts(cell)
         record = CellRecord(
             cell=cell.id, model=self.cfg.model, dataset=str(cell.dataset.name), condition=cell.condition.name,
-            condition_kind=kind, seed=cell.seed, n_questions=len(rows),
+            condition_kind=kind, model_stage=condition.model, context_stage=condition.context, seed=cell.seed,
+            n_questions=len(rows),
             timings=Timings(prepare_s=round(t_prep.seconds, 3), score_s=round(t_score.seconds, 3),
                             total_s=round(time.perf_counter() - t_start, 3)),
             info=json.loads(json.dumps(prepared.info, default=str)), dataset_hash=ds.meta["content_hash"],
