@@ -72,6 +72,7 @@ def test_word_tokenizer_pair_encoding_and_scorer_match_reference(rel):
 
 # ------------------------------------------------------------------------------------------ training
 
+@pytest.mark.slow
 def test_tiny_model_overfits_a_handful_of_relations(rel, tmp_path):
     prepared = prepare(cell(rel, tmp_path), **{**TINY, "batch_size": 8}, steps=150)
     assert split_accuracy(prepared, rel, "trained") == 1.0

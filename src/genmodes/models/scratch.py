@@ -16,7 +16,7 @@ held-out reversals from its parameters. This module provides the three pieces of
   the step); a progress bar with the loss; atomic checkpoints (model, optimizer, RNG, step, loss
   accumulators) every ``checkpoint_every`` steps, from which a killed run resumes to bitwise the same
   final weights on the same device; and a curve file (JSONL rows ``{"step", "loss", "accuracy":
-  {split: acc}}``) evaluated with the Scorer every ``eval_every`` steps.
+  {split: acc}}``) evaluated every ``eval_every`` steps by the caller's scorer.
 
 Packing: each epoch shuffles the documents (seeded by seed and epoch) and fills rows of ``seq_len``
 tokens greedily, whole documents only, each preceded by ``<|endoftext|>``; the rest of a row is
@@ -227,19 +227,6 @@ class TrainResult:
     curves_file: Path
 
 
-def evaluate(model: Any, tokenizer: Any, questions: dict[str, Sequence[Any]]) -> dict[str, float]:
-    """Accuracy per split with the one Scorer, each question alone in context."""
-    from genmodes.scoring import Scorer, accuracy
-
-    scorer = Scorer(model, tokenizer)
-    out = {}
-    for split, qs in questions.items():
-        if qs:
-            scores = scorer.score([(q.context, q.choices) for q in qs])
-            out[split] = accuracy(scores, [q.answer for q in qs])
-    return out
-
-
 def eval_sample(questions: Sequence[Any], n: int, seed: int) -> dict[str, list[Any]]:
     """Up to ``n`` questions per split, a seeded sample fixed for the whole run."""
     by_split: dict[str, list[Any]] = {}
@@ -259,18 +246,24 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, config: TrainConfig, *,
-          seed: int = 0, eval_questions: Sequence[Any] = (), progress: bool = True,
-          callback: Callable[[int, float], None] | None = None,
+          seed: int = 0, eval_questions: Sequence[Any] = (),
+          evaluate: Callable[[Any, Any, dict[str, list[Any]]], dict[str, float]] | None = None,
+          progress: bool = True, callback: Callable[[int, float], None] | None = None,
           early: Sequence[bool] | None = None) -> TrainResult:
     """Train ``model`` in place on ``texts`` for ``config.steps`` steps, resuming from
     ``out_dir/checkpoint.pt`` when one exists. ``callback(step, loss)`` runs after every step (after
     any checkpoint of that step); an exception there stops training as a kill would.
+    ``evaluate(model, tokenizer, {split: questions})`` gives the curve's accuracy per split on a
+    sample of ``eval_questions`` (the caller passes the scorer: it sits above the models layer).
 
     Curriculum: the first ``config.curriculum_steps`` steps pack only the texts flagged in ``early``
     (their own packer, so every step stays a pure function of (seed, step)); the later steps pack all
     texts. P2's in-context episodes teach reading the context; alone at first, they are not drowned
     by the memorisation of relations, which has a lower loss to gain per token early on."""
     import torch
+
+    if eval_questions and evaluate is None:
+        raise ValueError("eval_questions were given without an evaluate function to score them")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -347,7 +340,7 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
             if done % config.eval_every == 0 or done == config.steps:
                 te = time.perf_counter()
                 model.eval()
-                acc = evaluate(model, tokenizer, evalset) if evalset else {}
+                acc = evaluate(model, tokenizer, evalset) if evalset and evaluate else {}
                 model.train()
                 eval_seconds += time.perf_counter() - te
                 row = {"step": done, "loss": loss_sum / max(1, loss_n), "accuracy": acc,
