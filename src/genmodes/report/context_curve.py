@@ -16,7 +16,7 @@ from typing import Any
 from genmodes.experiments.records import CellRecord, ResultRow
 from genmodes.report import figures
 from genmodes.report.run import Run
-from genmodes.report.summary import summarize
+from genmodes.experiments.summary import summarize
 
 DASH = "–"
 
