@@ -248,7 +248,7 @@ def _curves(log_history: list[dict[str, Any]], batch: int) -> dict[str, Any]:
 
 
 def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings, seed: int, out_dir: Path,
-               progress: bool = True, parse: Any = None) -> tuple[Any, dict[str, Any]]:
+               progress: bool = True, parse: Any = None, callbacks: Sequence[Any] = ()) -> tuple[Any, dict[str, Any]]:
     """GRPO on ``questions`` in place, checkpointing in ``out_dir`` and resuming from its last checkpoint."""
     import datasets as hfds
     import torch
@@ -288,7 +288,7 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings,
                 raise NumericError(f"rl: GRPO loss is {loss} at step {state.global_step} (lower 'lr'?)")
 
     trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, train_dataset=train_ds,
-                          processing_class=tok, callbacks=[_Finite()])
+                          processing_class=tok, callbacks=[_Finite(), *callbacks])
     holder["trainer"] = trainer
     resume = any(out_dir.glob("checkpoint-*"))
     with torch.random.fork_rng(devices=[]), Timer() as t:
