@@ -1,15 +1,14 @@
-"""The retrieval condition: oracle / bm25 / dense memories, recall@k, the context placed before each
-question, and retrieval on top of a fine-tuned checkpoint."""
+"""The retrieval context stage: oracle / bm25 / dense memories, recall@k, the context placed before
+each question, and retrieval on top of a fine-tuned checkpoint (model stage finetune)."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 
-from genmodes.conditions import make_settings
+from genmodes import conditions
+from genmodes.conditions import Condition, pretrained, resolve
 from genmodes.conditions.base import DEFAULT_INSTRUCTION, CellContext
-from genmodes.conditions.retrieval import Settings, hit_at_k, prepare, recall_at_k, retrieve
+from genmodes.conditions.retrieval import Settings, hit_at_k, recall_at_k, retrieve
 from genmodes.data.families import make_dataset
 from genmodes.data.types import Dataset, Document, Question
 from genmodes.errors import ConfigError
@@ -26,6 +25,11 @@ def rc():
     # training paraphrases of its person.
     return make_dataset("reversal_curse", 0, {"n_people_a": 10, "n_people_d": 5, "n_people_b": 5,
                                               "n_paraphrases": 3, "n_test_paraphrases": 2})
+
+
+def prepare(ctx, settings):
+    """Model stage pretrained, then this retrieval."""
+    return conditions.prepare(ctx, Condition("retrieval", "pretrained", pretrained.Settings(), "retrieval", settings))
 
 
 def _ctx(ds, tmp_path, seed=0):
@@ -168,7 +172,7 @@ def test_prepared_scores_with_the_scorer(sr, tmp_path):
                                       ({"topk": 3}, "topk")])
 def test_bad_settings_name_the_key(bad, key):
     with pytest.raises(ConfigError, match=f"bad setting '{key}'"):
-        make_settings("retrieval", bad)
+        resolve("retrieval", bad)
 
 
 def test_shuffle_defaults():
@@ -178,30 +182,29 @@ def test_shuffle_defaults():
 
 # -- retrieval + finetune -----------------------------------------------------------------------------
 
-finetune_missing = importlib.util.find_spec("genmodes.conditions.finetune") is None
-
-
-@pytest.mark.skipif(finetune_missing, reason="genmodes.conditions.finetune not written yet")
 def test_retrieval_with_finetune_reuses_the_finetune_checkpoint(sr, tmp_path):
     import torch
 
-    from genmodes.conditions import finetune as ft
-
     ft_settings = {"steps": 2, "batch_size": 2, "seq_len": 64}
-    ctx = _ctx(sr, tmp_path)
-    plain = ft.prepare(ctx, ft.Settings(**ft_settings))
-    p = prepare(_ctx(sr, tmp_path), Settings(method="oracle", k=1, finetune=ft_settings))
-    assert p.info["finetune"]["reused"] is True
+    plain = conditions.prepare(_ctx(sr, tmp_path), resolve("finetune", ft_settings))
+    both = resolve("retrieval", {"method": "oracle", "k": 1, "finetune": ft_settings})
+    assert (both.model, both.context) == ("finetune", "retrieval")
+    p = conditions.prepare(_ctx(sr, tmp_path), both)
+    assert p.info["reused"] is True and plain.info["reused"] is False
+    assert p.info["checkpoint"] == plain.info["checkpoint"]
     assert p.info["train_seconds"] == pytest.approx(plain.info["train_seconds"])
     a, b = plain.model.state_dict(), p.model.state_dict()
     assert all(torch.equal(a[n], b[n]) for n in a)
     assert p.info["recall_at_k"] == 1.0
+    # the model stage's "method" (full) clashes with retrieval's (oracle): both are kept
+    assert p.info["method"] == "oracle" and p.info["model_stage_info"]["method"] == "full"
 
 
 def test_finetune_settings_are_validated():
-    if finetune_missing:
-        with pytest.raises(ConfigError, match="finetune"):
-            make_settings("retrieval", {"finetune": {"steps": 1}})
-    else:
-        with pytest.raises(ConfigError, match="finetune"):
-            make_settings("retrieval", {"finetune": {"no_such_setting": 1}})
+    with pytest.raises(ConfigError, match="bad setting 'finetune.no_such_setting'"):
+        resolve("retrieval", {"finetune": {"no_such_setting": 1}})
+    with pytest.raises(ConfigError, match=r"conditions\[0\]\.context\.k: .*at least 1"):
+        resolve(model={"kind": "finetune"}, context={"kind": "retrieval", "method": "bm25", "k": 0},
+                where="conditions[0]")
+    with pytest.raises(ConfigError, match="'max_support' is an oracle setting"):
+        resolve("retrieval", {"method": "bm25", "max_support": 1})

@@ -1,5 +1,8 @@
-"""``augmented_finetune``: the model writes out the consequences of its training data with its own
-in-context abilities, then is fine-tuned on original + generated text [P1, "Augmented fine-tuning"].
+"""Model stage ``augmented_finetune``: the model writes out the consequences of its training data with
+its own in-context abilities, then is fine-tuned on original + generated text [P1, "Augmented
+fine-tuning"]. Its settings are ``finetune``'s (the fine-tuning run) plus the augmentation's own;
+the generation's batch is ``generation_batch_size`` (the short form's ``batch_size`` beside a nested
+``finetune:``).
 
 Sources of augmentations (``Settings.source``):
 
@@ -32,7 +35,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, model_validator
 
-from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, Timer, write_json_atomic
+from genmodes.conditions.base import Built, CellContext, Timer, write_json_atomic
 from genmodes.conditions.finetune import Settings as FinetuneSettings, train_on_texts, training_documents
 from genmodes.conditions.in_context import model_context_length, select_documents
 from genmodes.data.families import get_family
@@ -85,15 +88,20 @@ GLOBAL_PROMPT = "Document: {text}\nInferences:\n-"
 STOP = ("\n\n", "\nStatement:", "\nDocument:")
 
 
-class Settings(_Base):
+# the short form's augmentation keys that the flat settings rename (they clash with finetune's)
+FINETUNE_RENAMED = {"batch_size": "generation_batch_size"}
+
+
+class Settings(FinetuneSettings):
+    """``finetune``'s settings (the fine-tuning run on original + generated texts) plus these."""
+
     source: Literal["local", "global", "oracle"] = "local"
     generator: str | None = Field(default=None, description="model spec that writes the augmentations "
                                                             "(default: the model under study)")
-    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
     samples_per_document: int = Field(default=1, ge=1)
     max_new_tokens: int = Field(default=128, ge=1)
     temperature: float = Field(default=0.0, ge=0, description="0 = greedy")
-    batch_size: int = Field(default=8, ge=1, description="documents generated together")
+    generation_batch_size: int = Field(default=8, ge=1, description="documents generated together")
     # global source: token budget of the training-set context (None = the generator's context
     # length minus room for the prompt and the new tokens), and the in_context-style kept fraction.
     budget_tokens: int | None = Field(default=None, gt=0)
@@ -117,6 +125,10 @@ class Settings(_Base):
         if self.temperature == 0 and self.samples_per_document > 1:
             raise ValueError("samples_per_document > 1 needs temperature > 0 (greedy samples are identical)")
         return self
+
+    def finetune_settings(self) -> FinetuneSettings:
+        """The fine-tuning run's settings alone (they key its checkpoint)."""
+        return FinetuneSettings(**self.model_dump(include=set(FinetuneSettings.model_fields)))
 
 
 # ------------------------------------------------------------------------------------------ text
@@ -241,7 +253,7 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
     """
     if settings.source not in ("local", "global"):
         raise ValueError(f"generate_augmentations: source {settings.source!r} is not generated")
-    docs = training_documents(ctx, settings.finetune)
+    docs = training_documents(ctx, settings)
     context_docs = docs  # global: the whole training set (or its budgeted subsample) is the context
     if settings.augment_fraction is not None:
         import random
@@ -290,8 +302,8 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
             bar = tqdm(total=len(docs), initial=resumed, desc=f"augment ({settings.source})", unit="doc",
                        leave=False)
         n = settings.samples_per_document
-        for s in range(0, len(todo), settings.batch_size):
-            batch = todo[s:s + settings.batch_size]
+        for s in range(0, len(todo), settings.generation_batch_size):
+            batch = todo[s:s + settings.generation_batch_size]
             prompts = [template.format(text=d.text.strip()) for d in batch for _ in range(n)]
             seeds = [_row_seed(ctx.seed, d.id, k) for d in batch for k in range(n)]
             with Timer() as t:
@@ -469,10 +481,11 @@ def augmentations(ctx: CellContext, settings: Settings) -> tuple[list[str], dict
     return texts, info
 
 
-def prepare(ctx: CellContext, settings: Settings) -> Prepared:
+def build(ctx: CellContext, settings: Settings) -> Built:
     generated, aug = augmentations(ctx, settings)
-    original = [d.text for d in training_documents(ctx, settings.finetune)]
-    model, tok, ft = train_on_texts(ctx, settings.finetune, original + generated, tag="augmented_finetune")
+    original = [d.text for d in training_documents(ctx, settings)]
+    model, tok, ft = train_on_texts(ctx, settings.finetune_settings(), original + generated,
+                                    tag="augmented_finetune")
     gen_s = float(aug["generation_seconds"])
     ver_s = float(aug.get("verification_seconds", 0.0))
     ft_s = float(ft.get("train_seconds", 0.0))
@@ -480,4 +493,4 @@ def prepare(ctx: CellContext, settings: Settings) -> Prepared:
     info = {**ft, "augmentation": aug, "original_texts": len(original), "generated_texts": len(generated),
             "generation_seconds": gen_s, "verification_seconds": ver_s, "finetune_seconds": ft_s,
             "train_seconds": gen_s + ver_s + ft_s}
-    return Prepared(model, tok, info=info)
+    return Built(model, tok, info=info)

@@ -1,14 +1,22 @@
-"""The shared interface of every learning condition.
+"""The shared interface of the two kinds of stage a condition is composed of (issue 10 item 2).
 
-A condition decides how the model gets the dataset's knowledge: not at all (pretrained), into its
-parameters (finetune, augmented_finetune), or into its context (in_context, retrieval). Whatever it
-does, it returns a :class:`Prepared`: a model, a tokenizer, and the text to place before each
-question. The runner then scores every condition with the one scorer (:mod:`genmodes.scoring`), so
-conditions differ only in what they do to the model and the context.
+A condition decides how the model gets the dataset's knowledge, in two independent steps, composed
+like inspect_ai's solver chain (small pieces, chained):
 
-To add a condition: a module in ``genmodes/conditions/`` with a pydantic ``Settings`` class
-(``extra="forbid"``) and a ``prepare(ctx: CellContext, settings) -> Prepared`` function, registered
-in ``CONDITION_MODULES`` of ``genmodes/conditions/__init__.py``.
+- a **model stage** builds the model: not exposed to the data (``pretrained``), knowledge put into the
+  parameters (``finetune``, ``augmented_finetune``), or a model trained from scratch (``scratch``).
+  ``build(ctx: CellContext, settings) -> Built``.
+- a **context stage** decides what the built model sees before each question: only the question
+  (``none``), the whole training set (``in_context``), retrieved documents (``retrieval``).
+  ``apply(ctx: CellContext, built: Built, settings) -> Prepared``.
+
+Every model stage composes with every context stage (in-context after fine-tuning, retrieval on a
+from-scratch model) with no new module. The runner then scores every condition with the one scorer
+(:mod:`genmodes.scoring`), so conditions differ only in what they do to the model and the context.
+
+To add a stage: a module with a pydantic ``Settings`` class (subclass of :class:`Settings`:
+``extra="forbid"``) and ``build`` (model stage) or ``apply`` (context stage), registered in
+``MODEL_STAGES`` or ``CONTEXT_STAGES`` of ``genmodes/conditions/__init__.py``.
 """
 
 from __future__ import annotations
@@ -29,26 +37,36 @@ END_OF_DOCUMENTS = "\n\n"
 
 
 class Settings(BaseModel):
-    """Base of every condition's settings: unknown keys are rejected, with the key named."""
+    """Base of every stage's settings: unknown keys are rejected, with the key named."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 @dataclass
 class CellContext:
-    """Everything a condition may use for one grid cell (model x dataset x condition x seed)."""
+    """Everything a stage may use for one grid cell (model x dataset x condition x seed)."""
 
     model_spec: str
     dataset: Dataset
     seed: int
     workdir: Path  # this cell's folder: checkpoints, generation caches (kept for resume)
-    # run-wide folder for artifacts several cells share (a fine-tuned checkpoint reused by
-    # retrieval+finetune, a from-scratch model shared by its parametric and retrieval cells); key
-    # sub-folders by a hash of everything that produced them (see ``artifact_dir``).
+    # run-wide folder for artifacts several cells share (a fine-tuned checkpoint reused by every
+    # condition whose model stage has the same settings, a from-scratch model shared by its parametric
+    # and retrieval cells); key sub-folders by a hash of everything that produced them (``artifact_dir``).
     shared_dir: Path | None = None
     model_cache: str | None = None  # genmodes model cache (fp32 conversions)
     device: str | None = None
     progress: bool = True
+    # every dataset of the study by its config name (a stage may train on all of them, e.g. ``rl``),
+    # and the config name of this cell's dataset; default: this dataset alone, under its family name
+    datasets: dict[str, Dataset] = field(default_factory=dict)
+    dataset_name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.dataset_name:
+            self.dataset_name = self.dataset.family
+        if not self.datasets:
+            self.datasets = {self.dataset_name: self.dataset}
 
     def artifact_dir(self, kind: str, **key: Any) -> Path:
         """A shared folder for an artifact determined by ``key`` (plus dataset, model and seed)."""
@@ -67,8 +85,24 @@ class CellContext:
 
 
 @dataclass
+class Built:
+    """What a model stage hands to a context stage.
+
+    ``info`` holds what the report shows of the model stage: train seconds, tokens trained, loss
+    curve, checkpoint, augmentation audit, ... (JSON-serialisable). ``documents`` are the training
+    documents as the model saw them, when they differ from the dataset's (a from-scratch model trained
+    without its in-context episodes); an oracle retrieval draws its distractors from them.
+    """
+
+    model: Any
+    tokenizer: Any
+    info: dict[str, Any] = field(default_factory=dict)
+    documents: list[Document] | None = None
+
+
+@dataclass
 class Prepared:
-    """What a condition hands to the scorer.
+    """What a context stage (or a baseline) hands to the scorer.
 
     ``prefix`` is shared by every question (its KV cache is computed once). ``question_context``
     maps a question to the text scored before its choices (default: the question's own context);
@@ -85,16 +119,22 @@ class Prepared:
     # a non-model condition (a shortcut baseline) scores the questions itself: questions -> per-choice
     # scores (the same ChoiceScore rows the scorer returns); model and tokenizer are then None
     score_questions: Callable[[Sequence[Question]], list] | None = None
+    # question id -> JSON-serialisable extras merged into that question's results row (e.g. the
+    # thought a thinking stage wrote before answering)
+    question_details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def context_for(self, q: Question) -> str:
         return self.question_context(q) if self.question_context is not None else q.context
 
 
-def render_documents(docs: Sequence[Document], instruction: str = DEFAULT_INSTRUCTION) -> str:
-    """Training documents as context: instruction, documents with separators, then a blank line."""
+def render_documents(docs: Sequence[Document], instruction: str = DEFAULT_INSTRUCTION,
+                     separator: str = DOC_SEPARATOR) -> str:
+    """Training documents as context: instruction, documents with separators, then the separator
+    once more (by default a blank line) before what follows."""
     if not docs:
         return ""
-    return instruction + DOC_SEPARATOR.join(d.text.strip() for d in docs) + END_OF_DOCUMENTS
+    end = END_OF_DOCUMENTS if separator == DOC_SEPARATOR else separator
+    return instruction + separator.join(d.text.strip() for d in docs) + end
 
 
 class Timer:

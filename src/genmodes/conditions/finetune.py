@@ -1,4 +1,4 @@
-"""``finetune``: the dataset's knowledge goes into the parameters [P1, fine-tuning condition].
+"""Model stage ``finetune``: the dataset's knowledge goes into the parameters [P1, fine-tuning condition].
 
 P1 fine-tuned on the training documents (batch 8-16, learning rate 3e-4, 200-1000 steps) and found
 that *sentence splitting* helps parametric learning at matched data and steps: an n-sentence document
@@ -21,9 +21,10 @@ in that row predicts it).
 Loss is on document tokens only: every token of an example but its first (nothing in the example
 predicts it; the scorer does not score a question's first token either) plus the closing EOS; in
 ``cumulative`` mode only on the new sentence and EOS. :func:`train_on_texts` is the reusable core
-(``augmented_finetune`` trains on original + generated texts with it; ``retrieval`` can start from
-its model). It caches the trained weights in a run-wide artifact folder keyed by the settings and a
-hash of the texts, so a second cell with the same settings reuses them.
+(``augmented_finetune`` trains on original + generated texts with it). It caches the trained
+weights in a run-wide artifact folder keyed by the settings and a hash of the texts (not by the
+condition's name), so every cell whose model stage has the same settings (``finetune`` with context
+``none``, ``retrieval`` or ``in_context``) trains once and reuses the checkpoint.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import re
 from dataclasses import dataclass
@@ -40,7 +42,7 @@ from typing import Any, Iterable, Iterator, Literal, Sequence
 import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, Timer, write_json_atomic
+from genmodes.conditions.base import Built, CellContext, Settings as _Base, Timer, write_json_atomic
 from genmodes.data.types import Document
 from genmodes.errors import ConfigError, NumericError
 
@@ -507,7 +509,7 @@ def training_documents(ctx: CellContext, settings: Settings) -> list[Document]:
     return docs
 
 
-def prepare(ctx: CellContext, settings: Settings) -> Prepared:
+def build(ctx: CellContext, settings: Settings) -> Built:
     docs = training_documents(ctx, settings)
     model, tok, info = train_on_texts(ctx, settings, [d.text for d in docs])
-    return Prepared(model, tok, info={**info, "documents": len(docs)})
+    return Built(model, tok, info={**info, "training_documents": len(docs)})

@@ -1,4 +1,4 @@
-"""``from_scratch``: a small transformer trained from scratch on the dataset [P2, latent learning].
+"""Model stage ``scratch``: a small transformer trained from scratch on the dataset [P2, latent learning].
 
 P2's from-scratch track: a decoder-only model trained only on the dataset's own sequences recalls
 what it was trained on and uses facts placed in its context, yet fails latent tests from its
@@ -6,27 +6,27 @@ parameters (held-out reversals: ~0%; codebook mappings defined but never used); 
 memory (the support training sequences plus distractors, in context) recovers them, but only when
 training held episodes that pair related information in one sequence.
 
-One module, three ways to score the same trained model (settings ``context``):
+The stage trains (or reuses) the model; what it sees before each question is the context stage's:
 
 - ``none`` (parametric): each question alone. The dataset's ``*_in_context`` splits already put the
   forward fact / the codebook definition in the question, so the same cell also gives the
   in-context result.
-- ``oracle``: the question's support training documents (the first ``max_support``; all by default)
-  plus ``k`` distractor training documents (of the support's kinds unless ``distractor_kinds`` says
-  otherwise), shuffled with a seed per question, joined by ``separator``, then the question.
-  ``distractors: options`` makes the first distractors one document about each wrong option (the
-  rest random, ``k`` in all or more if the options need it): with random distractors the answer is
-  often the only option in the context, and copying it would pass for using the context. The
-  word-level tokenizer drops whitespace, so the retrieved documents read as one episode: the format
-  that in-context episodes teach in training.
+- ``retrieval`` with ``method: oracle``: P2's oracle episodic memory, the question's support
+  documents plus ``k`` distractors (:mod:`genmodes.conditions.retrieval`; its ``max_support``,
+  ``distractor_kinds``, ``distractors: options`` and ``separator`` options come from here). The
+  short form ``kind: from_scratch, settings: {context: oracle, ...}`` maps onto it in P2's plain
+  format: no instruction, documents joined by a newline (the word-level tokenizer drops whitespace,
+  so the retrieved documents read as one episode: the format that in-context episodes teach in
+  training), distractors of the support's kinds. The distractors come from the documents the model
+  trained on (:attr:`Built.documents`).
 
 ``include_episodes: false`` is P2's ablation: the in-context episodes are left out of training
 (relations: ``episode`` documents are dropped; codebook: the definition is cut from encoding
 sequences that carry one, the encoding kept). P2 finds retrieval then no longer helps.
 
-Training settings (everything but ``context``, ``k``, ``max_support``, ``distractor_kinds``,
-``separator``) key the trained model in ``ctx.artifact_dir("scratch", ...)``, so the parametric and
+The settings key the trained model in ``ctx.artifact_dir("scratch", ...)``, so the parametric and
 the oracle cells of one config train once. A file lock makes a second cell wait for the first.
+The config's model must be ``scratch`` (the runner checks it before anything runs).
 """
 
 from __future__ import annotations
@@ -34,14 +34,13 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import random
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
-from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, write_json_atomic
-from genmodes.data.types import Dataset, Document, Question
+from genmodes.conditions.base import Built, CellContext, Settings as _Base, write_json_atomic
+from genmodes.data.types import Dataset, Document
 from genmodes.errors import ConfigError
 from genmodes.models import scratch
 
@@ -49,16 +48,14 @@ DONE = "done.json"
 MODEL_DIR = "model"
 
 
+# The short form ``kind: from_scratch`` with ``context: oracle``: these of its settings go to the
+# oracle retrieval, which gets P2's plain format unless they say otherwise.
+ORACLE_OPTIONS = ("k", "max_support", "distractor_kinds", "distractors", "separator")
+ORACLE_FORMAT = {"method": "oracle", "instruction": "", "separator": "\n", "distractor_kinds": "support"}
+
+
 class Settings(_Base, scratch.TrainConfig):
     include_episodes: bool = Field(True, description="train on the in-context episodes (False: P2's ablation)")
-    context: Literal["none", "oracle"] = "none"
-    k: int = Field(4, ge=0, description="distractor documents in an oracle context")
-    max_support: int | None = Field(None, ge=1, description="support documents in an oracle context (None: all)")
-    distractor_kinds: list[str] | None = Field(None, description="kinds distractors come from (None: the support's)")
-    distractors: Literal["random", "options"] = Field(
-        "random", description="options: one distractor mentions each wrong option (so copying an option seen "
-                              "in the context is chance), the rest random")
-    separator: str = Field("\n", description="between documents of an oracle context")
 
     def training_key(self) -> dict[str, Any]:
         return {**self.train_fields(), "include_episodes": self.include_episodes,
@@ -110,7 +107,7 @@ def ensure_trained(ctx: CellContext, settings: Settings, callback: Any = None) -
     from transformers.utils import logging as hf_logging
 
     if ctx.model_spec not in ("scratch", "", None):
-        raise ConfigError(f"from_scratch builds its own model: set the config's model to 'scratch' "
+        raise ConfigError(f"model stage 'scratch' builds its own model: set the config's model to 'scratch' "
                           f"(got {ctx.model_spec!r})")
     art = ctx.artifact_dir("scratch", train=settings.training_key())
     art.mkdir(parents=True, exist_ok=True)
@@ -159,56 +156,6 @@ def _replace_dir(src: Path, dst: Path) -> None:
     replace_dir(src, dst)
 
 
-def oracle_documents(q: Question, ds: Dataset, train_docs: list[Document], settings: Settings,
-                     seed: int) -> list[Document]:
-    """The support documents of ``q`` (the first ``max_support``) and ``k`` distractor training
-    documents, shuffled with a seed of (seed, question id)."""
-    by_id = {d.id: d for d in ds.documents}
-    support = [by_id[s] for s in q.support if s in by_id][: settings.max_support]
-    if not support:
-        raise ConfigError(f"question {q.id} has no support document in the dataset: no oracle context")
-    sid = set(q.support)  # other copies of a support document are no distractors
-    kinds = set(settings.distractor_kinds) if settings.distractor_kinds else {d.kind for d in support}
-    pool = [d for d in train_docs if d.kind in kinds and d.id not in sid]
-    if len(pool) < settings.k:
-        raise ConfigError(f"only {len(pool)} training documents of kinds {sorted(kinds)} for k={settings.k} distractors")
-    rng = random.Random(f"oracle-{seed}-{q.id}")
-    chosen = list(support)
-    if settings.distractors == "options":
-        in_context = {w for d in chosen for w in d.text.split()}
-        for i, c in enumerate(q.choices):
-            word = c.strip()
-            if i == q.answer or word in in_context:
-                continue
-            about = [d for d in pool if word in d.text.split() and d not in chosen]
-            if about:
-                chosen.append(rng.choice(about))
-                in_context |= set(chosen[-1].text.split())
-    rest = [d for d in pool if d not in chosen]
-    chosen += rng.sample(rest, max(0, settings.k - (len(chosen) - len(support))))
-    rng.shuffle(chosen)
-    return chosen
-
-
-def prepare(ctx: CellContext, settings: Settings) -> Prepared:
+def build(ctx: CellContext, settings: Settings) -> Built:
     model, tok, info = ensure_trained(ctx, settings)
-    info = {**info, "context": settings.context}
-    if settings.context == "none":
-        return Prepared(model, tok, question_context=lambda q: q.context, info=info)
-
-    ds = ctx.dataset
-    train_docs = training_documents(ds, settings.include_episodes)
-    cache: dict[str, str] = {}
-
-    def question_context(q: Question) -> str:
-        if q.id not in cache:
-            docs = oracle_documents(q, ds, train_docs, settings, ctx.seed)
-            cache[q.id] = settings.separator.join(d.text.strip() for d in docs) + settings.separator + q.context
-        return cache[q.id]
-
-    lengths = [len(tok(question_context(q)).input_ids) for q in ds.questions]
-    info.update({"k": settings.k, "max_support": settings.max_support,
-                 "oracle_context_tokens_max": max(lengths, default=0),
-                 "oracle_context_tokens_mean": sum(lengths) / max(1, len(lengths)),
-                 "oracle_contexts_longer_than_seq_len": sum(n > settings.seq_len for n in lengths)})
-    return Prepared(model, tok, question_context=question_context, info=info)
+    return Built(model, tok, info=info, documents=training_documents(ctx.dataset, settings.include_episodes))

@@ -1,4 +1,6 @@
-"""``in_context``: the whole training set in context before every question [P1, ICL condition].
+"""Context stage ``in_context``: the whole training set in context before every question [P1, ICL
+condition]. After model stage ``pretrained`` it is P1's in-context condition; after ``finetune`` the
+model gets the documents both in its parameters and in its context.
 
 The documents are concatenated with separators after an instruction to use them. When they exceed
 the context budget, a seeded random subsample that fits is kept (the paper subsampled its largest
@@ -19,7 +21,7 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from genmodes.conditions.base import (DEFAULT_INSTRUCTION, DOC_SEPARATOR, END_OF_DOCUMENTS, CellContext,
+from genmodes.conditions.base import (DEFAULT_INSTRUCTION, DOC_SEPARATOR, END_OF_DOCUMENTS, Built, CellContext,
                                       Prepared, Settings as _Base, render_documents)
 from genmodes.data.types import Document, Question
 from genmodes.errors import ConfigError
@@ -91,8 +93,8 @@ def select_documents(docs: list[Document], tokenizer: Any, budget: int, seed: in
     return [docs[i] for i in sorted(keep)]
 
 
-def prepare(ctx: CellContext, settings: Settings) -> Prepared:
-    model, tok = ctx.load_model()
+def apply(ctx: CellContext, built: Built, settings: Settings) -> Prepared:
+    model, tok = built.model, built.tokenizer
     docs = [d for d in ctx.dataset.documents if settings.kinds is None or d.kind in settings.kinds]
     window = model_context_length(model)
     longest = longest_row(tok, ctx.dataset.questions)
@@ -112,7 +114,7 @@ def prepare(ctx: CellContext, settings: Settings) -> Prepared:
     with_support = [q for q in ctx.dataset.questions if q.support]
     no_support = [q.id for q in with_support if not kept_ids.intersection(q.support)]
     return Prepared(model, tok, prefix=prefix, info={
-        "train_seconds": 0.0, "documents": len(docs), "documents_in_context": len(kept),
+        "documents": len(docs), "documents_in_context": len(kept),
         "kept_fraction": len(kept) / len(docs) if docs else 1.0, "prefix_tokens": n_tokens,
         "budget_tokens": budget, "window_tokens": window, "longest_question_choice_tokens": longest,
         # Questions whose support is listed but none of it is in the block; None: no question lists any.

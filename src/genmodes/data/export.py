@@ -354,7 +354,7 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
     Returns (dataset, {question id: context}, model, tokenizer, cell record)."""
     import yaml
 
-    from genmodes.conditions import get_condition, make_settings
+    from genmodes.conditions import prepare
     from genmodes.conditions.base import CellContext
     from genmodes.errors import ConfigError
     from genmodes.experiments.config import parse_config
@@ -377,9 +377,10 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
     if seed not in cfg.seeds:
         raise ConfigError(f"{run_dir}: no seed {seed} (have: {', '.join(map(str, cfg.seeds))})")
     cond = conds[condition]
-    if cond.kind_ == "baseline":
+    resolved = cond.resolve()
+    if resolved.model is None:
         raise ConfigError(f"{condition!r} is a baseline (no language model): nothing for lm-eval to score")
-    if cond.kind_ == "from_scratch":
+    if resolved.model == "scratch":
         raise ConfigError("a from_scratch model has its own word-level tokenizer; lm-eval export covers "
                           "pretrained, finetune, in_context, retrieval and augmented_finetune")
     cell_id = Cell(spec, cond, seed).id
@@ -395,11 +396,10 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
     if record.get("dataset_hash") and record["dataset_hash"] != ds.meta.get("content_hash"):
         raise DataError(f"dataset {spec.name!r} rebuilt here differs from the one the run scored "
                         "(content hash mismatch): its source changed since the run")
-    settings = make_settings(cond.kind_, cond.settings, where=cond.name)
     with tempfile.TemporaryDirectory(prefix="genmodes-export-") as work:
         ctx = CellContext(model_spec=cfg.model, dataset=ds, seed=seed, workdir=Path(work),
                           shared_dir=run / "shared", device=device or "cpu", progress=False)
-        prepared = get_condition(cond.kind_).prepare(ctx, settings)
+        prepared = prepare(ctx, resolved)
     prefix, context_for = prepared.prefix, prepared.context_for
     if cfg.scoring.chat_template:  # the run scored inside the chat template: so do the tasks
         from genmodes.chat import wrap

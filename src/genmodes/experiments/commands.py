@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _estimate(cfg: Any) -> list[tuple[str, int, float, float]]:
     """(cell id, questions, train-time estimate s, test-time estimate s) per cell; rough by design."""
-    from genmodes.conditions import make_settings
+    from genmodes.conditions.finetune import Settings as FinetuneSettings
     from genmodes.experiments.runner import build_dataset, grid
 
     out, cache = [], {}
@@ -38,18 +38,17 @@ def _estimate(cfg: Any) -> list[tuple[str, int, float, float]]:
         if cell.dataset.name not in cache:
             cache[cell.dataset.name] = build_dataset(cell.dataset)
         ds = cache[cell.dataset.name]
-        kind = cell.condition.kind_
-        s = make_settings(kind, cell.condition.settings)
+        r = cell.condition.resolve()
         doc_tokens = sum(len(d.text) for d in ds.documents) / CHARS_PER_TOKEN
         q_tokens = sum((len(q.context) + sum(len(c) for c in q.choices)) / CHARS_PER_TOKEN for q in ds.questions)
         train = 0.0
-        ft = getattr(s, "finetune", None) if kind != "finetune" else s
+        ft = r.model_settings if isinstance(r.model_settings, FinetuneSettings) else None
         if ft is not None and getattr(ft, "steps", None):
             train = ft.steps * ft.batch_size * getattr(ft, "seq_len", 128) / TRAIN_TOKENS_PER_S
         elif ft is not None and getattr(ft, "epochs", None):
             train = ft.epochs * doc_tokens / TRAIN_TOKENS_PER_S
         test = q_tokens / FORWARD_TOKENS_PER_S * 2
-        if kind == "in_context":
+        if r.context == "in_context":
             test += min(doc_tokens, 8000) / FORWARD_TOKENS_PER_S
         out.append((cell.id, len(ds.questions), train, test))
     return out

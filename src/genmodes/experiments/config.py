@@ -1,6 +1,15 @@
 """Study configs: a YAML grid of model x datasets x conditions x seeds, validated up front.
 
-Every problem is reported as one line naming the field (``conditions[2].settings.lr: ...``) before
+A condition is a model stage composed with a context stage (:mod:`genmodes.conditions`)::
+
+    conditions:
+      - name: finetune+retrieval
+        model: {kind: finetune, epochs: 10}
+        context: {kind: retrieval, method: bm25, k: 4}
+      - name: finetune                     # short form: kind = name, settings as the kind's
+        settings: {epochs: 10}
+
+Every problem is reported as one line naming the field (``conditions[2].context.k: ...``) before
 anything runs, so a typo never costs a half-finished grid.
 """
 
@@ -77,14 +86,33 @@ class DatasetSpec(_Strict):
 
 class ConditionSpec(_Strict):
     name: str
-    kind: str | None = None  # the condition module; defaults to `name`
+    # short form: a condition kind (genmodes.conditions.SHORT_FORMS; defaults to `name`) and its settings
+    kind: str | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
+    # composed form: {kind: <model stage>, ...its settings} and {kind: <context stage>, ...its settings}
+    model: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
     @property
+    def composed(self) -> bool:
+        return self.model is not None or self.context is not None
+
+    @property
     def kind_(self) -> str:
-        return self.kind or self.name
+        """The condition's kind for records and reports (``finetune+retrieval`` for a composed one)."""
+        return self.resolve().kind if self.composed else (self.kind or self.name)
+
+    def resolve(self, where: str | None = None) -> Any:
+        """The model stage and context stage (or baseline) with validated settings
+        (:class:`genmodes.conditions.Condition`); one-line :class:`ConfigError` naming the field."""
+        from genmodes.conditions import resolve
+
+        if self.composed:
+            return resolve(self.kind, self.settings, model=self.model, context=self.context,
+                           where=where or f"condition {self.name!r}")
+        return resolve(self.kind or self.name, self.settings, where=where or self.name)
 
 
 class ScoringSpec(_Strict):
@@ -174,7 +202,6 @@ def _check_parts(cfg: RunConfig, source: str) -> None:
     """Family names and settings, condition kinds and settings, sizes: all checked before anything
     runs. (Dataset contents, splits and the model are checked by the runner, still before the run
     folder is made.)"""
-    from genmodes.conditions import make_settings
     from genmodes.data.families import make_config
 
     for i, d in enumerate(cfg.datasets):
@@ -190,8 +217,13 @@ def _check_parts(cfg: RunConfig, source: str) -> None:
             if p and not Path(p).expanduser().is_dir():
                 raise ConfigError(f"{where}.{key}: no such directory: {p}")
     for i, c in enumerate(cfg.conditions):
-        s = make_settings(c.kind_, c.settings, where=f"{source}: conditions[{i}] ({c.name})")
-        check_numbers(s.model_dump(), f"{source}: conditions[{i}].settings", MAX_CONDITION_SETTING)
+        where = f"{source}: conditions[{i}]"
+        r = c.resolve(where=where if c.composed else f"{where} ({c.name})")
+        parts = ((r.baseline, "settings"),) if r.model is None else \
+            ((r.model_settings, "model" if c.composed else "settings"),
+             (r.context_settings, "context" if c.composed else "settings"))
+        for settings, part in parts:
+            check_numbers(settings.model_dump(), f"{where}.{part}", MAX_CONDITION_SETTING)
 
 
 def read_raw(path: str | os.PathLike) -> Any:
@@ -220,5 +252,12 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 def dump_config(cfg: RunConfig) -> str:
     d = cfg.model_dump(mode="json")
     for c, spec in zip(d["conditions"], cfg.conditions):
-        c["kind"] = spec.kind_
+        if spec.composed:  # the stages say it all (and a kind beside them would not parse back)
+            del c["kind"], c["settings"]
+            for part in ("model", "context"):
+                if c[part] is None:
+                    del c[part]
+        else:  # as before the composed form existed: a resumed run's config.yaml reads the same
+            c["kind"] = spec.kind_
+            del c["model"], c["context"]
     return yaml.safe_dump(d, sort_keys=False, allow_unicode=True)

@@ -7,7 +7,7 @@ Run folder::
                      finishes (cell.json last: it marks the cell done), plus condition artifacts
     shared/          artifacts several cells share (fine-tuned checkpoints, generation caches)
     results.jsonl    one row per question per finished cell, in grid order
-    cells.jsonl      one row per finished cell: timings and the condition's info
+    cells.jsonl      one row per finished cell: timings and the condition's info (both stages')
     summary.csv      dataset,split,condition,n,accuracy,stderr,chance
 
 Before the folder is made, everything that can be checked is (datasets and their splits, the model
@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from genmodes.conditions import get_condition, make_settings
+from genmodes.conditions import prepare as prepare_condition
 from genmodes.conditions.base import CellContext, Timer
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError, DiskError, GenmodesError, NumericError
@@ -121,20 +121,11 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [row for _, row in read_jsonl(path)]
 
 
-def _finetune_settings(s: Any) -> list[Any]:
-    """Every fine-tuning settings object inside a condition's settings (finetune, or nested)."""
-    from pydantic import BaseModel
-
+def _finetune_settings(condition: Any) -> list[Any]:
+    """The fine-tuning settings of a resolved condition's model stage (finetune, augmented_finetune)."""
     from genmodes.conditions.finetune import Settings as FT
 
-    out, stack = [], [s]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, FT):
-            out.append(x)
-        if isinstance(x, BaseModel):
-            stack.extend(getattr(x, k) for k in type(x).model_fields)
-    return out
+    return [condition.model_settings] if isinstance(condition.model_settings, FT) else []
 
 
 def _check_target_modules(model: Any, wanted: list[str], where: str) -> None:
@@ -169,21 +160,23 @@ class Runner:
         for d in self.cfg.datasets:
             self.dataset(d)
         check_device(self.device)
-        kinds = [c.kind_ for c in self.cfg.conditions]
-        if self.cfg.model == "scratch" or "from_scratch" in kinds:
-            others = sorted({k for k in kinds if k != "from_scratch"})
+        resolved = [c.resolve(where=f"conditions[{i}] ({c.name})") for i, c in enumerate(self.cfg.conditions)]
+        # model 'scratch' is built by the scratch model stage; every other model stage loads cfg.model
+        stages = {c.name: r.model for c, r in zip(self.cfg.conditions, resolved) if r.model is not None}
+        if self.cfg.model == "scratch" or "scratch" in stages.values():
+            others = sorted({n for n, m in stages.items() if m != "scratch"})
             if self.cfg.model == "scratch" and others:
-                raise ConfigError(f"model 'scratch' is built by the from_scratch condition only; "
-                                  f"conditions of kind {others} need a pretrained model")
+                raise ConfigError(f"model 'scratch' is built by the scratch model stage (from_scratch) only; "
+                                  f"condition(s) {', '.join(others)} need a pretrained model")
             if self.cfg.model != "scratch":
-                raise ConfigError(f"from_scratch builds its own model: set the config's model to 'scratch' "
-                                  f"(got {self.cfg.model!r})")
+                raise ConfigError(f"the scratch model stage (from_scratch) builds its own model: set the config's "
+                                  f"model to 'scratch' (got {self.cfg.model!r})")
         else:
             check_spec(self.cfg.model, self.model_cache)
         lora_model = None
-        for i, c in enumerate(self.cfg.conditions):
+        for i, (c, r) in enumerate(zip(self.cfg.conditions, resolved)):
             where = f"conditions[{i}] ({c.name})"
-            for ft in _finetune_settings(make_settings(c.kind_, c.settings, where=where)):
+            for ft in _finetune_settings(r):
                 if ft.kinds is not None:
                     for d in self.cfg.datasets:
                         have = {doc.kind for doc in self.dataset(d).documents}
@@ -316,19 +309,21 @@ class Runner:
         import torch
 
         ds = self.dataset(cell.dataset)
-        kind = cell.condition.kind_
-        settings = make_settings(kind, cell.condition.settings, where=cell.condition.name)
+        condition = cell.condition.resolve()
+        kind = condition.kind
         workdir = self.out / "cells" / cell.id
         workdir.mkdir(parents=True, exist_ok=True)
         ctx = CellContext(model_spec=self.cfg.model, dataset=ds, seed=cell.seed, workdir=workdir,
                           shared_dir=self.out / "shared", model_cache=self.model_cache,
-                          device=self.device, progress=self.progress)
+                          device=self.device, progress=self.progress,
+                          datasets={d.name: self.dataset(d) for d in self.cfg.datasets},
+                          dataset_name=cell.dataset.name)
         torch.manual_seed(cell.seed)
         random.seed(cell.seed)
         t_start = time.perf_counter()
         with Timer() as t_prep:
             try:
-                prepared = get_condition(kind).prepare(ctx, settings)
+                prepared = prepare_condition(ctx, condition)
             except GenmodesError:
                 raise
             except Exception as e:  # noqa: BLE001 - only filesystem failures are turned into a line
@@ -358,7 +353,7 @@ class Runner:
             bad = [s for s in sc if not math.isfinite(s.logprob)]
             if bad:
                 hint = " (the training diverged: lower 'lr'?)" if prepared.info.get("loss_curve") is not None \
-                    or "train_seconds" in prepared.info else ""
+                    or prepared.info.get("train_seconds") else ""
                 raise NumericError(f"cell {cell.id}: question {q.id!r}: the score of {bad[0].choice!r} is "
                                    f"{bad[0].logprob}, not a number{hint}; no result was written")
         rows = []
@@ -367,7 +362,8 @@ class Runner:
             rows.append({
                 "cell": cell.id, "model": self.cfg.model, "dataset": cell.dataset.name, "family": ds.family,
                 "split": q.split, "subtype": q.subtype, "condition": cell.condition.name,
-                "condition_kind": kind, "seed": cell.seed, "question_id": q.id, "answer": q.answer,
+                "condition_kind": kind, "model_stage": condition.model, "context_stage": condition.context,
+                "seed": cell.seed, "question_id": q.id, "answer": q.answer,
                 "chance": q.chance, "scores": [s.to_json() for s in sc], "chosen": pick,
                 "chosen_norm": pick_norm, "correct": pick == q.answer, "correct_norm": pick_norm == q.answer,
                 "context_tokens": (prefix_tokens + len(tok(split_prefix(prefix)[1] + ctx_text,
@@ -375,9 +371,16 @@ class Runner:
                                    if tok is not None else 0),
                 **question_detail(q, prepared),
             })
+            extra = prepared.question_details.get(q.id, {})
+            clash = sorted(set(extra) & set(rows[-1]))
+            if clash:  # a stage's extras never overwrite what the scorer measured
+                raise GenmodesError(f"cell {cell.id}: the context stage's question details use reserved "
+                                    f"key(s) {', '.join(clash)}")
+            rows[-1].update(extra)
         info = dict(prepared.info)
         record = {"cell": cell.id, "model": self.cfg.model, "dataset": cell.dataset.name,
-                  "condition": cell.condition.name, "condition_kind": kind, "seed": cell.seed,
+                  "condition": cell.condition.name, "condition_kind": kind, "model_stage": condition.model,
+                  "context_stage": condition.context, "seed": cell.seed,
                   "n_questions": len(rows),
                   "timings": {"prepare_s": round(t_prep.seconds, 3), "score_s": round(t_score.seconds, 3),
                               "total_s": round(time.perf_counter() - t_start, 3)},
