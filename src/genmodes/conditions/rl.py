@@ -26,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import random
 import re
 import shutil
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator
 
-from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, Timer, write_json_atomic
+from genmodes.conditions.base import CellContext, Settings as _Base, Timer
 from genmodes.conditions.finetune import DONE_MARKER, Settings as FinetuneSettings, _save, train_on_texts
 from genmodes.data.types import Dataset, Question
 from genmodes.errors import ConfigError, NumericError
@@ -44,10 +43,6 @@ RL_SUFFIX, TRANSFER_SUFFIX = "/rl", "/transfer"
 
 
 # ------------------------------------------------------------------------------------------ settings
-
-class FinetuneAllSettings(_Base):
-    finetune: FinetuneSettings = Field(default_factory=FinetuneSettings)
-
 
 class Settings(_Base):
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings,
@@ -135,10 +130,6 @@ def rl_split(ds: Dataset, fraction: float, split_seed: int,
     return train, keep
 
 
-def rl_settings_of(stages: Sequence[tuple[str, Any]]) -> list[Settings]:
-    return [s for kind, s in stages if kind == "rl"]
-
-
 def apply_design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> None:
     """Mark the study's RL and transfer datasets (in place), before any cell runs.
 
@@ -180,8 +171,7 @@ def apply_design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> None:
 # ------------------------------------------------------------------------------------------ finetune_all
 
 def study_datasets(ctx: CellContext) -> dict[str, Dataset]:
-    ds = getattr(ctx, "datasets", None)
-    return dict(ds) if ds else {getattr(ctx, "dataset_name", "dataset"): ctx.dataset}
+    return dict(ctx.datasets)
 
 
 def _study_ctx(ctx: CellContext) -> CellContext:
@@ -205,10 +195,8 @@ def finetune_all(ctx: CellContext, ft: FinetuneSettings) -> tuple[Any, Any, dict
 
 
 def _built(model: Any, tok: Any, info: dict[str, Any]) -> Any:
-    try:
-        from genmodes.conditions.base import Built  # the stage interface
-    except ImportError:
-        return Prepared(model, tok, info=info)
+    from genmodes.conditions.base import Built
+
     return Built(model, tok, info)
 
 
@@ -300,11 +288,6 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings,
             "questions": len(questions), "prompt_version": PROMPT_VERSION,
             **_curves(trainer.state.log_history, batch)}
     return model, info
-
-
-def build_finetune_all(ctx: CellContext, settings: FinetuneAllSettings) -> Any:
-    model, tok, info = finetune_all(ctx, settings.finetune)
-    return _built(model, tok, info)
 
 
 def rl_checkpoint_dir(ctx: CellContext, s: Settings, questions: Sequence[Question]) -> Path:

@@ -48,7 +48,7 @@ def apply(ctx: CellContext, built: Any, settings: Settings) -> Prepared:
             thoughts = generate_thoughts(model, tok, qs, max_tokens=settings.max_thought_tokens,
                                          temperature=settings.temperature, seed=ctx.seed,
                                          batch_size=settings.batch_size, instruction=settings.instruction,
-                                         progress=ctx.progress, desc=f"thinking {ctx.workdir.name}")
+                                         progress=ctx.progress, desc=f"thinking {ctx.dataset_name}")
             cached = [{"id": q.id, "thought": th.text, "tokens": th.tokens, "finished": th.finished}
                       for q, th in zip(qs, thoughts)]
             from genmodes.io import atomic_write
@@ -68,17 +68,11 @@ def apply(ctx: CellContext, built: Any, settings: Settings) -> Prepared:
 
     counts = Counter(d["retrieval"] for d in details.values())
     n = max(1, len(qs))
-    info = {**dict(getattr(built, "info", {}) or {}),
-            "thinking": {"generate_seconds": round(t.seconds, 3), "questions": len(qs),
+    info = {"thinking": {"generate_seconds": round(t.seconds, 3), "questions": len(qs),
                          "thought_tokens": sum(d["thought_tokens"] for d in details.values()),
                          "thought_tokens_per_question": round(sum(d["thought_tokens"] for d in details.values()) / n, 2),
                          "finished_fraction": round(sum(d["thought_finished"] for d in details.values()) / n, 4),
                          "retrieval": {k: counts.get(k, 0) for k in RETRIEVAL_LABELS},
                          "retrieval_rate": round(counts.get("stated", 0) / n, 4),
                          "settings": settings.model_dump()}}
-    prepared = Prepared(model, tok, question_context=context, info=info)
-    if hasattr(prepared, "question_details"):
-        prepared.question_details = details
-    else:  # before the stage interface lands: carried on the context function, as retrieval does
-        context.details = details  # type: ignore[attr-defined]
-    return prepared
+    return Prepared(model, tok, question_context=context, info=info, question_details=details)

@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from genmodes.report import details, figures
+from genmodes.report import details, figures, thinking
 from genmodes.report.run import Run, load_run
 from genmodes.report.summary import summarize
 
@@ -478,6 +478,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     blocks += _in_context(run)
     blocks += _compute(run)
     blocks += _curves(run, figs)
+    blocks += thinking.sections(run, figs)
     blocks += details.drilldown(run, out)
     blocks += details.provenance(run)
     md_path, html_path = out / "report.md", out / "report.html"
