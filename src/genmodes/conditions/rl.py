@@ -165,7 +165,11 @@ def apply_design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> None:
             q.split = q.split + suffix
         ds.meta["recall_splits"] = [r + suffix for r in ds.meta.get("recall_splits", [])]
         ds.rl_role = role  # type: ignore[attr-defined]
-        ds.meta["rl_role"] = role
+        # datasets of one family with different seeds draw from one word stream, so they can share
+        # words; RL never trains on such a word (``foreign`` above), but the reader should know
+        others = set().union(*[entity_words(d) for n, d in datasets.items() if n != name])
+        ds.meta["rl_design"] = {"role": role, "entities_shared_with_other_datasets": len(entity_words(ds) & others),
+                                "rl_train_questions": len(getattr(ds, "rl_train_questions", []))}
 
 
 # ------------------------------------------------------------------------------------------ finetune_all
