@@ -22,6 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="skip writing report.md/report.html at the end")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--cache", help="model cache directory")
+    p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
+                   help="matrix-product precision: auto = bf16 (mixed, fp32 weights) on a CUDA GPU that "
+                        "supports it, else fp32")
     from genmodes.experiments.overrides import add_arguments
 
     add_arguments(p)  # --limit --model --seeds --set
@@ -61,7 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_with_overrides(args.config, args)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     if args.dry_run:
-        Runner(cfg, out, device=args.device, model_cache=args.cache).validate()
+        Runner(cfg, out, device=args.device, model_cache=args.cache, dtype=args.dtype).validate()
         rows = _estimate(cfg)
         print(f"{cfg.name}: model {cfg.model}, {len(rows)} cells -> {out}")
         w = max(len(r[0]) for r in rows)
@@ -71,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         total = sum(r[2] + r[3] for r in rows)
         print(f"estimated total: ~{total / 60:.0f} min on 2 CPU cores (rough; a GPU is much faster)")
         return 0
-    runner = Runner(cfg, out, device=args.device, model_cache=args.cache)
+    runner = Runner(cfg, out, device=args.device, model_cache=args.cache, dtype=args.dtype)
     summary = runner.run()
     print_summary(summary)
     print(f"\nrun folder: {out}")

@@ -142,8 +142,10 @@ def _check_target_modules(model: Any, wanted: list[str], where: str) -> None:
 
 class Runner:
     def __init__(self, cfg: RunConfig, out: Path, *, progress: bool = True, device: str | None = None,
-                 model_cache: str | None = None, log: Callable[[str], None] | None = None):
+                 model_cache: str | None = None, log: Callable[[str], None] | None = None,
+                 dtype: str | None = None):
         self.cfg = cfg
+        self.dtype = dtype  # auto | fp32 | bf16 (genmodes.models.resolve_dtype)
         self.out = Path(out)
         self.progress = progress
         self.device = device
@@ -155,11 +157,12 @@ class Runner:
     def validate(self) -> None:
         """Everything resolvable, checked before the run folder is made (issue 12): datasets with
         their contents and splits, the model spec and device, LoRA target modules, document kinds."""
-        from genmodes.models import check_device, check_spec
+        from genmodes.models import check_device, check_spec, resolve_dtype
 
         for d in self.cfg.datasets:
             self.dataset(d)
         check_device(self.device)
+        resolve_dtype(self.dtype, self.device)
         resolved = [c.resolve(where=f"conditions[{i}] ({c.name})") for i, c in enumerate(self.cfg.conditions)]
         # model 'scratch' is built by the scratch model stage; every other model stage loads cfg.model
         stages = {c.name: r.model for c, r in zip(self.cfg.conditions, resolved) if r.model is not None}
@@ -289,6 +292,8 @@ class Runner:
             return self._run_grid()
 
     def _run_grid(self) -> list[dict[str, Any]]:
+        from genmodes.models import precision, resolve_dtype
+
         cells = grid(self.cfg)
         todo = [c for c in cells if not self.done(c)]
         if len(todo) < len(cells):
@@ -303,7 +308,8 @@ class Runner:
             for cell in todo:
                 if bar is not None:
                     bar.set_postfix_str(cell.id)
-                self.run_cell(cell)
+                with precision(resolve_dtype(self.dtype, self.device), self.device):
+                    self.run_cell(cell)
                 self.collect()
                 if bar is not None:
                     bar.update(1)
@@ -392,6 +398,10 @@ class Runner:
                   "timings": {"prepare_s": round(t_prep.seconds, 3), "score_s": round(t_score.seconds, 3),
                               "total_s": round(time.perf_counter() - t_start, 3)},
                   "info": info, **cell_provenance(ds, prepared.model)}
+        if prepared.model is not None:
+            from genmodes.models import resolve_dtype
+
+            record["dtype"] = resolve_dtype(self.dtype, self.device)
         atomic_write(workdir / "results.jsonl", _jsonl(rows))
         atomic_write(workdir / CELL_DONE, json.dumps(record, sort_keys=True, default=str) + "\n")
         del prepared, scorer

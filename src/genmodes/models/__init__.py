@@ -316,3 +316,38 @@ def tiny_random(seed: int = 0, hidden: int = 64, layers: int = 2) -> tuple[Any, 
         torch.manual_seed(seed)
         model = LlamaForCausalLM(config)
     return model, tok
+
+
+# ---------------------------------------------------------------------------------------- precision
+
+DTYPES = ("auto", "fp32", "bf16")
+
+
+def resolve_dtype(dtype: str | None, device: str | None) -> str:
+    """``auto`` is bf16 on a CUDA device that supports it, else fp32 (every CPU number in the docs
+    is fp32). An explicit ``bf16`` is honoured on CPU too (torch's CPU autocast supports it)."""
+    dtype = dtype or "auto"
+    if dtype not in DTYPES:
+        raise ModelError(f"unknown dtype {dtype!r}; use {', '.join(DTYPES)}")
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    dev = _device(device)
+    if dev.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        return "bf16"
+    return "fp32"
+
+
+def precision(dtype: str, device: str | None) -> Any:
+    """Mixed precision for one cell: weights (and optimizer state) stay fp32, matrix products run in
+    bf16 under ``torch.autocast``; autocast keeps log_softmax and losses in fp32, so the scorer's
+    log-probabilities and the training loss are fp32 reductions of bf16 products. fp32: a no-op."""
+    import contextlib
+
+    import torch
+
+    if dtype != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda" if _device(device).startswith("cuda") else "cpu",
+                          dtype=torch.bfloat16)
