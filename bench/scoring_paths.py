@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from genmodes.conditions import get_condition, make_settings
+from genmodes.conditions import prepare, resolve
 from genmodes.conditions.base import CellContext
 from genmodes.experiments.config import DatasetSpec
 from genmodes.experiments.runner import build_dataset
@@ -48,7 +48,7 @@ def main() -> None:
         kind, settings = CONDITIONS[name]
         with tempfile.TemporaryDirectory() as tmp:
             ctx = CellContext(model_spec=args.model, dataset=ds, seed=0, workdir=Path(tmp), progress=False)
-            prepared = get_condition(kind).prepare(ctx, make_settings(kind, settings))
+            prepared = prepare(ctx, resolve(kind, settings))
         requests = [(prepared.context_for(q), q.choices) for q in ds.questions]
         new = Scorer(prepared.model, prepared.tokenizer).score(requests, prefix=prepared.prefix)
         old = OldScorer(prepared.model, prepared.tokenizer).score(requests, prefix=prepared.prefix)

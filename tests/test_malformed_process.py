@@ -13,7 +13,11 @@ import yaml
 
 from tests.test_malformed import assert_one_line_error, base_config, invoke, write
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+# this checkout's src first, then whatever the environment already had on the path (a GPU image's
+# site folder of extra packages, say)
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src")]
+                                     + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])}
 
 
 def cli(*args: object, **kw) -> subprocess.CompletedProcess:

@@ -241,6 +241,27 @@ def folder_lock(folder: str | os.PathLike, what: str = "run folder") -> Iterator
         os.close(fd)  # closing drops the lock
 
 
+@contextlib.contextmanager
+def wait_lock(lock_path: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``lock_path``, waiting for it while another process holds
+    it (the holder's pid is written into the file). For work that several processes may want at once
+    and must happen once: the first builds, the others wait, then find it built. The kernel drops the
+    lock with its process, so a holder killed mid-work frees it for the next."""
+    lock_path = Path(lock_path)
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise _disk(e, lock_path) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 # ------------------------------------------------------------------------------------------ reading
 
 def read_text(path: str | os.PathLike, *, what: str = "file", max_bytes: int | None = None) -> str:

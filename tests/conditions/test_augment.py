@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from genmodes.conditions import augment, get_condition, make_settings
+from genmodes.conditions import MODEL_STAGES, augment, model_stage, resolve
 from genmodes.conditions.base import CellContext
 from genmodes.conditions.generate import PrefixGenerator
 from genmodes.data.families import make_dataset
@@ -46,7 +46,7 @@ def _write_cache(ctx, settings, outputs, finished=None):
 
 
 def _local(**kw):
-    return augment.Settings(**{"source": "local", "max_new_tokens": 6, "batch_size": 3, **kw})
+    return augment.Settings(**{"source": "local", "max_new_tokens": 6, "generation_batch_size": 3, **kw})
 
 
 # ------------------------------------------------------------------------------------------ generation
@@ -114,7 +114,7 @@ def test_corrupt_cache_line_is_a_one_line_error(reversals, tmp_path):
 
 def test_cache_is_keyed_by_generation_settings(reversals, tmp_path):
     ctx = _ctx(reversals, tmp_path)
-    assert augment.cache_dir(ctx, _local()) == augment.cache_dir(ctx, _local(batch_size=1))
+    assert augment.cache_dir(ctx, _local()) == augment.cache_dir(ctx, _local(generation_batch_size=1))
     assert augment.cache_dir(ctx, _local()) != augment.cache_dir(ctx, _local(max_new_tokens=7))
     assert augment.cache_dir(ctx, _local()) != augment.cache_dir(ctx, _local(source="global"))
 
@@ -178,10 +178,11 @@ def test_finetune_data_is_original_plus_generated(reversals, tmp_path, monkeypat
     _write_cache(ctx, settings, [" A is B.\n- B is A.\n"])
     generated, _ = augment.generate_augmentations(ctx, settings)
     assert generated == ["A is B.", "B is A."] * len(reversals.documents)
-    prepared = augment.prepare(ctx, settings)
+    prepared = augment.build(ctx, settings)
     original = [d.text for d in reversals.documents]
     assert seen["texts"] == original + generated and seen["tag"] == "augmented_finetune"
-    assert seen["settings"] == settings.finetune
+    # the fine-tuning run's settings alone: what a plain finetune with them would train with
+    assert seen["settings"] == settings.finetune_settings() == augment.FinetuneSettings()
     info = prepared.info
     assert info["original_texts"] == len(original) and info["generated_texts"] == len(generated)
     assert info["finetune_seconds"] == 2.5 and info["generation_seconds"] > 0
@@ -190,29 +191,39 @@ def test_finetune_data_is_original_plus_generated(reversals, tmp_path, monkeypat
             "generation_seconds"} <= set(info["augmentation"])
     json.dumps(info)  # goes to the report as JSON
 
-    prepared = augment.prepare(ctx, augment.Settings(source="oracle"))
+    prepared = augment.build(ctx, augment.Settings(source="oracle"))
     from genmodes.data.families import get_family
     oracle = [d.text for d in get_family("simple_reversals").oracle_augmentations(reversals)]
     assert seen["texts"] == original + oracle and prepared.info["generation_seconds"] == 0
 
 
 def test_settings_are_validated():
-    assert get_condition("augmented_finetune") is augment
+    assert model_stage("augmented_finetune") is augment and "augmented_finetune" in MODEL_STAGES
     with pytest.raises(ConfigError, match="temperature"):
-        make_settings("augmented_finetune", {"samples_per_document": 3})
+        resolve("augmented_finetune", {"samples_per_document": 3})
     with pytest.raises(ConfigError, match="sourse"):
-        make_settings("augmented_finetune", {"sourse": "local"})
+        resolve("augmented_finetune", {"sourse": "local"})
     with pytest.raises(ConfigError, match="source"):
-        make_settings("augmented_finetune", {"source": "psychic"})
-    s = make_settings("augmented_finetune", {"source": "global", "temperature": 0.7, "samples_per_document": 2})
-    assert s.samples_per_document == 2
+        resolve("augmented_finetune", {"source": "psychic"})
+    s = resolve("augmented_finetune", {"source": "global", "temperature": 0.7, "samples_per_document": 2})
+    assert s.model_settings.samples_per_document == 2 and s.context == "none"
+    # the short form's nested finetune settings and generation batch map onto the flat model stage
+    s = resolve("augmented_finetune", {"batch_size": 16, "finetune": {"batch_size": 8, "lr": 1e-4}})
+    assert (s.model_settings.generation_batch_size, s.model_settings.batch_size) == (16, 8)
+    assert s.model_settings.finetune_settings().lr == 1e-4
+    with pytest.raises(ConfigError, match="bad setting 'finetune.lr'"):
+        resolve("augmented_finetune", {"finetune": {"lr": -1}})
+    with pytest.raises(ConfigError, match="bad setting 'batch_size'"):
+        resolve("augmented_finetune", {"batch_size": 0})
 
 
 def test_prepare_end_to_end_generates_fine_tunes_and_scores(curse, tmp_path):
-    settings = make_settings("augmented_finetune", {"source": "local", "max_new_tokens": 6, "batch_size": 4,
-                                                    "finetune": FINETUNE_FAST})
+    settings = resolve("augmented_finetune", {"source": "local", "max_new_tokens": 6, "batch_size": 4,
+                                              "finetune": FINETUNE_FAST})
     ctx = _ctx(curse, tmp_path)
-    prepared = augment.prepare(ctx, settings)
+    from genmodes import conditions
+
+    prepared = conditions.prepare(ctx, settings)
     base, _ = ctx.load_model()
     changed = [n for (n, p), q in zip(prepared.model.named_parameters(), base.parameters())
                if not torch.equal(p, q)]

@@ -6,11 +6,11 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from genmodes.conditions import make_settings
+from genmodes.conditions import resolve
 from genmodes.conditions.base import CellContext
 from genmodes.conditions.finetune import (IGNORE, Settings, _collate, _loss_sum, _wrap_lora, encode_examples,
                                           examples_from_documents, examples_from_texts, pack, packed_rows,
-                                          plan_rows, prepare, train)
+                                          plan_rows, build, train)
 from genmodes.data.families import make_dataset
 from genmodes.data.types import Document
 from genmodes.errors import ConfigError
@@ -61,7 +61,7 @@ def test_bad_settings_name_the_key(bad, key):
         Settings(**bad)
     assert key in str(e.value)
     with pytest.raises(ConfigError, match=key):
-        make_settings("finetune", bad)
+        resolve("finetune", bad)
 
 
 def test_lora_settings_accepted_with_lora():
@@ -186,12 +186,12 @@ def test_same_seed_same_weights_other_seed_other_weights():
 
 
 @pytest.mark.parametrize("method", ["full", "lora"])
-def test_prepare_reuses_the_checkpoint_and_retrains_when_settings_change(tmp_path, method):
+def test_build_reuses_the_checkpoint_and_retrains_when_settings_change(tmp_path, method):
     ctx = ctx_for(tmp_path)
     s = Settings(method=method, steps=2, **FAST)
-    first = prepare(ctx, s)
-    assert first.info["reused"] is False and first.prefix == "" and first.info["documents"] == 6
-    again = prepare(ctx, s)
+    first = build(ctx, s)
+    assert first.info["reused"] is False and first.info["training_documents"] == 6
+    again = build(ctx, s)
     assert again.info["reused"] is True
     assert again.info["train_seconds"] == first.info["train_seconds"]
     w1, w2 = state(first.model), state(again.model)
@@ -200,7 +200,7 @@ def test_prepare_reuses_the_checkpoint_and_retrains_when_settings_change(tmp_pat
     s1 = Scorer(first.model, first.tokenizer).score([(q.context, q.choices)])
     s2 = Scorer(again.model, again.tokenizer).score([(q.context, q.choices)])
     assert [c.logprob for c in s1[0]] == pytest.approx([c.logprob for c in s2[0]], abs=1e-4)
-    changed = prepare(ctx, Settings(method=method, steps=2, lr=2e-4, **FAST))
+    changed = build(ctx, Settings(method=method, steps=2, lr=2e-4, **FAST))
     assert changed.info["reused"] is False
 
 
@@ -209,16 +209,16 @@ def test_unfinished_checkpoint_is_not_reused(tmp_path):
 
     ctx = ctx_for(tmp_path)
     s = Settings(steps=1, **FAST)
-    prepare(ctx, s)
+    build(ctx, s)
     path = checkpoint_dir(ctx, s, [d.text for d in ctx.dataset.documents])
     (path / DONE_MARKER).unlink()
-    redo = prepare(ctx, s)
+    redo = build(ctx, s)
     assert redo.info["reused"] is False and (path / DONE_MARKER).exists()
 
 
 def test_kinds_without_documents_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="kinds"):
-        prepare(ctx_for(tmp_path), Settings(steps=1, kinds=["qa"], **FAST))
+        build(ctx_for(tmp_path), Settings(steps=1, kinds=["qa"], **FAST))
 
 
 def test_bundled_model_accepts_lora():

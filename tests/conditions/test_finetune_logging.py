@@ -6,9 +6,9 @@ import importlib.util
 
 import pytest
 
-from genmodes.conditions import make_settings
+from genmodes.conditions import resolve
 from genmodes.conditions.base import CellContext
-from genmodes.conditions.finetune import checkpoint_dir, prepare
+from genmodes.conditions.finetune import build, checkpoint_dir
 from genmodes.data.families import make_dataset
 from genmodes.errors import ConfigError
 
@@ -26,9 +26,9 @@ def test_tensorboard_gets_every_step_of_the_loss_curve(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     ctx = ctx_for(tmp_path)
-    settings = make_settings("finetune", {**FAST, "report_to": "tensorboard"})
+    settings = resolve("finetune", {**FAST, "report_to": "tensorboard"}).model_settings
     assert settings.report_to == ["tensorboard"]
-    info = prepare(ctx, settings).info
+    info = build(ctx, settings).info
     acc = EventAccumulator(str(ctx.workdir / "tensorboard"))
     acc.Reload()
     loss = [(e.step, e.value) for e in acc.Scalars("train/loss")]
@@ -40,18 +40,18 @@ def test_tensorboard_gets_every_step_of_the_loss_curve(tmp_path):
 def test_report_to_does_not_change_the_checkpoint(tmp_path):
     ctx = ctx_for(tmp_path)
     texts = [d.text for d in ctx.dataset.documents]
-    plain = make_settings("finetune", FAST)
+    plain = resolve("finetune", FAST).model_settings
     assert plain.report_to == []
-    logged = make_settings("finetune", {**FAST, "report_to": ["tensorboard"]}) \
+    logged = resolve("finetune", {**FAST, "report_to": ["tensorboard"]}).model_settings \
         if importlib.util.find_spec("tensorboard") else plain
     assert checkpoint_dir(ctx, plain, texts) == checkpoint_dir(ctx, logged, texts)
 
 
 def test_unknown_or_missing_logger_is_a_config_error():
     with pytest.raises(ConfigError, match="report_to"):
-        make_settings("finetune", {"report_to": ["mlflow"]})
+        resolve("finetune", {"report_to": ["mlflow"]}).model_settings
     if importlib.util.find_spec("wandb") is None:
         with pytest.raises(ConfigError, match="'wandb' is not installed"):
-            make_settings("finetune", {"report_to": "wandb"})
+            resolve("finetune", {"report_to": "wandb"}).model_settings
     with pytest.raises(ConfigError, match="report_to"):  # nested in retrieval's finetune settings too
-        make_settings("retrieval", {"finetune": {"report_to": ["mlflow"]}})
+        resolve("retrieval", {"finetune": {"report_to": ["mlflow"]}})

@@ -1,5 +1,6 @@
-"""from_scratch: word tokenizer + Scorer, overfitting, bitwise resume, no held-out leak, oracle
-contexts, shared trained model, the no-episodes ablation, and the configs [P2]."""
+"""from_scratch (model stage scratch, with context none or an oracle retrieval): word tokenizer +
+Scorer, overfitting, bitwise resume, no held-out leak, oracle contexts, shared trained model, the
+no-episodes ablation, and the configs [P2]."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import pytest
 import torch
 import yaml
 
+from genmodes import conditions
 from genmodes.conditions import from_scratch as fs
-from genmodes.conditions import make_settings
+from genmodes.conditions import resolve
 from genmodes.conditions.base import CellContext
 from genmodes.data.families import make_config, make_dataset
 from genmodes.errors import ConfigError
@@ -32,6 +34,11 @@ def rel():
 def rel_filler():
     return make_dataset("relations", 1, dict(n_relations=12, n_entities=40, n_episodes=6, n_filler=30,
                                              filler_max_len=8, n_trained_questions=6, heldout_fraction=0.25))
+
+
+def prepare(ctx: CellContext, **settings):
+    """The short form ``kind: from_scratch`` (``context: none`` or ``oracle``)."""
+    return conditions.prepare(ctx, resolve("from_scratch", settings))
 
 
 def cell(ds, tmp: Path, name: str = "a", spec: str = "scratch") -> CellContext:
@@ -66,11 +73,11 @@ def test_word_tokenizer_pair_encoding_and_scorer_match_reference(rel):
 # ------------------------------------------------------------------------------------------ training
 
 def test_tiny_model_overfits_a_handful_of_relations(rel, tmp_path):
-    prepared = fs.prepare(cell(rel, tmp_path), fs.Settings(**{**TINY, "batch_size": 8}, steps=150))
+    prepared = prepare(cell(rel, tmp_path), **{**TINY, "batch_size": 8}, steps=150)
     assert split_accuracy(prepared, rel, "trained") == 1.0
     info = prepared.info
     assert info["steps"] == 150 and info["final_loss"] < 1.5 and info["train_seconds"] > 0
-    assert info["reused"] is False and info["device"] == "cpu"
+    assert info["reused"] is False and info["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
     curves = scratch.read_curves(tmp_path / info["curves_file"])  # relative to the run folder
     assert curves[-1]["step"] == 150 and set(curves[-1]["accuracy"]) == {q.split for q in rel.questions}
 
@@ -113,7 +120,7 @@ def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, m
         return rows
 
     monkeypatch.setattr(scratch.Packer, "rows_for_step", record)
-    prepared = fs.prepare(cell(rel_filler, tmp_path), fs.Settings(**TINY, steps=30))
+    prepared = prepare(cell(rel_filler, tmp_path), **TINY, steps=30)
     tok = prepared.tokenizer
     held = rel_filler.meta["heldout_relations"]
     assert held and len(seen) == 30 * TINY["batch_size"]
@@ -135,13 +142,13 @@ def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, m
 
 def test_oracle_context_holds_support_and_exactly_k_distractors(rel_filler, tmp_path):
     # the in-context split's question holds one fact per option: longer rows than TINY's
-    settings = fs.Settings(**{**TINY, "seq_len": 64}, steps=2, context="oracle", k=3)
-    prepared = fs.prepare(cell(rel_filler, tmp_path), settings)
+    settings = dict(**{**TINY, "seq_len": 64}, steps=2, context="oracle", k=3)
+    prepared = prepare(cell(rel_filler, tmp_path), **settings)
     by_id = {d.id: d for d in rel_filler.documents}
     train_texts = {d.text for d in rel_filler.documents}
     for q in rel_filler.questions:
         ctx = prepared.context_for(q)
-        lines = ctx.split(settings.separator)
+        lines = ctx.split("\n")  # P2's plain format: no instruction, one document per line
         assert lines[-1] == q.context
         docs = lines[:-1]
         support = [by_id[s].text for s in q.support]
@@ -150,27 +157,28 @@ def test_oracle_context_holds_support_and_exactly_k_distractors(rel_filler, tmp_
         assert len(distractors) == 3 and all(d in train_texts for d in distractors)
         assert all(by_id[s].kind == "relation" for s in q.support)  # distractors of the support's kind
     # seeded: the same question gets the same context in another cell
-    again = fs.prepare(cell(rel_filler, tmp_path, "b"), settings)
+    again = prepare(cell(rel_filler, tmp_path, "b"), **settings)
     assert [again.context_for(q) for q in rel_filler.questions] == [prepared.context_for(q) for q in rel_filler.questions]
-    assert prepared.info["oracle_context_tokens_max"] <= settings.seq_len
-    none = fs.prepare(cell(rel_filler, tmp_path, "c"), settings.model_copy(update={"context": "none"}))
+    assert 0 < prepared.info["context_tokens_max"] <= settings["seq_len"] == prepared.info["window_tokens"]
+    assert prepared.info["contexts_longer_than_window"] == 0 and prepared.info["questions_short_of_k"] == 0
+    none = prepare(cell(rel_filler, tmp_path, "c"), **{**settings, "context": "none"})
     assert all(none.context_for(q) == q.context for q in rel_filler.questions)
 
 
 def test_oracle_distractors_about_the_options_put_every_option_in_the_context(rel_filler, tmp_path):
-    settings = fs.Settings(**TINY, steps=2, context="oracle", k=4, distractors="options")
-    prepared = fs.prepare(cell(rel_filler, tmp_path), settings)
-    random_ = fs.prepare(cell(rel_filler, tmp_path, "r"), settings.model_copy(update={"distractors": "random"}))
+    settings = dict(**TINY, steps=2, context="oracle", k=4, distractors="options")
+    prepared = prepare(cell(rel_filler, tmp_path), **settings)
+    random_ = prepare(cell(rel_filler, tmp_path, "r"), **{**settings, "distractors": "random"})
     by_id = {d.id: d for d in rel_filler.documents}
     only_answer = 0
     for q in rel_filler.questions:
-        lines = prepared.context_for(q).split(settings.separator)
+        lines = prepared.context_for(q).split("\n")
         docs = lines[:-1]
-        assert by_id[q.support[0]].text in docs and len(docs) == 1 + settings.k
+        assert by_id[q.support[0]].text in docs and len(docs) == 1 + settings["k"]
         words = set(" ".join(docs).split())
         # every option is in the retrieved documents, so copying the one option seen is no strategy
         assert all(c.strip() in words for c in q.choices), q.id
-        seen = [c.strip() in set(" ".join(random_.context_for(q).split(settings.separator)[:-1]).split())
+        seen = [c.strip() in set(" ".join(random_.context_for(q).split("\n")[:-1]).split())
                 for c in q.choices]
         only_answer += seen == [i == q.answer for i in range(len(q.choices))]
     assert only_answer >= 1  # random distractors can leave the answer the only option in the context
@@ -190,9 +198,9 @@ def test_copy_init_starts_the_output_embedding_as_a_copy_and_trains_it_apart(rel
 
 
 def test_same_training_settings_share_one_trained_model(rel, tmp_path):
-    a = fs.prepare(cell(rel, tmp_path, "parametric"), fs.Settings(**TINY, steps=3, context="none"))
-    b = fs.prepare(cell(rel, tmp_path, "oracle"), fs.Settings(**TINY, steps=3, context="oracle", k=2))
-    c = fs.prepare(cell(rel, tmp_path, "ablation"), fs.Settings(**TINY, steps=3, include_episodes=False))
+    a = prepare(cell(rel, tmp_path, "parametric"), **TINY, steps=3, context="none")
+    b = prepare(cell(rel, tmp_path, "oracle"), **TINY, steps=3, context="oracle", k=2)
+    c = prepare(cell(rel, tmp_path, "ablation"), **TINY, steps=3, include_episodes=False)
     assert a.info["reused"] is False and b.info["reused"] is True and c.info["reused"] is False
     assert a.info["artifact"] == b.info["artifact"] != c.info["artifact"]
     assert b.info["train_seconds"] == a.info["train_seconds"]
@@ -226,15 +234,15 @@ def test_no_episodes_ablation_removes_in_context_episodes(rel):
 
 def test_settings_and_model_spec_errors(rel, tmp_path):
     with pytest.raises(ConfigError, match="n_layer"):
-        make_settings("from_scratch", {"n_layer": 2})
+        resolve("from_scratch", {"n_layer": 2})
     with pytest.raises(ConfigError, match="context"):
-        make_settings("from_scratch", {"context": "bm25"})
+        resolve("from_scratch", {"context": "bm25"})
     with pytest.raises(ConfigError, match="d_model"):
-        make_settings("from_scratch", {"d_model": 30, "n_heads": 4})
+        resolve("from_scratch", {"d_model": 30, "n_heads": 4})
     with pytest.raises(ConfigError, match="model"):
-        fs.prepare(cell(rel, tmp_path, spec="smollm2-135m"), fs.Settings(**TINY, steps=1))
+        prepare(cell(rel, tmp_path, spec="smollm2-135m"), **TINY, steps=1)
     with pytest.raises(ConfigError, match="seq_len"):
-        fs.prepare(cell(rel, tmp_path), fs.Settings(**{**TINY, "seq_len": 8}, steps=1))
+        prepare(cell(rel, tmp_path), **{**TINY, "seq_len": 8}, steps=1)
 
 
 @pytest.mark.parametrize("name", ["latent_relations", "latent_codebook"])
@@ -244,11 +252,14 @@ def test_configs_are_valid(name):
         assert cfg["model"] == "scratch"
         for d in cfg["datasets"]:
             make_config(d["family"], d.get("settings", {}))
-        return cfg, [make_settings(c["kind"], c.get("settings", {}), c["name"]) for c in cfg["conditions"]]
+        conds = [resolve(c["kind"], c.get("settings", {}), where=c["name"]) for c in cfg["conditions"]]
+        assert {c.model for c in conds} == {"scratch"}
+        return cfg, conds, [c.model_settings for c in conds]
 
-    main, settings = load(name)
-    ablation, abl_settings = load(f"{name}_no_episodes")
-    assert {s.context for s in settings} == {s.context for s in abl_settings} == {"none", "oracle"}
+    main, conds, settings = load(name)
+    ablation, abl_conds, abl_settings = load(f"{name}_no_episodes")
+    assert {c.context for c in conds} == {c.context for c in abl_conds} == {"none", "retrieval"}
+    assert all(c.context_settings.method == "oracle" for c in conds + abl_conds if c.context == "retrieval")
     assert {s.include_episodes for s in settings} == {True} and {s.include_episodes for s in abl_settings} == {False}
     # the parametric and oracle cells share one trained model; the ablation differs only in episodes
     assert len({tuple(sorted(s.training_key().items())) for s in settings}) == 1

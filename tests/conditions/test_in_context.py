@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from genmodes.conditions import in_context
+from genmodes.conditions import in_context, pretrained
 from genmodes.conditions.base import CellContext, render_documents
 from genmodes.data.types import Dataset, Document, Question
 from genmodes.errors import ConfigError
@@ -33,7 +33,7 @@ def edge_dataset(n_docs: int = 60, seed: int = 0) -> Dataset:
 
 def prepare(tmp_path, ds, **settings):
     ctx = CellContext(model_spec="tiny-random", dataset=ds, seed=0, workdir=tmp_path)
-    return in_context.prepare(ctx, in_context.Settings(**settings))
+    return in_context.apply(ctx, pretrained.build(ctx, pretrained.Settings()), in_context.Settings(**settings))
 
 
 def test_block_and_every_scored_row_fit_the_window(tmp_path):

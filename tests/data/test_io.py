@@ -122,3 +122,51 @@ def test_resolve_dataset(ds, tmp_path):
     assert dataset_files(got) == dataset_files(ds)
     with pytest.raises(DataError, match="neither a dataset folder nor a family"):
         resolve_dataset(str(tmp_path / "missing"))
+
+
+QROW = {"id": "q", "split": "s", "context": "c", "choices": [" a", " b"], "answer": 1}
+
+
+@pytest.mark.parametrize("row, message", [
+    ({**QROW, "answer": "1"}, "field 'answer' must be an integer, got \"1\""),  # strict: no coercion
+    ({**QROW, "answer": 1.0}, "field 'answer' must be an integer, got 1.0"),
+    ({**QROW, "answer": True}, "field 'answer' must be an integer, got true"),
+    ({**QROW, "subtype": 3}, "field 'subtype' must be a string, got 3"),
+    ({**QROW, "choices": [" a", 2]}, "field 'choices' must be a non-empty list of strings, got [\" a\",2]"),
+    ({**QROW, "premises": [["a", "b", "c", "d"]]}, "field 'premises' must be a list of facts"),
+    ({**QROW, "choice_facts": [["a", "b", "c"]]}, "1 choice_facts for 2 choices"),
+    ({k: v for k, v in QROW.items() if k != "split"}, "missing field 'split'"),
+    ([QROW], "expected a JSON object, got list"),
+])
+def test_question_rows_are_checked_strictly(row, message):
+    from genmodes.data.io import question_from_row
+
+    with pytest.raises(ValueError) as e:
+        question_from_row(row)
+    assert str(e.value).startswith(message)
+
+
+def test_rows_take_defaults_and_ignore_unknown_fields():
+    from genmodes.data.io import document_from_row, question_from_row
+    from genmodes.data.types import Fact
+
+    q = question_from_row({**QROW, "premises": [["a", "r", "b"]], "choice_facts": [None, ["a", "r", "b"]],
+                           "added_later": 1})
+    assert (q.subtype, q.support, q.meta, q.premises) == ("", [], {}, [Fact("a", "r", "b")])
+    assert q.choice_facts == [None, Fact("a", "r", "b")]
+    d = document_from_row({"id": "d", "text": "t"})
+    assert (d.kind, d.facts, d.meta) == ("article", [], {})
+    with pytest.raises(ValueError, match="field 'kind' must be a string, got 5"):
+        document_from_row({"id": "d", "text": "t", "kind": 5})
+
+
+def test_meta_file_is_checked_strictly(ds, tmp_path):
+    out = save_dataset(ds, tmp_path / "d")
+    meta = json.loads((out / "meta.json").read_text())
+    for key, value, message in [("seed", "3", "field 'seed' must be an integer"),
+                                ("family", None, "field 'family' must be a string"),
+                                ("config", [], "field 'config' must be an object"),
+                                ("seed", -1, "seed -1 must be from 0 to")]:
+        (out / "meta.json").write_text(json.dumps({**meta, key: value}))
+        with pytest.raises(DataError, match=f"meta.json: {message}"):
+            load_dataset(out)

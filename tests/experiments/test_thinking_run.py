@@ -30,9 +30,9 @@ def test_thinking_study_runs_and_keeps_rl_questions_out_of_evaluation(tmp_path):
     rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
     thinking = [r for r in rows if r["condition"] == "rl+thinking"]
-    assert thinking and all(isinstance(r["thought"], str) and r["retrieval"] in
+    assert thinking and all(isinstance(r["details"]["thought"], str) and r["details"]["retrieval"] in
                             ("stated", "partial", "false", "none") for r in thinking)
-    assert all("thought" not in r for r in rows if r["condition"] == "finetune")
+    assert all("thought" not in r.get("details", {}) for r in rows if r["condition"] == "finetune")
     for r in rows:
         assert r["split"].endswith("/rl" if r["dataset"] in ("syl_a", "rev_a") else "/transfer")
     rl_qs = {q for c in cells for q in c["info"].get("rl_questions", [])}

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
+from genmodes.experiments.records import ResultRow
 from genmodes.report import build_report, stats
 from genmodes.report.details import baselines, drilldown_data
 from genmodes.report.run import load_run
@@ -44,7 +45,10 @@ def test_paired_bootstrap_matches_resampling_questions_and_is_seeded():
 
 
 def _row(cond, qid, correct, seed=0, split="reversal"):
-    return {"dataset": "d", "split": split, "condition": cond, "seed": seed, "question_id": qid, "correct": correct}
+    return ResultRow(cell=f"d__{cond}__s{seed}", model="m", dataset="d", family="f", split=split, subtype="",
+                     condition=cond, condition_kind=cond, seed=seed, question_id=qid, answer=0, chance=0.5,
+                     scores=[], chosen=0 if correct else 1, chosen_norm=0, correct=correct, correct_norm=correct,
+                     context_tokens=0, context="")
 
 
 def test_paired_comparisons_pair_by_seed_and_question():
@@ -81,9 +85,9 @@ def test_statistics_and_paired_tables_agree_with_results(tiny_run):
         assert r[6] == f"{100 * stats.binomial_stderr(k, n):.1f}%"
         assert r[7] == f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
         assert r[8] == f"{100 * sum(x['correct_norm'] for x in mine) / n:.1f}%"
-    assert len(st) == 2 * 5
+    assert len(st) == 2 * 7
     paired = _table(_section(md, "Paired comparisons"))
-    assert len(paired) == 2 * 10  # 2 splits x C(5, 2) pairs
+    assert len(paired) == 2 * 21  # 2 splits x C(7, 2) pairs
     by = {(r[1], r[2]): r for r in paired}
     r = by[("reversal", "in_context - finetune")]
     ic = {x["question_id"]: x["correct"] for x in rows if x["condition"] == "in_context" and x["split"] == "reversal"}
@@ -115,6 +119,9 @@ def test_provenance_names_hash_model_versions_and_config(tiny_run):
     import transformers
 
     assert f"torch {torch.__version__}" in prov and f"transformers {transformers.__version__}" in prov
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert f"`{manifest['models'][0]['weights_hash'][:16]}` | fp32 |" in prov  # weights hash, precision scored in
+    assert (f"`{manifest['git_commit'][:12]}`" if manifest["git_commit"] else "not a git checkout") in prov
     cfg = yaml.safe_load(prov.split("```yaml\n", 1)[1].split("```", 1)[0])
     assert cfg == yaml.safe_load((out / "config.yaml").read_text())
 
@@ -131,7 +138,8 @@ def test_drilldown_page_holds_every_question_offline(tiny_run):
     data = json.loads(page.split('<script type="application/json" id="data">', 1)[1].split("</script>", 1)[0])
     ds = build_dataset(parse_config(yaml.safe_load((out / "config.yaml").read_text())).datasets[0])
     assert {q["id"] for q in data["questions"]} == {q.id for q in ds.questions}
-    assert data["columns"] == ["pretrained", "finetune", "in_context", "rag", "baseline_cooccurrence"]
+    assert data["columns"] == ["pretrained", "finetune", "in_context", "rag", "baseline_cooccurrence", "aug",
+                               "icl_small"]
     by_id = {q.id: q for q in ds.questions}
     rows = {(r["condition"], r["question_id"]): r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     for q in data["questions"]:

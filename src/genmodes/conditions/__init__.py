@@ -89,11 +89,13 @@ def _validate(cls: Any, settings: Mapping[str, Any], where: str, paths: Mapping[
         return cls(**settings)
     except ValidationError as e:
         err = e.errors()[0]
-        key = ".".join(str(x) for x in err["loc"]) or "?"
+        key = ".".join(str(x) for x in err["loc"])
         head = key.split(".", 1)[0]
         if paths and head in paths:
             key = paths[head] + key[len(head):]
         msg = err["msg"].removeprefix("Value error, ")
+        if not key:  # a check across fields: its message names them
+            raise ConfigError(f"{where}: {msg}") from None
         if short:
             raise ConfigError(f"{where}: bad setting {key!r}: {msg}") from None
         raise ConfigError(f"{where}.{key}: {msg}") from None
@@ -125,23 +127,22 @@ def resolve(kind: str | None = None, settings: Mapping[str, Any] | None = None, 
             where: str = "condition") -> Condition:
     """A condition from either form (see the module docstring), every setting validated.
 
-    Errors are one line naming the field: ``{where}.context.k: ...`` for the composed form,
-    ``{where}: bad setting 'k': ...`` for the short form (where ``where`` ends in the name)."""
+    Errors are one line naming the field: ``{where}.context.k: ...`` for the composed form (``where``:
+    the condition's path), ``{where}: bad setting 'k': ...`` for the short form."""
     if model is not None or context is not None:
         if kind is not None or settings:
             raise ConfigError(f"{where}: give either 'kind'/'settings' (a named condition) or 'model'/'context' "
                               "(its stages), not both")
-        base = where.split(" (")[0]
         mk, ms = _stage(MODEL_STAGES, "model stage", {"kind": "pretrained"} if model is None else model,
-                        f"{base}.model")
+                        f"{where}.model")
         ck, cs = _stage(CONTEXT_STAGES, "context stage", {"kind": "none"} if context is None else context,
-                        f"{base}.context")
+                        f"{where}.context")
         return Condition(_label(mk, ck), mk, ms, ck, cs)
     if kind is None:
         raise ConfigError(f"{where}: no condition kind; give 'kind' (one of {', '.join(SHORT_FORMS)}) "
                           "or 'model'/'context'")
     if kind not in SHORT_FORMS:
-        raise ConfigError(f"unknown condition {kind!r}; known: {', '.join(SHORT_FORMS)} "
+        raise ConfigError(f"{where}: unknown condition {kind!r}; known: {', '.join(SHORT_FORMS)} "
                           "(or compose 'model' and 'context')")
     s = dict(settings or {})
     if kind == BASELINE:

@@ -39,6 +39,7 @@ from genmodes.conditions.base import Built, CellContext, Timer, write_json_atomi
 from genmodes.conditions.finetune import Settings as FinetuneSettings, train_on_texts, training_documents
 from genmodes.conditions.in_context import model_context_length, select_documents
 from genmodes.data.families import get_family
+from genmodes.data.text import split_sentences
 from genmodes.data.types import Dataset, Fact
 from genmodes.errors import ConfigError, DataError
 
@@ -141,15 +142,6 @@ def split_items(output: str) -> list[str]:
         if line:
             items.append(line)
     return items
-
-
-# Sentences end at a line break or at "." / "!" before whitespace; not at "?", so a "Q: ...? A: ..."
-# line stays one statement.
-_SENTENCE_END = re.compile(r"\n+|(?<=[.!])\s+")
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
 
 
 def held_out_answers(ds: Dataset) -> set[Fact]:
@@ -261,7 +253,16 @@ def generate_augmentations(ctx: CellContext, settings: Settings) -> tuple[list[s
         order = sorted(range(len(docs)), key=lambda i: random.Random(f"augment-{ctx.seed}-{docs[i].id}").random())
         chosen = sorted(order[: max(1, round(len(docs) * settings.augment_fraction))])
         docs = [docs[i] for i in chosen]
+    from genmodes.io import wait_lock
+
     folder = cache_dir(ctx, settings)
+    # one writer per cache: cells sharing it (run at once by the Ray executor) wait, then reuse it
+    with wait_lock(folder.with_name(folder.name + ".lock")):
+        return _generate(ctx, settings, docs, context_docs, folder)
+
+
+def _generate(ctx: CellContext, settings: Settings, docs: list[Any], context_docs: list[Any],
+              folder: Path) -> tuple[list[str], dict[str, Any]]:
     cache = GenerationCache(folder / "generations.jsonl")
     todo = [d for d in docs if d.id not in cache.records]
     resumed = len(docs) - len(todo)

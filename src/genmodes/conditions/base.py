@@ -119,8 +119,8 @@ class Prepared:
     # a non-model condition (a shortcut baseline) scores the questions itself: questions -> per-choice
     # scores (the same ChoiceScore rows the scorer returns); model and tokenizer are then None
     score_questions: Callable[[Sequence[Question]], list] | None = None
-    # question id -> JSON-serialisable extras merged into that question's results row (e.g. the
-    # thought a thinking stage wrote before answering)
+    # question id -> JSON-serialisable extras written into that question's results row, under
+    # ``details`` (e.g. the thought a thinking stage wrote before answering)
     question_details: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def context_for(self, q: Question) -> str:

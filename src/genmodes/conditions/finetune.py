@@ -34,7 +34,6 @@ import json
 import math
 import os
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Sequence
@@ -43,6 +42,7 @@ import torch
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from genmodes.conditions.base import Built, CellContext, Settings as _Base, Timer, write_json_atomic
+from genmodes.data.text import sentence_spans
 from genmodes.data.types import Document
 from genmodes.errors import ConfigError, NumericError
 
@@ -135,24 +135,6 @@ class Settings(_Base):
 
 # ------------------------------------------------------------------------------------------ examples
 
-# A sentence ends at . ! or ? followed by whitespace, or at a line break (titles, list lines).
-_SENTENCE = re.compile(r"[^\n]*?(?:[.!?](?=\s|$)|(?=\n)|$)")
-
-
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """(start, end) character spans of the sentences of ``text``, without surrounding whitespace."""
-    spans = []
-    for m in _SENTENCE.finditer(text):
-        s, e = m.span()
-        seg = text[s:e]
-        if not seg.strip():
-            continue
-        s += len(seg) - len(seg.lstrip())
-        e -= len(seg) - len(seg.rstrip())
-        spans.append((s, e))
-    return spans
-
-
 def examples_from_texts(texts: Iterable[str], sentence_split: str = "none") -> list[tuple[str, str]]:
     """Training examples ``(context, target)``; the loss is on ``target`` only.
 
@@ -168,7 +150,7 @@ def examples_from_texts(texts: Iterable[str], sentence_split: str = "none") -> l
             continue
         if sentence_split not in ("independent", "cumulative"):
             raise ConfigError(f"unknown sentence_split {sentence_split!r}; known: none, independent, cumulative")
-        spans = split_sentences(text)
+        spans = sentence_spans(text)
         for i, (s, e) in enumerate(spans):
             if sentence_split == "independent" or i == 0:
                 out.append(("", text[s:e]))
@@ -489,7 +471,17 @@ def train_on_texts(ctx: CellContext, settings: Settings, texts: list[str],
     """Fine-tune ``ctx``'s model on ``texts``, or reuse the finished checkpoint of an identical run
     (same model, dataset, seed, settings and texts). Returns (model, tokenizer, info); a LoRA model
     is returned as a peft ``PeftModel`` with its adapter unmerged."""
+    from genmodes.io import wait_lock
+
     path = checkpoint_dir(ctx, settings, texts, tag)
+    # Cells sharing this checkpoint may run at once (the Ray executor): the first trains it, the
+    # others wait here and then load it, instead of training it again.
+    with wait_lock(path.with_name(path.name + ".lock")):
+        return _train_or_load(ctx, settings, texts, tag, path)
+
+
+def _train_or_load(ctx: CellContext, settings: Settings, texts: list[str], tag: str,
+                   path: Path) -> tuple[Any, Any, dict[str, Any]]:
     if (path / DONE_MARKER).exists():
         with Timer() as t:
             model, tok, info = _load(ctx, settings, path)

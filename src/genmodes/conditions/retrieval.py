@@ -108,10 +108,8 @@ def oracle_retrieve(docs: Sequence[Document], questions: Sequence[Question], k: 
             raise DataError(f"question {q.id!r}: support document {missing[0]!r} is not a training document")
         support = list(dict.fromkeys(q.support))[:max_support]
         sup = set(q.support)  # every support document, placed or not, is no distractor
-        if distractor_kinds is None:
-            kinds = None
-        else:
-            kinds = frozenset(kinds_of[s] for s in support) if distractor_kinds == "support" else frozenset(distractor_kinds)
+        kinds = None if distractor_kinds is None else frozenset(
+            (kinds_of[s] for s in support) if distractor_kinds == "support" else distractor_kinds)
         if kinds not in by_kind:
             by_kind[kinds] = [i for i, d in enumerate(pool) if kinds is None or d.kind in kinds]
         cand = by_kind[kinds]
@@ -152,7 +150,10 @@ def bm25_retrieve(docs: Sequence[Document], queries: Sequence[str], k: int) -> l
     index = bm25s.BM25()
     index.index(corpus, show_progress=False)
     q_tokens = tokenizer.tokenize(list(queries), update_vocab=False, show_progress=False)
-    results, _ = index.retrieve(q_tokens, k=min(k, len(docs)), show_progress=False, n_threads=1)
+    # numpy top-k: bm25s's default picks JAX where it is installed, and JAX then takes most of a GPU's
+    # memory for itself (seen on an H100: the model's next allocation ran out of memory)
+    results, _ = index.retrieve(q_tokens, k=min(k, len(docs)), show_progress=False, n_threads=1,
+                                backend_selection="numpy")
     return [[int(i) for i in row] for row in results]
 
 

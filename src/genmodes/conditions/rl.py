@@ -165,6 +165,13 @@ def apply_design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> None:
             q.split = q.split + suffix
         ds.meta["recall_splits"] = [r + suffix for r in ds.meta.get("recall_splits", [])]
         ds.rl_role = role  # type: ignore[attr-defined]
+        # the design changes what is scored: part of the dataset's identity (cell keys, manifest); the
+        # documents are unchanged, so the study's fine-tune keys on the source hash
+        ds.meta.setdefault("source_content_hash", ds.meta.get("content_hash"))
+        design = {"role": role, "scored": [q.id for q in ds.questions],
+                  "rl_train": [q.id for q in getattr(ds, "rl_train_questions", [])]}
+        ds.meta["content_hash"] = hashlib.sha256(json.dumps(
+            [ds.meta["source_content_hash"], design], sort_keys=True).encode()).hexdigest()
         # datasets of one family with different seeds draw from one word stream, so they can share
         # words; RL never trains on such a word (``foreign`` above), but the reader should know
         others = set().union(*[entity_words(d) for n, d in datasets.items() if n != name])
@@ -182,7 +189,8 @@ def _study_ctx(ctx: CellContext) -> CellContext:
     """``ctx`` with a dataset made of every study dataset's documents: artifacts keyed by the study,
     so every cell of it shares one fine-tuned checkpoint."""
     dss = study_datasets(ctx)
-    key = json.dumps([[n, d.meta.get("content_hash") or d.family, d.seed] for n, d in sorted(dss.items())])
+    key = json.dumps([[n, d.meta.get("source_content_hash") or d.meta.get("content_hash") or d.family, d.seed]
+                      for n, d in sorted(dss.items())])
     docs = [doc for _, d in sorted(dss.items()) for doc in d.documents]
     combined = Dataset(family="study", config={"datasets": sorted(dss)}, seed=0, documents=docs, questions=[],
                        knowledge=[], meta={"content_hash": hashlib.sha256(key.encode()).hexdigest()})

@@ -76,8 +76,6 @@ def cmd_make(args: argparse.Namespace) -> int:
         raise DataError("data make: a FAMILY is required (see genmodes data make --list)")
     if not args.out:
         raise DataError("data make: --out DIR is required")
-    from genmodes.data.io import save_dataset
-
     from genmodes.data.families import make_config
     from genmodes.limits import MAX_DATASET_SETTING, check_numbers
 
@@ -87,18 +85,28 @@ def cmd_make(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     ds = make_dataset(args.family, seed=args.seed, overrides=overrides)
     t1 = time.perf_counter()
-    if not args.no_audit:
+    s = _audit_and_save(ds, args.out, f"{args.family}: generated", audit=not args.no_audit)
+    print(f"{args.family} seed {args.seed}: {s['documents']} documents, {s['questions']} questions "
+          f"({_splits(s)}), {s['knowledge']} facts -> {args.out} [generated in {t1 - t0:.2f}s]")
+    return 0
+
+
+def _audit_and_save(ds, out: str, what: str, audit: bool = True) -> dict:
+    """Audit ``ds`` (a failure writes nothing), save it to ``out``; its summary."""
+    if audit:
         from genmodes.data.audit import audit_dataset
 
         rep = audit_dataset(ds)
         if not rep.ok:
-            raise DataError(f"{args.family}: generated dataset fails its audit ({rep.violations[0]}); nothing written")
-    save_dataset(ds, args.out)
-    s = ds.summary()
-    print(f"{args.family} seed {args.seed}: {s['documents']} documents, {s['questions']} questions "
-          f"({', '.join(f'{k} {v}' for k, v in s['splits'].items())}), {s['knowledge']} facts "
-          f"-> {args.out} [generated in {t1 - t0:.2f}s]")
-    return 0
+            raise DataError(f"{what} dataset fails its audit ({rep.violations[0]}); nothing written")
+    from genmodes.data.io import save_dataset
+
+    save_dataset(ds, out)
+    return ds.summary()
+
+
+def _splits(summary: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in summary["splits"].items())
 
 
 def _check_out(out: str) -> None:
@@ -110,20 +118,12 @@ def _check_out(out: str) -> None:
 
 def cmd_import_berglund(args: argparse.Namespace) -> int:
     from genmodes.data.berglund import import_berglund
-    from genmodes.data.io import save_dataset
 
     _check_out(args.out)
     t0 = time.perf_counter()
     ds = import_berglund(args.src, seed=args.seed)
-    from genmodes.data.audit import audit_dataset
-
-    rep = audit_dataset(ds)
-    if not rep.ok:
-        raise DataError(f"{args.src}: imported dataset fails its audit ({rep.violations[0]}); nothing written")
-    save_dataset(ds, args.out)
-    s = ds.summary()
-    print(f"berglund: {s['documents']} documents, {s['questions']} questions "
-          f"({', '.join(f'{k} {v}' for k, v in s['splits'].items())}) -> {args.out} "
+    s = _audit_and_save(ds, args.out, f"{args.src}: imported")
+    print(f"berglund: {s['documents']} documents, {s['questions']} questions ({_splits(s)}) -> {args.out} "
           f"[{time.perf_counter() - t0:.2f}s]")
     return 0
 

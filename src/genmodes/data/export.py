@@ -16,10 +16,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
-from genmodes.data.io import _swap_into_place, jsonl_bytes, write_atomic_dir
+from genmodes.data.io import jsonl_bytes, write_atomic_dir
 from genmodes.data.types import Dataset
 from genmodes.errors import DataError
+from genmodes.io import replace_dir
 
 HF_CARD = "README.md"
 HF_TAG = "genmodes"  # in the card's tags: marks a folder this exporter may replace
@@ -253,7 +255,7 @@ def to_hf(ds: Dataset, dest: str | os.PathLike, license: str | None = None) -> P
             if was_on:
                 datasets.enable_progress_bars()
         (final / HF_CARD).write_text(dataset_card(ds, splits, lic, h), encoding="utf-8")
-        _swap_into_place(final, out)
+        replace_dir(final, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
@@ -337,11 +339,11 @@ def to_lm_eval(ds: Dataset, dest: str | os.PathLike, name: str | None = None,
 
 # ------------------------------------------------------------------------------------------ a condition of a run
 
-def _read_cells(run: Path) -> list[dict]:
+def _read_cells(run: Path) -> list[Any]:
+    from genmodes.experiments.records import CellRecord, read_records
+
     path = run / "cells.jsonl"
-    if not path.is_file():
-        return []
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+    return read_records(path, CellRecord) if path.is_file() else []
 
 
 def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str | None = None,
@@ -381,19 +383,20 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
     if resolved.model is None:
         raise ConfigError(f"{condition!r} is a baseline (no language model): nothing for lm-eval to score")
     if resolved.model == "scratch":
-        raise ConfigError("a from_scratch model has its own word-level tokenizer; lm-eval export covers "
-                          "pretrained, finetune, in_context, retrieval and augmented_finetune")
+        raise ConfigError("a from-scratch model (model stage scratch) has its own word-level tokenizer; "
+                          "lm-eval export covers the model stages pretrained, finetune and augmented_finetune "
+                          "with any context stage")
     cell_id = Cell(spec, cond, seed).id
-    record = next((c for c in _read_cells(run) if c.get("cell") == cell_id), None)
+    record = next((c for c in _read_cells(run) if c.cell == cell_id), None)
     if record is None:
         raise ConfigError(f"{run_dir}: cell {cell_id} has not finished; run the config first "
                           "(the export reuses its checkpoints and must not train)")
-    info = record.get("info") or {}
+    info = record.info
     for ckpt in (info.get("checkpoint"), (info.get("finetune") or {}).get("checkpoint")):
         if ckpt and not (Path(ckpt) / "DONE").is_file():
             raise DataError(f"{cell_id}: its checkpoint {ckpt} is gone; rerun the config to recreate it")
     ds = build_dataset(spec)
-    if record.get("dataset_hash") and record["dataset_hash"] != ds.meta.get("content_hash"):
+    if record.dataset_hash != ds.meta["content_hash"]:
         raise DataError(f"dataset {spec.name!r} rebuilt here differs from the one the run scored "
                         "(content hash mismatch): its source changed since the run")
     with tempfile.TemporaryDirectory(prefix="genmodes-export-") as work:
@@ -451,7 +454,7 @@ def to_lm_eval_condition(run_dir: str | os.PathLike, dest: str | os.PathLike, co
     subsample), the documents it put before each question, and a pointer to its model. Returns
     (task names with the group last, the ``--model_args`` to pass)."""
     ds, contexts, model, tok, record = condition_contexts(run_dir, condition, dataset, seed, device)
-    ckpt = (record.get("info") or {}).get("checkpoint") or ((record.get("info") or {}).get("finetune") or {}).get("checkpoint")
+    ckpt = record.info.get("checkpoint") or (record.info.get("finetune") or {}).get("checkpoint")
     if ckpt:
         model._genmodes_checkpoint = ckpt
     out = Path(dest)
@@ -464,7 +467,7 @@ def to_lm_eval_condition(run_dir: str | os.PathLike, dest: str | os.PathLike, co
     try:
         args = _model_args(model, tok, staging, {})
         final_args = args.replace(str((staging / "model").resolve()), str((out / "model").resolve()))
-        extra = {"run": str(Path(run_dir).resolve()), "condition": condition, "cell": record.get("cell"),
+        extra = {"run": str(Path(run_dir).resolve()), "condition": condition, "cell": record.cell,
                  "model_args": final_args, "questions": len(ds.questions)}
         tasks = to_lm_eval(ds, out, name=prefix, contexts=contexts, extra=extra)
         if (staging / "model").is_dir():

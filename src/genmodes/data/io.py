@@ -19,7 +19,10 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable
+
+from pydantic import (BaseModel, ConfigDict, Field, StrictStr, TypeAdapter, ValidationError,
+                      model_validator)
 
 from genmodes import __version__
 from genmodes.data.types import Dataset, Document, Fact, Question
@@ -35,7 +38,10 @@ def dumps(obj: Any) -> str:
 
 
 def jsonl_bytes(rows: Iterable[Any]) -> bytes:
-    return "".join(dumps(r) + "\n" for r in rows).encode("utf-8")
+    """Rows in :func:`dumps`'s encoding, one a line (a NaN is an error, never written)."""
+    from genmodes.io import jsonl_bytes as _jsonl_bytes
+
+    return _jsonl_bytes(rows, separators=(",", ":"))
 
 
 def content_hash(files: dict[str, bytes]) -> str:
@@ -101,13 +107,6 @@ def _check_replaceable(out: Path, replace_any: bool) -> None:
                         "refusing to replace it (choose another --out or remove it)")
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out`` (see :func:`genmodes.io.replace_dir`)."""
-    from genmodes.io import replace_dir
-
-    replace_dir(tmp, out)
-
-
 def save_dataset(ds: Dataset, out_dir: str | os.PathLike) -> Path:
     """Write ``ds`` as a dataset folder (atomically; see module docstring). Returns the folder."""
     return write_atomic_dir(out_dir, dataset_files(ds))
@@ -123,71 +122,118 @@ def _read_lines(path: Path) -> list[tuple[int, Any]]:
     return read_jsonl(path, objects=False, name=path.name)
 
 
-def _fact(x: Any, what: str) -> Fact:
-    if not (isinstance(x, list) and len(x) == 3 and all(isinstance(s, str) for s in x)):
-        raise ValueError(f"{what} must be a list of three strings, got {dumps(x)[:80]}")
-    return Fact(*x)
+# Rows are validated by pydantic in strict mode (no coercion: "0" is not an answer, 1.0 not an id),
+# then turned into the plain dataclasses of ``genmodes.data.types``. A field a row lacks takes its
+# default where it has one; unknown fields are ignored (a newer writer may add some).
+FactRow = Annotated[list[StrictStr], Field(min_length=3, max_length=3)]
+MAX_CHOICES = 10_000
 
 
-def _need(d: Any, key: str, typ: type | tuple[type, ...], what: str) -> Any:
-    if not isinstance(d, dict):
-        raise ValueError(f"expected a JSON object, got {type(d).__name__}")
-    if key not in d:
-        raise ValueError(f"missing field {key!r}")
-    v = d[key]
-    if not isinstance(v, typ) or (typ is int and isinstance(v, bool)):
-        raise ValueError(f"field {key!r} must be {what}, got {dumps(v)[:80]}")
-    return v
+class _Row(BaseModel):
+    model_config = ConfigDict(strict=True, extra="ignore")
 
 
-def document_from_row(d: Any) -> Document:
-    _need(d, "id", str, "a string")
-    _need(d, "text", str, "a string")
-    facts = d.get("facts", [])
-    if not isinstance(facts, list):
-        raise ValueError("field 'facts' must be a list")
-    meta = d.get("meta", {})
-    if not isinstance(meta, dict):
-        raise ValueError("field 'meta' must be an object")
-    return Document(id=d["id"], text=d["text"], kind=str(d.get("kind", "article")),
-                    facts=[_fact(f, "a fact") for f in facts], meta=meta)
+class DocumentRow(_Row):
+    id: str
+    text: str
+    kind: str = "article"
+    facts: list[FactRow] = []
+    meta: dict[str, Any] = {}
+
+    def to_document(self) -> Document:
+        return Document(id=self.id, text=self.text, kind=self.kind, facts=[Fact(*f) for f in self.facts],
+                        meta=self.meta)
 
 
-def question_from_row(d: Any) -> Question:
-    qid = _need(d, "id", str, "a string")
-    split = _need(d, "split", str, "a string")
-    if not split:
-        raise ValueError("field 'split' is empty")
-    context = _need(d, "context", str, "a string")
-    choices = _need(d, "choices", list, "a list of strings")
-    if not choices or not all(isinstance(c, str) for c in choices):
-        raise ValueError("field 'choices' must be a non-empty list of strings")
-    if any(c == "" for c in choices):
-        # the scorer cannot score an empty continuation: refused here so show, audit and run agree
-        raise ValueError(f"choice {choices.index('')} is empty")
-    if len(choices) > 10_000:
-        raise ValueError(f"{len(choices)} choices; at most 10,000")
-    answer = _need(d, "answer", int, "an integer")
-    if not 0 <= answer < len(choices):
-        raise ValueError(f"answer {answer} out of range for {len(choices)} choices")
-    support = d.get("support", [])
-    if not (isinstance(support, list) and all(isinstance(s, str) for s in support)):
-        raise ValueError("field 'support' must be a list of document ids")
-    premises = d.get("premises", [])
-    if not isinstance(premises, list):
-        raise ValueError("field 'premises' must be a list of facts")
-    cfs = d.get("choice_facts", [])
-    if not isinstance(cfs, list):
-        raise ValueError("field 'choice_facts' must be a list")
-    if cfs and len(cfs) != len(choices):
-        raise ValueError(f"{len(cfs)} choice_facts for {len(choices)} choices")
-    meta = d.get("meta", {})
-    if not isinstance(meta, dict):
-        raise ValueError("field 'meta' must be an object")
-    return Question(id=qid, split=split, subtype=str(d.get("subtype", "")), context=context,
-                    choices=list(choices), answer=answer, support=list(support),
-                    premises=[_fact(f, "a premise") for f in premises],
-                    choice_facts=[None if f is None else _fact(f, "a choice fact") for f in cfs], meta=meta)
+class QuestionRow(_Row):
+    id: str
+    split: Annotated[str, Field(min_length=1)]
+    subtype: str = ""
+    context: str
+    choices: Annotated[list[str], Field(min_length=1, max_length=MAX_CHOICES)]
+    answer: int
+    support: list[str] = []
+    premises: list[FactRow] = []
+    choice_facts: list[FactRow | None] = []
+    meta: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "QuestionRow":
+        if "" in self.choices:
+            # the scorer cannot score an empty continuation: refused here so show, audit and run agree
+            raise ValueError(f"choice {self.choices.index('')} is empty")
+        if not 0 <= self.answer < len(self.choices):
+            raise ValueError(f"answer {self.answer} out of range for {len(self.choices)} choices")
+        if self.choice_facts and len(self.choice_facts) != len(self.choices):
+            raise ValueError(f"{len(self.choice_facts)} choice_facts for {len(self.choices)} choices")
+        return self
+
+    def to_question(self) -> Question:
+        return Question(id=self.id, split=self.split, subtype=self.subtype, context=self.context,
+                        choices=self.choices, answer=self.answer, support=self.support,
+                        premises=[Fact(*f) for f in self.premises],
+                        choice_facts=[None if f is None else Fact(*f) for f in self.choice_facts], meta=self.meta)
+
+
+class MetaFile(_Row):
+    """What loading reads of ``meta.json`` (the rest, counts and version, is for people)."""
+
+    family: str
+    seed: int
+    config: dict[str, Any]
+    meta: dict[str, Any] | None = None
+    content_hash: str | None = None
+
+
+_META = TypeAdapter(MetaFile)
+_DOCUMENT = TypeAdapter(DocumentRow)
+_QUESTION = TypeAdapter(QuestionRow)
+_FACT = TypeAdapter(FactRow)
+# what each field must be, for the one-line error
+_MUST = {"family": "a string", "seed": "an integer", "config": "an object", "content_hash": "a string",
+         "id": "a string", "text": "a string", "kind": "a string", "subtype": "a string", "context": "a string",
+         "split": "a non-empty string", "choices": "a non-empty list of strings", "answer": "an integer",
+         "support": "a list of document ids", "meta": "an object",
+         "facts": "a list of facts (each a list of three strings)",
+         "premises": "a list of facts (each a list of three strings)",
+         "choice_facts": "a list of facts (each a list of three strings, or null)"}
+
+
+def _row_error(e: ValidationError, row: Any) -> str:
+    """The first of pydantic's errors as one line naming the field and the offending value."""
+    err = e.errors(include_url=False)[0]
+    loc, kind = err["loc"], err["type"]
+    if kind == "value_error":  # one of the row's own checks: its message says it all
+        return str(err["ctx"]["error"])
+    if not isinstance(row, dict) or not loc:
+        return f"expected a JSON object, got {type(row).__name__}"
+    field = str(loc[0])
+    if kind == "missing":
+        return f"missing field {field!r}"
+    if field == "choices" and kind == "too_long":
+        return f"{len(row[field])} choices; at most {MAX_CHOICES:,}"
+    return f"field {field!r} must be {_MUST.get(field, 'valid')}, got {dumps(row[field])[:80]}"
+
+
+def document_from_row(row: Any) -> Document:
+    try:
+        return _DOCUMENT.validate_python(row).to_document()
+    except ValidationError as e:
+        raise ValueError(_row_error(e, row)) from None
+
+
+def question_from_row(row: Any) -> Question:
+    try:
+        return _QUESTION.validate_python(row).to_question()
+    except ValidationError as e:
+        raise ValueError(_row_error(e, row)) from None
+
+
+def fact_from_row(row: Any) -> Fact:
+    try:
+        return Fact(*_FACT.validate_python(row))
+    except ValidationError:
+        raise ValueError(f"a knowledge row must be a list of three strings, got {dumps(row)[:80]}") from None
 
 
 def _parse_file(path: Path, parse) -> list:
@@ -228,30 +274,25 @@ def load_dataset(path: str | os.PathLike, *, verify_hash: bool = True) -> Datase
         meta = loads_line(text)
     except ValueError as e:
         raise DataError(f"{meta_path}: invalid JSON ({getattr(e, 'msg', e)})") from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{meta_path}: expected a JSON object, got {type(meta).__name__}")
-    for key, typ in (("family", str), ("seed", int), ("config", dict)):
-        if not isinstance(meta.get(key), typ) or isinstance(meta.get(key), bool):
-            raise DataError(f"{meta_path}: field {key!r} missing or not a {typ.__name__}")
-    if not 0 <= meta["seed"] <= MAX_SEED:
-        raise DataError(f"{meta_path}: seed {meta['seed']} must be from 0 to {MAX_SEED}")
-    if not isinstance(meta.get("meta") or {}, dict):
-        raise DataError(f"{meta_path}: field 'meta' must be an object")
-    if meta.get("content_hash") is not None and not isinstance(meta["content_hash"], str):
-        raise DataError(f"{meta_path}: field 'content_hash' must be a string")
+    try:
+        info = _META.validate_python(meta)
+    except ValidationError as e:
+        raise DataError(f"{meta_path}: {_row_error(e, meta)}") from None
+    if not 0 <= info.seed <= MAX_SEED:
+        raise DataError(f"{meta_path}: seed {info.seed} must be from 0 to {MAX_SEED}")
     documents = _parse_file(root / "documents.jsonl", document_from_row)
     questions = _parse_file(root / "questions.jsonl", question_from_row)
-    knowledge = _parse_file(root / "knowledge.jsonl", lambda r: _fact(r, "a knowledge row"))
-    if verify_hash and meta.get("content_hash"):
+    knowledge = _parse_file(root / "knowledge.jsonl", fact_from_row)
+    if verify_hash and info.content_hash:
         try:
             files = {n: (root / n).read_bytes() for n in DATA_FILES}
         except OSError as e:
             raise DataError(f"cannot read {e.filename}: {e.strerror}") from None
-        if content_hash(files) != meta["content_hash"]:
+        if content_hash(files) != info.content_hash:
             raise DataError(f"{root}: data files do not match the content_hash in {META_FILE} "
                             "(edited by hand or truncated)")
-    return Dataset(family=meta["family"], config=meta["config"], seed=meta["seed"], documents=documents,
-                   questions=questions, knowledge=knowledge, meta=meta.get("meta") or {})
+    return Dataset(family=info.family, config=info.config, seed=info.seed, documents=documents,
+                   questions=questions, knowledge=knowledge, meta=info.meta or {})
 
 
 def resolve_dataset(spec: str | os.PathLike, seed: int = 0, overrides: dict[str, Any] | None = None) -> Dataset:

@@ -7,12 +7,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-# Rough CPU throughputs of SmolLM2-135M on this 2-core machine (tokens per second), for --dry-run's
-# estimate only: forward over context ~250/s, a training step of 16x64 tokens ~5 s.
-FORWARD_TOKENS_PER_S = 250.0
-TRAIN_TOKENS_PER_S = 200.0
-CHARS_PER_TOKEN = 4.0
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a study config (a grid of datasets x conditions x seeds); resumable")
@@ -22,39 +16,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-report", action="store_true", help="skip writing report.md/report.html at the end")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--cache", help="model cache directory")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local: cells one after another here; ray: each cell a Ray task (pip install "
+                        "'genmodes[ray]'), with the config's per-cell `resources`")
+    p.add_argument("--address", help="--executor ray: the cluster (auto, HOST:PORT); default: RAY_ADDRESS, "
+                                     "else a local cluster on this machine's CPUs")
     p.add_argument("--dtype", choices=["auto", "fp32", "bf16"], default="auto",
-                   help="matrix-product precision: auto = bf16 (mixed, fp32 weights) on a CUDA GPU that "
-                        "supports it, else fp32")
+                   help="matrix-product precision: bf16 = mixed (fp32 weights, bf16 products under autocast); "
+                        "auto = fp32 for now (see docs/PERFORMANCE.md, GPU)")
     from genmodes.experiments.overrides import add_arguments
 
     add_arguments(p)  # --limit --model --seeds --set
     p.set_defaults(func=cmd_run)
-
-
-def _estimate(cfg: Any) -> list[tuple[str, int, float, float]]:
-    """(cell id, questions, train-time estimate s, test-time estimate s) per cell; rough by design."""
-    from genmodes.conditions.finetune import Settings as FinetuneSettings
-    from genmodes.experiments.runner import build_dataset, grid
-
-    out, cache = [], {}
-    for cell in grid(cfg):
-        if cell.dataset.name not in cache:
-            cache[cell.dataset.name] = build_dataset(cell.dataset)
-        ds = cache[cell.dataset.name]
-        r = cell.condition.resolve()
-        doc_tokens = sum(len(d.text) for d in ds.documents) / CHARS_PER_TOKEN
-        q_tokens = sum((len(q.context) + sum(len(c) for c in q.choices)) / CHARS_PER_TOKEN for q in ds.questions)
-        train = 0.0
-        ft = r.model_settings if isinstance(r.model_settings, FinetuneSettings) else None
-        if ft is not None and getattr(ft, "steps", None):
-            train = ft.steps * ft.batch_size * getattr(ft, "seq_len", 128) / TRAIN_TOKENS_PER_S
-        elif ft is not None and getattr(ft, "epochs", None):
-            train = ft.epochs * doc_tokens / TRAIN_TOKENS_PER_S
-        test = q_tokens / FORWARD_TOKENS_PER_S * 2
-        if r.context == "in_context":
-            test += min(doc_tokens, 8000) / FORWARD_TOKENS_PER_S
-        out.append((cell.id, len(ds.questions), train, test))
-    return out
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -64,17 +37,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load_with_overrides(args.config, args)
     out = Path(args.out) if args.out else Path("runs") / cfg.name
     if args.dry_run:
-        Runner(cfg, out, device=args.device, model_cache=args.cache, dtype=args.dtype).validate()
-        rows = _estimate(cfg)
-        print(f"{cfg.name}: model {cfg.model}, {len(rows)} cells -> {out}")
-        w = max(len(r[0]) for r in rows)
-        print(f"  {'cell':<{w}}  {'questions':>9}  {'train ~s':>9}  {'test ~s':>8}")
-        for cid, n, tr, te in rows:
-            print(f"  {cid:<{w}}  {n:>9}  {tr:>9.0f}  {te:>8.0f}")
-        total = sum(r[2] + r[3] for r in rows)
-        print(f"estimated total: ~{total / 60:.0f} min on 2 CPU cores (rough; a GPU is much faster)")
+        from genmodes.experiments.estimate import calibrate, estimate, print_estimate
+
+        runner = Runner(cfg, out, device=args.device, model_cache=args.cache, dtype=args.dtype)
+        runner.validate()
+        # another run's folder is refused now, not after hours; only this config's cells count as finished
+        same = runner.check_folder() == "same"
+        print(f"{cfg.name}: calibrating {cfg.model} (a few timed scoring and training steps) ...", flush=True)
+        cal = calibrate(runner, say=lambda msg: print(f"  timing {msg} ...", flush=True))
+        print_estimate(runner, out, cal, estimate(runner, cal, finished=same))
         return 0
-    runner = Runner(cfg, out, device=args.device, model_cache=args.cache, dtype=args.dtype)
+    if args.address and args.executor != "ray":
+        from genmodes.errors import ConfigError
+
+        raise ConfigError("--address is the Ray cluster of --executor ray; add --executor ray")
+    executor = None
+    if args.executor == "ray":
+        from genmodes.experiments.executors import RayExecutor
+
+        executor = RayExecutor(address=args.address)
+    runner = Runner(cfg, out, device=args.device, model_cache=args.cache, dtype=args.dtype, executor=executor)
     summary = runner.run()
     print_summary(summary)
     print(f"\nrun folder: {out}")

@@ -84,6 +84,16 @@ class DatasetSpec(_Strict):
         return self
 
 
+class Resources(_Strict):
+    """What one cell asks of a Ray cluster (``--executor ray``): Ray's task resources. Where the cells
+    run, not what they compute: left out of the run folder's config.yaml, so a run resumed on another
+    cluster is the same run."""
+
+    num_cpus: float | None = Field(default=None, gt=0, le=1024)
+    num_gpus: float | None = Field(default=None, ge=0, le=64)
+    memory_gb: float | None = Field(default=None, gt=0, le=1 << 20)  # Ray's `memory`, in GB
+
+
 class ConditionSpec(_Strict):
     name: str
     # short form: a condition kind (genmodes.conditions.SHORT_FORMS; defaults to `name`) and its settings
@@ -92,8 +102,14 @@ class ConditionSpec(_Strict):
     # composed form: {kind: <model stage>, ...its settings} and {kind: <context stage>, ...its settings}
     model: dict[str, Any] | None = None
     context: dict[str, Any] | None = None
+    resources: Resources | None = None  # this condition's cells, instead of the config's `resources`
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
+
+    @field_validator("model", "context", mode="before")
+    @classmethod
+    def _kind_only(cls, v: Any) -> Any:
+        return {"kind": v} if isinstance(v, str) else v  # `model: finetune` = `model: {kind: finetune}`
 
     @property
     def composed(self) -> bool:
@@ -106,13 +122,15 @@ class ConditionSpec(_Strict):
 
     def resolve(self, where: str | None = None) -> Any:
         """The model stage and context stage (or baseline) with validated settings
-        (:class:`genmodes.conditions.Condition`); one-line :class:`ConfigError` naming the field."""
+        (:class:`genmodes.conditions.Condition`); one-line :class:`ConfigError` naming the field, after
+        ``where`` (this condition's path, e.g. ``config.yaml: conditions[1]``)."""
         from genmodes.conditions import resolve
 
         if self.composed:
             return resolve(self.kind, self.settings, model=self.model, context=self.context,
                            where=where or f"condition {self.name!r}")
-        return resolve(self.kind or self.name, self.settings, where=where or self.name)
+        return resolve(self.kind or self.name, self.settings,
+                       where=f"{where} ({self.name})" if where else self.name)
 
 
 class ScoringSpec(_Strict):
@@ -129,6 +147,7 @@ class RunConfig(_Strict):
     conditions: list[ConditionSpec] = Field(min_length=1)
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     threads: int | None = Field(default=None, gt=0, le=MAX_THREADS)  # torch threads (default: torch's choice)
+    resources: Resources | None = None  # per cell, under --executor ray (default: 1 CPU)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -218,7 +237,7 @@ def _check_parts(cfg: RunConfig, source: str) -> None:
                 raise ConfigError(f"{where}.{key}: no such directory: {p}")
     for i, c in enumerate(cfg.conditions):
         where = f"{source}: conditions[{i}]"
-        r = c.resolve(where=where if c.composed else f"{where} ({c.name})")
+        r = c.resolve(where=where)
         parts = ((r.baseline, "settings"),) if r.model is None else \
             ((r.model_settings, "model" if c.composed else "settings"),
              (r.context_settings, "context" if c.composed else "settings"))
@@ -251,7 +270,9 @@ def load_config(path: str | os.PathLike) -> RunConfig:
 
 def dump_config(cfg: RunConfig) -> str:
     d = cfg.model_dump(mode="json")
+    d.pop("resources", None)  # placement, not content (see Resources)
     for c, spec in zip(d["conditions"], cfg.conditions):
+        c.pop("resources", None)
         if spec.composed:  # the stages say it all (and a kind beside them would not parse back)
             del c["kind"], c["settings"]
             for part in ("model", "context"):

@@ -3,12 +3,17 @@
 Run folder::
 
     config.yaml      the resolved config
+    manifest.json    what produced the run: config hash, dataset content hashes, model weights hash,
+                     package versions, git commit (records.RunManifest)
     cells/<cell>/    per-cell work: results.jsonl and cell.json, written atomically when the cell
                      finishes (cell.json last: it marks the cell done), plus condition artifacts
     shared/          artifacts several cells share (fine-tuned checkpoints, generation caches)
-    results.jsonl    one row per question per finished cell, in grid order
-    cells.jsonl      one row per finished cell: timings and the condition's info (both stages')
+    results.jsonl    one row per question per finished cell, in grid order (records.ResultRow)
+    cells.jsonl      one row per finished cell: timings, the condition's info (both stages'), its key
+                     (records.CellRecord)
     summary.csv      dataset,split,condition,n,accuracy,stderr,chance
+
+Every file is written from, and read back through, the models of :mod:`genmodes.experiments.records`.
 
 Before the folder is made, everything that can be checked is (datasets and their splits, the model
 spec, the device, LoRA target modules, document kinds), so a typo leaves nothing behind. The folder
@@ -19,6 +24,13 @@ no result, so it is not "another run". A non-finite score stops the cell: it is 
 Resuming: the top-level files are rebuilt (atomically) from finished cells after every cell, so a run
 killed at any moment (kill -9 included) and started again has no lost and no duplicated rows;
 finished cells are not recomputed, and conditions reuse their checkpoints from ``shared/``.
+
+Stale cells: each finished cell records a key, the hash of what its results depend on (the dataset's
+content as scored, the condition's resolved settings, the model spec and weights hash unless it is a
+model-free baseline, the seed, the scoring settings and precision). A rerun recomputes exactly the
+cells whose key changed (a ``path:`` dataset regenerated with other contents, a model folder with new
+weights, a changed default of a condition) and logs one line per cell saying what changed. A changed config.yaml is another run: refused once a
+cell has finished, with one line naming what changed and how to start fresh.
 """
 
 from __future__ import annotations
@@ -39,13 +51,16 @@ from genmodes.conditions import prepare as prepare_condition
 from genmodes.conditions.base import CellContext, Timer
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError, DiskError, GenmodesError, NumericError
+from genmodes.experiments import provenance
 from genmodes.experiments.config import DatasetSpec, RunConfig, dump_config, load_config
+from genmodes.experiments.records import (SCHEMA_VERSION, CellRecord, DatasetProvenance, ModelProvenance, ResultRow,
+                                          RunManifest, Timings, dump, read_records, sha256_json)
 from genmodes.io import (atomic_write, clean_stale_temps, disk_error_message, folder_lock, jsonl_bytes,
-                         read_jsonl, read_text, TEMP_RE)
-from genmodes.report.provenance import cell_provenance, question_detail
+                         read_text, TEMP_RE)
 from genmodes.scoring import Scorer, chosen, split_prefix
 
 CELL_DONE = "cell.json"
+MANIFEST = "manifest.json"
 
 
 @dataclass
@@ -57,6 +72,15 @@ class Cell:
     @property
     def id(self) -> str:
         return f"{self.dataset.name}__{self.condition.name}__s{self.seed}"
+
+
+@dataclass
+class _Finished:
+    stamp: int  # cell.json's mtime when read
+    record: CellRecord
+    rows: list[ResultRow]
+    rows_bytes: bytes  # as results.jsonl lines
+    record_bytes: bytes  # as a cells.jsonl line
 
 
 def grid(cfg: RunConfig) -> list[Cell]:
@@ -113,12 +137,67 @@ def build_dataset(spec: DatasetSpec) -> Dataset:
 
 # ------------------------------------------------------------------------------------------ io helpers
 
-def _jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return jsonl_bytes(rows)
+def _jsonl(records: list[Any]) -> bytes:
+    return jsonl_bytes(dump(r) for r in records)
 
 
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [row for _, row in read_jsonl(path)]
+def read_cell(workdir: Path) -> tuple[CellRecord, list[ResultRow]]:
+    """A finished cell's record and rows, validated; a file that does not match the schema raises
+    :class:`DataError` naming the file, line and field."""
+    from genmodes.errors import DataError
+
+    records = read_records(workdir / CELL_DONE, CellRecord)
+    if len(records) != 1:
+        raise DataError(f"{workdir / CELL_DONE}: {len(records)} records, expected one")
+    return records[0], read_records(workdir / "results.jsonl", ResultRow)
+
+
+def _describe_change(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """What differs between two cells' key parts, in a few words."""
+    said = []
+    for part in sorted(set(old) | set(new)):
+        a, b = old.get(part), new.get(part)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            bits = []
+            for k in keys:
+                x, y = a.get(k), b.get(k)
+                if k.endswith("_hash") and isinstance(x, str) and isinstance(y, str):
+                    bits.append(f"{k.removesuffix('_hash')} {x[:12]} -> {y[:12]}")  # a prefix tells them apart
+                elif isinstance(x, dict) and isinstance(y, dict):
+                    sub = sorted(j for j in set(x) | set(y) if x.get(j) != y.get(j))
+                    bits.append(", ".join(f"{k}.{j} {x.get(j)!r} -> {y.get(j)!r}" for j in sub[:3]))
+                else:
+                    bits.append(f"{k} {x!r} -> {y!r}")
+            said.append(f"{part} " + "; ".join(bits))
+        else:
+            said.append(f"{part} {a!r} -> {b!r}")
+    return "; ".join(said) or "its key changed"
+
+
+def _condition_key(cell: Cell) -> dict[str, Any]:
+    """The condition's kind and its settings with every default filled in: a changed default changes
+    the results, so it changes the key."""
+    c = cell.condition.resolve()
+    if c.model is None:
+        return {"kind": c.kind, "settings": c.baseline.model_dump(mode="json")}
+    return {"kind": c.kind, "model": {"kind": c.model, **c.model_settings.model_dump(mode="json")},
+            "context": {"kind": c.context, **c.context_settings.model_dump(mode="json")}}
+
+
+def _config_change(old_text: str, new_text: str) -> str:
+    """The top-level config entries that differ (``seeds``, ``conditions``, ...)."""
+    import yaml
+
+    try:
+        old, new = yaml.safe_load(old_text), yaml.safe_load(new_text)
+    except yaml.YAMLError:
+        return "config.yaml"
+    if not isinstance(old, dict) or not isinstance(new, dict):
+        return "config.yaml"
+    return ", ".join(k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)) or "config.yaml"
 
 
 def _finetune_settings(condition: Any) -> list[Any]:
@@ -143,15 +222,18 @@ def _check_target_modules(model: Any, wanted: list[str], where: str) -> None:
 class Runner:
     def __init__(self, cfg: RunConfig, out: Path, *, progress: bool = True, device: str | None = None,
                  model_cache: str | None = None, log: Callable[[str], None] | None = None,
-                 dtype: str | None = None):
+                 dtype: str | None = None, executor: Any = None):
         self.cfg = cfg
         self.dtype = dtype  # auto | fp32 | bf16 (genmodes.models.resolve_dtype)
+        self.executor = executor  # genmodes.experiments.executors: how cells run (default: here, in order)
         self.out = Path(out)
         self.progress = progress
         self.device = device
         self.model_cache = model_cache
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self._datasets: dict[str, Dataset] = {}
+        self._weights: ModelProvenance | None = None
+        self._finished: dict[str, _Finished] = {}
 
     # -- checks, before anything is written
     def validate(self) -> None:
@@ -163,7 +245,7 @@ class Runner:
             self.dataset(d)
         check_device(self.device)
         resolve_dtype(self.dtype, self.device)
-        resolved = [c.resolve(where=f"conditions[{i}] ({c.name})") for i, c in enumerate(self.cfg.conditions)]
+        resolved = [c.resolve(where=f"conditions[{i}]") for i, c in enumerate(self.cfg.conditions)]
         # model 'scratch' is built by the scratch model stage; every other model stage loads cfg.model
         stages = {c.name: r.model for c, r in zip(self.cfg.conditions, resolved) if r.model is not None}
         if self.cfg.model == "scratch" or "scratch" in stages.values():
@@ -172,8 +254,9 @@ class Runner:
                 raise ConfigError(f"model 'scratch' is built by the scratch model stage (from_scratch) only; "
                                   f"condition(s) {', '.join(others)} need a pretrained model")
             if self.cfg.model != "scratch":
-                raise ConfigError(f"the scratch model stage (from_scratch) builds its own model: set the config's "
-                                  f"model to 'scratch' (got {self.cfg.model!r})")
+                mine = sorted(n for n, m in stages.items() if m == "scratch")
+                raise ConfigError(f"condition(s) {', '.join(mine)}: the scratch model stage (from_scratch) builds "
+                                  f"its own model: set the config's model to 'scratch' (got {self.cfg.model!r})")
         else:
             check_spec(self.cfg.model, self.model_cache)
         lora_model = None
@@ -218,8 +301,10 @@ class Runner:
                 return "same"
             finished = self._finished_ids()
             if finished:
-                raise ConfigError(f"{self.out} holds a run of a different config ({len(finished)} finished "
-                                  "cell(s)); pass another --out (or delete the folder to start over)")
+                changed = _config_change(old, text) if old is not None else "config.yaml"
+                raise ConfigError(f"{self.out} holds a run of a different config (changed: {changed}; "
+                                  f"{len(finished)} finished cell(s)); to start fresh pass another --out or "
+                                  "delete the folder")
             return "replace"
         if cfg_path.exists() or cfg_path.is_symlink():
             raise ConfigError(f"{cfg_path} is not a file; pass another --out")
@@ -237,12 +322,12 @@ class Runner:
     def init_folder(self) -> None:
         """Check the run folder and write config.yaml; call with the folder lock held."""
         state = self.check_folder()
-        if state == "same":
-            return
         if state == "replace":
             # no finished cell: not another run, only an earlier attempt; its unfinished work is stale
             shutil.rmtree(self.out / "cells", ignore_errors=True)
-        atomic_write(self.out / "config.yaml", dump_config(self.cfg))
+        if state != "same":
+            atomic_write(self.out / "config.yaml", dump_config(self.cfg))
+        atomic_write(self.out / MANIFEST, json.dumps(dump(self.manifest()), indent=2, sort_keys=True) + "\n")
 
     def _make_folder(self) -> None:
         try:
@@ -263,16 +348,84 @@ class Runner:
             self._datasets.update(built)
         return self._datasets[spec.name]
 
+    # -- provenance and cell keys
+    def weights(self) -> ModelProvenance:
+        """The model spec and its weights hash, computed once per run (file hashes are also cached
+        per machine, see :func:`provenance.weights_provenance`)."""
+        if self._weights is None:
+            self._weights = provenance.weights_provenance(self.cfg.model, self.model_cache)
+        return self._weights
+
+    def resolved_dtype(self) -> str:
+        from genmodes.models import resolve_dtype
+
+        return resolve_dtype(self.dtype, self.device)
+
+    def manifest(self) -> RunManifest:
+        commit, dirty = provenance.git_commit()
+        datasets = {}
+        for d in self.cfg.datasets:
+            ds = self.dataset(d)
+            source = f"family:{d.family}" if d.family else (f"path:{d.path}" if d.path else f"berglund:{d.berglund}")
+            datasets[str(d.name)] = DatasetProvenance(content_hash=ds.meta["content_hash"], source=source,
+                                                      questions=len(ds.questions))
+        config_hash = hashlib.sha256(dump_config(self.cfg).encode()).hexdigest()  # = sha256sum config.yaml
+        return RunManifest(schema_version=SCHEMA_VERSION, name=self.cfg.name, config_hash=config_hash,
+                           datasets=datasets, models=[self.weights()], versions=provenance.package_versions(),
+                           git_commit=commit, git_dirty=dirty, started_at=provenance.now())
+
+    def key_parts(self, cell: Cell) -> dict[str, Any]:
+        """Everything a cell's results depend on (see the module docstring); its hash is the cell key."""
+        ds = self.dataset(cell.dataset)
+        spec = cell.dataset.model_dump(mode="json", exclude={"name"})
+        w = self.weights()
+        uses_model = cell.condition.resolve().model is not None  # a shortcut baseline never loads the model
+        return {"dataset": {"content_hash": ds.meta["content_hash"], **spec}, "condition": _condition_key(cell),
+                "model": {"spec": w.spec, "weights_hash": w.weights_hash} if uses_model else None,
+                "seed": cell.seed, "scoring": {**self.cfg.scoring.model_dump(mode="json"),
+                                               "dtype": self.resolved_dtype()}}
+
+    def _read_finished(self, cell: Cell) -> "_Finished":
+        """A finished cell's validated record and rows, read once per process (``collect`` runs
+        after every cell; re-reading every finished cell each time grew with the square of the grid)."""
+        done = self.out / "cells" / cell.id / CELL_DONE
+        stamp = done.stat().st_mtime_ns
+        hit = self._finished.get(cell.id)
+        if hit is None or hit.stamp != stamp:
+            record, rows = read_cell(done.parent)
+            hit = self._finished[cell.id] = _Finished(stamp, record, rows, _jsonl(rows), _jsonl([record]))
+        return hit
+
+    def stale(self, cells: list[Cell]) -> dict[str, str]:
+        """Finished cells whose results no longer follow from the config and data: cell id -> why."""
+        from genmodes.errors import DataError
+
+        out = {}
+        for cell in cells:
+            if not self.done(cell):
+                continue
+            try:
+                record = self._read_finished(cell).record
+            except DataError as e:
+                out[cell.id] = f"its record is unreadable or predates cell keys ({e})"
+                continue
+            parts = self.key_parts(cell)
+            if record.key != sha256_json(parts):
+                out[cell.id] = "changed since it was computed: " + _describe_change(record.key_parts, parts)
+        return out
+
     def done(self, cell: Cell) -> bool:
         return (self.out / "cells" / cell.id / CELL_DONE).exists()
 
     def _all_done(self) -> bool:
-        """A finished run of this very config: reading it changes nothing (works read-only)."""
+        """A finished run of this very config and data: reading it changes nothing (works read-only)."""
         try:
             same = read_text(self.out / "config.yaml", what="config") == dump_config(self.cfg)
         except GenmodesError:
             return False
-        return same and all(self.done(c) for c in grid(self.cfg))
+        cells = grid(self.cfg)
+        return (same and (self.out / MANIFEST).is_file() and all(self.done(c) for c in cells)
+                and not self.stale(cells))
 
     # -- the grid
     def run(self) -> list[dict[str, Any]]:
@@ -292,31 +445,28 @@ class Runner:
             return self._run_grid()
 
     def _run_grid(self) -> list[dict[str, Any]]:
-        from genmodes.models import precision, resolve_dtype
+        from genmodes.experiments.executors import LocalExecutor
 
         cells = grid(self.cfg)
+        stale = self.stale(cells)
+        for cell_id, why in stale.items():
+            self.log(f"recomputing {cell_id}: {why}")
+            clean_cell(self.out, cell_id)
+            self._finished.pop(cell_id, None)
+        if stale:
+            self.collect()  # the top-level files no longer list the stale cells, even if killed now
         todo = [c for c in cells if not self.done(c)]
         if len(todo) < len(cells):
             self.log(f"resuming: {len(cells) - len(todo)} of {len(cells)} cells already finished")
-        bar = None
-        if self.progress and todo:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell",
-                       dynamic_ncols=True)
-        try:
-            for cell in todo:
-                if bar is not None:
-                    bar.set_postfix_str(cell.id)
-                with precision(resolve_dtype(self.dtype, self.device), self.device):
-                    self.run_cell(cell)
-                self.collect()
-                if bar is not None:
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()  # an error is printed below the bar, not on its line
+        (self.executor or LocalExecutor()).run(self, cells, todo)
         return self.collect()
+
+    def execute(self, cell: Cell) -> None:
+        """Run one cell under the run's precision: what every executor calls."""
+        from genmodes.models import precision, resolve_dtype
+
+        with precision(resolve_dtype(self.dtype, self.device), self.device):
+            self.run_cell(cell)
 
     def run_cell(self, cell: Cell) -> None:
         import torch
@@ -372,52 +522,46 @@ class Runner:
         rows = []
         for q, ctx_text, sc in zip(ds.questions, contexts, scores):
             pick, pick_norm = chosen(sc), chosen(sc, normalized=True)
-            rows.append({
-                "cell": cell.id, "model": self.cfg.model, "dataset": cell.dataset.name, "family": ds.family,
-                "split": q.split, "subtype": q.subtype, "condition": cell.condition.name,
-                "condition_kind": kind, "model_stage": condition.model, "context_stage": condition.context,
-                "seed": cell.seed, "question_id": q.id, "answer": q.answer,
-                "chance": q.chance, "scores": [s.to_json() for s in sc], "chosen": pick,
-                "chosen_norm": pick_norm, "correct": pick == q.answer, "correct_norm": pick_norm == q.answer,
-                "context_tokens": (prefix_tokens + len(tok(split_prefix(prefix)[1] + ctx_text,
-                                                           add_special_tokens=False).input_ids)
-                                   if tok is not None else 0),
-                **question_detail(q, prepared),
-            })
-            extra = prepared.question_details.get(q.id, {})
-            clash = sorted(set(extra) & set(rows[-1]))
-            if clash:  # a stage's extras never overwrite what the scorer measured
-                raise GenmodesError(f"cell {cell.id}: the context stage's question details use reserved "
-                                    f"key(s) {', '.join(clash)}")
-            rows[-1].update(extra)
-        info = dict(prepared.info)
-        record = {"cell": cell.id, "model": self.cfg.model, "dataset": cell.dataset.name,
-                  "condition": cell.condition.name, "condition_kind": kind, "model_stage": condition.model,
-                  "context_stage": condition.context, "seed": cell.seed,
-                  "n_questions": len(rows),
-                  "timings": {"prepare_s": round(t_prep.seconds, 3), "score_s": round(t_score.seconds, 3),
-                              "total_s": round(time.perf_counter() - t_start, 3)},
-                  "info": info, **cell_provenance(ds, prepared.model)}
-        if prepared.model is not None:
-            from genmodes.models import resolve_dtype
-
-            record["dtype"] = resolve_dtype(self.dtype, self.device)
+            rows.append(ResultRow(
+                cell=cell.id, model=self.cfg.model, dataset=str(cell.dataset.name), family=ds.family,
+                split=q.split, subtype=q.subtype, condition=cell.condition.name, condition_kind=kind,
+                model_stage=condition.model, context_stage=condition.context, seed=cell.seed, question_id=q.id, answer=q.answer, chance=q.chance,
+                scores=[s.to_json() for s in sc], chosen=pick, chosen_norm=pick_norm, correct=pick == q.answer,
+                correct_norm=pick_norm == q.answer,
+                context_tokens=(prefix_tokens + len(tok(split_prefix(prefix)[1] + ctx_text,
+                                                        add_special_tokens=False).input_ids)
+                                if tok is not None else 0),
+                details=prepared.question_details.get(q.id, {}), **provenance.question_extras(q, prepared)))
+        parts = self.key_parts(cell)
+        record = CellRecord(
+            cell=cell.id, model=self.cfg.model, dataset=str(cell.dataset.name), condition=cell.condition.name,
+            condition_kind=kind, model_stage=condition.model, context_stage=condition.context, seed=cell.seed,
+            n_questions=len(rows),
+            timings=Timings(prepare_s=round(t_prep.seconds, 3), score_s=round(t_score.seconds, 3),
+                            total_s=round(time.perf_counter() - t_start, 3)),
+            info=json.loads(json.dumps(prepared.info, default=str)), dataset_hash=ds.meta["content_hash"],
+            versions=provenance.package_versions(),
+            model_info=provenance.model_info(prepared.model) if prepared.model is not None else None,
+            dtype=self.resolved_dtype() if prepared.model is not None else None,
+            key=sha256_json(parts), key_parts=parts, finished_at=provenance.now())
         atomic_write(workdir / "results.jsonl", _jsonl(rows))
-        atomic_write(workdir / CELL_DONE, json.dumps(record, sort_keys=True, default=str) + "\n")
+        atomic_write(workdir / CELL_DONE, json.dumps(dump(record), sort_keys=True) + "\n")
         del prepared, scorer
 
     def collect(self) -> list[dict[str, Any]]:
         """Rebuild results.jsonl, cells.jsonl and summary.csv from the finished cells, in grid order."""
         from genmodes.report.summary import summarize, write_summary_csv
 
-        rows, records = [], []
+        rows: list[ResultRow] = []
+        rows_bytes, records_bytes = [], []
         for cell in grid(self.cfg):
-            d = self.out / "cells" / cell.id
-            if (d / CELL_DONE).exists():
-                records.extend(_read_jsonl(d / CELL_DONE))
-                rows.extend(_read_jsonl(d / "results.jsonl"))
-        atomic_write(self.out / "results.jsonl", _jsonl(rows), if_changed=True)
-        atomic_write(self.out / "cells.jsonl", _jsonl(records), if_changed=True)
+            if self.done(cell):
+                read = self._read_finished(cell)
+                rows.extend(read.rows)
+                rows_bytes.append(read.rows_bytes)
+                records_bytes.append(read.record_bytes)
+        atomic_write(self.out / "results.jsonl", b"".join(rows_bytes), if_changed=True)
+        atomic_write(self.out / "cells.jsonl", b"".join(records_bytes), if_changed=True)
         summary = summarize(rows)
         write_summary_csv(summary, self.out / "summary.csv")
         return summary

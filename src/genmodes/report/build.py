@@ -18,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
+from genmodes.experiments.records import CellRecord, ResultRow
 from genmodes.report import details, figures, thinking
 from genmodes.report.run import Run, load_run
 from genmodes.report.summary import summarize
@@ -82,39 +83,30 @@ class _Figures:
         return self.dir / f"{name}.png"
 
 
-def _rows_by_label(run: Run) -> tuple[list[dict[str, Any]], list[str]]:
+def _rows_by_label(run: Run) -> tuple[list[ResultRow], list[str]]:
     """Result rows with ``condition`` relabelled ``condition · model`` when a run holds several models,
-    and the conditions in report order (config order, then appearance)."""
-    models = list(dict.fromkeys(str(r.get("model", "")) for r in run.results))
+    and the conditions in report order (config order)."""
+    models = list(dict.fromkeys(r.model for r in run.results))
     order = run.condition_order()
     if len(models) <= 1:
-        present = {str(r["condition"]) for r in run.results}
+        present = {r.condition for r in run.results}
         return run.results, [c for c in order if c in present]
-    rows = [{**r, "condition": f"{r['condition']} · {r.get('model', '')}"} for r in run.results]
-    present = {r["condition"] for r in rows}
+    rows = [r.model_copy(update={"condition": f"{r.condition} · {r.model}"}) for r in run.results]
+    present = {r.condition for r in rows}
     return rows, [f"{c} · {m}" for c in order for m in models if f"{c} · {m}" in present]
 
 
 def _header(run: Run) -> list[Block]:
     cfg = run.config
-    done = len(run.cells) if run.cells else len({str(r["cell"]) for r in run.results})
-    models = list(dict.fromkeys(str(r.get("model")) for r in run.results if r.get("model") is not None))
-    model = cfg.get("model") or ", ".join(models) or "unknown"
-    if isinstance(model, list):
-        model = ", ".join(map(str, model))
-    seeds = cfg.get("seeds") or sorted({r.get("seed") for r in run.results if r.get("seed") is not None})
-    facts = [f"Model `{model}`", f"run folder `{run.path}`"]
+    done = len(run.cells)
+    facts = [f"Model `{cfg.model}`", f"run folder `{run.path}`"]
     if run.date:
-        facts.append(f"last cell finished {run.date}" if run.cells else f"results written {run.date}")
-    if seeds:
-        facts.append(f"seeds {', '.join(map(str, seeds))}")
+        facts.append(f"last cell finished {run.date}")
+    facts.append(f"seeds {', '.join(map(str, cfg.seeds))}")
     out: list[Block] = [("h", 1, f"Report: {run.name}"), ("p", " · ".join(facts) + ".")]
-    if run.expected_cells is not None:
-        status = f"Cells finished: {done} of {run.expected_cells}."
-        if done < run.expected_cells:
-            status += " The run is incomplete or still in progress: this report shows the finished cells only."
-    else:
-        status = f"Cells finished: {done}."
+    status = f"Cells finished: {done} of {run.expected_cells}."
+    if done < run.expected_cells:
+        status += " The run is incomplete or still in progress: this report shows the finished cells only."
     out.append(("p", status))
     if run.notes:
         out.append(("list", run.notes))
@@ -133,12 +125,12 @@ def _accuracy(run: Run, figs: _Figures, colors: dict[str, Any]) -> list[Block]:
         out.append(("p", "No finished cells yet: nothing to report."))
         return out
     summary = summarize(rows)
-    n_seeds = len(run.config.get("seeds") or []) or None
-    seeds_of: dict[tuple[str, str], set[Any]] = {}
-    questions: dict[tuple[str, str], set[Any]] = {}  # distinct questions per (dataset, split)
+    n_seeds = len(run.config.seeds)
+    seeds_of: dict[tuple[str, str], set[int]] = {}
+    questions: dict[tuple[str, str], set[str]] = {}  # distinct questions per (dataset, split)
     for r in rows:
-        seeds_of.setdefault((str(r["dataset"]), str(r["condition"])), set()).add(r.get("seed"))
-        questions.setdefault((str(r["dataset"]), str(r["split"])), set()).add(r.get("question_id"))
+        seeds_of.setdefault((r.dataset, r.condition), set()).add(r.seed)
+        questions.setdefault((r.dataset, r.split), set()).add(r.question_id)
     for ds in run.dataset_order():
         srows = [s for s in summary if s["dataset"] == ds]
         if not srows:
@@ -150,14 +142,14 @@ def _accuracy(run: Run, figs: _Figures, colors: dict[str, Any]) -> list[Block]:
             ch = [s["chance"] for s in srows if s["split"] == sp and not math.isnan(s["chance"])]
             chance[sp] = sum(ch) / len(ch) if ch else float("nan")
         conds = [c for c in conditions if any((sp, c) in table for sp in splits)]
-        family = next((str(r["family"]) for r in rows if r["dataset"] == ds and r.get("family")), None)
+        family = next(r.family for r in rows if r.dataset == ds)
         out.append(("h", 3, f"{ds}" + (f" ({family})" if family and family != ds else "")))
         headers = ["condition"] + [f"{sp} (chance {_pct(chance[sp])})" for sp in splits]
         body = []
         for c in conds:
             label = c
             k = len(seeds_of.get((ds, c), ()))
-            if n_seeds and k < n_seeds:
+            if k < n_seeds:
                 label += f" ({k} of {n_seeds} seeds)"
             body.append([label] + [_acc(table[(sp, c)]) if (sp, c) in table else DASH for sp in splits])
         body.append(["questions"] + [str(len(questions.get((ds, sp), ()))) for sp in splits])
@@ -168,19 +160,19 @@ def _accuracy(run: Run, figs: _Figures, colors: dict[str, Any]) -> list[Block]:
     return out
 
 
-def _cell_label(c: dict[str, Any]) -> list[str]:
-    return [str(c.get("dataset", DASH)), str(c.get("condition", DASH)), str(c.get("seed", DASH))]
+def _cell_label(c: CellRecord) -> list[str]:
+    return [c.dataset, c.condition, str(c.seed)]
 
 
 def _augmentation(run: Run) -> list[Block]:
-    cells = [c for c in run.cells if isinstance((c.get("info") or {}).get("augmentation"), dict)]
+    cells = [c for c in run.cells if isinstance(c.info.get("augmentation"), dict)]
     if not cells:
         return []
     headers = ["dataset", "condition", "seed", "statements", "true", "false", "unverifiable",
                "test answers stated", "generated documents"]
     body = []
     for c in cells:
-        a = c["info"]["augmentation"]
+        a = c.info["augmentation"]
         n = a.get("statements")
 
         def count(v: Any) -> str:
@@ -202,15 +194,14 @@ def _augmentation(run: Run) -> list[Block]:
 
 def _verification(run: Run) -> list[Block]:
     """Augmentation audit before and after in-context verification: what it removed and let through."""
-    cells = [c for c in run.cells
-             if isinstance(((c.get("info") or {}).get("augmentation") or {}).get("verification"), dict)]
+    cells = [c for c in run.cells if isinstance((c.info.get("augmentation") or {}).get("verification"), dict)]
     if not cells:
         return []
     headers = ["dataset", "condition", "seed", "margin", "true before -> after", "false before -> after",
                "unverifiable before -> after", "test answers stated before -> after", "verification s"]
     body = []
     for c in cells:
-        aug = c["info"]["augmentation"]
+        aug = c.info["augmentation"]
         v = aug["verification"]
         before = v.get("before") or {}
 
@@ -228,24 +219,22 @@ def _verification(run: Run) -> list[Block]:
 
 
 def _retrieval(run: Run) -> list[Block]:
-    cells = [c for c in run.cells if (c.get("info") or {}).get("recall_at_k") is not None]
+    cells = [c for c in run.cells if c.info.get("recall_at_k") is not None]
     if not cells:
         return []
     splits: dict[str, None] = {}
     for c in cells:
-        by = c["info"].get("recall_at_k_by_split")
+        by = c.info.get("recall_at_k_by_split")
         if isinstance(by, dict):
             splits.update(dict.fromkeys(map(str, by)))
-    has_k = any(c["info"].get(k) is not None for c in cells for k in ("k", "top_k"))
-    headers = ["dataset", "condition", "seed"] + (["k"] if has_k else []) + ["recall@k"] + \
-              [f"recall@k {s}" for s in splits]
+    headers = ["dataset", "condition", "seed", "k", "recall@k"] + [f"recall@k {s}" for s in splits]
     body = []
     for c in cells:
-        info = c["info"]
+        info = c.info
         by = info.get("recall_at_k_by_split") if isinstance(info.get("recall_at_k_by_split"), dict) else {}
-        k = info.get("k", info.get("top_k"))
-        body.append(_cell_label(c) + ([DASH if k is None else str(k)] if has_k else []) +
-                    [_pct(info["recall_at_k"])] + [_pct(by.get(s)) for s in splits])
+        k = info.get("k")
+        body.append(_cell_label(c) + [DASH if k is None else str(k), _pct(info["recall_at_k"])]
+                    + [_pct(by.get(s)) for s in splits])
     return [("h", 2, "Retrieval recall@k"),
             ("p", "Share of questions whose supporting document(s) are among the k retrieved."),
             ("table", headers, body)]
@@ -253,18 +242,18 @@ def _retrieval(run: Run) -> list[Block]:
 
 def _in_context(run: Run) -> list[Block]:
     """Per in_context cell: documents kept, questions left without support, accuracy with and without them."""
-    cells = [c for c in run.cells if "questions_without_support" in (c.get("info") or {})]
+    cells = [c for c in run.cells if "questions_without_support" in c.info]
     if not cells:
         return []
     body = []
     for c in cells:
-        info = c["info"]
-        rows = [r for r in run.results if str(r.get("cell")) == str(c.get("cell"))]
+        info = c.info
+        rows = [r for r in run.results if r.cell == c.cell]
         gone = set(map(str, info.get("questions_without_support_ids") or []))
-        kept = [r for r in rows if str(r.get("question_id")) not in gone]
+        kept = [r for r in rows if r.question_id not in gone]
 
-        def acc(rs: list[dict[str, Any]]) -> str:
-            return f"{_pct(sum(bool(r.get('correct')) for r in rs) / len(rs))} (n={len(rs)})" if rs else DASH
+        def acc(rs: list[ResultRow]) -> str:
+            return f"{_pct(sum(r.correct for r in rs) / len(rs))} (n={len(rs)})" if rs else DASH
 
         n_docs, n_kept, n_gone = info.get("documents"), info.get("documents_in_context"), \
             info.get("questions_without_support")
@@ -281,20 +270,19 @@ def _in_context(run: Run) -> list[Block]:
 def _compute(run: Run) -> list[Block]:
     out: list[Block] = [("h", 2, "Compute: train time vs test time")]
     if not run.cells:
-        out.append(("p", "No cell timings (cells.jsonl missing or empty)."))
+        out.append(("p", "No finished cells yet: no timings."))
         return out
-    ctx_mean: dict[str, list[float]] = {}
+    ctx_tokens: dict[str, list[int]] = {}
     for r in run.results:
-        if isinstance(r.get("context_tokens"), (int, float)):
-            ctx_mean.setdefault(str(r["cell"]), []).append(float(r["context_tokens"]))
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        ctx_tokens.setdefault(r.cell, []).append(r.context_tokens)
+    groups: dict[tuple[str, str], list[CellRecord]] = {}
     for c in run.cells:
-        groups.setdefault((str(c.get("dataset")), str(c.get("condition"))), []).append(c)
+        groups.setdefault((c.dataset, c.condition), []).append(c)
     d_order = {d: i for i, d in enumerate(run.dataset_order())}
     c_order = {c: i for i, c in enumerate(run.condition_order())}
     keys = sorted(groups, key=lambda k: (d_order.get(k[0], len(d_order)), c_order.get(k[1], len(c_order))))
-    any_kept = any((c.get("info") or {}).get("kept_fraction") is not None for c in run.cells)
-    any_tok = any((c.get("info") or {}).get("tokens_trained") is not None for c in run.cells)
+    any_kept = any(c.info.get("kept_fraction") is not None for c in run.cells)
+    any_tok = any(c.info.get("tokens_trained") is not None for c in run.cells)
     headers = (["dataset", "condition", "kind", "cells", "train-time s (train + generation)"]
                + (["tokens trained"] if any_tok else [])
                + ["context tokens / question", "scoring s", "total s"]
@@ -304,27 +292,19 @@ def _compute(run: Run) -> list[Block]:
         cs = groups[key]
         train, ctx = [], []
         for c in cs:
-            info = c.get("info") or {}
             # a condition's train_seconds is all its train-time compute (augmented_finetune counts its
             # generation in it); generation_seconds alone stands in only where train_seconds is absent
-            t, g = info.get("train_seconds"), info.get("generation_seconds")
+            t, g = c.info.get("train_seconds"), c.info.get("generation_seconds")
             train.append(t if _is_num(t) else (g if _is_num(g) else None))
-            # what was scored: the runner's per-question context_tokens (shared prefix included);
-            # a cell without it falls back to the condition's own prefix_tokens + mean_context_tokens
-            if str(c["cell"]) in ctx_mean:
-                v = ctx_mean[str(c["cell"])]
-                ctx.append(sum(v) / len(v))
-            else:
-                pre, mean_ctx = info.get("prefix_tokens"), info.get("mean_context_tokens")
-                ctx.append(None if not (_is_num(pre) or _is_num(mean_ctx)) else
-                           (pre if _is_num(pre) else 0) + (mean_ctx if _is_num(mean_ctx) else 0))
-        tm = [c.get("timings") or {} for c in cs]
-        info_of = [c.get("info") or {} for c in cs]
-        row = [key[0], key[1], str(cs[0].get("condition_kind", DASH)), str(len(cs)), _num(_mean(train))]
+            # what was scored: the runner's per-question context_tokens (shared prefix included)
+            v = ctx_tokens[c.cell]
+            ctx.append(sum(v) / len(v))
+        info_of = [c.info for c in cs]
+        row = [key[0], key[1], cs[0].condition_kind, str(len(cs)), _num(_mean(train))]
         if any_tok:
             row.append(_num(_mean([i.get("tokens_trained") for i in info_of]), "tokens"))
-        row += [_num(_mean(ctx), "tokens"), _num(_mean([t.get("score_s") for t in tm])),
-                _num(_mean([t.get("total_s") for t in tm]))]
+        row += [_num(_mean(ctx), "tokens"), _num(_mean([c.timings.score_s for c in cs])),
+                _num(_mean([c.timings.total_s for c in cs]))]
         if any_kept:
             row.append(_num(_mean([i.get("kept_fraction") for i in info_of]), "frac"))
         body.append(row)
@@ -340,32 +320,32 @@ def _curves(run: Run, figs: _Figures) -> list[Block]:
     out: list[Block] = []
     by_ds: dict[str, list[tuple[str, list]]] = {}
     for c in run.cells:
-        lc = (c.get("info") or {}).get("loss_curve")
+        lc = c.info.get("loss_curve")
         if isinstance(lc, list) and lc:
-            by_ds.setdefault(str(c.get("dataset")), []).append((f"{c.get('condition')} seed {c.get('seed')}", lc))
+            by_ds.setdefault(c.dataset, []).append((f"{c.condition} seed {c.seed}", lc))
     for ds, curves in by_ds.items():
         p = figures.loss_curves(f"{ds}: training loss", curves, figs.path(f"loss_{ds}"))
         out.append(("img", p, f"training loss on {ds}"))
     notes = []
     for c in run.cells:
-        rel = (c.get("info") or {}).get("curves_file")
+        rel = c.info.get("curves_file")
         if not rel:
             continue
         f = run.path / str(rel)
         if not f.is_file():
-            notes.append(f"{c['cell']}: curves file {rel} not found.")
+            notes.append(f"{c.cell}: curves file {rel} not found.")
             continue
         try:
-            from genmodes.report.run import read_jsonl
+            from genmodes.report.run import read_curves
 
-            rows, _ = read_jsonl(f, ("step",))
+            rows = read_curves(f)
         except Exception as e:  # a bad curves file must not cost the whole report
-            notes.append(f"{c['cell']}: curves file unreadable ({e}).")
+            notes.append(f"{c.cell}: curves file unreadable ({e}).")
             continue
         if rows:
-            p = figures.training_curves(f"{c.get('dataset')} / {c.get('condition')} seed {c.get('seed')}",
-                                        rows, figs.path(f"curves_{c['cell']}"))
-            out.append(("img", p, f"training curves of {c['cell']}"))
+            p = figures.training_curves(f"{c.dataset} / {c.condition} seed {c.seed}",
+                                        rows, figs.path(f"curves_{c.cell}"))
+            out.append(("img", p, f"training curves of {c.cell}"))
     if notes:
         out.append(("list", notes))
     return [("h", 2, "Training curves")] + out if out else []

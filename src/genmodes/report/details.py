@@ -16,8 +16,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from genmodes.experiments.records import ResultRow
 from genmodes.report import figures, stats
 from genmodes.report.run import Run
 from genmodes.report.summary import summarize
@@ -26,7 +25,7 @@ DASH = "–"
 DRILLDOWN = "drilldown.html"
 
 
-def _labelled(run: Run) -> tuple[list[dict[str, Any]], list[str]]:
+def _labelled(run: Run) -> tuple[list[ResultRow], list[str]]:
     from genmodes.report.build import _rows_by_label  # build imports this module
 
     return _rows_by_label(run)
@@ -37,12 +36,8 @@ def _pct(x: float) -> str:
 
 
 def _kinds(run: Run) -> dict[str, str]:
-    """Condition name -> kind, from the run's config, then from the result rows."""
-    out = {str(r["condition"]): str(r.get("condition_kind") or "") for r in run.results}
-    for c in run.config.get("conditions") or []:
-        if isinstance(c, dict) and c.get("name"):
-            out[str(c["name"])] = str(c.get("kind") or c["name"])
-    return out
+    """Condition name -> kind, from the run's config."""
+    return {c.name: c.kind_ for c in run.config.conditions}
 
 
 def baselines(run: Run, labels: list[str]) -> list[str]:
@@ -51,21 +46,20 @@ def baselines(run: Run, labels: list[str]) -> list[str]:
     return [lab for lab in labels if kinds.get(lab.split(" · ")[0]) == "baseline"]
 
 
-def _stats_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _stats_rows(rows: list[ResultRow]) -> list[dict[str, Any]]:
     """Summary rows plus k (correct), binomial stderr, Wilson 95% interval and acc_norm."""
     out = summarize(rows)
     counts: dict[tuple[str, str, str], list[int]] = {}
     for r in rows:
-        c = counts.setdefault((str(r["dataset"]), str(r["split"]), str(r["condition"])), [0, 0, 0])
-        c[0] += bool(r["correct"])
-        c[1] += bool(r.get("correct_norm")) if r.get("correct_norm") is not None else 0
-        c[2] += r.get("correct_norm") is not None
+        c = counts.setdefault((r.dataset, r.split, r.condition), [0, 0])
+        c[0] += r.correct
+        c[1] += r.correct_norm
     for s in out:
-        k, k_norm, n_norm = counts[(s["dataset"], s["split"], s["condition"])]
+        k, k_norm = counts[(s["dataset"], s["split"], s["condition"])]
         s["k"] = k
         s["binomial_stderr"] = stats.binomial_stderr(k, s["n"])
         s["ci_low"], s["ci_high"] = stats.wilson_interval(k, s["n"])
-        s["acc_norm"] = k_norm / n_norm if n_norm else float("nan")
+        s["acc_norm"] = k_norm / s["n"]
     return out
 
 
@@ -164,38 +158,40 @@ def _p(p: float) -> str:
 # ------------------------------------------------------------------------------------------ provenance
 
 def provenance(run: Run) -> list[Block]:
+    """What the run was made with: the manifest (config hash, git commit, datasets, model weights),
+    plus what the cells record themselves (a resumed run may hold cells of an earlier environment)."""
+    m = run.manifest
     out: list[Block] = [("h", 2, "Provenance")]
+    commit = (f"`{m.git_commit[:12]}`" + (" (with uncommitted changes)" if m.git_dirty else "")
+              if m.git_commit else "not a git checkout")
+    out.append(("p", f"genmodes source: {commit}; config sha256 `{m.config_hash[:16]}`; last started "
+                     f"{m.started_at}."))
     ds_hash: dict[str, set[str]] = {}
-    models: dict[str, dict[str, Any]] = {}
-    versions: dict[str, set[str]] = {}
     for c in run.cells:
-        if c.get("dataset_hash"):
-            ds_hash.setdefault(str(c.get("dataset")), set()).add(str(c["dataset_hash"]))
-        mi = c.get("model_info")
-        # the base model as loaded: a cell that did not train (a fine-tuned one loads its checkpoint)
-        if isinstance(mi, dict) and (str(c.get("model")) not in models or not c.get("info", {}).get("checkpoint")):
-            if not (c.get("info") or {}).get("checkpoint") or str(c.get("model")) not in models:
-                models[str(c.get("model"))] = mi
-        for k, v in (c.get("versions") or {}).items():
-            versions.setdefault(str(k), set()).add(str(v))
-    if ds_hash:
-        out.append(("table", ["dataset", "content hash (sha256 of its data files)"],
-                    [[d, ", ".join(sorted(h))] for d, h in ds_hash.items()]))
-    else:
-        out.append(("p", "Dataset content hashes: not recorded in this run's cells.jsonl."))
-    if models:
-        out.append(("table", ["model spec", "class", "architecture", "parameters", "loaded from"],
-                    [[m, str(i.get("class", DASH)), str(i.get("architecture") or DASH),
-                      f"{i['parameters']:,}" if isinstance(i.get("parameters"), int) else DASH,
-                      str(i.get("name_or_path") or DASH)] for m, i in models.items()]))
-    if versions:
-        out.append(("p", "Package versions the cells ran with: " + ", ".join(
-            f"{k} {' / '.join(sorted(v))}" for k, v in sorted(versions.items())) + "."))
-    else:
-        out.append(("p", "Package versions: not recorded in this run's cells.jsonl."))
-    if run.config:
-        out += [("p", "The run's config (`config.yaml`, as resolved by the runner):"),
-                ("pre", yaml.safe_dump(run.config, sort_keys=False, allow_unicode=True), "yaml")]
+        ds_hash.setdefault(c.dataset, set()).add(c.dataset_hash)
+    out.append(("table", ["dataset", "source", "questions scored", "content hash (sha256 of its data files)"],
+                [[d, p.source, str(p.questions), ", ".join(sorted(ds_hash.get(d, set()) | {p.content_hash}))]
+                 for d, p in m.datasets.items()]))
+    # the base model as loaded: a cell that did not train (a fine-tuned one loads its checkpoint)
+    loaded = {c.model: c.model_info for c in run.cells if c.model_info is not None and not c.info.get("checkpoint")}
+    rows = []
+    for w in m.models:
+        i = loaded.get(w.spec)
+        rows.append([w.spec, i.class_ if i else DASH, (i.architecture if i else None) or DASH,
+                     f"{i.parameters:,}" if i and i.parameters is not None else DASH,
+                     (i.name_or_path if i else None) or DASH,
+                     f"`{w.weights_hash[:16]}`" if w.weights_hash else DASH,
+                     ", ".join(sorted({c.dtype for c in run.cells if c.model == w.spec and c.dtype})) or DASH])
+    out.append(("table", ["model spec", "class", "architecture", "parameters", "loaded from",
+                          "weights sha256", "scored in"], rows))
+    versions: dict[str, set[str]] = {k: {v} for k, v in m.versions.items()}
+    for c in run.cells:
+        for k, v in c.versions.items():
+            versions.setdefault(k, set()).add(v)
+    out.append(("p", "Package versions the cells ran with: " + ", ".join(
+        f"{k} {' / '.join(sorted(v))}" for k, v in sorted(versions.items())) + "."))
+    out += [("p", "The run's config (`config.yaml`, as resolved by the runner):"),
+            ("pre", run.config_yaml(), "yaml")]
     return out
 
 
@@ -206,35 +202,29 @@ def drilldown_data(run: Run) -> dict[str, Any]:
     (suffixed with the seed when the run has several) the log-probabilities, the choice and whether
     it is right, plus the retrieved document ids when the condition recorded them."""
     rows, conditions = _labelled(run)
-    seeds = sorted({r.get("seed") for r in rows}, key=str)
-    multi_seed = len(seeds) > 1
+    multi_seed = len({r.seed for r in rows}) > 1
     questions: dict[tuple[str, str], dict[str, Any]] = {}
     cols: dict[str, None] = {}
     c_order = {c: i for i, c in enumerate(conditions)}
-    for r in sorted(rows, key=lambda r: (c_order.get(str(r["condition"]), 1 << 30), str(r.get("seed")))):
-        key = (str(r["dataset"]), str(r.get("question_id")))
+    for r in sorted(rows, key=lambda r: (c_order.get(r.condition, 1 << 30), r.seed)):
+        key = (r.dataset, r.question_id)
         q = questions.get(key)
         if q is None:
-            q = questions[key] = {"dataset": key[0], "id": key[1], "split": str(r["split"]),
-                                  "subtype": str(r.get("subtype", "")), "answer": r.get("answer"),
-                                  "choices": [s.get("choice") for s in r.get("scores") or []],
-                                  "context": r.get("context"), "results": {}}
-        elif q["context"] is None and r.get("context") is not None:
-            q["context"] = r.get("context")
-        col = str(r["condition"]) + (f" s{r.get('seed')}" if multi_seed else "")
+            q = questions[key] = {"dataset": r.dataset, "id": r.question_id, "split": r.split,
+                                  "subtype": r.subtype, "answer": r.answer,
+                                  "choices": [s.choice for s in r.scores], "context": r.context, "results": {}}
+        col = r.condition + (f" s{r.seed}" if multi_seed else "")
         cols[col] = None
-        res: dict[str, Any] = {"lp": [round(float(s.get("logprob")), 4) if s.get("logprob") is not None else None
-                                      for s in r.get("scores") or []],
-                               "chosen": r.get("chosen"), "chosen_norm": r.get("chosen_norm"),
-                               "correct": bool(r["correct"])}
-        if r.get("retrieved") is not None:
-            res["retrieved"] = list(r["retrieved"])
+        res: dict[str, Any] = {"lp": [round(s.logprob, 4) for s in r.scores], "chosen": r.chosen,
+                               "chosen_norm": r.chosen_norm, "correct": r.correct}
+        if r.retrieved is not None:
+            res["retrieved"] = list(r.retrieved)
         q["results"][col] = res
     notes: dict[str, str] = {}
     for c in run.cells:
-        info = c.get("info") or {}
+        info = c.info
         if info.get("documents_in_context") is not None:
-            notes[f"{c.get('dataset')}|{c.get('condition')}"] = (
+            notes[f"{c.dataset}|{c.condition}"] = (
                 f"shared context: {info['documents_in_context']} of {info.get('documents', '?')} training "
                 f"documents before every question")
     # report order: datasets as configured, then questions in the order the run scored them
@@ -276,7 +266,7 @@ function render(){
   for (const q of hits.slice(0, limit)){
     const box = el('div','q'); box.dataset.id = q.id;
     box.appendChild(el('div','meta', q.dataset+' · '+q.split+' · '+q.subtype+' · '+q.id));
-    box.appendChild(el('div','ctx', q.context==null ? '(context not recorded in this run)' : q.context));
+    box.appendChild(el('div','ctx', q.context));
     const t = el('table'); const hr = el('tr'); hr.appendChild(el('th','', 'choice'));
     const shown = cols.filter(c=>q.results[c]);
     for (const c of shown){ const r=q.results[c]; hr.appendChild(el('th', r.correct?'ok':'bad', c+(r.correct?' ✓':' ✗'))); }

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
+
+from genmodes.experiments.records import ResultRow
 
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
@@ -91,15 +93,13 @@ def _points(x: float, sign: bool = False) -> str:
     return f"{v:+d}" if sign else f"{v:d}"
 
 
-def paired_comparisons(rows: Iterable[dict[str, Any]], conditions: Sequence[str],
+def paired_comparisons(rows: Iterable[ResultRow], conditions: Sequence[str],
                        resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> list[Paired]:
     """Every pair of ``conditions`` (later minus earlier, in the given order) on every (dataset, split),
     over the questions both answered. The bootstrap seed is fixed: the same run, the same intervals."""
-    by: dict[tuple[str, str], dict[str, dict[tuple[Any, str], bool]]] = {}
+    by: dict[tuple[str, str], dict[str, dict[tuple[int, str], bool]]] = {}
     for r in rows:
-        key = (str(r["dataset"]), str(r["split"]))
-        by.setdefault(key, {}).setdefault(str(r["condition"]), {})[(r.get("seed"), str(r.get("question_id")))] = \
-            bool(r["correct"])
+        by.setdefault((r.dataset, r.split), {}).setdefault(r.condition, {})[(r.seed, r.question_id)] = r.correct
     out: list[Paired] = []
     for (ds, sp), per_cond in by.items():
         present = [c for c in conditions if c in per_cond]

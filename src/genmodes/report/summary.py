@@ -16,10 +16,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from genmodes.errors import DataError
+from genmodes.experiments.records import ResultRow
 
 SUMMARY_COLUMNS = ("dataset", "split", "condition", "n", "accuracy", "stderr", "chance")
-_REQUIRED = ("dataset", "split", "condition", "correct")
 
 
 def _sem(values: Sequence[float]) -> float:
@@ -28,24 +27,19 @@ def _sem(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n)
 
 
-def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+def summarize(rows: Iterable[ResultRow]) -> list[dict[str, Any]]:
     """One row per (dataset, split, condition) with ``n, accuracy, stderr, chance``.
 
     Ordered by dataset (first appearance), split (first appearance within its dataset), condition
     (first appearance). Rows are expected to come from one model; prefix ``condition`` with the
     model to compare several in one summary.
     """
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str], list[ResultRow]] = {}
     ds_order: dict[str, int] = {}
     split_order: dict[tuple[str, str], int] = {}
     cond_order: dict[str, int] = {}
-    for i, r in enumerate(rows):
-        missing = [k for k in _REQUIRED if k not in r]
-        if missing:
-            raise DataError(f"results row {i + 1}: missing field {missing[0]!r}")
-        if not isinstance(r["correct"], bool):
-            raise DataError(f"results row {i + 1}: field 'correct' must be true or false, got {r['correct']!r}")
-        d, s, c = str(r["dataset"]), str(r["split"]), str(r["condition"])
+    for r in rows:
+        d, s, c = r.dataset, r.split, r.condition
         ds_order.setdefault(d, len(ds_order))
         split_order.setdefault((d, s), len(split_order))
         cond_order.setdefault(c, len(cond_order))
@@ -55,16 +49,15 @@ def summarize(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     for (d, s, c) in sorted(groups, key=lambda k: (ds_order[k[0]], split_order[(k[0], k[1])], cond_order[k[2]])):
         g = groups[(d, s, c)]
         n = len(g)
-        acc = sum(bool(r["correct"]) for r in g) / n
-        by_group: dict[tuple[str, Any], list[bool]] = {}
+        acc = sum(r.correct for r in g) / n
+        by_group: dict[tuple[str, int], list[bool]] = {}
         for r in g:
-            by_group.setdefault((str(r.get("subtype", "")), r.get("seed", 0)), []).append(bool(r["correct"]))
+            by_group.setdefault((r.subtype, r.seed), []).append(r.correct)
         if len(by_group) > 1:
             stderr = _sem([sum(v) / len(v) for v in by_group.values()])
         else:
             stderr = math.sqrt(acc * (1 - acc) / n)
-        chances = [float(r["chance"]) for r in g if r.get("chance") is not None]
-        chance = sum(chances) / len(chances) if chances else float("nan")
+        chance = sum(r.chance for r in g) / n
         out.append({"dataset": d, "split": s, "condition": c, "n": n, "accuracy": acc,
                     "stderr": stderr, "chance": chance})
     return out

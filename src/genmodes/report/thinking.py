@@ -37,15 +37,14 @@ def _rl_runs(run: Run) -> list[tuple[str, dict[str, Any]]]:
     """One (condition, rl info) per distinct RL training (cells share a checkpoint)."""
     seen, out = set(), []
     for c in run.cells:
-        info = c.get("info") or {}
-        rl = info.get("rl")
+        rl = c.info.get("rl")
         if not isinstance(rl, dict) or not rl.get("reward_curve"):
             continue
-        key = (str(c.get("condition")), c.get("seed"), str(rl.get("reward_curve"))[:200])
+        key = (c.condition, c.seed, str(rl.get("reward_curve"))[:200])
         if key in seen:
             continue
         seen.add(key)
-        out.append((f"{c.get('condition')} seed {c.get('seed')}", rl))
+        out.append((f"{c.condition} seed {c.seed}", rl))
     return out
 
 
@@ -94,8 +93,8 @@ def rl_curves(run: Run, figs: Any) -> list[Block]:
     return out
 
 
-def _thought_rows(run: Run) -> list[dict[str, Any]]:
-    return [r for r in run.results if isinstance(r.get("thought"), str)]
+def _thought_rows(run: Run) -> list[Any]:
+    return [r for r in run.results if isinstance(r.details.get("thought"), str)]
 
 
 def examples(run: Run, per_condition: int = 2) -> list[Block]:
@@ -105,37 +104,37 @@ def examples(run: Run, per_condition: int = 2) -> list[Block]:
     out: list[Block] = [("h", 2, "Example thoughts")]
     items = []
     for cond in run.condition_order():
-        rs = [r for r in rows if str(r["condition"]) == cond]
+        rs = [r for r in rows if r.condition == cond]
         for want in (True, False):
-            pick = [r for r in rs if bool(r.get("correct")) == want][:per_condition]
+            pick = [r for r in rs if r.correct == want][:per_condition]
             for r in pick:
-                chosen = r["scores"][r["chosen"]]["choice"] if r.get("scores") else "?"
-                items.append(f"{cond} · {r['dataset']} · {r['split']} · {'correct' if want else 'wrong'} "
-                             f"({r.get('retrieval', DASH)}): `{r.get('context', '')}` thought: "
-                             f"“{r['thought'] or '(empty)'}” chose `{chosen.strip()}`")
+                chosen = r.scores[r.chosen].choice if r.scores else "?"
+                items.append(f"{cond} · {r.dataset} · {r.split} · {'correct' if want else 'wrong'} "
+                             f"({r.details.get('retrieval', DASH)}): `{r.context}` thought: "
+                             f"“{r.details['thought'] or '(empty)'}” chose `{chosen.strip()}`")
     out.append(("list", items))
     return out
 
 
 def retrieval(run: Run) -> list[Block]:
-    rows = [r for r in _thought_rows(run) if r.get("verifiable", True)]
+    rows = [r for r in _thought_rows(run) if r.details.get("verifiable", True)]
     if not rows:
         return []
-    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, str, str], list[Any]] = {}
     for r in rows:
-        groups.setdefault((str(r["condition"]), str(r["dataset"]), str(r["split"])), []).append(r)
+        groups.setdefault((r.condition, r.dataset, r.split), []).append(r)
     c_order = {c: i for i, c in enumerate(run.condition_order())}
     d_order = {d: i for i, d in enumerate(run.dataset_order())}
     body = []
     for key in sorted(groups, key=lambda k: (c_order.get(k[0], 99), d_order.get(k[1], 99), k[2])):
         rs = groups[key]
         n = len(rs)
-        share = [sum(r.get("retrieval") == lab for r in rs) / n for lab in LABELS]
-        st = [r for r in rs if r.get("retrieval") == "stated"]
-        ns = [r for r in rs if r.get("retrieval") != "stated"]
+        share = [sum(r.details.get("retrieval") == lab for r in rs) / n for lab in LABELS]
+        st = [r for r in rs if r.details.get("retrieval") == "stated"]
+        ns = [r for r in rs if r.details.get("retrieval") != "stated"]
 
-        def acc(x: list[dict[str, Any]]) -> str:
-            return f"{_pct(sum(bool(r.get('correct')) for r in x) / len(x))} (n={len(x)})" if x else DASH
+        def acc(x: list[Any]) -> str:
+            return f"{_pct(sum(r.correct for r in x) / len(x))} (n={len(x)})" if x else DASH
 
         body.append([*key, str(n), *map(_pct, share), acc(st), acc(ns)])
     return [("h", 2, "Implicit retrieval: did the thought state the facts the question needs?"),
@@ -147,16 +146,15 @@ def retrieval(run: Run) -> list[Block]:
 
 
 def compute(run: Run) -> list[Block]:
-    cells = [c for c in run.cells if isinstance((c.get("info") or {}).get("thinking"), dict)
-             or isinstance((c.get("info") or {}).get("rl"), dict)]
+    cells = [c for c in run.cells if isinstance(c.info.get("thinking"), dict) or isinstance(c.info.get("rl"), dict)]
     if not cells:
         return []
     body = []
     for c in cells:
-        info = c.get("info") or {}
+        info = c.info
         rl = info.get("rl") if isinstance(info.get("rl"), dict) else {}
         th = info.get("thinking") if isinstance(info.get("thinking"), dict) else {}
-        body.append([str(c.get("dataset")), str(c.get("condition")),
+        body.append([c.dataset, c.condition,
                      str(rl.get("steps", DASH)), str(rl.get("tokens_generated", DASH)),
                      DASH if rl.get("train_seconds") is None else f"{rl['train_seconds']:.0f}",
                      str(th.get("thought_tokens_per_question", DASH)),

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass, field
 
 from pydantic import Field, model_validator
 
@@ -94,14 +95,50 @@ def reverse_text(x: str, y: str) -> str:
     return f"{y} {REVERSE} {x}"
 
 
-def generate(config: RelationsConfig, seed: int) -> Dataset:
-    rng = random.Random(f"relations-{seed}")
+@dataclass(frozen=True)
+class World:
+    """The entities and relations of one dataset, built once by :func:`build_world`; the documents
+    and the questions are written from it."""
+
+    entities: list[str]  # containers then members
+    ep_entities: list[str]  # episode-only entities: containers then members
+    containers: list[str]
+    members: list[str]
+    relations: list[tuple[str, str]]  # (container, member), in drawn order
+    heldout: list[tuple[str, str]]  # relations whose reverse no training sequence states
+    trained_rev: list[tuple[str, str]]  # the others
+    members_of: dict[str, frozenset[str]]  # container -> its members
+    containers_of: dict[str, frozenset[str]]  # member -> its containers
+    heldout_set: frozenset[tuple[str, str]] = field(init=False)
+    heldout_containers: dict[str, frozenset[str]] = field(init=False)  # member -> its held-out containers
+
+    def __post_init__(self) -> None:
+        later: dict[str, set[str]] = {}
+        for x, y in self.heldout:
+            later.setdefault(y, set()).add(x)
+        object.__setattr__(self, "heldout_set", frozenset(self.heldout))
+        object.__setattr__(self, "heldout_containers", {y: frozenset(xs) for y, xs in later.items()})
+
+    def reverses_heldout(self, toks: list[str]) -> bool:
+        """A held-out pair's member before its container anywhere in one sequence."""
+        later = self.heldout_containers
+        return any(t in later and not later[t].isdisjoint(toks[i + 1:]) for i, t in enumerate(toks))
+
+    def used_containers(self) -> list[str]:
+        """Containers in some relation, sorted: each is a hard distractor of a reversal."""
+        return sorted(self.members_of)
+
+    def used_members(self) -> list[str]:
+        return sorted(self.containers_of)
+
+
+def build_world(config: RelationsConfig, seed: int, rng: random.Random) -> World:
+    """The entities (drawn with ``rng``; episode-only ones from their own stream) and the relations."""
     # Five-digit ids, all the same length, so no entity is a prefix of another.
     entities = [f"e{n}" for n in rng.sample(range(10_000, 100_000), config.n_entities)]
     # drawn from their own stream, so adding fresh episodes leaves every other document unchanged
     erng = random.Random(f"relations-{seed}-episode-entities")
     ep_entities = [f"f{n}" for n in erng.sample(range(10_000, 100_000), config.n_episode_entities)]
-    ep_half = config.n_episode_entities // 2
     half = config.n_entities // 2
     containers, members = entities[:half], entities[half:]
 
@@ -120,134 +157,170 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
     relations = sorted(pairs)
     rng.shuffle(relations)
     n_held = max(1, round(config.heldout_fraction * config.n_relations))
-    heldout = relations[:n_held]
-    trained_rev = relations[n_held:]
-    heldout_set = set(heldout)
-
-    docs: list[Document] = []
-    fwd_doc: dict[tuple[str, str], str] = {}
-    # forward documents in an order independent of which relations are held out
-    for k, (x, y) in enumerate(sorted(relations, key=lambda p: rng.random())):
-        did = f"rel-f-{k:05d}"
-        fwd_doc[(x, y)] = did
-        docs.append(Document(id=did, text=forward_text(x, y) + " .", kind="relation",
-                             facts=[Fact(x, FORWARD, y)], meta={"direction": "forward"}))
-    for k, (x, y) in enumerate(trained_rev):
-        docs.append(Document(id=f"rel-r-{k:05d}", text=reverse_text(x, y) + " .", kind="relation",
-                             facts=[Fact(y, REVERSE, x)], meta={"direction": "reverse"}))
-    held_reversed = {(y, x) for x, y in heldout}
-    later: dict[str, set[str]] = {}
-    for x, y in heldout:
-        later.setdefault(y, set()).add(x)
-
-    def reverses_heldout(toks: list[str]) -> bool:
-        """A held-out pair's member before its container anywhere in one sequence."""
-        return any(w in later and later[w] & set(toks[i + 1:]) for i, w in enumerate(toks))
-
-    episode_knowledge: set[Fact] = set()
-    n_fresh = round(config.fresh_episode_fraction * config.n_episodes)
-    if config.episode_facts > len(trained_rev) and n_fresh < config.n_episodes:
-        raise DataError(f"relations: bad setting 'episode_facts': {config.episode_facts} exceeds the "
-                        f"{len(trained_rev)} trained reversals")
-    if config.episode_facts > ep_half and n_fresh:
-        raise DataError(f"relations: bad setting 'episode_facts': {config.episode_facts} exceeds the "
-                        f"{ep_half} episode-only containers; raise n_episode_entities")
-    erng = random.Random(f"relations-{seed}-episodes")
-    fresh_at = set(erng.sample(range(config.n_episodes), n_fresh))
-    for k in range(config.n_episodes):
-        n_facts = config.episode_facts
-        if config.episode_facts_min is not None and config.episode_facts_min < n_facts:
-            n_facts = erng.randint(config.episode_facts_min, n_facts)
-        for _try in range(1000):
-            if k in fresh_at:  # distinct containers and members, so each reverse has one answer
-                pairs_e = list(zip(erng.sample(ep_entities[:ep_half], n_facts),
-                                   erng.sample(ep_entities[ep_half:], n_facts)))
-            else:
-                pairs_e = erng.sample(trained_rev, n_facts)
-                if len({x for x, _ in pairs_e}) < len(pairs_e) or len({y for _, y in pairs_e}) < len(pairs_e):
-                    continue
-            rev = pairs_e[:]
-            erng.shuffle(rev)
-            text = " ".join(forward_text(x, y) + " ." for x, y in pairs_e) + " " + \
-                " ".join(reverse_text(x, y) + " ." for x, y in rev)
-            if k in fresh_at or not reverses_heldout(text.split()):
-                break
-        else:
-            raise DataError("relations: episodes cannot avoid the held-out pairs at these sizes; "
-                            "lower episode_facts or heldout_fraction")
-        facts = sorted({f for x, y in pairs_e for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))})
-        if k in fresh_at:
-            episode_knowledge.update(facts)
-        docs.append(Document(id=f"rel-e-{k:05d}", text=text, kind="episode", facts=facts,
-                             meta={"fresh": k in fresh_at}))
-    k, tries = 0, 0
-    while k < config.n_filler:
-        tries += 1
-        if tries > 1000 * (config.n_filler + 1):
-            raise DataError("relations: filler sequences cannot avoid the held-out pairs at these sizes; "
-                            "lower n_filler, the filler length or heldout_fraction, or raise n_entities")
-        toks = [rng.choice(entities) for _ in range(rng.randint(config.filler_min_len, config.filler_max_len))]
-        # never a held-out pair in reversed order, even without the relation words
-        if any((toks[i], toks[j]) in held_reversed for i in range(len(toks)) for j in range(i + 1, len(toks))):
-            continue
-        docs.append(Document(id=f"rel-x-{k:05d}", text=" ".join(toks) + " .", kind="filler"))
-        k += 1
-
     members_of: dict[str, set[str]] = {}
     containers_of: dict[str, set[str]] = {}
     for x, y in relations:
         members_of.setdefault(x, set()).add(y)
         containers_of.setdefault(y, set()).add(x)
-    used_c = sorted(members_of)  # containers in some relation: each is a hard distractor
-    used_m = sorted(containers_of)
+    return World(entities=entities, ep_entities=ep_entities, containers=containers, members=members,
+                 relations=relations, heldout=relations[:n_held], trained_rev=relations[n_held:],
+                 members_of={x: frozenset(v) for x, v in members_of.items()},
+                 containers_of={y: frozenset(v) for y, v in containers_of.items()})
 
+
+def relation_documents(w: World, rng: random.Random) -> tuple[list[Document], dict[tuple[str, str], str]]:
+    """Every relation forward (in an order drawn independently of which are held out), then the
+    reverse of each trained one; and the id of each relation's forward document."""
+    docs: list[Document] = []
+    fwd_doc: dict[tuple[str, str], str] = {}
+    for k, (x, y) in enumerate(sorted(w.relations, key=lambda p: rng.random())):
+        did = f"rel-f-{k:05d}"
+        fwd_doc[(x, y)] = did
+        docs.append(Document(id=did, text=forward_text(x, y) + " .", kind="relation",
+                             facts=[Fact(x, FORWARD, y)], meta={"direction": "forward"}))
+    for k, (x, y) in enumerate(w.trained_rev):
+        docs.append(Document(id=f"rel-r-{k:05d}", text=reverse_text(x, y) + " .", kind="relation",
+                             facts=[Fact(y, REVERSE, x)], meta={"direction": "reverse"}))
+    return docs, fwd_doc
+
+
+def episode_text(forward: list[tuple[str, str]], reverse: list[tuple[str, str]]) -> str:
+    """Forward statements, then reverse ones: "a contains b . c contains d . d is a subset of c . ..."."""
+    return " ".join(forward_text(x, y) + " ." for x, y in forward) + " " + \
+        " ".join(reverse_text(x, y) + " ." for x, y in reverse)
+
+
+def _episode_pairs(config: RelationsConfig, w: World, erng: random.Random, n_facts: int,
+                   fresh: bool) -> tuple[list[tuple[str, str]], str]:
+    """One episode's relations and text (a trained episode never reverses a held-out pair)."""
+    ep_half = config.n_episode_entities // 2
+    for _try in range(1000):
+        if fresh:  # distinct containers and members, so each reverse has one answer
+            pairs = list(zip(erng.sample(w.ep_entities[:ep_half], n_facts),
+                             erng.sample(w.ep_entities[ep_half:], n_facts)))
+        else:
+            pairs = erng.sample(w.trained_rev, n_facts)
+            if len({x for x, _ in pairs}) < len(pairs) or len({y for _, y in pairs}) < len(pairs):
+                continue
+        rev = pairs[:]
+        erng.shuffle(rev)
+        text = episode_text(pairs, rev)
+        if fresh or not w.reverses_heldout(text.split()):
+            return pairs, text
+    raise DataError("relations: episodes cannot avoid the held-out pairs at these sizes; "
+                    "lower episode_facts or heldout_fraction")
+
+
+def episode_documents(config: RelationsConfig, w: World, seed: int) -> tuple[list[Document], set[Fact]]:
+    """The in-context episodes (their own random stream), and the facts of the fresh ones (true,
+    but of episode-only entities: knowledge beyond the relations)."""
+    n_fresh = round(config.fresh_episode_fraction * config.n_episodes)
+    ep_half = config.n_episode_entities // 2
+    if config.episode_facts > len(w.trained_rev) and n_fresh < config.n_episodes:
+        raise DataError(f"relations: bad setting 'episode_facts': {config.episode_facts} exceeds the "
+                        f"{len(w.trained_rev)} trained reversals")
+    if config.episode_facts > ep_half and n_fresh:
+        raise DataError(f"relations: bad setting 'episode_facts': {config.episode_facts} exceeds the "
+                        f"{ep_half} episode-only containers; raise n_episode_entities")
+    erng = random.Random(f"relations-{seed}-episodes")
+    fresh_at = set(erng.sample(range(config.n_episodes), n_fresh))
+    docs: list[Document] = []
+    knowledge: set[Fact] = set()
+    for k in range(config.n_episodes):
+        n_facts = config.episode_facts
+        if config.episode_facts_min is not None and config.episode_facts_min < n_facts:
+            n_facts = erng.randint(config.episode_facts_min, n_facts)
+        pairs, text = _episode_pairs(config, w, erng, n_facts, k in fresh_at)
+        facts = sorted({f for x, y in pairs for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))})
+        if k in fresh_at:
+            knowledge.update(facts)
+        docs.append(Document(id=f"rel-e-{k:05d}", text=text, kind="episode", facts=facts,
+                             meta={"fresh": k in fresh_at}))
+    return docs, knowledge
+
+
+def filler_documents(config: RelationsConfig, w: World, rng: random.Random) -> list[Document]:
+    """Random entity sequences stating nothing, never a held-out pair in reversed order (even
+    without the relation words)."""
+    docs: list[Document] = []
+    tries = 0
+    while len(docs) < config.n_filler:
+        tries += 1
+        if tries > 1000 * (config.n_filler + 1):
+            raise DataError("relations: filler sequences cannot avoid the held-out pairs at these sizes; "
+                            "lower n_filler, the filler length or heldout_fraction, or raise n_entities")
+        toks = [rng.choice(w.entities) for _ in range(rng.randint(config.filler_min_len, config.filler_max_len))]
+        if w.reverses_heldout(toks):
+            continue
+        docs.append(Document(id=f"rel-x-{len(docs):05d}", text=" ".join(toks) + " .", kind="filler"))
+    return docs
+
+
+def question(config: RelationsConfig, w: World, qid: str, split: str, x: str, y: str, direction: str,
+             support: list[str], qrng: random.Random, in_context: str = "") -> Question:
+    """The item asking (x contains y) in ``direction``; ``in_context``: "" (none), "copyable" (the
+    forward fact before the question) or "distractors" (it among one true fact per wrong option)."""
+    if direction == "forward":
+        context, answer, pool, true, subject, rel = f"{x} {FORWARD}", y, w.used_members(), w.members_of[x], x, FORWARD
+    else:
+        context, answer, pool, true, subject, rel = f"{y} {REVERSE}", x, w.used_containers(), w.containers_of[y], y, REVERSE
+    wrong: list[str] = []
+    if len(set(pool) - set(true)) < config.n_choices - 1:
+        raise DataError(f"relations: too few entities for {config.n_choices} options per question; "
+                        "raise n_entities or lower n_choices")
+    while len(wrong) < config.n_choices - 1:
+        e = qrng.choice(pool)
+        if e not in true and e not in wrong:
+            wrong.append(e)
+    options = [answer] + wrong
+    qrng.shuffle(options)
+    if in_context == "copyable":
+        context = f"{forward_text(x, y)} . {context}"
+    elif in_context:
+        # one true fact per wrong option, so each option is in the context once
+        shown = [(x, y)] + [(o, qrng.choice(sorted(w.members_of[o]))) for o in wrong]
+        qrng.shuffle(shown)
+        context = " ".join(forward_text(a, b) + " ." for a, b in shown) + " " + context
+    return Question(
+        id=qid, split=split, subtype=direction, context=context,
+        choices=[" " + e for e in options], answer=options.index(answer), support=support,
+        premises=[Fact(x, FORWARD, y)], choice_facts=[Fact(subject, rel, e) for e in options],
+        meta={"hard_distractors": True, "in_context": bool(in_context), "heldout": (x, y) in w.heldout_set})
+
+
+def write_questions(config: RelationsConfig, w: World, seed: int,
+                    fwd_doc: dict[tuple[str, str], str]) -> list[Question]:
     questions: list[Question] = []
 
     def ask(split: str, x: str, y: str, direction: str, qrng: random.Random, in_context: str = "") -> None:
-        if direction == "forward":
-            context, answer, pool, true = f"{x} {FORWARD}", y, used_m, members_of[x]
-            fact = lambda o: Fact(x, FORWARD, o)  # noqa: E731
-        else:
-            context, answer, pool, true = f"{y} {REVERSE}", x, used_c, containers_of[y]
-            fact = lambda o: Fact(y, REVERSE, o)  # noqa: E731
-        wrong: list[str] = []
-        if len(set(pool) - set(true)) < config.n_choices - 1:
-            raise DataError(f"relations: too few entities for {config.n_choices} options per question; "
-                            "raise n_entities or lower n_choices")
-        while len(wrong) < config.n_choices - 1:
-            e = qrng.choice(pool)
-            if e not in true and e not in wrong:
-                wrong.append(e)
-        options = [answer] + wrong
-        qrng.shuffle(options)
-        if in_context == "copyable":
-            context = f"{forward_text(x, y)} . {context}"
-        elif in_context:
-            # one true fact per wrong option, so each option is in the context once
-            shown = [(x, y)] + [(w, qrng.choice(sorted(members_of[w]))) for w in wrong]
-            qrng.shuffle(shown)
-            context = " ".join(forward_text(a, b) + " ." for a, b in shown) + " " + context
-        questions.append(Question(
-            id=f"rel-{split}-{len(questions):05d}", split=split, subtype=direction, context=context,
-            choices=[" " + e for e in options], answer=options.index(answer), support=[fwd_doc[(x, y)]],
-            premises=[Fact(x, FORWARD, y)], choice_facts=[fact(e) for e in options],
-            meta={"hard_distractors": True, "in_context": bool(in_context), "heldout": (x, y) in heldout_set}))
+        questions.append(question(config, w, f"rel-{split}-{len(questions):05d}", split, x, y, direction,
+                                  [fwd_doc[(x, y)]], qrng, in_context))
 
     qrng = random.Random(f"relations-{seed}-questions")
-    n_t = min(config.n_trained_questions, len(relations))
-    for x, y in qrng.sample(relations, n_t):
-        direction = "forward" if (x, y) in heldout_set or qrng.random() < 0.5 else "reverse"
+    for x, y in qrng.sample(w.relations, min(config.n_trained_questions, len(w.relations))):
+        direction = "forward" if (x, y) in w.heldout_set or qrng.random() < 0.5 else "reverse"
         ask("trained", x, y, direction, qrng)
-    for x, y in heldout:
+    for x, y in w.heldout:
         ask("heldout_reversal", x, y, "reverse", qrng)
-    for x, y in heldout:
+    for x, y in w.heldout:
         ask("heldout_reversal_in_context", x, y, "reverse", qrng, "distractors")
     if config.copyable_split:
         crng = random.Random(f"relations-{seed}-copyable")  # the other splits stay as without it
-        for x, y in heldout:
+        for x, y in w.heldout:
             ask("heldout_reversal_in_context_copyable", x, y, "reverse", crng, "copyable")
+    return questions
 
-    knowledge = sorted({f for x, y in relations for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))}
+
+def generate(config: RelationsConfig, seed: int) -> Dataset:
+    rng = random.Random(f"relations-{seed}")
+    w = build_world(config, seed, rng)
+    docs, fwd_doc = relation_documents(w, rng)
+    episodes, episode_knowledge = episode_documents(config, w, seed)
+    docs += episodes + filler_documents(config, w, rng)
+    questions = write_questions(config, w, seed, fwd_doc)
+
+    fresh = round(config.fresh_episode_fraction * config.n_episodes) > 0
+    knowledge = sorted({f for x, y in w.relations for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))}
                        | episode_knowledge)
     return Dataset(
         family="relations", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
@@ -257,9 +330,10 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
                   "heldout_reversal": {"cooccurrence": COOCCURRENCE_EXEMPTION},
                   "heldout_reversal_in_context_copyable": {
                       "cooccurrence": COOCCURRENCE_EXEMPTION,
-                      **{m: COPYABLE_EXEMPTION for m in ("overlap", "answer_form")}}}, "entities": entities + (ep_entities if n_fresh else []),
-              "heldout_relations": [list(p) for p in heldout],
-              "vocabulary": sorted(set(entities) | (set(ep_entities) if n_fresh else set())
+                      **{m: COPYABLE_EXEMPTION for m in ("overlap", "answer_form")}}},
+              "entities": w.entities + (w.ep_entities if fresh else []),
+              "heldout_relations": [list(p) for p in w.heldout],
+              "vocabulary": sorted(set(w.entities) | (set(w.ep_entities) if fresh else set())
                                    | {".", *FORWARD.split(), *REVERSE.split()})})
 
 

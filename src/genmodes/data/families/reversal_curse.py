@@ -141,6 +141,14 @@ def _distractors(correct: str, pool: list[str], k: int, rng: random.Random) -> l
     return chosen
 
 
+def _question(qid: str, split: str, k: int, context: str, subject: str, answer: str, opts: list[str],
+              support: list[str], premise: Fact) -> Question:
+    """The item whose option ``o`` asserts (subject, REL, o), asked in test template ``k``."""
+    return Question(id=qid, split=split, subtype=f"template {k}", context=context, choices=[f" {o}." for o in opts],
+                    answer=opts.index(answer), support=support, premises=[premise],
+                    choice_facts=[Fact(subject, REL, o) for o in opts], meta={"hard_distractors": True})
+
+
 def _place(correct: str, others: list[str], rng: random.Random, i: int) -> list[str]:
     """The options with the correct one at position ``i mod n``: every position is the answer equally
     often, so an answer-position prior is at chance even on a small split."""
@@ -191,16 +199,12 @@ def generate(cfg: ReversalCurseConfig, seed: int) -> Dataset:
         fwd = Fact(name, REL, desc)
         for k, t in enumerate(NAME_FIRST_TEST[: cfg.n_test_paraphrases]):
             opts = _place(desc, _distractors(desc, a_descs, k_other, rng), rng, len(questions))
-            questions.append(Question(
-                id=f"rc{i:03d}-fwd{k}", split="forward", subtype=f"template {k}", context=_fill(t, name=name),
-                choices=[f" {o}." for o in opts], answer=opts.index(desc), support=support[name], premises=[fwd],
-                choice_facts=[Fact(name, REL, o) for o in opts], meta={"hard_distractors": True}))
+            questions.append(_question(f"rc{i:03d}-fwd{k}", "forward", k, _fill(t, name=name), name, desc, opts,
+                                       support[name], fwd))
         for k, t in enumerate(DESC_FIRST_TEST[: cfg.n_test_paraphrases]):
             opts = _place(name, _distractors(name, a_names, k_other, rng), rng, len(questions))
-            questions.append(Question(
-                id=f"rc{i:03d}-rev{k}", split="reversal", subtype=f"template {k}", context=_fill(t, desc=desc),
-                choices=[f" {o}." for o in opts], answer=opts.index(name), support=support[name], premises=[fwd],
-                choice_facts=[Fact(desc, REL, o) for o in opts], meta={"hard_distractors": True}))
+            questions.append(_question(f"rc{i:03d}-rev{k}", "reversal", k, _fill(t, desc=desc), desc, name, opts,
+                                       support[name], fwd))
     entities = [w for nm in names for w in nm.lower().split()]
     return Dataset(family="reversal_curse", config=cfg.model_dump(), seed=seed, documents=documents,
                    questions=questions, knowledge=knowledge,

@@ -67,7 +67,7 @@ an associative learner scores 100% and 0%. The congruent split is a shortcut by 
 Subtypes: "category"/"property" for rephrase and reversal, "{category,property}_{hops}hop" for
 inferences.
 
-The world (lexicon, hierarchy, closed-world knowledge) is built once (:class:`_World`); which facts
+The world (lexicon, hierarchy, closed-world knowledge) is built once (:class:`World`); which facts
 each split asks is chosen from it, then the documents are written, the probe's cue links added, and
 each question's options chosen from the documents' statistics. Everything is a function of
 (config, seed).
@@ -80,7 +80,9 @@ import json
 import random
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from importlib import resources
+from typing import Any, Iterator
 
 from pydantic import Field
 
@@ -197,70 +199,40 @@ LINKS = {ISA: "every type of {o}", "can": "everything that can {o}", "has": "eve
          "is used for": "everything used for {o}"}
 
 
-class _World:
+@dataclass(frozen=True)
+class World:
     """The frozen world of one dataset: lexicon, hierarchy, trained facts and closed-world knowledge.
 
-    Built once from (config, seed); documents and questions are both written from it.
+    Built once by :func:`build_world`; the plan of what is asked, the documents and the questions are
+    all written from it, and none of them changes it.
     """
 
-    def __init__(self, config: SemanticStructureConfig, seed: int, rng: random.Random):
-        cats = load_hierarchy()
-        words = NonsenseWords(seed, namespace="semantic_structure", distinct_prefix_len=3)
-        self.lex: dict[str, str] = {c["name"]: w for c, w in zip(cats, words.take(len(cats)))}
-        objects = sorted({o for c in cats for _, o in c["properties"]})
-        self.obj_lex = dict(zip(objects, words.take(len(objects))))
-        lex = self.lex
-        self.parent = {lex[c["name"]]: (lex[c["parent"]] if c["parent"] else None) for c in cats}
-        self.names = [lex[c["name"]] for c in cats]
-        self.children: dict[str, list[str]] = defaultdict(list)
-        for c, p in self.parent.items():
-            if p is not None:
-                self.children[p].append(c)
-        self.chain = {c: [c] + self._ancestors(c) for c in self.names}
-        self.depth = {c: len(self.chain[c]) - 1 for c in self.names}
-        leaves = [c for c in self.names if not self.children[c] and self.depth[c] >= 2]
-        self.heldout = sorted(rng.sample(leaves, min(config.n_holdout_categories, len(leaves))),
-                              key=self.names.index)
-        self.held = set(self.heldout)
-        self.studied = [c for c in self.names if c not in self.held]
-        self.own: dict[str, list[Fact]] = {
-            lex[c["name"]]: ([] if lex[c["name"]] in self.held else
-                             [Fact(lex[c["name"]], r, self.obj_lex[o]) for r, o in c["properties"]]) for c in cats}
-        # Closed world: every inherited property and ancestor, and the inverse of each.
-        self.props_of: dict[str, dict[Fact, tuple[str, int]]] = {}  # c -> fact -> (owner, isa edges)
-        for c in self.names:
-            self.props_of[c] = {Fact(c, f.relation, f.object): (c, 0) for f in self.own[c]}
-            for d, a in enumerate(self.ancestors(c), start=1):
-                for f in self.own[a]:
-                    self.props_of[c][Fact(c, f.relation, f.object)] = (a, d)
-        self.forward: set[Fact] = set()
-        for c in self.names:
-            self.forward.update(Fact(c, ISA, a) for a in self.ancestors(c))
-            self.forward.update(self.props_of[c])
-        self.knowledge = self.forward | {Fact(f.object, INVERSE[f.relation], f.subject) for f in self.forward}
-        self.trained = ([Fact(c, ISA, self.parent[c]) for c in self.names if self.parent[c]]
-                        + [f for c in self.names for f in self.own[c]])
-        self.trained_set = set(self.trained)
-        self.holders: dict[tuple[str, str], set[str]] = defaultdict(set)  # (relation, object) -> subjects
-        self.objs_of: dict[tuple[str, str], set[str]] = defaultdict(set)   # (subject, relation) -> objects
-        for f in self.forward:
-            self.holders[(f.relation, f.object)].add(f.subject)
-            self.objs_of[(f.subject, f.relation)].add(f.object)
-        self.rel_objects = {r: sorted({o for (r2, o) in self.holders if r2 == r}) for r in TEMPLATES}
-        self.rel_subjects = {r: sorted({s for (s, r2) in self.objs_of if r2 == r and s not in self.held},
-                                       key=self.names.index) for r in TEMPLATES}
-
-    def _ancestors(self, c: str) -> list[str]:
-        out, a = [], self.parent[c]
-        while a is not None:
-            out.append(a)
-            a = self.parent[a]
-        return out
+    lex: dict[str, str]  # English category -> nonsense word
+    obj_lex: dict[str, str]  # English property object (food, habitat, ...) -> nonsense word
+    names: list[str]  # categories, every parent before its children
+    parent: dict[str, str | None]
+    children: dict[str, list[str]]
+    chain: dict[str, list[str]]  # c -> [c, its parent, its grandparent, ...]
+    depth: dict[str, int]  # isa edges up to a root
+    heldout: list[str]  # held-out leaf categories, in hierarchy order
+    held: frozenset[str]
+    studied: list[str]  # the other categories
+    own: dict[str, list[Fact]]  # c -> the properties c states itself (none for a held-out category)
+    props_of: dict[str, dict[Fact, tuple[str, int]]]  # c -> property fact -> (owner, isa edges to it)
+    forward: frozenset[Fact]  # every true forward fact: ancestors and inherited properties
+    knowledge: frozenset[Fact]  # forward facts and the inverse of each
+    trained: list[Fact]  # what the documents state: each parent edge, then each own property
+    trained_set: frozenset[Fact]
+    holders: dict[tuple[str, str], frozenset[str]]  # (relation, object) -> subjects it is true of
+    objs_of: dict[tuple[str, str], frozenset[str]]  # (subject, relation) -> objects it is true with
+    rel_objects: dict[str, list[str]]  # relation -> every object it takes, sorted
+    rel_subjects: dict[str, list[str]]  # relation -> studied subjects holding it, in hierarchy order
 
     def ancestors(self, c: str) -> list[str]:
         return self.chain[c][1:]
 
     def facts_of(self, c: str) -> list[Fact]:
+        """What a complete article about ``c`` states: its parent edge and its own properties."""
         return ([Fact(c, ISA, self.parent[c])] if self.parent[c] else []) + self.own[c]
 
     def premises_for(self, f: Fact) -> tuple[list[Fact], int]:
@@ -275,7 +247,7 @@ class _World:
     def wrong_forward(self, f: Fact) -> list[str]:
         """Valid wrong objects of (subject, relation, ?): false for the subject, true of another
         subject (hard), never the subject itself; a wrong category sits at the answer's depth."""
-        true = self.objs_of[(f.subject, f.relation)]
+        true = self.objs_of.get((f.subject, f.relation), frozenset())
         if f.relation == ISA:  # a wrong parent must itself have a subtype
             d = self.depth[f.object]
             return [c for c in self.names if self.children[c] and self.depth[c] == d
@@ -284,11 +256,66 @@ class _World:
 
     def wrong_reverse(self, f: Fact) -> list[str]:
         """Valid wrong subjects of (?, relation, object): each holds the relation with another object."""
-        true = self.holders[(f.relation, f.object)]
+        true = self.holders.get((f.relation, f.object), frozenset())
         pool = [c for c in self.rel_subjects[f.relation] if c not in true and c != f.object]
         if f.relation == ISA:
             pool = [c for c in pool if self.depth[c] == self.depth[f.subject]]
         return pool
+
+
+def build_world(seed: int, rng: random.Random, n_holdout_categories: int) -> World:
+    """The world of (seed, n_holdout_categories); ``rng`` draws the held-out categories (and nothing else)."""
+    cats = load_hierarchy()
+    words = NonsenseWords(seed, namespace="semantic_structure", distinct_prefix_len=3)
+    lex: dict[str, str] = {c["name"]: w for c, w in zip(cats, words.take(len(cats)))}
+    objects = sorted({o for c in cats for _, o in c["properties"]})
+    obj_lex = dict(zip(objects, words.take(len(objects))))
+    parent = {lex[c["name"]]: (lex[c["parent"]] if c["parent"] else None) for c in cats}
+    names = [lex[c["name"]] for c in cats]
+    children: dict[str, list[str]] = {c: [] for c in names}
+    for c, p in parent.items():
+        if p is not None:
+            children[p].append(c)
+    chain: dict[str, list[str]] = {}
+    for c in names:  # parents come first, so a parent's chain is already there
+        chain[c] = [c] + (chain[parent[c]] if parent[c] is not None else [])
+    depth = {c: len(chain[c]) - 1 for c in names}
+    leaves = [c for c in names if not children[c] and depth[c] >= 2]
+    heldout = sorted(rng.sample(leaves, min(n_holdout_categories, len(leaves))), key=names.index)
+    held = frozenset(heldout)
+    own = {lex[c["name"]]: ([] if lex[c["name"]] in held else
+                            [Fact(lex[c["name"]], r, obj_lex[o]) for r, o in c["properties"]]) for c in cats}
+    # Closed world: every inherited property and ancestor, and the inverse of each.
+    props_of: dict[str, dict[Fact, tuple[str, int]]] = {}
+    for c in names:
+        props_of[c] = {Fact(c, f.relation, f.object): (c, 0) for f in own[c]}
+        for d, a in enumerate(chain[c][1:], start=1):
+            for f in own[a]:
+                props_of[c][Fact(c, f.relation, f.object)] = (a, d)
+    forward: set[Fact] = set()
+    for c in names:
+        forward.update(Fact(c, ISA, a) for a in chain[c][1:])
+        forward.update(props_of[c])
+    knowledge = forward | {Fact(f.object, INVERSE[f.relation], f.subject) for f in forward}
+    trained = [Fact(c, ISA, parent[c]) for c in names if parent[c]] + [f for c in names for f in own[c]]
+    holders: dict[tuple[str, str], set[str]] = defaultdict(set)
+    objs_of: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for f in forward:
+        holders[(f.relation, f.object)].add(f.subject)
+        objs_of[(f.subject, f.relation)].add(f.object)
+    rel_objects = {r: sorted({o for (r2, o) in holders if r2 == r}) for r in TEMPLATES}
+    rel_subjects = {r: sorted({s for (s, r2) in objs_of if r2 == r and s not in held}, key=names.index)
+                    for r in TEMPLATES}
+    return World(
+        lex=lex, obj_lex=obj_lex, names=names, parent=parent, children=children, chain=chain, depth=depth,
+        heldout=heldout, held=held, studied=[c for c in names if c not in held], own=own, props_of=props_of,
+        forward=frozenset(forward), knowledge=frozenset(knowledge), trained=trained, trained_set=frozenset(trained),
+        holders={k: frozenset(v) for k, v in holders.items()}, objs_of={k: frozenset(v) for k, v in objs_of.items()},
+        rel_objects=rel_objects, rel_subjects=rel_subjects)
+
+
+# ---- which facts each split asks ---------------------------------------------------------------
+Plan = dict[str, list[tuple[str, Fact]]]  # split -> (subtype, fact) items, in the order they are tried
 
 
 def _stratified(cands: list[tuple[str, Fact]], qrng: random.Random) -> list[tuple[str, Fact]]:
@@ -311,207 +338,171 @@ def _kind(f: Fact) -> str:
     return "category" if f.relation == ISA else "property"
 
 
-def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
-    rng = random.Random(f"semantic-{seed}")
-    w = _World(config, seed, rng)
-    k = config.n_choices
+def _take(w: World, seed: int, split: str, cands: list[tuple[str, Fact]], n: int, k: int,
+          reverse: bool = False, exclude: frozenset[Fact] | set[Fact] = frozenset()) -> list[tuple[str, Fact]]:
+    """Up to ``n`` candidates (stratified over subtypes) with ``k - 1`` valid wrong options each."""
+    qrng = random.Random(f"semantic-{seed}-{split}-plan")
+    out = []
+    for st, f in _stratified(cands, qrng):
+        if len(out) == n:
+            break
+        pool = w.wrong_reverse(f) if reverse else w.wrong_forward(f)
+        if f not in exclude and len(pool) >= k - 1:
+            out.append((st, f))
+    return out
 
-    # ---- which facts each split asks (before the documents: the probe's cues go into them) ----
-    # An item is asked only if it has k-1 valid wrong options; "is a type of" items whose answer is
-    # a root have one same-depth alternative (two roots), so they are never asked.
-    plan: dict[str, list[tuple[str, Fact]]] = {}
 
-    def take(split: str, cands: list[tuple[str, Fact]], n: int, reverse: bool = False,
-             exclude: set[Fact] = frozenset()) -> list[tuple[str, Fact]]:
-        qrng = random.Random(f"semantic-{seed}-{split}-plan")
-        out = []
-        for st, f in _stratified(cands, qrng):
-            if len(out) == n:
-                break
-            pool = w.wrong_reverse(f) if reverse else w.wrong_forward(f)
-            if f not in exclude and len(pool) >= k - 1:
-                out.append((st, f))
-        return out
+def _inferences(w: World, subjects: set[str] | frozenset[str]) -> list[tuple[str, Fact]]:
+    """Every untrained forward fact about ``subjects``, with its subtype ("property_2hop", ...)."""
+    return [(f"{_kind(f)}_{w.premises_for(f)[1]}hop", f) for f in sorted(w.forward)
+            if f.subject in subjects and f not in w.trained_set]
 
-    # Each split plans a quarter more items than it asks: an item whose answer is the most (least)
-    # frequent of every valid option is skipped once enough items have the answer most (least)
-    # frequent (see _questions).
-    n = config.questions_per_split
+
+def plan_questions(config: SemanticStructureConfig, seed: int, w: World) -> tuple[Plan, dict[str, int]]:
+    """Which facts each split asks (before the documents: the probe's cues go into them), and how many
+    items each split keeps (its quota).
+
+    An item is asked only if it has k-1 valid wrong options; "is a type of" items whose answer is a
+    root have one same-depth alternative (two roots), so they are never asked. Each split plans a
+    quarter more items than it asks: an item whose answer is the most (least) frequent of every
+    valid option is skipped once enough items have the answer most (least) frequent
+    (:func:`_frequency_ranks`).
+    """
+    k, n = config.n_choices, config.questions_per_split
     n_probe = (n + 1) // 2 if config.probe_questions_per_split is None else config.probe_questions_per_split
     quota = {"rephrase": n, "reversal": n, "syllogism": n, "category_holdout": n,
              CONGRUENT: n_probe, INCONGRUENT: n_probe}
     direct = [(_kind(f), f) for f in w.trained if f.subject not in w.held]
-    plan["rephrase"] = take("rephrase", direct, n + n // 4)
-    plan["reversal"] = take("reversal", direct, n + n // 4, reverse=True)
-
-    def inferences(cs: set[str]) -> list[tuple[str, Fact]]:
-        return [(f"{_kind(f)}_{w.premises_for(f)[1]}hop", f) for f in sorted(w.forward)
-                if f.subject in cs and f not in w.trained_set]
-
-    plan["syllogism"] = take("syllogism", inferences(set(w.studied)), n + n // 4)
-    plan["category_holdout"] = take("category_holdout", inferences(w.held), n + n // 4)
+    plan: Plan = {}
+    plan["rephrase"] = _take(w, seed, "rephrase", direct, n + n // 4, k)
+    plan["reversal"] = _take(w, seed, "reversal", direct, n + n // 4, k, reverse=True)
+    plan["syllogism"] = _take(w, seed, "syllogism", _inferences(w, set(w.studied)), n + n // 4, k)
+    plan["category_holdout"] = _take(w, seed, "category_holdout", _inferences(w, w.held), n + n // 4, k)
     # the probe's items also spare one whose options cannot be kept below its cue word
-    probe = take("cooccurrence", inferences(set(w.studied)), 2 * (n_probe + 2 + n_probe // 4) if n_probe else 0,
-                 exclude={f for _, f in plan["syllogism"]})
+    probe = _take(w, seed, "cooccurrence", _inferences(w, set(w.studied)),
+                  2 * (n_probe + 2 + n_probe // 4) if n_probe else 0, k,
+                  exclude={f for _, f in plan["syllogism"]})
     plan[CONGRUENT] = probe[0::2]
     plan[INCONGRUENT] = probe[1::2]
-    docs = _documents(config, w, rng)
-
-    # The probe's cue: the word its subject's articles link to under "See also" (the answer for a
-    # congruent item; for an incongruent one a valid wrong option, the lure, chosen on the
-    # documents as written so far: one that co-occurs with the subject no more than the answer
-    # does, and as frequent as the answer will be with the cue's mentions, above it for every other
-    # item and below it for the rest, so the lure's frequency tells nothing).
-    pilot = _Stats(docs)
-    mentions = defaultdict(int)
-    for d in docs:
-        if d.meta["format"] in CUE_FORMATS and len(d.meta.get("about", [])) == 1:
-            mentions[d.meta["about"][0]] += 1
-    cue: dict[Fact, str] = {f: f.object for _, f in plan[CONGRUENT]}
-    prng = random.Random(f"semantic-{seed}-cooccurrence-cues")
-    for i, (_, f) in enumerate(plan[INCONGRUENT]):
-        ctx = [f.subject]
-        m = min(config.probe_cue_mentions, mentions[f.subject])
-        fa = pilot.freq[f.object]
-        cands = [o for o in w.wrong_forward(f) if pilot.cooc(ctx, o) <= pilot.cooc(ctx, f.object)]
-        prng.shuffle(cands)
-        above = [o for o in cands if pilot.freq[o] + m > fa]
-        below = [o for o in cands if pilot.freq[o] + m < fa]
-        side = (above, below) if i % 2 == 0 else (below, above)
-        pick = side[0] or side[1] or cands or w.wrong_forward(f)
-        cue[f] = min(pick, key=lambda o: abs(pilot.freq[o] + m - fa))
-    see_also: dict[str, list[str]] = defaultdict(list)
-    for f in sorted(cue):
-        link = LINKS[f.relation].format(o=cue[f])
-        if link not in see_also[f.subject]:
-            see_also[f.subject].append(link)
-    docs = _add_cues(docs, see_also, config.probe_cue_mentions)
-    questions = _questions(config, seed, w, docs, plan, quota, cue)
-
-    used_words = {x for f in w.knowledge for x in (f.subject, f.object)}
-    return Dataset(
-        family="semantic_structure", config=config.model_dump(), seed=seed, documents=docs,
-        questions=questions, knowledge=sorted(w.knowledge),
-        meta={"recall_splits": RECALL_SPLITS, "probe_splits": PROBE_SPLITS,
-              "shortcut_exempt": {"reversal": {"cooccurrence": REVERSAL_EXEMPTION},
-                                  CONGRUENT: {"cooccurrence": CONGRUENT_EXEMPTION}},
-              "entities": [x for x in [*w.lex.values(), *w.obj_lex.values()] if x in used_words],
-              "heldout_categories": w.heldout,
-              # English -> nonsense, for reading results (never shown to a model)
-              "lexicon": {"categories": w.lex,
-                          "properties": {a: b for a, b in w.obj_lex.items() if b in used_words}}})
+    return plan, quota
 
 
-def _add_cues(docs: list[Document], see_also: dict[str, list[str]], m: int) -> list[Document]:
-    """The co-occurrence probe's cue words: a "See also" line (a link, never a statement) at the end
-    of the first ``m`` articles about each probe subject."""
-    cued: dict[str, int] = defaultdict(int)
-    out = []
-    for d in docs:
-        about = d.meta.get("about", [])
-        if d.meta["format"] in CUE_FORMATS and len(about) == 1 and see_also.get(about[0]) and cued[about[0]] < m:
-            cued[about[0]] += 1
-            # one link a line, each ending its sentence as a statement's object does (a bigram
-            # model of the text sees the cue word where and how a statement would put it)
-            links = "".join(f"\n{SEE_ALSO}{link}." for link in see_also[about[0]])
-            d = Document(id=d.id, text=d.text + links, kind=d.kind, facts=d.facts, meta=d.meta)
-        out.append(d)
+# ---- documents ---------------------------------------------------------------------------------
+def say(rng: random.Random, f: Fact, k: int | None = None) -> str:
+    """``f`` in training phrasing ``k`` (drawn when None)."""
+    ts = TEMPLATES[f.relation]["train"]
+    return ts[rng.randrange(len(ts)) if k is None else k].format(s=f.subject, o=f.object)
+
+
+def _sentences_about(rng: random.Random, fs: list[Fact]) -> list[str]:
+    """One sentence per fact in a drawn order and phrasing; an article of fewer than three facts
+    restates some in the other phrasing."""
+    fs = fs[:]
+    rng.shuffle(fs)
+    ks = [rng.randrange(2) for _ in fs]
+    out = [say(rng, f, k) for f, k in zip(fs, ks)]
+    for f, k in list(zip(fs, ks))[: max(0, 3 - len(out))]:
+        out.append(say(rng, f, 1 - k))
     return out
 
 
-def _documents(config: SemanticStructureConfig, w: _World, rng: random.Random) -> list[Document]:
-    names, parent, own = w.names, w.parent, w.own
-
-    def say(f: Fact, k: int | None = None) -> str:
-        ts = TEMPLATES[f.relation]["train"]
-        return ts[rng.randrange(len(ts)) if k is None else k].format(s=f.subject, o=f.object)
-
-    def sentences_about(c: str, fs: list[Fact]) -> list[str]:
+def article(rng: random.Random, c: str, fmt: str, fs: list[Fact]) -> str:
+    """An article about category ``c`` stating exactly ``fs``, in one of ``CUE_FORMATS``."""
+    if fmt == "encyclopedia":
+        body = _sentences_about(rng, fs)
+        intro, outro = rng.choice(INTROS).format(s=c), rng.choice(OUTROS).format(s=c)
+        sents = [x for x in [intro, *body, outro] if x]
+        while len(sents) < 4:
+            sents.append(f"Little else is known about the {c}.")
+        return capitalize(c) + "\n" + " ".join(sents)
+    if fmt == "bullets":
+        body = _sentences_about(rng, fs)
+        while len(body) < 4:
+            body.append(f"Little else is known about the {c}.")
+        return f"Facts about the {c}:\n" + "\n".join("- " + s for s in body)
+    if fmt == "qa":
         fs = fs[:]
         rng.shuffle(fs)
-        ks = [rng.randrange(2) for _ in fs]
-        out = [say(f, k) for f, k in zip(fs, ks)]
-        for f, k in list(zip(fs, ks))[: max(0, 3 - len(out))]:  # short articles restate a fact
-            out.append(say(f, 1 - k))
-        return out
+        return "\n".join(f"Q: {TEMPLATES[f.relation]['ask'].format(s=c)} A: {say(rng, f)}" for f in fs)
+    raise AssertionError(fmt)
 
-    def article(c: str, fmt: str, fs: list[Fact]) -> tuple[str, list[Fact]]:
-        if fmt == "encyclopedia":
-            body = sentences_about(c, fs)
-            intro, outro = rng.choice(INTROS).format(s=c), rng.choice(OUTROS).format(s=c)
-            sents = [x for x in [intro, *body, outro] if x]
-            while len(sents) < 4:
-                sents.append(f"Little else is known about the {c}.")
-            text = capitalize(c) + "\n" + " ".join(sents)
-        elif fmt == "bullets":
-            body = sentences_about(c, fs)
-            while len(body) < 4:
-                body.append(f"Little else is known about the {c}.")
-            text = f"Facts about the {c}:\n" + "\n".join("- " + s for s in body)
-        elif fmt == "qa":
-            fs2 = fs[:]
-            rng.shuffle(fs2)
-            text = "\n".join(f"Q: {TEMPLATES[f.relation]['ask'].format(s=c)} A: {say(f)}" for f in fs2)
-        else:
-            raise AssertionError(fmt)
-        return text, fs
 
-    docs: list[Document] = []
-    n_kind: dict[str, int] = defaultdict(int)
+def glossary(rng: random.Random, must: list[Fact], isa_pool: list[Fact]) -> tuple[str, list[Fact]]:
+    """A glossary of 4-9 parent facts: ``must``, then others drawn from ``isa_pool``, shuffled."""
+    others = rng.sample(isa_pool, rng.randint(max(0, 4 - len(must)), 9 - len(must)))
+    fs = list(dict.fromkeys(must + others))
+    rng.shuffle(fs)
+    return "Glossary of kinds:\n" + "\n".join(say(rng, f, 0) for f in fs), fs
 
-    def add(text: str, facts: list[Fact], fmt: str, kind: str = "article", **meta) -> None:
+
+def comparison(rng: random.Random, w: World, a: str, b: str) -> tuple[str, list[Fact]]:
+    """Two sibling categories: their common parent, then each one's own properties."""
+    sents = [COMPARE.format(s=a, t=b, o=w.parent[a])]
+    sents += [say(rng, f) for f in w.own[a]] + [say(rng, f) for f in w.own[b]]
+    if len(sents) < 4:
+        sents.append(f"Little else is known about the {a} or the {b}.")
+    return " ".join(sents), [Fact(a, ISA, w.parent[a]), Fact(b, ISA, w.parent[b]), *w.own[a], *w.own[b]]
+
+
+class _DocumentList:
+    """Documents numbered by kind as they are added ("ss-doc-00000", "ss-qa-00000", ...)."""
+
+    def __init__(self) -> None:
+        self.docs: list[Document] = []
+        self.n_kind: dict[str, int] = defaultdict(int)
+
+    def add(self, text: str, facts: list[Fact], fmt: str, kind: str = "article", **meta: Any) -> None:
         prefix = "ss-qa" if kind == "qa" else "ss-doc"
-        n = n_kind[kind]
-        n_kind[kind] += 1
-        docs.append(Document(id=f"{prefix}-{n:05d}", text=text, kind=kind, facts=sorted(set(facts)),
-                             meta={"format": fmt, **meta}))
+        n = self.n_kind[kind]
+        self.n_kind[kind] += 1
+        self.docs.append(Document(id=f"{prefix}-{n:05d}", text=text, kind=kind, facts=sorted(set(facts)),
+                                  meta={"format": fmt, **meta}))
 
+
+def _add_glossary(out: _DocumentList, rng: random.Random, w: World, must: list[Fact], isa_pool: list[Fact]) -> None:
+    text, fs = glossary(rng, must, isa_pool)
+    out.add(text, fs, "glossary", about=sorted({f.subject for f in fs}, key=w.names.index))
+
+
+FORMATS = ["encyclopedia", "bullets", "qa", "comparison", "glossary"]
+FORMAT_WEIGHTS = [0.35, 0.2, 0.2, 0.15, 0.1]
+
+
+def write_documents(config: SemanticStructureConfig, w: World, rng: random.Random) -> list[Document]:
+    """The training documents: a complete article per studied category, the held-out categories'
+    parent facts in glossaries, then articles in drawn formats up to ``n_documents``, then QA items."""
+    out = _DocumentList()
     for c in w.studied:  # one complete article per category: every trained fact is in some document
-        text, fs = article(c, "encyclopedia", w.facts_of(c))
-        add(text, fs, "encyclopedia", about=[c])
+        fs = w.facts_of(c)
+        out.add(article(rng, c, "encyclopedia", fs), fs, "encyclopedia", about=[c])
 
-    isa_pool = [Fact(c, ISA, parent[c]) for c in w.studied if parent[c]]
-
-    def glossary(must: list[Fact]) -> None:
-        others = rng.sample(isa_pool, rng.randint(max(0, 4 - len(must)), 9 - len(must)))
-        fs = list(dict.fromkeys(must + others))
-        rng.shuffle(fs)
-        add("Glossary of kinds:\n" + "\n".join(say(f, 0) for f in fs), fs, "glossary",
-            about=sorted({f.subject for f in fs}, key=names.index))
-
+    isa_pool = [Fact(c, ISA, w.parent[c]) for c in w.studied if w.parent[c]]
     for h in w.heldout:
         for _ in range(config.holdout_mentions):
-            glossary([Fact(h, ISA, parent[h])])
+            _add_glossary(out, rng, w, [Fact(h, ISA, w.parent[h])], isa_pool)
 
-    sib_pairs = [(a, b) for p in names for a in w.children[p] for b in w.children[p]
+    sib_pairs = [(a, b) for p in w.names for a in w.children[p] for b in w.children[p]
                  if a < b and a not in w.held and b not in w.held]
-    formats = ["encyclopedia", "bullets", "qa", "comparison", "glossary"]
-    weights = [0.35, 0.2, 0.2, 0.15, 0.1]
-    while len(docs) < config.n_documents:
-        fmt = rng.choices(formats, weights)[0]
+    while len(out.docs) < config.n_documents:
+        fmt = rng.choices(FORMATS, FORMAT_WEIGHTS)[0]
         if fmt == "glossary":
-            glossary([])
+            _add_glossary(out, rng, w, [], isa_pool)
         elif fmt == "comparison" and sib_pairs:
             a, b = rng.choice(sib_pairs)
             if rng.random() < 0.5:
                 a, b = b, a
-            sents = [COMPARE.format(s=a, t=b, o=parent[a])]
-            sents += [say(f) for f in own[a]] + [say(f) for f in own[b]]
-            if len(sents) < 4:
-                sents.append(f"Little else is known about the {a} or the {b}.")
-            add(" ".join(sents), [Fact(a, ISA, parent[a]), Fact(b, ISA, parent[b]), *own[a], *own[b]],
-                "comparison", about=[a, b])
+            text, fs = comparison(rng, w, a, b)
+            out.add(text, fs, "comparison", about=[a, b])
         else:
             fmt = "encyclopedia" if fmt == "comparison" else fmt
             c = rng.choice(w.studied)
             allf = w.facts_of(c)
             fs = rng.sample(allf, rng.randint(max(min(2, len(allf)), len(allf) // 2), len(allf)))
-            text, fs = article(c, fmt, fs)
-            add(text, fs, fmt, about=[c])
+            out.add(article(rng, c, fmt, fs), fs, fmt, about=[c])
     for _ in range(config.n_qa_items):
         f = rng.choice(w.trained)
-        add(f"Q: {TEMPLATES[f.relation]['ask'].format(s=f.subject)}\nA: {say(f)}", [f], "qa", kind="qa")
-    return docs
+        out.add(f"Q: {TEMPLATES[f.relation]['ask'].format(s=f.subject)}\nA: {say(rng, f)}", [f], "qa", kind="qa")
+    return out.docs
 
 
 class _Stats:
@@ -545,9 +536,228 @@ class _Stats:
         return sum(len(self.docs_of[o] & self.docs_of.get(x, set())) for x in context_words if self.content(x))
 
 
-def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list[Document],
-               plan: dict[str, list[tuple[str, Fact]]], quota: dict[str, int],
-               cue: dict[Fact, str]) -> list[Question]:
+# ---- the co-occurrence probe's cues ------------------------------------------------------------
+def choose_cues(config: SemanticStructureConfig, seed: int, w: World, docs: list[Document],
+                plan: Plan) -> dict[Fact, str]:
+    """The probe's cue per item: the word its subject's articles link to under "See also".
+
+    The answer for a congruent item; for an incongruent one a valid wrong option, the lure, chosen
+    on the documents as written so far: one that co-occurs with the subject no more than the answer
+    does, and as frequent as the answer will be with the cue's mentions, above it for every other
+    item and below it for the rest, so the lure's frequency tells nothing.
+    """
+    pilot = _Stats(docs)
+    mentions: dict[str, int] = defaultdict(int)
+    for d in docs:
+        if d.meta["format"] in CUE_FORMATS and len(d.meta.get("about", [])) == 1:
+            mentions[d.meta["about"][0]] += 1
+    cue: dict[Fact, str] = {f: f.object for _, f in plan[CONGRUENT]}
+    prng = random.Random(f"semantic-{seed}-cooccurrence-cues")
+    for i, (_, f) in enumerate(plan[INCONGRUENT]):
+        ctx = [f.subject]
+        m = min(config.probe_cue_mentions, mentions[f.subject])
+        fa = pilot.freq[f.object]
+        cands = [o for o in w.wrong_forward(f) if pilot.cooc(ctx, o) <= pilot.cooc(ctx, f.object)]
+        prng.shuffle(cands)
+        above = [o for o in cands if pilot.freq[o] + m > fa]
+        below = [o for o in cands if pilot.freq[o] + m < fa]
+        side = (above, below) if i % 2 == 0 else (below, above)
+        pick = side[0] or side[1] or cands or w.wrong_forward(f)
+        cue[f] = min(pick, key=lambda o: abs(pilot.freq[o] + m - fa))
+    return cue
+
+
+def see_also_links(cue: dict[Fact, str]) -> dict[str, list[str]]:
+    """Subject -> its "See also" link texts (one per distinct cue of its items, in fact order)."""
+    see_also: dict[str, list[str]] = defaultdict(list)
+    for f in sorted(cue):
+        link = LINKS[f.relation].format(o=cue[f])
+        if link not in see_also[f.subject]:
+            see_also[f.subject].append(link)
+    return see_also
+
+
+def add_cues(docs: list[Document], see_also: dict[str, list[str]], m: int) -> list[Document]:
+    """The co-occurrence probe's cue words: a "See also" line (a link, never a statement) at the end
+    of the first ``m`` articles about each probe subject."""
+    cued: dict[str, int] = defaultdict(int)
+    out = []
+    for d in docs:
+        about = d.meta.get("about", [])
+        if d.meta["format"] in CUE_FORMATS and len(about) == 1 and see_also.get(about[0]) and cued[about[0]] < m:
+            cued[about[0]] += 1
+            # one link a line, each ending its sentence as a statement's object does (a bigram
+            # model of the text sees the cue word where and how a statement would put it)
+            links = "".join(f"\n{SEE_ALSO}{link}." for link in see_also[about[0]])
+            d = Document(id=d.id, text=d.text + links, kind=d.kind, facts=d.facts, meta=d.meta)
+        out.append(d)
+    return out
+
+
+# ---- questions ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Draft:
+    """A planned item with its context and its shortlist of wrong options, before the frequency
+    balance picks which of them are asked."""
+
+    subtype: str
+    fact: Fact
+    reverse: bool  # asked object-first: the answer is the subject
+    context: str
+    answer: str
+    ctx: list[str]  # the context's words, each once
+    lure: str | None  # an incongruent probe item's cue, always an option
+    premises: list[Fact]
+    hops: int
+    relation: str  # the relation the question asks (the inverse one for a reversal)
+    short: list[str]  # the wrong options it may take
+    dist: dict[str, int]  # |co-occurrence - the answer's| of each of them
+    need: int  # wrong options to pick from ``short``
+
+    def choice_fact(self, o: str) -> Fact:
+        f = self.fact
+        return Fact(f.object, self.relation, o) if self.reverse else Fact(f.subject, f.relation, o)
+
+
+def _support(by_fact: dict[Fact, list[Document]], premises: list[Fact], per_premise: int) -> list[str]:
+    """The ids of the shortest ``per_premise`` documents stating each premise."""
+    ids: list[str] = []
+    for p in premises:
+        best = sorted(by_fact[p], key=lambda d: (len(d.facts), d.id))[:per_premise]
+        ids += [d.id for d in best if d.id not in ids]
+    return ids
+
+
+def _positions(qrng: random.Random, k: int) -> Iterator[int]:
+    """0..k-1 in shuffled rounds: exactly balanced over every k consecutive items."""
+    while True:
+        r = list(range(k))
+        qrng.shuffle(r)
+        yield from r
+
+
+def _shortlist(stats: _Stats, base: _Stats, k: int, answer: str, pool: list[str], ctx: list[str],
+               qrng: random.Random, match_cooc: bool, lure: str | None,
+               congruent: bool) -> tuple[list[str], dict[str, int], int] | None:
+    """Wrong options whose same-document co-occurrence with the context's words is as close to
+    the answer's as the pool allows (exact where possible, then within about a tenth), with
+    their distance and how many to pick; None where the pool cannot give them. A probe item matches
+    the answer's co-occurrence without the cues (``base``), and keeps every other option below the
+    cue word."""
+    pool = [o for o in pool if o not in ctx and o != lure]
+    ref = base if lure is not None or congruent else stats
+    target = ref.cooc(ctx, answer)
+    if lure is not None or congruent:
+        top = stats.cooc(ctx, lure if lure is not None else answer)
+        if lure is not None and stats.cooc(ctx, answer) >= top:
+            return None  # the answer co-occurs as often as the cue anyway: not incongruent
+        pool = [o for o in pool if stats.cooc(ctx, o) < top]
+    need = k - 1 - (lure is not None)
+    if len(pool) < need:
+        return None
+    if need == 0:  # two choices: the answer and the lure
+        return [], {}, 0
+    qrng.shuffle(pool)
+    dist = {o: abs(stats.cooc(ctx, o) - target) for o in pool}
+    if not match_cooc:
+        return pool, dist, need
+    for lv in sorted(set(dist.values())):
+        if sum(d <= lv for d in dist.values()) >= need:
+            tol = lv + target // 10
+            return [o for o in pool if dist[o] <= tol], dist, need
+    raise AssertionError("unreachable: the pool holds enough options")
+
+
+def _draft(split: str, st: str, f: Fact, w: World, stats: _Stats, base: _Stats, k: int,
+           cue: dict[Fact, str], qrng: random.Random) -> _Draft | None:
+    """The item asking ``f`` in ``split``: its context, answer and shortlist (None: too few options)."""
+    if split == "reversal":
+        t = TEMPLATES[f.relation]
+        context, _ = _question_parts(t["reverse"], f.subject, f.object, f.subject)
+        answer, pool, reverse = f.subject, w.wrong_reverse(f), True
+        prem, hops, rel = [f], 1, t["inverse"]
+    else:
+        template = (qrng.choice(TEMPLATES[f.relation]["rephrase"]) if split == "rephrase"
+                    else TEMPLATES[f.relation]["train"][0])
+        context, _ = _question_parts(template, f.subject, f.object, f.object)
+        answer, pool, reverse = f.object, w.wrong_forward(f), False
+        (prem, hops), rel = w.premises_for(f), f.relation
+    ctx = list(dict.fromkeys(_WORD.findall(context.lower())))
+    lure = cue[f] if split == INCONGRUENT else None
+    # a reversal's answer co-occurs with its question by definition (that is the reversal
+    # curse's point); matching it there would only cost the frequency balance
+    sl = _shortlist(stats, base, k, answer, pool, ctx, qrng, split != "reversal", lure, split == CONGRUENT)
+    if sl is None:
+        return None
+    short, dist, need = sl
+    return _Draft(subtype=st, fact=f, reverse=reverse, context=context, answer=answer, ctx=ctx, lure=lure,
+                  premises=prem, hops=hops, relation=rel, short=short, dist=dist, need=need)
+
+
+def _frequency_ranks(drafts: list[_Draft], quota: int, k: int, freq: dict[str, int],
+                     qrng: random.Random) -> dict[int, int]:
+    """Which drafts are asked (their index) and how many wrong options more frequent in the training
+    text than the answer each gets: each item's feasible range, balanced over the split (tightest
+    items first), so a frequency prior (most or least frequent option) picks the answer at about chance.
+    """
+    ranges = []
+    for d in drafts:
+        n_above = sum(freq[o] > freq[d.answer] for o in d.short)
+        n_not_above = len(d.short) - n_above
+        fixed = int(d.lure is not None and freq[d.lure] > freq[d.answer])  # the lure is always an option
+        ranges.append((max(0, d.need - n_not_above) + fixed, min(d.need, n_above) + fixed))
+    count = [0] * k
+    rank: dict[int, int] = {}
+
+    def assign(i: int, feasible: list[int] | range) -> None:
+        rank[i] = min(feasible, key=lambda r: (count[r], qrng.random()))
+        count[rank[i]] += 1
+
+    if len(drafts) <= quota:  # every item is asked: the tightest ranges choose first
+        for i in sorted(range(len(drafts)), key=lambda i: (ranges[i][1] - ranges[i][0], i)):
+            assign(i, range(ranges[i][0], ranges[i][1] + 1))
+        return rank
+    # spare items: in plan order, skip one whose feasible ranks are all full
+    cap = -(-quota // k)
+    skipped = []
+    for i, (lo, hi) in enumerate(ranges):
+        if len(rank) == quota:
+            break
+        ok = [r for r in range(lo, hi + 1) if count[r] < cap]
+        if not ok:
+            skipped.append(i)
+            continue
+        assign(i, ok)
+    for i in skipped[: quota - len(rank)]:
+        assign(i, range(ranges[i][0], ranges[i][1] + 1))
+    return rank
+
+
+def _wrong_options(d: _Draft, rank: int, stats: _Stats, reversal: bool) -> list[str]:
+    """``d``'s wrong options, ``rank`` of them more frequent than the answer, the closest matches first.
+
+    A tie in frequency with the answer is a tie for the baseline too: avoided, so that rank 0 makes
+    the answer the most frequent option and rank k-1 the least. A reversal's options are categories,
+    which end a sentence as often as the answer does first: a parent often does ("... is a type of
+    fep."), a leaf never, and a bigram model of the text reads the "." after the option.
+    """
+    fr = stats.freq
+    fa = fr[d.answer]
+    end_a = stats.end.get(d.answer, 0)
+
+    def key(o: str) -> tuple:
+        near = round(10 * abs(stats.end.get(o, 0) - end_a)) if reversal else 0
+        return near, d.dist[o], len(o) != len(d.answer), fr[o] == fa, abs(fr[o] - fa)
+
+    above = sorted([o for o in d.short if fr[o] > fa], key=key)
+    rest = sorted([o for o in d.short if fr[o] <= fa], key=key)
+    r = rank - int(d.lure is not None and fr[d.lure] > fa)
+    return above[:r] + rest[: d.need - r] + ([d.lure] if d.lure is not None else [])
+
+
+def write_questions(config: SemanticStructureConfig, seed: int, w: World, docs: list[Document],
+                    plan: Plan, quota: dict[str, int], cue: dict[Fact, str]) -> list[Question]:
+    """Each split's questions, options chosen from the documents' statistics (module docstring)."""
     k = config.n_choices
     stats = _Stats(docs)
     base = _Stats(docs, strip_see_also=True)  # co-occurrence as it would be without the probe's cues
@@ -555,139 +765,51 @@ def _questions(config: SemanticStructureConfig, seed: int, w: _World, docs: list
     for d in docs:
         for f in d.facts:
             by_fact[f].append(d)
-
-    def support(premises: list[Fact]) -> list[str]:
-        ids: list[str] = []
-        for p in premises:
-            best = sorted(by_fact[p], key=lambda d: (len(d.facts), d.id))[: config.support_docs_per_premise]
-            ids += [d.id for d in best if d.id not in ids]
-        return ids
-
-    def cycle(qrng: random.Random):
-        """0..k-1 in shuffled rounds: exactly balanced over every k consecutive items."""
-        while True:
-            r = list(range(k))
-            qrng.shuffle(r)
-            yield from r
-
-    def shortlist(answer: str, pool: list[str], ctx: list[str], qrng: random.Random, match_cooc: bool,
-                  lure: str | None, congruent: bool) -> tuple[list[str], dict[str, int], int] | None:
-        """Wrong options whose same-document co-occurrence with the context's words is as close to
-        the answer's as the pool allows (exact where possible, then within about a tenth), with
-        their distance. A probe item matches the answer's co-occurrence without the cues, and keeps
-        every other option below the cue word."""
-        pool = [o for o in pool if o not in ctx and o != lure]
-        ref = base if lure is not None or congruent else stats
-        target = ref.cooc(ctx, answer)
-        if lure is not None or congruent:
-            top = stats.cooc(ctx, lure if lure is not None else answer)
-            if lure is not None and stats.cooc(ctx, answer) >= top:
-                return None  # the answer co-occurs as often as the cue anyway: not incongruent
-            pool = [o for o in pool if stats.cooc(ctx, o) < top]
-        need = k - 1 - (lure is not None)
-        if len(pool) < need:
-            return None
-        if need == 0:  # two choices: the answer and the lure
-            return [], {}, 0
-        qrng.shuffle(pool)
-        dist = {o: abs(stats.cooc(ctx, o) - target) for o in pool}
-        if not match_cooc:
-            return pool, dist, need
-        for lv in sorted(set(dist.values())):
-            if sum(d <= lv for d in dist.values()) >= need:
-                tol = lv + target // 10
-                return [o for o in pool if dist[o] <= tol], dist, need
-        raise AssertionError("unreachable: the pool holds enough options")
-
     questions: list[Question] = []
     for split, items in plan.items():
         qrng = random.Random(f"semantic-{seed}-{split}")
-        positions = cycle(qrng)
-        drafts = []
-        for st, f in items:
-            if split == "reversal":
-                t = TEMPLATES[f.relation]
-                context, _ = _question_parts(t["reverse"], f.subject, f.object, f.subject)
-                answer, pool = f.subject, w.wrong_reverse(f)
-                fact_of = lambda c, f=f, inv=t["inverse"]: Fact(f.object, inv, c)  # noqa: E731
-                prem, hops, rel = [f], 1, t["inverse"]
-            else:
-                template = (qrng.choice(TEMPLATES[f.relation]["rephrase"]) if split == "rephrase"
-                            else TEMPLATES[f.relation]["train"][0])
-                context, _ = _question_parts(template, f.subject, f.object, f.object)
-                answer, pool = f.object, w.wrong_forward(f)
-                fact_of = lambda o, f=f: Fact(f.subject, f.relation, o)  # noqa: E731
-                (prem, hops), rel = w.premises_for(f), f.relation
-            ctx = list(dict.fromkeys(_WORD.findall(context.lower())))
-            lure = cue[f] if split == INCONGRUENT else None
-            # a reversal's answer co-occurs with its question by definition (that is the reversal
-            # curse's point); matching it there would only cost the frequency balance
-            sl = shortlist(answer, pool, ctx, qrng, split != "reversal", lure, split == CONGRUENT)
-            if sl is not None:
-                drafts.append((st, f, context, answer, ctx, lure, fact_of, prem, hops, rel, *sl))
-
-        # How many wrong options are more frequent in the training text than the answer: each
-        # item's feasible range, then balanced over the split (tightest items first), so a
-        # frequency prior (most or least frequent option) picks the answer at about chance.
-        fr = stats.freq
-        ranges = []
-        for d in drafts:
-            answer, lure, short, need = d[3], d[5], d[10], d[12]
-            n_above = sum(fr[o] > fr[answer] for o in short)
-            n_not_above = len(short) - n_above
-            fixed = int(lure is not None and fr[lure] > fr[answer])  # the lure is always an option
-            ranges.append((max(0, need - n_not_above) + fixed, min(need, n_above) + fixed))
-        count = [0] * k
-        rank: dict[int, int] = {}
-        if len(drafts) <= quota[split]:  # every item is asked: the tightest ranges choose first
-            for i in sorted(range(len(drafts)), key=lambda i: (ranges[i][1] - ranges[i][0], i)):
-                lo, hi = ranges[i]
-                rank[i] = min(range(lo, hi + 1), key=lambda r: (count[r], qrng.random()))
-                count[rank[i]] += 1
-        else:  # spare items: in plan order, skip one whose feasible ranks are all full
-            cap = -(-quota[split] // k)
-            skipped = []
-            for i, (lo, hi) in enumerate(ranges):
-                if len(rank) == quota[split]:
-                    break
-                ok = [r for r in range(lo, hi + 1) if count[r] < cap]
-                if not ok:
-                    skipped.append(i)
-                    continue
-                rank[i] = min(ok, key=lambda r: (count[r], qrng.random()))
-                count[rank[i]] += 1
-            for i in skipped[: quota[split] - len(rank)]:
-                lo, hi = ranges[i]
-                rank[i] = min(range(lo, hi + 1), key=lambda r: (count[r], qrng.random()))
-                count[rank[i]] += 1
-
+        positions = _positions(qrng, k)
+        drafts = [d for st, f in items if (d := _draft(split, st, f, w, stats, base, k, cue, qrng)) is not None]
+        rank = _frequency_ranks(drafts, quota[split], k, stats.freq, qrng)
         for n, i in enumerate(sorted(rank)):
-            st, f, context, answer, ctx, lure, fact_of, prem, hops, rel, short, dist, need = drafts[i]
-            fa = fr[answer]
-            # a tie in frequency with the answer is a tie for the baseline too: avoided, so that
-            # rank 0 makes the answer the most frequent option and rank k-1 the least
-            # A reversal's options are categories, which end a sentence as often as the answer
-            # does first: a parent often does ("... is a type of fep."), a leaf never, and a
-            # bigram model of the text reads the "." after the option.
-            near = ((lambda o: round(10 * abs(stats.end.get(o, 0) - stats.end.get(answer, 0)))) if split == "reversal"
-                    else (lambda o: 0))
-            key = lambda o: (near(o), dist[o], len(o) != len(answer), fr[o] == fa, abs(fr[o] - fa))  # noqa: E731
-            above = sorted([o for o in short if fr[o] > fa], key=key)
-            rest = sorted([o for o in short if fr[o] <= fa], key=key)
-            r = rank[i] - int(lure is not None and fr[lure] > fa)
-            wrong = above[:r] + rest[: need - r] + ([lure] if lure is not None else [])
+            d = drafts[i]
+            wrong = _wrong_options(d, rank[i], stats, split == "reversal")
             qrng.shuffle(wrong)
             pos = next(positions)
-            options = wrong[:pos] + [answer] + wrong[pos:]
-            meta = {"hard_distractors": True, "relation": rel, "hops": hops,
-                    "cooccurrence": [stats.cooc(ctx, o) for o in options]}
+            options = wrong[:pos] + [d.answer] + wrong[pos:]
+            meta = {"hard_distractors": True, "relation": d.relation, "hops": d.hops,
+                    "cooccurrence": [stats.cooc(d.ctx, o) for o in options]}
             if split in PROBE_SPLITS:
-                meta["cue"] = cue[f]
+                meta["cue"] = cue[d.fact]
             questions.append(Question(
-                id=f"ss-{split}-{n:04d}", split=split, subtype=st, context=context,
-                choices=[f" {o}." for o in options], answer=pos, support=support(prem), premises=prem,
-                choice_facts=[fact_of(o) for o in options], meta=meta))
+                id=f"ss-{split}-{n:04d}", split=split, subtype=d.subtype, context=d.context,
+                choices=[f" {o}." for o in options], answer=pos,
+                support=_support(by_fact, d.premises, config.support_docs_per_premise), premises=d.premises,
+                choice_facts=[d.choice_fact(o) for o in options], meta=meta))
     return questions
+
+
+def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
+    rng = random.Random(f"semantic-{seed}")
+    w = build_world(seed, rng, config.n_holdout_categories)
+    plan, quota = plan_questions(config, seed, w)
+    docs = write_documents(config, w, rng)
+    cue = choose_cues(config, seed, w, docs, plan)
+    docs = add_cues(docs, see_also_links(cue), config.probe_cue_mentions)
+    questions = write_questions(config, seed, w, docs, plan, quota, cue)
+
+    used_words = {x for f in w.knowledge for x in (f.subject, f.object)}
+    return Dataset(
+        family="semantic_structure", config=config.model_dump(), seed=seed, documents=docs,
+        questions=questions, knowledge=sorted(w.knowledge),
+        meta={"recall_splits": RECALL_SPLITS, "probe_splits": PROBE_SPLITS,
+              "shortcut_exempt": {"reversal": {"cooccurrence": REVERSAL_EXEMPTION},
+                                  CONGRUENT: {"cooccurrence": CONGRUENT_EXEMPTION}},
+              "entities": [x for x in [*w.lex.values(), *w.obj_lex.values()] if x in used_words],
+              "heldout_categories": w.heldout,
+              # English -> nonsense, for reading results (never shown to a model)
+              "lexicon": {"categories": w.lex,
+                          "properties": {a: b for a, b in w.obj_lex.items() if b in used_words}}})
 
 
 # ---- parsing -----------------------------------------------------------------------------------
