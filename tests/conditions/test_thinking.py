@@ -4,6 +4,7 @@ implicit-retrieval audit reads the family's statements."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -154,10 +155,12 @@ def test_rl_resumes_from_its_checkpoint_after_a_kill(tmp_path, monkeypatch):
     with pytest.raises(Killed):
         rl.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False, callbacks=[KillAfter()])
     assert (tmp_path / "grpo" / "checkpoint-2").is_dir() and len(calls) == 3
+    before = json.loads((tmp_path / "grpo" / "checkpoint-2" / rl.SECONDS_FILE).read_text())["seconds"]
     calls.clear()
     model, tok = load_model("tiny-random", device="cpu")  # a fresh process would start from the base
     model, info = rl.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False)
     assert info["resumed"] and info["steps"] == 4
+    assert info["train_seconds"] > before > 0  # the first session's seconds count too
     assert len(calls) == 2  # only steps 3 and 4 were generated and rewarded again
     assert [st for st, _ in info["reward_curve"]] == [1, 2, 3, 4]
 

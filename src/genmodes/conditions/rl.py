@@ -28,6 +28,7 @@ import hashlib
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -40,6 +41,7 @@ from genmodes.errors import ConfigError, NumericError
 from genmodes.thinking import RECALL_INSTRUCTION, PROMPT_VERSION, STOP, cut_thought, rewards, think_prompt
 
 RL_SUFFIX, TRANSFER_SUFFIX = "/rl", "/transfer"
+SECONDS_FILE = "genmodes_seconds.json"  # training seconds up to a trainer checkpoint
 
 
 # ------------------------------------------------------------------------------------------ settings
@@ -290,13 +292,27 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings,
     trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, train_dataset=train_ds,
                           processing_class=tok, callbacks=[_Finite(), *callbacks])
     holder["trainer"] = trainer
-    resume = any(out_dir.glob("checkpoint-*"))
+    checkpoints = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    resume = bool(checkpoints)
+    # seconds of the sessions before the checkpoint resumed from (a killed session's time after its
+    # last checkpoint is recomputed, and counted, by the session that resumes)
+    mark = checkpoints[-1] / SECONDS_FILE if checkpoints else None
+    earlier = float(json.loads(mark.read_text())["seconds"]) if mark is not None and mark.exists() else 0.0
+    t0 = time.perf_counter()
+
+    class _Seconds(TrainerCallback):
+        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            ck = out_dir / f"checkpoint-{state.global_step}"
+            if ck.is_dir():
+                (ck / SECONDS_FILE).write_text(json.dumps({"seconds": earlier + time.perf_counter() - t0}))
+
+    trainer.add_callback(_Seconds())
     with torch.random.fork_rng(devices=[]), Timer() as t:
         torch.manual_seed(seed)
         trainer.train(resume_from_checkpoint=True if resume else None)
     model = trainer.model
     model.eval()
-    info = {"train_seconds": round(t.seconds, 3), "steps": trainer.state.global_step, "resumed": resume,
+    info = {"train_seconds": round(earlier + t.seconds, 3), "steps": trainer.state.global_step, "resumed": resume,
             "questions": len(questions), "prompt_version": PROMPT_VERSION,
             **_curves(trainer.state.log_history, batch)}
     return model, info
