@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from genmodes.cli import main
 
 
@@ -9,6 +11,7 @@ def run_cli(*args):
     return subprocess.run([sys.executable, "-m", "genmodes.cli", *args], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 def test_score_json_bundled_model():
     r = run_cli("score", "--model", "smollm2-135m", "--context", "The capital of France is",
                 "--choice", " Paris", "--choice", " London", "--json")

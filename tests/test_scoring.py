@@ -28,6 +28,7 @@ def test_matches_naive_reference_tiny(tiny, prefix, batch_tokens):
     _assert_matches_naive(*tiny, prefix, batch_tokens)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("prefix", ["", PREFIX])
 def test_matches_naive_reference_bundled(smollm, prefix):
     _assert_matches_naive(*smollm, prefix, 4096)
@@ -65,6 +66,7 @@ def test_prefix_changes_scores_and_is_reused(tiny):
     assert len(c[0]) == 2
 
 
+@pytest.mark.slow
 def test_bundled_model_knows_paris(smollm):
     model, tok = smollm
     scores = Scorer(model, tok).score([("The capital of France is", [" Paris", " London"])])[0]

@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import torch
 
 from genmodes.errors import GenmodesError
+from genmodes.tokens import start_ids
 
 
 def _cache_kwarg() -> str:
@@ -74,6 +75,18 @@ def accuracy(all_scores: Sequence[Sequence[ChoiceScore]], answers: Sequence[int]
     return sum(chosen(s, normalized) == a for s, a in zip(all_scores, answers)) / len(answers)
 
 
+def accuracy_by_split(model: Any, tokenizer: Any, questions: dict[str, Sequence[Any]]) -> dict[str, float]:
+    """Accuracy per split (questions with ``context``, ``choices``, ``answer``), each question alone
+    in context; splits without questions are left out."""
+    scorer = Scorer(model, tokenizer)
+    out = {}
+    for split, qs in questions.items():
+        if qs:
+            scores = scorer.score([(q.context, q.choices) for q in qs])
+            out[split] = accuracy(scores, [q.answer for q in qs])
+    return out
+
+
 # ------------------------------------------------------------------------------------------ encoding
 
 def _check_request(context: str, choices: Sequence[str]) -> None:
@@ -84,15 +97,6 @@ def _check_request(context: str, choices: Sequence[str]) -> None:
     for c in choices:
         if not isinstance(c, str) or c == "":
             raise ScoringError(f"empty choice in {list(choices)!r} (context {context[:60]!r})")
-
-
-def _start_ids(tokenizer: Any) -> list[int]:
-    """BOS where the tokenizer adds one by default (Llama-2 style); nothing otherwise (SmolLM2)."""
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        return []
-    ids = tokenizer("a").input_ids
-    return [bos] if ids and ids[0] == bos else []
 
 
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -126,7 +130,7 @@ def encode_prefix(tokenizer: Any, prefix: str) -> list[int]:
     """Token ids that precede every question: start token(s) and the shared prefix text, without its
     trailing whitespace (that goes with each question: :func:`split_prefix`)."""
     core, _ = split_prefix(prefix)
-    return _start_ids(tokenizer) + (tokenizer(core, add_special_tokens=False).input_ids if core else [])
+    return start_ids(tokenizer) + (tokenizer(core, add_special_tokens=False).input_ids if core else [])
 
 
 # ------------------------------------------------------------------------------------------ reference

@@ -221,6 +221,7 @@ def test_kinds_without_documents_is_a_config_error(tmp_path):
         build(ctx_for(tmp_path), Settings(steps=1, kinds=["qa"], **FAST))
 
 
+@pytest.mark.slow
 def test_bundled_model_accepts_lora():
     from genmodes.models import load_model as load
 

@@ -72,6 +72,7 @@ def test_word_tokenizer_pair_encoding_and_scorer_match_reference(rel):
 
 # ------------------------------------------------------------------------------------------ training
 
+@pytest.mark.slow
 def test_tiny_model_overfits_a_handful_of_relations(rel, tmp_path):
     prepared = prepare(cell(rel, tmp_path), **{**TINY, "batch_size": 8}, steps=150)
     assert split_accuracy(prepared, rel, "trained") == 1.0
@@ -136,6 +137,40 @@ def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, m
     assert "subset" in words and "contains" in words  # the rows are real training text
     # the held-out split really is latent: parametric near 0-chance, question text never trained
     assert all(q.meta["heldout"] for q in rel_filler.questions if q.split == "heldout_reversal")
+
+
+def test_curriculum_starts_on_fresh_episodes_only_then_trains_on_everything(tmp_path, monkeypatch):
+    ds = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=12, n_filler=4,
+                                           n_trained_questions=4, heldout_fraction=0.125, episode_facts=2,
+                                           fresh_episode_fraction=0.5, n_episode_entities=12))
+    seen: list[tuple[int, list[list[int]]]] = []
+    orig = scratch.Packer.rows_for_step
+
+    def record(self, step):
+        rows = orig(self, step)
+        seen.append((step, rows))
+        return rows
+
+    monkeypatch.setattr(scratch.Packer, "rows_for_step", record)
+    prepared = prepare(cell(ds, tmp_path), **{**TINY, "seq_len": 64}, steps=12, curriculum_steps=5)
+    tok = prepared.tokenizer
+    fresh = {d.text for d in ds.documents if d.meta.get("fresh")}
+    for step, rows in seen:
+        docs = {t.strip() for row in rows for t in tok.decode([x for x in row if x != tok.pad_token_id])
+                .split(scratch.EOT) if t.strip()}
+        if step < 5:
+            assert docs <= fresh, step
+        else:
+            assert docs - fresh, step  # relations and trained episodes come in after the curriculum
+    assert sorted({s for s, _ in seen}) == list(range(12))
+    # without a curriculum the training key is that of a model trained before the setting existed
+    assert "curriculum_steps" not in fs.Settings(**TINY).training_key()
+    assert fs.Settings(**TINY, curriculum_steps=3).training_key()["curriculum_steps"] == 3
+    with pytest.raises(ConfigError, match="curriculum_steps"):
+        prepare(cell(make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=4,
+                                                       n_filler=0, n_trained_questions=4,
+                                                       heldout_fraction=0.125)), tmp_path, "b"),
+                **TINY, steps=4, curriculum_steps=2)
 
 
 # ------------------------------------------------------------------------------------------ contexts
@@ -266,3 +301,16 @@ def test_configs_are_valid(name):
     assert len({tuple(sorted(s.training_key().items())) for s in abl_settings}) == 1
     assert {**settings[0].training_key(), "include_episodes": False} == abl_settings[0].training_key()
     assert main["datasets"] == ablation["datasets"]
+
+
+def test_oracle_context_of_a_question_without_support_is_its_own(tmp_path):
+    # relations' episode_in_context: nothing in training holds its pair, so nothing is retrieved
+    ds = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=12, n_filler=0,
+                                           n_trained_questions=4, heldout_fraction=0.125, episode_facts=2,
+                                           fresh_episode_fraction=1.0, n_episode_entities=12,
+                                           episode_split=True))
+    prepared = prepare(cell(ds, tmp_path), **{**TINY, "seq_len": 64}, steps=2, context="oracle", k=3)
+    own = [q for q in ds.questions if q.split == "episode_in_context"]
+    assert own and all(prepared.context_for(q).strip() == q.context for q in own)
+    other = [q for q in ds.questions if q.split != "episode_in_context"]
+    assert all(len(prepared.context_for(q).split("\n")) == 1 + 1 + 3 for q in other)

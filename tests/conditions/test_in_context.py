@@ -36,6 +36,7 @@ def prepare(tmp_path, ds, **settings):
     return in_context.apply(ctx, pretrained.build(ctx, pretrained.Settings()), in_context.Settings(**settings))
 
 
+@pytest.mark.slow
 def test_block_and_every_scored_row_fit_the_window(tmp_path):
     ds = edge_dataset()
     p = prepare(tmp_path, ds)

@@ -115,6 +115,7 @@ def test_bm25_k_larger_than_corpus_returns_every_document(sr):
     assert all(sorted(ids) == sorted(d.id for d in sr.documents) for ids in got.values())
 
 
+@pytest.mark.slow
 def test_dense_loads_offline_and_retrieves(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     small = make_dataset("reversal_curse", 0, {"n_people_a": 8, "n_people_d": 2, "n_people_b": 2,

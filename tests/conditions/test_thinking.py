@@ -17,7 +17,8 @@ from genmodes.data.families import make_dataset
 from genmodes.data.types import Fact
 from genmodes.models import load_model
 from genmodes.scoring import chosen, naive_score
-from genmodes.thinking import answer_context, audit_thought, choice_probabilities, reward, think_prompt
+from genmodes.conditions.thoughts import (answer_context, audit_thought, choice_probabilities, reward,
+                                          think_prompt)
 
 
 @pytest.fixture(scope="module")

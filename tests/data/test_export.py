@@ -77,7 +77,7 @@ def test_hub_export_loads_with_load_dataset_offline(family, overrides, tmp_path,
 def test_hub_export_fixed_choices_make_the_answer_a_class_label(tmp_path):
     import datasets
 
-    from genmodes.data.export import to_hf
+    from genmodes.experiments.export import to_hf
 
     ds = make_dataset("simple_reversals", seed=0, overrides={"n_facts": 4, "articles_per_fact": 2})
     for q in ds.questions:
@@ -111,6 +111,7 @@ def _tiny_llama(path, texts):
     LlamaForCausalLM(cfg).save_pretrained(path)
 
 
+@pytest.mark.slow
 def test_lm_eval_export_runs_in_lm_eval(saved, tmp_path, capsys):
     lm_eval = pytest.importorskip("lm_eval")
     from lm_eval.tasks import TaskManager

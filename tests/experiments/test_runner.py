@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -72,23 +71,39 @@ def test_same_seed_same_summary_and_rerun_computes_nothing(tmp_path):
     assert (a / "cells" / "rc__pretrained__s0" / "cell.json").stat().st_mtime_ns == mtime
 
 
+# The run killed (SIGKILL, no cleanup) at a fixed point: inside the third cell, after its results.jsonl
+# is written and before its cell.json marks it done. Two cells are finished then, whatever the load.
+_KILL_IN_THIRD_CELL = """
+import os, signal, sys
+from genmodes.experiments import runner
+
+real, done = runner.atomic_write, []
+
+def write(path, *args, **kwargs):
+    if path.name == runner.CELL_DONE and path.parent.parent.name == "cells":
+        done.append(path)
+        if len(done) == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, *args, **kwargs)
+
+runner.atomic_write = write
+from genmodes.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
 def test_kill_and_resume_gives_the_same_results(tmp_path):
     cfg = write_config(tmp_path, seeds=[0, 1, 2])
     ref, killed = tmp_path / "ref", tmp_path / "killed"
     assert main(["run", str(cfg), "--out", str(ref), "--no-report"]) == 0
-    proc = subprocess.Popen([sys.executable, "-m", "genmodes.cli", "run", str(cfg), "--out", str(killed),
-                             "--no-report"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(killed.glob("cells/*/cell.json"))) < 2:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    finished = len(list(killed.glob("cells/*/cell.json")))
-    assert 2 <= finished < 6, "the kill should land mid-grid"
+    proc = subprocess.run([sys.executable, "-c", _KILL_IN_THIRD_CELL, "run", str(cfg), "--out", str(killed),
+                           "--no-report"], capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    assert len(list(killed.glob("cells/*/cell.json"))) == 2
+    assert len(list(killed.glob("cells/*/results.jsonl"))) == 3  # the third cell's rows, not marked done
     r = cli("run", str(cfg), "--out", str(killed), "--no-report")
     assert r.returncode == 0, r.stderr
-    assert "resuming" in r.stderr
+    assert "resuming: 2 of 6 cells already finished" in r.stderr
     assert (killed / "results.jsonl").read_bytes() == (ref / "results.jsonl").read_bytes()
     assert (killed / "summary.csv").read_bytes() == (ref / "summary.csv").read_bytes()
 
@@ -124,14 +139,15 @@ def test_splits_and_max_per_split(tmp_path):
     ({"colour": "blue"}, "colour"),
     ({"conditions": [{"name": "pretrained"}, {"name": "pretrained"}]}, "duplicate condition"),
 ])
-def test_bad_config_gives_one_clear_line(tmp_path, over, msg):
+def test_bad_config_gives_one_clear_line(tmp_path, capsys, over, msg):
     cfg = write_config(tmp_path, **over)
     with pytest.raises(ConfigError) as e:
         load_config(cfg)
     assert msg in str(e.value) and "\n" not in str(e.value)
-    r = cli("run", str(cfg), "--out", str(tmp_path / "run"))
-    assert r.returncode == 2
-    assert r.stderr.strip().splitlines()[-1].startswith("genmodes: error:") and "Traceback" not in r.stderr
+    # in this process (a real process's exit status: tests/test_cli.py)
+    assert main(["run", str(cfg), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("genmodes: error:") and msg in err
     assert not (tmp_path / "run").exists()  # nothing written
 
 

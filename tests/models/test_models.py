@@ -11,6 +11,7 @@ def test_tiny_random_is_deterministic():
     assert (p1 == p2).all() and not (p1 == p3).all()
 
 
+@pytest.mark.slow
 def test_bundled_model_loads_fp32_without_quantization_marker(smollm):
     model, tok = smollm
     assert next(model.parameters()).dtype.is_floating_point
@@ -20,6 +21,7 @@ def test_bundled_model_loads_fp32_without_quantization_marker(smollm):
     assert model_status("smollm2-135m").startswith("available")
 
 
+@pytest.mark.slow
 def test_gguf_path_and_cache_dir(tmp_path):
     gguf = bundled_gguf_path()
     if gguf is None:

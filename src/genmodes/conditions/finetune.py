@@ -45,6 +45,7 @@ from genmodes.conditions.base import Built, CellContext, Settings as _Base, Time
 from genmodes.data.text import sentence_spans
 from genmodes.data.types import Document
 from genmodes.errors import ConfigError, NumericError
+from genmodes.tokens import start_ids  # the scorer's start tokens: train on what is scored
 
 DEFAULT_EPOCHS = 10.0
 # Full: P1's 3e-4. Measured on smollm2-135m (simple_reversals, 8 facts x 3 articles, 10 epochs, batch
@@ -166,15 +167,6 @@ def examples_from_documents(docs: Sequence[Document], sentence_split: str = "non
 
 
 # ------------------------------------------------------------------------------------------ packing
-
-def start_ids(tokenizer: Any) -> list[int]:
-    """BOS where the tokenizer adds one by default (as the scorer does); nothing otherwise (SmolLM2)."""
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        return []
-    ids = tokenizer("a").input_ids
-    return [bos] if ids and ids[0] == bos else []
-
 
 def encode_examples(tokenizer: Any, examples: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
     """``(input_ids, labels)`` per example: start token(s) + context + target + EOS; labels are the

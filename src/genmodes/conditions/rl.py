@@ -8,11 +8,11 @@ knowledge, no RL). Here:
 - ``finetune_all`` (a model stage of its own, and the start of ``rl``): fine-tune on the documents of
   EVERY dataset in the study (``ctx.datasets``), one checkpoint shared by every cell of the study.
 - ``rl``: TRL's ``GRPOTrainer`` (group-relative policy optimisation) from that checkpoint. A prompt
-  is :func:`genmodes.thinking.think_prompt` of an RL-training question; a completion, cut by the
-  thinking stage's stop rule, is the thought; its reward is :func:`genmodes.thinking.rewards`, the
-  one scorer's verdict after question + thought + answer cue (the definition of "correct" the
-  evaluation uses), or its dense variant. The trainer checkpoints every ``save_every`` steps and a
-  killed run resumes from its last checkpoint; the reward and thought length of every step are in
+  is :func:`genmodes.conditions.thoughts.think_prompt` of an RL-training question; a completion,
+  cut by the thinking stage's stop rule, is the thought; its reward is
+  :func:`genmodes.conditions.thoughts.rewards`, the one scorer's verdict after question + thought +
+  answer cue (the definition of "correct" the evaluation uses), or its dense variant. The trainer
+  checkpoints every ``save_every`` steps and a killed run resumes from its last checkpoint; the reward and thought length of every step are in
   the cell's info (curves for the report), with the tokens generated in training.
 - Transfer by design (:func:`apply_design`): RL-training questions are a seeded ``rl_fraction`` of the
   RL dataset's held-out questions, chosen as whole entity groups (questions that share an entity go
@@ -38,7 +38,8 @@ from genmodes.conditions.base import CellContext, Settings as _Base, Timer
 from genmodes.conditions.finetune import DONE_MARKER, Settings as FinetuneSettings, _save, train_on_texts
 from genmodes.data.types import Dataset, Question
 from genmodes.errors import ConfigError, NumericError
-from genmodes.thinking import RECALL_INSTRUCTION, PROMPT_VERSION, STOP, cut_thought, rewards, think_prompt
+from genmodes.conditions.thoughts import (PROMPT_VERSION, RECALL_INSTRUCTION, STOP, cut_thought, rewards,
+                                          think_prompt)
 
 RL_SUFFIX, TRANSFER_SUFFIX = "/rl", "/transfer"
 SECONDS_FILE = "genmodes_seconds.json"  # training seconds up to a trainer checkpoint

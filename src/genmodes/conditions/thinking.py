@@ -5,9 +5,9 @@ so that it can bring that knowledge back into its context. Composed with any mod
 + thinking`` is the prompted-thinking baseline, ``rl + thinking`` the RL-trained thinker. For each
 question the model continues a prompt that asks it to recall what it knows (greedy or sampled, a
 token budget, stopping at the first line break); the one scorer then scores the choices after
-question + thought + answer cue (:mod:`genmodes.thinking`). Each thought and its implicit-retrieval
-audit go into that question's results row; the cell's info has the test-time compute (tokens
-generated per question) and the retrieval rate.
+question + thought + answer cue (:mod:`genmodes.conditions.thoughts`). Each thought and its
+implicit-retrieval audit go into that question's results row (its ``details``); the cell's info
+has the test-time compute (tokens generated per question) and the retrieval rate.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import Field
 
 from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, Timer
-from genmodes.thinking import (RECALL_INSTRUCTION, PROMPT_VERSION, RETRIEVAL_LABELS, answer_context,
-                               audit_thought, generate_thoughts)
+from genmodes.conditions.thoughts import (PROMPT_VERSION, RECALL_INSTRUCTION, RETRIEVAL_LABELS,
+                                          answer_context, audit_thought, generate_thoughts)
 
 
 class Settings(_Base):
@@ -68,9 +68,9 @@ def apply(ctx: CellContext, built: Any, settings: Settings) -> Prepared:
 
     counts = Counter(d["retrieval"] for d in details.values())
     n = max(1, len(qs))
-    info = {"thinking": {"generate_seconds": round(t.seconds, 3), "questions": len(qs),
-                         "thought_tokens": sum(d["thought_tokens"] for d in details.values()),
-                         "thought_tokens_per_question": round(sum(d["thought_tokens"] for d in details.values()) / n, 2),
+    tokens = sum(d["thought_tokens"] for d in details.values())
+    info = {"thinking": {"generate_seconds": round(t.seconds, 3), "questions": len(qs), "thought_tokens": tokens,
+                         "thought_tokens_per_question": round(tokens / n, 2),
                          "finished_fraction": round(sum(d["thought_finished"] for d in details.values()) / n, 4),
                          "retrieval": {k: counts.get(k, 0) for k in RETRIEVAL_LABELS},
                          "retrieval_rate": round(counts.get("stated", 0) / n, 4),

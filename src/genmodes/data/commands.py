@@ -172,7 +172,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from genmodes.data import export
+    from genmodes.experiments import export
 
     if getattr(args, "condition", None):
         if args.to != "lm-eval":

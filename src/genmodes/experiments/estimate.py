@@ -195,7 +195,7 @@ def _calibrate_scratch(runner: Any, say: Any) -> Calibration:
             for n in (1, 2):
                 model = scratch.build_model(st, tok, seed=0).to(device)
                 quiet = st.model_copy(update={"steps": n, "warmup_steps": 0, "eval_every": 10 ** 9,
-                                              "checkpoint_every": 10 ** 9})
+                                              "checkpoint_every": 10 ** 9, "curriculum_steps": 0})
                 with tempfile.TemporaryDirectory() as tmp:
                     times.append(_timed(lambda: scratch.train(model, tok, texts, Path(tmp), quiet, seed=0,
                                                               progress=False)))

@@ -550,7 +550,7 @@ class Runner:
 
     def collect(self) -> list[dict[str, Any]]:
         """Rebuild results.jsonl, cells.jsonl and summary.csv from the finished cells, in grid order."""
-        from genmodes.report.summary import summarize, write_summary_csv
+        from genmodes.experiments.summary import summarize, write_summary_csv
 
         rows: list[ResultRow] = []
         rows_bytes, records_bytes = [], []

@@ -16,7 +16,7 @@ held-out reversals from its parameters. This module provides the three pieces of
   the step); a progress bar with the loss; atomic checkpoints (model, optimizer, RNG, step, loss
   accumulators) every ``checkpoint_every`` steps, from which a killed run resumes to bitwise the same
   final weights on the same device; and a curve file (JSONL rows ``{"step", "loss", "accuracy":
-  {split: acc}}``) evaluated with the Scorer every ``eval_every`` steps.
+  {split: acc}}``) evaluated every ``eval_every`` steps by the caller's scorer.
 
 Packing: each epoch shuffles the documents (seeded by seed and epoch) and fills rows of ``seq_len``
 tokens greedily, whole documents only, each preceded by ``<|endoftext|>``; the rest of a row is
@@ -69,6 +69,8 @@ class TrainConfig(BaseModel):
     checkpoint_every: int = Field(100, ge=1)
     copy_init: bool = Field(False, description="the output embedding starts as a copy of the input embedding "
                                                 "(trained apart): a prior for copying a context token")
+    curriculum_steps: int = Field(0, ge=0, description="first steps on the early documents only (the in-context "
+                                  "episodes answerable only from their context), then on everything")
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":
@@ -79,8 +81,13 @@ class TrainConfig(BaseModel):
         return self
 
     def train_fields(self) -> dict[str, Any]:
-        """The fields of this class only (a subclass may add non-training settings)."""
-        return {k: getattr(self, k) for k in TrainConfig.model_fields}
+        """The fields of this class only (a subclass may add non-training settings). A field at its
+        default that did not exist in an earlier version is left out, so models trained before it
+        keep their keys."""
+        out = {k: getattr(self, k) for k in TrainConfig.model_fields}
+        if not self.curriculum_steps:
+            del out["curriculum_steps"]
+        return out
 
 
 # ------------------------------------------------------------------------------------------ tokenizer
@@ -220,19 +227,6 @@ class TrainResult:
     curves_file: Path
 
 
-def evaluate(model: Any, tokenizer: Any, questions: dict[str, Sequence[Any]]) -> dict[str, float]:
-    """Accuracy per split with the one Scorer, each question alone in context."""
-    from genmodes.scoring import Scorer, accuracy
-
-    scorer = Scorer(model, tokenizer)
-    out = {}
-    for split, qs in questions.items():
-        if qs:
-            scores = scorer.score([(q.context, q.choices) for q in qs])
-            out[split] = accuracy(scores, [q.answer for q in qs])
-    return out
-
-
 def eval_sample(questions: Sequence[Any], n: int, seed: int) -> dict[str, list[Any]]:
     """Up to ``n`` questions per split, a seeded sample fixed for the whole run."""
     by_split: dict[str, list[Any]] = {}
@@ -252,12 +246,24 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 
 def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, config: TrainConfig, *,
-          seed: int = 0, eval_questions: Sequence[Any] = (), progress: bool = True,
-          callback: Callable[[int, float], None] | None = None) -> TrainResult:
+          seed: int = 0, eval_questions: Sequence[Any] = (),
+          evaluate: Callable[[Any, Any, dict[str, list[Any]]], dict[str, float]] | None = None,
+          progress: bool = True, callback: Callable[[int, float], None] | None = None,
+          early: Sequence[bool] | None = None) -> TrainResult:
     """Train ``model`` in place on ``texts`` for ``config.steps`` steps, resuming from
     ``out_dir/checkpoint.pt`` when one exists. ``callback(step, loss)`` runs after every step (after
-    any checkpoint of that step); an exception there stops training as a kill would."""
+    any checkpoint of that step); an exception there stops training as a kill would.
+    ``evaluate(model, tokenizer, {split: questions})`` gives the curve's accuracy per split on a
+    sample of ``eval_questions`` (the caller passes the scorer: it sits above the models layer).
+
+    Curriculum: the first ``config.curriculum_steps`` steps pack only the texts flagged in ``early``
+    (their own packer, so every step stays a pure function of (seed, step)); the later steps pack all
+    texts. P2's in-context episodes teach reading the context; alone at first, they are not drowned
+    by the memorisation of relations, which has a lower loss to gain per token early on."""
     import torch
+
+    if eval_questions and evaluate is None:
+        raise ValueError("eval_questions were given without an evaluate function to score them")
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -265,6 +271,12 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
     doc_ids = tokenizer(list(texts), add_special_tokens=False).input_ids
     packer = Packer(doc_ids, config.seq_len, config.batch_size, seed, tokenizer.eos_token_id,
                     tokenizer.pad_token_id)
+    early_packer = None
+    if config.curriculum_steps:
+        if early is None or len(early) != len(doc_ids) or not any(early):
+            raise ConfigError("curriculum_steps needs early documents (fresh in-context episodes) to start on")
+        early_packer = Packer([d for d, e in zip(doc_ids, early) if e], config.seq_len, config.batch_size,
+                              seed, tokenizer.eos_token_id, tokenizer.pad_token_id)
     evalset = eval_sample(eval_questions, config.eval_questions, seed)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -308,7 +320,8 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
 
     try:
         for step in range(start, config.steps):
-            batch = torch.tensor(packer.rows_for_step(step), dtype=torch.long, device=device)
+            source = early_packer if early_packer is not None and step < config.curriculum_steps else packer
+            batch = torch.tensor(source.rows_for_step(step), dtype=torch.long, device=device)
             labels = batch.masked_fill(batch == tokenizer.pad_token_id, -100)
             for g in opt.param_groups:
                 g["lr"] = lr_at(step, config)
@@ -327,7 +340,7 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
             if done % config.eval_every == 0 or done == config.steps:
                 te = time.perf_counter()
                 model.eval()
-                acc = evaluate(model, tokenizer, evalset) if evalset else {}
+                acc = evaluate(model, tokenizer, evalset) if evalset and evaluate else {}
                 model.train()
                 eval_seconds += time.perf_counter() - te
                 row = {"step": done, "loss": loss_sum / max(1, loss_n), "accuracy": acc,

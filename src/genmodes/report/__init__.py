@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from genmodes.report.summary import SUMMARY_COLUMNS, summarize, write_summary_csv
+from genmodes.experiments.summary import SUMMARY_COLUMNS, summarize, write_summary_csv
 
 if TYPE_CHECKING:
     from genmodes.report.run import Run

@@ -5,7 +5,7 @@ The report answers the questions of P1-P3 for one run: accuracy per dataset, spl
 retrieval recall, and the train-time vs test-time compute trade-off (augmentation pays at train time,
 retrieval and in-context learning pay in context tokens at test time). It reads only the run folder.
 
-Both formats come from one list of blocks, so the markdown and the HTML always say the same thing.
+The HTML is rendered from the markdown (markdown-it-py), so the two always say the same thing.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from genmodes.experiments.records import CellRecord, ResultRow
 from genmodes.report import details, figures, thinking
 from genmodes.report.run import Run, load_run
-from genmodes.report.summary import summarize
+from genmodes.experiments.summary import summarize
 
 DASH = "–"
 
@@ -391,44 +391,30 @@ def to_markdown(blocks: Sequence[Block], base: Path) -> str:
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;max-width:1100px;
 margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 table{border-collapse:collapse;margin:1em 0;font-size:0.92em}
-th,td{border:1px solid #ccc;padding:0.3em 0.7em;text-align:left}
-.num{text-align:right}th{background:#f3f3f3}
+th,td{border:1px solid #ccc;padding:0.3em 0.7em;text-align:left}th{background:#f3f3f3}
 img{max-width:100%;height:auto;display:block;margin:0.5em 0 1.5em}
 code{background:#f3f3f3;padding:0 0.25em;border-radius:3px}
 pre{background:#f6f6f6;padding:0.6em;overflow-x:auto;font-size:0.85em}h2{border-bottom:1px solid #ddd;padding-bottom:0.2em}"""
 
 
-def _inline(s: str) -> str:
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(s))
+def to_html(markdown: str, title: str, base: Path) -> str:
+    """``report.html`` rendered from ``report.md`` itself (CommonMark and tables, raw HTML off), so the
+    two cannot disagree; images (paths relative to ``base``) are embedded as data URIs, so the page
+    needs no other file."""
+    from markdown_it import MarkdownIt
 
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
 
-def to_html(blocks: Sequence[Block], title: str) -> str:
-    parts = []
-    for b in blocks:
-        if b[0] == "h":
-            parts.append(f"<h{b[1]}>{_inline(b[2])}</h{b[1]}>")
-        elif b[0] == "p":
-            parts.append(f"<p>{_inline(b[1])}</p>")
-        elif b[0] == "list":
-            parts.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in b[1]) + "</ul>")
-        elif b[0] == "table":
-            right = _numeric_columns(b[1], b[2])
+    def image(self: Any, tokens: Any, idx: int, options: Any, env: Any) -> str:
+        tok = tokens[idx]
+        data = base64.b64encode((base / tok.attrGet("src")).read_bytes()).decode("ascii")
+        alt = self.renderInlineAsText(tok.children or [], options, env)
+        return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
-            def td(i: int, x: Any, tag: str = "td") -> str:
-                return f'<{tag} class="num">' if right[i] else f"<{tag}>"
-
-            head = "".join(f"{td(i, h, 'th')}{html.escape(h)}</th>" for i, h in enumerate(b[1]))
-            body = "".join("<tr>" + "".join(f"{td(i, x)}{html.escape(str(x))}</td>" for i, x in enumerate(r))
-                           + "</tr>" for r in b[2])
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif b[0] == "img":
-            data = base64.b64encode(Path(b[1]).read_bytes()).decode("ascii")
-            parts.append(f'<img alt="{html.escape(b[2])}" src="data:image/png;base64,{data}">')
-        elif b[0] == "pre":
-            parts.append(f"<pre>{html.escape(b[1].rstrip())}</pre>")
+    md.add_render_rule("image", image)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>\n"
-            + "\n".join(parts) + "\n</body></html>\n")
+            + md.render(markdown) + "</body></html>\n")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -462,6 +448,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     blocks += details.drilldown(run, out)
     blocks += details.provenance(run)
     md_path, html_path = out / "report.md", out / "report.html"
-    _write_atomic(md_path, to_markdown(blocks, out))
-    _write_atomic(html_path, to_html(blocks, f"genmodes report: {run.name}"))
+    markdown = to_markdown(blocks, out)
+    _write_atomic(md_path, markdown)
+    _write_atomic(html_path, to_html(markdown, f"genmodes report: {run.name}", out))
     return md_path, html_path

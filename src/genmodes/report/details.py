@@ -19,7 +19,7 @@ from typing import Any
 from genmodes.experiments.records import ResultRow
 from genmodes.report import figures, stats
 from genmodes.report.run import Run
-from genmodes.report.summary import summarize
+from genmodes.experiments.summary import summarize
 
 DASH = "–"
 DRILLDOWN = "drilldown.html"

@@ -31,6 +31,19 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
+def _bars(table: dict[tuple[str, str], dict[str, Any]], splits: Sequence[str], condition: str, j: int,
+          width: float) -> tuple[list[float], list[dict[str, Any]]]:
+    """x positions and rows of ``condition``'s bars, the ``j``-th bar of each split's group (split i
+    centred on x = i); a split without a row for it gets no bar."""
+    xs, rows = [], []
+    for i, s in enumerate(splits):
+        r = table.get((s, condition))
+        if r is not None:
+            xs.append(i - 0.4 + width * (j + 0.5))
+            rows.append(r)
+    return xs, rows
+
+
 def accuracy_bars(title: str, splits: Sequence[str], conditions: Sequence[str],
                   table: dict[tuple[str, str], dict[str, Any]], chance: dict[str, float],
                   path: Path, colors: dict[str, Any] | None = None, baselines: Sequence[str] = ()) -> Path:
@@ -44,14 +57,9 @@ def accuracy_bars(title: str, splits: Sequence[str], conditions: Sequence[str],
     fig = Figure(figsize=(max(5.0, 1.5 + len(splits) * group_in), 4.2))
     ax = fig.add_subplot()
     for j, c in enumerate(conditions):
-        xs, ys, es = [], [], []
-        for i, s in enumerate(splits):
-            r = table.get((s, c))
-            if r is None:
-                continue
-            xs.append(i - 0.4 + width * (j + 0.5))
-            ys.append(r["accuracy"])
-            es.append(0.0 if math.isnan(r["stderr"]) else r["stderr"])
+        xs, rows = _bars(table, splits, c, j, width)
+        ys = [r["accuracy"] for r in rows]
+        es = [0.0 if math.isnan(r["stderr"]) else r["stderr"] for r in rows]
         ax.bar(xs, ys, width=width * 0.92, yerr=es, capsize=3, label=c, color=colors[c],
                error_kw={"elinewidth": 1, "ecolor": "0.2"}, **_baseline_style(c in baselines))
     labelled = False
@@ -100,15 +108,10 @@ def overview(title: str, panels: Sequence[tuple[str, Sequence[str], dict[tuple[s
     handles: dict[str, Any] = {}
     for ax, (name, splits, table, chance) in zip(axes, panels):
         for j, c in enumerate(conditions):
-            xs, ys, lo, hi = [], [], [], []
-            for i, s in enumerate(splits):
-                r = table.get((s, c))
-                if r is None:
-                    continue
-                xs.append(i - 0.4 + width * (j + 0.5))
-                ys.append(r["accuracy"])
-                lo.append(max(0.0, r["accuracy"] - r["ci_low"]))
-                hi.append(max(0.0, r["ci_high"] - r["accuracy"]))
+            xs, rows = _bars(table, splits, c, j, width)
+            ys = [r["accuracy"] for r in rows]
+            lo = [max(0.0, r["accuracy"] - r["ci_low"]) for r in rows]
+            hi = [max(0.0, r["ci_high"] - r["accuracy"]) for r in rows]
             if xs:
                 handles[c] = ax.bar(xs, ys, width=width * 0.92, yerr=[lo, hi], capsize=2, color=colors[c],
                                     error_kw={"elinewidth": 0.9, "ecolor": "0.2"},

@@ -37,11 +37,24 @@ parameters, chance 25%; commands in docs/RESULTS.md, "From scratch", lever table
   be read from the context. Episodes over the real codebooks encode seen mappings, which the
   parameters already know, so they give a small model little reason to read its context. With
   1,000 of them: 19.2% (25.4% with ``copy_init``, flat through training, seen mappings 100%). The
-  practice episodes also take most of the tokens, so the real codebooks are trained on less; whether
-  latent use stays at chance with much longer training was not measured.
+  practice episodes also take most of the tokens, so the real codebooks are trained on less; with
+  copy_init, latent use did not stay at chance with longer training (below).
 - Episodes that put a definition before an encoding are what carry the rest: P2's no-episodes
   ablation of the same config (no definition ever next to an encoding, no practice episodes) is at
   29.6% too, against 40.8% with the real-codebook episodes and no practice ones.
+- ``fresh_min_len`` / ``fresh_max_len``: encoding length of practice episodes; longer encodings put
+  more read-from-the-definition tokens in each episode. 6-12 symbols (with copy_init, 600 steps):
+  still no reading, 18.8% on ``practice_in_context``.
+- ``practice_questions: n`` adds ``practice_in_context``: a never-trained codebook defined in the
+  context and a question about it, which only reading the definition answers (the practice episodes'
+  skill, apart from the real codebooks). Measured: 12-31% (chance 25%) in every model so far, on CPU
+  and GPU, up to 1,200 steps: the models do not read definitions, so no latent use they get right
+  comes from the context.
+- Latency and copy_init: with copy_init (the output embedding starts as the input one) latent uses
+  from the parameters came out at 25.4%, 37.9% (GPU) and 40.0% (CPU, the vocabulary of
+  ``practice_questions``), rising with steps (44% at step 1,200 on the GPU, curve sample): a partial
+  reverse path from a definition to the encoding. Without copy_init: 19.2% and, in
+  ``configs/latent_codebook.yaml`` now, 29.2% (seen 99.6%).
 - ``standalone_definitions: false`` keeps definitions only inside episodes (encoding sequences that
   begin with the definition; only seen mappings are ever encoded there), P2's other placement; the
   oracle then retrieves one such episode as the support (not measured yet).
@@ -95,6 +108,9 @@ class CodebookConfig(FamilyConfig):
     n_fresh_episodes: int = Field(0, ge=0, description="episodes over practice codebooks with a new random mapping each")
     n_practice_books: int = Field(20, ge=1)
     n_practice_codes: int = Field(60, ge=2)
+    fresh_min_len: int | None = Field(None, ge=1, description="encoding length of practice episodes (None: min_len)")
+    fresh_max_len: int | None = Field(None, ge=1, description="encoding length of practice episodes (None: max_len)")
+    practice_questions: int = Field(0, ge=0, description="questions of the split practice_in_context (0: none)")
     questions_per_codebook: int = Field(20, ge=1, description="per split")
     n_choices: int = Field(4, ge=2)
 
@@ -204,7 +220,7 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
         pairs = list(zip(alphabet, frng.sample(practice_codes, config.n_symbols)))
         m = dict(pairs)
         frng.shuffle(pairs)
-        n = frng.randint(config.min_len, config.max_len)
+        n = frng.randint(config.fresh_min_len or config.min_len, config.fresh_max_len or config.max_len)
         syms = [frng.choice(alphabet) for _ in range(n)]
         text = definition_text(b, pairs, config.definition_form) + "\n" + sequence_text(b, syms, [m[x] for x in syms])
         facts = sorted({defines(b, s, c) for s, c in pairs} | {encodes(b, x, m[x]) for x in syms})
@@ -246,6 +262,8 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
                     meta={"codebook": b, "symbol": target, "sequence": list(syms),
                           "latent": target in latent[b], "in_context": in_context}))
 
+    if config.practice_questions:
+        fresh_knowledge |= _practice_questions(config, seed, words, alphabet, practice_codes, questions)
     knowledge = sorted({f for b in books for s, c in maps[b].items() for f in (defines(b, s, c), encodes(b, s, c))}
                        | fresh_knowledge)
     return Dataset(
@@ -255,6 +273,45 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
               "entities": books + [c for b in books for c in maps[b].values()] + practice_books + practice_codes,
               "codebooks": {b: {"map": maps[b], "used": used[b], "latent": latent[b]} for b in books},
               "vocabulary": sorted({t for d in docs for t in d.text.split()})})
+
+
+def _practice_questions(config: CodebookConfig, seed: int, words: NonsenseWords, alphabet: list[str],
+                        codes: list[str], questions: list[Question]) -> set[Fact]:
+    """``practice_in_context``: a new codebook (a name of its own, a random mapping over the practice
+    code words) defined in the context, then a latent-style question about it. Nothing about it is in
+    training, so only reading the definition answers it: in-context reading apart from the real
+    codebooks, the skill the practice episodes train. No training document holds it, so an oracle
+    context is the question's own."""
+    if not codes:
+        raise DataError("codebook: bad setting 'practice_questions': it needs practice episodes (n_fresh_episodes)")
+    try:
+        books = words.take(config.practice_questions)
+    except RuntimeError as e:
+        raise DataError(f"codebook: bad setting 'practice_questions': {config.practice_questions} need more "
+                        f"nonsense words than there are ({e})") from None
+    rng = random.Random(f"codebook-{seed}-practice-questions")
+    knowledge: set[Fact] = set()
+    for b in books:
+        m = dict(zip(alphabet, rng.sample(codes, config.n_symbols)))
+        pairs = list(m.items())
+        rng.shuffle(pairs)
+        target = rng.choice(alphabet)
+        wrong = rng.sample([s for s in alphabet if s != target], config.n_choices - 1)
+        others = [s for s in alphabet if s != target and s not in wrong]
+        syms = [rng.choice(others) for _ in range(rng.randint(config.min_len, config.max_len) - 1)] + [target]
+        prefix = [m[s] for s in syms[:-1]]
+        query = f"encode with {b} : {' '.join(syms)} ->" + (" " + " ".join(prefix) if prefix else "")
+        options = [target] + wrong
+        rng.shuffle(options)
+        knowledge.update(f for s, c in m.items() for f in (defines(b, s, c), encodes(b, s, c)))
+        questions.append(Question(
+            id=f"cb-practice_in_context-{len(questions):05d}", split="practice_in_context", subtype=b,
+            context=definition_text(b, pairs, config.definition_form) + "\n" + query,
+            choices=[" " + m[s] for s in options], answer=options.index(target), support=[], premises=[],
+            choice_facts=[encodes(b, target, m[s]) for s in options],
+            meta={"codebook": b, "symbol": target, "sequence": syms, "latent": True, "in_context": True,
+                  "practice": True}))
+    return knowledge
 
 
 _DEF = re.compile(r"codebook (\S+) : ((?:\S+ = \S+(?: ; )?)+) \.")

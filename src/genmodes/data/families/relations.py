@@ -17,6 +17,22 @@ sequences are of three kinds:
   little reason to learn the in-context route (measured in docs/RESULTS.md, "levers");
 - ``filler``: random entity tokens stating nothing.
 
+``fresh_entities: relation`` (or ``both``: half the fresh episodes) builds fresh episodes from the
+relations' own entities, in random pairs that are no relation (a story that holds only inside its
+episode, kept out of ``knowledge``); members of held-out relations never take part. Fresh episodes
+over episode-only entities teach reading the context about those entities; whether that carries
+over to the entities of the relations, which the test asks about, is what ``episode_in_context``
+against ``heldout_reversal_in_context`` measures.
+
+``episode_queries: k`` keeps only the first k reverses of an episode (after shuffling): with all of
+them, the last reverse is given away by elimination (the one container not yet used), and a 1-fact
+episode by copying the only container; with fewer queries than facts the other facts stay in the
+episode as distractors, the form of the in-context test question. Measured (docs/RESULTS.md,
+"Levers on one GPU"): no setting of these made a small model pick the right fact among several
+(10-34% on both in-context splits, chance 25%); with one query per episode of 1-4 or 2-4 facts the
+models pick by recency (the queried fact is mostly among the last), with exactly 4 facts by neither
+recency nor content.
+
 Splits: ``trained`` (recall of trained statements, either direction), ``heldout_reversal`` (the
 reverse of a held-out relation, no context: a parametric learner scores 0% in P2), and
 ``heldout_reversal_in_context``: the forward fact in the context, among one distractor fact per
@@ -25,6 +41,8 @@ question (~100% in P2). Every option appears in the context exactly once, so cop
 that is in the context" gives chance; the model must find the fact about the question's member.
 ``copyable_split: true`` adds ``heldout_reversal_in_context_copyable``, the forward fact alone in
 the context (the seed's earlier form, answerable by copying the only option in context).
+``episode_split: true`` adds ``episode_in_context``, the same question over a new pair of episode-only
+entities (never in a training document): reading the context apart from the real entities.
 No training sequence contains a held-out reverse statement, nor the two entities of a held-out
 relation in reversed order.
 
@@ -38,6 +56,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -71,6 +90,13 @@ class RelationsConfig(FamilyConfig):
                                           description="episodes over episode-only entity pairs, not trained relations")
     n_episode_entities: int = Field(2_000, ge=4, le=90_000, description="episode-only entities (fresh episodes)")
     copyable_split: bool = Field(False, description="add heldout_reversal_in_context_copyable (forward fact alone)")
+    episode_queries: int | None = Field(None, ge=1, description="reverse statements per episode (None: one per "
+                                        "fact); the other facts stay in the episode as distractors")
+    fresh_entities: Literal["episode", "relation", "both"] = Field(
+        "episode", description="entities of fresh episodes: episode-only ones, the relations' own (in pairs that "
+                               "are no relation, outside the held-out relations), or half each")
+    episode_split: bool = Field(False, description="add episode_in_context: the in-context question over new "
+                                "pairs of episode-only entities (needs fresh episodes)")
 
     @model_validator(mode="after")
     def _check(self) -> "RelationsConfig":
@@ -191,11 +217,18 @@ def episode_text(forward: list[tuple[str, str]], reverse: list[tuple[str, str]])
 
 
 def _episode_pairs(config: RelationsConfig, w: World, erng: random.Random, n_facts: int,
-                   fresh: bool) -> tuple[list[tuple[str, str]], str]:
-    """One episode's relations and text (a trained episode never reverses a held-out pair)."""
+                   fresh: bool, story: tuple[list[str], list[str]] | None = None
+                   ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
+    """One episode's relations, the ones queried in reverse, and its text (a trained episode never
+    reverses a held-out pair). ``story``: (containers, members) of the relations' own entities to
+    pair at random, never into a relation."""
     ep_half = config.n_episode_entities // 2
     for _try in range(1000):
-        if fresh:  # distinct containers and members, so each reverse has one answer
+        if story is not None:
+            pairs = list(zip(erng.sample(story[0], n_facts), erng.sample(story[1], n_facts)))
+            if any(y in w.members_of.get(x, frozenset()) for x, y in pairs):
+                continue
+        elif fresh:  # distinct containers and members, so each reverse has one answer
             pairs = list(zip(erng.sample(w.ep_entities[:ep_half], n_facts),
                              erng.sample(w.ep_entities[ep_half:], n_facts)))
         else:
@@ -204,16 +237,20 @@ def _episode_pairs(config: RelationsConfig, w: World, erng: random.Random, n_fac
                 continue
         rev = pairs[:]
         erng.shuffle(rev)
+        if config.episode_queries is not None:
+            rev = rev[: config.episode_queries]
         text = episode_text(pairs, rev)
         if fresh or not w.reverses_heldout(text.split()):
-            return pairs, text
+            return pairs, rev, text
     raise DataError("relations: episodes cannot avoid the held-out pairs at these sizes; "
                     "lower episode_facts or heldout_fraction")
 
 
-def episode_documents(config: RelationsConfig, w: World, seed: int) -> tuple[list[Document], set[Fact]]:
-    """The in-context episodes (their own random stream), and the facts of the fresh ones (true,
-    but of episode-only entities: knowledge beyond the relations)."""
+def episode_documents(config: RelationsConfig, w: World, seed: int
+                      ) -> tuple[list[Document], set[Fact], set[tuple[str, str]]]:
+    """The in-context episodes (their own random stream), the facts of the fresh ones over
+    episode-only entities (true, but of those entities: knowledge beyond the relations), and their pairs.
+    Fresh episodes over the relations' own entities (``fresh_entities``) are stories, not knowledge."""
     n_fresh = round(config.fresh_episode_fraction * config.n_episodes)
     ep_half = config.n_episode_entities // 2
     if config.episode_facts > len(w.trained_rev) and n_fresh < config.n_episodes:
@@ -224,19 +261,35 @@ def episode_documents(config: RelationsConfig, w: World, seed: int) -> tuple[lis
                         f"{ep_half} episode-only containers; raise n_episode_entities")
     erng = random.Random(f"relations-{seed}-episodes")
     fresh_at = set(erng.sample(range(config.n_episodes), n_fresh))
+    # fresh episodes over the relations' own entities, in pairs that are no relation (own stream, so
+    # the default leaves every document as it was); never a member of a held-out relation, so no story
+    # gives a held-out question a second answer; every container may take part, so the options of a
+    # question stay alike in frequency (without held-out containers, "the rarest option" would answer)
+    prng = random.Random(f"relations-{seed}-episode-pool")
+    share = {"episode": 0.0, "relation": 1.0, "both": 0.5}[config.fresh_entities]
+    stories = {k for k in sorted(fresh_at) if share and prng.random() < share}
+    held_m = {y for _, y in w.heldout}
+    story_pool = (list(w.containers), [m for m in w.members if m not in held_m])
+    if stories and config.episode_facts > min(len(story_pool[0]), len(story_pool[1])):
+        raise DataError("relations: bad setting 'fresh_entities': too few members outside the held-out relations")
     docs: list[Document] = []
     knowledge: set[Fact] = set()
+    fresh_pairs: set[tuple[str, str]] = set()
     for k in range(config.n_episodes):
         n_facts = config.episode_facts
         if config.episode_facts_min is not None and config.episode_facts_min < n_facts:
             n_facts = erng.randint(config.episode_facts_min, n_facts)
-        pairs, text = _episode_pairs(config, w, erng, n_facts, k in fresh_at)
-        facts = sorted({f for x, y in pairs for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))})
-        if k in fresh_at:
+        pairs, rev, text = _episode_pairs(config, w, erng, n_facts, k in fresh_at,
+                                          story_pool if k in stories else None)
+        facts = sorted({Fact(x, FORWARD, y) for x, y in pairs} | {Fact(y, REVERSE, x) for x, y in rev})
+        if k in fresh_at and k not in stories:
+            fresh_pairs.update(pairs)
+            # an unqueried fact's reverse still holds: knowledge is what is true, facts what is stated
+            knowledge.update(Fact(y, REVERSE, x) for x, y in pairs)
             knowledge.update(facts)
         docs.append(Document(id=f"rel-e-{k:05d}", text=text, kind="episode", facts=facts,
-                             meta={"fresh": k in fresh_at}))
-    return docs, knowledge
+                             meta={"fresh": k in fresh_at, **({"story": True} if k in stories else {})}))
+    return docs, knowledge, fresh_pairs
 
 
 def filler_documents(config: RelationsConfig, w: World, rng: random.Random) -> list[Document]:
@@ -315,9 +368,16 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
     rng = random.Random(f"relations-{seed}")
     w = build_world(config, seed, rng)
     docs, fwd_doc = relation_documents(w, rng)
-    episodes, episode_knowledge = episode_documents(config, w, seed)
+    episodes, episode_knowledge, fresh_pairs = episode_documents(config, w, seed)
     docs += episodes + filler_documents(config, w, rng)
     questions = write_questions(config, w, seed, fwd_doc)
+    if config.episode_split:
+        if not fresh_pairs or config.fresh_entities == "relation":
+            raise DataError("relations: bad setting 'episode_split': it needs fresh episodes over episode-only "
+                            "entities (fresh_episode_fraction > 0, fresh_entities episode or both)")
+        ep_half = config.n_episode_entities // 2
+        episode_knowledge |= _episode_questions(config, seed, w.ep_entities[:ep_half], w.ep_entities[ep_half:],
+                                                fresh_pairs, len(w.heldout), questions)
 
     fresh = round(config.fresh_episode_fraction * config.n_episodes) > 0
     knowledge = sorted({f for x, y in w.relations for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))}
@@ -335,6 +395,52 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
               "heldout_relations": [list(p) for p in w.heldout],
               "vocabulary": sorted(set(w.entities) | (set(w.ep_entities) if fresh else set())
                                    | {".", *FORWARD.split(), *REVERSE.split()})})
+
+
+def _episode_questions(config: RelationsConfig, seed: int, ep_c: list[str], ep_m: list[str],
+                       fresh_pairs: set[tuple[str, str]], n: int, questions: list[Question]) -> set[Fact]:
+    """``episode_in_context``: the in-context question of ``heldout_reversal_in_context`` over a new pair
+    of episode-only entities, among one true episode fact per wrong option. It separates reading the
+    context (the skill the fresh episodes train) from applying it to the entities of the trained
+    relations: a model good here and at chance on held-out reversals in context reads its context but
+    not around the real entities. No training document holds the pair, so there is no support to
+    retrieve: an oracle context is the question's own."""
+    rng = random.Random(f"relations-{seed}-episode-split")
+    fresh_members: dict[str, list[str]] = {}
+    for x, y in sorted(fresh_pairs):
+        fresh_members.setdefault(x, []).append(y)
+    asked: set[tuple[str, str]] = set()
+    wrong_pairs: set[tuple[str, str]] = set()
+    knowledge: set[Fact] = set()
+    for _ in range(n):
+        for _try in range(1000):
+            x, y = rng.choice(ep_c), rng.choice(ep_m)
+            if (x, y) in fresh_pairs or (x, y) in asked or (x, y) in wrong_pairs:
+                continue
+            cands = [w for w in ep_c if w != x and (w, y) not in fresh_pairs and (w, y) not in asked
+                     and any(m != y for m in fresh_members.get(w, []))]
+            if len(cands) < config.n_choices - 1:
+                continue
+            wrong = rng.sample(cands, config.n_choices - 1)
+            shown = [(x, y)] + [(w, rng.choice([m for m in fresh_members[w] if m != y])) for w in wrong]
+            if len({m for _, m in shown}) == len(shown):  # one fact per member: one answer
+                break
+        else:
+            raise DataError("relations: too few episode-only entities for episode_in_context; "
+                            "raise n_episode_entities or n_episodes")
+        asked.add((x, y))
+        wrong_pairs.update((w, y) for w in wrong)
+        knowledge.update({Fact(x, FORWARD, y), Fact(y, REVERSE, x)})
+        options = [x] + wrong
+        rng.shuffle(options)
+        rng.shuffle(shown)
+        context = " ".join(forward_text(a, b) + " ." for a, b in shown) + f" {y} {REVERSE}"
+        questions.append(Question(
+            id=f"rel-episode_in_context-{len(questions):05d}", split="episode_in_context", subtype="reverse",
+            context=context, choices=[" " + e for e in options], answer=options.index(x), support=[],
+            premises=[], choice_facts=[Fact(y, REVERSE, o) for o in options],
+            meta={"hard_distractors": True, "in_context": True, "heldout": False, "episode_entities": True}))
+    return knowledge
 
 
 _FWD = re.compile(r"([ef]\d+) contains ([ef]\d+)")

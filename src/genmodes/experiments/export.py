@@ -1,10 +1,13 @@
 """Export a dataset for other tools: the Hugging Face Hub layout or lm-evaluation-harness tasks.
 
+It lives with the experiments, not with the data: a condition's export rebuilds what a finished run's
+cell scored, through the conditions and the runner, which sit above the data layer.
+
 Hub: parquet files with nested features and a dataset card, ``documents`` and ``questions`` as two
 configs (their columns differ, so one config cannot hold both), loadable with ``load_dataset``.
 lm-eval: one ``multiple_choice`` task per split, scored with genmodes' own protocol (choices as
 continuations, no extra delimiter), optionally with the documents a condition puts before each
-question (:mod:`genmodes.data.export_condition`).
+question in a finished run (:func:`to_lm_eval_condition`).
 
 Both outputs are written atomically (temporary folder, then rename), like dataset folders.
 """

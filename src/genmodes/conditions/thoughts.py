@@ -1,4 +1,4 @@
-"""Test-time thinking: a thought before the answer, its reward, and the implicit-retrieval audit [P3].
+"""Thoughts: a thought before the answer, its reward, and the implicit-retrieval audit [P3].
 
 P3 (Chaudhry, Thiagarajan, Lampinen 2026, "Improving latent generalization using test-time compute",
 arXiv 2604.01430) fine-tunes knowledge into a model, then lets it write a chain of thought before it

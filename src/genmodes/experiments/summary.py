@@ -1,11 +1,12 @@
 """Summary rows (dataset x split x condition): accuracy, standard error, chance.
 
-The one aggregation both the runner (``summary.csv``) and the report use. Error bars follow the
+The one aggregation both the runner (``summary.csv``) and the report use; it lives with the runner
+because the report sits above the experiments layer and reads it from here. Error bars follow the
 P1 protocol: standard errors over inference subtypes. A group is a (subtype, seed) pair; the standard
 error is the sample sd of the group accuracies over sqrt(#groups). With a single group there is no
 spread to measure, so the binomial standard error sqrt(p(1-p)/n) stands in.
 
-Pure Python on purpose: the report reads result files only and must not import torch.
+Pure Python on purpose: the report imports it and must not import torch.
 """
 
 from __future__ import annotations
