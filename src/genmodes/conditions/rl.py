@@ -12,8 +12,9 @@ knowledge, no RL). Here:
   cut by the thinking stage's stop rule, is the thought; its reward is
   :func:`genmodes.conditions.thoughts.rewards`, the one scorer's verdict after question + thought +
   answer cue (the definition of "correct" the evaluation uses), or its dense variant. The trainer
-  checkpoints every ``save_every`` steps and a killed run resumes from its last checkpoint; the reward and thought length of every step are in
-  the cell's info (curves for the report), with the tokens generated in training.
+  checkpoints every ``save_every`` steps and a killed run resumes from its last checkpoint; the
+  reward and thought length of every step are in the cell's info (curves for the report), with the
+  tokens generated in training.
 - Transfer by design (:func:`apply_design`): RL-training questions are a seeded ``rl_fraction`` of the
   RL dataset's held-out questions, chosen as whole entity groups (questions that share an entity go
   together), and removed from what every condition is scored on; questions whose entities occur in
