@@ -30,11 +30,14 @@ MODEL_STAGES = {
     "finetune": "genmodes.conditions.finetune",
     "augmented_finetune": "genmodes.conditions.augment",
     "scratch": "genmodes.conditions.from_scratch",
+    "finetune_all": "genmodes.conditions.finetune_all",
+    "rl": "genmodes.conditions.rl",
 }
 CONTEXT_STAGES = {
     "none": "genmodes.conditions.no_context",
     "in_context": "genmodes.conditions.in_context",
     "retrieval": "genmodes.conditions.retrieval",
+    "thinking": "genmodes.conditions.thinking",
 }
 BASELINE = "baseline"
 BASELINE_MODULE = "genmodes.conditions.baseline"

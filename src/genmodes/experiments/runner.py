@@ -352,8 +352,15 @@ class Runner:
                             f"{getattr(e, 'strerror', None) or e}") from None
 
     def dataset(self, spec: DatasetSpec) -> Dataset:
-        if spec.name not in self._datasets:
-            self._datasets[spec.name] = build_dataset(spec)
+        if not self._datasets:
+            # all at once: an rl stage's design (which questions train RL, which datasets are transfer)
+            # changes what every condition is scored on, so it is applied before any cell reads one
+            from genmodes.conditions.rl import apply_design
+
+            built = {d.name: build_dataset(d) for d in self.cfg.datasets}
+            apply_design(built, [r.model_settings for r in (c.resolve() for c in self.cfg.conditions)
+                                 if r.model == "rl"])
+            self._datasets.update(built)
         return self._datasets[spec.name]
 
     # -- provenance and cell keys

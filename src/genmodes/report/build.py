@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from genmodes.experiments.records import CellRecord, ResultRow
-from genmodes.report import context_curve, details, figures
+from genmodes.report import context_curve, details, figures, thinking
 from genmodes.report.run import Run, load_run
 from genmodes.experiments.summary import summarize
 
@@ -485,6 +485,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     blocks += context_curve.section(run, figs)
     blocks += _compute(run)
     blocks += _curves(run, figs)
+    blocks += thinking.sections(run, figs)
     blocks += details.drilldown(run, out)
     blocks += details.provenance(run)
     md_path, html_path = out / "report.md", out / "report.html"

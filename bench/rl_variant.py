@@ -1,0 +1,74 @@
+"""RL variants beside a thinking study [P3, issue 11]: GRPO again from the study's fine-tuned
+checkpoint, on the same RL-training questions, with other settings (the dense reward, another group
+size, steps or learning rate), writing the reward and thought-length curves and the fifths test.
+
+    python bench/rl_variant.py configs/thinking.yaml --run runs/thinking --set reward=probability \
+        --out runs/thinking_variants/probability.json
+
+The study's own ``finetune_all`` checkpoint (in ``RUN/shared``) is reused; the run must have
+finished its first cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import torch
+import yaml
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("config")
+    ap.add_argument("--run", required=True, help="the study's run folder (its finetune_all checkpoint is reused)")
+    ap.add_argument("--condition", default="rl+thinking", help="the rl condition whose settings to vary")
+    ap.add_argument("--set", action="append", default=[], help="key=value (YAML value) of the rl settings")
+    ap.add_argument("--out", required=True, help="JSON file for the curves")
+    a = ap.parse_args(argv)
+    torch.set_num_threads(1)
+
+    from genmodes.conditions import rl
+    from genmodes.conditions.base import CellContext
+    from genmodes.conditions.finetune import DONE_MARKER
+    from genmodes.experiments.config import load_config
+    from genmodes.experiments.runner import Runner
+    from genmodes.report.thinking import fifths
+
+    cfg = load_config(a.config)
+    cond = next(c for c in cfg.conditions if c.name == a.condition).resolve()
+    base = cond.model_settings
+    over = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)}
+    s = rl.Settings(**{**base.model_dump(), **over})
+    runner = Runner(cfg, Path(a.run))
+    dss = {d.name: runner.dataset(d) for d in cfg.datasets}
+    first = cfg.datasets[0]
+    ctx = CellContext(model_spec=cfg.model, dataset=dss[first.name], seed=cfg.seeds[0], workdir=Path(a.out).parent,
+                      shared_dir=Path(a.run) / "shared", progress=False, datasets=dss, dataset_name=first.name)
+    from genmodes.conditions.finetune import checkpoint_dir
+
+    sctx = rl._study_ctx(ctx)
+    docs = [d.text for d in sctx.dataset.documents if s.finetune.kinds is None or d.kind in s.finetune.kinds]
+    if not (checkpoint_dir(sctx, s.finetune, docs, tag="finetune_all") / DONE_MARKER).exists():
+        print(f"no finished finetune_all checkpoint in {a.run}/shared yet", file=sys.stderr)
+        return 2
+    model, tok, _ = rl.finetune_all(ctx, s.finetune)
+    questions = rl._rl_questions(ctx, s)
+    work = Path(a.out).with_suffix(".work")
+    model, info = rl.grpo_train(model, tok, questions, s, cfg.seeds[0], work, progress=False)
+    shutil.rmtree(work, ignore_errors=True)
+    first_fifth, last_fifth = fifths(info["reward_curve"])
+    out = {"settings": s.model_dump(), "changed": over, **info, "reward_first_fifth": first_fifth,
+           "reward_last_fifth": last_fifth, "learned": last_fifth > first_fifth}
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps({k: out[k] for k in ("changed", "reward_first_fifth", "reward_last_fifth", "learned",
+                                          "train_seconds")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Thoughts: a thought before the answer, its reward, and the implicit-retrieval audit [P3].
+
+P3 (Chaudhry, Thiagarajan, Lampinen 2026, "Improving latent generalization using test-time compute",
+arXiv 2604.01430) fine-tunes knowledge into a model, then lets it write a chain of thought before it
+answers, so that it can bring the facts it needs back into its context ("implicit retrieval"); RL
+from correctness feedback teaches it to do that. This module holds what the ``thinking`` context
+stage and the ``rl`` model stage share, so that evaluation and RL define "correct" the same way:
+
+- the prompt that asks the model to recall what it knows (:func:`think_prompt`), the stop rule of a
+  thought (:func:`cut_thought`), and the text scored after it (:func:`answer_context`: prompt +
+  thought + answer cue + the question's own context; the choices follow as continuations);
+- batched thought generation, greedy or sampled (:func:`generate_thoughts`);
+- the reward (:func:`rewards`): 1 exactly when the one scorer (:class:`genmodes.scoring.Scorer`)
+  picks the right option after the thought, or the dense variant, the probability of the right
+  option among the choices; optional length and format terms;
+- the audit (:func:`audit_thought`): did the thought state the facts the question needs (its
+  premises, read with the family's statement parser), a false fact, or none?
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from typing import Any, Literal, Sequence
+
+from genmodes.data.types import Dataset, Fact, Question
+from genmodes.errors import NumericError
+
+PROMPT_VERSION = 1
+RECALL_INSTRUCTION = "Before answering, recall the facts you know about this."
+THOUGHT_LEAD = "\nRecall:"
+ANSWER_CUE = "\nAnswer: "
+# The stop rule: a thought is one paragraph; it ends at the first line break (or end-of-text, or
+# the token budget). The same rule cuts RL completions, so a trained thought looks like a tested one.
+STOP = "\n"
+
+RewardKind = Literal["correct", "probability"]
+
+
+def think_prompt(q: Question, instruction: str = RECALL_INSTRUCTION) -> str:
+    """What the model continues with its thought: the question's text, the recall instruction, a lead."""
+    return f"{q.context.rstrip()} ...\n{instruction}{THOUGHT_LEAD}"
+
+
+def cut_thought(text: str) -> str:
+    """The thought as the stop rule defines it: up to the first line break, stripped."""
+    return text.split(STOP, 1)[0].strip()
+
+
+def answer_context(q: Question, thought: str, instruction: str = RECALL_INSTRUCTION,
+                   cue: str = ANSWER_CUE) -> str:
+    """The text the choices are scored after: prompt, thought, answer cue, then the question's context."""
+    t = cut_thought(thought)
+    return think_prompt(q, instruction) + (" " + t if t else "") + cue + q.context
+
+
+def row_seed(seed: int, qid: str, k: int = 0) -> int:
+    return int(hashlib.sha256(f"think-{seed}-{qid}-{k}".encode()).hexdigest()[:15], 16)
+
+
+@dataclass
+class Thought:
+    text: str
+    tokens: int  # generated tokens, the test-time compute of this question
+    finished: bool  # ended by the stop rule or end-of-text, not cut by the budget
+
+
+def generate_thoughts(model: Any, tokenizer: Any, questions: Sequence[Question], *, max_tokens: int = 48,
+                      temperature: float = 0.0, seed: int = 0, batch_size: int = 16,
+                      instruction: str = RECALL_INSTRUCTION, progress: bool = False,
+                      desc: str = "thinking") -> list[Thought]:
+    """One thought per question, in batches. Sampling draws row ``i`` from a generator seeded by the
+    question id, so a thought does not depend on which questions share its batch."""
+    from tqdm.auto import tqdm
+
+    from genmodes.conditions.generate import PrefixGenerator
+
+    gen = PrefixGenerator(model, tokenizer, prefix="")
+    out: list[Thought] = []
+    bar = tqdm(total=len(questions), desc=desc, unit="q", disable=not progress, leave=False)
+    for s in range(0, len(questions), batch_size):
+        chunk = list(questions[s:s + batch_size])
+        prompts = [think_prompt(q, instruction) for q in chunk]
+        texts, finished = gen.generate(prompts, max_new_tokens=max_tokens, temperature=temperature,
+                                       seeds=[row_seed(seed, q.id) for q in chunk], stop=[STOP],
+                                       return_finished=True)
+        for text, fin in zip(texts, finished):
+            t = cut_thought(text)
+            n = len(tokenizer(" " + t, add_special_tokens=False).input_ids) if t else 0
+            out.append(Thought(t, n, bool(fin)))
+        bar.update(len(chunk))
+    bar.close()
+    return out
+
+
+# ------------------------------------------------------------------------------------------ reward
+
+def choice_probabilities(logprobs: Sequence[float]) -> list[float]:
+    m = max(logprobs)
+    e = [math.exp(x - m) for x in logprobs]
+    z = sum(e)
+    return [x / z for x in e]
+
+
+def rewards(model: Any, tokenizer: Any, questions: Sequence[Question], thoughts: Sequence[str], *,
+            kind: RewardKind = "correct", instruction: str = RECALL_INSTRUCTION, scorer: Any = None,
+            length_weight: float = 0.0, max_tokens: int = 48, format_weight: float = 0.0,
+            parse: Any = None) -> list[float]:
+    """The reward of each (question, thought), scored by the one scorer after question + thought + cue.
+
+    ``correct``: 1.0 exactly when the scorer's choice (:func:`genmodes.scoring.chosen`) is the right
+    option, else 0.0. ``probability``: the softmax over the choices' log-probabilities, at the right
+    option. Optional terms: ``- length_weight * tokens / max_tokens`` and ``+ format_weight`` when
+    ``parse`` (a family's statement parser) reads at least one statement in the thought.
+    """
+    import torch
+
+    from genmodes.scoring import Scorer, chosen
+
+    if len(questions) != len(thoughts):
+        raise ValueError(f"{len(questions)} questions for {len(thoughts)} thoughts")
+    if scorer is None:
+        scorer = Scorer(model, tokenizer)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            scores = scorer.score([(answer_context(q, t, instruction), q.choices)
+                                   for q, t in zip(questions, thoughts)], progress=False)
+    finally:
+        if was_training:
+            model.train()
+    out = []
+    for q, t, sc in zip(questions, thoughts, scores):
+        lps = [s.logprob for s in sc]
+        if not all(math.isfinite(x) for x in lps):
+            raise NumericError(f"question {q.id!r}: a choice's score is not a number after the thought; "
+                               "the policy diverged (lower 'lr'?)")
+        r = float(chosen(sc) == q.answer) if kind == "correct" else choice_probabilities(lps)[q.answer]
+        if length_weight:
+            n = len(tokenizer(" " + cut_thought(t), add_special_tokens=False).input_ids) if cut_thought(t) else 0
+            r -= length_weight * n / max(1, max_tokens)
+        if format_weight and parse is not None and parse(cut_thought(t)):
+            r += format_weight
+        out.append(r)
+    return out
+
+
+def reward(model: Any, tokenizer: Any, question: Question, thought: str, kind: RewardKind = "correct",
+           **kw: Any) -> float:
+    """:func:`rewards` of one question and thought."""
+    return rewards(model, tokenizer, [question], [thought], kind=kind, **kw)[0]
+
+
+# ------------------------------------------------------------------------------------------ audit
+
+RETRIEVAL_LABELS = ("stated", "partial", "false", "none")
+
+
+def _same_fact(f: Fact, stated: set[Fact], knowledge: set[Fact]) -> bool:
+    """``f`` stated as is, or the other way round where the world holds both directions (a reversal
+    family's "X is D" and "D is X" are one fact read two ways; "All A are B" and "All B are A" are not)."""
+    rev = Fact(f.object, f.relation, f.subject)
+    return f in stated or (rev in stated and rev in knowledge and f in knowledge)
+
+
+def audit_thought(ds: Dataset, q: Question, thought: str, parse: Any = None,
+                  knowledge: set[Fact] | None = None) -> dict[str, Any]:
+    """Did the thought state the facts the question needs (its ``premises``)?
+
+    ``stated``: every premise; ``false``: a fact the world does not hold, and not every premise;
+    ``partial``: some premises, nothing false; ``none``: no premise and nothing false (including a
+    thought with no parsable statement). ``verifiable`` is False where the family has no parser.
+    """
+    if parse is None:
+        from genmodes.data.families import get_family
+
+        try:
+            parse = get_family(ds.family).parse_statements
+        except Exception:  # an imported dataset of no registered family
+            parse = None
+    if parse is None:
+        return {"retrieval": "none", "verifiable": False, "statements": 0, "false": 0, "premises_stated": 0,
+                "premises": len(q.premises)}
+    know = knowledge if knowledge is not None else set(ds.knowledge)
+    facts = parse(cut_thought(thought)) if thought else []
+    stated = set(facts)
+    false = sum(1 for f in facts if f not in know)  # closed world: a fact it does not list is false
+    hit = sum(1 for p in q.premises if _same_fact(p, stated, know))
+    if q.premises and hit == len(q.premises):
+        label = "stated"
+    elif false:
+        label = "false"
+    elif hit:
+        label = "partial"
+    else:
+        label = "none"
+    return {"retrieval": label, "verifiable": True, "statements": len(facts), "false": false,
+            "premises_stated": hit, "premises": len(q.premises)}

@@ -1,0 +1,187 @@
+"""Thinking and RL (issue 11, P3): the reward agrees with the scorer, GRPO trains every parameter and
+resumes from its checkpoint, no RL prompt leaks an evaluated or transfer question or entity, and the
+implicit-retrieval audit reads the family's statements."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from genmodes.conditions import rl
+from genmodes.conditions.finetune import Settings as FT
+from genmodes.data.families import make_dataset
+from genmodes.data.types import Fact
+from genmodes.models import load_model
+from genmodes.scoring import chosen, naive_score
+from genmodes.conditions.thoughts import (answer_context, audit_thought, choice_probabilities, reward,
+                                          think_prompt)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_model("tiny-random", device="cpu")
+
+
+def _study():
+    return {"syl_a": make_dataset("simple_syllogisms", seed=0, overrides={"n_examples": 12}),
+            "syl_b": make_dataset("simple_syllogisms", seed=1, overrides={"n_examples": 12}),
+            "rev_a": make_dataset("reversal_curse", seed=0, overrides={
+                "n_people_a": 8, "n_people_d": 0, "n_people_b": 0, "n_paraphrases": 2, "n_test_paraphrases": 2}),
+            "rev_b": make_dataset("reversal_curse", seed=1, overrides={
+                "n_people_a": 8, "n_people_d": 0, "n_people_b": 0, "n_paraphrases": 2, "n_test_paraphrases": 2})}
+
+
+def test_reward_is_one_exactly_when_the_scorer_picks_the_answer(tiny):
+    model, tok = tiny
+    q = make_dataset("simple_syllogisms", seed=0, overrides={"n_examples": 2}).questions[0]
+    for thought in ["", "All glon are yomp.", "I do not know anything about this"]:
+        # an independent path: the reference scorer, one full forward per choice
+        ref = naive_score(model, tok, answer_context(q, thought), q.choices)
+        pick = chosen(ref)
+        for answer in range(len(q.choices)):
+            qa = type(q)(**{**q.__dict__, "answer": answer})
+            assert reward(model, tok, qa, thought) == (1.0 if answer == pick else 0.0)
+            dense = reward(model, tok, qa, thought, kind="probability")
+            assert dense == pytest.approx(choice_probabilities([s.logprob for s in ref])[answer], rel=1e-4)
+
+
+def test_thought_is_cut_at_the_stop_rule_and_placed_before_the_cue():
+    q = make_dataset("simple_syllogisms", seed=0, overrides={"n_examples": 1}).questions[0]
+    ctx = answer_context(q, " No a are b.\nAnswer: cheat")
+    assert ctx.startswith(think_prompt(q)) and "No a are b." in ctx and "cheat" not in ctx
+    assert ctx.endswith("\nAnswer: " + q.context)
+
+
+def test_audit_reads_premises_false_facts_and_reversed_statements():
+    syl = make_dataset("simple_syllogisms", seed=0, overrides={"n_examples": 3})
+    q = syl.questions[0]
+    premises_text = " ".join(f"{f.relation.capitalize()} {f.subject} are {f.object}." for f in q.premises
+                             if f.relation != "some not")
+    if len(premises_text.split(".")) - 1 == len(q.premises):
+        assert audit_thought(syl, q, premises_text)["retrieval"] == "stated"
+    assert audit_thought(syl, q, "")["retrieval"] == "none"
+    assert audit_thought(syl, q, "The weather is nice today.")["retrieval"] == "none"
+    a, b = q.premises[0].subject, q.premises[0].object
+    wrong = [f"{quant} {x} are {y}." for quant in ("All", "Some", "No") for x, y in ((a, b), (b, a))]
+    false = [w for w in wrong if audit_thought(syl, q, w)["false"]]
+    assert false and audit_thought(syl, q, false[0])["retrieval"] == "false"
+    rev = make_dataset("reversal_curse", seed=0, overrides={"n_people_a": 4, "n_people_d": 0, "n_people_b": 0,
+                                                            "n_paraphrases": 2, "n_test_paraphrases": 1})
+    rq = next(x for x in rev.questions if x.split == "reversal")
+    name, desc = rq.premises[0].subject, rq.premises[0].object
+    assert audit_thought(rev, rq, f"{name} is {desc}.")["retrieval"] == "stated"
+    assert audit_thought(rev, rq, f"{desc[0].upper() + desc[1:]} is {name}.")["retrieval"] == "stated"
+    other = next(p["name"] for p in rev.meta["people"] if p["name"] != name)
+    assert audit_thought(rev, rq, f"{other} is {desc}.")["retrieval"] == "false"
+
+
+def test_no_rl_prompt_contains_an_evaluated_or_transfer_question_or_entity():
+    dss = _study()
+    # a transfer dataset that shares one word with an RL dataset: that word's group never trains RL
+    shared = dss["syl_a"].meta["entities"][0]
+    dss["syl_b"].meta["entities"] = [*dss["syl_b"].meta["entities"], shared]
+    s = rl.Settings(rl_dataset=["syl_a", "rev_a"], rl_fraction=0.5)
+    rl.apply_design(dss, [s])
+    train = dss["syl_a"].rl_train_questions + dss["rev_a"].rl_train_questions
+    assert train and dss["syl_a"].questions and dss["rev_a"].questions
+    prompts = [think_prompt(q) for q in train]
+    evaluated = [q for d in dss.values() for q in d.questions]
+    eval_ids = {q.id for d in ("syl_a", "rev_a") for q in dss[d].questions}
+    assert not eval_ids & {q.id for q in train}
+    vocab = set().union(*[rl.entity_words(d) for d in dss.values()])
+    eval_entities = set().union(*[rl.question_entities(q, vocab) for q in evaluated])
+    for p in prompts:
+        assert not any(q.context in p for q in evaluated)
+        words = {w.lower() for w in re.findall(r"[A-Za-z]+", p)}
+        assert not words & eval_entities, p
+        assert shared not in words
+    # the split names say which dataset is which
+    assert {q.split for q in dss["syl_a"].questions} <= {"syllogism/rl", "trained/rl"}
+    assert {q.split for q in dss["rev_b"].questions} == {"forward/transfer", "reversal/transfer"}
+    assert dss["syl_a"].meta["recall_splits"] == ["trained/rl"]
+
+
+def test_every_rl_condition_names_the_same_design():
+    from genmodes.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="same rl_dataset"):
+        rl.apply_design(_study(), [rl.Settings(rl_dataset="syl_a"), rl.Settings(rl_dataset="rev_a")])
+    with pytest.raises(ConfigError, match="not a dataset"):
+        rl.apply_design(_study(), [rl.Settings(rl_dataset="nope")])
+
+
+def _rl_settings(**kw):
+    base = dict(rl_dataset="syl_a", steps=2, group_size=2, prompts_per_step=2, max_thought_tokens=6,
+                reward="probability", lr=1e-3, temperature=1.0, save_every=2)
+    return rl.Settings(**{**base, **kw})
+
+
+def _train_questions():
+    dss = {"syl_a": make_dataset("simple_syllogisms", seed=0, overrides={"n_examples": 8})}
+    rl.apply_design(dss, [_rl_settings()])
+    return dss["syl_a"].rl_train_questions
+
+
+def test_grpo_steps_change_every_trainable_parameter(tmp_path):
+    model, tok = load_model("tiny-random", device="cpu")
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    model, info = rl.grpo_train(model, tok, _train_questions(), _rl_settings(), 0, tmp_path / "grpo", progress=False)
+    unchanged = [n for n, p in model.named_parameters() if p.requires_grad and torch.equal(p.detach(), before[n])]
+    assert not unchanged
+    assert [s for s, _ in info["reward_curve"]] == [1, 2] and info["tokens_generated"] > 0
+    assert all(0.0 <= r <= 1.0 for _, r in info["reward_curve"])
+
+
+def test_rl_resumes_from_its_checkpoint_after_a_kill(tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    class Killed(Exception):
+        pass
+
+    class KillAfter(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step == 3:
+                raise Killed()
+
+    calls = []
+    real = rl.rewards
+    monkeypatch.setattr(rl, "rewards", lambda *a, **k: calls.append(1) or real(*a, **k))
+    s = _rl_settings(steps=4, save_every=2)
+    qs = _train_questions()
+    model, tok = load_model("tiny-random", device="cpu")
+    with pytest.raises(Killed):
+        rl.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False, callbacks=[KillAfter()])
+    assert (tmp_path / "grpo" / "checkpoint-2").is_dir() and len(calls) == 3
+    before = json.loads((tmp_path / "grpo" / "checkpoint-2" / rl.SECONDS_FILE).read_text())["seconds"]
+    calls.clear()
+    model, tok = load_model("tiny-random", device="cpu")  # a fresh process would start from the base
+    model, info = rl.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False)
+    assert info["resumed"] and info["steps"] == 4
+    assert info["train_seconds"] > before > 0  # the first session's seconds count too
+    assert len(calls) == 2  # only steps 3 and 4 were generated and rewarded again
+    assert [st for st, _ in info["reward_curve"]] == [1, 2, 3, 4]
+
+
+def test_rl_stage_builds_from_the_study_finetune_and_reuses_its_checkpoint(tmp_path):
+    from genmodes.conditions.base import CellContext
+
+    dss = _study()
+    s = _rl_settings(rl_dataset=["syl_a"], finetune=FT(steps=1, batch_size=2, seq_len=64))
+    rl.apply_design(dss, [s])
+    ctx = CellContext(model_spec="tiny-random", dataset=dss["syl_b"], seed=0, workdir=tmp_path / "cell",
+                      shared_dir=tmp_path / "shared", progress=False, device="cpu")
+    ctx.datasets = dss
+    built = rl.build(ctx, s)
+    assert built.info["finetune"]["datasets"] == sorted(dss)
+    assert built.info["rl"]["steps"] == 2 and built.info["rl_questions"]
+    ctx2 = CellContext(model_spec="tiny-random", dataset=dss["rev_b"], seed=0, workdir=tmp_path / "cell2",
+                       shared_dir=tmp_path / "shared", progress=False, device="cpu")
+    ctx2.datasets = dss
+    again = rl.build(ctx2, s)
+    assert again.info["reused"]
+    for (n, p), (_, p2) in zip(built.model.named_parameters(), again.model.named_parameters()):
+        assert torch.equal(p.detach(), p2.detach()), n

@@ -1,0 +1,46 @@
+"""A thinking / RL study through the runner (issue 11): every thought beside its question, splits that
+say RL vs transfer, RL questions never scored, the report's thinking sections."""
+
+import json
+
+import pytest
+import yaml
+
+from genmodes.cli import main
+
+FT = {"steps": 2, "batch_size": 4, "seq_len": 64}
+RC = {"n_people_a": 6, "n_people_d": 0, "n_people_b": 0, "n_paraphrases": 2, "n_test_paraphrases": 1}
+
+
+@pytest.mark.slow
+def test_thinking_study_runs_and_keeps_rl_questions_out_of_evaluation(tmp_path):
+    cfg = {"name": "think", "model": "tiny-random", "seeds": [0],
+           "datasets": [{"name": "syl_a", "family": "simple_syllogisms", "seed": 0, "settings": {"n_examples": 6}},
+                        {"name": "syl_b", "family": "simple_syllogisms", "seed": 1, "settings": {"n_examples": 6}},
+                        {"name": "rev_a", "family": "reversal_curse", "seed": 0, "settings": RC}],
+           "conditions": [
+               {"name": "finetune", "model": {"kind": "finetune_all", **FT}},
+               {"name": "rl+thinking", "context": {"kind": "thinking", "max_thought_tokens": 4},
+                "model": {"kind": "rl", "rl_dataset": ["syl_a", "rev_a"], "steps": 2, "group_size": 2,
+                          "prompts_per_step": 2, "max_thought_tokens": 4, "finetune": FT}}]}
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    assert main(["run", str(p), "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()]
+    thinking = [r for r in rows if r["condition"] == "rl+thinking"]
+    assert thinking and all(isinstance(r["details"]["thought"], str) and r["details"]["retrieval"] in
+                            ("stated", "partial", "false", "none") for r in thinking)
+    assert all("thought" not in r.get("details", {}) for r in rows if r["condition"] == "finetune")
+    for r in rows:
+        assert r["split"].endswith("/rl" if r["dataset"] in ("syl_a", "rev_a") else "/transfer")
+    rl_qs = {q for c in cells for q in c["info"].get("rl_questions", [])}
+    assert rl_qs and not rl_qs & {r["question_id"] for r in rows if r["dataset"] in ("syl_a", "rev_a")}
+    # one fine-tuned checkpoint for the whole study: the same for every cell of both conditions
+    ckpts = {c["info"]["checkpoint"] for c in cells if c["condition"] == "finetune"}
+    assert len(ckpts) == 1
+    report = (out / "report.md").read_text()
+    for section in ("RL: reward and thought length", "Example thoughts", "Implicit retrieval",
+                    "Thinking compute"):
+        assert section in report
