@@ -260,7 +260,7 @@ def test_relation_episode_and_filler_documents(rworld):
     assert sorted(fwd_doc) == sorted(w.relations) and len(docs) == 200 + 190
     assert {d.facts[0] for d in docs if d.meta["direction"] == "reverse"} == {
         Fact(y, rel.REVERSE, x) for x, y in w.trained_rev}
-    eps, knowledge = rel.episode_documents(config, w, 0)
+    eps, knowledge, _ = rel.episode_documents(config, w, 0)
     assert len(eps) == 40 and sum(d.meta["fresh"] for d in eps) == 20
     for d in eps:
         assert set(rel.parse_statements(d.text)) == set(d.facts)
