@@ -44,6 +44,46 @@ def _bars(table: dict[tuple[str, str], dict[str, Any]], splits: Sequence[str], c
     return xs, rows
 
 
+
+def _style_panel(ax: Any, name: str, splits: Sequence[str], chance: dict[str, float],
+                 handles: dict[str, Any]) -> None:
+    """One bar panel's chance lines (one dashed segment per split), ticks, title and frame."""
+    for i, s in enumerate(splits):
+        ch = chance.get(s)
+        if ch is not None and not math.isnan(ch):
+            handles["chance"] = ax.hlines(ch, i - 0.45, i + 0.45, colors="0.25", linestyles="dashed",
+                                          linewidth=1.2, zorder=3)
+    ax.set_xticks(range(len(splits)))
+    ax.set_xticklabels(splits, rotation=25 if len(splits) > 2 else 0, ha="right" if len(splits) > 2 else "center")
+    ax.set_xlim(-0.6, len(splits) - 0.4)
+    ax.set_title(name, fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def _finish_panels(fig: Any, axes: Any, title: str, ylabel: str, conditions: Sequence[str],
+                   handles: dict[str, Any], path: Path) -> Path:
+    """Shared y axis in percent, the title, one legend beside the panels; saved."""
+    axes[0].set_ylim(0, 1.05)
+    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
+    axes[0].set_ylabel(ylabel)
+    fig.suptitle(title)
+    order = [c for c in conditions if c in handles] + (["chance"] if "chance" in handles else [])
+    fig.legend([handles[k] for k in order], order, loc="upper left", bbox_to_anchor=(1.0, 0.92), frameon=False)
+    return _save(fig, path)
+
+
+def _finish_lines(fig: Any, ax: Any, title: str, path: Path) -> Path:
+    """A line plot's title, grid, open frame and legend beside it; saved."""
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    return _save(fig, path)
+
 def accuracy_bars(title: str, splits: Sequence[str], conditions: Sequence[str],
                   table: dict[tuple[str, str], dict[str, Any]], chance: dict[str, float],
                   path: Path, colors: dict[str, Any] | None = None, baselines: Sequence[str] = ()) -> Path:
@@ -116,44 +156,23 @@ def overview(title: str, panels: Sequence[tuple[str, Sequence[str], dict[tuple[s
                 handles[c] = ax.bar(xs, ys, width=width * 0.92, yerr=[lo, hi], capsize=2, color=colors[c],
                                     error_kw={"elinewidth": 0.9, "ecolor": "0.2"},
                                     **_baseline_style(c in baselines))
-        for i, s in enumerate(splits):
-            ch = chance.get(s)
-            if ch is not None and not math.isnan(ch):
-                handles["chance"] = ax.hlines(ch, i - 0.45, i + 0.45, colors="0.25", linestyles="dashed",
-                                              linewidth=1.2, zorder=3)
-        ax.set_xticks(range(len(splits)))
-        ax.set_xticklabels(splits, rotation=25 if len(splits) > 2 else 0, ha="right" if len(splits) > 2 else "center")
-        ax.set_xlim(-0.6, len(splits) - 0.4)
-        ax.set_title(name, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-        ax.set_axisbelow(True)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-    axes[0].set_ylim(0, 1.05)
-    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
-    axes[0].set_ylabel("accuracy (95% CI)")
-    fig.suptitle(title)
-    order = [c for c in conditions if c in handles] + (["chance"] if "chance" in handles else [])
-    fig.legend([handles[k] for k in order], order, loc="upper left", bbox_to_anchor=(1.0, 0.92), frameon=False)
-    return _save(fig, path)
+        _style_panel(ax, name, splits, chance, handles)
+    return _finish_panels(fig, axes, title, "accuracy (95% CI)", conditions, handles, path)
 
 
-def loss_curves(title: str, curves: Sequence[tuple[str, Sequence[Sequence[float]]]], path: Path) -> Path:
-    """Training loss against step, a line per (label, [[step, loss], ...])."""
+def loss_curves(title: str, curves: Sequence[tuple[str, Sequence[Sequence[float]]]], path: Path,
+                xlabel: str = "step", ylabel: str = "training loss", markers: bool = False) -> Path:
+    """Training loss (or any per-step value) against step, a line per (label, [[step, value], ...])."""
     fig = Figure(figsize=(6.5, 3.8))
     ax = fig.add_subplot()
     for label, pts in curves:
         pts = [p for p in pts if len(p) >= 2 and p[1] is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, linewidth=1.4)
-    ax.set_xlabel("step")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, linewidth=1.4,
+                **({"marker": "o", "markersize": 2} if markers else {}))
+    ax.set_xlabel(xlabel)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole numbers
-    ax.set_ylabel("training loss")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _save(fig, path)
+    ax.set_ylabel(ylabel)
+    return _finish_lines(fig, ax, title, path)
 
 
 def training_curves(title: str, rows: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -215,26 +234,8 @@ def accuracy_panels(title: str, panels: Sequence[tuple[str, Sequence[str], dict[
             if xs:
                 handles[c] = ax.bar(xs, ys, width=width * 0.92, yerr=es, capsize=2, color=colors[c],
                                     error_kw={"elinewidth": 0.9, "ecolor": "0.2"}, **_baseline_style(c in baselines))
-        for i, s in enumerate(splits):
-            ch = chance.get(s)
-            if ch is not None and not math.isnan(ch):
-                handles["chance"] = ax.hlines(ch, i - 0.45, i + 0.45, colors="0.25", linestyles="dashed",
-                                              linewidth=1.2, zorder=3)
-        ax.set_xticks(range(len(splits)))
-        ax.set_xticklabels(splits, rotation=25 if len(splits) > 2 else 0, ha="right" if len(splits) > 2 else "center")
-        ax.set_xlim(-0.6, len(splits) - 0.4)
-        ax.set_title(name, fontsize=10)
-        ax.grid(axis="y", alpha=0.3)
-        ax.set_axisbelow(True)
-        for side in ("top", "right"):
-            ax.spines[side].set_visible(False)
-    axes[0].set_ylim(0, 1.05)
-    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
-    axes[0].set_ylabel("accuracy")
-    fig.suptitle(title)
-    order = [c for c in conditions if c in handles] + (["chance"] if "chance" in handles else [])
-    fig.legend([handles[k] for k in order], order, loc="upper left", bbox_to_anchor=(1.0, 0.92), frameon=False)
-    return _save(fig, path)
+        _style_panel(ax, name, splits, chance, handles)
+    return _finish_panels(fig, axes, title, "accuracy", conditions, handles, path)
 
 
 def context_curve(title: str, lines: Sequence[tuple[str, Sequence[tuple[float, float, float]]]],
@@ -264,9 +265,4 @@ def context_curve(title: str, lines: Sequence[tuple[str, Sequence[tuple[float, f
     ax.set_ylim(-0.02, 1.05)
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylabel("accuracy")
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _save(fig, path)
+    return _finish_lines(fig, ax, title, path)

@@ -49,25 +49,9 @@ def _rl_runs(run: Run) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _plot(title: str, ylabel: str, curves: list[tuple[str, list]], path: Path) -> Path:
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
+    from genmodes.report.figures import loss_curves
 
-    from genmodes.report.figures import _save
-
-    fig = Figure(figsize=(6.5, 3.6))
-    ax = fig.add_subplot()
-    for label, pts in curves:
-        pts = [p for p in pts if len(p) >= 2 and p[1] is not None]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], label=label, linewidth=1.2, marker="o", markersize=2)
-    ax.set_xlabel("RL step")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _save(fig, path)
+    return loss_curves(title, curves, path, xlabel="RL step", ylabel=ylabel, markers=True)
 
 
 def rl_curves(run: Run, figs: Any) -> list[Block]:
