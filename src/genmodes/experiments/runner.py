@@ -479,9 +479,9 @@ class Runner:
 
     def execute(self, cell: Cell) -> None:
         """Run one cell under the run's precision: what every executor calls."""
-        from genmodes.models import precision, resolve_dtype
+        from genmodes.models import precision
 
-        with precision(resolve_dtype(self.dtype, self.device), self.device):
+        with precision(self.resolved_dtype(), self.device):
             self.run_cell(cell)
 
     def run_cell(self, cell: Cell) -> None:
