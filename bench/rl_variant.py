@@ -1,6 +1,8 @@
 """RL variants beside a thinking study [P3, issue 11]: GRPO again from the study's fine-tuned
 checkpoint, on the same RL-training questions, with other settings (the dense reward, another group
-size, steps or learning rate), writing the reward and thought-length curves and the fifths test.
+size, steps or learning rate, length and format terms), writing the reward and thought-length curves,
+the fifths test, and the greedy thoughts of the RL questions before and after RL with the
+implicit-retrieval audit (did RL make the model state the facts a question needs?).
 
     python bench/rl_variant.py configs/thinking.yaml --run runs/thinking --set reward=probability \
         --out runs/thinking_variants/probability.json
@@ -57,17 +59,43 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model, tok, _ = rl.finetune_all(ctx, s.finetune)
     questions = rl._rl_questions(ctx, s)
+    parse = rl.statement_parser(ctx, s) if s.format_weight else None
+    before = greedy_thoughts(model, tok, questions, dss, s, cfg.seeds[0])
     work = Path(a.out).with_suffix(".work")
-    model, info = rl.grpo_train(model, tok, questions, s, cfg.seeds[0], work, progress=False)
+    model, info = rl.grpo_train(model, tok, questions, s, cfg.seeds[0], work, progress=False, parse=parse)
     shutil.rmtree(work, ignore_errors=True)
+    after = greedy_thoughts(model, tok, questions, dss, s, cfg.seeds[0])
     first_fifth, last_fifth = fifths(info["reward_curve"])
     out = {"settings": s.model_dump(), "changed": over, **info, "reward_first_fifth": first_fifth,
            "reward_last_fifth": last_fifth, "learned": last_fifth > first_fifth}
+    for name, curve in info.get("reward_terms_curves", {}).items():
+        out[f"{name}_first_fifth"], out[f"{name}_last_fifth"] = fifths(curve)
+    out["greedy_before"], out["greedy_after"] = before, after
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: out[k] for k in ("changed", "reward_first_fifth", "reward_last_fifth", "learned",
                                           "train_seconds")}))
+    print(json.dumps({"before": before["summary"], "after": after["summary"]}))
     return 0
+
+
+def greedy_thoughts(model, tok, questions, dss, s, seed) -> dict:
+    """The greedy thought of every RL question (as the thinking stage writes it at test time), whether
+    the scorer then answers right, and the audit of what it states."""
+    from genmodes.conditions.thoughts import audit_thought, generate_thoughts, rewards
+
+    owner = {q.id: d for d in dss.values() for q in getattr(d, "rl_train_questions", [])}
+    th = generate_thoughts(model, tok, questions, max_tokens=s.max_thought_tokens, temperature=0.0, seed=seed,
+                           instruction=s.instruction)
+    right = rewards(model, tok, questions, [t.text for t in th], kind="correct", instruction=s.instruction)
+    rows = [{"qid": q.id, "split": q.split, "thought": t.text, "tokens": t.tokens, "correct": bool(r),
+             "retrieval": audit_thought(owner[q.id], q, t.text)["retrieval"]}
+            for q, t, r in zip(questions, th, right)]
+    n = len(rows)
+    summary = {"accuracy": sum(r["correct"] for r in rows) / n, "mean_tokens": sum(r["tokens"] for r in rows) / n,
+               **{f"retrieval_{k}": sum(r["retrieval"] == k for r in rows) / n
+                  for k in ("stated", "partial", "false", "none")}}
+    return {"summary": summary, "rows": rows}
 
 
 if __name__ == "__main__":

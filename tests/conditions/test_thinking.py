@@ -136,6 +136,35 @@ def test_grpo_steps_change_every_trainable_parameter(tmp_path):
     assert all(0.0 <= r <= 1.0 for _, r in info["reward_curve"])
 
 
+def test_grpo_reward_terms_are_logged_apart_and_sum_to_the_reward(tmp_path):
+    from genmodes.conditions.thoughts import states_a_fact, thought_tokens
+    from genmodes.data.families import get_family
+
+    parse = get_family("simple_syllogisms").parse_statements
+    s = _rl_settings(length_weight=0.25, format_weight=0.5, group_size=4)
+    model, tok = load_model("tiny-random", device="cpu")
+    _, info = rl.grpo_train(model, tok, _train_questions(), s, 0, tmp_path / "grpo", progress=False, parse=parse)
+    terms = info["reward_terms_curves"]
+    assert set(terms) == {"scorer_probability", "thought_length", "states_fact"}
+    for i, (step, total) in enumerate(info["reward_curve"]):
+        base, length, fact = (terms[n][i][1] for n in ("scorer_probability", "thought_length", "states_fact"))
+        assert 0.0 <= base <= 1.0 and -1.0 <= length <= 0.0 and 0.0 <= fact <= 1.0
+        assert total == pytest.approx(base + 0.25 * length + 0.5 * fact, abs=1e-4)
+    # the terms' definitions: the length term is the stop rule's thought, the fact term the parser's verdict
+    assert thought_tokens(tok, "") == 0 and thought_tokens(tok, "All glon are yomp.\nmore") == \
+        thought_tokens(tok, "All glon are yomp.")
+    assert states_a_fact(parse, "All glon are yomp.") and not states_a_fact(parse, "\nAll glon are yomp.")
+    # without terms the reward is the scorer's alone, and a format term without a parser is refused
+    _, plain = rl.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(), 0,
+                             tmp_path / "plain", progress=False)
+    assert "reward_terms_curves" not in plain
+    from genmodes.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="statement parser"):
+        rl.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(format_weight=1.0),
+                      0, tmp_path / "noparse", progress=False)
+
+
 def test_rl_resumes_from_its_checkpoint_after_a_kill(tmp_path, monkeypatch):
     from transformers import TrainerCallback
 

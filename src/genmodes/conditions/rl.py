@@ -40,7 +40,7 @@ from genmodes.conditions.finetune import DONE_MARKER, Settings as FinetuneSettin
 from genmodes.data.types import Dataset, Question
 from genmodes.errors import ConfigError, NumericError
 from genmodes.conditions.thoughts import (PROMPT_VERSION, RECALL_INSTRUCTION, STOP, cut_thought, rewards,
-                                          think_prompt)
+                                          states_a_fact, think_prompt, thought_tokens)
 
 RL_SUFFIX, TRANSFER_SUFFIX = "/rl", "/transfer"
 SECONDS_FILE = "genmodes_seconds.json"  # training seconds up to a trainer checkpoint
@@ -243,12 +243,16 @@ def _rl_questions(ctx: CellContext, s: Settings) -> list[Question]:
     return out
 
 
-def _curves(log_history: list[dict[str, Any]], batch: int) -> dict[str, Any]:
+def _curves(log_history: list[dict[str, Any]], batch: int, terms: Sequence[str] = ()) -> dict[str, Any]:
     steps = [h for h in log_history if "reward" in h and "step" in h]
     reward = [(h["step"], round(float(h["reward"]), 5)) for h in steps]
     length = [(h["step"], round(float(h.get("completions/mean_length", 0.0)), 3)) for h in steps]
     tokens = int(round(sum(float(h.get("completions/mean_length", 0.0)) * batch for h in steps)))
-    return {"reward_curve": reward, "thought_length_curve": length, "tokens_generated": tokens}
+    out = {"reward_curve": reward, "thought_length_curve": length, "tokens_generated": tokens}
+    if len(terms) > 1:  # the reward's terms apart (unweighted), so a rise can be traced to the scorer or a term
+        out["reward_terms_curves"] = {n: [(h["step"], round(float(h.get(f"rewards/{n}/mean", float("nan"))), 5))
+                                          for h in steps] for n in terms}
+    return out
 
 
 def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings, seed: int, out_dir: Path,
@@ -280,10 +284,28 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings,
     def reward_fn(prompts: list[str], completions: list[str], qid: list[str], **_: Any) -> list[float]:
         qs = [by_id[i] for i in qid]
         return rewards(holder["trainer"].model, tok, qs, [cut_thought(c) for c in completions], kind=s.reward,
-                       instruction=s.instruction, length_weight=s.length_weight,
-                       max_tokens=s.max_thought_tokens, format_weight=s.format_weight, parse=parse)
+                       instruction=s.instruction)
 
     reward_fn.__name__ = f"scorer_{s.reward}"
+    # the optional terms are reward functions of their own, weighted by TRL: the total is the one
+    # :func:`rewards` gives with the same weights, and TRL logs each term apart
+    funcs, weights = [reward_fn], [1.0]
+    if s.length_weight:
+        def thought_length(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
+            return [-min(1.0, thought_tokens(tok, c) / s.max_thought_tokens) for c in completions]
+
+        funcs.append(thought_length)
+        weights.append(s.length_weight)
+    if s.format_weight:
+        if parse is None:
+            raise ConfigError("rl: format_weight needs the RL dataset's family to have a statement parser")
+
+        def states_fact(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
+            return [float(states_a_fact(parse, c)) for c in completions]
+
+        funcs.append(states_fact)
+        weights.append(s.format_weight)
+    args.reward_weights = weights
 
     class _Finite(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
@@ -291,7 +313,7 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings,
             if loss is not None and not (float(loss) == float(loss) and abs(float(loss)) != float("inf")):
                 raise NumericError(f"rl: GRPO loss is {loss} at step {state.global_step} (lower 'lr'?)")
 
-    trainer = GRPOTrainer(model=model, reward_funcs=[reward_fn], args=args, train_dataset=train_ds,
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train_ds,
                           processing_class=tok, callbacks=[_Finite(), *callbacks])
     holder["trainer"] = trainer
     checkpoints = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
@@ -316,7 +338,7 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings,
     model.eval()
     info = {"train_seconds": round(earlier + t.seconds, 3), "steps": trainer.state.global_step, "resumed": resume,
             "questions": len(questions), "prompt_version": PROMPT_VERSION,
-            **_curves(trainer.state.log_history, batch)}
+            **_curves(trainer.state.log_history, batch, [f.__name__ for f in funcs])}
     return model, info
 
 
@@ -324,6 +346,15 @@ def rl_checkpoint_dir(ctx: CellContext, s: Settings, questions: Sequence[Questio
     sctx = _study_ctx(ctx)
     return sctx.artifact_dir("rl", settings=s.model_dump(), questions=[q.id for q in questions],
                              prompt_version=PROMPT_VERSION)
+
+
+def statement_parser(ctx: CellContext, s: Settings) -> Any:
+    """The statement parsers of the RL datasets' families, as one (for ``format_weight``)."""
+    from genmodes.data.families import get_family
+
+    fams = sorted({study_datasets(ctx)[n].family for n in s.rl_dataset})
+    parsers = [get_family(f).parse_statements for f in fams]
+    return lambda text: [x for p in parsers if p for x in p(text)]
 
 
 def build(ctx: CellContext, settings: Settings) -> Any:
@@ -336,13 +367,7 @@ def build(ctx: CellContext, settings: Settings) -> Any:
             model, tok, info = _load(ctx, settings.finetune, path)
         return _built(model, tok, {**info, "reused": True, "load_seconds": round(t.seconds, 3)})
     model, tok, ft_info = finetune_all(ctx, settings.finetune)
-    parse = None
-    if settings.format_weight:
-        from genmodes.data.families import get_family
-
-        fams = {study_datasets(ctx)[n].family for n in settings.rl_dataset}
-        parsers = [get_family(f).parse_statements for f in fams]
-        parse = lambda text: [x for p in parsers if p for x in p(text)]  # noqa: E731
+    parse = statement_parser(ctx, settings) if settings.format_weight else None
     work = path.parent / (path.name + ".work")  # trainer checkpoints: kept until the final model is saved
     model, rl_info = grpo_train(model, tok, questions, settings, ctx.seed, work, progress=ctx.progress, parse=parse)
     info = {"finetune": {k: v for k, v in ft_info.items() if k != "loss_curve"},

@@ -111,7 +111,8 @@ def rewards(model: Any, tokenizer: Any, questions: Sequence[Question], thoughts:
 
     ``correct``: 1.0 exactly when the scorer's choice (:func:`genmodes.scoring.chosen`) is the right
     option, else 0.0. ``probability``: the softmax over the choices' log-probabilities, at the right
-    option. Optional terms: ``- length_weight * tokens / max_tokens`` and ``+ format_weight`` when
+    option. Optional terms: ``- length_weight * tokens / max_tokens`` (at most ``length_weight``: the
+    thought re-tokenized can exceed the budget it was generated in) and ``+ format_weight`` when
     ``parse`` (a family's statement parser) reads at least one statement in the thought.
     """
     import torch
@@ -139,12 +140,22 @@ def rewards(model: Any, tokenizer: Any, questions: Sequence[Question], thoughts:
                                "the policy diverged (lower 'lr'?)")
         r = float(chosen(sc) == q.answer) if kind == "correct" else choice_probabilities(lps)[q.answer]
         if length_weight:
-            n = len(tokenizer(" " + cut_thought(t), add_special_tokens=False).input_ids) if cut_thought(t) else 0
-            r -= length_weight * n / max(1, max_tokens)
-        if format_weight and parse is not None and parse(cut_thought(t)):
+            r -= length_weight * min(1.0, thought_tokens(tokenizer, t) / max(1, max_tokens))
+        if format_weight and parse is not None and states_a_fact(parse, t):
             r += format_weight
         out.append(r)
     return out
+
+
+def thought_tokens(tokenizer: Any, thought: str) -> int:
+    """Tokens of the thought as the stop rule cuts it (0 for an empty thought)."""
+    t = cut_thought(thought)
+    return len(tokenizer(" " + t, add_special_tokens=False).input_ids) if t else 0
+
+
+def states_a_fact(parse: Any, thought: str) -> bool:
+    """Whether the family's statement parser reads at least one statement in the thought."""
+    return bool(parse(cut_thought(thought)))
 
 
 def reward(model: Any, tokenizer: Any, question: Question, thought: str, kind: RewardKind = "correct",
