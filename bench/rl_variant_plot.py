@@ -1,0 +1,41 @@
+"""The report's RL curves [P3, issue 11] for RL variants written by ``bench/rl_variant.py``: reward
+and thought length against step, one line per variant JSON (the same plots as the report's section
+"RL: reward and thought length over steps"), and the reward's terms apart where a variant has them.
+
+    python bench/rl_variant_plot.py runs/thinking_variants/*.json --out runs/thinking_variants/curves
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("variants", nargs="+", help="JSON files of bench/rl_variant.py")
+    ap.add_argument("--out", required=True, help="prefix of the PNG files (PREFIX_reward.png, ...)")
+    a = ap.parse_args(argv)
+
+    from genmodes.report.figures import loss_curves
+
+    runs = [(Path(p).stem, json.loads(Path(p).read_text())) for p in a.variants]
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = [loss_curves("RL reward (mean over the step's thoughts)", [(n, r["reward_curve"]) for n, r in runs],
+                         out.with_name(out.name + "_reward.png"), xlabel="RL step", ylabel="reward", markers=True),
+             loss_curves("thought length", [(n, r["thought_length_curve"]) for n, r in runs],
+                         out.with_name(out.name + "_thought_length.png"), xlabel="RL step",
+                         ylabel="tokens per thought", markers=True)]
+    terms = [(f"{n}: {t}", c) for n, r in runs for t, c in r.get("reward_terms_curves", {}).items()]
+    if terms:
+        paths.append(loss_curves("reward terms (unweighted)", terms, out.with_name(out.name + "_terms.png"),
+                                 xlabel="RL step", ylabel="term", markers=True))
+    print("\n".join(map(str, paths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
