@@ -70,11 +70,19 @@ def main(argv: list[str] | None = None) -> int:
            "reward_last_fifth": last_fifth, "learned": last_fifth > first_fifth}
     for name, curve in info.get("reward_terms_curves", {}).items():
         out[f"{name}_first_fifth"], out[f"{name}_last_fifth"] = fifths(curve)
+    # fifths compare different questions (2 of 12 per step); a pass over the RL questions (an epoch of
+    # TRL's sampler: every question once, in a seeded order) compares the same ones
+    per = len(questions) // (s.prompts_per_step)
+    vals = [v for _, v in info["reward_curve"]]
+    passes = [sum(vals[i:i + per]) / per for i in range(0, len(vals) - per + 1, per)]
+    out["steps_per_pass"], out["reward_per_pass"] = per, [round(x, 5) for x in passes]
+    lens = [v for _, v in info["thought_length_curve"]]
+    out["thought_length_per_pass"] = [round(sum(lens[i:i + per]) / per, 3) for i in range(0, len(lens) - per + 1, per)]
     out["greedy_before"], out["greedy_after"] = before, after
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps({k: out[k] for k in ("changed", "reward_first_fifth", "reward_last_fifth", "learned",
-                                          "train_seconds")}))
+                                          "reward_per_pass", "thought_length_per_pass", "train_seconds")}))
     print(json.dumps({"before": before["summary"], "after": after["summary"]}))
     return 0
 
@@ -88,11 +96,20 @@ def greedy_thoughts(model, tok, questions, dss, s, seed) -> dict:
     th = generate_thoughts(model, tok, questions, max_tokens=s.max_thought_tokens, temperature=0.0, seed=seed,
                            instruction=s.instruction)
     right = rewards(model, tok, questions, [t.text for t in th], kind="correct", instruction=s.instruction)
+    prob = rewards(model, tok, questions, [t.text for t in th], kind="probability", instruction=s.instruction)
+    # the control: the same weights answering after an empty thought (did the answerer change, or the thought?)
+    empty = [""] * len(questions)
+    right0 = rewards(model, tok, questions, empty, kind="correct", instruction=s.instruction)
+    prob0 = rewards(model, tok, questions, empty, kind="probability", instruction=s.instruction)
     rows = [{"qid": q.id, "split": q.split, "thought": t.text, "tokens": t.tokens, "correct": bool(r),
+             "p_right": round(p, 5), "correct_no_thought": bool(r0), "p_right_no_thought": round(p0, 5),
              "retrieval": audit_thought(owner[q.id], q, t.text)["retrieval"]}
-            for q, t, r in zip(questions, th, right)]
+            for q, t, r, p, r0, p0 in zip(questions, th, right, prob, right0, prob0)]
     n = len(rows)
-    summary = {"accuracy": sum(r["correct"] for r in rows) / n, "mean_tokens": sum(r["tokens"] for r in rows) / n,
+    summary = {"accuracy": sum(r["correct"] for r in rows) / n, "p_right": sum(r["p_right"] for r in rows) / n,
+               "accuracy_no_thought": sum(r["correct_no_thought"] for r in rows) / n,
+               "p_right_no_thought": sum(r["p_right_no_thought"] for r in rows) / n,
+               "mean_tokens": sum(r["tokens"] for r in rows) / n,
                **{f"retrieval_{k}": sum(r["retrieval"] == k for r in rows) / n
                   for k in ("stated", "partial", "false", "none")}}
     return {"summary": summary, "rows": rows}
