@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     model, tok, _ = rl.finetune_all(ctx, s.finetune)
     questions = rl._rl_questions(ctx, s)
-    parse = rl.statement_parser(ctx, s) if s.format_weight else None
+    parse = rl.statement_parsers(ctx, s, questions) if s.format_weight else None
     before = greedy_thoughts(model, tok, questions, dss, s, cfg.seeds[0])
     work = Path(a.out).with_suffix(".work")
     model, info = rl.grpo_train(model, tok, questions, s, cfg.seeds[0], work, progress=False, parse=parse)

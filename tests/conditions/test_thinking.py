@@ -163,6 +163,31 @@ def test_grpo_reward_terms_are_logged_apart_and_sum_to_the_reward(tmp_path):
     with pytest.raises(ConfigError, match="statement parser"):
         rl.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(format_weight=1.0),
                       0, tmp_path / "noparse", progress=False)
+    # a mapping gives each question its own parser: here one that reads a statement in any text
+    qs = _train_questions()
+    _, every = rl.grpo_train(*load_model("tiny-random", device="cpu"), qs, _rl_settings(format_weight=1.0), 0,
+                             tmp_path / "every", progress=False, parse={q.id: (lambda t: [t]) for q in qs})
+    assert [v for _, v in every["reward_terms_curves"]["states_fact"]] == [1.0, 1.0]
+    with pytest.raises(ConfigError, match="statement parser"):
+        rl.grpo_train(*load_model("tiny-random", device="cpu"), qs, _rl_settings(format_weight=1.0), 0,
+                      tmp_path / "missing", progress=False, parse={qs[0].id: (lambda t: [t])})
+
+
+def test_format_term_reads_each_question_with_its_own_familys_parser(tmp_path):
+    from genmodes.conditions.base import CellContext
+
+    dss = _study()
+    s = _rl_settings(rl_dataset=["syl_a", "rev_a"], format_weight=0.5)
+    rl.apply_design(dss, [s])
+    ctx = CellContext(model_spec="tiny-random", dataset=dss["syl_b"], seed=0, workdir=tmp_path, progress=False)
+    ctx.datasets = dss
+    qs = rl._rl_questions(ctx, s)
+    parsers = rl.statement_parsers(ctx, s, qs)
+    assert set(parsers) == {q.id for q in qs}
+    syl = next(q for q in qs if q in dss["syl_a"].rl_train_questions)
+    rev = next(q for q in qs if q in dss["rev_a"].rl_train_questions)
+    # a syllogism-form sentence is a statement for a syllogism question, not for a reversal question
+    assert parsers[syl.id]("No students are boys.") and not parsers[rev.id]("No students are boys.")
 
 
 def test_rl_resumes_from_its_checkpoint_after_a_kill(tmp_path, monkeypatch):

@@ -257,7 +257,11 @@ def _curves(log_history: list[dict[str, Any]], batch: int, terms: Sequence[str] 
 
 def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings, seed: int, out_dir: Path,
                progress: bool = True, parse: Any = None, callbacks: Sequence[Any] = ()) -> tuple[Any, dict[str, Any]]:
-    """GRPO on ``questions`` in place, checkpointing in ``out_dir`` and resuming from its last checkpoint."""
+    """GRPO on ``questions`` in place, checkpointing in ``out_dir`` and resuming from its last checkpoint.
+
+    ``parse`` (for ``format_weight``): a statement parser, or a mapping from question id to the parser
+    of that question's family (a reversal question's thought should state a reversal fact, not earn
+    the bonus with a syllogism)."""
     import datasets as hfds
     import torch
     from transformers import TrainerCallback
@@ -297,11 +301,12 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings,
         funcs.append(thought_length)
         weights.append(s.length_weight)
     if s.format_weight:
-        if parse is None:
+        parse_of = (lambda i: parse.get(i)) if isinstance(parse, dict) else (lambda i: parse)
+        if any(parse_of(q.id) is None for q in questions):
             raise ConfigError("rl: format_weight needs the RL dataset's family to have a statement parser")
 
-        def states_fact(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
-            return [float(states_a_fact(parse, c)) for c in completions]
+        def states_fact(prompts: list[str], completions: list[str], qid: list[str], **_: Any) -> list[float]:
+            return [float(states_a_fact(parse_of(i), c)) for i, c in zip(qid, completions)]
 
         funcs.append(states_fact)
         weights.append(s.format_weight)
@@ -348,13 +353,17 @@ def rl_checkpoint_dir(ctx: CellContext, s: Settings, questions: Sequence[Questio
                              prompt_version=PROMPT_VERSION)
 
 
-def statement_parser(ctx: CellContext, s: Settings) -> Any:
-    """The statement parsers of the RL datasets' families, as one (for ``format_weight``)."""
+def statement_parsers(ctx: CellContext, s: Settings, questions: Sequence[Question]) -> dict[str, Any]:
+    """Question id -> the statement parser of its RL dataset's family (``None`` where it has none)."""
     from genmodes.data.families import get_family
 
-    fams = sorted({study_datasets(ctx)[n].family for n in s.rl_dataset})
-    parsers = [get_family(f).parse_statements for f in fams]
-    return lambda text: [x for p in parsers if p for x in p(text)]
+    dss = study_datasets(ctx)
+    out: dict[str, Any] = {}
+    for name in s.rl_dataset:
+        parser = get_family(dss[name].family).parse_statements
+        ids = {q.id for q in getattr(dss[name], "rl_train_questions", None) or dss[name].questions}
+        out.update({q.id: parser for q in questions if q.id in ids and q.id not in out})
+    return out
 
 
 def build(ctx: CellContext, settings: Settings) -> Any:
@@ -367,7 +376,7 @@ def build(ctx: CellContext, settings: Settings) -> Any:
             model, tok, info = _load(ctx, settings.finetune, path)
         return _built(model, tok, {**info, "reused": True, "load_seconds": round(t.seconds, 3)})
     model, tok, ft_info = finetune_all(ctx, settings.finetune)
-    parse = statement_parser(ctx, settings) if settings.format_weight else None
+    parse = statement_parsers(ctx, settings, questions) if settings.format_weight else None
     work = path.parent / (path.name + ".work")  # trainer checkpoints: kept until the final model is saved
     model, rl_info = grpo_train(model, tok, questions, settings, ctx.seed, work, progress=ctx.progress, parse=parse)
     info = {"finetune": {k: v for k, v in ft_info.items() if k != "loss_curve"},
