@@ -223,6 +223,8 @@ def main() -> None:
                     help="ours: rows per forward (gradient accumulation over the step; default the whole batch, "
                          "which on SmolLM2 at 16 x 256 needs about 8 GB)")
     ap.add_argument("--trl-only", action="store_true", help="time TRL's SFTTrainer and ours, nothing else")
+    ap.add_argument("--full-logits", action="store_true",
+                    help="also time ours with the loss over the full logits (before the tiled LM-head loss)")
     args = ap.parse_args()
     args.trl = args.trl or args.trl_only
     torch.set_num_threads(args.threads)
@@ -276,6 +278,20 @@ def main() -> None:
                   f"{s:.1f} s = {r['tokens'] / s:.1f} tok/s; CPU {c:.1f} s = {r['tokens'] / c:.1f} tok/CPU-s "
                   f"(loss {loss[0]:.3f} -> {loss[1]:.3f})", flush=True)
             versus("Trainer + DataCollatorWithFlattening", r["tokens"], s, c)
+    if args.full_logits:
+        from genmodes.models import lm_loss
+
+        tiled = lm_loss._parts
+        lm_loss._parts = lambda model: None  # the plain path: full (tokens x vocabulary) logits
+        try:
+            f_tokens, f_s, f_cpu, f_info = run_ours(args.model, texts, args, args.seq_len)
+        finally:
+            lm_loss._parts = tiled
+        gc.collect()
+        print(f"genmodes packed loop, full logits (seq_len {args.seq_len}): {f_tokens} real tokens in {f_s:.1f} s "
+              f"= {f_tokens / f_s:.1f} tok/s; CPU {f_cpu:.1f} s = {f_tokens / f_cpu:.1f} tok/CPU-s "
+              f"(loss {f_info['loss_curve'][0][1]:.3f} -> {f_info['loss_curve'][-1][1]:.3f})", flush=True)
+        versus("ours with full logits", f_tokens, f_s, f_cpu)
     if args.trl_only:
         return
     with tempfile.TemporaryDirectory() as out:

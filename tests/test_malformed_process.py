@@ -36,7 +36,10 @@ def test_two_runs_at_once_one_runs_the_other_says_in_use(tmp_path):
     cfg = write(tmp_path / "c.yaml", yaml.safe_dump(base_config(
         seeds=[0, 1], conditions=[{"name": "finetune", "settings": {"steps": 40, "batch_size": 4, "seq_len": 64}}])))
     out = tmp_path / "run"
-    args = [sys.executable, "-m", "genmodes.cli", "run", str(cfg), "--out", str(out), "--no-report"]
+    # The folder lock is under test, not the device: on CPU the first run stays busy long enough for the
+    # second start to land while it works (on a GPU its 80 tiny steps take well under a second), and no
+    # two processes need a CUDA context on one card at once.
+    args = [sys.executable, "-m", "genmodes.cli", "run", str(cfg), "--out", str(out), "--no-report", "--device", "cpu"]
     procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
              for _ in range(2)]
     results = [(p.wait(timeout=300), *p.communicate()) for p in procs]

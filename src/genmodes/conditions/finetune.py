@@ -45,6 +45,7 @@ from genmodes.conditions.base import Built, CellContext, Settings as _Base, Time
 from genmodes.data.text import sentence_spans
 from genmodes.data.types import Document
 from genmodes.errors import ConfigError, NumericError
+from genmodes.models.lm_loss import loss_sum
 from genmodes.tokens import start_ids  # the scorer's start tokens: train on what is scored
 
 DEFAULT_EPOCHS = 10.0
@@ -288,11 +289,9 @@ def _collate(rows: Sequence[Row], device: Any) -> dict[str, torch.Tensor]:
 
 
 def _loss_sum(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Summed next-token cross-entropy over labelled tokens. No attention mask and no cache, so
-    transformers builds the per-example mask from the position-id resets."""
-    logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
-    return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
-                                             ignore_index=IGNORE, reduction="sum")
+    """Summed next-token cross-entropy over labelled tokens, the LM head in tiles at labelled positions
+    only (:mod:`genmodes.models.lm_loss`; the full logits would dominate the step)."""
+    return loss_sum(model, batch["input_ids"], batch["position_ids"], batch["labels"])
 
 
 def _wrap_lora(model: Any, settings: Settings) -> Any:
