@@ -174,7 +174,7 @@ def test_command_line_takes_p_slash_n_and_refuses_a_bad_part(tmp_path, capsys):
 
 
 def test_too_small_a_part_is_a_one_line_error():
-    with pytest.raises(OutOfWords, match="vocabulary part 0 of 40") as e:
+    with pytest.raises(OutOfWords, match="simple_syllogisms: ran out of nonsense words in vocabulary part 0 of 40") as e:
         make_dataset("simple_syllogisms", overrides={"n_examples": 40, **part(0, 40)})
     assert isinstance(e.value, DataError) and isinstance(e.value, RuntimeError)
     with pytest.raises(DataError, match="vocabulary part 0 of 1000"):

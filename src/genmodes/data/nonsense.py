@@ -153,6 +153,7 @@ class NonsenseWords:
         self._prefixes: set[str] = set()
         self._prefix_len = distinct_prefix_len
         self._part = part
+        self._namespace = namespace
 
     @property
     def used(self) -> frozenset[str]:
@@ -173,7 +174,7 @@ class NonsenseWords:
             self._used.add(w)
             return w
         where = f" in {self._part} (about 1/{self._part.of} of the family's words)" if self._part else ""
-        raise OutOfWords(f"ran out of nonsense words{where}: ask for fewer entities or a shorter distinct prefix"
+        raise OutOfWords(f"{self._namespace}: ran out of nonsense words{where}: ask for fewer entities or a shorter distinct prefix"
                          + (", or fewer vocabulary parts" if self._part else ""))
 
     def take(self, n: int) -> list[str]:
