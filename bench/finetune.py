@@ -117,11 +117,14 @@ def run_ours(model_spec: str, texts: list[str], args: argparse.Namespace, seq_le
     from genmodes.conditions.finetune import Settings, train
     from genmodes.models import load_model
 
+    from genmodes.models import precision
+
     model, tok = load_model(model_spec, device="cpu")
     s = Settings(steps=args.steps, batch_size=args.batch_size, seq_len=seq_len, lr=args.lr, warmup_steps=0,
                  micro_batch_size=args.micro_batch_size)
     c0 = time.process_time()
-    _, info = train(model, tok, texts, s, seed=0, progress=False)
+    with precision(args.dtype, "cpu"):  # as the runner trains a cell (--dtype)
+        _, info = train(model, tok, texts, s, seed=0, progress=False)
     cpu = time.process_time() - c0
     return info["tokens_seen"], info["train_seconds"], cpu, info
 
@@ -164,7 +167,8 @@ def run_flattening(model_spec: str, texts: list[str], args: argparse.Namespace, 
     ds = Dataset.from_dict({"text": texts}).map(encode, batched=True, remove_columns=["text"])
     real = {"tokens": 0, "padded": 0, "rows": 0}
     _count_tokens(model, real)
-    trainer = Trainer(model=model, args=_train_args(args, outdir, examples_per_forward, accumulate=accumulate),
+    trainer = Trainer(model=model, args=_train_args(args, outdir, examples_per_forward, accumulate=accumulate,
+                                                    bf16=args.dtype == "bf16"),
                       train_dataset=ds, data_collator=DataCollatorWithFlattening())
     seconds, cpu, losses = _timed_train(trainer)
     return real, seconds, cpu, losses
@@ -190,7 +194,10 @@ def run_trl(model_spec: str, texts: list[str], args: argparse.Namespace, outdir:
     _count_tokens(model, real)
     cfg = _train_args(args, outdir, args.rows_per_forward, cls=SFTConfig,
                       accumulate=args.batch_size // args.rows_per_forward, packing=True, packing_strategy="bfd_split",
-                      max_length=args.seq_len, completion_only_loss=None, dataset_num_proc=None)
+                      max_length=args.seq_len, completion_only_loss=None, dataset_num_proc=None,
+                      # SFTConfig's defaults are bf16 autocast and gradient checkpointing: compare at the
+                      # precision ours runs in (--dtype), with every activation kept, as ours does
+                      bf16=args.dtype == "bf16", gradient_checkpointing=False)
     trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tok)
     real["packed_rows"] = len(trainer.train_dataset)
     seconds, cpu, losses = _timed_train(trainer)
@@ -223,6 +230,9 @@ def main() -> None:
                     help="ours: rows per forward (gradient accumulation over the step; default the whole batch, "
                          "which on SmolLM2 at 16 x 256 needs about 8 GB)")
     ap.add_argument("--trl-only", action="store_true", help="time TRL's SFTTrainer and ours, nothing else")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32",
+                    help="--trl: precision of ours and TRL alike (bf16 = autocast, fp32 weights); the padded "
+                         "Trainer baseline stays fp32")
     ap.add_argument("--full-logits", action="store_true",
                     help="also time ours with the loss over the full logits (before the tiled LM-head loss)")
     args = ap.parse_args()
@@ -239,7 +249,7 @@ def main() -> None:
         texts = facts(args.facts or 200)
         lengths = []
     print(f"model {args.model}, {len(texts)} facts, batch {args.batch_size}, {args.steps} steps each, "
-          f"{args.threads} thread(s)", flush=True)
+          f"{args.threads} thread(s), {args.dtype}", flush=True)
     # Ours first, each other setup's ratio printed as soon as it is measured: a run cut short still
     # leaves complete comparisons. Memory is freed between runs (each holds a model and AdamW state).
     our_tokens, our_s, our_cpu, info = run_ours(args.model, texts, args, args.seq_len)

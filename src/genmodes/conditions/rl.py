@@ -177,7 +177,8 @@ def apply_design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> None:
         ds.meta["content_hash"] = hashlib.sha256(json.dumps(
             [ds.meta["source_content_hash"], design], sort_keys=True).encode()).hexdigest()
         # datasets of one family with different seeds draw from one word stream, so they can share
-        # words; RL never trains on such a word (``foreign`` above), but the reader should know
+        # words unless given different ``vocabulary`` parts; RL never trains on such a word
+        # (``foreign`` above), but the reader should know
         others = set().union(*[entity_words(d) for n, d in datasets.items() if n != name])
         ds.meta["rl_design"] = {"role": role, "entities_shared_with_other_datasets": len(entity_words(ds) & others),
                                 "rl_train_questions": len(getattr(ds, "rl_train_questions", []))}

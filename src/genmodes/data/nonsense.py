@@ -7,6 +7,14 @@ word, so a dataset that draws all its entities from one generator has no duplica
 from its own stream (``namespace``, usually the family's name): two families generated with the same
 seed share no entity by accident, so a study that trains on one family and tests on another does not
 test on words it trained [issue: separate vocabularies per family].
+
+Within a family, datasets generated with different seeds draw from the same share of the word space,
+so they can share words by chance. A :class:`VocabularyPart` (a dataset's ``vocabulary: {part, of}``
+setting) splits a family's vocabulary into ``of`` disjoint parts by a hash of each word, independent
+of the family hash; datasets declared with different parts share no entity whatever their seeds, the
+setting for a study that trains on one dataset and tests transfer to another of the same family
+[P3, issue 11 "Transfer by design"]. Families also pass any other vocabulary they draw (descriptions,
+synthetic tokens) through :meth:`VocabularyPart.holds`, the one filter.
 """
 
 from __future__ import annotations
@@ -14,6 +22,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import random
+import re
+from typing import Any, Iterable
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from genmodes.errors import DataError
 
 # Onsets, nuclei and codas that English allows; chosen so every combination is pronounceable.
 ONSETS = ["b", "bl", "br", "ch", "d", "dr", "f", "fl", "fr", "g", "gl", "gr", "h", "j", "k", "kl", "kr",
@@ -67,6 +81,49 @@ def _word_bucket(word: str) -> int:
     return int(hashlib.sha256(word.encode()).hexdigest()[:8], 16) % N_BUCKETS
 
 
+class VocabularyPart(BaseModel):
+    """Part ``part`` of ``of`` disjoint parts of a family's vocabulary (``{part: 0, of: 2}``, or "0/2"
+    on the command line). An item (a word, a description, a synthetic token) belongs to exactly one
+    part, by a salted hash of its text: independent of the family buckets, so each part keeps about
+    1/of of every family's words."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    part: int = Field(..., ge=0, description="which part (0 .. of-1)")
+    of: int = Field(..., ge=1, description="how many disjoint parts the vocabulary is split into")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", v)
+            if not m:
+                raise ValueError(f"expected {{part: P, of: N}} or 'P/N', got {v!r}")
+            return {"part": int(m.group(1)), "of": int(m.group(2))}
+        return v
+
+    @model_validator(mode="after")
+    def _part_below_of(self) -> "VocabularyPart":
+        if self.part >= self.of:
+            raise ValueError(f"part {self.part} must be below of={self.of} (parts are 0 .. {self.of - 1})")
+        return self
+
+    def holds(self, item: str) -> bool:
+        # salted, so the split is independent of _word_bucket's (which decides the family)
+        h = int(hashlib.sha256(f"genmodes-vocabulary-part\0{item}".encode()).hexdigest()[:8], 16)
+        return h % self.of == self.part
+
+    def keep(self, items: Iterable[str]) -> list[str]:
+        return [x for x in items if self.holds(x)]
+
+    def __str__(self) -> str:
+        return f"vocabulary part {self.part} of {self.of}"
+
+
+class OutOfWords(DataError, RuntimeError):
+    """The stream has no word left that fits (a RuntimeError as before, and a one-line user error)."""
+
+
 def is_valid_nonsense(word: str) -> bool:
     return 4 <= len(word) <= 5 and word.isalpha() and word.islower() and not is_english(word)
 
@@ -82,11 +139,12 @@ class NonsenseWords:
     ``exclude`` adds words that must not be produced (e.g. entities of another part of a dataset).
     ``avoid_prefixes`` rejects words whose first ``prefix_len`` letters equal those of an earlier word,
     which keeps the first tokenizer piece of choices apart (a shared first token would let a model
-    choose by the prefix alone).
+    choose by the prefix alone). ``part`` keeps only the words of one :class:`VocabularyPart`; without
+    it the stream is exactly what it always was.
     """
 
     def __init__(self, seed: int, *, namespace: str, exclude: set[str] | None = None,
-                 distinct_prefix_len: int = 0):
+                 distinct_prefix_len: int = 0, part: VocabularyPart | None = None):
         if not namespace:
             raise ValueError("NonsenseWords needs a namespace (the family's name): one vocabulary per family")
         self._rng = random.Random(f"nonsense-{namespace}-{seed}")
@@ -94,6 +152,8 @@ class NonsenseWords:
         self._used: set[str] = set(exclude or ())
         self._prefixes: set[str] = set()
         self._prefix_len = distinct_prefix_len
+        self._part = part
+        self._namespace = namespace
 
     @property
     def used(self) -> frozenset[str]:
@@ -104,6 +164,8 @@ class NonsenseWords:
             w = _candidate(self._rng)
             if w in self._used or _word_bucket(w) != self._bucket or not is_valid_nonsense(w):
                 continue
+            if self._part is not None and not self._part.holds(w):
+                continue
             if self._prefix_len:
                 p = w[: self._prefix_len]
                 if p in self._prefixes:
@@ -111,7 +173,9 @@ class NonsenseWords:
                 self._prefixes.add(p)
             self._used.add(w)
             return w
-        raise RuntimeError("ran out of nonsense words: ask for fewer entities or a shorter distinct prefix")
+        where = f" in {self._part} (about 1/{self._part.of} of the family's words)" if self._part else ""
+        raise OutOfWords(f"{self._namespace}: ran out of nonsense words{where}: ask for fewer entities or a shorter distinct prefix"
+                         + (", or fewer vocabulary parts" if self._part else ""))
 
     def take(self, n: int) -> list[str]:
         return [self.next() for _ in range(n)]

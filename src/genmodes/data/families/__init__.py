@@ -3,6 +3,9 @@
 To add a family: write ``genmodes/data/families/<name>.py`` with a pydantic config (defaults are the
 published sizes, ``extra="forbid"`` so a misspelt key is an error), a pure ``generate(config, seed)``
 returning a :class:`~genmodes.data.types.Dataset`, and add its name to ``FAMILY_MODULES`` below.
+Every entity it draws goes through ``config.vocabulary`` (a :class:`~genmodes.data.nonsense.VocabularyPart`
+or None): pass it to ``NonsenseWords(..., part=config.vocabulary)`` and filter any other entity pool
+with ``config.vocabulary.holds``, so datasets declared with different parts share no entity.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
+from genmodes.data.nonsense import VocabularyPart
 from genmodes.data.types import Dataset, Document, Fact
 from genmodes.errors import DataError
 
@@ -21,6 +25,18 @@ class FamilyConfig(BaseModel):
     """Base of every family's config: unknown keys are rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    vocabulary: VocabularyPart | None = Field(
+        None, description="{part: P, of: N}: draw entities only from part P of N disjoint parts of the "
+                          "family's vocabulary (datasets with different parts share no entity, whatever the seed)")
+
+    @model_serializer(mode="wrap")
+    def _without_default_vocabulary(self, handler):
+        # unset, the dumped config (meta.json, cell keys) is what it was before the setting existed
+        out = handler(self)
+        if isinstance(out, dict) and out.get("vocabulary") is None:
+            out.pop("vocabulary", None)
+        return out
 
 
 @dataclass(frozen=True)

@@ -150,7 +150,7 @@ def sequence_text(book: str, syms: list[str], codes: list[str]) -> str:
 
 def generate(config: CodebookConfig, seed: int) -> Dataset:
     rng = random.Random(f"codebook-{seed}")
-    words = NonsenseWords(seed, namespace="codebook", distinct_prefix_len=3)
+    words = NonsenseWords(seed, namespace="codebook", distinct_prefix_len=3, part=config.vocabulary)
     alphabet = list(string.ascii_lowercase[: config.n_symbols])
     try:
         books = words.take(config.n_codebooks)

@@ -56,7 +56,7 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Sequence
 
 from pydantic import Field, model_validator
 
@@ -158,13 +158,28 @@ class World:
         return sorted(self.containers_of)
 
 
+def _ids(prefix: str, config: RelationsConfig) -> Sequence[int]:
+    """The numbers an entity ``<prefix><n>`` may take: every five-digit one, or those whose token is in
+    the config's vocabulary part."""
+    ids = range(10_000, 100_000)
+    part = config.vocabulary
+    if part is None:
+        return ids
+    kept = [n for n in ids if part.holds(f"{prefix}{n}")]
+    need = config.n_entities if prefix == "e" else config.n_episode_entities
+    if need > len(kept):
+        raise DataError(f"relations: {need} {'episode-only ' if prefix == 'f' else ''}entities do not fit in "
+                        f"{part} ({len(kept):,} ids): ask for fewer entities or fewer vocabulary parts")
+    return kept
+
+
 def build_world(config: RelationsConfig, seed: int, rng: random.Random) -> World:
     """The entities (drawn with ``rng``; episode-only ones from their own stream) and the relations."""
     # Five-digit ids, all the same length, so no entity is a prefix of another.
-    entities = [f"e{n}" for n in rng.sample(range(10_000, 100_000), config.n_entities)]
+    entities = [f"e{n}" for n in rng.sample(_ids("e", config), config.n_entities)]
     # drawn from their own stream, so adding fresh episodes leaves every other document unchanged
     erng = random.Random(f"relations-{seed}-episode-entities")
-    ep_entities = [f"f{n}" for n in erng.sample(range(10_000, 100_000), config.n_episode_entities)]
+    ep_entities = [f"f{n}" for n in erng.sample(_ids("f", config), config.n_episode_entities)]
     half = config.n_entities // 2
     containers, members = entities[:half], entities[half:]
 

@@ -162,16 +162,18 @@ def generate(cfg: ReversalCurseConfig, seed: int) -> Dataset:
     rng = random.Random(f"reversal_curse-{seed}")
     n = cfg.n_people_a + cfg.n_people_d + cfg.n_people_b
     # first names distinct in their first 3 letters keep choices apart at the first token
+    part = cfg.vocabulary
     firsts = [capitalize(w) for w in
-              NonsenseWords(seed, namespace="reversal_curse", distinct_prefix_len=3).take(n)]
+              NonsenseWords(seed, namespace="reversal_curse", distinct_prefix_len=3, part=part).take(n)]
     lasts = [capitalize(w) for w in NonsenseWords(seed, namespace="reversal_curse-last",
-                                                  exclude={f.lower() for f in firsts}).take(n)]
+                                                  exclude={f.lower() for f in firsts}, part=part).take(n)]
     names = [f"{a} {b}" for a, b in zip(firsts, lasts)]
     descs: list[str] = []
     seen: set[str] = set()
     while len(descs) < n:
         d = _description(rng)
-        if d not in seen:
+        # a description is an entity too (the reversal asks for the name from it): kept to the part
+        if d not in seen and (part is None or part.holds(d)):
             seen.add(d)
             descs.append(d)
     groups = ["A"] * cfg.n_people_a + ["D"] * cfg.n_people_d + ["B"] * cfg.n_people_b

@@ -88,7 +88,7 @@ from pydantic import Field
 
 from genmodes.data.baselines import REVERSAL_EXEMPTION
 from genmodes.data.families import Family, FamilyConfig
-from genmodes.data.nonsense import NonsenseWords, capitalize
+from genmodes.data.nonsense import NonsenseWords, VocabularyPart, capitalize
 from genmodes.data.types import Dataset, Document, Fact, Question
 
 ISA = "is a type of"
@@ -263,10 +263,12 @@ class World:
         return pool
 
 
-def build_world(seed: int, rng: random.Random, n_holdout_categories: int) -> World:
-    """The world of (seed, n_holdout_categories); ``rng`` draws the held-out categories (and nothing else)."""
+def build_world(seed: int, rng: random.Random, n_holdout_categories: int,
+                vocabulary: VocabularyPart | None = None) -> World:
+    """The world of (seed, n_holdout_categories); ``rng`` draws the held-out categories (and nothing else);
+    every word is from the ``vocabulary`` part when one is given."""
     cats = load_hierarchy()
-    words = NonsenseWords(seed, namespace="semantic_structure", distinct_prefix_len=3)
+    words = NonsenseWords(seed, namespace="semantic_structure", distinct_prefix_len=3, part=vocabulary)
     lex: dict[str, str] = {c["name"]: w for c, w in zip(cats, words.take(len(cats)))}
     objects = sorted({o for c in cats for _, o in c["properties"]})
     obj_lex = dict(zip(objects, words.take(len(objects))))
@@ -791,7 +793,7 @@ def write_questions(config: SemanticStructureConfig, seed: int, w: World, docs: 
 
 def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
     rng = random.Random(f"semantic-{seed}")
-    w = build_world(seed, rng, config.n_holdout_categories)
+    w = build_world(seed, rng, config.n_holdout_categories, config.vocabulary)
     plan, quota = plan_questions(config, seed, w)
     docs = write_documents(config, w, rng)
     cue = choose_cues(config, seed, w, docs, plan)

@@ -108,7 +108,7 @@ def _question(qid: str, split: str, frame: str, true: Fact, support: list[str], 
 
 def generate(cfg: SimpleReversalsConfig, seed: int) -> Dataset:
     rng = random.Random(f"simple_reversals-{seed}")
-    nouns = NonsenseWords(seed, namespace="simple_reversals").take(2 * cfg.n_facts)
+    nouns = NonsenseWords(seed, namespace="simple_reversals", part=cfg.vocabulary).take(2 * cfg.n_facts)
     documents: list[Document] = []
     questions: list[Question] = []
     knowledge: list[Fact] = []

@@ -244,7 +244,7 @@ def generate(cfg: SimpleSyllogismsConfig, seed: int) -> Dataset:
         raise DataError("simple_syllogisms: no premise form has exactly one valid conclusion among the six "
                         "choices under existential_import=true; use existential_import=false")
     rng = random.Random(f"simple_syllogisms-{seed}")
-    words = NonsenseWords(seed, namespace="simple_syllogisms").take(3 * cfg.n_examples)
+    words = NonsenseWords(seed, namespace="simple_syllogisms", part=cfg.vocabulary).take(3 * cfg.n_examples)
     documents, questions, knowledge = [], [], []
     for i in range(cfg.n_examples):
         mood = moods[i % len(moods)]
