@@ -30,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--condition", default="rl+thinking", help="the rl condition whose settings to vary")
     ap.add_argument("--set", action="append", default=[], help="key=value (YAML value) of the rl settings")
     ap.add_argument("--out", required=True, help="JSON file for the curves")
+    ap.add_argument("--seed", type=int, default=None, help="GRPO's seed (sampling, data order; default: the "
+                    "config's first seed); the fine-tuned start is the study's either way")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -62,11 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     parse = rl.statement_parsers(ctx, s, questions) if s.format_weight else None
     before = greedy_thoughts(model, tok, questions, dss, s, cfg.seeds[0])
     work = Path(a.out).with_suffix(".work")
-    model, info = rl.grpo_train(model, tok, questions, s, cfg.seeds[0], work, progress=False, parse=parse)
+    seed = cfg.seeds[0] if a.seed is None else a.seed
+    model, info = rl.grpo_train(model, tok, questions, s, seed, work, progress=False, parse=parse)
     shutil.rmtree(work, ignore_errors=True)
     after = greedy_thoughts(model, tok, questions, dss, s, cfg.seeds[0])
     first_fifth, last_fifth = fifths(info["reward_curve"])
-    out = {"settings": s.model_dump(), "changed": over, **info, "reward_first_fifth": first_fifth,
+    out = {"settings": s.model_dump(), "changed": over, "seed": seed, **info, "reward_first_fifth": first_fifth,
            "reward_last_fifth": last_fifth, "learned": last_fifth > first_fifth}
     for name, curve in info.get("reward_terms_curves", {}).items():
         out[f"{name}_first_fifth"], out[f"{name}_last_fifth"] = fifths(curve)
