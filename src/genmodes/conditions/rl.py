@@ -11,7 +11,8 @@ knowledge, no RL). Here:
   is :func:`genmodes.conditions.thoughts.think_prompt` of an RL-training question; a completion,
   cut by the thinking stage's stop rule, is the thought; its reward is
   :func:`genmodes.conditions.thoughts.rewards`, the one scorer's verdict after question + thought +
-  answer cue (the definition of "correct" the evaluation uses), or its dense variant. The trainer
+  answer cue (the definition of "correct" the evaluation uses), or its dense variant; the optional
+  length and format terms are TRL reward functions of their own, so each is logged apart. The trainer
   checkpoints every ``save_every`` steps and a killed run resumes from its last checkpoint; the
   reward and thought length of every step are in the cell's info (curves for the report), with the
   tokens generated in training.
