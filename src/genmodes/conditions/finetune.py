@@ -16,7 +16,10 @@ transformers turns position-id resets into a block-diagonal causal mask when no 
 no KV cache are passed (``masking_utils.find_packed_sequence_indices``; the tests check that packed
 logits equal unpacked ones). An example that does not fit in the rest of a row continues at the
 start of the next one (positions restart there too; its first token there gets no loss, as nothing
-in that row predicts it).
+in that row predicts it). The loss projects through the LM head in tiles at labelled positions only
+(:mod:`genmodes.models.lm_loss`), never the full (tokens x vocabulary) logits. TRL's ``SFTTrainer``
+with padding-free packing was measured against this loop at equal precision and was 6-16% slower
+(docs/PERFORMANCE.md, "Fine-tuning loop vs TRL's SFTTrainer"), so the loop stays.
 
 Loss is on document tokens only: every token of an example but its first (nothing in the example
 predicts it; the scorer does not score a question's first token either) plus the closing EOS; in
