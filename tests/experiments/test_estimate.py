@@ -83,3 +83,42 @@ def test_dry_run_refuses_what_cannot_be_resolved(tmp_path, capsys, change, messa
     err = capsys.readouterr().err
     assert err.startswith("genmodes: error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+THINK_FT = {"steps": 2, "batch_size": 4, "seq_len": 64}
+THINK_GRID = {"name": "think", "model": "tiny-random", "seeds": [0],
+              "datasets": [{"name": "syl_a", "family": "simple_syllogisms", "seed": 0,
+                            "settings": {"n_examples": 6, "vocabulary": {"part": 0, "of": 2}}},
+                           {"name": "syl_b", "family": "simple_syllogisms", "seed": 1,
+                            "settings": {"n_examples": 6, "vocabulary": {"part": 1, "of": 2}}}],
+              "conditions": [
+                  {"name": "finetune", "model": {"kind": "finetune_all", **THINK_FT}},
+                  {"name": "finetune+thinking", "model": {"kind": "finetune_all", **THINK_FT},
+                   "context": {"kind": "thinking", "max_thought_tokens": 4}},
+                  {"name": "rl+thinking", "context": {"kind": "thinking", "max_thought_tokens": 4},
+                   "model": {"kind": "rl", "rl_dataset": ["syl_a"], "steps": 2, "group_size": 2,
+                             "prompts_per_step": 2, "max_thought_tokens": 4, "finetune": THINK_FT}}]}
+
+
+@pytest.mark.slow
+def test_thinking_and_rl_stages_are_estimated_once_per_study_and_near_the_run(tmp_path):
+    path = write(tmp_path, THINK_GRID)
+    cfg = load_config(path)
+    out = tmp_path / "run"
+    runner = Runner(cfg, out, progress=False)
+    runner.validate()
+    rows = estimate(runner, calibrate(runner))
+    by = {r.cell: r for r in rows}
+    # the study-wide fine-tune is trained once (by the first cell), the RL model once (by the first
+    # rl cell, its fine-tuned start shared); every other cell only scores
+    assert by["syl_a__finetune__s0"].train_s > 0
+    assert by["syl_a__rl+thinking__s0"].train_s > 0 and "GRPO" in by["syl_a__rl+thinking__s0"].note
+    assert all(by[c].train_s == 0 for c in by if c not in ("syl_a__finetune__s0", "syl_a__rl+thinking__s0"))
+    # a thought per question costs test time: thinking cells above the same model's plain cell
+    for ds in ("syl_a", "syl_b"):
+        assert by[f"{ds}__finetune+thinking__s0"].test_s > by[f"{ds}__finetune__s0"].test_s
+    estimated = sum(r.total_s for r in rows)
+    t0 = time.perf_counter()
+    Runner(cfg, out, progress=False).run()
+    actual = time.perf_counter() - t0
+    assert actual / 10 < estimated < actual * 10, (estimated, actual)

@@ -10,6 +10,13 @@ cell's estimate then counts its tokens with the model's tokenizer (questions, ch
 context, training documents) and multiplies by those rates. A checkpoint several cells share is
 counted once, in the first cell that trains it (as the runner builds it once).
 
+The thinking and RL stages of P3 (issue 11) are counted too: ``finetune_all`` (and the fine-tune an
+``rl`` stage starts from) trains once for the whole study on every dataset's documents; an ``rl``
+model is trained once per seed, each GRPO step counted as generating ``prompts_per_step x group_size``
+thoughts (decoding timed at that batch), scoring each thought's choices, and one optimizer step over
+those thoughts (timed at that batch and length); a ``thinking`` context generates one thought per
+question (decoding timed at its batch size) before scoring.
+
 Rough by design (it ignores, e.g., retrieval's embedding time and verification's extra scoring), but
 measured on this machine, not assumed: a tiny-random grid is estimated in seconds, SmolLM2 on two CPU
 cores in hours. A from-scratch model (``model: scratch``) is built as its cells would build it (the
@@ -60,6 +67,7 @@ class Calibration:
     window: int = 2048
     tokenizer: Any = None
     tokenizers: dict[str, Any] = field(default_factory=dict)  # per dataset (from-scratch models)
+    think_prompt_tokens: int = 0  # the longest dataset's mean thinking prompt (RL's rows)
 
     def describe(self) -> str:
         rates = ", ".join(f"{1 / v:,.0f} tok/s scoring {k}" for k, v in self.score_s_per_token.items() if v > 0)
@@ -74,13 +82,37 @@ def _ft_shape(ft: Any) -> str:
     return f"{ft.method} {ft.batch_size}x{ft.seq_len}" + (f" micro {ft.micro_batch_size}" if ft.micro_batch_size else "")
 
 
+STUDY_WIDE = ("finetune_all", "rl")  # model stages trained on every dataset of the study at once
+
+
 def _finetunes(r: Any) -> list[tuple[str, Any]]:
     """(checkpoint tag, fine-tuning settings) a resolved condition's model stage trains."""
     if r.model == "finetune":
         return [("finetune", r.model_settings)]
     if r.model == "augmented_finetune":
         return [("augmented_finetune", r.model_settings.finetune_settings())]
+    if r.model == "finetune_all":
+        return [("finetune_all", r.model_settings)]
+    if r.model == "rl":  # GRPO starts from the study's knowledge fine-tune
+        return [("finetune_all", r.model_settings.finetune)]
     return []
+
+
+def _rl_shape(rl: Any, prompt_tokens: int) -> Any:
+    """An ``rl`` stage's optimizer step as a fine-tuning step: its thoughts (prompt + thought) as rows."""
+    from genmodes.conditions.finetune import Settings as FinetuneSettings
+
+    return FinetuneSettings(method="full", batch_size=rl.prompts_per_step * rl.group_size,
+                            seq_len=prompt_tokens + rl.max_thought_tokens, lr=rl.lr, steps=1)
+
+
+def _think_prompt_tokens(tok: Any, ds: Any, instruction: str) -> int:
+    """Mean tokens of a thinking prompt over (up to 32 of) the dataset's questions."""
+    from genmodes.conditions.thoughts import think_prompt
+
+    qs = ds.questions[:32]
+    return round(sum(len(tok(think_prompt(q, instruction), add_special_tokens=False).input_ids) for q in qs)
+                 / max(1, len(qs)))
 
 
 def _timed(fn: Any) -> float:
@@ -96,7 +128,7 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
 
     from genmodes.conditions.base import render_documents
     from genmodes.conditions.in_context import model_context_length
-    from genmodes.experiments.runner import grid
+    from genmodes.conditions.thoughts import RECALL_INSTRUCTION
     from genmodes.models import load_model, precision, resolve_dtype
     from genmodes.scoring import Scorer
 
@@ -145,12 +177,21 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
             cal.prefix_s_per_q_token = max(0.0, t_with - first_t - t_enc) / max(1, first_n * p)
         shapes: dict[str, Any] = {}
         gens: set[int] = set()
+        prompt_tokens = max((_think_prompt_tokens(tok, runner.dataset(spec), RECALL_INSTRUCTION)
+                             for spec in cfg.datasets), default=0)
         for c in cfg.conditions:
             r = c.resolve()
             for _, ft in _finetunes(r):
                 shapes.setdefault(_ft_shape(ft), ft)
             if r.model == "augmented_finetune" and r.model_settings.source in ("local", "global"):
                 gens.add(r.model_settings.generation_batch_size)
+            if r.model == "rl":
+                rl_ft = _rl_shape(r.model_settings, prompt_tokens)
+                shapes.setdefault(_ft_shape(rl_ft), rl_ft)
+                gens.add(rl_ft.batch_size)
+            if r.context == "thinking":
+                gens.add(r.context_settings.batch_size)
+        cal.think_prompt_tokens = prompt_tokens
         texts = [d.text for spec in cfg.datasets for d in runner.dataset(spec).documents]
         for shape, ft in shapes.items():
             say(f"training steps ({shape})")
@@ -303,21 +344,42 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
             if est.train_s == 0:
                 est.note = "shares a model built by an earlier cell"
             continue
+        if r.context == "thinking":  # a thought per question, then its tokens in every choice's context
+            th = r.context_settings
+            batches = math.ceil(len(ds.questions) / th.batch_size)
+            test += batches * th.max_thought_tokens * cal.gen_step_s[th.batch_size]
+            test += sum(len(q.choices) for q in ds.questions) * th.max_thought_tokens * rate
         train = 0.0
         for tag, ft in _finetunes(r):
-            key = json.dumps([tag, cell.model, cell.dataset.name, cell.seed, ft.model_dump(mode="json"),
-                              getattr(s, "source", None)], sort_keys=True, default=str)
+            wide = r.model in STUDY_WIDE
+            key = json.dumps([tag, cell.model, None if wide else cell.dataset.name, cell.seed,
+                              ft.model_dump(mode="json"), getattr(s, "source", None)], sort_keys=True, default=str)
             if key in trained:
                 est.note = "shares a checkpoint built by an earlier cell"
                 continue
             trained.add(key)
-            docs = [x.text for x in ds.documents if ft.kinds is None or x.kind in ft.kinds]
+            sources = [runner.dataset(spec) for spec in runner.cfg.datasets] if wide else [ds]
+            docs = [x.text for src in sources for x in src.documents if ft.kinds is None or x.kind in ft.kinds]
             if r.model == "augmented_finetune":
                 docs = docs * 2  # + about as many generated (or oracle) statements
             if ft.steps is None and ft.epochs is None:
                 ft = ft.model_copy(update={"epochs": 10})  # finetune's default
             _, steps = plan_rows(encode_examples(tok, examples_from_texts(docs, ft.sentence_split)), ft)
             train += cal.load_s + steps * cal.step_s[_ft_shape(ft)]
+        if r.model == "rl":
+            key = json.dumps(["rl", cell.model, cell.seed, s.model_dump(mode="json")], sort_keys=True, default=str)
+            if key in trained:
+                est.note = "shares an RL model built by an earlier cell"
+            else:
+                trained.add(key)
+                shape = _rl_shape(s, cal.think_prompt_tokens)
+                n = shape.batch_size
+                per_step = (s.max_thought_tokens * cal.gen_step_s[n]  # the group's thoughts
+                            # reward: the scorer on each thought's question (+ the thought) and choices
+                            + n * (d["q_tokens"] / max(1, len(ds.questions)) + s.max_thought_tokens) * rate
+                            + cal.step_s[_ft_shape(shape)])  # the policy-gradient step
+                train += s.steps * per_step
+                est.note = "GRPO" + (" (its fine-tuned start shared)" if est.note else "")
         if r.model == "augmented_finetune" and s.source in ("local", "global"):
             n_docs = len(ds.documents) * (s.augment_fraction or 1.0)
             batches = math.ceil(n_docs * s.samples_per_document / s.generation_batch_size)
