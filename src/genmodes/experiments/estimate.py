@@ -12,10 +12,9 @@ counted once, in the first cell that trains it (as the runner builds it once).
 
 The thinking and RL stages of P3 (issue 11) are counted too: ``finetune_all`` (and the fine-tune an
 ``rl`` stage starts from) trains once for the whole study on every dataset's documents; an ``rl``
-model is trained once per seed, each GRPO step counted as generating ``prompts_per_step x group_size``
-thoughts (decoding timed at that batch), scoring each thought's choices, and one optimizer step over
-those thoughts (timed at that batch and length); a ``thinking`` context generates one thought per
-question (decoding timed at its batch size) before scoring.
+model is trained once per seed, its GRPO steps timed as the stage runs them (TRL's trainer on the
+configured model: two steps minus one, on questions of its RL dataset); a ``thinking`` context
+generates one thought per question (decoding timed at its batch size) before scoring.
 
 Rough by design (it ignores, e.g., retrieval's embedding time and verification's extra scoring), but
 measured on this machine, not assumed: a tiny-random grid is estimated in seconds, SmolLM2 on two CPU
@@ -67,7 +66,6 @@ class Calibration:
     window: int = 2048
     tokenizer: Any = None
     tokenizers: dict[str, Any] = field(default_factory=dict)  # per dataset (from-scratch models)
-    think_prompt_tokens: int = 0  # the longest dataset's mean thinking prompt (RL's rows)
 
     def describe(self) -> str:
         rates = ", ".join(f"{1 / v:,.0f} tok/s scoring {k}" for k, v in self.score_s_per_token.items() if v > 0)
@@ -98,21 +96,9 @@ def _finetunes(r: Any) -> list[tuple[str, Any]]:
     return []
 
 
-def _rl_shape(rl: Any, prompt_tokens: int) -> Any:
-    """An ``rl`` stage's optimizer step as a fine-tuning step: its thoughts (prompt + thought) as rows."""
-    from genmodes.conditions.finetune import Settings as FinetuneSettings
-
-    return FinetuneSettings(method="full", batch_size=rl.prompts_per_step * rl.group_size,
-                            seq_len=prompt_tokens + rl.max_thought_tokens, lr=rl.lr, steps=1)
-
-
-def _think_prompt_tokens(tok: Any, ds: Any, instruction: str) -> int:
-    """Mean tokens of a thinking prompt over (up to 32 of) the dataset's questions."""
-    from genmodes.conditions.thoughts import think_prompt
-
-    qs = ds.questions[:32]
-    return round(sum(len(tok(think_prompt(q, instruction), add_special_tokens=False).input_ids) for q in qs)
-                 / max(1, len(qs)))
+def _rl_key(rl: Any) -> str:
+    """The GRPO step's shape: what its time depends on."""
+    return f"grpo {rl.prompts_per_step}x{rl.group_size}x{rl.max_thought_tokens}"
 
 
 def _timed(fn: Any) -> float:
@@ -128,7 +114,6 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
 
     from genmodes.conditions.base import render_documents
     from genmodes.conditions.in_context import model_context_length
-    from genmodes.conditions.thoughts import RECALL_INSTRUCTION
     from genmodes.models import load_model, precision, resolve_dtype
     from genmodes.scoring import Scorer
 
@@ -177,8 +162,7 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
             cal.prefix_s_per_q_token = max(0.0, t_with - first_t - t_enc) / max(1, first_n * p)
         shapes: dict[str, Any] = {}
         gens: set[int] = set()
-        prompt_tokens = max((_think_prompt_tokens(tok, runner.dataset(spec), RECALL_INSTRUCTION)
-                             for spec in cfg.datasets), default=0)
+        rls: dict[str, Any] = {}
         for c in cfg.conditions:
             r = c.resolve()
             for _, ft in _finetunes(r):
@@ -186,16 +170,17 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
             if r.model == "augmented_finetune" and r.model_settings.source in ("local", "global"):
                 gens.add(r.model_settings.generation_batch_size)
             if r.model == "rl":
-                rl_ft = _rl_shape(r.model_settings, prompt_tokens)
-                shapes.setdefault(_ft_shape(rl_ft), rl_ft)
-                gens.add(rl_ft.batch_size)
+                rls.setdefault(_rl_key(r.model_settings), r.model_settings)
             if r.context == "thinking":
                 gens.add(r.context_settings.batch_size)
-        cal.think_prompt_tokens = prompt_tokens
         texts = [d.text for spec in cfg.datasets for d in runner.dataset(spec).documents]
         for shape, ft in shapes.items():
             say(f"training steps ({shape})")
             cal.step_s[shape] = _step_seconds(runner, ft, texts)
+        for key, rl in rls.items():
+            say(f"GRPO steps ({rl.prompts_per_step} questions x {rl.group_size} thoughts of "
+                f"{rl.max_thought_tokens} tokens)")
+            cal.step_s[key] = _grpo_step_seconds(runner, rl)
         del model, scorer
         if gens:
             say(f"generation (batch {', '.join(map(str, sorted(gens)))})")
@@ -276,6 +261,26 @@ def _step_seconds(runner: Any, ft: Any, texts: list[str]) -> float:
         pool = (texts * (1 + need // max(1, sum(map(len, texts)))))
         s = ft.model_copy(update={"steps": n, "epochs": None, "warmup_steps": 0, "report_to": []})
         times.append(_timed(lambda: train(model, tok, pool, s, 0, progress=False)))
+        del model
+    return times[1] - times[0] if times[1] > times[0] else times[1] / 2
+
+
+def _grpo_step_seconds(runner: Any, rl: Any) -> float:
+    """One GRPO step of ``rl``'s shape, timed as the stage runs it (TRL's trainer: sampling the group's
+    thoughts, the scorer's reward, the update): 2 steps - 1 step, on questions of its RL dataset."""
+    import tempfile
+
+    from genmodes.conditions.rl import grpo_train
+    from genmodes.models import load_model
+
+    spec = next(d for d in runner.cfg.datasets if d.name == rl.rl_dataset[0])
+    qs = list(runner.dataset(spec).questions[:2 * rl.prompts_per_step])
+    times = []
+    for n in (1, 2):
+        model, tok = load_model(runner.cfg.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
+        s = rl.model_copy(update={"steps": n, "save_every": 10 ** 6, "length_weight": 0.0, "format_weight": 0.0})
+        with tempfile.TemporaryDirectory() as tmp:
+            times.append(_timed(lambda: grpo_train(model, tok, qs, s, 0, Path(tmp), progress=False)))
         del model
     return times[1] - times[0] if times[1] > times[0] else times[1] / 2
 
@@ -372,13 +377,7 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
                 est.note = "shares an RL model built by an earlier cell"
             else:
                 trained.add(key)
-                shape = _rl_shape(s, cal.think_prompt_tokens)
-                n = shape.batch_size
-                per_step = (s.max_thought_tokens * cal.gen_step_s[n]  # the group's thoughts
-                            # reward: the scorer on each thought's question (+ the thought) and choices
-                            + n * (d["q_tokens"] / max(1, len(ds.questions)) + s.max_thought_tokens) * rate
-                            + cal.step_s[_ft_shape(shape)])  # the policy-gradient step
-                train += s.steps * per_step
+                train += cal.load_s + s.steps * cal.step_s[_rl_key(s)]
                 est.note = "GRPO" + (" (its fine-tuned start shared)" if est.note else "")
         if r.model == "augmented_finetune" and s.source in ("local", "global"):
             n_docs = len(ds.documents) * (s.augment_fraction or 1.0)
