@@ -323,6 +323,10 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings,
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train_ds,
                           processing_class=tok, callbacks=[_Finite(), *callbacks])
     holder["trainer"] = trainer
+    if not progress:  # quiet means quiet: without it TRL prints every step's log dict (the curves keep them)
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     checkpoints = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
     resume = bool(checkpoints)
     # seconds of the sessions before the checkpoint resumed from (a killed session's time after its
