@@ -27,21 +27,27 @@ def write(tmp_path, cfg):
     return str(p)
 
 
-def test_estimate_is_the_measured_run_within_a_factor_and_marks_finished_cells(tmp_path, capsys):
-    path = write(tmp_path, GRID)
+def estimate_then_run(tmp_path, grid_cfg):
+    """(the grid's estimate per cell, the path of its config, its run folder, the estimated total and
+    the measured seconds of running it)."""
+    path = write(tmp_path, grid_cfg)
     cfg = load_config(path)
     out = tmp_path / "run"
     runner = Runner(cfg, out, progress=False)
     runner.validate()
     rows = estimate(runner, calibrate(runner))
+    estimated = sum(r.total_s for r in rows)
+    t0 = time.perf_counter()
+    Runner(cfg, out, progress=False).run()
+    return rows, path, out, estimated, time.perf_counter() - t0
+
+
+def test_estimate_is_the_measured_run_within_a_factor_and_marks_finished_cells(tmp_path, capsys):
+    rows, path, out, estimated, actual = estimate_then_run(tmp_path, GRID)
     assert [r.finished for r in rows] == [False] * 4
     # the shared checkpoint is trained once: by the finetune cell, not again by finetune + retrieval
     by = {r.cell: r for r in rows}
     assert by["rc__finetune__s0"].train_s > 0 and by["rc__ft_oracle__s0"].train_s == 0
-    estimated = sum(r.total_s for r in rows)
-    t0 = time.perf_counter()
-    Runner(cfg, out, progress=False).run()
-    actual = time.perf_counter() - t0
     assert actual / 10 < estimated < actual * 10, (estimated, actual)
 
     assert main(["run", path, "--out", str(out), "--dry-run"]) == 0
@@ -54,22 +60,14 @@ def test_estimate_is_the_measured_run_within_a_factor_and_marks_finished_cells(t
 
 def test_a_from_scratch_grid_is_calibrated_on_the_model_its_cells_build(tmp_path):
     arch = {"steps": 150, "batch_size": 8, "eval_every": 50, "d_model": 32, "n_heads": 2, "n_layers": 2}
-    path = write(tmp_path, {
+    rows, _, _, estimated, actual = estimate_then_run(tmp_path, {
         "name": "s", "model": "scratch", "threads": 1,
         "datasets": [{"name": "rel", "family": "relations",
                       "settings": {"n_relations": 8, "n_entities": 16, "n_episodes": 8, "n_filler": 0,
                                    "n_trained_questions": 8, "heldout_fraction": 0.125}}],
         "conditions": [{"name": "parametric", "kind": "from_scratch", "settings": {"context": "none", **arch}},
                        {"name": "oracle", "kind": "from_scratch", "settings": {"context": "oracle", "k": 2, **arch}}]})
-    cfg = load_config(path)
-    runner = Runner(cfg, tmp_path / "run", progress=False)
-    runner.validate()
-    rows = estimate(runner, calibrate(runner))
     assert rows[0].train_s > 0 and rows[1].train_s == 0  # one model, trained by the first cell
-    estimated = sum(r.total_s for r in rows)
-    t0 = time.perf_counter()
-    Runner(cfg, tmp_path / "run", progress=False).run()
-    actual = time.perf_counter() - t0
     assert actual / 10 < estimated < actual * 10, (estimated, actual)
 
 
@@ -102,12 +100,7 @@ THINK_GRID = {"name": "think", "model": "tiny-random", "seeds": [0],
 
 @pytest.mark.slow
 def test_thinking_and_rl_stages_are_estimated_once_per_study_and_near_the_run(tmp_path):
-    path = write(tmp_path, THINK_GRID)
-    cfg = load_config(path)
-    out = tmp_path / "run"
-    runner = Runner(cfg, out, progress=False)
-    runner.validate()
-    rows = estimate(runner, calibrate(runner))
+    rows, _, _, estimated, actual = estimate_then_run(tmp_path, THINK_GRID)
     by = {r.cell: r for r in rows}
     # the study-wide fine-tune is trained once (by the first cell), the RL model once (by the first
     # rl cell, its fine-tuned start shared); every other cell only scores
@@ -117,8 +110,4 @@ def test_thinking_and_rl_stages_are_estimated_once_per_study_and_near_the_run(tm
     # a thought per question costs test time: thinking cells above the same model's plain cell
     for ds in ("syl_a", "syl_b"):
         assert by[f"{ds}__finetune+thinking__s0"].test_s > by[f"{ds}__finetune__s0"].test_s
-    estimated = sum(r.total_s for r in rows)
-    t0 = time.perf_counter()
-    Runner(cfg, out, progress=False).run()
-    actual = time.perf_counter() - t0
     assert actual / 10 < estimated < actual * 10, (estimated, actual)

@@ -246,43 +246,50 @@ def _q_tokens(tok: Any, q: Any) -> int:
         len(tok(c, add_special_tokens=False).input_ids) for c in q.choices)
 
 
-def _step_seconds(runner: Any, ft: Any, texts: list[str]) -> float:
-    """One optimizer step at ``ft``'s shape: time of 2 steps - time of 1 step, so the set-up
-    (optimizer, packing) is not counted as training (on a loaded machine the difference can come out
-    below zero: then half the 2-step time)."""
-    from genmodes.conditions.finetune import train
+def _marginal_step(runner: Any, train_steps: Any) -> float:
+    """One step's seconds: ``train_steps(model, tok, n)`` timed for 2 steps minus for 1 step, each on a
+    fresh copy of the configured model, so set-up (optimizer, packing, the trainer) is not counted as
+    training (on a loaded machine the difference can come out below zero: then half the 2-step time)."""
     from genmodes.models import load_model
 
     times = []
     for n in (1, 2):
         model, tok = load_model(runner.cfg.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
+        times.append(_timed(lambda: train_steps(model, tok, n)))
+        del model
+    return times[1] - times[0] if times[1] > times[0] else times[1] / 2
+
+
+def _step_seconds(runner: Any, ft: Any, texts: list[str]) -> float:
+    """One optimizer step at ``ft``'s shape."""
+    from genmodes.conditions.finetune import train
+
+    def steps(model: Any, tok: Any, n: int) -> None:
         # enough text for n full steps, whatever the dataset's size
         need = n * ft.batch_size * ft.seq_len * 6
         pool = (texts * (1 + need // max(1, sum(map(len, texts)))))
         s = ft.model_copy(update={"steps": n, "epochs": None, "warmup_steps": 0, "report_to": []})
-        times.append(_timed(lambda: train(model, tok, pool, s, 0, progress=False)))
-        del model
-    return times[1] - times[0] if times[1] > times[0] else times[1] / 2
+        train(model, tok, pool, s, 0, progress=False)
+
+    return _marginal_step(runner, steps)
 
 
 def _grpo_step_seconds(runner: Any, rl: Any) -> float:
     """One GRPO step of ``rl``'s shape, timed as the stage runs it (TRL's trainer: sampling the group's
-    thoughts, the scorer's reward, the update): 2 steps - 1 step, on questions of its RL dataset."""
+    thoughts, the scorer's reward, the update), on questions of its RL dataset."""
     import tempfile
 
     from genmodes.conditions.rl import grpo_train
-    from genmodes.models import load_model
 
     spec = next(d for d in runner.cfg.datasets if d.name == rl.rl_dataset[0])
     qs = list(runner.dataset(spec).questions[:2 * rl.prompts_per_step])
-    times = []
-    for n in (1, 2):
-        model, tok = load_model(runner.cfg.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
+
+    def steps(model: Any, tok: Any, n: int) -> None:
         s = rl.model_copy(update={"steps": n, "save_every": 10 ** 6, "length_weight": 0.0, "format_weight": 0.0})
         with tempfile.TemporaryDirectory() as tmp:
-            times.append(_timed(lambda: grpo_train(model, tok, qs, s, 0, Path(tmp), progress=False)))
-        del model
-    return times[1] - times[0] if times[1] > times[0] else times[1] / 2
+            grpo_train(model, tok, qs, s, 0, Path(tmp), progress=False)
+
+    return _marginal_step(runner, steps)
 
 
 def _gen_seconds(runner: Any, batches: list[int], texts: list[str]) -> dict[int, float]:

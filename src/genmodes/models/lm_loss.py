@@ -57,22 +57,20 @@ class _TiledHeadCE(torch.autograd.Function):
             if want_w:
                 grad_w.addmm_(g.t(), h.float())
         ctx.save_for_backward(*(x for x in (grad_h, grad_w) if x is not None))
-        ctx.has = (want_h, want_w)
         ctx.weight_dtype = weight.dtype
         return total
 
     @staticmethod
     def backward(ctx: Any, grad_out: torch.Tensor) -> tuple[Any, ...]:
-        saved = list(ctx.saved_tensors)
-        want_h, want_w = ctx.has
-        gh = saved.pop(0) * grad_out if want_h else None
-        gw = (saved.pop(0) * grad_out).to(ctx.weight_dtype) if want_w else None
+        saved = iter(ctx.saved_tensors)  # grad_h, grad_w: those the forward computed, in that order
+        gh = next(saved) * grad_out if ctx.needs_input_grad[0] else None
+        gw = (next(saved) * grad_out).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None
         return gh, gw, None, None, None
 
 
-def _parts(model: Any) -> tuple[Any, Any, Any] | None:
-    """(transformers model, its backbone, its LM head), or None where the head is not a plain linear
-    map of the backbone's last hidden state (then the caller computes the full logits)."""
+def _parts(model: Any) -> tuple[Any, Any, float | None] | None:
+    """(backbone, LM head, final logit soft-cap or None), or None where the head is not a plain
+    linear map of the backbone's last hidden state (then the caller computes the full logits)."""
     hf = model.get_base_model() if hasattr(model, "get_base_model") else model
     backbone = getattr(hf, getattr(hf, "base_model_prefix", ""), None)
     head = hf.get_output_embeddings() if hasattr(hf, "get_output_embeddings") else None
@@ -83,7 +81,7 @@ def _parts(model: Any) -> tuple[Any, Any, Any] | None:
         return None
     if not isinstance(getattr(head, "weight", None), torch.Tensor) or hasattr(head, "base_layer"):
         return None  # a LoRA-adapted head: its output is not h W^T
-    return hf, backbone, head
+    return backbone, head, getattr(cfg, "final_logit_softcapping", None)
 
 
 def loss_sum(model: Any, input_ids: torch.Tensor, position_ids: torch.Tensor, labels: torch.Tensor,
@@ -97,9 +95,7 @@ def loss_sum(model: Any, input_ids: torch.Tensor, position_ids: torch.Tensor, la
         logits = model(input_ids=input_ids, position_ids=position_ids, use_cache=False).logits
         return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), target.flatten(),
                                                  ignore_index=IGNORE, reduction="sum")
-    hf, backbone, head = parts
+    backbone, head, cap = parts
     hidden = backbone(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
     mask = target != IGNORE
-    cfg = hf.config.get_text_config() if hasattr(hf.config, "get_text_config") else hf.config
-    cap = getattr(cfg, "final_logit_softcapping", None)
     return _TiledHeadCE.apply(hidden[:, :-1][mask], head.weight, target[mask], cap, chunk)
