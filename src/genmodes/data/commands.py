@@ -34,11 +34,13 @@ def register(subparsers) -> None:
     a = sub.add_parser("audit", help="leak, validity and shortcut-baseline checks; exit 1 on any violation")
     a.add_argument("dir")
     a.add_argument("--max", type=int, default=20, help="violations to list")
+    a.add_argument("--json", action="store_true", help="print the audit as one JSON object (every violation)")
     a.set_defaults(func=cmd_audit)
 
     s = sub.add_parser("show", help="sizes, splits, chance and sample items")
     s.add_argument("dir")
     s.add_argument("--samples", type=int, default=3)
+    s.add_argument("--json", action="store_true", help="print one JSON object: sizes, content hash, splits, samples")
     s.set_defaults(func=cmd_show)
 
     e = sub.add_parser("export", help="export to a Hugging Face DatasetDict or an lm-evaluation-harness task")
@@ -134,29 +136,67 @@ def cmd_audit(args: argparse.Namespace) -> int:
     ds = _load(args.dir)
     t0 = time.perf_counter()
     rep = audit_dataset(ds)
+    if args.json:
+        import dataclasses
+
+        _print_json({"family": ds.family, "seed": ds.seed, "ok": rep.ok, "violations": rep.violations,
+                     "splits": [dataclasses.asdict(r) for r in rep.rows],
+                     "baselines": [{**dataclasses.asdict(b), "offence": b.offence} for b in rep.baselines]})
+        return 0 if rep.ok else 1
     print_report(rep, title=f"{ds.family} (seed {ds.seed}): audit in {time.perf_counter() - t0:.2f}s",
                  max_violations=args.max)
     return 0 if rep.ok else 1
+
+
+def _print_json(obj) -> None:
+    """One JSON document on stdout; a NaN (a split with no questions) is written as null."""
+    import json
+    import math
+
+    def clean(x):
+        if isinstance(x, float) and not math.isfinite(x):
+            return None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    print(json.dumps(clean(obj), ensure_ascii=False, indent=2, allow_nan=False))
+
+
+def _split_rows(ds) -> list[dict]:
+    recall = set(ds.meta.get("recall_splits", []))
+    return [{"split": sp, "kind": "recall" if sp in recall else "held-out", "n": len(ds.split(sp)),
+             "chance": ds.chance(sp), "subtypes": len({q.subtype for q in ds.split(sp)})} for sp in ds.splits]
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from genmodes.data.io import content_hash, dataset_files
+
     ds = _load(args.dir)
-    con = Console()
     s = ds.summary()
+    # the hash a run records for this dataset and the Hub export's card quotes
+    digest = content_hash(dataset_files(ds))
+    if args.json:
+        _print_json({**s, "content_hash": digest, "config": ds.config, "splits": _split_rows(ds),
+                     "documents_sample": [d.to_json() for d in ds.documents[: args.samples]],
+                     "questions_sample": {sp: [q.to_json() for q in ds.split(sp)[: args.samples]]
+                                          for sp in ds.splits}})
+        return 0
+    con = Console()
     con.print(f"[bold]{ds.family}[/] seed {ds.seed}: {s['documents']} documents, {s['questions']} questions, "
               f"{s['knowledge']} knowledge facts")
+    con.print(f"content hash: {digest}", markup=False, highlight=False)
     con.print(f"config: {ds.config}", markup=False, highlight=False)
-    recall = set(ds.meta.get("recall_splits", []))
     t = Table()
     for c in ("split", "kind", "n", "chance", "subtypes"):
         t.add_column(c)
-    for sp in ds.splits:
-        qs = ds.split(sp)
-        t.add_row(sp, "recall" if sp in recall else "held-out", str(len(qs)), f"{ds.chance(sp):.3f}",
-                  str(len({q.subtype for q in qs})))
+    for r in _split_rows(ds):
+        t.add_row(r["split"], r["kind"], str(r["n"]), f"{r['chance']:.3f}", str(r["subtypes"]))
     con.print(t)
     con.print("[bold]documents[/]")
     for d in ds.documents[: args.samples]:
@@ -177,17 +217,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     if getattr(args, "condition", None):
         if args.to != "lm-eval":
             raise DataError("--condition exports lm-eval tasks; use --to lm-eval")
-        names, model_args = export.to_lm_eval_condition(args.dir, args.dest, args.condition, dataset=args.dataset,
-                                                        seed=args.seed, name=args.name)
+        names, model_args, batch = export.to_lm_eval_condition(args.dir, args.dest, args.condition,
+                                                               dataset=args.dataset, seed=args.seed, name=args.name)
         print(f"lm-eval tasks: {', '.join(names)}\nrun: lm_eval --model hf --model_args {model_args} "
-              f"--tasks {names[-1]} --include_path {args.dest}")
+              f"--tasks {names[-1]} --include_path {args.dest} --batch_size {batch}")
         return 0
     ds = _load(args.dir)
     if args.to == "hf":
         export.to_hf(ds, args.dest)
     else:
         names = export.to_lm_eval(ds, args.dest, name=args.name)
-        print(f"lm-eval tasks: {', '.join(names)} (run: lm_eval --tasks {names[0]} --include_path {args.dest} ...)")
+        print(f"lm-eval tasks: {', '.join(names)} (run: lm_eval --model hf --model_args pretrained=MODEL "
+              f"--tasks {names[-1]} --include_path {args.dest} --batch_size {export.estimated_batch_size(ds)})")
         return 0
     print(f"wrote {args.dest}")
     return 0

@@ -305,6 +305,25 @@ metadata:
 """
 
 
+def lm_eval_batch_size(request_tokens: list[int], batch_tokens: int | None = None) -> int:
+    """A ``--batch_size`` for lm-eval that puts about as many tokens in one forward pass as genmodes'
+    scorer does (``scoring.batch_tokens``): lm-eval pads each batch to its longest request (context
+    plus choice), so the longest request decides. lm-eval's default of 1 is many times slower."""
+    from genmodes.experiments.config import ScoringSpec
+
+    budget = batch_tokens or ScoringSpec().batch_tokens
+    longest = max(request_tokens, default=1)
+    return max(1, min(64, budget // max(1, longest)))
+
+
+def estimated_batch_size(ds: Dataset, contexts: dict[str, str] | None = None) -> int:
+    """:func:`lm_eval_batch_size` without a tokenizer (a dataset export names no model): two characters
+    a token, fewer than English averages, so nonsense words do not make the batch too large."""
+    contexts = contexts or {}
+    return lm_eval_batch_size([len(contexts.get(q.id, q.context) + c) // 2 + 1 for q in ds.questions
+                               for c in q.choices])
+
+
 def to_lm_eval(ds: Dataset, dest: str | os.PathLike, name: str | None = None,
                contexts: dict[str, str] | None = None, extra: dict | None = None,
                files_extra: dict[str, bytes] | None = None) -> list[str]:
@@ -455,11 +474,14 @@ def _save_model(model, tok, target: Path) -> Path:
 
 def to_lm_eval_condition(run_dir: str | os.PathLike, dest: str | os.PathLike, condition: str,
                          dataset: str | None = None, seed: int | None = None, name: str | None = None,
-                         device: str | None = None) -> tuple[list[str], str]:
+                         device: str | None = None) -> tuple[list[str], str, int]:
     """lm-eval tasks that score what a condition of a finished run scored: its questions (the run's
     subsample), the documents it put before each question, and a pointer to its model. Returns
-    (task names with the group last, the ``--model_args`` to pass)."""
+    (task names with the group last, the ``--model_args`` to pass, a ``--batch_size``)."""
     ds, contexts, model, tok, record = condition_contexts(run_dir, condition, dataset, seed, device)
+    batch_size = lm_eval_batch_size([len(tok(contexts[q.id] + c, add_special_tokens=False).input_ids)
+                                     for q in ds.questions for c in q.choices],
+                                    (record.key_parts.get("scoring") or {}).get("batch_tokens"))
     ckpt = record.info.get("checkpoint") or (record.info.get("finetune") or {}).get("checkpoint")
     if ckpt:
         model._genmodes_checkpoint = ckpt
@@ -474,10 +496,10 @@ def to_lm_eval_condition(run_dir: str | os.PathLike, dest: str | os.PathLike, co
         args = _model_args(model, tok, staging, {})
         final_args = args.replace(str((staging / "model").resolve()), str((out / "model").resolve()))
         extra = {"run": str(Path(run_dir).resolve()), "condition": condition, "cell": record.cell,
-                 "model_args": final_args, "questions": len(ds.questions)}
+                 "model_args": final_args, "batch_size": batch_size, "questions": len(ds.questions)}
         tasks = to_lm_eval(ds, out, name=prefix, contexts=contexts, extra=extra)
         if (staging / "model").is_dir():
             os.replace(staging / "model", out / "model")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return tasks, final_args
+    return tasks, final_args, batch_size
