@@ -81,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe fails here, inside the handler below, not at exit
         return rc
     except GenmodesError as e:
-        return _fail(str(e))
+        lines = getattr(e, "lines", None)  # several bad rows: one line each
+        for line in (lines or [])[:-1]:
+            print(f"genmodes: error: {' '.join(str(line).split())}", file=sys.stderr)
+        return _fail(lines[-1] if lines else str(e))
     except BrokenPipeError:
         # the reader went away (`| head`): stop quietly; stdout is pointed at /dev/null so the
         # interpreter's final flush does not raise again

@@ -37,7 +37,8 @@ P2 = ("Lampinen, Engelcke, Li, Chaudhry, McClelland 2025, \"Latent learning: epi
       "learning by enabling flexible reuse of experiences\", arXiv:2509.16189")
 B = "Berglund et al. 2023, \"The Reversal Curse\", arXiv:2309.12288"
 PAPERS = {"simple_reversals": [P1], "simple_syllogisms": [P1], "semantic_structure": [P1],
-          "reversal_curse": [P1, B], "berglund": [B, P1], "codebook": [P2], "relations": [P2]}
+          "reversal_curse": [P1, B], "berglund": [B, P1], "codebook": [P2], "relations": [P2],
+          "imported": []}  # your own data (genmodes data import): its citation is yours to add
 
 
 def _check_dest(dest: Path, marker: str) -> None:
@@ -219,12 +220,13 @@ seed: {ds.seed}
 {settings}
 ```
 
-## Citation
+{_citation(papers)}"""
 
-Please cite:
 
-{chr(10).join(f"- {p}" for p in papers)}
-"""
+def _citation(papers: list[str]) -> str:
+    if not papers:
+        return ""
+    return "## Citation\n\nPlease cite:\n\n" + "\n".join(f"- {p}" for p in papers) + "\n"
 
 
 def to_hf(ds: Dataset, dest: str | os.PathLike, license: str | None = None) -> Path:
@@ -369,11 +371,14 @@ def _read_cells(run: Path) -> list[Any]:
 
 
 def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str | None = None,
-                       seed: int | None = None, device: str | None = None):
+                       seed: int | None = None, device: str | None = None, lm_eval: bool = True):
     """Rebuild exactly what a finished cell of a run scored: the dataset as the run used it (splits,
     ``max_per_split`` subsample), the text before each question's choices (the condition's shared
     prefix and per-question context, e.g. retrieved documents), and the model (a fine-tuned
     checkpoint is reused from the run's ``shared/`` folder, never retrained).
+
+    ``lm_eval``: refuse what lm-eval cannot score (a baseline, a from-scratch model's own tokenizer);
+    without it a baseline's contexts are its questions' own (model and tokenizer None).
 
     Returns (dataset, {question id: context}, model, tokenizer, cell record)."""
     import yaml
@@ -402,9 +407,9 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
         raise ConfigError(f"{run_dir}: no seed {seed} (have: {', '.join(map(str, cfg.seeds))})")
     cond = conds[condition]
     resolved = cond.resolve()
-    if resolved.model is None:
+    if resolved.model is None and lm_eval:
         raise ConfigError(f"{condition!r} is a baseline (no language model): nothing for lm-eval to score")
-    if resolved.model == "scratch":
+    if resolved.model == "scratch" and lm_eval:
         raise ConfigError("a from-scratch model (model stage scratch) has its own word-level tokenizer; "
                           "lm-eval export covers the model stages pretrained, finetune and augmented_finetune "
                           "with any context stage")
@@ -424,6 +429,8 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
     if record.dataset_hash != ds.meta["content_hash"]:
         raise DataError(f"dataset {spec.name!r} rebuilt here differs from the one the run scored "
                         "(content hash mismatch): its source changed since the run")
+    if resolved.model is None:  # a baseline scores the questions as written
+        return ds, {q.id: q.context for q in ds.questions}, None, None, record
     with tempfile.TemporaryDirectory(prefix="genmodes-export-") as work:
         ctx = CellContext(model_spec=cfg.model_specs[0], dataset=ds, seed=seed, workdir=Path(work),
                           shared_dir=run / "shared", device=device or "cpu", progress=False)
