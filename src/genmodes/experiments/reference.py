@@ -168,15 +168,13 @@ def sections() -> list[Section]:
     from genmodes.data.families import FAMILY_MODULES, get_family
     from genmodes.experiments import config as cfg
 
-    from genmodes.conditions.finetune import Settings as FinetuneSettings
-
     parts = {cfg.DatasetSpec: ("datasets[]", "One dataset of the grid."),
              cfg.ConditionSpec: ("conditions[]", "One condition of the grid: a short form (`kind`, `settings`) "
                                                  "or a model stage and a context stage (`model`, `context`)."),
              cfg.ScoringSpec: ("scoring", "How every condition is scored."),
              cfg.Resources: ("resources", "")}
     refs: dict[type, str] = {m: f"`{key}`" for m, (key, _) in parts.items()}
-    refs[FinetuneSettings] = "model stage `finetune`'s settings"
+    refs.update(_stage_refs(MODEL_STAGES, "model stage"))
     out = [Section("config", "Study config (top level)", _doc(cfg), fields_of(cfg.RunConfig, refs))]
     for model, (key, fallback) in parts.items():
         out.append(Section("config", f"Study config: `{key}`", _doc(model, fallback), fields_of(model, refs)))
@@ -205,6 +203,19 @@ def sections() -> list[Section]:
                            f"on the command line: `genmodes data make {name} --set KEY=VALUE`.",
                            fields_of(fam.config)))
     return out
+
+
+def _stage_refs(registry: dict[str, str], what: str) -> dict[type, str]:
+    """A stage's settings class, and each pydantic base of it with the same fields (the class another
+    stage nests, e.g. rl's ``finetune``), named by the first stage that has it."""
+    refs: dict[type, str] = {}
+    for kind, module_name in registry.items():
+        cls = importlib.import_module(module_name).Settings
+        for base in cls.__mro__:
+            if isinstance(base, type) and issubclass(base, BaseModel) and base is not BaseModel \
+                    and list(getattr(base, "model_fields", {})) == list(cls.model_fields) and cls.model_fields:
+                refs.setdefault(base, f"{what} `{kind}`'s settings")
+    return refs
 
 
 def kinds() -> list[str]:
