@@ -415,7 +415,7 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
                           "with any context stage")
     if cfg.several_models:
         raise ConfigError(f"{run_dir}: the run has several models ({', '.join(cfg.model_specs)}); the lm-eval "
-                          "export covers one-model runs")
+                          "and inspect exports cover one-model runs")
     cell_id = Cell(spec, cond, seed, cfg.model_specs[0]).id
     record = next((c for c in _read_cells(run) if c.cell == cell_id), None)
     if record is None:
