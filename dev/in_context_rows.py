@@ -1,8 +1,8 @@
-"""Check an in_context run (issue 17): per cell, the kept documents and the budget, whether every scored
+"""Check an in_context run: per cell, the kept documents and the budget, whether every scored
 row (context_tokens + the choice's tokens) fits the model's window, and accuracy overall and on the
 questions whose supporting documents were in context, per split.
 
-    python bench/in_context_rows.py RUN_FOLDER
+    python dev/in_context_rows.py RUN_FOLDER
 """
 import json, sys
 run = sys.argv[1]
