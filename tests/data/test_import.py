@@ -217,13 +217,13 @@ def test_import_berglund_hub_id_offline_is_one_line(tmp_path, capsys, monkeypatc
 
 
 def test_the_readme_walkthrough_runs_as_written(tmp_path, capsys, monkeypatch):
-    """README's section on your own data (the one showing `genmodes data import`): its two files, its
-    commands and its config, on tiny-random."""
+    """README's section on your own data (the one with the example files): its two files, its commands
+    and its config, on tiny-random."""
     import re
     import shlex
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    (section,) = [s for s in readme.split("\n## ") if "genmodes data import --documents" in s]
+    (section,) = [s for s in readme.split("\n## ") if "genmodes data import --documents" in s and "```json" in s]
     blocks = re.findall(r"```(\w+)\n(.*?)```", section, re.S)
     docs, questions = [text for lang, text in blocks if lang == "json"]
     (commands,) = [text for lang, text in blocks if lang == "sh"]
