@@ -15,7 +15,7 @@ CLI = 99
 LAYERS = {"genmodes": BASE, "genmodes.errors": BASE, "genmodes.io": BASE, "genmodes.limits": BASE,
           "genmodes.tokens": BASE, "genmodes.data": 1, "genmodes.models": 2, "genmodes.scoring": 3,
           "genmodes.chat": 3, "genmodes.conditions": 4, "genmodes.experiments": 5, "genmodes.report": 6,
-          "genmodes.cli": CLI}
+          "genmodes.cli": CLI, "genmodes.__main__": CLI}
 
 
 def layer(module: str) -> int:

@@ -410,11 +410,9 @@ def test_bad_berglund_folder(tmp_path, case, command):
 # ------------------------------------------------------------------------------------------ arguments
 
 ARG_CASES: list[tuple[str, list[str], str]] = [
-    ("no-command", [], "required"),
     ("unknown-command", ["frobnicate"], "invalid choice"),
     ("run-no-config", ["run"], "config"),
     ("run-unknown-flag", ["run", "c.yaml", "--fast"], "unrecognized arguments"),
-    ("data-no-sub", ["data"], "required"),
     ("make-no-family", ["data", "make", "--out", "o"], "FAMILY"),
     ("make-no-out", ["data", "make", "simple_reversals"], "--out"),
     ("make-unknown-family", ["data", "make", "nope", "--out", "o"], "unknown dataset family"),

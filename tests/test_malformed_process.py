@@ -162,7 +162,7 @@ def test_saved_dataset_folder_gets_normal_permissions(tmp_path):
 def test_usage_error_is_one_line_from_a_real_process(tmp_path):
     r = cli("data", "make", "--seed", "x")
     line = assert_one_line_error(r.returncode, r.stderr, "seed")
-    assert "usage:" not in r.stderr and line.startswith("genmodes: error: genmodes data make:")
+    assert "usage:" not in r.stderr and line.startswith("genmodes: error: data make:")
 
 
 def test_non_finite_scores_stop_the_cell(tmp_path, monkeypatch):

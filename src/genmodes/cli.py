@@ -38,7 +38,9 @@ class _Parser(argparse.ArgumentParser):
     """argparse with its usage errors raised, so they end in the one-line form too."""
 
     def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+        # the line already starts "genmodes: error:", so the program name is not repeated
+        where = self.prog.removeprefix("genmodes").strip()
+        raise UsageError(f"{where + ': ' if where else ''}{message} (see {self.prog} --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,10 +49,22 @@ def build_parser() -> argparse.ArgumentParser:
         description="Controlled studies of how language models generalize from parameters vs context.")
     parser.add_argument("--version", action="version", version=f"genmodes {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    _help_when_bare(parser)
     return parser
+
+
+def _help_when_bare(parser: argparse.ArgumentParser) -> None:
+    """``genmodes`` or ``genmodes data`` with no command prints that level's help (exit 0) instead of a
+    usage error: asking what there is is not a mistake. A subcommand's own ``func`` overrides this
+    default, so only a bare group reaches it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            action.required = False
+            parser.set_defaults(func=lambda args, p=parser: p.print_help() or 0)
+            for child in dict.fromkeys(action.choices.values()):
+                _help_when_bare(child)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +81,10 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe fails here, inside the handler below, not at exit
         return rc
     except GenmodesError as e:
-        return _fail(str(e))
+        lines = getattr(e, "lines", None)  # several bad rows: one line each
+        for line in (lines or [])[:-1]:
+            print(f"genmodes: error: {' '.join(str(line).split())}", file=sys.stderr)
+        return _fail(lines[-1] if lines else str(e))
     except BrokenPipeError:
         # the reader went away (`| head`): stop quietly; stdout is pointed at /dev/null so the
         # interpreter's final flush does not raise again

@@ -121,7 +121,7 @@ def test_composed_form_equals_the_short_form_and_round_trips():
     ({"name": "x", "context": {"kind": "retrieval", "method": "bm25", "k": 0}},
      r"conditions\[0\]\.context\.k: .*at least 1"),
     ({"name": "x", "model": {"kind": "finetune", "lr": -1}}, r"conditions\[0\]\.model\.lr: "),
-    ({"name": "x", "model": {"kind": "finetune", "epoch": 1}}, r"conditions\[0\]\.model\.epoch: .*not permitted"),
+    ({"name": "x", "model": {"kind": "finetune", "epoch": 1}}, r"conditions\[0\]\.model\.epoch: no such setting; did you mean 'epochs'\?"),
     ({"name": "x", "model": {"kind": "distill"}}, r"conditions\[0\]\.model\.kind: unknown model stage 'distill'"),
     ({"name": "x", "context": {"k": 2}}, r"conditions\[0\]\.context\.kind: missing"),
     ({"name": "x", "context": {"kind": "retrieval", "method": "bm25", "max_support": 2}},

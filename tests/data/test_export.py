@@ -119,7 +119,8 @@ def test_lm_eval_export_runs_in_lm_eval(saved, tmp_path, capsys):
     ds, path = saved
     dest = tmp_path / "lmeval"
     assert main(["data", "export", str(path), "--to", "lm-eval", str(dest)]) == 0
-    assert "genmodes_simple_reversals_reversal" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "genmodes_simple_reversals_reversal" in printed and "--batch_size " in printed
     yaml_text = (dest / "genmodes_simple_reversals_reversal.yaml").read_text()
     assert 'target_delimiter: ""' in yaml_text and "output_type: multiple_choice" in yaml_text
     model_dir = tmp_path / "tiny"
@@ -175,11 +176,15 @@ def test_every_condition_scores_the_same_in_lm_eval(finished_run, tmp_path, caps
 
     run, rows = finished_run
     conds = [c["name"] for c in RUN_CONFIG["conditions"]]
-    model_args = {}
+    model_args, batch = {}, {}
     for cond in conds:
         dest = tmp_path / cond
         assert main(["data", "export", str(run), "--condition", cond, "--to", "lm-eval", str(dest)]) == 0
-        model_args[cond] = capsys.readouterr().out.split("--model_args ", 1)[1].split(" ", 1)[0]
+        printed = capsys.readouterr().out
+        model_args[cond] = printed.split("--model_args ", 1)[1].split(" ", 1)[0]
+        batch[cond] = int(printed.split("--batch_size ", 1)[1].split()[0])
+    # the printed batch size fills genmodes' token budget: a long in-context prefix gets smaller batches
+    assert batch["in_context"] < batch["pretrained"] and all(1 <= b <= 64 for b in batch.values())
     assert ",peft=" in model_args["lora"] and str(run / "shared") in model_args["lora"]
     assert f"pretrained={run / 'shared'}" in model_args["finetune"]  # the run's own checkpoint
     assert "Use the following documents to answer." in (tmp_path / "rag" / "data" / "reversal.jsonl").read_text()
@@ -190,7 +195,7 @@ def test_every_condition_scores_the_same_in_lm_eval(finished_run, tmp_path, caps
         assert len(mine) == 8  # the run's max_per_split subsample: 4 per split
         res = lm_eval.simple_evaluate(model="hf", model_args=model_args[cond],
                                       tasks=[f"genmodes_simple_reversals_{cond}"], task_manager=manager,
-                                      device="cpu", batch_size=8, log_samples=True)
+                                      device="cpu", batch_size=batch[cond], log_samples=True)
         seen = 0
         for samples in res["samples"].values():
             for s in samples:

@@ -93,7 +93,9 @@ def _validate(cls: Any, settings: Mapping[str, Any], where: str, paths: Mapping[
         head = key.split(".", 1)[0]
         if paths and head in paths:
             key = paths[head] + key[len(head):]
-        msg = err["msg"].removeprefix("Value error, ")
+        from genmodes.suggest import extra_key_message
+
+        msg = extra_key_message(cls, err) or err["msg"].removeprefix("Value error, ")
         if not key:  # a check across fields: its message names them
             raise ConfigError(f"{where}: {msg}") from None
         if short:

@@ -111,7 +111,7 @@ class Settings(FinetuneSettings):
     # (all of them are still fine-tuned on). Generation is the costly part on a CPU; paraphrase-heavy
     # datasets state each fact in many documents, so a subset still covers most facts.
     augment_fraction: float | None = Field(default=None, gt=0, le=1)
-    # Verification [issue 15; P3's generate-and-verify]: the model judges each generated statement
+    # Verification [P3's generate-and-verify]: the model judges each generated statement
     # with its source document(s) in context against alternatives written from the same statement
     # with another entity, and the statement is kept only if preferred by ``verify_margin`` nats.
     verify: Literal["none", "in_context"] = "none"

@@ -1,4 +1,4 @@
-"""``baseline``: a non-model shortcut predictor scored like any condition [issue 8; RESEARCH "Shortcuts"].
+"""``baseline``: a non-model shortcut predictor scored like any condition [RESEARCH "Shortcuts"].
 
 ``{name: cooccurrence, kind: baseline, settings: {method: cooccurrence}}`` puts the rows of one
 :mod:`genmodes.data.baselines` method in the study's results, summary and report, so every table shows

@@ -84,8 +84,9 @@ class Settings(_Base):
     sentence_split: Literal["none", "independent", "cumulative"] = "none"
     kinds: list[str] | None = Field(default=None, min_length=1, description="document kinds to train on (default all)")
     # Besides the run folder's own curves: "tensorboard" (event files in the cell's folder,
-    # `tensorboard --logdir runs/NAME/cells`) and/or "wandb" (when installed). Not part of the
-    # checkpoint's identity: logging does not change the weights.
+    # `tensorboard --logdir runs/NAME/cells`) and/or "wandb" (when installed) get the loss and learning
+    # rate of every step, then the cell's accuracy per split once it is scored (eval/<split>/accuracy,
+    # genmodes.conditions.tracking). Not part of the checkpoint's identity: logging does not change the weights.
     report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=list)
 
     @field_validator("report_to", mode="before")

@@ -205,6 +205,46 @@ def reversal_questions(rows: Rows, people: People, support: dict[str, list[str]]
     return questions
 
 
+HUB_ID = "lberglund/reversal_curse"  # the same files on the Hugging Face Hub (MIT), in name_description_dataset/
+_HUB_ID_RE = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def files_folder(src: Path) -> Path:
+    """The folder holding :data:`FILES`: ``src`` itself, or the one folder below it that does (a copy
+    of the public repository keeps them in data/reverse_experiments/june_version_7921032488, the Hub
+    dataset in name_description_dataset)."""
+    if not src.is_dir():
+        raise DataError(f"{src}: no such folder")
+    if (src / FILES[0]).is_file():
+        return src
+    found = sorted({p.parent for p in src.glob(f"**/{FILES[0]}") if all((p.parent / f).is_file() for f in FILES)})
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise DataError(f"{src}: no folder in it holds the reversal-curse files ({', '.join(FILES)})")
+    raise DataError(f"{src}: several folders hold the reversal-curse files ({', '.join(map(str, found[:3]))}); "
+                    "pass the one to import")
+
+
+def locate(src: str) -> Path:
+    """The files' folder for ``genmodes data import-berglund SRC``: a local folder (see
+    :func:`files_folder`) or, when SRC is no local path but a Hub dataset id such as :data:`HUB_ID`,
+    the dataset downloaded from the Hugging Face Hub (one line when that is not possible)."""
+    p = Path(src).expanduser()
+    if p.exists() or not _HUB_ID_RE.fullmatch(src):
+        return files_folder(p)
+    try:
+        from huggingface_hub import snapshot_download
+
+        local = snapshot_download(repo_id=src, repo_type="dataset", allow_patterns=["*.jsonl", "*/*.jsonl"])
+    except Exception as e:  # noqa: BLE001 - offline, unknown id, network: every failure is one line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+        raise DataError(f"{src}: not a local folder, and the Hugging Face Hub dataset {src!r} could not be "
+                        f"downloaded ({type(e).__name__}: {first}); download {HUB_ID} or the repository "
+                        "lukasberglund/reversal_curse elsewhere and pass its folder") from None
+    return files_folder(Path(local))
+
+
 def import_berglund(src: str | Path, seed: int = 0, n_choices: int = 4) -> Dataset:
     data, source_sha256 = read_source(Path(src))
     people = find_people(data)

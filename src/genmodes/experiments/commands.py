@@ -14,6 +14,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run folder (default runs/<config name>); rerun the same command to resume")
     p.add_argument("--dry-run", action="store_true", help="print the grid and an estimated cost, run nothing")
     p.add_argument("--no-report", action="store_true", help="skip writing report.md/report.html at the end")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary rows (summary.csv's columns) as a JSON list on stdout; "
+                        "everything else goes to stderr")
     p.add_argument("--device", help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--cache", help="model cache directory")
     p.add_argument("--executor", choices=["local", "ray"], default="local",
@@ -28,6 +31,28 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     add_arguments(p)  # --limit --model --seeds --set
     p.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("settings", help="every setting of the study config, the stages and the dataset families: "
+                                        "name, type, default, description")
+    s.add_argument("kind", nargs="?", help="one section: config, a stage kind (finetune, retrieval, ...), "
+                                           "baseline or a family name")
+    how = s.add_mutually_exclusive_group()
+    how.add_argument("--json", action="store_true", help="print the sections as JSON")
+    how.add_argument("--markdown", action="store_true", help="print the reference as markdown (docs/SETTINGS.md)")
+    s.set_defaults(func=cmd_settings)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    from genmodes.experiments import reference
+
+    secs = reference.select(args.kind)
+    if args.json:
+        print(reference.as_json(secs))
+    elif args.markdown:
+        print(reference.markdown(secs), end="")
+    else:
+        reference.print_sections(secs)
+    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -57,15 +82,42 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         executor = RayExecutor(address=args.address)
     runner = Runner(cfg, out, device=args.device, model_cache=args.cache, dtype=args.dtype, executor=executor)
+    if args.json:
+        import contextlib
+
+        # stdout carries the JSON alone: anything a library prints while the grid runs goes to stderr
+        with contextlib.redirect_stdout(sys.stderr):
+            summary = _run_and_report(runner, out, args.no_report, say=lambda m: print(m, file=sys.stderr))
+        print(summary_json(summary))
+        return 0
+    summary = _run_and_report(runner, out, args.no_report, say=print)
+    return 0
+
+
+def _run_and_report(runner: Any, out: Path, no_report: bool, say: Any) -> list[dict[str, Any]]:
     summary = runner.run()
-    print_summary(summary)
-    print(f"\nrun folder: {out}")
-    if not args.no_report:
+    if say is print:
+        print_summary(summary)
+    say(f"\nrun folder: {out}")
+    if not no_report:
         from genmodes.report.commands import write_report
 
         md, html = write_report(out)
-        print(f"report: {html}")
-    return 0
+        say(f"report: {html}")
+    return summary
+
+
+def summary_json(summary: list[dict[str, Any]]) -> str:
+    """The summary rows as a JSON list, one object per row with summary.csv's columns (a value that is
+    not a finite number, such as an undefined interval, is null)."""
+    import json
+    import math
+
+    def clean(v: Any) -> Any:
+        return None if isinstance(v, float) and not math.isfinite(v) else v
+
+    return json.dumps([{k: clean(v) for k, v in r.items()} for r in summary], ensure_ascii=False, indent=2,
+                      allow_nan=False)
 
 
 def print_summary(summary: list[dict[str, Any]]) -> None:

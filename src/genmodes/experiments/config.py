@@ -245,8 +245,10 @@ def parse_config(raw: Any, source: str = "config") -> RunConfig:
     try:
         cfg = RunConfig(**{str(k): v for k, v in raw.items()})
     except ValidationError as e:
+        from genmodes.suggest import extra_key_message
+
         err = e.errors()[0]
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = extra_key_message(RunConfig, err, "key") or err["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{source}: {_loc(err)}: {msg}") from None
     except RecursionError:
         raise ConfigError(f"{source}: nested too deeply") from None

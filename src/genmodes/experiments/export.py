@@ -37,7 +37,8 @@ P2 = ("Lampinen, Engelcke, Li, Chaudhry, McClelland 2025, \"Latent learning: epi
       "learning by enabling flexible reuse of experiences\", arXiv:2509.16189")
 B = "Berglund et al. 2023, \"The Reversal Curse\", arXiv:2309.12288"
 PAPERS = {"simple_reversals": [P1], "simple_syllogisms": [P1], "semantic_structure": [P1],
-          "reversal_curse": [P1, B], "berglund": [B, P1], "codebook": [P2], "relations": [P2]}
+          "reversal_curse": [P1, B], "berglund": [B, P1], "codebook": [P2], "relations": [P2],
+          "imported": []}  # your own data (genmodes data import): its citation is yours to add
 
 
 def _check_dest(dest: Path, marker: str) -> None:
@@ -219,12 +220,13 @@ seed: {ds.seed}
 {settings}
 ```
 
-## Citation
+{_citation(papers)}"""
 
-Please cite:
 
-{chr(10).join(f"- {p}" for p in papers)}
-"""
+def _citation(papers: list[str]) -> str:
+    if not papers:
+        return ""
+    return "## Citation\n\nPlease cite:\n\n" + "\n".join(f"- {p}" for p in papers) + "\n"
 
 
 def to_hf(ds: Dataset, dest: str | os.PathLike, license: str | None = None) -> Path:
@@ -305,6 +307,25 @@ metadata:
 """
 
 
+def lm_eval_batch_size(request_tokens: list[int], batch_tokens: int | None = None) -> int:
+    """A ``--batch_size`` for lm-eval that puts about as many tokens in one forward pass as genmodes'
+    scorer does (``scoring.batch_tokens``): lm-eval pads each batch to its longest request (context
+    plus choice), so the longest request decides. lm-eval's default of 1 is many times slower."""
+    from genmodes.experiments.config import ScoringSpec
+
+    budget = batch_tokens or ScoringSpec().batch_tokens
+    longest = max(request_tokens, default=1)
+    return max(1, min(64, budget // max(1, longest)))
+
+
+def estimated_batch_size(ds: Dataset, contexts: dict[str, str] | None = None) -> int:
+    """:func:`lm_eval_batch_size` without a tokenizer (a dataset export names no model): two characters
+    a token, fewer than English averages, so nonsense words do not make the batch too large."""
+    contexts = contexts or {}
+    return lm_eval_batch_size([len(contexts.get(q.id, q.context) + c) // 2 + 1 for q in ds.questions
+                               for c in q.choices])
+
+
 def to_lm_eval(ds: Dataset, dest: str | os.PathLike, name: str | None = None,
                contexts: dict[str, str] | None = None, extra: dict | None = None,
                files_extra: dict[str, bytes] | None = None) -> list[str]:
@@ -350,11 +371,14 @@ def _read_cells(run: Path) -> list[Any]:
 
 
 def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str | None = None,
-                       seed: int | None = None, device: str | None = None):
+                       seed: int | None = None, device: str | None = None, lm_eval: bool = True):
     """Rebuild exactly what a finished cell of a run scored: the dataset as the run used it (splits,
     ``max_per_split`` subsample), the text before each question's choices (the condition's shared
     prefix and per-question context, e.g. retrieved documents), and the model (a fine-tuned
     checkpoint is reused from the run's ``shared/`` folder, never retrained).
+
+    ``lm_eval``: refuse what lm-eval cannot score (a baseline, a from-scratch model's own tokenizer);
+    without it a baseline's contexts are its questions' own (model and tokenizer None).
 
     Returns (dataset, {question id: context}, model, tokenizer, cell record)."""
     import yaml
@@ -383,15 +407,15 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
         raise ConfigError(f"{run_dir}: no seed {seed} (have: {', '.join(map(str, cfg.seeds))})")
     cond = conds[condition]
     resolved = cond.resolve()
-    if resolved.model is None:
+    if resolved.model is None and lm_eval:
         raise ConfigError(f"{condition!r} is a baseline (no language model): nothing for lm-eval to score")
-    if resolved.model == "scratch":
+    if resolved.model == "scratch" and lm_eval:
         raise ConfigError("a from-scratch model (model stage scratch) has its own word-level tokenizer; "
                           "lm-eval export covers the model stages pretrained, finetune and augmented_finetune "
                           "with any context stage")
     if cfg.several_models:
         raise ConfigError(f"{run_dir}: the run has several models ({', '.join(cfg.model_specs)}); the lm-eval "
-                          "export covers one-model runs")
+                          "and inspect exports cover one-model runs")
     cell_id = Cell(spec, cond, seed, cfg.model_specs[0]).id
     record = next((c for c in _read_cells(run) if c.cell == cell_id), None)
     if record is None:
@@ -405,6 +429,8 @@ def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str 
     if record.dataset_hash != ds.meta["content_hash"]:
         raise DataError(f"dataset {spec.name!r} rebuilt here differs from the one the run scored "
                         "(content hash mismatch): its source changed since the run")
+    if resolved.model is None:  # a baseline scores the questions as written
+        return ds, {q.id: q.context for q in ds.questions}, None, None, record
     with tempfile.TemporaryDirectory(prefix="genmodes-export-") as work:
         ctx = CellContext(model_spec=cfg.model_specs[0], dataset=ds, seed=seed, workdir=Path(work),
                           shared_dir=run / "shared", device=device or "cpu", progress=False)
@@ -455,11 +481,14 @@ def _save_model(model, tok, target: Path) -> Path:
 
 def to_lm_eval_condition(run_dir: str | os.PathLike, dest: str | os.PathLike, condition: str,
                          dataset: str | None = None, seed: int | None = None, name: str | None = None,
-                         device: str | None = None) -> tuple[list[str], str]:
+                         device: str | None = None) -> tuple[list[str], str, int]:
     """lm-eval tasks that score what a condition of a finished run scored: its questions (the run's
     subsample), the documents it put before each question, and a pointer to its model. Returns
-    (task names with the group last, the ``--model_args`` to pass)."""
+    (task names with the group last, the ``--model_args`` to pass, a ``--batch_size``)."""
     ds, contexts, model, tok, record = condition_contexts(run_dir, condition, dataset, seed, device)
+    batch_size = lm_eval_batch_size([len(tok(contexts[q.id] + c, add_special_tokens=False).input_ids)
+                                     for q in ds.questions for c in q.choices],
+                                    (record.key_parts.get("scoring") or {}).get("batch_tokens"))
     ckpt = record.info.get("checkpoint") or (record.info.get("finetune") or {}).get("checkpoint")
     if ckpt:
         model._genmodes_checkpoint = ckpt
@@ -474,10 +503,10 @@ def to_lm_eval_condition(run_dir: str | os.PathLike, dest: str | os.PathLike, co
         args = _model_args(model, tok, staging, {})
         final_args = args.replace(str((staging / "model").resolve()), str((out / "model").resolve()))
         extra = {"run": str(Path(run_dir).resolve()), "condition": condition, "cell": record.cell,
-                 "model_args": final_args, "questions": len(ds.questions)}
+                 "model_args": final_args, "batch_size": batch_size, "questions": len(ds.questions)}
         tasks = to_lm_eval(ds, out, name=prefix, contexts=contexts, extra=extra)
         if (staging / "model").is_dir():
             os.replace(staging / "model", out / "model")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return tasks, final_args
+    return tasks, final_args, batch_size

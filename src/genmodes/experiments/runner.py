@@ -562,6 +562,11 @@ class Runner:
             key=sha256_json(parts), key_parts=parts, finished_at=provenance.now())
         atomic_write(workdir / "results.jsonl", _jsonl(rows))
         atomic_write(workdir / CELL_DONE, json.dumps(dump(record), sort_keys=True) + "\n")
+        from genmodes.conditions.tracking import log_cell_accuracy
+
+        log_cell_accuracy(condition, workdir, cell.id, rows, record.info,
+                          {"dataset": record.dataset, "condition": record.condition, "seed": cell.seed,
+                           "model": cell.model})
         del prepared, scorer
 
     def collect(self) -> list[dict[str, Any]]:

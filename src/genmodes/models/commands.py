@@ -11,6 +11,8 @@ from genmodes.models import DEFAULT_MODEL, KNOWN_MODELS, model_status
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list the known model specs and whether each is available here")
     p.add_argument("--cache", help="model cache directory (default $GENMODES_CACHE or ~/.cache/genmodes)")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON object: the known specs with their status, and the converted model folders")
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser("score", help="score choices as continuations of a context (log-likelihood)")
@@ -25,14 +27,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    width = max(len(m.spec) for m in KNOWN_MODELS)
-    for m in KNOWN_MODELS:
-        print(f"{m.spec:<{width}}  {model_status(m.spec, args.cache)}\n{'':<{width}}  {m.description}")
-    print("Also accepted: a local model directory, a .gguf file, or a Hugging Face id (needs the hub).")
     from genmodes.models import cache_dir
 
     root = cache_dir(args.cache) / "models"
     converted = sorted(p for p in root.glob("*") if (p / "config.json").is_file()) if root.is_dir() else []
+    if args.json:
+        models = []
+        for m in KNOWN_MODELS:
+            status = model_status(m.spec, args.cache)
+            models.append({"spec": m.spec, "description": m.description, "status": status,
+                           "available": status.startswith("available")})
+        print(json.dumps({"models": models, "converted": [str(p) for p in converted], "cache": str(root)},
+                         ensure_ascii=False, indent=2))
+        return 0
+    width = max(len(m.spec) for m in KNOWN_MODELS)
+    for m in KNOWN_MODELS:
+        print(f"{m.spec:<{width}}  {model_status(m.spec, args.cache)}\n{'':<{width}}  {m.description}")
+    print("Also accepted: a local model directory, a .gguf file, or a Hugging Face id (needs the hub).")
     if converted:  # fp32 folders any HF tool loads, e.g. lm_eval --model_args pretrained=PATH
         print("Converted models (a Hugging Face folder each; lm-eval: --model_args pretrained=PATH):")
         for p in converted:

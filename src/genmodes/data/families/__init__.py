@@ -89,9 +89,12 @@ def make_config(name: str, overrides: dict[str, Any] | None = None) -> FamilyCon
     try:
         return fam.config(**(overrides or {}))
     except ValidationError as e:
+        from genmodes.suggest import extra_key_message
+
         err = e.errors()[0]
         key = ".".join(str(x) for x in err["loc"]) or "?"
-        raise DataError(f"{name}: bad setting {key!r}: {err['msg']}") from None
+        msg = extra_key_message(fam.config, err) or err["msg"]
+        raise DataError(f"{name}: bad setting {key!r}: {msg}") from None
 
 
 def make_dataset(name: str, seed: int = 0, overrides: dict[str, Any] | None = None) -> Dataset:
