@@ -28,7 +28,7 @@ def one(variant: str) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from finetune import facts
 
-    from genmodes.conditions.finetune import _collate, encode_examples, examples_from_texts, pack
+    from genmodes.training.finetune import _collate, encode_examples, examples_from_texts, pack
     from genmodes.models import lm_loss, load_model
 
     model, tok = load_model("smollm2-135m", device="cpu")

@@ -11,7 +11,7 @@ import torch
 
 from genmodes.conditions import MODEL_STAGES, augment, model_stage, resolve
 from genmodes.conditions.base import CellContext
-from genmodes.conditions.generate import PrefixGenerator
+from genmodes.generate import PrefixGenerator
 from genmodes.data.families import make_dataset
 from genmodes.data.types import Fact
 from genmodes.errors import ConfigError, DataError

@@ -8,9 +8,10 @@ from pydantic import ValidationError
 
 from genmodes.conditions import resolve
 from genmodes.conditions.base import CellContext
-from genmodes.conditions.finetune import (IGNORE, Settings, _collate, _loss_sum, _wrap_lora, encode_examples,
-                                          examples_from_documents, examples_from_texts, pack, packed_rows,
-                                          plan_rows, build, train)
+from genmodes.conditions.finetune import Settings, build
+from genmodes.training.finetune import (IGNORE, _collate, _loss_sum, _wrap_lora, encode_examples,
+                                        examples_from_documents, examples_from_texts, pack, packed_rows,
+                                        plan_rows, train)
 from genmodes.data.families import make_dataset
 from genmodes.data.types import Document
 from genmodes.errors import ConfigError
@@ -205,7 +206,8 @@ def test_build_reuses_the_checkpoint_and_retrains_when_settings_change(tmp_path,
 
 
 def test_unfinished_checkpoint_is_not_reused(tmp_path):
-    from genmodes.conditions.finetune import DONE_MARKER, checkpoint_dir
+    from genmodes.conditions.finetune import checkpoint_dir
+    from genmodes.training.finetune import DONE_MARKER
 
     ctx = ctx_for(tmp_path)
     s = Settings(steps=1, **FAST)

@@ -16,7 +16,7 @@ from genmodes.conditions import resolve
 from genmodes.conditions.base import CellContext
 from genmodes.data.families import make_config, make_dataset
 from genmodes.errors import ConfigError
-from genmodes.models import scratch
+from genmodes.training import scratch
 from genmodes.scoring import Scorer, accuracy, encode_pair, naive_score
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,8 +17,9 @@ from genmodes.data.families import make_dataset
 from genmodes.data.types import Fact
 from genmodes.models import load_model
 from genmodes.scoring import chosen, naive_score
-from genmodes.conditions.thoughts import (answer_context, audit_thought, choice_probabilities, reward,
-                                          think_prompt)
+from genmodes.training import grpo
+from genmodes.training.thoughts import (answer_context, audit_thought, choice_probabilities, reward,
+                                        think_prompt)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +130,7 @@ def _train_questions():
 def test_grpo_steps_change_every_trainable_parameter(tmp_path):
     model, tok = load_model("tiny-random", device="cpu")
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    model, info = rl.grpo_train(model, tok, _train_questions(), _rl_settings(), 0, tmp_path / "grpo", progress=False)
+    model, info = grpo.grpo_train(model, tok, _train_questions(), _rl_settings(), 0, tmp_path / "grpo", progress=False)
     unchanged = [n for n, p in model.named_parameters() if p.requires_grad and torch.equal(p.detach(), before[n])]
     assert not unchanged
     assert [s for s, _ in info["reward_curve"]] == [1, 2] and info["tokens_generated"] > 0
@@ -137,13 +138,13 @@ def test_grpo_steps_change_every_trainable_parameter(tmp_path):
 
 
 def test_grpo_reward_terms_are_logged_apart_and_sum_to_the_reward(tmp_path):
-    from genmodes.conditions.thoughts import states_a_fact, thought_tokens
+    from genmodes.training.thoughts import states_a_fact, thought_tokens
     from genmodes.data.families import get_family
 
     parse = get_family("simple_syllogisms").parse_statements
     s = _rl_settings(length_weight=0.25, format_weight=0.5, group_size=4)
     model, tok = load_model("tiny-random", device="cpu")
-    _, info = rl.grpo_train(model, tok, _train_questions(), s, 0, tmp_path / "grpo", progress=False, parse=parse)
+    _, info = grpo.grpo_train(model, tok, _train_questions(), s, 0, tmp_path / "grpo", progress=False, parse=parse)
     terms = info["reward_terms_curves"]
     assert set(terms) == {"scorer_probability", "thought_length", "states_fact"}
     for i, (step, total) in enumerate(info["reward_curve"]):
@@ -155,21 +156,21 @@ def test_grpo_reward_terms_are_logged_apart_and_sum_to_the_reward(tmp_path):
         thought_tokens(tok, "All glon are yomp.")
     assert states_a_fact(parse, "All glon are yomp.") and not states_a_fact(parse, "\nAll glon are yomp.")
     # without terms the reward is the scorer's alone, and a format term without a parser is refused
-    _, plain = rl.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(), 0,
+    _, plain = grpo.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(), 0,
                              tmp_path / "plain", progress=False)
     assert "reward_terms_curves" not in plain
     from genmodes.errors import ConfigError
 
     with pytest.raises(ConfigError, match="statement parser"):
-        rl.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(format_weight=1.0),
+        grpo.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(format_weight=1.0),
                       0, tmp_path / "noparse", progress=False)
     # a mapping gives each question its own parser: here one that reads a statement in any text
     qs = _train_questions()
-    _, every = rl.grpo_train(*load_model("tiny-random", device="cpu"), qs, _rl_settings(format_weight=1.0), 0,
+    _, every = grpo.grpo_train(*load_model("tiny-random", device="cpu"), qs, _rl_settings(format_weight=1.0), 0,
                              tmp_path / "every", progress=False, parse={q.id: (lambda t: [t]) for q in qs})
     assert [v for _, v in every["reward_terms_curves"]["states_fact"]] == [1.0, 1.0]
     with pytest.raises(ConfigError, match="statement parser"):
-        rl.grpo_train(*load_model("tiny-random", device="cpu"), qs, _rl_settings(format_weight=1.0), 0,
+        grpo.grpo_train(*load_model("tiny-random", device="cpu"), qs, _rl_settings(format_weight=1.0), 0,
                       tmp_path / "missing", progress=False, parse={qs[0].id: (lambda t: [t])})
 
 
@@ -181,7 +182,7 @@ def test_format_term_reads_each_question_with_its_own_familys_parser(tmp_path):
     rl.apply_design(dss, [s])
     ctx = CellContext(model_spec="tiny-random", dataset=dss["syl_b"], seed=0, workdir=tmp_path, progress=False)
     ctx.datasets = dss
-    qs = rl._rl_questions(ctx, s)
+    qs = rl.rl_questions(ctx, s)
     parsers = rl.statement_parsers(ctx, s, qs)
     assert set(parsers) == {q.id for q in qs}
     syl = next(q for q in qs if q in dss["syl_a"].rl_train_questions)
@@ -202,18 +203,18 @@ def test_rl_resumes_from_its_checkpoint_after_a_kill(tmp_path, monkeypatch):
                 raise Killed()
 
     calls = []
-    real = rl.rewards
-    monkeypatch.setattr(rl, "rewards", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = grpo.rewards
+    monkeypatch.setattr(grpo, "rewards", lambda *a, **k: calls.append(1) or real(*a, **k))
     s = _rl_settings(steps=4, save_every=2)
     qs = _train_questions()
     model, tok = load_model("tiny-random", device="cpu")
     with pytest.raises(Killed):
-        rl.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False, callbacks=[KillAfter()])
+        grpo.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False, callbacks=[KillAfter()])
     assert (tmp_path / "grpo" / "checkpoint-2").is_dir() and len(calls) == 3
-    before = json.loads((tmp_path / "grpo" / "checkpoint-2" / rl.SECONDS_FILE).read_text())["seconds"]
+    before = json.loads((tmp_path / "grpo" / "checkpoint-2" / grpo.SECONDS_FILE).read_text())["seconds"]
     calls.clear()
     model, tok = load_model("tiny-random", device="cpu")  # a fresh process would start from the base
-    model, info = rl.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False)
+    model, info = grpo.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False)
     assert info["resumed"] and info["steps"] == 4
     assert info["train_seconds"] > before > 0  # the first session's seconds count too
     assert len(calls) == 2  # only steps 3 and 4 were generated and rewarded again

@@ -12,7 +12,7 @@ Sources of augmentations (``Settings.source``):
   ``in_context`` condition) in context, then one document; the model writes the inferences linking
   it to the rest ("Dax are a type of fep ... feps can zarp -> dax can zarp") [P1, global augmentation].
   The training set is encoded once and its KV cache reused for every document
-  (:class:`genmodes.conditions.generate.PrefixGenerator`).
+  (:class:`genmodes.generate.PrefixGenerator`).
 - ``oracle``: the true reversals and inferences written from the ground truth
   (``Family.oracle_augmentations``): the upper bound that tells "augmentation helps" apart from "this
   model writes poor augmentations".
@@ -268,7 +268,7 @@ def _generate(ctx: CellContext, settings: Settings, docs: list[Any], context_doc
     resumed = len(docs) - len(todo)
     info: dict[str, Any] = {"cache": str(folder), "resumed_documents": resumed, "generated_now": len(todo)}
     if todo:
-        from genmodes.conditions.generate import PrefixGenerator  # transformers: only when generating
+        from genmodes.generate import PrefixGenerator  # transformers: only when generating
 
         spec = settings.generator or ctx.model_spec
         model, tok = ctx.load_model(spec)

@@ -22,7 +22,6 @@ To add a stage: a module with a pydantic ``Settings`` class (subclass of :class:
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -30,6 +29,8 @@ from typing import Any, Callable, Sequence
 from pydantic import BaseModel, ConfigDict
 
 from genmodes.data.types import Dataset, Document, Question
+from genmodes.io import write_json_atomic  # noqa: F401 - re-exported for the stages
+from genmodes.timing import Timer  # noqa: F401 - re-exported for the stages
 
 DEFAULT_INSTRUCTION = ("Use the following documents to answer. Everything they state is true.\n\n")
 DOC_SEPARATOR = "\n\n"
@@ -135,21 +136,3 @@ def render_documents(docs: Sequence[Document], instruction: str = DEFAULT_INSTRU
         return ""
     end = END_OF_DOCUMENTS if separator == DOC_SEPARATOR else separator
     return instruction + separator.join(d.text.strip() for d in docs) + end
-
-
-class Timer:
-    """``with Timer() as t: ...; t.seconds``"""
-
-    def __enter__(self) -> "Timer":
-        self._t0 = time.perf_counter()
-        self.seconds = 0.0
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.seconds = time.perf_counter() - self._t0
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    from genmodes.io import atomic_write
-
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

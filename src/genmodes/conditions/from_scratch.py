@@ -42,8 +42,7 @@ from pydantic import Field
 from genmodes.conditions.base import Built, CellContext, Settings as _Base, write_json_atomic
 from genmodes.data.types import Dataset, Document
 from genmodes.errors import ConfigError
-from genmodes.models import scratch
-from genmodes.scoring import accuracy_by_split
+from genmodes.training import scratch
 
 DONE = "done.json"
 MODEL_DIR = "model"
@@ -121,6 +120,8 @@ def ensure_trained(ctx: CellContext, settings: Settings, callback: Any = None) -
 
 def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: Any) -> tuple[Any, Any, dict[str, Any]]:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from genmodes.scoring import accuracy_by_split
 
     device = _device(ctx)
     with open(art / ".lock", "w") as lock:

@@ -5,7 +5,7 @@ so that it can bring that knowledge back into its context. Composed with any mod
 + thinking`` is the prompted-thinking baseline, ``rl + thinking`` the RL-trained thinker. For each
 question the model continues a prompt that asks it to recall what it knows (greedy or sampled, a
 token budget, stopping at the first line break); the one scorer then scores the choices after
-question + thought + answer cue (:mod:`genmodes.conditions.thoughts`). Each thought and its
+question + thought + answer cue (:mod:`genmodes.training.thoughts`). Each thought and its
 implicit-retrieval audit go into that question's results row (its ``details``); the cell's info
 has the test-time compute (tokens generated per question) and the retrieval rate.
 """
@@ -19,8 +19,8 @@ from typing import Any
 from pydantic import Field
 
 from genmodes.conditions.base import CellContext, Prepared, Settings as _Base, Timer
-from genmodes.conditions.thoughts import (PROMPT_VERSION, RECALL_INSTRUCTION, RETRIEVAL_LABELS,
-                                          answer_context, audit_thought, generate_thoughts)
+from genmodes.training.thoughts import (PROMPT_VERSION, RECALL_INSTRUCTION, RETRIEVAL_LABELS,
+                                        answer_context, audit_thought, generate_thoughts)
 
 
 class Settings(_Base):

@@ -196,7 +196,7 @@ def _calibrate_scratch(runner: Any, say: Any) -> Calibration:
     import torch
 
     from genmodes.conditions import from_scratch as fs
-    from genmodes.models import scratch
+    from genmodes.training import scratch
     from genmodes.scoring import Scorer
 
     cfg = runner.cfg
@@ -262,7 +262,7 @@ def _marginal_step(runner: Any, train_steps: Any) -> float:
 
 def _step_seconds(runner: Any, ft: Any, texts: list[str]) -> float:
     """One optimizer step at ``ft``'s shape."""
-    from genmodes.conditions.finetune import train
+    from genmodes.training.finetune import train
 
     def steps(model: Any, tok: Any, n: int) -> None:
         # enough text for n full steps, whatever the dataset's size
@@ -279,7 +279,7 @@ def _grpo_step_seconds(runner: Any, rl: Any) -> float:
     thoughts, the scorer's reward, the update), on questions of its RL dataset."""
     import tempfile
 
-    from genmodes.conditions.rl import grpo_train
+    from genmodes.training.grpo import grpo_train
 
     spec = next(d for d in runner.cfg.datasets if d.name == rl.rl_dataset[0])
     qs = list(runner.dataset(spec).questions[:2 * rl.prompts_per_step])
@@ -294,7 +294,7 @@ def _grpo_step_seconds(runner: Any, rl: Any) -> float:
 
 def _gen_seconds(runner: Any, batches: list[int], texts: list[str]) -> dict[int, float]:
     from genmodes.conditions.augment import LOCAL_PREFIX, LOCAL_PROMPT
-    from genmodes.conditions.generate import PrefixGenerator
+    from genmodes.generate import PrefixGenerator
     from genmodes.models import load_model
 
     model, tok = load_model(runner.cfg.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
@@ -315,7 +315,7 @@ def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> lis
     from genmodes.conditions.base import render_documents
     from genmodes.experiments.runner import grid
 
-    from genmodes.conditions.finetune import encode_examples, examples_from_texts, plan_rows
+    from genmodes.training.finetune import encode_examples, examples_from_texts, plan_rows
 
     per_ds: dict[str, dict[str, Any]] = {}
     trained: set[str] = set()
