@@ -42,17 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     from genmodes.training.grpo import grpo_train
     from genmodes.experiments.config import load_config
     from genmodes.experiments.runner import Runner
-    from genmodes.report.thinking import fifths
+    from genmodes.training.grpo import fifths
 
     cfg = load_config(a.config)
-    cond = next(c for c in cfg.conditions if c.name == a.condition).resolve()
+    cond = next(c for c in cfg.conditions if c.name == a.condition).stages
     base = cond.model_settings
     over = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)}
     s = rl.Settings(**{**base.model_dump(), **over})
     runner = Runner(cfg, Path(a.run))
     dss = {d.name: runner.dataset(d) for d in cfg.datasets}
     first = cfg.datasets[0]
-    ctx = CellContext(model_spec=cfg.model, dataset=dss[first.name], seed=cfg.seeds[0], workdir=Path(a.out).parent,
+    ctx = CellContext(model_spec=cfg.model_specs[0], dataset=dss[first.name], seed=cfg.seeds[0], workdir=Path(a.out).parent,
                       shared_dir=Path(a.run) / "shared", progress=False, datasets=dss, dataset_name=first.name)
     from genmodes.conditions.finetune import checkpoint_dir
 

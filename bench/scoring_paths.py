@@ -19,7 +19,7 @@ import torch
 from genmodes.conditions import prepare, resolve
 from genmodes.conditions.base import CellContext
 from genmodes.experiments.config import DatasetSpec
-from genmodes.experiments.runner import build_dataset
+from genmodes.experiments.grid import build_dataset
 from genmodes.scoring import Scorer, chosen
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

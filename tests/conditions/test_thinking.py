@@ -86,7 +86,12 @@ def test_no_rl_prompt_contains_an_evaluated_or_transfer_question_or_entity():
     shared = dss["syl_a"].meta["entities"][0]
     dss["syl_b"].meta["entities"] = [*dss["syl_b"].meta["entities"], shared]
     s = rl.Settings(rl_dataset=["syl_a", "rev_a"], rl_fraction=0.5)
-    rl.apply_design(dss, [s])
+    source = {n: [(q.id, q.split) for q in d.questions] for n, d in dss.items()}
+    designed = rl.design(dss, [s])
+    # the design makes new datasets: the study's sources are left as they were
+    assert {n: [(q.id, q.split) for q in d.questions] for n, d in dss.items()} == source
+    dss = designed
+    assert {d.role for d in dss.values()} == {"rl", "transfer"}
     train = dss["syl_a"].rl_train_questions + dss["rev_a"].rl_train_questions
     assert train and dss["syl_a"].questions and dss["rev_a"].questions
     prompts = [think_prompt(q) for q in train]
@@ -110,9 +115,9 @@ def test_every_rl_condition_names_the_same_design():
     from genmodes.errors import ConfigError
 
     with pytest.raises(ConfigError, match="same rl_dataset"):
-        rl.apply_design(_study(), [rl.Settings(rl_dataset="syl_a"), rl.Settings(rl_dataset="rev_a")])
+        rl.design(_study(), [rl.Settings(rl_dataset="syl_a"), rl.Settings(rl_dataset="rev_a")])
     with pytest.raises(ConfigError, match="not a dataset"):
-        rl.apply_design(_study(), [rl.Settings(rl_dataset="nope")])
+        rl.design(_study(), [rl.Settings(rl_dataset="nope")])
 
 
 def _rl_settings(**kw):
@@ -123,7 +128,7 @@ def _rl_settings(**kw):
 
 def _train_questions():
     dss = {"syl_a": make_dataset("simple_syllogisms", seed=0, overrides={"n_examples": 8})}
-    rl.apply_design(dss, [_rl_settings()])
+    dss = rl.design(dss, [_rl_settings()])
     return dss["syl_a"].rl_train_questions
 
 
@@ -179,7 +184,7 @@ def test_format_term_reads_each_question_with_its_own_familys_parser(tmp_path):
 
     dss = _study()
     s = _rl_settings(rl_dataset=["syl_a", "rev_a"], format_weight=0.5)
-    rl.apply_design(dss, [s])
+    dss = rl.design(dss, [s])
     ctx = CellContext(model_spec="tiny-random", dataset=dss["syl_b"], seed=0, workdir=tmp_path, progress=False)
     ctx.datasets = dss
     qs = rl.rl_questions(ctx, s)
@@ -226,17 +231,17 @@ def test_rl_stage_builds_from_the_study_finetune_and_reuses_its_checkpoint(tmp_p
 
     dss = _study()
     s = _rl_settings(rl_dataset=["syl_a"], finetune=FT(steps=1, batch_size=2, seq_len=64))
-    rl.apply_design(dss, [s])
+    dss = rl.design(dss, [s])
     ctx = CellContext(model_spec="tiny-random", dataset=dss["syl_b"], seed=0, workdir=tmp_path / "cell",
                       shared_dir=tmp_path / "shared", progress=False, device="cpu")
     ctx.datasets = dss
     built = rl.build(ctx, s)
-    assert built.info["finetune"]["datasets"] == sorted(dss)
-    assert built.info["rl"]["steps"] == 2 and built.info["rl_questions"]
+    assert built.info.finetune.datasets == sorted(dss)
+    assert built.info.rl.steps == 2 and built.info.rl_questions
     ctx2 = CellContext(model_spec="tiny-random", dataset=dss["rev_b"], seed=0, workdir=tmp_path / "cell2",
                        shared_dir=tmp_path / "shared", progress=False, device="cpu")
     ctx2.datasets = dss
     again = rl.build(ctx2, s)
-    assert again.info["reused"]
+    assert again.info.reused
     for (n, p), (_, p2) in zip(built.model.named_parameters(), again.model.named_parameters()):
         assert torch.equal(p.detach(), p2.detach()), n

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -35,8 +36,9 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, model_validator
 
-from genmodes.conditions.base import Built, CellContext, Timer, write_json_atomic
-from genmodes.conditions.finetune import Settings as FinetuneSettings, train_on_texts, training_documents
+from genmodes.conditions.base import Built, CellContext, Info as _Record, StageCheck, StageCost, Timer, write_json_atomic
+from genmodes.conditions.finetune import (Info as FinetuneInfo, Settings as FinetuneSettings, check_kinds,
+                                          train_on_texts, training_documents)
 from genmodes.conditions.in_context import model_context_length, select_documents
 from genmodes.data.families import get_family
 from genmodes.data.text import split_sentences
@@ -130,6 +132,87 @@ class Settings(FinetuneSettings):
     def finetune_settings(self) -> FinetuneSettings:
         """The fine-tuning run's settings alone (they key its checkpoint)."""
         return FinetuneSettings(**self.model_dump(include=set(FinetuneSettings.model_fields)))
+
+
+class Audit(_Record):
+    """Statements checked against the ground truth (:func:`verify`)."""
+
+    statements: int | None = None
+    true: int | None = None
+    false: int | None = None
+    unverifiable: int | None = None
+    test_answers_stated: int | None = None
+    test_answers_total: int | None = None
+    verifiable: bool | None = None
+
+
+class Verification(_Record):
+    """In-context verification (:func:`verify_in_context`): what it judged and kept, the audit before it."""
+
+    judged_statements: int | None = None
+    comparisons: int | None = None
+    no_alternative: int | None = None
+    kept: int | None = None
+    dropped: int | None = None
+    mean_margin: float | None = None
+    margin: float | None = None
+    seconds: float | None = None
+    before: Audit | None = None
+
+
+class Augmentation(Audit):
+    """The augmentation texts a cell trained on: where they came from and their audit (after
+    verification, when there is one)."""
+
+    source: str | None = None
+    generator: str | None = None
+    generated_texts: int | None = None
+    generated_documents: int | None = None
+    generation_seconds: float | None = None
+    cache: str | None = None
+    resumed_documents: int | None = None
+    generated_now: int | None = None
+    documents_in_context: int | None = None  # global: the training set kept in the generator's context
+    kept_fraction: float | None = None
+    prefix_tokens: int | None = None
+    duplicates_dropped: int | None = None
+    cut_statements_dropped: int | None = None
+    verification: Verification | None = None
+    verification_seconds: float | None = None
+    examples: list[str] = Field(default_factory=list)
+
+
+class Info(FinetuneInfo):
+    """The fine-tuning run on original + generated texts, the augmentation, and train-time compute
+    counted in full (``train_seconds`` = generation + verification + fine-tuning)."""
+
+    augmentation: Augmentation | None = None
+    original_texts: int | None = None
+    generated_texts: int | None = None
+    generation_seconds: float | None = None
+    verification_seconds: float | None = None
+    finetune_seconds: float | None = None
+
+
+def validate(settings: Settings, check: StageCheck) -> None:
+    from genmodes.conditions.finetune import validate as validate_finetune
+
+    validate_finetune(settings, check)
+
+
+def estimate(settings: Settings, cost: Any) -> StageCost:
+    """The fine-tune on about twice the documents (plus one generated or oracle statement set each),
+    and generating the statements (local / global)."""
+    docs = [d.text for d in cost.dataset.documents if settings.kinds is None or d.kind in settings.kinds]
+    out = cost.finetune("augmented_finetune", settings.finetune_settings(), docs * 2,
+                        shared_with=settings.source)
+    if settings.source in ("local", "global"):
+        n_docs = len(cost.dataset.documents) * (settings.augment_fraction or 1.0)
+        batches = math.ceil(n_docs * settings.samples_per_document / settings.generation_batch_size)
+        out.train_s += cost.load_s + cost.generation(settings.generation_batch_size, batches, settings.max_new_tokens)
+        if settings.source == "global":
+            out.train_s += batches * cost.prefix_encoding(min(cost.block_tokens, cost.window))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ text
@@ -489,9 +572,69 @@ def build(ctx: CellContext, settings: Settings) -> Built:
                                     tag="augmented_finetune")
     gen_s = float(aug["generation_seconds"])
     ver_s = float(aug.get("verification_seconds", 0.0))
-    ft_s = float(ft.get("train_seconds", 0.0))
+    ft_s = float(ft.train_seconds or 0.0)
     # train-time compute, counted honestly: generation + verification + fine-tuning
-    info = {**ft, "augmentation": aug, "original_texts": len(original), "generated_texts": len(generated),
-            "generation_seconds": gen_s, "verification_seconds": ver_s, "finetune_seconds": ft_s,
-            "train_seconds": gen_s + ver_s + ft_s}
+    info = Info(**{**ft.model_dump(), "augmentation": Augmentation(**aug), "original_texts": len(original),
+                   "generated_texts": len(generated), "generation_seconds": gen_s, "verification_seconds": ver_s,
+                   "finetune_seconds": ft_s, "train_seconds": gen_s + ver_s + ft_s})
     return Built(model, tok, info=info)
+
+
+# ------------------------------------------------------------------------------------------ report
+
+def report_sections(view: Any) -> list[tuple]:
+    """The augmentation audit (generated statements against the ground truth) and, where statements
+    were verified in context, the audit before and after."""
+    return _audit_section(view) + _verification_section(view)
+
+
+def _audit_section(view: Any) -> list[tuple]:
+    cells = [(c, i.augmentation) for c, i in view.cells if i.augmentation is not None]
+    if not cells:
+        return []
+    body = []
+    for c, a in cells:
+        n = a.statements
+
+        def count(v: Any) -> str:
+            return view.DASH if v is None else f"{v:g}"
+
+        def part(v: Any) -> str:
+            return count(v) + (f" ({view.pct_trim(v / n)})" if v is not None and n else "")
+
+        body.append(view.label(c) + [count(n), part(a.true), part(a.false), part(a.unverifiable),
+                                     part(a.test_answers_stated), count(a.generated_documents)])
+    return [("h", 2, "Augmentation audit"),
+            ("p", "Statements the model generated, checked against the dataset's knowledge: true, false (contradict "
+                  "it), unverifiable (parse or unknown entities). Test answers stated: generated statements that "
+                  "spell out the answer of a test question (the augmentation works by stating latent "
+                  "consequences, so this measures how much of the test it anticipated)."),
+            ("table", ["dataset", "condition", "seed", "statements", "true", "false", "unverifiable",
+                       "test answers stated", "generated documents"], body)]
+
+
+def _verification_section(view: Any) -> list[tuple]:
+    cells = [(c, i.augmentation) for c, i in view.cells
+             if i.augmentation is not None and i.augmentation.verification is not None]
+    if not cells:
+        return []
+    dash = view.DASH
+    body = []
+    for c, aug in cells:
+        v = aug.verification
+        before = v.before or Audit()
+
+        def arrow(k: str) -> str:
+            b, a = getattr(before, k), getattr(aug, k)
+            return f"{dash if b is None else b} -> {dash if a is None else a}"
+
+        body.append(view.label(c) + [str(dash if v.margin is None else v.margin), arrow("true"), arrow("false"),
+                                     arrow("unverifiable"), arrow("test_answers_stated"),
+                                     str(dash if v.seconds is None else v.seconds)])
+    return [("h", 2, "Augmentation verification"),
+            ("p", "Each generated statement judged by the model with its source document in context against the "
+                  "same statement with another entity swapped in; kept only if preferred by the margin (nats). "
+                  "The audit against the ground truth before and after."),
+            ("table", ["dataset", "condition", "seed", "margin", "true before -> after", "false before -> after",
+                       "unverifiable before -> after", "test answers stated before -> after", "verification s"],
+             body)]

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from pydantic import Field
 
-from genmodes.conditions.base import Built, CellContext, Settings as _Base, Timer
+from genmodes.conditions.base import Built, CellContext, ModelStageInfo, Settings as _Base, StageCheck, StageCost, Timer
 from genmodes.data.types import Document
 from genmodes.errors import ConfigError
 from genmodes.training.finetune import DONE_MARKER, FinetuneSettings, load_checkpoint, texts_hash
@@ -29,6 +29,64 @@ class Settings(_Base, FinetuneSettings):
     kinds: list[str] | None = Field(default=None, min_length=1, description="document kinds to train on (default all)")
 
 
+class Info(ModelStageInfo):
+    """A fine-tuning run (:func:`genmodes.training.finetune.train`), trained here or reused."""
+
+    method: str | None = None
+    steps: int | None = None
+    tokens_seen: int | None = None  # real tokens of the packed rows (tokens_trained: those with a loss)
+    packed_rows: int | None = None
+    examples: int | None = None
+    texts: int | None = None
+    epochs: float | None = None
+    lr: float | None = None
+    warmup_steps: int | None = None
+    tokens_per_second: float | None = None
+    attention: str | None = None
+    load_seconds: float | None = None  # reused: loading the checkpoint
+    training_documents: int | None = None
+
+    @classmethod
+    def of_run(cls, info: dict[str, Any], **more: Any) -> "Info":
+        """From :func:`genmodes.training.finetune.train`'s info (as saved beside a checkpoint): keys an
+        older checkpoint wrote and this version does not know are left out."""
+        return cls.read(info).model_copy(update=more)
+
+
+def validate(settings: Settings, check: StageCheck) -> None:
+    """Document kinds every dataset has, and LoRA target modules the model has."""
+    check_kinds(settings, check)
+    if settings.method == "lora" and settings.target_modules:
+        for spec in check.model_specs:
+            check_target_modules(check.load_model(spec), settings.target_modules,
+                                 check.where + (f" on {spec}" if len(check.model_specs) > 1 else ""))
+
+
+def check_kinds(settings: Settings, check: StageCheck) -> None:
+    if settings.kinds is None:
+        return
+    for name, ds in check.datasets.items():
+        have = {doc.kind for doc in ds.documents}
+        if not have & set(settings.kinds):
+            raise ConfigError(f"{check.where}: kinds {settings.kinds}: dataset {name!r} has no documents "
+                              f"of these kinds (it has {', '.join(sorted(have)) or 'none'})")
+
+
+def check_target_modules(model: Any, wanted: list[str], where: str) -> None:
+    names = [n for n, _ in model.named_modules()]
+    for t in wanted:
+        if not any(n == t or n.endswith("." + t) for n in names):
+            leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                             if n and not list(m.children())})
+            raise ConfigError(f"{where}: target_modules: the model has no module {t!r} "
+                              f"(its layers: {', '.join(leaves[:12])})")
+
+
+def estimate(settings: Settings, cost: Any) -> StageCost:
+    docs = [d.text for d in cost.dataset.documents if settings.kinds is None or d.kind in settings.kinds]
+    return cost.finetune("finetune", settings, docs)
+
+
 def checkpoint_dir(ctx: CellContext, settings: FinetuneSettings, texts: Sequence[str], tag: str = "finetune") -> Path:
     return ctx.artifact_dir(tag, settings=settings.model_dump(exclude={"report_to"}), texts=texts_hash(texts))
 
@@ -39,7 +97,7 @@ def load_finished(ctx: CellContext, settings: FinetuneSettings, path: Path) -> t
 
 
 def train_on_texts(ctx: CellContext, settings: FinetuneSettings, texts: list[str],
-                   tag: str = "finetune") -> tuple[Any, Any, dict[str, Any]]:
+                   tag: str = "finetune") -> tuple[Any, Any, Info]:
     """Fine-tune ``ctx``'s model on ``texts``, or reuse the finished checkpoint of an identical run
     (same model, dataset, seed, settings and texts). Returns (model, tokenizer, info); a LoRA model
     is returned as a peft ``PeftModel`` with its adapter unmerged."""
@@ -53,17 +111,17 @@ def train_on_texts(ctx: CellContext, settings: FinetuneSettings, texts: list[str
 
 
 def _train_or_load(ctx: CellContext, settings: FinetuneSettings, texts: list[str], tag: str,
-                   path: Path) -> tuple[Any, Any, dict[str, Any]]:
+                   path: Path) -> tuple[Any, Any, Info]:
     from genmodes.training.finetune import save_checkpoint, train
 
     if (path / DONE_MARKER).exists():
         with Timer() as t:
             model, tok, info = load_finished(ctx, settings, path)
-        return model, tok, {**info, "reused": True, "load_seconds": round(t.seconds, 3), "checkpoint": str(path)}
+        return model, tok, Info.of_run(info, reused=True, load_seconds=round(t.seconds, 3), checkpoint=str(path))
     model, tok = ctx.load_model()
     model, info = train(model, tok, texts, settings, ctx.seed, progress=ctx.progress, desc=tag, log_dir=ctx.workdir)
     save_checkpoint(model, tok, info, path)
-    return model, tok, {**info, "checkpoint": str(path)}
+    return model, tok, Info(**info, checkpoint=str(path))
 
 
 def training_documents(ctx: CellContext, settings: Settings) -> list[Document]:
@@ -78,4 +136,4 @@ def training_documents(ctx: CellContext, settings: Settings) -> list[Document]:
 def build(ctx: CellContext, settings: Settings) -> Built:
     docs = training_documents(ctx, settings)
     model, tok, info = train_on_texts(ctx, settings, [d.text for d in docs])
-    return Built(model, tok, info={**info, "training_documents": len(docs)})
+    return Built(model, tok, info=info.model_copy(update={"training_documents": len(docs)}))

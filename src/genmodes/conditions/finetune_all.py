@@ -13,14 +13,30 @@ import hashlib
 import json
 from typing import Any
 
-from genmodes.conditions.base import Built, CellContext
-from genmodes.conditions.finetune import Settings as _FT, train_on_texts
+from genmodes.conditions.base import Built, CellContext, StageCost
+from genmodes.conditions.finetune import Info as _FTInfo, Settings as _FT, train_on_texts, validate  # noqa: F401
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError
 
 
 class Settings(_FT):
     pass
+
+
+class Info(_FTInfo):
+    """The study's knowledge fine-tune: every dataset's documents."""
+
+    documents: int | None = None
+    datasets: list[str] | None = None
+
+
+def estimate(settings: Settings, cost: Any) -> StageCost:
+    return cost.finetune("finetune_all", settings, study_texts(cost.datasets, settings), study_wide=True)
+
+
+def study_texts(datasets: dict[str, Dataset], ft: _FT) -> list[str]:
+    """The texts the study's fine-tune trains on (documents of ``ft.kinds``, every dataset)."""
+    return [d.text for _, ds in sorted(datasets.items()) for d in ds.documents if ft.kinds is None or d.kind in ft.kinds]
 
 
 def study_datasets(ctx: CellContext) -> dict[str, Dataset]:
@@ -39,13 +55,13 @@ def study_context(ctx: CellContext) -> CellContext:
     return dataclasses.replace(ctx, dataset=combined)
 
 
-def finetune_all(ctx: CellContext, ft: _FT) -> tuple[Any, Any, dict[str, Any]]:
+def finetune_all(ctx: CellContext, ft: _FT) -> tuple[Any, Any, Info]:
     sctx = study_context(ctx)
     docs = [d for d in sctx.dataset.documents if ft.kinds is None or d.kind in ft.kinds]
     if not docs:
         raise ConfigError(f"finetune_all: no documents of kinds {ft.kinds} in the study's datasets")
     model, tok, info = train_on_texts(sctx, ft, [d.text for d in docs], tag="finetune_all")
-    return model, tok, {**info, "documents": len(docs), "datasets": sorted(study_datasets(ctx))}
+    return model, tok, Info(**{**info.model_dump(), "documents": len(docs), "datasets": sorted(study_datasets(ctx))})
 
 
 def build(ctx: CellContext, settings: Settings) -> Built:

@@ -20,18 +20,20 @@ knowledge, no RL). Here:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import re
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator
 
-from genmodes.conditions.base import CellContext, Settings as _Base, Timer
+from genmodes.conditions.base import Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCost, Timer
 from genmodes.conditions.finetune import Settings as FinetuneSettings, load_finished
-from genmodes.conditions.finetune_all import finetune_all, study_context, study_datasets
+from genmodes.conditions.finetune_all import Info as FinetuneAllInfo, finetune_all, study_context, study_datasets
 from genmodes.data.types import Dataset, Question
 from genmodes.errors import ConfigError
 from genmodes.training.finetune import DONE_MARKER
@@ -58,6 +60,34 @@ class Settings(_Base, GRPOSettings):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+
+class GRPOInfo(_Record):
+    """A GRPO run (:func:`genmodes.training.grpo.grpo_train`): its curves and what it cost."""
+
+    train_seconds: float | None = None
+    steps: int | None = None
+    resumed: bool | None = None
+    questions: int | None = None
+    prompt_version: int | None = None
+    reward_curve: list[tuple[int, float]] = Field(default_factory=list)
+    thought_length_curve: list[tuple[int, float]] = Field(default_factory=list)
+    tokens_generated: int | None = None
+    reward_terms_curves: dict[str, list[tuple[int, float]]] | None = None  # each term apart (unweighted)
+
+
+class Info(ModelStageInfo):
+    """The study's knowledge fine-tune, then GRPO (``train_seconds``: both)."""
+
+    finetune: FinetuneAllInfo | None = None  # its loss curve apart, in finetune_loss_curve
+    finetune_loss_curve: list[tuple[int, float]] | None = None
+    rl: GRPOInfo | None = None
+    rl_questions: list[str] | None = None
+    rl_datasets: list[str] | None = None
+    load_seconds: float | None = None
+
+    def checkpoints(self) -> list[str]:
+        return super().checkpoints() + (self.finetune.checkpoints() if self.finetune is not None else [])
 
 
 # ------------------------------------------------------------------------------------------ design
@@ -118,14 +148,20 @@ def rl_split(ds: Dataset, fraction: float, split_seed: int,
     return train, keep
 
 
-def apply_design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> None:
-    """Mark the study's RL and transfer datasets (in place), before any cell runs.
+@dataclass
+class StudyDataset(Dataset):
+    """A dataset of a study with an rl stage, as the study scores it (:func:`design`): its role, and
+    on an RL dataset the questions RL trains on (removed from those scored)."""
 
-    RL datasets lose their RL-training questions (kept on ``ds.rl_train_questions``); every split of
-    every dataset is renamed ``<split>/rl`` or ``<split>/transfer``. Nothing happens without an rl stage.
-    """
-    if not rl:
-        return
+    role: Literal["rl", "transfer"] = "transfer"
+    rl_train_questions: list[Question] = field(default_factory=list)
+
+
+def design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> dict[str, Dataset]:
+    """The study's RL and transfer datasets (new ones; the input is left as it was), before any cell runs.
+
+    RL datasets lose their RL-training questions (kept in ``rl_train_questions``); every split of
+    every dataset is renamed ``<split>/rl`` or ``<split>/transfer``."""
     names = {tuple(s.rl_dataset) for s in rl}
     if len({tuple(s.rl_dataset) for s in rl}) > 1 or len({(s.rl_fraction, s.split_seed) for s in rl}) > 1:
         raise ConfigError("every rl condition of a study must name the same rl_dataset, rl_fraction and "
@@ -134,44 +170,38 @@ def apply_design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> None:
     unknown = [n for n in s.rl_dataset if n not in datasets]
     if unknown:
         raise ConfigError(f"rl: rl_dataset {unknown} is not a dataset of this study (it has {list(datasets)})")
-    for name, ds in datasets.items():
-        if getattr(ds, "rl_role", None) is not None:
-            continue  # already applied (a runner builds the datasets once)
-        role = "rl" if name in s.rl_dataset else "transfer"
-        suffix = RL_SUFFIX if role == "rl" else TRANSFER_SUFFIX
-        if role == "rl":
-            foreign = set().union(*[entity_words(d) for n, d in datasets.items() if n != name])
-            train, keep = rl_split(ds, s.rl_fraction, s.split_seed, foreign)
-            if not train:
-                raise ConfigError(f"rl: dataset {name!r} leaves no RL-training question at rl_fraction "
-                                  f"{s.rl_fraction}; raise it or add examples")
-            if not keep:
-                raise ConfigError(f"rl: dataset {name!r} leaves no question to evaluate at rl_fraction {s.rl_fraction}")
-            ds.questions = keep
-            ds.rl_train_questions = train  # type: ignore[attr-defined]
-        for q in ds.questions:
-            q.split = q.split + suffix
-        ds.meta["recall_splits"] = [r + suffix for r in ds.meta.get("recall_splits", [])]
-        ds.rl_role = role  # type: ignore[attr-defined]
-        # the design changes what is scored: part of the dataset's identity (cell keys, manifest); the
-        # documents are unchanged, so the study's fine-tune keys on the source hash
-        ds.meta.setdefault("source_content_hash", ds.meta.get("content_hash"))
-        design = {"role": role, "scored": [q.id for q in ds.questions],
-                  "rl_train": [q.id for q in getattr(ds, "rl_train_questions", [])]}
-        ds.meta["content_hash"] = hashlib.sha256(json.dumps(
-            [ds.meta["source_content_hash"], design], sort_keys=True).encode()).hexdigest()
-        # datasets of one family with different seeds draw from one word stream, so they can share
-        # words unless given different ``vocabulary`` parts; RL never trains on such a word
-        # (``foreign`` above), but the reader should know
-        others = set().union(*[entity_words(d) for n, d in datasets.items() if n != name])
-        ds.meta["rl_design"] = {"role": role, "entities_shared_with_other_datasets": len(entity_words(ds) & others),
-                                "rl_train_questions": len(getattr(ds, "rl_train_questions", []))}
+    return {name: _designed(name, ds, datasets, s) for name, ds in datasets.items()}
 
 
-def _built(model: Any, tok: Any, info: dict[str, Any]) -> Any:
-    from genmodes.conditions.base import Built
-
-    return Built(model, tok, info)
+def _designed(name: str, ds: Dataset, datasets: dict[str, Dataset], s: Settings) -> StudyDataset:
+    role: Literal["rl", "transfer"] = "rl" if name in s.rl_dataset else "transfer"
+    suffix = RL_SUFFIX if role == "rl" else TRANSFER_SUFFIX
+    others = set().union(*[entity_words(d) for n, d in datasets.items() if n != name])
+    train: list[Question] = []
+    keep = list(ds.questions)
+    if role == "rl":
+        train, keep = rl_split(ds, s.rl_fraction, s.split_seed, others)
+        if not train:
+            raise ConfigError(f"rl: dataset {name!r} leaves no RL-training question at rl_fraction "
+                              f"{s.rl_fraction}; raise it or add examples")
+        if not keep:
+            raise ConfigError(f"rl: dataset {name!r} leaves no question to evaluate at rl_fraction {s.rl_fraction}")
+    meta = dict(ds.meta)
+    meta["recall_splits"] = [r + suffix for r in ds.meta.get("recall_splits", [])]
+    # the design changes what is scored: part of the dataset's identity (cell keys, manifest); the
+    # documents are unchanged, so the study's fine-tune keys on the source hash
+    meta.setdefault("source_content_hash", ds.meta.get("content_hash"))
+    scored = [dataclasses.replace(q, split=q.split + suffix) for q in keep]
+    key = {"role": role, "scored": [q.id for q in scored], "rl_train": [q.id for q in train]}
+    meta["content_hash"] = hashlib.sha256(json.dumps([meta["source_content_hash"], key], sort_keys=True)
+                                          .encode()).hexdigest()
+    # datasets of one family with different seeds draw from one word stream, so they can share
+    # words unless given different ``vocabulary`` parts; RL never trains on such a word
+    # (``foreign`` in rl_split), but the reader should know
+    meta["rl_design"] = {"role": role, "entities_shared_with_other_datasets": len(entity_words(ds) & others),
+                         "rl_train_questions": len(train)}
+    return StudyDataset(family=ds.family, config=ds.config, seed=ds.seed, documents=ds.documents, questions=scored,
+                        knowledge=ds.knowledge, meta=meta, role=role, rl_train_questions=train)
 
 
 # ------------------------------------------------------------------------------------------ RL
@@ -182,10 +212,12 @@ def rl_questions(ctx: CellContext, s: Settings) -> list[Question]:
     for name in s.rl_dataset:
         if name not in dss:
             raise ConfigError(f"rl: rl_dataset {name!r} is not a dataset of this study (it has {list(dss)})")
-        qs = getattr(dss[name], "rl_train_questions", None)
-        if qs is None:  # the design was not applied (a stage used outside the runner): compute it here
+        ds = dss[name]
+        if isinstance(ds, StudyDataset):
+            qs = ds.rl_train_questions
+        else:  # the design was not applied (a stage used outside a study): compute it here
             foreign = set().union(*[entity_words(d) for n, d in dss.items() if n != name])
-            qs, _ = rl_split(dss[name], s.rl_fraction, s.split_seed, foreign)
+            qs, _ = rl_split(ds, s.rl_fraction, s.split_seed, foreign)
         out.extend(qs)
     if not out:
         raise ConfigError("rl: no RL-training questions")
@@ -206,12 +238,13 @@ def statement_parsers(ctx: CellContext, s: Settings, questions: Sequence[Questio
     out: dict[str, Any] = {}
     for name in s.rl_dataset:
         parser = get_family(dss[name].family).parse_statements
-        ids = {q.id for q in getattr(dss[name], "rl_train_questions", None) or dss[name].questions}
+        ds = dss[name]
+        ids = {q.id for q in (ds.rl_train_questions if isinstance(ds, StudyDataset) else None) or ds.questions}
         out.update({q.id: parser for q in questions if q.id in ids and q.id not in out})
     return out
 
 
-def build(ctx: CellContext, settings: Settings) -> Any:
+def build(ctx: CellContext, settings: Settings) -> Built:
     from genmodes.training.finetune import save_checkpoint
     from genmodes.training.grpo import grpo_train
 
@@ -219,16 +252,77 @@ def build(ctx: CellContext, settings: Settings) -> Any:
     path = rl_checkpoint_dir(ctx, settings, questions)
     if (path / DONE_MARKER).exists():
         with Timer() as t:
-            model, tok, info = load_finished(ctx, settings.finetune, path)
-        return _built(model, tok, {**info, "reused": True, "load_seconds": round(t.seconds, 3)})
+            model, tok, saved = load_finished(ctx, settings.finetune, path)
+        return Built(model, tok, Info.read(saved).model_copy(update={
+            "reused": True, "load_seconds": round(t.seconds, 3), "checkpoint": str(path)}))
     model, tok, ft_info = finetune_all(ctx, settings.finetune)
     parse = statement_parsers(ctx, settings, questions) if settings.format_weight else None
     work = path.parent / (path.name + ".work")  # trainer checkpoints: kept until the final model is saved
     model, rl_info = grpo_train(model, tok, questions, settings, ctx.seed, work, progress=ctx.progress, parse=parse)
-    info = {"finetune": {k: v for k, v in ft_info.items() if k != "loss_curve"},
-            "finetune_loss_curve": ft_info.get("loss_curve"), "rl": rl_info,
-            "train_seconds": round(float(ft_info.get("train_seconds", 0.0)) + rl_info["train_seconds"], 3),
-            "rl_questions": [q.id for q in questions], "rl_datasets": list(settings.rl_dataset)}
-    save_checkpoint(model, tok, info, path)
+    info = Info(finetune=ft_info.model_copy(update={"loss_curve": None}), finetune_loss_curve=ft_info.loss_curve,
+                rl=GRPOInfo(**rl_info),
+                train_seconds=round(float(ft_info.train_seconds or 0.0) + rl_info["train_seconds"], 3),
+                rl_questions=[q.id for q in questions], rl_datasets=list(settings.rl_dataset))
+    save_checkpoint(model, tok, info.model_dump(mode="json", exclude_none=True), path)
     shutil.rmtree(work, ignore_errors=True)
-    return _built(model, tok, {**info, "checkpoint": str(path)})
+    return Built(model, tok, info.model_copy(update={"checkpoint": str(path)}))
+
+
+def estimate(settings: Settings, cost: Any) -> StageCost:
+    """The study's knowledge fine-tune (shared with finetune_all), then GRPO once per seed."""
+    from genmodes.conditions.finetune_all import study_texts
+
+    out = cost.finetune("finetune_all", settings.finetune, study_texts(cost.datasets, settings.finetune),
+                        study_wide=True)
+    if not cost.first(["rl", settings.model_dump(mode="json")], study_wide=True):
+        out.note = "shares an RL model built by an earlier cell"
+        return out
+    out.train_s += cost.load_s + settings.steps * cost.grpo_step(settings)
+    out.note = "GRPO" + (" (its fine-tuned start shared)" if out.note else "")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ report
+
+def report_sections(view: Any) -> list[tuple]:
+    """The reward and thought length over RL steps (did RL learn anything: the mean reward over the last
+    fifth of the steps against the first fifth), and the train-time compute RL adds."""
+    from genmodes.training.grpo import fifths
+
+    seen, runs = set(), []
+    for cell, info in view.cells:  # one per distinct RL training (cells share a checkpoint)
+        rl = info.rl
+        if rl is None or not rl.reward_curve:
+            continue
+        key = (cell.condition, cell.seed, str(rl.reward_curve)[:200])
+        if key not in seen:
+            seen.add(key)
+            runs.append((f"{cell.condition} seed {cell.seed}", rl))
+    if not runs:
+        return []
+    out: list[tuple] = [("h", 2, "RL: reward and thought length over steps")]
+    for title, ylabel, stem, curve in (("RL reward (mean over the step's thoughts)", "reward", "rl_reward",
+                                        lambda r: r.reward_curve),
+                                       ("thought length", "tokens per thought", "rl_thought_length",
+                                        lambda r: r.thought_length_curve)):
+        path = view.figures.loss_curves(title, [(n, curve(r)) for n, r in runs], view.figure_path(stem),
+                                        xlabel="RL step", ylabel=ylabel, markers=True)
+        out.append(("img", path, title.split(" (")[0]))
+    body = []
+    for n, r in runs:
+        first, last = fifths(r.reward_curve)
+        body.append([n, str(r.steps if r.steps is not None else view.DASH),
+                     str(r.questions if r.questions is not None else view.DASH),
+                     view.DASH if first is None else f"{first:.3f}", view.DASH if last is None else f"{last:.3f}",
+                     view.DASH if first is None else ("yes" if last > first else "no")])
+    out.append(("p", "RL learned something when the mean reward over the last fifth of the steps is above that "
+                     "of the first fifth."))
+    out.append(("table", ["condition", "steps", "RL questions", "reward, first fifth", "reward, last fifth",
+                          "learned"], body))
+    compute = [[c.dataset, c.condition, str(i.rl.steps), str(i.rl.tokens_generated),
+                view.DASH if i.rl.train_seconds is None else f"{i.rl.train_seconds:.0f}"]
+               for c, i in view.cells if i.rl is not None]
+    out += [("h", 2, "RL compute: train time"),
+            ("p", "RL adds train-time compute: thoughts generated and scored in training, once for the study."),
+            ("table", ["dataset", "condition", "RL steps", "RL tokens generated", "RL seconds"], compute)]
+    return out

@@ -165,3 +165,12 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: GRPOSetti
             "questions": len(questions), "prompt_version": PROMPT_VERSION,
             **_curves(trainer.state.log_history, batch, [f.__name__ for f in funcs])}
     return model, info
+
+
+def fifths(curve: Sequence[Sequence[float]]) -> tuple[float | None, float | None]:
+    """Mean value over the first and the last fifth of the steps (at least one step each): did RL learn?"""
+    vals = [float(p[1]) for p in curve if len(p) >= 2 and p[1] is not None]
+    if not vals:
+        return None, None
+    k = max(1, len(vals) // 5)
+    return sum(vals[:k]) / k, sum(vals[-k:]) / k
