@@ -1,5 +1,5 @@
-"""Benchmark: the scorer's parity across devices and precisions (issue 13: "the scorer's parity with
-the fp32 reference stated per dtype").
+"""Benchmark: the scorer's parity across devices and precisions (its agreement with the fp32 CPU
+reference, per dtype).
 
 Scores the headline study's questions (the reversal_curse family at the headline's settings, every
 question, each in its own context as the pretrained condition scores it) with one model:
@@ -13,6 +13,7 @@ reference's, the largest and the mean absolute difference of a choice's summed l
 the scoring time as a ratio to the reference's (same process).
 
     python bench/dtype_parity.py [--model smollm2-135m] [--devices cpu,cuda] [--threads 4]
+    python bench/dtype_parity.py --quick     # tiny-random on the CPU: checks the bench runs (seconds)
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def main() -> None:
     ap.add_argument("--model", default="smollm2-135m")
     ap.add_argument("--devices", default="cpu,cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--threads", type=int, default=4)
+    ap.add_argument("--quick", action="store_true", help="tiny-random on the CPU, one thread (seconds)")
     args = ap.parse_args()
+    if args.quick:
+        args.model, args.devices, args.threads = "tiny-random", "cpu", 1
     torch.set_num_threads(args.threads)
 
     ds = make_dataset("reversal_curse", seed=0, overrides={"n_people_a": 10, "n_people_d": 0, "n_people_b": 10,

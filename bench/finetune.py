@@ -26,7 +26,7 @@ Trainer 879 real tokens (72% of the 1216 computed) at 49.9 tok/CPU-s; ours at se
 real tokens at 99.6 tok/CPU-s: 2.0x by CPU time. Wall-clock ratios swung with the neighbours' load:
 4.0x in that run, 1.7x in an earlier one; matched width (seq_len 15): 1.3x (wall).
 
-``--trl`` (issue 10) adds TRL's ``SFTTrainer`` (``packing_strategy="bfd_split"``) and a plain ``Trainer``
+``--trl`` adds TRL's ``SFTTrainer`` (``packing_strategy="bfd_split"``) and a plain ``Trainer``
 with ``DataCollatorWithFlattening``, on as many facts as one pass of ours takes; each prints its ratio to
 ours (figures and the decision in docs/PERFORMANCE.md). Both flatten a forward's rows into one sequence,
 so ``--rows-per-forward 1`` (the default) and ``--micro-batch-size 1`` for ours give all the same
@@ -35,6 +35,7 @@ forward shape and keep memory low.
     .venv/bin/python bench/finetune.py [--model smollm2-135m] [--steps 5] [--batch-size 16]
                                        [--seq-len 256] [--threads 1] [--matched]
                                        [--trl | --trl-only] [--rows-per-forward 1] [--micro-batch-size N]
+    .venv/bin/python bench/finetune.py --quick [--trl]   # tiny-random, 2 short steps: checks the bench runs
 """
 
 from __future__ import annotations
@@ -235,16 +236,22 @@ def main() -> None:
                          "Trainer baseline stays fp32")
     ap.add_argument("--full-logits", action="store_true",
                     help="also time ours with the loss over the full logits (before the tiled LM-head loss)")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny-random, 2 steps of 4 rows of 64 tokens: checks the bench runs (seconds)")
     args = ap.parse_args()
+    if args.quick:
+        args.model, args.steps, args.batch_size, args.seq_len = "tiny-random", 2, 4, 64
+        args.facts = args.facts or 40
     args.trl = args.trl or args.trl_only
     torch.set_num_threads(args.threads)
 
-    if args.trl and args.facts is None:
+    if args.trl:
         from genmodes.models import load_model
 
         _, tok = load_model(args.model, device="cpu")
-        texts = facts_for_tokens(tok, args.steps * args.batch_size * args.seq_len)
-        lengths = [len(x) + 1 for x in tok(texts, add_special_tokens=False).input_ids]
+        texts = (facts(args.facts) if args.facts else
+                 facts_for_tokens(tok, args.steps * args.batch_size * args.seq_len))
+        lengths = [len(x) + 1 for x in tok(texts, add_special_tokens=False).input_ids]  # the flattening's rows
     else:
         texts = facts(args.facts or 200)
         lengths = []

@@ -7,6 +7,7 @@ and the peak RSS of each, then the ratios (full / tiled).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/lm_loss.py            # both variants, one after the other
     OMP_NUM_THREADS=1 .venv/bin/python bench/lm_loss.py tiled      # one variant
+    python bench/lm_loss.py --quick     # tiny-random, 4 rows of 64 tokens: checks the bench runs (seconds)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def one(variant: str) -> None:
+def one(variant: str, quick: bool = False) -> None:
     import torch
 
     torch.set_num_threads(1)
@@ -31,9 +32,10 @@ def one(variant: str) -> None:
     from genmodes.training.finetune import _collate, encode_examples, examples_from_texts, pack
     from genmodes.models import lm_loss, load_model
 
-    model, tok = load_model("smollm2-135m", device="cpu")
+    spec, rows, width = ("tiny-random", 4, 64) if quick else ("smollm2-135m", 16, 256)
+    model, tok = load_model(spec, device="cpu")
     enc = encode_examples(tok, examples_from_texts(facts(600), "none"))
-    b = _collate(list(pack(enc, 256, tok.eos_token_id))[:16], "cpu")
+    b = _collate(list(pack(enc, width, tok.eos_token_id))[:rows], "cpu")
     if variant == "full":
         lm_loss._parts = lambda m: None  # the plain path: full (tokens x vocabulary) logits
     model.train()
@@ -46,18 +48,22 @@ def one(variant: str) -> None:
         times.append(time.process_time() - c)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"{variant}: rows {tuple(b['input_ids'].shape)} CPU s per forward+backward "
-          f"{' '.join(f'{t:.1f}' for t in times)}; peak RSS {peak / 2**20:.2f} GB (model loaded: {base / 2**20:.2f} GB)",
+          f"{' '.join(f'{t:.1f}' if t >= 1 else f'{t:.4f}' for t in times)}; peak RSS {peak / 2**20:.2f} GB (model loaded: {base / 2**20:.2f} GB)",
           flush=True)
 
 
 def main() -> None:
-    if len(sys.argv) > 1:
-        if sys.argv[1] not in ("tiled", "full"):
-            sys.exit("usage: bench/lm_loss.py [tiled|full]")
-        return one(sys.argv[1])
+    args = sys.argv[1:]
+    quick = "--quick" in args
+    args = [a for a in args if a != "--quick"]
+    if args:
+        if len(args) > 1 or args[0] not in ("tiled", "full"):
+            sys.exit("usage: bench/lm_loss.py [--quick] [tiled|full]")
+        return one(args[0], quick)
     got = {}
     for v in ("tiled", "full"):
-        line = subprocess.run([sys.executable, __file__, v], check=True, capture_output=True, text=True).stdout.strip()
+        line = subprocess.run([sys.executable, __file__, v] + (["--quick"] if quick else []), check=True,
+                              capture_output=True, text=True).stdout.strip()
         print(line, flush=True)
         cpu = min(float(x) for x in re.search(r"forward\+backward ([\d. ]+);", line).group(1).split())
         got[v] = (cpu, float(re.search(r"peak RSS ([\d.]+) GB", line).group(1)))

@@ -1,24 +1,23 @@
-"""Benchmark: our scorer vs the scorer before issue 16 and vs the naive one (one full forward per
-choice, as lm-evaluation-harness does), in two settings, all in this process on the same inputs.
+"""Benchmark: our scorer vs the naive one (one full forward per choice, as lm-evaluation-harness
+does: ``genmodes.scoring.naive_score``), in two settings, both in this process on the same inputs.
 
-1. Shared prefix (issue 2): the bundled model, a ~2,000-token context shared by every question
-   (training facts in context, as the in_context condition builds it), 50 questions x 4 choices.
-   Prints ``speedup: N.Nx (same choices: yes|no)`` against naive, first, as before.
-2. A context per question (issue 16; retrieval-like): each of 100 questions has its own ~200-token
-   context (facts, the relevant one among them) and 4 choices. Prints
-   ``per-question speedup: N.Nx (same choices: yes|no)`` against the scorer before issue 16 (kept,
-   frozen, in bench/scoring_before16.py), which ran every (question, choice) row with its whole
-   context in a padded batch.
+1. Shared prefix: the bundled model, a ~2,000-token context shared by every question (training facts
+   in context, as the in_context condition builds it), 50 questions x 4 choices. Prints
+   ``speedup: N.Nx (same choices: yes|no)``.
+2. A context per question (retrieval-like): each of 100 questions has its own ~200-token context
+   (facts, the relevant one among them) and 4 choices. Prints
+   ``per-question speedup: N.Nx (same choices: yes|no)``.
 
-For each case it prints the ratio against naive and against the old scorer, and the achieved
-GFLOP/s: the useful work (each distinct token run once through the model, attention over what it
-sees, the LM head at the positions that predict a choice token) over our wall time, and that as a
-fraction of the fp32 matmul peak measured in the same run (best of several 1024 x 1024 matmuls,
-at the start and after each case). Times are CPU seconds of this process (wall seconds beside them):
-on a shared machine, time spent waiting for a core is the neighbours' doing, not the scorer's.
+For each case it also prints the achieved GFLOP/s: the useful work (each distinct token run once
+through the model, attention over what it sees, the LM head at the positions that predict a choice
+token) over our CPU time, and that as a fraction of the fp32 matmul peak measured in the same run
+(best of several 1024 x 1024 matmuls, at the start and after each case). Times are CPU seconds of
+this process (wall seconds beside them): on a shared machine, time spent waiting for a core is the
+neighbours' doing, not the scorer's.
 
-    .venv/bin/python bench/scoring.py [--model smollm2-135m] [--questions 50] [--context-tokens 2000]
+    OMP_NUM_THREADS=1 python bench/scoring.py [--model smollm2-135m] [--questions 50] [--context-tokens 2000]
         [--naive-questions 10] [--pq-questions 100] [--pq-context-tokens 200] [--pq-naive-questions 10]
+    python bench/scoring.py --quick     # tiny-random, a few short questions: seconds (the test suite runs it)
 
 The naive scorer costs seconds per choice, so by default it runs on the first 10 questions of each
 case and its time per choice is scaled to all of them; its choices are compared on those questions.
@@ -28,18 +27,13 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 import time
-from pathlib import Path
 
 import torch
 
 from genmodes.data.nonsense import NonsenseWords
 from genmodes.models import load_model
 from genmodes.scoring import Scorer, chosen, encode_pair, encode_prefix, naive_score
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scoring_before16 import Scorer as OldScorer  # noqa: E402
 
 FEATURES = [("brighter", "dimmer"), ("heavier", "lighter"), ("faster", "slower"), ("larger", "smaller"),
             ("older", "younger"), ("warmer", "colder"), ("louder", "quieter"), ("stronger", "weaker")]
@@ -77,11 +71,14 @@ def build(tok, n_questions: int, context_tokens: int, seed: int = 0):
 
 
 def build_per_question(tok, n_questions: int, context_tokens: int, seed: int = 1):
-    """A context per question: the relevant fact among distractors, ~context_tokens long."""
+    """A context per question: the relevant fact among distractors, ~context_tokens long. Each
+    question's context is independent of the others, so each draws from a word stream of its own
+    (one stream for all would need fresh words for every fact of every context, more than the
+    bench's share of the word space holds)."""
     rng = random.Random(seed)
-    words = NonsenseWords(seed, namespace="bench")
     out = []
-    for _ in range(n_questions):
+    for i in range(n_questions):
+        words = NonsenseWords(seed * 1_000_003 + i, namespace="bench")
         facts = []
         while True:
             facts.append(_fact(words, rng))
@@ -137,32 +134,27 @@ def timed(fn):
 
 
 def run_case(name, model, tok, prefix, questions, n_naive, peak):
+    """(our CPU seconds, naive CPU seconds scaled to every question, same choices on the naive's questions)."""
     n_choices = sum(len(c) for _, c in questions)
     print(f"[{name}] prefix {len(encode_prefix(tok, prefix))} tokens; {len(questions)} questions, "
           f"{n_choices} choices; mean question context "
           f"{sum(len(tok(q).input_ids) for q, _ in questions) / len(questions):.0f} tokens")
-    fast, t_fast, w_fast = timed(lambda: Scorer(model, tok).score(questions, prefix=prefix))
+    fast, t_fast, w_fast = timed(lambda: Scorer(model, tok).score(questions, prefix=prefix, progress=False))
     print(f"ours : {t_fast:8.2f} CPU s ({w_fast:7.2f} wall s, {n_choices / t_fast:7.2f} choices per CPU s)")
-    old, t_old, w_old = timed(lambda: OldScorer(model, tok).score(questions, prefix=prefix))
-    print(f"old  : {t_old:8.2f} CPU s ({w_old:7.2f} wall s, {n_choices / t_old:7.2f} choices per CPU s)"
-          "  [scorer before issue 16]")
     sub = questions[:n_naive]
     n_sub = sum(len(c) for _, c in sub)
     naive, t_sub, w_sub = timed(lambda: [naive_score(model, tok, ctx, ch, prefix=prefix) for ctx, ch in sub])
     t_naive = t_sub * n_choices / n_sub
     print(f"naive: {t_sub:8.2f} CPU s ({w_sub:7.2f} wall s) for {len(sub)} questions; all {len(questions)} "
           f"questions: {t_naive:.1f} CPU s" + ("" if len(sub) == len(questions) else " (scaled)"))
-    same_old = all(chosen(a) == chosen(b) for a, b in zip(fast, old))
-    same_naive = all(chosen(a) == chosen(b) for a, b in zip(fast, naive))
-    d_old = max(abs(x.logprob - y.logprob) for a, b in zip(fast, old) for x, y in zip(a, b))
-    d_naive = max(abs(x.logprob - y.logprob) for a, b in zip(fast, naive) for x, y in zip(a, b))
-    print(f"max |logprob difference|: vs old {d_old:.2e}, vs naive {d_naive:.2e}")
+    same = all(chosen(a) == chosen(b) for a, b in zip(fast, naive))
+    diff = max(abs(x.logprob - y.logprob) for a, b in zip(fast, naive) for x, y in zip(a, b))
+    print(f"max |logprob difference| vs naive: {diff:.2e}")
     gflop = useful_flops(model, tok, prefix, questions) / 1e9
     peak = max(peak, matmul_peak())
-    print(f"ours vs naive {t_naive / t_fast:.1f}x, vs old {t_old / t_fast:.1f}x (CPU time); useful work "
-          f"{gflop:.0f} GFLOP: ours {gflop / t_fast:.1f} GFLOP/s = {gflop / t_fast / peak:.0%} of the fp32 matmul "
-          f"peak {peak:.1f} GFLOP/s (old: {gflop / t_old:.1f} GFLOP/s = {gflop / t_old / peak:.0%})")
-    return t_fast, t_old, t_naive, same_old and same_naive
+    print(f"ours vs naive {t_naive / t_fast:.1f}x (CPU time); useful work {gflop:.0f} GFLOP: ours "
+          f"{gflop / t_fast:.1f} GFLOP/s = {gflop / t_fast / peak:.0%} of the fp32 matmul peak {peak:.1f} GFLOP/s")
+    return t_fast, t_naive, same
 
 
 def main() -> None:
@@ -175,7 +167,12 @@ def main() -> None:
     ap.add_argument("--pq-questions", type=int, default=100)
     ap.add_argument("--pq-context-tokens", type=int, default=200)
     ap.add_argument("--pq-naive-questions", type=int, default=10)
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny-random, 4 questions per case with short contexts: checks the bench runs (seconds)")
     args = ap.parse_args()
+    if args.quick:
+        args.model, args.questions, args.context_tokens, args.naive_questions = "tiny-random", 4, 300, 2
+        args.pq_questions, args.pq_context_tokens, args.pq_naive_questions = 4, 150, 2
     torch.manual_seed(0)
     model, tok = load_model(args.model)
     peak = matmul_peak()
@@ -183,12 +180,12 @@ def main() -> None:
           f"fp32 matmul peak at start {peak:.1f} GFLOP/s (1024 x 1024, best of 5)")
 
     prefix, questions = build(tok, args.questions, args.context_tokens)
-    t_fast, _, t_naive, same = run_case("shared prefix", model, tok, prefix, questions, args.naive_questions, peak)
+    t_fast, t_naive, same = run_case("shared prefix", model, tok, prefix, questions, args.naive_questions, peak)
     print(f"speedup: {t_naive / t_fast:.1f}x (same choices: {'yes' if same else 'no'})")
 
     pq = build_per_question(tok, args.pq_questions, args.pq_context_tokens)
-    t_fast, t_old, _, same = run_case("context per question", model, tok, "", pq, args.pq_naive_questions, peak)
-    print(f"per-question speedup: {t_old / t_fast:.1f}x (same choices: {'yes' if same else 'no'})")
+    t_fast, t_naive, same = run_case("context per question", model, tok, "", pq, args.pq_naive_questions, peak)
+    print(f"per-question speedup: {t_naive / t_fast:.1f}x (same choices: {'yes' if same else 'no'})")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
-"""Which fact in the context a from-scratch relations model picks (issue 9): by content or by position?
+"""Which fact in the context a from-scratch relations model picks: by content or by position?
 
 For the in-context splits with one fact per option (``episode_in_context``, ``heldout_reversal_in_context``)
 it counts, per run folder, the position in the context (0 = first fact) of the fact whose container the
 model chose, beside the position of the fact that answers. A model that reads the context matches the
 second row; a recency heuristic piles up at the last positions.
 
-    python3 bench/scratch_choice_position.py RUN_DIR [RUN_DIR ...]
+    python3 dev/scratch_choice_position.py RUN_DIR [RUN_DIR ...]
 """
 
 from __future__ import annotations

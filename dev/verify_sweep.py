@@ -1,11 +1,11 @@
-"""What in-context verification keeps of the model's own augmentations, per margin (issue 15).
+"""What in-context verification keeps of the model's own augmentations, per margin.
 
 Reads the generations a finished run cached (its shared/augment folder), judges every statement with
 the bundled model and its source document in context (genmodes.conditions.augment.verify_in_context),
 and prints the audit (true / false / unverifiable against the ground truth) before verification and
 after it at each margin. No fine-tuning: this is the cheap half of the decision.
 
-    .venv/bin/python bench/verify_sweep.py runs/headline --margins 0,0.5,1,2,4
+    .venv/bin/python dev/verify_sweep.py runs/headline --margins 0,0.5,1,2,4
 """
 
 from __future__ import annotations

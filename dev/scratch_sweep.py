@@ -1,4 +1,4 @@
-"""From-scratch lever sweep [P2, issue 9]: many ``genmodes run`` jobs in parallel on one device, time-boxed.
+"""From-scratch lever sweep [P2]: many ``genmodes run`` jobs in parallel on one device, time-boxed.
 
 Each run is ``genmodes run CONFIG --out OUTDIR/NAME --device DEVICE --no-report --set ...`` in its own
 process group with a timeout (the smaller of its own and what is left of ``--budget``); one run failing
@@ -11,9 +11,9 @@ results, curves and cell records come back; the log is OUTDIR/logs/NAME.txt), an
 ``curve@STEP:split=acc`` from the last curve point (64-question samples). ``OUTDIR/summary.md`` is the
 same as a table at the end. The models are tiny (about 1-20 M parameters), so many share one GPU.
 
-    python3 bench/scratch_sweep.py OUTDIR --device cuda --jobs 14 --budget 450
-    python3 bench/scratch_sweep.py OUTDIR --list                 # the runs and their commands
-    python3 bench/scratch_sweep.py OUTDIR --only 'rel_*' --device cpu --budget 60
+    python3 dev/scratch_sweep.py OUTDIR --device cuda --jobs 14 --budget 450
+    python3 dev/scratch_sweep.py OUTDIR --list                 # the runs and their commands
+    python3 dev/scratch_sweep.py OUTDIR --only 'rel_*' --device cpu --budget 60
 
 Needs python3 with torch, transformers, tokenizers, safetensors, pydantic, pyyaml, rich, tqdm, numpy (no
 matplotlib: --no-report); it puts the repository's ``src`` first on PYTHONPATH. The first line printed is

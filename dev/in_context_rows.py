@@ -1,15 +1,15 @@
-"""Check an in_context run (issue 17): per cell, the kept documents and the budget, whether every scored
+"""Check an in_context run: per cell, the kept documents and the budget, whether every scored
 row (context_tokens + the choice's tokens) fits the model's window, and accuracy overall and on the
 questions whose supporting documents were in context, per split.
 
-    python bench/in_context_rows.py RUN_FOLDER
+    python dev/in_context_rows.py RUN_FOLDER
 """
 import json, sys
 run = sys.argv[1]
 cells = [json.loads(l) for l in open(f"{run}/cells.jsonl")]
 rows = [json.loads(l) for l in open(f"{run}/results.jsonl")]
 for c in cells:
-    i = c["info"]
+    i = c["stages"]["context"] if "stages" in c else c["info"]  # schema 2 records each stage apart
     print({k: i[k] for k in ("documents", "documents_in_context", "prefix_tokens", "budget_tokens", "window_tokens",
                              "longest_question_choice_tokens", "questions_without_support")}, "timings", c["timings"])
     gone = set(i["questions_without_support_ids"])

@@ -1,10 +1,10 @@
-"""RL variants beside a thinking study [P3, issue 11]: GRPO again from the study's fine-tuned
+"""RL variants beside a thinking study [P3]: GRPO again from the study's fine-tuned
 checkpoint, on the same RL-training questions, with other settings (the dense reward, another group
 size, steps or learning rate, length and format terms), writing the reward and thought-length curves,
 the fifths test, and the greedy thoughts of the RL questions before and after RL with the
 implicit-retrieval audit (did RL make the model state the facts a question needs?).
 
-    python bench/rl_variant.py configs/thinking.yaml --run runs/thinking --set reward=probability \
+    python dev/rl_variant.py configs/thinking.yaml --run runs/thinking --set reward=probability \
         --out runs/thinking_variants/probability.json
 
 The study's own ``finetune_all`` checkpoint (in ``RUN/shared``) is reused; the run must have

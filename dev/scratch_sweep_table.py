@@ -1,9 +1,9 @@
-"""The lever tables of docs/RESULTS.md ("From scratch") from a sweep's summary.tsv (bench/scratch_sweep.py).
+"""The lever tables of docs/RESULTS.md ("From scratch") from a sweep's summary.tsv (dev/scratch_sweep.py).
 
-    python3 bench/scratch_sweep_table.py OUTDIR [--curves]
+    python3 dev/scratch_sweep_table.py OUTDIR [--curves]
 
 One markdown table per family (relations, codebook); a row per run, accuracies in percent (chance 25%),
-the run's command being ``python3 bench/scratch_sweep.py OUT --only NAME`` (its --set list: ``--list``).
+the run's command being ``python3 dev/scratch_sweep.py OUT --only NAME`` (its --set list: ``--list``).
 A run that did not finish shows its last curve point (64-question samples), marked with ``@step``.
 ``--curves`` adds the last and best curve point of each split, to tell a still-rising curve from a flat one.
 ``--figures DIR --tag TAG`` also draws each run's training curves (loss, accuracy per split) to

@@ -1,10 +1,10 @@
-"""The report's RL curves [P3, issue 11] for RL variants written by ``bench/rl_variant.py``: reward
+"""The report's RL curves [P3] for RL variants written by ``dev/rl_variant.py``: reward
 and thought length against step, one line per variant JSON (the same plots as the report's section
 "RL: reward and thought length over steps"), and the reward's terms apart where a variant has them;
 prints a line per variant: the fifths test, the mean per pass over the RL questions (every question
 once per pass, so passes compare the same questions), tokens, seconds, and the greedy before/after check.
 
-    python bench/rl_variant_plot.py runs/thinking_variants/*.json --out runs/thinking_variants/curves
+    python dev/rl_variant_plot.py runs/thinking_variants/*.json --out runs/thinking_variants/curves
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("variants", nargs="+", help="JSON files of bench/rl_variant.py")
+    ap.add_argument("variants", nargs="+", help="JSON files of dev/rl_variant.py")
     ap.add_argument("--out", required=True, help="prefix of the PNG files (PREFIX_reward.png, ...)")
     a = ap.parse_args(argv)
 
@@ -48,7 +48,7 @@ def per_pass(curve: list, steps_per_pass: int) -> list[float]:
 
 
 def summary(r: dict) -> dict:
-    from genmodes.report.thinking import fifths
+    from genmodes.training.grpo import fifths
 
     s = r["settings"]
     k = r.get("steps_per_pass") or r["questions"] // s["prompts_per_step"]

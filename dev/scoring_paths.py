@@ -1,16 +1,15 @@
-"""Check: the scorer and the scorer before issue 16 (bench/scoring_before16.py) pick the same choice and
-give the same log-probabilities (within 1e-4) on real conditions' requests: a dataset, a few
-conditions prepared as the runner prepares them, every question scored by both.
+"""Check: the scorer picks the same choice as the naive reference (``genmodes.scoring.naive_score``, one
+full forward per choice, as lm-evaluation-harness does) and gives the same log-probabilities (within
+1e-4) on real conditions' requests: a dataset, a few conditions prepared as the runner prepares them,
+every question scored both ways.
 
-    .venv/bin/python bench/scoring_paths.py --model tiny-random                  # headline's data
-    .venv/bin/python bench/scoring_paths.py --model smollm2-135m --berglund ../shared/data/reversal_curse \\
-        --per-split 5 --conditions retrieval_oracle
+    python dev/scoring_paths.py --model tiny-random                  # the headline's data
+    python dev/scoring_paths.py --model smollm2-135m --berglund DIR --per-split 5 --conditions retrieval_oracle
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -20,10 +19,7 @@ from genmodes.conditions import prepare, resolve
 from genmodes.conditions.base import CellContext
 from genmodes.experiments.config import DatasetSpec
 from genmodes.experiments.grid import build_dataset
-from genmodes.scoring import Scorer, chosen
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scoring_before16 import Scorer as OldScorer  # noqa: E402
+from genmodes.scoring import Scorer, chosen, naive_score
 
 HEADLINE_DATA = {"n_people_a": 10, "n_people_d": 0, "n_people_b": 10, "n_paraphrases": 2, "n_test_paraphrases": 3}
 CONDITIONS = {"pretrained": ("pretrained", {}), "in_context": ("in_context", {}),
@@ -51,7 +47,7 @@ def main() -> None:
             prepared = prepare(ctx, resolve(kind, settings))
         requests = [(prepared.context_for(q), q.choices) for q in ds.questions]
         new = Scorer(prepared.model, prepared.tokenizer).score(requests, prefix=prepared.prefix)
-        old = OldScorer(prepared.model, prepared.tokenizer).score(requests, prefix=prepared.prefix)
+        old = [naive_score(prepared.model, prepared.tokenizer, ctx, ch, prefix=prepared.prefix) for ctx, ch in requests]
         same = all(chosen(a) == chosen(b) and chosen(a, True) == chosen(b, True) for a, b in zip(new, old))
         greedy = all(x.is_greedy == y.is_greedy for a, b in zip(new, old) for x, y in zip(a, b))
         diff = max(abs(x.logprob - y.logprob) for a, b in zip(new, old) for x, y in zip(a, b))
