@@ -80,35 +80,69 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: GRPOSetti
     the bonus with a syllogism)."""
     import datasets as hfds
     import torch
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl import GRPOTrainer
 
-    by_id = {q.id: q for q in questions}
     rows = [{"prompt": think_prompt(q, s.instruction), "qid": q.id} for q in questions]
     train_ds = hfds.Dataset.from_list(rows)
-    device = next(model.parameters()).device
-    batch = s.prompts_per_step * s.group_size
-    args = GRPOConfig(
-        output_dir=str(out_dir), max_steps=s.steps, per_device_train_batch_size=batch,
+    args = _config(s, seed, out_dir, next(model.parameters()).device, progress)
+    model.generation_config.eos_token_id = stop_token_ids(tok)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    holder: dict[str, Any] = {}
+    funcs, args.reward_weights = _reward_functions(tok, questions, s, parse, lambda: holder["trainer"].model)
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train_ds,
+                          processing_class=tok, callbacks=[_finite_loss(), *callbacks])
+    holder["trainer"] = trainer
+    if not progress:  # quiet means quiet: without it TRL prints every step's log dict (the curves keep them)
+        from transformers import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    checkpoints = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+    resume = bool(checkpoints)
+    # seconds of the sessions before the checkpoint resumed from (a killed session's time after its
+    # last checkpoint is recomputed, and counted, by the session that resumes)
+    mark = checkpoints[-1] / SECONDS_FILE if checkpoints else None
+    earlier = float(json.loads(mark.read_text())["seconds"]) if mark is not None and mark.exists() else 0.0
+    trainer.add_callback(_seconds_at_checkpoints(out_dir, earlier, time.perf_counter()))
+    with torch.random.fork_rng(devices=[]), Timer() as t:
+        torch.manual_seed(seed)
+        trainer.train(resume_from_checkpoint=True if resume else None)
+    model = trainer.model
+    model.eval()
+    info = {"train_seconds": round(earlier + t.seconds, 3), "steps": trainer.state.global_step, "resumed": resume,
+            "questions": len(questions), "prompt_version": PROMPT_VERSION,
+            **_curves(trainer.state.log_history, args.per_device_train_batch_size, [f.__name__ for f in funcs])}
+    return model, info
+
+
+def _config(s: GRPOSettings, seed: int, out_dir: Path, device: Any, progress: bool) -> Any:
+    """TRL's GRPOConfig of ``s``: a group of thoughts per prompt, a constant learning rate, a checkpoint
+    every ``save_every`` steps (only the last kept), fp32."""
+    from trl import GRPOConfig
+
+    return GRPOConfig(
+        output_dir=str(out_dir), max_steps=s.steps, per_device_train_batch_size=s.prompts_per_step * s.group_size,
         gradient_accumulation_steps=1, num_generations=s.group_size, max_completion_length=s.max_thought_tokens,
         learning_rate=s.lr, beta=s.beta, temperature=s.temperature, logging_steps=1, save_strategy="steps",
         save_steps=s.save_every, save_total_limit=1, report_to=[], seed=seed, data_seed=seed,
         use_cpu=device.type == "cpu", bf16=False, fp16=False, dataloader_num_workers=0,
         disable_tqdm=not progress, lr_scheduler_type="constant", warmup_steps=0, top_k=0,
         remove_unused_columns=False)
-    model.generation_config.eos_token_id = stop_token_ids(tok)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    holder: dict[str, Any] = {}
+
+
+def _reward_functions(tok: Any, questions: Sequence[Question], s: GRPOSettings, parse: Any,
+                      policy: Any) -> tuple[list[Any], list[float]]:
+    """The scorer's reward (after the thought, with ``policy()``, the model being trained) and the
+    optional terms, each a TRL reward function of its own, weighted by TRL: the total is the one
+    :func:`rewards` gives with the same weights, and TRL logs each term apart."""
+    by_id = {q.id: q for q in questions}
 
     def reward_fn(prompts: list[str], completions: list[str], qid: list[str], **_: Any) -> list[float]:
         qs = [by_id[i] for i in qid]
-        return rewards(holder["trainer"].model, tok, qs, [cut_thought(c) for c in completions], kind=s.reward,
+        return rewards(policy(), tok, qs, [cut_thought(c) for c in completions], kind=s.reward,
                        instruction=s.instruction)
 
     reward_fn.__name__ = f"scorer_{s.reward}"
-    # the optional terms are reward functions of their own, weighted by TRL: the total is the one
-    # :func:`rewards` gives with the same weights, and TRL logs each term apart
     funcs, weights = [reward_fn], [1.0]
     if s.length_weight:
         def thought_length(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
@@ -126,7 +160,12 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: GRPOSetti
 
         funcs.append(states_fact)
         weights.append(s.format_weight)
-    args.reward_weights = weights
+    return funcs, weights
+
+
+def _finite_loss() -> Any:
+    """A callback that stops training at a non-finite loss."""
+    from transformers import TrainerCallback
 
     class _Finite(TrainerCallback):
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
@@ -134,20 +173,13 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: GRPOSetti
             if loss is not None and not (float(loss) == float(loss) and abs(float(loss)) != float("inf")):
                 raise NumericError(f"rl: GRPO loss is {loss} at step {state.global_step} (lower 'lr'?)")
 
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train_ds,
-                          processing_class=tok, callbacks=[_Finite(), *callbacks])
-    holder["trainer"] = trainer
-    if not progress:  # quiet means quiet: without it TRL prints every step's log dict (the curves keep them)
-        from transformers import PrinterCallback
+    return _Finite()
 
-        trainer.remove_callback(PrinterCallback)
-    checkpoints = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    resume = bool(checkpoints)
-    # seconds of the sessions before the checkpoint resumed from (a killed session's time after its
-    # last checkpoint is recomputed, and counted, by the session that resumes)
-    mark = checkpoints[-1] / SECONDS_FILE if checkpoints else None
-    earlier = float(json.loads(mark.read_text())["seconds"]) if mark is not None and mark.exists() else 0.0
-    t0 = time.perf_counter()
+
+def _seconds_at_checkpoints(out_dir: Path, earlier: float, t0: float) -> Any:
+    """A callback that writes the training seconds so far into every checkpoint (a resumed session
+    counts the ones before it)."""
+    from transformers import TrainerCallback
 
     class _Seconds(TrainerCallback):
         def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
@@ -155,16 +187,7 @@ def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: GRPOSetti
             if ck.is_dir():
                 (ck / SECONDS_FILE).write_text(json.dumps({"seconds": earlier + time.perf_counter() - t0}))
 
-    trainer.add_callback(_Seconds())
-    with torch.random.fork_rng(devices=[]), Timer() as t:
-        torch.manual_seed(seed)
-        trainer.train(resume_from_checkpoint=True if resume else None)
-    model = trainer.model
-    model.eval()
-    info = {"train_seconds": round(earlier + t.seconds, 3), "steps": trainer.state.global_step, "resumed": resume,
-            "questions": len(questions), "prompt_version": PROMPT_VERSION,
-            **_curves(trainer.state.log_history, batch, [f.__name__ for f in funcs])}
-    return model, info
+    return _Seconds()
 
 
 def fifths(curve: Sequence[Sequence[float]]) -> tuple[float | None, float | None]:
