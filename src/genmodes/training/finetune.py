@@ -365,32 +365,48 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: FinetuneSe
     _, n_steps = plan_rows(encoded, settings)
     warmup = settings.warmup_steps if settings.warmup_steps is not None else round(0.05 * n_steps)
     warmup = min(warmup, n_steps)
-
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # LoRA init and dropout: same seed, same weights
         if settings.method == "lora":
             model = _wrap_lora(model, settings)
-        params = [p for p in model.parameters() if p.requires_grad]
-        # No weight decay on norms and biases (1-d tensors), as usual.
-        groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": settings.weight_decay},
-                  {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-        opt = torch.optim.AdamW(groups, lr=settings.lr)
+        curve, tokens, seconds = _optimize(model, rows, settings, n_steps, warmup, progress, desc, log_dir)
+    model.eval()
+    real = sum(r.length for r in rows)
+    info = {"method": settings.method, "train_seconds": round(seconds, 3), "steps": len(curve),
+            "tokens_trained": tokens, "tokens_seen": real, "packed_rows": len(rows), "examples": len(examples),
+            "texts": len(texts), "epochs": round(real / max(1, sum(len(i) for i, _ in encoded)), 4),
+            "lr": settings.lr, "warmup_steps": warmup, "loss_curve": curve,
+            "tokens_per_second": round(real / seconds, 1) if seconds > 0 else None,
+            "attention": "per-example (position-id resets)", "reused": False}
+    return model, info
 
-        def lr_at(step: int) -> float:  # linear warmup to lr, then linear decay to 0
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return max(0.0, (n_steps - step) / max(1, n_steps - warmup))
 
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-        device = next(model.parameters()).device
-        micro = settings.micro_batch_size or settings.batch_size
-        curve: list[tuple[int, float]] = []
-        tokens = 0
-        from tqdm.auto import tqdm
+def _optimize(model: Any, rows: list[Row], settings: FinetuneSettings, n_steps: int, warmup: int, progress: bool,
+              desc: str, log_dir: Path | None) -> tuple[list[tuple[int, float]], int, float]:
+    """AdamW over ``rows``, ``batch_size`` rows a step (micro-batches accumulated), linear warmup then
+    linear decay. Returns (the loss curve, tokens trained, seconds of the steps alone)."""
+    import torch
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=n_steps, desc=desc, unit="step", disable=not progress, leave=False)
-        loggers = _Loggers(settings, log_dir, desc)
-        model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    # No weight decay on norms and biases (1-d tensors), as usual.
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": settings.weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=settings.lr)
+
+    def lr_at(step: int) -> float:  # linear warmup to lr, then linear decay to 0
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (n_steps - step) / max(1, n_steps - warmup))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    device = next(model.parameters()).device
+    curve: list[tuple[int, float]] = []
+    tokens = 0
+    bar = tqdm(total=n_steps, desc=desc, unit="step", disable=not progress, leave=False)
+    loggers = _Loggers(settings, log_dir, desc)
+    model.train()
+    try:
         with Timer() as t:
             for step in range(n_steps):
                 batch_rows = rows[step * settings.batch_size:(step + 1) * settings.batch_size]
@@ -398,13 +414,8 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: FinetuneSe
                     break
                 n_tok = sum(sum(1 for x in r.labels[1:] if x != IGNORE) for r in batch_rows)
                 opt.zero_grad(set_to_none=True)
-                total = 0.0
-                for m in range(0, len(batch_rows), micro):
-                    loss = _loss_sum(model, _collate(batch_rows[m:m + micro], device)) / max(1, n_tok)
-                    loss.backward()
-                    total += float(loss.detach())
+                total = _accumulate(model, batch_rows, settings.micro_batch_size or settings.batch_size, n_tok, device)
                 if not math.isfinite(total):
-                    bar.close()
                     raise NumericError(f"training loss is {total} at step {step + 1} of {n_steps} (lr "
                                        f"{settings.lr:g} too high?); stopped: a diverged model's scores mean nothing")
                 if settings.grad_clip is not None:
@@ -416,17 +427,20 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: FinetuneSe
                 loggers.step(step + 1, total, sched.get_last_lr()[0])
                 bar.update(1)
                 bar.set_postfix(loss=f"{total:.3f}")
+    finally:
         bar.close()
-        loggers.close()
-    model.eval()
-    real = sum(r.length for r in rows)
-    info = {"method": settings.method, "train_seconds": round(t.seconds, 3), "steps": len(curve),
-            "tokens_trained": tokens, "tokens_seen": real, "packed_rows": len(rows), "examples": len(examples),
-            "texts": len(texts), "epochs": round(real / max(1, sum(len(i) for i, _ in encoded)), 4),
-            "lr": settings.lr, "warmup_steps": warmup, "loss_curve": curve,
-            "tokens_per_second": round(real / t.seconds, 1) if t.seconds > 0 else None,
-            "attention": "per-example (position-id resets)", "reused": False}
-    return model, info
+    loggers.close()
+    return curve, tokens, t.seconds
+
+
+def _accumulate(model: Any, batch_rows: list[Row], micro: int, n_tok: int, device: Any) -> float:
+    """One step's gradients, ``micro`` rows per forward; the loss is per labelled token of the step."""
+    total = 0.0
+    for m in range(0, len(batch_rows), micro):
+        loss = _loss_sum(model, _collate(batch_rows[m:m + micro], device)) / max(1, n_tok)
+        loss.backward()
+        total += float(loss.detach())
+    return total
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
