@@ -21,7 +21,7 @@ Generation is train-time compute, cached and resumable: one JSON line per finish
 run-wide artifact folder; a restart regenerates only the documents missing there. Every generated
 statement is checked against the ground truth (``Family.parse_statements``): counts of true, false and
 unverifiable statements, and how many held-out test answers the augmentations state outright, go to
-``info["augmentation"]`` for the report.
+the stage's ``Info.augmentation`` (:class:`Augmentation`) for the report.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ from typing import Any, Literal, Sequence
 from pydantic import Field, model_validator
 
 from genmodes.conditions.base import Built, CellContext, Info as _Record, StageCheck, StageCost, Timer, write_json_atomic
-from genmodes.conditions.finetune import (Info as FinetuneInfo, Settings as FinetuneSettings, check_kinds,
-                                          train_on_texts, training_documents)
+from genmodes.conditions.finetune import (Info as FinetuneInfo, Settings as FinetuneSettings, train_on_texts,
+                                          training_documents)
 from genmodes.conditions.in_context import model_context_length, select_documents
 from genmodes.data.families import get_family
 from genmodes.data.text import split_sentences

@@ -67,7 +67,7 @@ class Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-I = TypeVar("I", bound="Info")
+InfoT = TypeVar("InfoT", bound="Info")
 
 
 class Info(BaseModel):
@@ -76,7 +76,7 @@ class Info(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     @classmethod
-    def read(cls: type[I], data: Mapping[str, Any] | None) -> I:
+    def read(cls: type[InfoT], data: Mapping[str, Any] | None) -> InfoT:
         """From a record as written. Keys this version does not declare (written by another version)
         and values that do not fit their field are left out: the report says less, it does not fail."""
         known = {k: v for k, v in (data or {}).items() if k in cls.model_fields}
@@ -90,7 +90,7 @@ class Info(BaseModel):
                 known = {k: v for k, v in known.items() if k not in bad}
 
     @classmethod
-    def from_legacy(cls: type[I], flat: Mapping[str, Any]) -> I:
+    def from_legacy(cls: type[InfoT], flat: Mapping[str, Any]) -> InfoT:
         """From a cell record written before stages had their own records (one ``info`` dict holding
         both stages' keys). A stage whose keys were nested there overrides this."""
         return cls.read(flat)

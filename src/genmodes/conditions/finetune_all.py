@@ -14,7 +14,8 @@ import json
 from typing import Any
 
 from genmodes.conditions.base import Built, CellContext, StageCost
-from genmodes.conditions.finetune import Info as _FTInfo, Settings as _FT, train_on_texts, validate  # noqa: F401
+from genmodes.conditions.finetune import Info as _FTInfo, Settings as _FT, train_on_texts
+from genmodes.conditions.finetune import validate  # noqa: F401 - its hook: finetune's checks
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError
 

@@ -21,7 +21,6 @@ cells would and times it the same way.
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -1,9 +1,11 @@
 """``build_report(run_dir)``: ``report.md`` and a self-contained ``report.html`` from a run folder.
 
 The report answers the questions of P1-P3 for one run: accuracy per dataset, split and condition
-(tables and bar charts with standard errors and chance, like P1's figures), the augmentation audit,
-retrieval recall, and the train-time vs test-time compute trade-off (augmentation pays at train time,
-retrieval and in-context learning pay in context tokens at test time). It reads only the run folder.
+(tables and bar charts with standard errors and chance, like P1's figures), paired comparisons, each
+stage's own sections (the augmentation audit, retrieval recall, RL curves, thoughts, ...: their
+``report_sections`` hooks, :mod:`genmodes.report.sections`), and the train-time vs test-time compute
+trade-off (augmentation pays at train time, retrieval and in-context learning pay in context tokens at
+test time). It reads only the run folder.
 
 The HTML is rendered from the markdown (markdown-it-py), so the two always say the same thing.
 """
@@ -21,8 +23,8 @@ from typing import Any, Sequence
 from genmodes.experiments.records import CellRecord
 from genmodes.experiments.summary import summarize
 from genmodes.report import details, figures
-from genmodes.report.common import (DASH, Block, Figures, cell_label, condition_label, is_num, mean, models, num,
-                                    pct_trim, rows_by_label, several, write_atomic)
+from genmodes.report.common import (DASH, Block, Figures, condition_label, mean, models, num, pct_trim,
+                                    rows_by_label, several, write_atomic)
 from genmodes.report.run import Run, load_run
 from genmodes.report.sections import stage_sections
 
