@@ -351,8 +351,6 @@ def _generate(ctx: CellContext, settings: Settings, docs: list[Any], context_doc
     resumed = len(docs) - len(todo)
     info: dict[str, Any] = {"cache": str(folder), "resumed_documents": resumed, "generated_now": len(todo)}
     if todo:
-        from genmodes.generate import PrefixGenerator  # transformers: only when generating
-
         spec = settings.generator or ctx.model_spec
         model, tok = ctx.load_model(spec)
         model.eval()
@@ -360,50 +358,79 @@ def _generate(ctx: CellContext, settings: Settings, docs: list[Any], context_doc
             prefix, template = LOCAL_PREFIX, LOCAL_PROMPT
         else:
             template = GLOBAL_PROMPT
-            longest = max(len(tok(template.format(text=d.text.strip()), add_special_tokens=False).input_ids)
-                          for d in docs)
-            room = longest + settings.max_new_tokens + 8
-            budget = settings.budget_tokens or model_context_length(model) - room
-            if budget <= 0:
-                raise ConfigError(f"augmented_finetune: no context left for the training set ({room} tokens "
-                                  f"of prompt and new tokens in a {model_context_length(model)}-token model)")
-            kept = select_documents(context_docs, tok, budget, ctx.seed, settings.fraction, GLOBAL_INSTRUCTION)
-            if not kept:
-                raise ConfigError(f"augmented_finetune: bad setting 'budget_tokens': {budget} tokens hold the "
-                                  "instruction but no training document")
-            prefix = GLOBAL_INSTRUCTION + "\n\n".join(d.text.strip() for d in kept) + "\n\n"
-            info.update(documents_in_context=len(kept), kept_fraction=len(kept) / len(context_docs),
-                        prefix_tokens=len(tok(prefix, add_special_tokens=False).input_ids))
+            prefix = _global_prefix(ctx, settings, model, tok, docs, context_docs, info)
         write_json_atomic(folder / "settings.json", {
             "source": settings.source, "generator": spec, "samples_per_document": settings.samples_per_document,
             "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
             "prompt_version": PROMPT_VERSION, "prefix": prefix, "prompt": template})
-        gen = PrefixGenerator(model, tok, prefix)
-        bar = None
-        if ctx.progress:
-            from tqdm.auto import tqdm
+        _generate_missing(ctx, settings, model, tok, prefix, template, todo, cache, len(docs))
+        del model
+    texts, sources, dropped, cut = _statements(docs, cache)
+    info["text_sources"] = sources  # which document each text was written from (verification needs it)
+    info["duplicates_dropped"] = dropped
+    info["cut_statements_dropped"] = cut
+    info["generated_documents"] = len(docs)
+    info["generation_seconds"] = sum(cache.records[d.id]["seconds"] for d in docs)
+    return texts, info
 
-            bar = tqdm(total=len(docs), initial=resumed, desc=f"augment ({settings.source})", unit="doc",
-                       leave=False)
-        n = settings.samples_per_document
-        for s in range(0, len(todo), settings.generation_batch_size):
-            batch = todo[s:s + settings.generation_batch_size]
-            prompts = [template.format(text=d.text.strip()) for d in batch for _ in range(n)]
-            seeds = [_row_seed(ctx.seed, d.id, k) for d in batch for k in range(n)]
-            with Timer() as t:
-                outs, done = gen.generate(prompts, max_new_tokens=settings.max_new_tokens,
-                                          temperature=settings.temperature, seeds=seeds, stop=STOP,
-                                          return_finished=True)
-            for j, d in enumerate(batch):
-                cache.append({"doc": d.id, "outputs": outs[j * n:(j + 1) * n], "finished": done[j * n:(j + 1) * n],
-                              "seconds": t.seconds / len(batch)})
-            if bar is not None:
-                bar.update(len(batch))
+
+def _global_prefix(ctx: CellContext, settings: Settings, model: Any, tok: Any, docs: list[Any],
+                   context_docs: list[Any], info: dict[str, Any]) -> str:
+    """The training set (a seeded subsample that fits the generator's window with the longest prompt
+    and the new tokens) after the global instruction; what was kept goes into ``info``."""
+    longest = max(len(tok(GLOBAL_PROMPT.format(text=d.text.strip()), add_special_tokens=False).input_ids)
+                  for d in docs)
+    room = longest + settings.max_new_tokens + 8
+    budget = settings.budget_tokens or model_context_length(model) - room
+    if budget <= 0:
+        raise ConfigError(f"augmented_finetune: no context left for the training set ({room} tokens "
+                          f"of prompt and new tokens in a {model_context_length(model)}-token model)")
+    kept = select_documents(context_docs, tok, budget, ctx.seed, settings.fraction, GLOBAL_INSTRUCTION)
+    if not kept:
+        raise ConfigError(f"augmented_finetune: bad setting 'budget_tokens': {budget} tokens hold the "
+                          "instruction but no training document")
+    prefix = GLOBAL_INSTRUCTION + "\n\n".join(d.text.strip() for d in kept) + "\n\n"
+    info.update(documents_in_context=len(kept), kept_fraction=len(kept) / len(context_docs),
+                prefix_tokens=len(tok(prefix, add_special_tokens=False).input_ids))
+    return prefix
+
+
+def _generate_missing(ctx: CellContext, settings: Settings, model: Any, tok: Any, prefix: str, template: str,
+                      todo: list[Any], cache: GenerationCache, total: int) -> None:
+    """Generate the documents not in the cache, a batch at a time (each row seeded by its document),
+    appending each finished document to the cache."""
+    from genmodes.generate import PrefixGenerator  # transformers: only when generating
+
+    gen = PrefixGenerator(model, tok, prefix)
+    bar = None
+    if ctx.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=total - len(todo), desc=f"augment ({settings.source})", unit="doc",
+                   leave=False)
+    n = settings.samples_per_document
+    for s in range(0, len(todo), settings.generation_batch_size):
+        batch = todo[s:s + settings.generation_batch_size]
+        prompts = [template.format(text=d.text.strip()) for d in batch for _ in range(n)]
+        seeds = [_row_seed(ctx.seed, d.id, k) for d in batch for k in range(n)]
+        with Timer() as t:
+            outs, done = gen.generate(prompts, max_new_tokens=settings.max_new_tokens,
+                                      temperature=settings.temperature, seeds=seeds, stop=STOP,
+                                      return_finished=True)
+        for j, d in enumerate(batch):
+            cache.append({"doc": d.id, "outputs": outs[j * n:(j + 1) * n], "finished": done[j * n:(j + 1) * n],
+                          "seconds": t.seconds / len(batch)})
         if bar is not None:
-            bar.close()
-        del gen, model
-    # A statement repeated within one document's outputs (greedy decoding of a small model loops:
-    # "- X\n- X\n- X") is kept once: repetition would only reweight it against the original text.
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+
+
+def _statements(docs: list[Any], cache: GenerationCache) -> tuple[list[str], list[str], int, int]:
+    """(statements, the document each was written from, repeats dropped, cut-off statements dropped).
+
+    A statement repeated within one document's outputs (greedy decoding of a small model loops:
+    "- X\n- X\n- X") is kept once: repetition would only reweight it against the original text."""
     texts, sources, dropped, cut = [], [], 0, 0
     for d in docs:
         rec = cache.records[d.id]
@@ -417,12 +444,7 @@ def _generate(ctx: CellContext, settings: Settings, docs: list[Any], context_doc
         dropped += len(items) - len(unique)
         texts += unique
         sources += [d.id] * len(unique)
-    info["text_sources"] = sources  # which document each text was written from (verification needs it)
-    info["duplicates_dropped"] = dropped
-    info["cut_statements_dropped"] = cut
-    info["generated_documents"] = len(docs)
-    info["generation_seconds"] = sum(cache.records[d.id]["seconds"] for d in docs)
-    return texts, info
+    return texts, sources, dropped, cut
 
 
 def oracle_texts(ds: Dataset) -> list[str]:
