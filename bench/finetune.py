@@ -5,7 +5,7 @@ sentences: fact statements and context lines, 8-20 tokens each). Both run in thi
 same thread count, with the same model weights, batch size, learning rate, gradient clipping and
 number of optimizer steps:
 
-- ours (:func:`genmodes.conditions.finetune.train`): examples + EOS packed into full ``seq_len`` rows;
+- ours (:func:`genmodes.training.finetune.train`): examples + EOS packed into full ``seq_len`` rows;
 - baseline: the standard setup, ``Trainer`` with tokenized examples and
   ``DataCollatorForLanguageModeling(mlm=False)``, which pads each batch to its longest example.
 
@@ -50,7 +50,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def facts(n: int = 200, seed: int = 0) -> list[str]:
-    from genmodes.conditions.finetune import examples_from_texts
+    from genmodes.training.finetune import examples_from_texts
     from genmodes.data.families import make_dataset
 
     ds = make_dataset("simple_reversals", seed, {"n_facts": max(1, (n + 1) // 2), "articles_per_fact": 1})
@@ -115,7 +115,7 @@ def _timed_train(trainer) -> tuple[float, float, tuple[float, float]]:
 
 def run_ours(model_spec: str, texts: list[str], args: argparse.Namespace, seq_len: int) -> tuple[int, float, float, dict]:
     """(real tokens, loop seconds, process CPU seconds, info)."""
-    from genmodes.conditions.finetune import Settings, train
+    from genmodes.training.finetune import FinetuneSettings as Settings, train
     from genmodes.models import load_model
 
     from genmodes.models import precision

@@ -29,7 +29,7 @@ def one(variant: str, quick: bool = False) -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from finetune import facts
 
-    from genmodes.conditions.finetune import _collate, encode_examples, examples_from_texts, pack
+    from genmodes.training.finetune import _collate, encode_examples, examples_from_texts, pack
     from genmodes.models import lm_loss, load_model
 
     spec, rows, width = ("tiny-random", 4, 64) if quick else ("smollm2-135m", 16, 256)

@@ -9,7 +9,7 @@ run = sys.argv[1]
 cells = [json.loads(l) for l in open(f"{run}/cells.jsonl")]
 rows = [json.loads(l) for l in open(f"{run}/results.jsonl")]
 for c in cells:
-    i = c["info"]
+    i = c["stages"]["context"] if "stages" in c else c["info"]  # schema 2 records each stage apart
     print({k: i[k] for k in ("documents", "documents_in_context", "prefix_tokens", "budget_tokens", "window_tokens",
                              "longest_question_choice_tokens", "questions_without_support")}, "timings", c["timings"])
     gone = set(i["questions_without_support_ids"])

@@ -37,35 +37,37 @@ def main(argv: list[str] | None = None) -> int:
 
     from genmodes.conditions import rl
     from genmodes.conditions.base import CellContext
-    from genmodes.conditions.finetune import DONE_MARKER
+    from genmodes.conditions.finetune_all import finetune_all, study_context
+    from genmodes.training.finetune import DONE_MARKER
+    from genmodes.training.grpo import grpo_train
     from genmodes.experiments.config import load_config
     from genmodes.experiments.runner import Runner
-    from genmodes.report.thinking import fifths
+    from genmodes.training.grpo import fifths
 
     cfg = load_config(a.config)
-    cond = next(c for c in cfg.conditions if c.name == a.condition).resolve()
+    cond = next(c for c in cfg.conditions if c.name == a.condition).stages
     base = cond.model_settings
     over = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in a.set)}
     s = rl.Settings(**{**base.model_dump(), **over})
     runner = Runner(cfg, Path(a.run))
     dss = {d.name: runner.dataset(d) for d in cfg.datasets}
     first = cfg.datasets[0]
-    ctx = CellContext(model_spec=cfg.model, dataset=dss[first.name], seed=cfg.seeds[0], workdir=Path(a.out).parent,
+    ctx = CellContext(model_spec=cfg.model_specs[0], dataset=dss[first.name], seed=cfg.seeds[0], workdir=Path(a.out).parent,
                       shared_dir=Path(a.run) / "shared", progress=False, datasets=dss, dataset_name=first.name)
     from genmodes.conditions.finetune import checkpoint_dir
 
-    sctx = rl._study_ctx(ctx)
+    sctx = study_context(ctx)
     docs = [d.text for d in sctx.dataset.documents if s.finetune.kinds is None or d.kind in s.finetune.kinds]
     if not (checkpoint_dir(sctx, s.finetune, docs, tag="finetune_all") / DONE_MARKER).exists():
         print(f"no finished finetune_all checkpoint in {a.run}/shared yet", file=sys.stderr)
         return 2
-    model, tok, _ = rl.finetune_all(ctx, s.finetune)
-    questions = rl._rl_questions(ctx, s)
+    model, tok, _ = finetune_all(ctx, s.finetune)
+    questions = rl.rl_questions(ctx, s)
     parse = rl.statement_parsers(ctx, s, questions) if s.format_weight else None
     before = greedy_thoughts(model, tok, questions, dss, s, cfg.seeds[0])
     work = Path(a.out).with_suffix(".work")
     seed = cfg.seeds[0] if a.seed is None else a.seed
-    model, info = rl.grpo_train(model, tok, questions, s, seed, work, progress=False, parse=parse)
+    model, info = grpo_train(model, tok, questions, s, seed, work, progress=False, parse=parse)
     shutil.rmtree(work, ignore_errors=True)
     after = greedy_thoughts(model, tok, questions, dss, s, cfg.seeds[0])
     first_fifth, last_fifth = fifths(info["reward_curve"])
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 def greedy_thoughts(model, tok, questions, dss, s, seed) -> dict:
     """The greedy thought of every RL question (as the thinking stage writes it at test time), whether
     the scorer then answers right, and the audit of what it states."""
-    from genmodes.conditions.thoughts import audit_thought, generate_thoughts, rewards
+    from genmodes.training.thoughts import audit_thought, generate_thoughts, rewards
 
     owner = {q.id: d for d in dss.values() for q in getattr(d, "rl_train_questions", [])}
     th = generate_thoughts(model, tok, questions, max_tokens=s.max_thought_tokens, temperature=0.0, seed=seed,

@@ -48,7 +48,7 @@ def per_pass(curve: list, steps_per_pass: int) -> list[float]:
 
 
 def summary(r: dict) -> dict:
-    from genmodes.report.thinking import fifths
+    from genmodes.training.grpo import fifths
 
     s = r["settings"]
     k = r.get("steps_per_pass") or r["questions"] // s["prompts_per_step"]

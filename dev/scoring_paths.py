@@ -18,7 +18,7 @@ import torch
 from genmodes.conditions import prepare, resolve
 from genmodes.conditions.base import CellContext
 from genmodes.experiments.config import DatasetSpec
-from genmodes.experiments.runner import build_dataset
+from genmodes.experiments.grid import build_dataset
 from genmodes.scoring import Scorer, chosen, naive_score
 
 HEADLINE_DATA = {"n_people_a": 10, "n_people_d": 0, "n_people_b": 10, "n_paraphrases": 2, "n_test_paraphrases": 3}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from genmodes.conditions import augment
 from genmodes.experiments.config import load_config
-from genmodes.experiments.runner import build_dataset
+from genmodes.experiments.grid import build_dataset
 from genmodes.models import load_model
 
 

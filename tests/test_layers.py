@@ -1,5 +1,5 @@
-"""Lower layers never import upper ones (issue 10): data < models < scoring < conditions <
-experiments < report, with the base modules (errors, io, limits, tokens) below everything and the CLI
+"""Lower layers never import upper ones: data < models < scoring < training < conditions <
+experiments < report, with the base modules (errors, io, limits, timing, tokens) below everything and the CLI
 (``cli`` and every package's ``commands``) above. Read from the source with ``ast``, so an import
 inside a function counts as much as one at the top of a file."""
 
@@ -13,8 +13,9 @@ SRC = Path(genmodes.__file__).parent
 BASE = 0
 CLI = 99
 LAYERS = {"genmodes": BASE, "genmodes.errors": BASE, "genmodes.io": BASE, "genmodes.limits": BASE,
-          "genmodes.tokens": BASE, "genmodes.data": 1, "genmodes.models": 2, "genmodes.scoring": 3,
-          "genmodes.chat": 3, "genmodes.conditions": 4, "genmodes.experiments": 5, "genmodes.report": 6,
+          "genmodes.tokens": BASE, "genmodes.timing": BASE, "genmodes.data": 1, "genmodes.models": 2,
+          "genmodes.scoring": 3, "genmodes.chat": 3, "genmodes.generate": 3, "genmodes.training": 4, "genmodes.conditions": 5,
+          "genmodes.experiments": 6, "genmodes.report": 7,
           "genmodes.cli": CLI, "genmodes.__main__": CLI}
 
 
@@ -75,4 +76,4 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch):
     p = copy / "data" / "types.py"
     p.write_text(p.read_text(encoding="utf-8") + "\n\ndef _f():\n    from genmodes.report import build_report\n")
     monkeypatch.setattr(sys.modules[__name__], "SRC", copy)
-    assert violations() == ["genmodes.data.types (layer 1) imports genmodes.report (layer 6)"]
+    assert violations() == ["genmodes.data.types (layer 1) imports genmodes.report (layer 7)"]

@@ -2,7 +2,7 @@
 
 from tokenizers.processors import TemplateProcessing
 
-from genmodes.conditions.finetune import encode_examples
+from genmodes.training.finetune import encode_examples
 from genmodes.models import load_model
 from genmodes.scoring import encode_prefix
 from genmodes.tokens import start_ids

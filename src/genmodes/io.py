@@ -350,3 +350,8 @@ def jsonl_bytes(rows: Any, **dumps_kw: Any) -> bytes:
     """Rows as JSON Lines, one deterministic encoding (sorted keys, UTF-8 kept)."""
     kw = {"ensure_ascii": False, "sort_keys": True, "allow_nan": False, **dumps_kw}
     return "".join(json.dumps(r, **kw) + "\n" for r in rows).encode("utf-8")
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """``obj`` as indented JSON (sorted keys), written atomically."""
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

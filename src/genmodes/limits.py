@@ -20,12 +20,6 @@ MAX_CONDITION_SETTING = 10**9
 KEY_BOUNDS = {"epochs": 10**4, "steps": 10**8}
 
 
-def check_seed(value: int, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
-        raise ConfigError(f"{where}: seed {value!r} must be an integer from 0 to {MAX_SEED}")
-    return value
-
-
 def _fmt(x: Any) -> str:
     if isinstance(x, float) and x.is_integer() and abs(x) >= 1e6:
         return f"{x:.3g}"

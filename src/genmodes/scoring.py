@@ -370,88 +370,27 @@ class Scorer:
         from transformers import DynamicCache
 
         P = len(pre.ids)
-        B = len(batch)
-        flats, poss, grps, branches = [], [], [], []
-        # Per choice token: (row, index in the row) whose output predicts it (-1: the prefix's last
-        # output), the token, and whose choice it is.
-        src: list[tuple[int, int]] = []
-        tgt: list[int] = []
-        owner: list[tuple[int, int]] = []
-        for r, row in enumerate(batch):
-            flat: list[int] = []
-            pos: list[int] = []
-            grp: list[int] = []
-            branch: list[int] = []  # 0: the question's context; i + 1: choice i
-            for b, g in enumerate(row):
-                s = len(flat)
-                flat.extend(g.ctx)
-                pos.extend(range(P, P + len(g.ctx)))
-                grp.extend([b] * len(g.ctx))
-                branch.extend([0] * len(g.ctx))
-                for k, (ci, x) in enumerate(g.conts):
-                    prev = s + len(g.ctx) - 1 if g.ctx else -1
-                    for j, t in enumerate(x):
-                        src.append((r, prev))
-                        tgt.append(t)
-                        owner.append((g.qi, ci))
-                        prev = len(flat)
-                        flat.append(t)
-                        pos.append(P + len(g.ctx) + j)
-                        grp.append(b)
-                        branch.append(k + 1)
-            flats.append(flat)
-            poss.append(pos)
-            grps.append(grp)
-            branches.append(branch)
-        needed = sorted({(r, p) for r, p in src if p >= 0})
+        lay = _layout(batch, P)
+        needed = sorted({(r, p) for r, p in lay.src if p >= 0})
         logp = None
         if needed:
-            T = max(len(f) for f in flats)
-            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
-            ids = torch.full((B, T), pad, dtype=torch.long)
-            pos_t = torch.zeros((B, T), dtype=torch.long)
-            grp_t = torch.full((B, T), -1, dtype=torch.long)  # -1: padding
-            br_t = torch.zeros((B, T), dtype=torch.long)
-            for r in range(B):
-                n = len(flats[r])
-                ids[r, :n] = torch.tensor(flats[r])
-                pos_t[r, :n] = torch.tensor(poss[r])
-                grp_t[r, :n] = torch.tensor(grps[r])
-                br_t[r, :n] = torch.tensor(branches[r])
-            idx = torch.arange(T)
-            own = ((grp_t[:, :, None] == grp_t[:, None, :]) & (idx[:, None] >= idx[None, :])
-                   & ((br_t[:, None, :] == 0) | (br_t[:, :, None] == br_t[:, None, :])))
-            # Padding sees itself only: a row with nothing allowed would give NaN keys and values.
-            own |= (grp_t[:, :, None] < 0) & torch.eye(T, dtype=torch.bool)
-            own &= (grp_t[:, None, :] >= 0) | torch.eye(T, dtype=torch.bool)
-            allowed = own if P == 0 else torch.cat([torch.ones(B, T, P, dtype=torch.bool), own], dim=2)
-            allowed = allowed[:, None]
-            window = _sliding_window(self.model.config)
-            if window is not None:
-                # A model with sliding-window layers (Gemma 3: 512 tokens in 5 of 6 layers) uses a
-                # 4D mask as given in every layer; its sliding layers get the same mask cut to the window
-                # (key position > query position - window, as transformers' own sliding mask).
-                kpos = pos_t if P == 0 else torch.cat([torch.arange(P).expand(B, P), pos_t], dim=1)
-                near = (kpos[:, None, :] > pos_t[:, :, None] - window)[:, None]
-                mask: Any = {"full_attention": self._mask(allowed), "sliding_attention": self._mask(allowed & near)}
-            else:
-                mask = self._mask(allowed)
+            ids, pos_t, mask = self._inputs(lay, P)
             kwargs: dict[str, Any] = {"attention_mask": mask, "position_ids": pos_t.to(self.device)}
             if pre.kv is not None:  # B is 1 here (see score)
                 kwargs[CACHE_KW] = DynamicCache(ddp_cache_data=list(pre.kv))
             logits = self._head_logits(ids.to(self.device), needed, use_cache=pre.kv is not None, **kwargs)
             logp = torch.log_softmax(logits.float(), dim=-1)  # (len(needed), vocab)
         col = {rp: j for j, rp in enumerate(needed)}
-        at = [col[rp] if rp[1] >= 0 else -1 for rp in src]
+        at = [col[rp] if rp[1] >= 0 else -1 for rp in lay.src]
         if any(j < 0 for j in at):
             dists = torch.stack([logp[j] if j >= 0 else pre.last_logp for j in at])
         else:
             dists = logp[torch.tensor(at, device=logp.device)]
-        tgt_t = torch.tensor(tgt, device=dists.device)
+        tgt_t = torch.tensor(lay.tgt, device=dists.device)
         lps = dists.gather(1, tgt_t[:, None])[:, 0].tolist()
         hits = (dists.argmax(-1) == tgt_t).tolist()
         acc: dict[tuple[int, int], list] = {}
-        for key, lp, hit in zip(owner, lps, hits):
+        for key, lp, hit in zip(lay.owner, lps, hits):
             a = acc.setdefault(key, [[], True])
             a[0].append(lp)
             a[1] = a[1] and hit
@@ -459,6 +398,85 @@ class Scorer:
             results[qi][ci] = ChoiceScore(requests[qi][1][ci], float(sum(vals)), len(vals), bool(greedy))
         if bar is not None:
             bar.update(len(acc))
+
+    def _inputs(self, lay: "_Layout", P: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """Token ids, position ids and the attention mask of a packed batch: each question's tokens see
+        the prefix, its own context and its own choice, nothing of the other questions or choices."""
+        B, T = len(lay.flats), max(len(f) for f in lay.flats)
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        ids = torch.full((B, T), pad, dtype=torch.long)
+        pos_t = torch.zeros((B, T), dtype=torch.long)
+        grp_t = torch.full((B, T), -1, dtype=torch.long)  # -1: padding
+        br_t = torch.zeros((B, T), dtype=torch.long)
+        for r in range(B):
+            n = len(lay.flats[r])
+            ids[r, :n] = torch.tensor(lay.flats[r])
+            pos_t[r, :n] = torch.tensor(lay.poss[r])
+            grp_t[r, :n] = torch.tensor(lay.grps[r])
+            br_t[r, :n] = torch.tensor(lay.branches[r])
+        idx = torch.arange(T)
+        own = ((grp_t[:, :, None] == grp_t[:, None, :]) & (idx[:, None] >= idx[None, :])
+               & ((br_t[:, None, :] == 0) | (br_t[:, :, None] == br_t[:, None, :])))
+        # Padding sees itself only: a row with nothing allowed would give NaN keys and values.
+        own |= (grp_t[:, :, None] < 0) & torch.eye(T, dtype=torch.bool)
+        own &= (grp_t[:, None, :] >= 0) | torch.eye(T, dtype=torch.bool)
+        allowed = own if P == 0 else torch.cat([torch.ones(B, T, P, dtype=torch.bool), own], dim=2)
+        allowed = allowed[:, None]
+        window = _sliding_window(self.model.config)
+        if window is None:
+            return ids, pos_t, self._mask(allowed)
+        # A model with sliding-window layers (Gemma 3: 512 tokens in 5 of 6 layers) uses a 4D mask as
+        # given in every layer; its sliding layers get the same mask cut to the window (key position >
+        # query position - window, as transformers' own sliding mask).
+        kpos = pos_t if P == 0 else torch.cat([torch.arange(P).expand(B, P), pos_t], dim=1)
+        near = (kpos[:, None, :] > pos_t[:, :, None] - window)[:, None]
+        return ids, pos_t, {"full_attention": self._mask(allowed), "sliding_attention": self._mask(allowed & near)}
+
+
+@dataclass
+class _Layout:
+    """A packed batch, row by row: token ids, positions, the question each token belongs to, and its
+    branch (0: the question's context; i + 1: choice i). Per choice token: (row, index in the row) whose
+    output predicts it (-1: the prefix's last output), the token, and whose choice it is."""
+
+    flats: list[list[int]]
+    poss: list[list[int]]
+    grps: list[list[int]]
+    branches: list[list[int]]
+    src: list[tuple[int, int]]
+    tgt: list[int]
+    owner: list[tuple[int, int]]
+
+
+def _layout(batch: list[list[_Group]], P: int) -> _Layout:
+    lay = _Layout([], [], [], [], [], [], [])
+    for r, row in enumerate(batch):
+        flat: list[int] = []
+        pos: list[int] = []
+        grp: list[int] = []
+        branch: list[int] = []
+        for b, g in enumerate(row):
+            s = len(flat)
+            flat.extend(g.ctx)
+            pos.extend(range(P, P + len(g.ctx)))
+            grp.extend([b] * len(g.ctx))
+            branch.extend([0] * len(g.ctx))
+            for k, (ci, x) in enumerate(g.conts):
+                prev = s + len(g.ctx) - 1 if g.ctx else -1
+                for j, t in enumerate(x):
+                    lay.src.append((r, prev))
+                    lay.tgt.append(t)
+                    lay.owner.append((g.qi, ci))
+                    prev = len(flat)
+                    flat.append(t)
+                    pos.append(P + len(g.ctx) + j)
+                    grp.append(b)
+                    branch.append(k + 1)
+        lay.flats.append(flat)
+        lay.poss.append(pos)
+        lay.grps.append(grp)
+        lay.branches.append(branch)
+    return lay
 
 
 def score_choices(model: Any, tokenizer: Any, context: str, choices: Sequence[str],

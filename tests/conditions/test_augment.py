@@ -11,7 +11,7 @@ import torch
 
 from genmodes.conditions import MODEL_STAGES, augment, model_stage, resolve
 from genmodes.conditions.base import CellContext
-from genmodes.conditions.generate import PrefixGenerator
+from genmodes.generate import PrefixGenerator
 from genmodes.data.families import make_dataset
 from genmodes.data.types import Fact
 from genmodes.errors import ConfigError, DataError
@@ -171,7 +171,7 @@ def test_finetune_data_is_original_plus_generated(reversals, tmp_path, monkeypat
 
     def fake_train(ctx, settings, texts, tag="finetune"):
         seen.update(texts=list(texts), tag=tag, settings=settings)
-        return tiny[0], tiny[1], {"train_seconds": 2.5, "steps": 1}
+        return tiny[0], tiny[1], augment.FinetuneInfo(train_seconds=2.5, steps=1)
 
     monkeypatch.setattr(augment, "train_on_texts", fake_train)
     ctx, settings = _ctx(reversals, tmp_path), _local()
@@ -184,17 +184,18 @@ def test_finetune_data_is_original_plus_generated(reversals, tmp_path, monkeypat
     # the fine-tuning run's settings alone: what a plain finetune with them would train with
     assert seen["settings"] == settings.finetune_settings() == augment.FinetuneSettings()
     info = prepared.info
-    assert info["original_texts"] == len(original) and info["generated_texts"] == len(generated)
-    assert info["finetune_seconds"] == 2.5 and info["generation_seconds"] > 0
-    assert math.isclose(info["train_seconds"], info["generation_seconds"] + 2.5)
+    assert info.original_texts == len(original) and info.generated_texts == len(generated)
+    assert info.finetune_seconds == 2.5 and info.generation_seconds > 0
+    assert math.isclose(info.train_seconds, info.generation_seconds + 2.5)
+    aug = info.augmentation.model_dump(exclude_none=True)
     assert {"statements", "true", "false", "unverifiable", "test_answers_stated", "generated_documents",
-            "generation_seconds"} <= set(info["augmentation"])
-    json.dumps(info)  # goes to the report as JSON
+            "generation_seconds"} <= set(aug)
+    json.dumps(info.model_dump(mode="json"))  # goes to the report as JSON
 
     prepared = augment.build(ctx, augment.Settings(source="oracle"))
     from genmodes.data.families import get_family
     oracle = [d.text for d in get_family("simple_reversals").oracle_augmentations(reversals)]
-    assert seen["texts"] == original + oracle and prepared.info["generation_seconds"] == 0
+    assert seen["texts"] == original + oracle and prepared.info.generation_seconds == 0
 
 
 def test_settings_are_validated():
@@ -231,9 +232,9 @@ def test_prepare_end_to_end_generates_fine_tunes_and_scores(curse, tmp_path):
     scores = Scorer(prepared.model, prepared.tokenizer).score(
         [(prepared.context_for(q), q.choices) for q in curse.questions], prefix=prepared.prefix)
     assert all(math.isfinite(c.logprob) for s in scores for c in s)
-    info = prepared.info
-    assert info["augmentation"]["generated_documents"] == len(curse.documents)
-    assert info["train_seconds"] >= info["generation_seconds"] > 0
+    info = prepared.model_info
+    assert info.augmentation.generated_documents == len(curse.documents)
+    assert info.train_seconds >= info.generation_seconds > 0
 
 
 def test_statements_repeated_within_a_document_are_kept_once(reversals, tmp_path):

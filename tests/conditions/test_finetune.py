@@ -8,9 +8,10 @@ from pydantic import ValidationError
 
 from genmodes.conditions import resolve
 from genmodes.conditions.base import CellContext
-from genmodes.conditions.finetune import (IGNORE, Settings, _collate, _loss_sum, _wrap_lora, encode_examples,
-                                          examples_from_documents, examples_from_texts, pack, packed_rows,
-                                          plan_rows, build, train)
+from genmodes.conditions.finetune import Settings, build
+from genmodes.training.finetune import (IGNORE, _collate, _loss_sum, _wrap_lora, encode_examples,
+                                        examples_from_documents, examples_from_texts, pack, packed_rows,
+                                        plan_rows, train)
 from genmodes.data.families import make_dataset
 from genmodes.data.types import Document
 from genmodes.errors import ConfigError
@@ -190,10 +191,10 @@ def test_build_reuses_the_checkpoint_and_retrains_when_settings_change(tmp_path,
     ctx = ctx_for(tmp_path)
     s = Settings(method=method, steps=2, **FAST)
     first = build(ctx, s)
-    assert first.info["reused"] is False and first.info["training_documents"] == 6
+    assert first.info.reused is False and first.info.training_documents == 6
     again = build(ctx, s)
-    assert again.info["reused"] is True
-    assert again.info["train_seconds"] == first.info["train_seconds"]
+    assert again.info.reused is True
+    assert again.info.train_seconds == first.info.train_seconds
     w1, w2 = state(first.model), state(again.model)
     assert w1.keys() == w2.keys() and all(torch.equal(w1[k], w2[k]) for k in w1)
     q = ctx.dataset.questions[0]
@@ -201,11 +202,12 @@ def test_build_reuses_the_checkpoint_and_retrains_when_settings_change(tmp_path,
     s2 = Scorer(again.model, again.tokenizer).score([(q.context, q.choices)])
     assert [c.logprob for c in s1[0]] == pytest.approx([c.logprob for c in s2[0]], abs=1e-4)
     changed = build(ctx, Settings(method=method, steps=2, lr=2e-4, **FAST))
-    assert changed.info["reused"] is False
+    assert changed.info.reused is False
 
 
 def test_unfinished_checkpoint_is_not_reused(tmp_path):
-    from genmodes.conditions.finetune import DONE_MARKER, checkpoint_dir
+    from genmodes.conditions.finetune import checkpoint_dir
+    from genmodes.training.finetune import DONE_MARKER
 
     ctx = ctx_for(tmp_path)
     s = Settings(steps=1, **FAST)
@@ -213,7 +215,7 @@ def test_unfinished_checkpoint_is_not_reused(tmp_path):
     path = checkpoint_dir(ctx, s, [d.text for d in ctx.dataset.documents])
     (path / DONE_MARKER).unlink()
     redo = build(ctx, s)
-    assert redo.info["reused"] is False and (path / DONE_MARKER).exists()
+    assert redo.info.reused is False and (path / DONE_MARKER).exists()
 
 
 def test_kinds_without_documents_is_a_config_error(tmp_path):

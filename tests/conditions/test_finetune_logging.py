@@ -32,8 +32,8 @@ def test_tensorboard_gets_every_step_of_the_loss_curve(tmp_path):
     acc = EventAccumulator(str(ctx.workdir / "tensorboard"))
     acc.Reload()
     loss = [(e.step, e.value) for e in acc.Scalars("train/loss")]
-    assert [s for s, _ in loss] == [s for s, _ in info["loss_curve"]] == [1, 2, 3]
-    assert [v for _, v in loss] == pytest.approx([v for _, v in info["loss_curve"]], abs=1e-4)
+    assert [s for s, _ in loss] == [s for s, _ in info.loss_curve] == [1, 2, 3]
+    assert [v for _, v in loss] == pytest.approx([v for _, v in info.loss_curve], abs=1e-4)
     assert len(acc.Scalars("train/learning_rate")) == 3
 
 

@@ -16,7 +16,7 @@ from genmodes.conditions import resolve
 from genmodes.conditions.base import CellContext
 from genmodes.data.families import make_config, make_dataset
 from genmodes.errors import ConfigError
-from genmodes.models import scratch
+from genmodes.training import scratch
 from genmodes.scoring import Scorer, accuracy, encode_pair, naive_score
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,10 +76,10 @@ def test_word_tokenizer_pair_encoding_and_scorer_match_reference(rel):
 def test_tiny_model_overfits_a_handful_of_relations(rel, tmp_path):
     prepared = prepare(cell(rel, tmp_path), **{**TINY, "batch_size": 8}, steps=150)
     assert split_accuracy(prepared, rel, "trained") == 1.0
-    info = prepared.info
-    assert info["steps"] == 150 and info["final_loss"] < 1.5 and info["train_seconds"] > 0
-    assert info["reused"] is False and info["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
-    curves = scratch.read_curves(tmp_path / info["curves_file"])  # relative to the run folder
+    info = prepared.model_info
+    assert info.steps == 150 and info.final_loss < 1.5 and info.train_seconds > 0
+    assert info.reused is False and info.device == ("cuda" if torch.cuda.is_available() else "cpu")
+    curves = scratch.read_curves(tmp_path / info.curves_file)  # relative to the run folder
     assert curves[-1]["step"] == 150 and set(curves[-1]["accuracy"]) == {q.split for q in rel.questions}
 
 
@@ -102,13 +102,13 @@ def test_resume_after_interruption_gives_bitwise_identical_weights(rel, tmp_path
     with pytest.raises(Killed):
         fs.ensure_trained(ctx, settings, callback=kill_at(12))
     model, _, info = fs.ensure_trained(ctx, settings)
-    assert info["resumed_from"] == 10 and ref_info["resumed_from"] == 0
+    assert info.resumed_from == 10 and ref_info.resumed_from == 0
     ref_sd, sd = ref_model.state_dict(), model.state_dict()
     assert all(torch.equal(ref_sd[k], sd[k]) for k in ref_sd)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
-    assert strip(scratch.read_curves(tmp_path / "ref" / ref_info["curves_file"])) == \
-        strip(scratch.read_curves(tmp_path / "run" / info["curves_file"]))
-    assert info["final_loss"] == ref_info["final_loss"]
+    assert strip(scratch.read_curves(tmp_path / "ref" / ref_info.curves_file)) == \
+        strip(scratch.read_curves(tmp_path / "run" / info.curves_file))
+    assert info.final_loss == ref_info.final_loss
 
 
 def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, monkeypatch):
@@ -194,8 +194,8 @@ def test_oracle_context_holds_support_and_exactly_k_distractors(rel_filler, tmp_
     # seeded: the same question gets the same context in another cell
     again = prepare(cell(rel_filler, tmp_path, "b"), **settings)
     assert [again.context_for(q) for q in rel_filler.questions] == [prepared.context_for(q) for q in rel_filler.questions]
-    assert 0 < prepared.info["context_tokens_max"] <= settings["seq_len"] == prepared.info["window_tokens"]
-    assert prepared.info["contexts_longer_than_window"] == 0 and prepared.info["questions_short_of_k"] == 0
+    assert 0 < prepared.info.context_tokens_max <= settings["seq_len"] == prepared.info.window_tokens
+    assert prepared.info.contexts_longer_than_window == 0 and prepared.info.questions_short_of_k == 0
     none = prepare(cell(rel_filler, tmp_path, "c"), **{**settings, "context": "none"})
     assert all(none.context_for(q) == q.context for q in rel_filler.questions)
 
@@ -236,9 +236,9 @@ def test_same_training_settings_share_one_trained_model(rel, tmp_path):
     a = prepare(cell(rel, tmp_path, "parametric"), **TINY, steps=3, context="none")
     b = prepare(cell(rel, tmp_path, "oracle"), **TINY, steps=3, context="oracle", k=2)
     c = prepare(cell(rel, tmp_path, "ablation"), **TINY, steps=3, include_episodes=False)
-    assert a.info["reused"] is False and b.info["reused"] is True and c.info["reused"] is False
-    assert a.info["artifact"] == b.info["artifact"] != c.info["artifact"]
-    assert b.info["train_seconds"] == a.info["train_seconds"]
+    assert a.model_info.reused is False and b.model_info.reused is True and c.model_info.reused is False
+    assert a.model_info.artifact == b.model_info.artifact != c.model_info.artifact
+    assert b.model_info.train_seconds == a.model_info.train_seconds
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert len(list((tmp_path / "shared" / "scratch").iterdir())) == 2

@@ -41,11 +41,11 @@ def test_block_and_every_scored_row_fit_the_window(tmp_path):
     ds = edge_dataset()
     p = prepare(tmp_path, ds)
     info = p.info
-    longest = info["longest_question_choice_tokens"]
+    longest = info.longest_question_choice_tokens
     assert longest > 256  # the old constant reserve would have let rows run past the window
     pre = encode_prefix(p.tokenizer, p.prefix)
-    assert info["prefix_tokens"] == len(pre) <= info["budget_tokens"]
-    assert info["window_tokens"] == WINDOW
+    assert info.prefix_tokens == len(pre) <= info.budget_tokens
+    assert info.window_tokens == WINDOW
     # as scored: the block's trailing blank line goes before each question (scoring.split_prefix)
     tail = split_prefix(p.prefix)[1]
     assert tail == "\n\n"
@@ -54,7 +54,7 @@ def test_block_and_every_scored_row_fit_the_window(tmp_path):
     assert max(rows) == len(pre) + longest <= WINDOW
     # At the edge: the block is full up to about one document of the window.
     assert len(pre) + longest > WINDOW - max(len(d.text) for d in ds.documents) - 4
-    assert 0 < info["documents_in_context"] < len(ds.documents)
+    assert 0 < info.documents_in_context < len(ds.documents)
     # The scorer takes it: finite scores for every choice at the window's edge.
     scores = Scorer(p.model, p.tokenizer).score([(q.context, q.choices) for q in ds.questions], prefix=p.prefix)
     assert all(s.logprob == s.logprob and s.logprob > -1e9 for qs in scores for s in qs)
@@ -67,8 +67,8 @@ def test_questions_without_support_are_counted(tmp_path):
     # Independently of the condition's bookkeeping: which supporting documents' texts are in the block.
     missing = [q.id for q in ds.questions if q.support and not any(by_id[d].text in p.prefix for d in q.support)]
     assert 0 < len(missing) < 10  # some questions lost their support, some kept it
-    assert p.info["questions_without_support"] == len(missing)
-    assert p.info["questions_without_support_ids"] == missing
+    assert p.info.questions_without_support == len(missing)
+    assert p.info.questions_without_support_ids == missing
 
 
 def test_explicit_budget_over_the_window_is_clipped_to_it(tmp_path, capsys):
@@ -77,9 +77,9 @@ def test_explicit_budget_over_the_window_is_clipped_to_it(tmp_path, capsys):
     ds = edge_dataset()
     p = prepare(tmp_path, ds, budget_tokens=8100)
     info = p.info
-    assert info["budget_clipped"] is True and info["budget_tokens_requested"] == 8100
-    assert info["budget_tokens"] == 8192 - info["longest_question_choice_tokens"]
-    assert info["prefix_tokens"] + info["longest_question_choice_tokens"] <= 8192
+    assert info.budget_clipped is True and info.budget_tokens_requested == 8100
+    assert info.budget_tokens == 8192 - info.longest_question_choice_tokens
+    assert info.prefix_tokens + info.longest_question_choice_tokens <= 8192
     assert "budget_tokens 8100 does not fit tiny-random's 8192-token window" in capsys.readouterr().err
     # a reserve too small for the questions is still an error: the rows would not fit
     with pytest.raises(ConfigError, match="window by"):
@@ -89,7 +89,7 @@ def test_explicit_budget_over_the_window_is_clipped_to_it(tmp_path, capsys):
 def test_everything_fits_keeps_every_document(tmp_path):
     ds = edge_dataset(n_docs=5)
     p = prepare(tmp_path, ds)
-    assert p.info["documents_in_context"] == 5 and p.info["questions_without_support"] == 0
+    assert p.info.documents_in_context == 5 and p.info.questions_without_support == 0
     assert p.prefix == render_documents(ds.documents)
 
 

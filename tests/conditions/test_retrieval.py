@@ -102,12 +102,12 @@ def test_recall_at_k_hand_made():
 
 def test_bm25_finds_the_support_of_reversal_questions(rc, tmp_path):
     p = prepare(_ctx(rc, tmp_path), Settings(method="bm25", k=3))
-    assert p.info["recall_at_k_by_split"]["reversal"] >= 0.8
-    retrieved = p.question_context.retrieved
+    assert p.info.recall_at_k_by_split["reversal"] >= 0.8
+    retrieved = p.retrieved
     assert all(len(ids) == 3 for ids in retrieved.values())
     hits = [any(s in retrieved[q.id] for s in q.support) for q in rc.split("reversal")]
     assert sum(hits) / len(hits) >= 0.9
-    assert p.info["hit_at_k_by_split"]["reversal"] == pytest.approx(sum(hits) / len(hits))
+    assert p.info.hit_at_k_by_split["reversal"] == pytest.approx(sum(hits) / len(hits))
 
 
 def test_bm25_k_larger_than_corpus_returns_every_document(sr):
@@ -136,7 +136,7 @@ def test_question_context_puts_retrieved_documents_before_the_question(sr, tmp_p
         text = p.context_for(q)
         assert text.startswith(DEFAULT_INSTRUCTION) and text.endswith(q.context)
         block = text[: len(text) - len(q.context)]
-        ids = p.question_context.retrieved[q.id]
+        ids = p.retrieved[q.id]
         starts = [block.index(index[i].text.strip()) for i in ids]
         assert starts == sorted(starts), "documents appear in retrieved order"
     assert p.prefix == ""
@@ -145,16 +145,16 @@ def test_question_context_puts_retrieved_documents_before_the_question(sr, tmp_p
 def test_info_reports_recall_compute_and_time(sr, tmp_path):
     p = prepare(_ctx(sr, tmp_path), Settings(method="oracle", k=2, instruction="Docs:\n"))
     info = p.info
-    assert info["train_seconds"] == 0.0 and info["retrieval_seconds"] >= 0.0
-    assert info["recall_at_k"] == 1.0 and set(info["recall_at_k_by_split"]) == set(sr.splits)
-    assert info["hit_at_k"] == 1.0
+    assert p.model_info.train_seconds == 0.0 and info.retrieval_seconds >= 0.0
+    assert info.recall_at_k == 1.0 and set(info.recall_at_k_by_split) == set(sr.splits)
+    assert info.hit_at_k == 1.0
     blocks = [p.context_for(q)[: -len(q.context)] for q in sr.questions]
     n = [len(p.tokenizer(b, add_special_tokens=False).input_ids) for b in blocks]
-    assert info["mean_context_tokens"] == pytest.approx(sum(n) / len(n))
+    assert info.mean_context_tokens == pytest.approx(sum(n) / len(n))
     assert all(b.startswith("Docs:\n") for b in blocks)
     import json
 
-    json.dumps(info)  # goes to the report as JSON
+    json.dumps(info.model_dump(mode="json"))  # goes to the report as JSON
 
 
 def test_prepared_scores_with_the_scorer(sr, tmp_path):
@@ -191,14 +191,14 @@ def test_retrieval_with_finetune_reuses_the_finetune_checkpoint(sr, tmp_path):
     both = resolve("retrieval", {"method": "oracle", "k": 1, "finetune": ft_settings})
     assert (both.model, both.context) == ("finetune", "retrieval")
     p = conditions.prepare(_ctx(sr, tmp_path), both)
-    assert p.info["reused"] is True and plain.info["reused"] is False
-    assert p.info["checkpoint"] == plain.info["checkpoint"]
-    assert p.info["train_seconds"] == pytest.approx(plain.info["train_seconds"])
+    assert p.model_info.reused is True and plain.model_info.reused is False
+    assert p.model_info.checkpoint == plain.model_info.checkpoint
+    assert p.model_info.train_seconds == pytest.approx(plain.model_info.train_seconds)
     a, b = plain.model.state_dict(), p.model.state_dict()
     assert all(torch.equal(a[n], b[n]) for n in a)
-    assert p.info["recall_at_k"] == 1.0
-    # the model stage's "method" (full) clashes with retrieval's (oracle): both are kept
-    assert p.info["method"] == "oracle" and p.info["model_stage_info"]["method"] == "full"
+    assert p.info.recall_at_k == 1.0
+    # each stage keeps its own record: the model stage's method (full) beside retrieval's (oracle)
+    assert p.info.method == "oracle" and p.model_info.method == "full"
 
 
 def test_finetune_settings_are_validated():

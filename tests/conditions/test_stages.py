@@ -51,18 +51,19 @@ def _check_every_cell(rows: list, cells: list, models: dict) -> None:
         assert all(math.isfinite(s["logprob"]) for r in mine for s in r["scores"]), c["cell"]
         assert all((r["model_stage"], r["context_stage"]) == (c["model_stage"], c["context_stage"]) for r in mine)
         # what the context stage did shows in what was scored
+        context = c["stages"]["context"]
         if ctx == "in_context":
-            assert c["info"]["documents_in_context"] > 0 and c["info"]["prefix_tokens"] > 0
+            assert context["documents_in_context"] > 0 and context["prefix_tokens"] > 0
         elif ctx != "none":
-            assert c["info"]["method"] == ctx and all(r["retrieved"] for r in mine)
+            assert context["method"] == ctx and all(r["retrieved"] for r in mine)
             assert all(len(r["retrieved"]) >= 2 for r in mine)
         if ctx == "oracle":
-            assert c["info"]["recall_at_k"] == 1.0
+            assert context["recall_at_k"] == 1.0
 
 
 def _trainings(cells: list, kind: str) -> list:
     """The cells of model stage ``kind`` that trained (the others reused its artifact)."""
-    return [c for c in cells if c["model_stage"] == kind and c["info"].get("reused") is False]
+    return [c for c in cells if c["model_stage"] == kind and c["stages"]["model"].get("reused") is False]
 
 
 def test_every_pretrained_model_stage_with_every_context_stage(tmp_path):
@@ -73,7 +74,7 @@ def test_every_pretrained_model_stage_with_every_context_stage(tmp_path):
     for kind, folder in (("finetune", "finetune"), ("augmented_finetune", "augmented_finetune")):
         assert len(_trainings(cells, kind)) == 1
         assert len([p for p in (out / "shared" / folder).iterdir() if p.is_dir()]) == 1
-        assert len({c["info"]["checkpoint"] for c in cells if c["model_stage"] == kind}) == 1
+        assert len({c["stages"]["model"]["checkpoint"] for c in cells if c["model_stage"] == kind}) == 1
     scores = {c: [r["scores"] for r in rows if r["condition"] == c] for c in ("pretrained+none", "finetune+none")}
     assert scores["pretrained+none"] != scores["finetune+none"]  # the context stage got the trained model
     assert {c["condition_kind"] for c in cells} >= {"pretrained", "finetune", "in_context", "retrieval",
@@ -113,8 +114,8 @@ def test_composed_form_equals_the_short_form_and_round_trips():
     cfg = parse_config(raw)
     again = parse_config(yaml.safe_load(dump_config(cfg)))
     assert dump_config(again) == dump_config(cfg)
-    assert [c.kind_ for c in again.conditions] == ["finetune+retrieval", "finetune", "finetune+in_context"]
-    assert again.conditions[0].resolve().model_settings == again.conditions[1].resolve().model_settings
+    assert [c.kind for c in again.conditions] == ["finetune+retrieval", "finetune", "finetune+in_context"]
+    assert again.conditions[0].stages.model_settings == again.conditions[1].stages.model_settings
 
 
 @pytest.mark.parametrize("cond, msg", [

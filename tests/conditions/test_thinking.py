@@ -17,8 +17,9 @@ from genmodes.data.families import make_dataset
 from genmodes.data.types import Fact
 from genmodes.models import load_model
 from genmodes.scoring import chosen, naive_score
-from genmodes.conditions.thoughts import (answer_context, audit_thought, choice_probabilities, reward,
-                                          think_prompt)
+from genmodes.training import grpo
+from genmodes.training.thoughts import (answer_context, audit_thought, choice_probabilities, reward,
+                                        think_prompt)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,12 @@ def test_no_rl_prompt_contains_an_evaluated_or_transfer_question_or_entity():
     shared = dss["syl_a"].meta["entities"][0]
     dss["syl_b"].meta["entities"] = [*dss["syl_b"].meta["entities"], shared]
     s = rl.Settings(rl_dataset=["syl_a", "rev_a"], rl_fraction=0.5)
-    rl.apply_design(dss, [s])
+    source = {n: [(q.id, q.split) for q in d.questions] for n, d in dss.items()}
+    designed = rl.design(dss, [s])
+    # the design makes new datasets: the study's sources are left as they were
+    assert {n: [(q.id, q.split) for q in d.questions] for n, d in dss.items()} == source
+    dss = designed
+    assert {d.role for d in dss.values()} == {"rl", "transfer"}
     train = dss["syl_a"].rl_train_questions + dss["rev_a"].rl_train_questions
     assert train and dss["syl_a"].questions and dss["rev_a"].questions
     prompts = [think_prompt(q) for q in train]
@@ -109,9 +115,9 @@ def test_every_rl_condition_names_the_same_design():
     from genmodes.errors import ConfigError
 
     with pytest.raises(ConfigError, match="same rl_dataset"):
-        rl.apply_design(_study(), [rl.Settings(rl_dataset="syl_a"), rl.Settings(rl_dataset="rev_a")])
+        rl.design(_study(), [rl.Settings(rl_dataset="syl_a"), rl.Settings(rl_dataset="rev_a")])
     with pytest.raises(ConfigError, match="not a dataset"):
-        rl.apply_design(_study(), [rl.Settings(rl_dataset="nope")])
+        rl.design(_study(), [rl.Settings(rl_dataset="nope")])
 
 
 def _rl_settings(**kw):
@@ -122,14 +128,14 @@ def _rl_settings(**kw):
 
 def _train_questions():
     dss = {"syl_a": make_dataset("simple_syllogisms", seed=0, overrides={"n_examples": 8})}
-    rl.apply_design(dss, [_rl_settings()])
+    dss = rl.design(dss, [_rl_settings()])
     return dss["syl_a"].rl_train_questions
 
 
 def test_grpo_steps_change_every_trainable_parameter(tmp_path):
     model, tok = load_model("tiny-random", device="cpu")
     before = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    model, info = rl.grpo_train(model, tok, _train_questions(), _rl_settings(), 0, tmp_path / "grpo", progress=False)
+    model, info = grpo.grpo_train(model, tok, _train_questions(), _rl_settings(), 0, tmp_path / "grpo", progress=False)
     unchanged = [n for n, p in model.named_parameters() if p.requires_grad and torch.equal(p.detach(), before[n])]
     assert not unchanged
     assert [s for s, _ in info["reward_curve"]] == [1, 2] and info["tokens_generated"] > 0
@@ -137,13 +143,13 @@ def test_grpo_steps_change_every_trainable_parameter(tmp_path):
 
 
 def test_grpo_reward_terms_are_logged_apart_and_sum_to_the_reward(tmp_path):
-    from genmodes.conditions.thoughts import states_a_fact, thought_tokens
+    from genmodes.training.thoughts import states_a_fact, thought_tokens
     from genmodes.data.families import get_family
 
     parse = get_family("simple_syllogisms").parse_statements
     s = _rl_settings(length_weight=0.25, format_weight=0.5, group_size=4)
     model, tok = load_model("tiny-random", device="cpu")
-    _, info = rl.grpo_train(model, tok, _train_questions(), s, 0, tmp_path / "grpo", progress=False, parse=parse)
+    _, info = grpo.grpo_train(model, tok, _train_questions(), s, 0, tmp_path / "grpo", progress=False, parse=parse)
     terms = info["reward_terms_curves"]
     assert set(terms) == {"scorer_probability", "thought_length", "states_fact"}
     for i, (step, total) in enumerate(info["reward_curve"]):
@@ -155,21 +161,21 @@ def test_grpo_reward_terms_are_logged_apart_and_sum_to_the_reward(tmp_path):
         thought_tokens(tok, "All glon are yomp.")
     assert states_a_fact(parse, "All glon are yomp.") and not states_a_fact(parse, "\nAll glon are yomp.")
     # without terms the reward is the scorer's alone, and a format term without a parser is refused
-    _, plain = rl.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(), 0,
+    _, plain = grpo.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(), 0,
                              tmp_path / "plain", progress=False)
     assert "reward_terms_curves" not in plain
     from genmodes.errors import ConfigError
 
     with pytest.raises(ConfigError, match="statement parser"):
-        rl.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(format_weight=1.0),
+        grpo.grpo_train(*load_model("tiny-random", device="cpu"), _train_questions(), _rl_settings(format_weight=1.0),
                       0, tmp_path / "noparse", progress=False)
     # a mapping gives each question its own parser: here one that reads a statement in any text
     qs = _train_questions()
-    _, every = rl.grpo_train(*load_model("tiny-random", device="cpu"), qs, _rl_settings(format_weight=1.0), 0,
+    _, every = grpo.grpo_train(*load_model("tiny-random", device="cpu"), qs, _rl_settings(format_weight=1.0), 0,
                              tmp_path / "every", progress=False, parse={q.id: (lambda t: [t]) for q in qs})
     assert [v for _, v in every["reward_terms_curves"]["states_fact"]] == [1.0, 1.0]
     with pytest.raises(ConfigError, match="statement parser"):
-        rl.grpo_train(*load_model("tiny-random", device="cpu"), qs, _rl_settings(format_weight=1.0), 0,
+        grpo.grpo_train(*load_model("tiny-random", device="cpu"), qs, _rl_settings(format_weight=1.0), 0,
                       tmp_path / "missing", progress=False, parse={qs[0].id: (lambda t: [t])})
 
 
@@ -178,10 +184,10 @@ def test_format_term_reads_each_question_with_its_own_familys_parser(tmp_path):
 
     dss = _study()
     s = _rl_settings(rl_dataset=["syl_a", "rev_a"], format_weight=0.5)
-    rl.apply_design(dss, [s])
+    dss = rl.design(dss, [s])
     ctx = CellContext(model_spec="tiny-random", dataset=dss["syl_b"], seed=0, workdir=tmp_path, progress=False)
     ctx.datasets = dss
-    qs = rl._rl_questions(ctx, s)
+    qs = rl.rl_questions(ctx, s)
     parsers = rl.statement_parsers(ctx, s, qs)
     assert set(parsers) == {q.id for q in qs}
     syl = next(q for q in qs if q in dss["syl_a"].rl_train_questions)
@@ -202,18 +208,18 @@ def test_rl_resumes_from_its_checkpoint_after_a_kill(tmp_path, monkeypatch):
                 raise Killed()
 
     calls = []
-    real = rl.rewards
-    monkeypatch.setattr(rl, "rewards", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = grpo.rewards
+    monkeypatch.setattr(grpo, "rewards", lambda *a, **k: calls.append(1) or real(*a, **k))
     s = _rl_settings(steps=4, save_every=2)
     qs = _train_questions()
     model, tok = load_model("tiny-random", device="cpu")
     with pytest.raises(Killed):
-        rl.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False, callbacks=[KillAfter()])
+        grpo.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False, callbacks=[KillAfter()])
     assert (tmp_path / "grpo" / "checkpoint-2").is_dir() and len(calls) == 3
-    before = json.loads((tmp_path / "grpo" / "checkpoint-2" / rl.SECONDS_FILE).read_text())["seconds"]
+    before = json.loads((tmp_path / "grpo" / "checkpoint-2" / grpo.SECONDS_FILE).read_text())["seconds"]
     calls.clear()
     model, tok = load_model("tiny-random", device="cpu")  # a fresh process would start from the base
-    model, info = rl.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False)
+    model, info = grpo.grpo_train(model, tok, qs, s, 0, tmp_path / "grpo", progress=False)
     assert info["resumed"] and info["steps"] == 4
     assert info["train_seconds"] > before > 0  # the first session's seconds count too
     assert len(calls) == 2  # only steps 3 and 4 were generated and rewarded again
@@ -225,17 +231,17 @@ def test_rl_stage_builds_from_the_study_finetune_and_reuses_its_checkpoint(tmp_p
 
     dss = _study()
     s = _rl_settings(rl_dataset=["syl_a"], finetune=FT(steps=1, batch_size=2, seq_len=64))
-    rl.apply_design(dss, [s])
+    dss = rl.design(dss, [s])
     ctx = CellContext(model_spec="tiny-random", dataset=dss["syl_b"], seed=0, workdir=tmp_path / "cell",
                       shared_dir=tmp_path / "shared", progress=False, device="cpu")
     ctx.datasets = dss
     built = rl.build(ctx, s)
-    assert built.info["finetune"]["datasets"] == sorted(dss)
-    assert built.info["rl"]["steps"] == 2 and built.info["rl_questions"]
+    assert built.info.finetune.datasets == sorted(dss)
+    assert built.info.rl.steps == 2 and built.info.rl_questions
     ctx2 = CellContext(model_spec="tiny-random", dataset=dss["rev_b"], seed=0, workdir=tmp_path / "cell2",
                        shared_dir=tmp_path / "shared", progress=False, device="cpu")
     ctx2.datasets = dss
     again = rl.build(ctx2, s)
-    assert again.info["reused"]
+    assert again.info.reused
     for (n, p), (_, p2) in zip(built.model.named_parameters(), again.model.named_parameters()):
         assert torch.equal(p.detach(), p2.detach()), n

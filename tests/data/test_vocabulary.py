@@ -183,7 +183,8 @@ def test_too_small_a_part_is_a_one_line_error():
 
 def test_the_setting_is_part_of_the_dataset_identity():
     from genmodes.experiments.config import parse_config
-    from genmodes.experiments.runner import Runner, grid
+    from genmodes.experiments.grid import grid
+    from genmodes.experiments.runner import Runner
 
     ds = [{"name": n, "family": "simple_syllogisms", "settings": {"n_examples": 6, **extra}}
           for n, extra in (("plain", {}), ("p0", part(0)), ("p1", part(1)))]

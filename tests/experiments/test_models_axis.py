@@ -90,7 +90,7 @@ def test_one_model_keeps_ids_config_and_a_readable_summary(tmp_path):
     assert {s["model"] for s in summary} == {"tiny-random"} and len(summary) == 4
     # no model given at all: the default model, still today's ids
     cfg = parse_config({"name": "x", "datasets": [{"family": "reversal_curse"}], "conditions": [{"name": "pretrained"}]})
-    from genmodes.experiments.runner import grid
+    from genmodes.experiments.grid import grid
 
     assert cfg.model_specs == ["smollm2-135m"] and [c.id for c in grid(cfg)] == ["reversal_curse__pretrained__s0"]
 
@@ -131,7 +131,7 @@ def test_condition_datasets_limit_the_grid(tmp_path, second_model):
               datasets=[{"name": "rc", "family": "reversal_curse", "settings": TINY_RC},
                         {"name": "rc2", "family": "reversal_curse", "seed": 1, "settings": TINY_RC}],
               conditions=[{"name": "pretrained", "datasets": ["rc"]}, {"name": "in_context", "datasets": ["rc2"]}])
-    from genmodes.experiments.runner import grid
+    from genmodes.experiments.grid import grid
 
     ids = [c.id for c in grid(load_config(p))]
     assert ids == ["tiny-random__rc__pretrained__s0", "tiny-b__rc__pretrained__s0",
@@ -153,10 +153,10 @@ def test_budget_sweep_clips_above_the_window_and_draws_the_curve(tmp_path, secon
     assert "budget_tokens 100000 does not fit tiny-random's 8192-token window" in err
     records = {(c["model"], c["condition"]): c for c in
                (json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines())}
-    big = records[("tiny-random", "ic_100000")]["info"]
+    big = records[("tiny-random", "ic_100000")]["stages"]["context"]
     assert big["budget_clipped"] is True and big["budget_tokens_requested"] == 100000
     assert big["budget_tokens"] == 8192 - big["longest_question_choice_tokens"]
-    small = records[("tiny-random", "ic_64")]["info"]
+    small = records[("tiny-random", "ic_64")]["stages"]["context"]
     assert small["budget_clipped"] is False and small["prefix_tokens"] <= 64
     rows = rows_of(out)
     assert all(r["context_tokens"] <= 8192 for r in rows)
@@ -166,10 +166,11 @@ def test_budget_sweep_clips_above_the_window_and_draws_the_curve(tmp_path, secon
     section = md.split("## In-context accuracy against context length")[1].split("\n## ")[0]
     assert "(clipped)" in section and section.count("| tiny-random |") == 3
     # the x of each point is the mean context actually scored: it grows with the budget per model
-    from genmodes.report.context_curve import points
+    from genmodes.conditions.in_context import length_points
     from genmodes.report.run import load_run
+    from genmodes.report.sections import stage_view
 
-    pts = points(load_run(out))["rc"]
+    pts = length_points(stage_view(load_run(out), "context", "in_context"))["rc"]
     for m in ("tiny-random", second_model):
         xs = [pt["tokens"] for pt in pts if pt["model"] == m]
         mine = [r["context_tokens"] for r in rows if r["model"] == m and r["condition"] == "ic_64"]
@@ -189,11 +190,11 @@ def test_support_per_question_keeps_every_question_answerable(tmp_path):
     ctx = CellContext(model_spec="tiny-random", dataset=ds, seed=0, workdir=tmp_path)
     # a budget that holds some documents: at random many questions lose their support ...
     at_random = prepare(ctx, Settings(budget_tokens=1500))
-    assert at_random.info["questions_without_support"] > 0
+    assert at_random.info.questions_without_support > 0
     # ... with one supporting document per question placed first, none does, in the same budget,
     # and the block holds as many documents (the rest are distractors)
     support = prepare(ctx, Settings(budget_tokens=1500, support_per_question=1))
-    assert support.info["questions_without_support"] == 0 and support.info["prefix_tokens"] <= 1500
-    assert support.info["documents_in_context"] == at_random.info["documents_in_context"]
+    assert support.info.questions_without_support == 0 and support.info.prefix_tokens <= 1500
+    assert support.info.documents_in_context == at_random.info.documents_in_context
     with pytest.raises(ConfigError, match="supporting documents of the scored questions take"):
         prepare(ctx, Settings(budget_tokens=600, support_per_question=1))

@@ -59,7 +59,7 @@ def test_overrides_are_validated_like_the_file(cfg_path):
         load_with_overrides(cfg_path, seeds=[1, 1])
     cfg = load_with_overrides(cfg_path, sets=["conditions.finetune.settings.steps=null",
                                               "conditions.finetune.settings.epochs=3"])
-    assert cfg.conditions[1].settings == {"steps": None, "batch_size": 2, "epochs": 3}
+    assert cfg.conditions[1].spec.settings == {"steps": None, "batch_size": 2, "epochs": 3}
     assert parse_seeds("0, 2") == [0, 2]
     with pytest.raises(ConfigError, match="expected comma-separated integers"):
         parse_seeds("0,x")
@@ -83,7 +83,7 @@ def test_run_with_overrides_records_them_in_config_yaml(cfg_path, tmp_path, caps
     assert {len(v) for k, v in per.items() if k[0] == "capped"} == {1}
     assert {r["seed"] for r in rows} == {0, 1}
     cells = [json.loads(x) for x in (out / "cells.jsonl").read_text().splitlines()]
-    assert {c["info"]["steps"] for c in cells if c["condition"] == "finetune"} == {1}
+    assert {c["stages"]["model"]["steps"] for c in cells if c["condition"] == "finetune"} == {1}
     # the same command resumes; other overrides are another config, refused
     assert main(args) == 0
     assert main(args[:-2] + ["--set", "datasets.capped.settings.n_facts=5"]) == 2

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from genmodes.experiments.config import dump_config, parse_config
-from genmodes.experiments.executors import CELL_LOCK, RayExecutor, cell_resources, cell_threads
-from genmodes.experiments.runner import Runner, grid
+from genmodes.experiments.executors import RayExecutor
+from genmodes.experiments.grid import grid
+from genmodes.experiments.runner import CELL_LOCK, Runner
 
 ray = pytest.importorskip("ray")
 
@@ -46,12 +47,12 @@ def test_resources_per_condition_and_not_in_the_run_identity():
     cfg = config(resources={"num_cpus": 2},
                  conditions=[{"name": "pretrained"},
                              {"name": "finetune", "settings": FT, "resources": {"num_gpus": 1, "num_cpus": 1}}])
-    r = Runner(cfg, Path("unused"))
+    task = Runner(cfg, Path("unused")).remote_task()
     by = {c.condition.name: c for c in grid(cfg)}
-    assert cell_resources(r, by["pretrained"]) == {"num_cpus": 2}
-    assert cell_resources(r, by["finetune"]) == {"num_cpus": 1, "num_gpus": 1}
-    assert cell_threads(r, by["pretrained"]) == 2 and cell_threads(r, by["finetune"]) == 1
-    assert cell_resources(Runner(config(), Path("unused")), by["pretrained"]) == {"num_cpus": 1}
+    assert task.resources(by["pretrained"]) == {"num_cpus": 2}
+    assert task.resources(by["finetune"]) == {"num_cpus": 1, "num_gpus": 1}
+    assert task.threads(by["pretrained"]) == 2 and task.threads(by["finetune"]) == 1
+    assert Runner(config(), Path("unused")).remote_task().resources(by["pretrained"]) == {"num_cpus": 1}
     # where cells run is not what they compute: a run resumed with other resources is the same run
     assert dump_config(cfg) == dump_config(config())
 
@@ -70,8 +71,8 @@ def test_ray_gives_the_local_results_and_builds_a_shared_checkpoint_once(tmp_pat
     assert len(cells) == 6
     for seed in (0, 1):
         # finetune and finetune + retrieval share one checkpoint: trained by one cell, loaded by the other
-        ft = [c["info"] for c in cells if c["seed"] == seed and c["condition"] == "finetune"][0]
-        fo = [c["info"] for c in cells if c["seed"] == seed and c["condition"] == "finetune_oracle"][0]
+        ft = [c["stages"]["model"] for c in cells if c["seed"] == seed and c["condition"] == "finetune"][0]
+        fo = [c["stages"]["model"] for c in cells if c["seed"] == seed and c["condition"] == "finetune_oracle"][0]
         assert sorted([ft["reused"], fo["reused"]]) == [False, True]
     assert len(list((remote / "shared" / "finetune").glob("*/DONE"))) == 2
 

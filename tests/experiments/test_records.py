@@ -104,14 +104,14 @@ def test_manifest_records_config_data_weights_versions_and_commit(tmp_path):
     import torch
 
     from genmodes.experiments.config import load_config
-    from genmodes.experiments.runner import build_dataset
+    from genmodes.experiments.grid import build_dataset
     from genmodes.models import tiny_random
 
     cfg = write_config(tmp_path)
     run = tmp_path / "run"
     assert main(["run", str(cfg), "--out", str(run), "--no-report"]) == 0
     m = json.loads((run / "manifest.json").read_text())
-    assert m["schema_version"] == 1 and m["name"] == "t"
+    assert m["schema_version"] == 2 and m["name"] == "t"
     assert m["config_hash"] == hashlib.sha256((run / "config.yaml").read_bytes()).hexdigest()
     ds = build_dataset(load_config(cfg).datasets[0])
     assert m["datasets"] == {"rc": {"content_hash": ds.meta["content_hash"], "source": "family:reversal_curse",

@@ -55,7 +55,8 @@ def test_run_writes_results_cells_and_summary(tmp_path):
         summary = list(reader)
     assert {s["condition"] for s in summary} == {"pretrained", "in_context"}
     ic = next(c for c in cells if c["condition"] == "in_context")
-    assert ic["info"]["documents_in_context"] > 0 and ic["info"]["prefix_tokens"] > 0
+    context = ic["stages"]["context"]
+    assert context["documents_in_context"] > 0 and context["prefix_tokens"] > 0
     assert yaml.safe_load((out / "config.yaml").read_text())["name"] == "t"
 
 
@@ -75,18 +76,18 @@ def test_same_seed_same_summary_and_rerun_computes_nothing(tmp_path):
 # is written and before its cell.json marks it done. Two cells are finished then, whatever the load.
 _KILL_IN_THIRD_CELL = """
 import os, signal, sys
-from genmodes.experiments import runner
+from genmodes.experiments import runfolder
 
-real, done = runner.atomic_write, []
+real, done = runfolder.atomic_write, []
 
 def write(path, *args, **kwargs):
-    if path.name == runner.CELL_DONE and path.parent.parent.name == "cells":
+    if path.name == runfolder.CELL_DONE and path.parent.parent.name == "cells":
         done.append(path)
         if len(done) == 3:
             os.kill(os.getpid(), signal.SIGKILL)
     return real(path, *args, **kwargs)
 
-runner.atomic_write = write
+runfolder.atomic_write = write
 from genmodes.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -35,12 +35,12 @@ def test_thinking_study_runs_and_keeps_rl_questions_out_of_evaluation(tmp_path):
     assert all("thought" not in r.get("details", {}) for r in rows if r["condition"] == "finetune")
     for r in rows:
         assert r["split"].endswith("/rl" if r["dataset"] in ("syl_a", "rev_a") else "/transfer")
-    rl_qs = {q for c in cells for q in c["info"].get("rl_questions", [])}
+    rl_qs = {q for c in cells for q in c["stages"]["model"].get("rl_questions", [])}
     assert rl_qs and not rl_qs & {r["question_id"] for r in rows if r["dataset"] in ("syl_a", "rev_a")}
     # one fine-tuned checkpoint for the whole study: the same for every cell of both conditions
-    ckpts = {c["info"]["checkpoint"] for c in cells if c["condition"] == "finetune"}
+    ckpts = {c["stages"]["model"]["checkpoint"] for c in cells if c["condition"] == "finetune"}
     assert len(ckpts) == 1
     report = (out / "report.md").read_text()
-    for section in ("RL: reward and thought length", "Example thoughts", "Implicit retrieval",
+    for section in ("RL: reward and thought length", "RL compute", "Example thoughts", "Implicit retrieval",
                     "Thinking compute"):
         assert section in report

@@ -34,7 +34,7 @@ def test_bf16_changes_products_not_weights_and_stays_close():
 def test_training_under_bf16_learns_as_fp32_does():
     """A cell trains inside one autocast region: a cached bf16 copy of the weights would freeze the
     forward pass at step 0 (the loss barely moved before cache_enabled=False)."""
-    from genmodes.conditions import finetune as ft
+    from genmodes.training import finetune as ft
     from genmodes.data.families import make_dataset
 
     torch.set_num_threads(1)
@@ -44,7 +44,7 @@ def test_training_under_bf16_learns_as_fp32_does():
     for dtype in ("fp32", "bf16"):
         model, tok = load_model("tiny-random", device="cpu")
         with precision(dtype, "cpu"):
-            _, info = ft.train(model, tok, texts, ft.Settings(steps=20, lr=3e-3, batch_size=4, seq_len=128),
+            _, info = ft.train(model, tok, texts, ft.FinetuneSettings(steps=20, lr=3e-3, batch_size=4, seq_len=128),
                                seed=0, progress=False)
         curve = [loss for _, loss in info["loss_curve"]]
         final[dtype] = curve[-1]

@@ -108,7 +108,7 @@ def test_accuracy_table_uses_the_terminal_format_and_overview_is_embedded(tiny_r
 
 def test_provenance_names_hash_model_versions_and_config(tiny_run):
     from genmodes.experiments.config import parse_config
-    from genmodes.experiments.runner import build_dataset
+    from genmodes.experiments.grid import build_dataset
 
     out, md, _ = tiny_run
     prov = _section(md, "Provenance")
@@ -128,7 +128,7 @@ def test_provenance_names_hash_model_versions_and_config(tiny_run):
 
 def test_drilldown_page_holds_every_question_offline(tiny_run):
     from genmodes.experiments.config import parse_config
-    from genmodes.experiments.runner import build_dataset
+    from genmodes.experiments.grid import build_dataset
 
     out, md, _ = tiny_run
     page = (out / "drilldown.html").read_text()

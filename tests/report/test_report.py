@@ -154,7 +154,7 @@ def test_augmentation_verification_recall_in_context_and_compute_tables(tiny_run
     out, md, _ = tiny_run
     run = load_run(out)
     cell = {c.condition: c for c in run.cells}
-    a = cell["aug"].info["augmentation"]
+    a = run.infos(cell["aug"])["model"].augmentation.model_dump()
     [audit] = rows_starting(section(md, "Augmentation audit"), "rev", "aug")
     assert audit[2:5] == ["0", str(a["statements"]), str(a["true"]) + (f" ({pct(a['true'] / a['statements'])})"
                                                                         if a["statements"] else "")]
@@ -162,13 +162,13 @@ def test_augmentation_verification_recall_in_context_and_compute_tables(tiny_run
     v = a["verification"]
     [ver] = rows_starting(section(md, "Augmentation verification"), "rev", "aug")
     assert ver[3] == str(v["margin"]) and ver[5] == f"{v['before']['false']} -> {a['false']}"
-    info = cell["rag"].info
+    info = run.infos(cell["rag"])["context"].model_dump()
     recall = section(md, "Retrieval recall@k")
     assert md_row(recall, "dataset") == ["dataset", "condition", "seed", "k", "recall@k"] + \
         [f"recall@k {s}" for s in info["recall_at_k_by_split"]]
     assert md_row(recall, "rev")[:5] == ["rev", "rag", "0", "1", pct(info["recall_at_k"])]
     # in context with a small budget: questions whose support was cut are left out of the second accuracy
-    small = cell["icl_small"].info
+    small = run.infos(cell["icl_small"])["context"].model_dump()
     gone = set(small["questions_without_support_ids"])
     assert 0 < len(gone) < cell["icl_small"].n_questions
     rows = [r for r in run.results if r.condition == "icl_small"]
@@ -246,10 +246,13 @@ def test_run_with_no_finished_cell_still_reports(run_copy):
     assert "Cells finished: 0 of 7." in md and "No finished cells yet" in md
 
 
+SCRATCH_CURVES = "Learning curves of the models trained from scratch"
+
+
 def test_training_curves_from_curves_file(scratch_run, tmp_path):
     md = build_report(scratch_run, tmp_path / "rep")[0].read_text()
     [cell] = load_run(scratch_run).cells
-    curves = section(md, "Training curves")
+    curves = section(md, SCRATCH_CURVES)
     assert f"](figures/curves_{cell.cell}.png)" in curves
     assert (tmp_path / "rep" / "figures" / f"curves_{cell.cell}.png").read_bytes()[:8] == PNG_MAGIC
 
@@ -259,10 +262,12 @@ def test_a_missing_curves_file_is_a_note(scratch_run, tmp_path):
 
     run = tmp_path / "run"
     shutil.copytree(scratch_run, run)
-    [cell] = load_run(run).cells
-    (run / cell.info["curves_file"]).unlink()
-    curves = section(build_report(run)[0].read_text(), "Training curves")
-    assert f"{cell.cell}: curves file {cell.info['curves_file']} not found." in curves
+    loaded = load_run(run)
+    [cell] = loaded.cells
+    curves_file = loaded.model_info(cell).curves_file
+    (run / curves_file).unlink()
+    curves = section(build_report(run)[0].read_text(), SCRATCH_CURVES)
+    assert f"{cell.cell}: curves file {curves_file} not found." in curves
 
 
 def test_report_command_writes_to_out(run_copy, tmp_path, capsys):
@@ -284,16 +289,17 @@ def test_cli_report_on_a_folder_without_results_exits_2_with_one_line(tmp_path, 
     assert err.count("\n") == 1 and err.startswith("genmodes: error: ") and "no results.jsonl" in err
 
 
-def test_odd_info_values_do_not_break_the_report(run_copy):
-    """A condition's info is free-form (records.CellRecord.info): values of an unexpected type are
-    shown as they are, never crash the report."""
-    odd = {"train_seconds": "n/a", "generation_seconds": None, "recall_at_k": "?", "k": 2,
+def test_records_of_an_older_genmodes_and_odd_values_do_not_break_the_report(run_copy):
+    """A cell written before stages had records of their own holds one flat ``info`` (schema 1): the
+    report reads each stage's fields from it; a value that does not fit its field is left out (a dash),
+    never a crash."""
+    odd = {"train_seconds": "n/a", "generation_seconds": None, "recall_at_k": 0.5, "k": "two",
            "augmentation": {"statements": 0, "true": None, "false": "x"}, "loss_curve": []}
-    cells = [CellRecord.model_validate({**dump(c), "info": odd}) if c.condition == "rag" else c
-             for c in load_run(run_copy).cells]
+    cells = [CellRecord.model_validate({**{k: v for k, v in dump(c).items() if k != "stages"}, "info": odd})
+             if c.condition == "rag" else c for c in load_run(run_copy).cells]
     rewrite(run_copy / "cells.jsonl", cells)
     md = build_report(run_copy)[0].read_text()
-    assert "| rev | rag | 0 | 0 | – | x | – | – | – |" in section(md, "Augmentation audit")
-    assert "| rev | rag | 0 | 2 | ? |" in section(md, "Retrieval recall@k")
+    assert "| rev | rag | 0 | – | 50% |" in section(md, "Retrieval recall@k")
+    assert not rows_starting(section(md, "Augmentation audit"), "rev", "rag")  # not rag's stage
     assert md_row(section(md, "Compute: train time vs test time"), "rev")  # the table is there
     assert rows_starting(section(md, "Compute: train time vs test time"), "rev", "rag")[0][4] == "–"

@@ -1,6 +1,6 @@
-"""Learning conditions, each a model stage composed with a context stage (issue 10 item 2).
+"""Learning conditions, each a model stage composed with a context stage.
 
-The interface is in :mod:`genmodes.conditions.base`. A config names a condition in one of two forms:
+The stage contract is in :mod:`genmodes.conditions.base`. A config names a condition in one of two forms:
 
 - composed: ``model: {kind: finetune, epochs: 10}`` and ``context: {kind: retrieval, method: bm25}``
   (either may be left out: model ``pretrained``, context ``none``);
@@ -18,14 +18,15 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Mapping
+from typing import Any, Literal, Mapping
 
 from pydantic import ValidationError
 
+from genmodes.conditions.base import ContextStageInfo, Info, ModelStageInfo, Prepared
 from genmodes.errors import ConfigError
 
-# One registry per stage kind: kind -> module (``Settings`` plus ``build`` or ``apply``).
-MODEL_STAGES = {
+# One registry per stage role: kind -> module (its path, imported when first used, or the module).
+MODEL_STAGES: dict[str, str | ModuleType] = {
     "pretrained": "genmodes.conditions.pretrained",
     "finetune": "genmodes.conditions.finetune",
     "augmented_finetune": "genmodes.conditions.augment",
@@ -33,7 +34,7 @@ MODEL_STAGES = {
     "finetune_all": "genmodes.conditions.finetune_all",
     "rl": "genmodes.conditions.rl",
 }
-CONTEXT_STAGES = {
+CONTEXT_STAGES: dict[str, str | ModuleType] = {
     "none": "genmodes.conditions.no_context",
     "in_context": "genmodes.conditions.in_context",
     "retrieval": "genmodes.conditions.retrieval",
@@ -46,14 +47,19 @@ SHORT_FORMS = ("pretrained", "finetune", "in_context", "augmented_finetune", "re
                BASELINE)
 
 
-def condition_names() -> list[str]:
-    return list(SHORT_FORMS)
+
+def register_stage(role: Literal["model", "context"], kind: str, module: str | ModuleType) -> None:
+    """Make ``kind`` a model or context stage of configs: ``module`` (a module object or its import
+    path) declares the stage (see :mod:`genmodes.conditions.base`)."""
+    registry = MODEL_STAGES if role == "model" else CONTEXT_STAGES
+    registry[kind] = module
 
 
-def _module(registry: Mapping[str, str], kind: Any, what: str) -> ModuleType:
+def _module(registry: Mapping[str, str | ModuleType], kind: Any, what: str) -> ModuleType:
     if not isinstance(kind, str) or kind not in registry:
         raise ConfigError(f"unknown {what} {kind!r}; known: {', '.join(registry)}")
-    return importlib.import_module(registry[kind])
+    mod = registry[kind]
+    return mod if isinstance(mod, ModuleType) else importlib.import_module(mod)
 
 
 def model_stage(kind: str) -> ModuleType:
@@ -62,6 +68,25 @@ def model_stage(kind: str) -> ModuleType:
 
 def context_stage(kind: str) -> ModuleType:
     return _module(CONTEXT_STAGES, kind, "context stage")
+
+
+def baseline_stage() -> ModuleType:
+    return importlib.import_module(BASELINE_MODULE)
+
+
+def own_model_specs() -> set[str]:
+    """Model specs that a model stage builds itself (its ``OWN_MODEL``: ``scratch``): no model to load."""
+    return {s for s in (getattr(model_stage(k), "OWN_MODEL", None) for k in MODEL_STAGES) if s}
+
+
+def info_class(role: str, kind: str | None) -> type[Info]:
+    """The ``Info`` record a stage writes (role: model, context or baseline)."""
+    if role == "baseline":
+        return baseline_stage().Info
+    if kind is None:
+        return ModelStageInfo if role == "model" else ContextStageInfo
+    mod = model_stage(kind) if role == "model" else context_stage(kind)
+    return getattr(mod, "Info", ModelStageInfo if role == "model" else ContextStageInfo)
 
 
 @dataclass(frozen=True)
@@ -77,6 +102,35 @@ class Condition:
     context: str | None
     context_settings: Any
     baseline: Any = None
+
+    @property
+    def is_baseline(self) -> bool:
+        """A shortcut predictor: no model is loaded, trained or exported."""
+        return self.model is None
+
+    def stages(self) -> list[tuple[str, str | None, ModuleType, Any]]:
+        """(role, kind, module, settings) of each stage: model then context, or the baseline alone."""
+        if self.model is None:
+            return [("baseline", None, baseline_stage(), self.baseline)]
+        return [("model", self.model, model_stage(self.model), self.model_settings),
+                ("context", self.context, context_stage(self.context), self.context_settings)]
+
+    def read_infos(self, stages: Mapping[str, Any] | None, legacy: Mapping[str, Any] | None = None) -> dict[str, Info]:
+        """Each stage's ``Info`` (by role) from a cell record: its ``stages``, or for a record written
+        before stages had their own, its one flat ``info`` (``legacy``)."""
+        out: dict[str, Info] = {}
+        for role, kind, module, _ in self.stages():
+            cls = info_class(role, kind)
+            out[role] = cls.read((stages or {}).get(role)) if stages is not None else cls.from_legacy(legacy or {})
+        return out
+
+    def key(self) -> dict[str, Any]:
+        """The kind and every setting with its default filled in: a changed default changes the results,
+        so it changes the cell's key."""
+        if self.model is None:
+            return {"kind": self.kind, "settings": self.baseline.model_dump(mode="json")}
+        return {"kind": self.kind, "model": {"kind": self.model, **self.model_settings.model_dump(mode="json")},
+                "context": {"kind": self.context, **self.context_settings.model_dump(mode="json")}}
 
 
 def _validate(cls: Any, settings: Mapping[str, Any], where: str, paths: Mapping[str, str] | None = None,
@@ -148,8 +202,8 @@ def resolve(kind: str | None = None, settings: Mapping[str, Any] | None = None, 
                           "(or compose 'model' and 'context')")
     s = dict(settings or {})
     if kind == BASELINE:
-        mod = importlib.import_module(BASELINE_MODULE)
-        return Condition(kind, None, None, None, None, baseline=_validate(mod.Settings, s, where, short=True))
+        return Condition(kind, None, None, None, None,
+                         baseline=_validate(baseline_stage().Settings, s, where, short=True))
     mk, m_in, ck, c_in, paths = _short_form(kind, s, where)
     ms = _validate(model_stage(mk).Settings, m_in, where, paths, short=True)
     cs = _validate(context_stage(ck).Settings, c_in, where, paths, short=True)
@@ -200,18 +254,12 @@ def _short_form(kind: str, s: dict[str, Any], where: str) -> tuple[str, dict, st
     return "scratch", s, "retrieval", {**ORACLE_FORMAT, **oracle}, {}
 
 
-def prepare(ctx: Any, condition: Condition) -> Any:
+def prepare(ctx: Any, condition: Condition) -> Prepared:
     """Build the model stage, then apply the context stage (or let a baseline score): the cell's
-    :class:`~genmodes.conditions.base.Prepared`. Its ``info`` holds both stages' info; where a key is
-    in both, the context stage's value stays at the top and the model stage's is kept under
-    ``info["model_stage_info"]``."""
+    :class:`~genmodes.conditions.base.Prepared`, its ``model_info`` the model stage's ``Info``."""
     if condition.model is None:
-        return importlib.import_module(BASELINE_MODULE).prepare(ctx, condition.baseline)
+        return baseline_stage().prepare(ctx, condition.baseline)
     built = model_stage(condition.model).build(ctx, condition.model_settings)
     prepared = context_stage(condition.context).apply(ctx, built, condition.context_settings)
-    info = {**built.info, **prepared.info}
-    clash = {k: v for k, v in built.info.items() if k in prepared.info and prepared.info[k] != v}
-    if clash:
-        info["model_stage_info"] = clash
-    prepared.info = info
+    prepared.model_info = built.info
     return prepared

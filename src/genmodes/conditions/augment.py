@@ -12,7 +12,7 @@ Sources of augmentations (``Settings.source``):
   ``in_context`` condition) in context, then one document; the model writes the inferences linking
   it to the rest ("Dax are a type of fep ... feps can zarp -> dax can zarp") [P1, global augmentation].
   The training set is encoded once and its KV cache reused for every document
-  (:class:`genmodes.conditions.generate.PrefixGenerator`).
+  (:class:`genmodes.generate.PrefixGenerator`).
 - ``oracle``: the true reversals and inferences written from the ground truth
   (``Family.oracle_augmentations``): the upper bound that tells "augmentation helps" apart from "this
   model writes poor augmentations".
@@ -21,13 +21,14 @@ Generation is train-time compute, cached and resumable: one JSON line per finish
 run-wide artifact folder; a restart regenerates only the documents missing there. Every generated
 statement is checked against the ground truth (``Family.parse_statements``): counts of true, false and
 unverifiable statements, and how many held-out test answers the augmentations state outright, go to
-``info["augmentation"]`` for the report.
+the stage's ``Info.augmentation`` (:class:`Augmentation`) for the report.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 from pathlib import Path
@@ -35,8 +36,9 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, model_validator
 
-from genmodes.conditions.base import Built, CellContext, Timer, write_json_atomic
-from genmodes.conditions.finetune import Settings as FinetuneSettings, train_on_texts, training_documents
+from genmodes.conditions.base import Built, CellContext, Info as _Record, StageCheck, StageCost, Timer, write_json_atomic
+from genmodes.conditions.finetune import (Info as FinetuneInfo, Settings as FinetuneSettings, train_on_texts,
+                                          training_documents)
 from genmodes.conditions.in_context import model_context_length, select_documents
 from genmodes.data.families import get_family
 from genmodes.data.text import split_sentences
@@ -130,6 +132,87 @@ class Settings(FinetuneSettings):
     def finetune_settings(self) -> FinetuneSettings:
         """The fine-tuning run's settings alone (they key its checkpoint)."""
         return FinetuneSettings(**self.model_dump(include=set(FinetuneSettings.model_fields)))
+
+
+class Audit(_Record):
+    """Statements checked against the ground truth (:func:`verify`)."""
+
+    statements: int | None = None
+    true: int | None = None
+    false: int | None = None
+    unverifiable: int | None = None
+    test_answers_stated: int | None = None
+    test_answers_total: int | None = None
+    verifiable: bool | None = None
+
+
+class Verification(_Record):
+    """In-context verification (:func:`verify_in_context`): what it judged and kept, the audit before it."""
+
+    judged_statements: int | None = None
+    comparisons: int | None = None
+    no_alternative: int | None = None
+    kept: int | None = None
+    dropped: int | None = None
+    mean_margin: float | None = None
+    margin: float | None = None
+    seconds: float | None = None
+    before: Audit | None = None
+
+
+class Augmentation(Audit):
+    """The augmentation texts a cell trained on: where they came from and their audit (after
+    verification, when there is one)."""
+
+    source: str | None = None
+    generator: str | None = None
+    generated_texts: int | None = None
+    generated_documents: int | None = None
+    generation_seconds: float | None = None
+    cache: str | None = None
+    resumed_documents: int | None = None
+    generated_now: int | None = None
+    documents_in_context: int | None = None  # global: the training set kept in the generator's context
+    kept_fraction: float | None = None
+    prefix_tokens: int | None = None
+    duplicates_dropped: int | None = None
+    cut_statements_dropped: int | None = None
+    verification: Verification | None = None
+    verification_seconds: float | None = None
+    examples: list[str] = Field(default_factory=list)
+
+
+class Info(FinetuneInfo):
+    """The fine-tuning run on original + generated texts, the augmentation, and train-time compute
+    counted in full (``train_seconds`` = generation + verification + fine-tuning)."""
+
+    augmentation: Augmentation | None = None
+    original_texts: int | None = None
+    generated_texts: int | None = None
+    generation_seconds: float | None = None
+    verification_seconds: float | None = None
+    finetune_seconds: float | None = None
+
+
+def validate(settings: Settings, check: StageCheck) -> None:
+    from genmodes.conditions.finetune import validate as validate_finetune
+
+    validate_finetune(settings, check)
+
+
+def estimate(settings: Settings, cost: Any) -> StageCost:
+    """The fine-tune on about twice the documents (plus one generated or oracle statement set each),
+    and generating the statements (local / global)."""
+    docs = [d.text for d in cost.dataset.documents if settings.kinds is None or d.kind in settings.kinds]
+    out = cost.finetune("augmented_finetune", settings.finetune_settings(), docs * 2,
+                        shared_with=settings.source)
+    if settings.source in ("local", "global"):
+        n_docs = len(cost.dataset.documents) * (settings.augment_fraction or 1.0)
+        batches = math.ceil(n_docs * settings.samples_per_document / settings.generation_batch_size)
+        out.train_s += cost.load_s + cost.generation(settings.generation_batch_size, batches, settings.max_new_tokens)
+        if settings.source == "global":
+            out.train_s += batches * cost.prefix_encoding(min(cost.block_tokens, cost.window))
+    return out
 
 
 # ------------------------------------------------------------------------------------------ text
@@ -268,8 +351,6 @@ def _generate(ctx: CellContext, settings: Settings, docs: list[Any], context_doc
     resumed = len(docs) - len(todo)
     info: dict[str, Any] = {"cache": str(folder), "resumed_documents": resumed, "generated_now": len(todo)}
     if todo:
-        from genmodes.conditions.generate import PrefixGenerator  # transformers: only when generating
-
         spec = settings.generator or ctx.model_spec
         model, tok = ctx.load_model(spec)
         model.eval()
@@ -277,50 +358,79 @@ def _generate(ctx: CellContext, settings: Settings, docs: list[Any], context_doc
             prefix, template = LOCAL_PREFIX, LOCAL_PROMPT
         else:
             template = GLOBAL_PROMPT
-            longest = max(len(tok(template.format(text=d.text.strip()), add_special_tokens=False).input_ids)
-                          for d in docs)
-            room = longest + settings.max_new_tokens + 8
-            budget = settings.budget_tokens or model_context_length(model) - room
-            if budget <= 0:
-                raise ConfigError(f"augmented_finetune: no context left for the training set ({room} tokens "
-                                  f"of prompt and new tokens in a {model_context_length(model)}-token model)")
-            kept = select_documents(context_docs, tok, budget, ctx.seed, settings.fraction, GLOBAL_INSTRUCTION)
-            if not kept:
-                raise ConfigError(f"augmented_finetune: bad setting 'budget_tokens': {budget} tokens hold the "
-                                  "instruction but no training document")
-            prefix = GLOBAL_INSTRUCTION + "\n\n".join(d.text.strip() for d in kept) + "\n\n"
-            info.update(documents_in_context=len(kept), kept_fraction=len(kept) / len(context_docs),
-                        prefix_tokens=len(tok(prefix, add_special_tokens=False).input_ids))
+            prefix = _global_prefix(ctx, settings, model, tok, docs, context_docs, info)
         write_json_atomic(folder / "settings.json", {
             "source": settings.source, "generator": spec, "samples_per_document": settings.samples_per_document,
             "max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
             "prompt_version": PROMPT_VERSION, "prefix": prefix, "prompt": template})
-        gen = PrefixGenerator(model, tok, prefix)
-        bar = None
-        if ctx.progress:
-            from tqdm.auto import tqdm
+        _generate_missing(ctx, settings, model, tok, prefix, template, todo, cache, len(docs))
+        del model
+    texts, sources, dropped, cut = _statements(docs, cache)
+    info["text_sources"] = sources  # which document each text was written from (verification needs it)
+    info["duplicates_dropped"] = dropped
+    info["cut_statements_dropped"] = cut
+    info["generated_documents"] = len(docs)
+    info["generation_seconds"] = sum(cache.records[d.id]["seconds"] for d in docs)
+    return texts, info
 
-            bar = tqdm(total=len(docs), initial=resumed, desc=f"augment ({settings.source})", unit="doc",
-                       leave=False)
-        n = settings.samples_per_document
-        for s in range(0, len(todo), settings.generation_batch_size):
-            batch = todo[s:s + settings.generation_batch_size]
-            prompts = [template.format(text=d.text.strip()) for d in batch for _ in range(n)]
-            seeds = [_row_seed(ctx.seed, d.id, k) for d in batch for k in range(n)]
-            with Timer() as t:
-                outs, done = gen.generate(prompts, max_new_tokens=settings.max_new_tokens,
-                                          temperature=settings.temperature, seeds=seeds, stop=STOP,
-                                          return_finished=True)
-            for j, d in enumerate(batch):
-                cache.append({"doc": d.id, "outputs": outs[j * n:(j + 1) * n], "finished": done[j * n:(j + 1) * n],
-                              "seconds": t.seconds / len(batch)})
-            if bar is not None:
-                bar.update(len(batch))
+
+def _global_prefix(ctx: CellContext, settings: Settings, model: Any, tok: Any, docs: list[Any],
+                   context_docs: list[Any], info: dict[str, Any]) -> str:
+    """The training set (a seeded subsample that fits the generator's window with the longest prompt
+    and the new tokens) after the global instruction; what was kept goes into ``info``."""
+    longest = max(len(tok(GLOBAL_PROMPT.format(text=d.text.strip()), add_special_tokens=False).input_ids)
+                  for d in docs)
+    room = longest + settings.max_new_tokens + 8
+    budget = settings.budget_tokens or model_context_length(model) - room
+    if budget <= 0:
+        raise ConfigError(f"augmented_finetune: no context left for the training set ({room} tokens "
+                          f"of prompt and new tokens in a {model_context_length(model)}-token model)")
+    kept = select_documents(context_docs, tok, budget, ctx.seed, settings.fraction, GLOBAL_INSTRUCTION)
+    if not kept:
+        raise ConfigError(f"augmented_finetune: bad setting 'budget_tokens': {budget} tokens hold the "
+                          "instruction but no training document")
+    prefix = GLOBAL_INSTRUCTION + "\n\n".join(d.text.strip() for d in kept) + "\n\n"
+    info.update(documents_in_context=len(kept), kept_fraction=len(kept) / len(context_docs),
+                prefix_tokens=len(tok(prefix, add_special_tokens=False).input_ids))
+    return prefix
+
+
+def _generate_missing(ctx: CellContext, settings: Settings, model: Any, tok: Any, prefix: str, template: str,
+                      todo: list[Any], cache: GenerationCache, total: int) -> None:
+    """Generate the documents not in the cache, a batch at a time (each row seeded by its document),
+    appending each finished document to the cache."""
+    from genmodes.generate import PrefixGenerator  # transformers: only when generating
+
+    gen = PrefixGenerator(model, tok, prefix)
+    bar = None
+    if ctx.progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=total, initial=total - len(todo), desc=f"augment ({settings.source})", unit="doc",
+                   leave=False)
+    n = settings.samples_per_document
+    for s in range(0, len(todo), settings.generation_batch_size):
+        batch = todo[s:s + settings.generation_batch_size]
+        prompts = [template.format(text=d.text.strip()) for d in batch for _ in range(n)]
+        seeds = [_row_seed(ctx.seed, d.id, k) for d in batch for k in range(n)]
+        with Timer() as t:
+            outs, done = gen.generate(prompts, max_new_tokens=settings.max_new_tokens,
+                                      temperature=settings.temperature, seeds=seeds, stop=STOP,
+                                      return_finished=True)
+        for j, d in enumerate(batch):
+            cache.append({"doc": d.id, "outputs": outs[j * n:(j + 1) * n], "finished": done[j * n:(j + 1) * n],
+                          "seconds": t.seconds / len(batch)})
         if bar is not None:
-            bar.close()
-        del gen, model
-    # A statement repeated within one document's outputs (greedy decoding of a small model loops:
-    # "- X\n- X\n- X") is kept once: repetition would only reweight it against the original text.
+            bar.update(len(batch))
+    if bar is not None:
+        bar.close()
+
+
+def _statements(docs: list[Any], cache: GenerationCache) -> tuple[list[str], list[str], int, int]:
+    """(statements, the document each was written from, repeats dropped, cut-off statements dropped).
+
+    A statement repeated within one document's outputs (greedy decoding of a small model loops:
+    "- X\n- X\n- X") is kept once: repetition would only reweight it against the original text."""
     texts, sources, dropped, cut = [], [], 0, 0
     for d in docs:
         rec = cache.records[d.id]
@@ -334,12 +444,7 @@ def _generate(ctx: CellContext, settings: Settings, docs: list[Any], context_doc
         dropped += len(items) - len(unique)
         texts += unique
         sources += [d.id] * len(unique)
-    info["text_sources"] = sources  # which document each text was written from (verification needs it)
-    info["duplicates_dropped"] = dropped
-    info["cut_statements_dropped"] = cut
-    info["generated_documents"] = len(docs)
-    info["generation_seconds"] = sum(cache.records[d.id]["seconds"] for d in docs)
-    return texts, info
+    return texts, sources, dropped, cut
 
 
 def oracle_texts(ds: Dataset) -> list[str]:
@@ -489,9 +594,69 @@ def build(ctx: CellContext, settings: Settings) -> Built:
                                     tag="augmented_finetune")
     gen_s = float(aug["generation_seconds"])
     ver_s = float(aug.get("verification_seconds", 0.0))
-    ft_s = float(ft.get("train_seconds", 0.0))
+    ft_s = float(ft.train_seconds or 0.0)
     # train-time compute, counted honestly: generation + verification + fine-tuning
-    info = {**ft, "augmentation": aug, "original_texts": len(original), "generated_texts": len(generated),
-            "generation_seconds": gen_s, "verification_seconds": ver_s, "finetune_seconds": ft_s,
-            "train_seconds": gen_s + ver_s + ft_s}
+    info = Info(**{**ft.model_dump(), "augmentation": Augmentation(**aug), "original_texts": len(original),
+                   "generated_texts": len(generated), "generation_seconds": gen_s, "verification_seconds": ver_s,
+                   "finetune_seconds": ft_s, "train_seconds": gen_s + ver_s + ft_s})
     return Built(model, tok, info=info)
+
+
+# ------------------------------------------------------------------------------------------ report
+
+def report_sections(view: Any) -> list[tuple]:
+    """The augmentation audit (generated statements against the ground truth) and, where statements
+    were verified in context, the audit before and after."""
+    return _audit_section(view) + _verification_section(view)
+
+
+def _audit_section(view: Any) -> list[tuple]:
+    cells = [(c, i.augmentation) for c, i in view.cells if i.augmentation is not None]
+    if not cells:
+        return []
+    body = []
+    for c, a in cells:
+        n = a.statements
+
+        def count(v: Any) -> str:
+            return view.DASH if v is None else f"{v:g}"
+
+        def part(v: Any) -> str:
+            return count(v) + (f" ({view.pct_trim(v / n)})" if v is not None and n else "")
+
+        body.append(view.label(c) + [count(n), part(a.true), part(a.false), part(a.unverifiable),
+                                     part(a.test_answers_stated), count(a.generated_documents)])
+    return [("h", 2, "Augmentation audit"),
+            ("p", "Statements the model generated, checked against the dataset's knowledge: true, false (contradict "
+                  "it), unverifiable (parse or unknown entities). Test answers stated: generated statements that "
+                  "spell out the answer of a test question (the augmentation works by stating latent "
+                  "consequences, so this measures how much of the test it anticipated)."),
+            ("table", ["dataset", "condition", "seed", "statements", "true", "false", "unverifiable",
+                       "test answers stated", "generated documents"], body)]
+
+
+def _verification_section(view: Any) -> list[tuple]:
+    cells = [(c, i.augmentation) for c, i in view.cells
+             if i.augmentation is not None and i.augmentation.verification is not None]
+    if not cells:
+        return []
+    dash = view.DASH
+    body = []
+    for c, aug in cells:
+        v = aug.verification
+        before = v.before or Audit()
+
+        def arrow(k: str) -> str:
+            b, a = getattr(before, k), getattr(aug, k)
+            return f"{dash if b is None else b} -> {dash if a is None else a}"
+
+        body.append(view.label(c) + [str(dash if v.margin is None else v.margin), arrow("true"), arrow("false"),
+                                     arrow("unverifiable"), arrow("test_answers_stated"),
+                                     str(dash if v.seconds is None else v.seconds)])
+    return [("h", 2, "Augmentation verification"),
+            ("p", "Each generated statement judged by the model with its source document in context against the "
+                  "same statement with another entity swapped in; kept only if preferred by the margin (nats). "
+                  "The audit against the ground truth before and after."),
+            ("table", ["dataset", "condition", "seed", "margin", "true before -> after", "false before -> after",
+                       "unverifiable before -> after", "test answers stated before -> after", "verification s"],
+             body)]

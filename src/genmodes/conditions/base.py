@@ -1,35 +1,60 @@
-"""The shared interface of the two kinds of stage a condition is composed of (issue 10 item 2).
+"""The stage contract: what a stage module declares, and what the core hands it.
 
 A condition decides how the model gets the dataset's knowledge, in two independent steps, composed
 like inspect_ai's solver chain (small pieces, chained):
 
 - a **model stage** builds the model: not exposed to the data (``pretrained``), knowledge put into the
-  parameters (``finetune``, ``augmented_finetune``), or a model trained from scratch (``scratch``).
-  ``build(ctx: CellContext, settings) -> Built``.
+  parameters (``finetune``, ``augmented_finetune``, ``finetune_all``, ``rl``), or a model trained
+  from scratch (``scratch``). ``build(ctx: CellContext, settings) -> Built``.
 - a **context stage** decides what the built model sees before each question: only the question
-  (``none``), the whole training set (``in_context``), retrieved documents (``retrieval``).
-  ``apply(ctx: CellContext, built: Built, settings) -> Prepared``.
+  (``none``), the whole training set (``in_context``), retrieved documents (``retrieval``), a thought
+  the model writes first (``thinking``). ``apply(ctx: CellContext, built: Built, settings) -> Prepared``.
 
-Every model stage composes with every context stage (in-context after fine-tuning, retrieval on a
-from-scratch model) with no new module. The runner then scores every condition with the one scorer
-(:mod:`genmodes.scoring`), so conditions differ only in what they do to the model and the context.
+Every model stage composes with every context stage with no new module. The runner scores every
+condition with the one scorer (:mod:`genmodes.scoring`), so conditions differ only in what they do to
+the model and the context.
 
-To add a stage: a module with a pydantic ``Settings`` class (subclass of :class:`Settings`:
-``extra="forbid"``) and ``build`` (model stage) or ``apply`` (context stage), registered in
-``MODEL_STAGES`` or ``CONTEXT_STAGES`` of ``genmodes/conditions/__init__.py``.
+**A stage is one module** (see ``genmodes/conditions/finetune.py`` or ``in_context.py``), registered
+with one line (``MODEL_STAGES`` / ``CONTEXT_STAGES`` in ``genmodes/conditions/__init__.py``, or
+:func:`genmodes.conditions.register_stage` from any module). It imports torch only inside its
+functions, so configs parse and the report reads its records without torch. It declares:
+
+- ``Settings``: a pydantic model (subclass of :class:`Settings`: unknown keys rejected), validated
+  once when the config is parsed; its dump keys the stage's artifacts and the cell.
+- ``Info``: a pydantic model (subclass of :class:`ModelStageInfo` / :class:`ContextStageInfo`), what
+  the stage tells the report: written into the cell's record (``cells.jsonl``), read back by the
+  report. Optional; default the base class.
+- ``build`` (model stage) or ``apply`` (context stage).
+
+and, optionally, hooks the core calls instead of naming kinds:
+
+- ``validate(settings, check: StageCheck) -> None``: checks that need the built datasets or the
+  model (before the run folder is made); raise :class:`genmodes.errors.ConfigError`.
+- ``design(datasets: dict[str, Dataset], settings: list[Settings]) -> dict[str, Dataset]``: a
+  study-level step before any cell runs (the ``rl`` stage's A/B split), given every condition's
+  settings of this stage; returns NEW datasets (never mutates its input); the study is scored on them.
+- ``estimate(settings, cost) -> StageCost``: the stage's own cost for ``--dry-run``: ``cost`` is the
+  estimator's calibrated model of this cell (:class:`genmodes.experiments.estimate.CellCost`).
+- ``report_sections(view) -> list[Block]``: what the report shows for the stage; ``view`` holds the
+  finished cells that use it, each with its ``Info`` (:class:`genmodes.report.sections.StageView`).
+- ``Details``: a pydantic model of the per-question extras the stage writes into each results row
+  (``Prepared.question_details``), for its report section to read.
+- ``OWN_MODEL`` (model stages): the model spec of a stage that builds its own model (``scratch``);
+  the config's model must then be that spec, and the condition is not exported to lm-eval.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from genmodes.data.types import Dataset, Document, Question
+from genmodes.io import write_json_atomic  # noqa: F401 - re-exported for the stages
+from genmodes.timing import Timer  # noqa: F401 - re-exported for the stages
 
 DEFAULT_INSTRUCTION = ("Use the following documents to answer. Everything they state is true.\n\n")
 DOC_SEPARATOR = "\n\n"
@@ -40,6 +65,85 @@ class Settings(BaseModel):
     """Base of every stage's settings: unknown keys are rejected, with the key named."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+InfoT = TypeVar("InfoT", bound="Info")
+
+
+class Info(BaseModel):
+    """Base of what a stage tells the report (JSON-serialisable; a stage declares its fields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def read(cls: type[InfoT], data: Mapping[str, Any] | None) -> InfoT:
+        """From a record as written. Keys this version does not declare (written by another version)
+        and values that do not fit their field are left out: the report says less, it does not fail."""
+        known = {k: v for k, v in (data or {}).items() if k in cls.model_fields}
+        while True:
+            try:
+                return cls.model_validate(known)
+            except ValidationError as e:
+                bad = {err["loc"][0] for err in e.errors() if err["loc"]}
+                if not bad & set(known):
+                    return cls()
+                known = {k: v for k, v in known.items() if k not in bad}
+
+    @classmethod
+    def from_legacy(cls: type[InfoT], flat: Mapping[str, Any]) -> InfoT:
+        """From a cell record written before stages had their own records (one ``info`` dict holding
+        both stages' keys). A stage whose keys were nested there overrides this."""
+        return cls.read(flat)
+
+    def compute_columns(self) -> dict[str, float | None]:
+        """Extra columns of the report's compute table (name -> value) this stage fills."""
+        return {}
+
+    def drilldown_note(self) -> str | None:
+        """A line the per-question page shows under every question of the cell (a shared context)."""
+        return None
+
+
+class ModelStageInfo(Info):
+    """What every model stage may report: the core's compute table, curves and exports read these."""
+
+    train_seconds: float | None = None  # all train-time compute (training, generation, verification)
+    tokens_trained: int | None = None
+    loss_curve: list[tuple[int, float]] | None = None  # (optimizer step, training loss)
+    checkpoint: str | None = None  # the folder of the weights this stage built (None: nothing saved)
+    reused: bool | None = None  # True: loaded from an earlier cell's checkpoint
+
+    def checkpoints(self) -> list[str]:
+        """Every checkpoint folder the built model depends on (an export checks they still exist)."""
+        return [self.checkpoint] if self.checkpoint else []
+
+
+class ContextStageInfo(Info):
+    """What a context stage reports (every field is the stage's own)."""
+
+
+@dataclass
+class StageCheck:
+    """What a stage's ``validate`` hook may check against, before the run folder is made."""
+
+    where: str  # the condition, for the error line: "conditions[1] (finetune)"
+    model_specs: list[str]  # the study's models
+    datasets: dict[str, Dataset]  # the datasets this condition runs on, by config name (after designs)
+    load_model: Callable[[str], Any]  # a model spec -> the model on the CPU (loaded once per study)
+
+
+@dataclass
+class StageCost:
+    """A stage's estimate of one cell (``estimate`` hook), in seconds."""
+
+    train_s: float = 0.0  # train-time compute (0: an earlier cell built what this one reuses)
+    test_s: float = 0.0  # test-time compute besides scoring the questions alone
+    note: str = ""
+
+
+# A report block: ("h", level, text), ("p", text), ("list", [text]), ("table", headers, rows),
+# ("img", path, alt), ("pre", text, language)
+Block = tuple
 
 
 @dataclass
@@ -88,15 +192,14 @@ class CellContext:
 class Built:
     """What a model stage hands to a context stage.
 
-    ``info`` holds what the report shows of the model stage: train seconds, tokens trained, loss
-    curve, checkpoint, augmentation audit, ... (JSON-serialisable). ``documents`` are the training
-    documents as the model saw them, when they differ from the dataset's (a from-scratch model trained
-    without its in-context episodes); an oracle retrieval draws its distractors from them.
+    ``info`` is what the report shows of the model stage (its ``Info``). ``documents`` are the
+    training documents as the model saw them, when they differ from the dataset's (a from-scratch
+    model trained without its in-context episodes); an oracle retrieval draws its distractors from them.
     """
 
     model: Any
     tokenizer: Any
-    info: dict[str, Any] = field(default_factory=dict)
+    info: ModelStageInfo = field(default_factory=ModelStageInfo)
     documents: list[Document] | None = None
 
 
@@ -106,16 +209,19 @@ class Prepared:
 
     ``prefix`` is shared by every question (its KV cache is computed once). ``question_context``
     maps a question to the text scored before its choices (default: the question's own context);
-    retrieval uses it to put the retrieved documents before the question. ``info`` holds what the
-    report shows: train/generation seconds, tokens trained, kept fraction, recall@k, augmentation
-    audit, ... (JSON-serialisable).
+    retrieval uses it to put the retrieved documents before the question, and lists them in
+    ``retrieved`` (question id -> document ids in context order; each results row records them).
+    ``info`` is what the report shows of the context stage (its ``Info``); the core sets
+    ``model_info`` to the model stage's.
     """
 
     model: Any
     tokenizer: Any
     prefix: str = ""
     question_context: Callable[[Question], str] | None = None
-    info: dict[str, Any] = field(default_factory=dict)
+    info: Info = field(default_factory=ContextStageInfo)
+    retrieved: dict[str, list[str]] | None = None
+    model_info: ModelStageInfo | None = None
     # a non-model condition (a shortcut baseline) scores the questions itself: questions -> per-choice
     # scores (the same ChoiceScore rows the scorer returns); model and tokenizer are then None
     score_questions: Callable[[Sequence[Question]], list] | None = None
@@ -135,21 +241,3 @@ def render_documents(docs: Sequence[Document], instruction: str = DEFAULT_INSTRU
         return ""
     end = END_OF_DOCUMENTS if separator == DOC_SEPARATOR else separator
     return instruction + separator.join(d.text.strip() for d in docs) + end
-
-
-class Timer:
-    """``with Timer() as t: ...; t.seconds``"""
-
-    def __enter__(self) -> "Timer":
-        self._t0 = time.perf_counter()
-        self.seconds = 0.0
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.seconds = time.perf_counter() - self._t0
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    from genmodes.io import atomic_write
-
-    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")

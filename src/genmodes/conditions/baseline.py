@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from genmodes.conditions.base import CellContext, Prepared, Settings as _Base
+from genmodes.conditions.base import CellContext, ModelStageInfo, Prepared, Settings as _Base
 from genmodes.data.baselines import METHODS
 
 Method = Literal[METHODS]  # type: ignore[valid-type]
@@ -21,6 +21,13 @@ Method = Literal[METHODS]  # type: ignore[valid-type]
 
 class Settings(_Base):
     method: Method = "cooccurrence"
+
+
+class Info(ModelStageInfo):
+    """Stands in for a model stage's (no training: 0 s)."""
+
+    baseline: str | None = None  # the method
+    prefix_tokens: int = 0
 
 
 def prepare(ctx: CellContext, settings: Settings) -> Prepared:
@@ -41,4 +48,4 @@ def prepare(ctx: CellContext, settings: Settings) -> Prepared:
         return out
 
     return Prepared(model=None, tokenizer=None, score_questions=score,
-                    info={"train_seconds": 0.0, "prefix_tokens": 0, "baseline": settings.method})
+                    info=Info(train_seconds=0.0, prefix_tokens=0, baseline=settings.method))

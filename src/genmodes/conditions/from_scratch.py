@@ -26,7 +26,7 @@ sequences that carry one, the encoding kept). P2 finds retrieval then no longer 
 
 The settings key the trained model in ``ctx.artifact_dir("scratch", ...)``, so the parametric and
 the oracle cells of one config train once. A file lock makes a second cell wait for the first.
-The config's model must be ``scratch`` (the runner checks it before anything runs).
+The config's model must be ``scratch`` (``OWN_MODEL``: checked before anything runs).
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ from typing import Any
 
 from pydantic import Field
 
-from genmodes.conditions.base import Built, CellContext, Settings as _Base, write_json_atomic
+from genmodes.conditions.base import Built, CellContext, ModelStageInfo, Settings as _Base, StageCost, write_json_atomic
 from genmodes.data.types import Dataset, Document
 from genmodes.errors import ConfigError
-from genmodes.models import scratch
-from genmodes.scoring import accuracy_by_split
+from genmodes.training import scratch
 
 DONE = "done.json"
 MODEL_DIR = "model"
+OWN_MODEL = "scratch"  # the config's model spec: this stage builds the model itself
 
 
 # The short form ``kind: from_scratch`` with ``context: oracle``: these of its settings go to the
@@ -61,6 +61,75 @@ class Settings(_Base, scratch.TrainConfig):
     def training_key(self) -> dict[str, Any]:
         return {**self.train_fields(), "include_episodes": self.include_episodes,
                 "format": scratch.FORMAT_VERSION}
+
+
+class Info(ModelStageInfo):
+    """The trained model (``train_seconds``: training only, not the curve evaluations)."""
+
+    steps: int | None = None
+    final_loss: float | None = None  # mean loss over the last eval_every steps
+    resumed_from: int | None = None
+    parameters: int | None = None
+    vocab_size: int | None = None
+    training_documents: int | None = None
+    epochs: float | None = None
+    device: str | None = None
+    artifact: str | None = None  # the model's folder, relative to the run folder
+    curves_file: str | None = None  # learning curves (loss, accuracy per split), relative to the run folder
+
+
+def report_sections(view: Any) -> list[tuple]:
+    """The learning curves of every trained model (loss and accuracy per split over steps)."""
+    out: list[tuple] = []
+    notes = []
+    for cell, info in view.cells:
+        if not info.curves_file:
+            continue
+        rows, problem = view.read_curves(info.curves_file)
+        if problem:
+            notes.append(f"{cell.cell}: {problem}.")
+        elif rows:
+            path = view.figures.training_curves(f"{cell.dataset} / {cell.condition} seed {cell.seed}", rows,
+                                                view.figure_path(f"curves_{cell.cell}"))
+            out.append(("img", path, f"training curves of {cell.cell}"))
+    if notes:
+        out.append(("list", notes))
+    return [("h", 2, "Learning curves of the models trained from scratch")] + out if out else []
+
+
+def estimate(settings: Settings, cost: Any) -> StageCost:
+    """Training steps (timed on the model this cell would build: its dataset's tokenizer, its size) plus
+    the learning-curve evaluations every ``eval_every`` steps; the cell scores with that model."""
+    ds = cost.dataset
+    tok = cost.memo(("scratch tokenizer", cost.dataset_name), lambda: scratch.build_tokenizer(dataset_vocabulary(ds)))
+    key = f"scratch {cost.dataset_name} " + json.dumps(settings.training_key(), sort_keys=True, default=str)
+    step_s, model = cost.memo(("scratch steps", key), lambda: _time_steps(settings, tok, ds, cost, key))
+    rate = cost.memo(("scratch scoring", cost.dataset_name), lambda: cost.time_scoring(model, tok, cost.dataset_name))
+    cost.use_model(tok, rate)
+    if not cost.first(["scratch", settings.training_key()]):
+        return StageCost(note="shares a model built by an earlier cell")
+    splits = {q.split for q in ds.questions}
+    per_q = cost.question_tokens / max(1, len(ds.questions)) * rate
+    evals = settings.steps // settings.eval_every * min(settings.eval_questions * len(splits), len(ds.questions)) * per_q
+    return StageCost(train_s=settings.steps * step_s + evals)
+
+
+def _time_steps(settings: Settings, tok: Any, ds: Dataset, cost: Any, key: str) -> tuple[float, Any]:
+    """One training step's seconds (two steps minus one, fresh models) and the model timed."""
+    import tempfile
+
+    cost.say(f"from-scratch training steps ({cost.dataset_name}, {cost.condition})")
+    texts = [d.text for d in training_documents(ds, settings.include_episodes)]
+    times, model = [], None
+    for n in (1, 2):
+        model = scratch.build_model(settings, tok, seed=0).to(cost.device)
+        quiet = settings.model_copy(update={"steps": n, "warmup_steps": 0, "eval_every": 10 ** 9,
+                                            "checkpoint_every": 10 ** 9, "curriculum_steps": 0})
+        with tempfile.TemporaryDirectory() as tmp:
+            times.append(cost.timed(lambda: scratch.train(model, tok, texts, Path(tmp), quiet, seed=0, progress=False)))
+    step_s = times[1] - times[0] if times[1] > times[0] else times[1] / 2
+    cost.record_step(key, step_s)
+    return step_s, model.eval()
 
 
 def is_episode(doc: Document) -> bool:
@@ -103,7 +172,7 @@ def _artifact_root(ctx: CellContext) -> Path:
     return ctx.shared_dir if ctx.shared_dir is not None else ctx.workdir / "shared"
 
 
-def ensure_trained(ctx: CellContext, settings: Settings, callback: Any = None) -> tuple[Any, Any, dict[str, Any]]:
+def ensure_trained(ctx: CellContext, settings: Settings, callback: Any = None) -> tuple[Any, Any, Info]:
     """Train the model of ``settings`` (or load it if trained, or resume an interrupted run)."""
     from transformers.utils import logging as hf_logging
 
@@ -119,8 +188,10 @@ def ensure_trained(ctx: CellContext, settings: Settings, callback: Any = None) -
         hf_logging.enable_progress_bar()
 
 
-def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: Any) -> tuple[Any, Any, dict[str, Any]]:
+def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: Any) -> tuple[Any, Any, Info]:
     from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from genmodes.scoring import accuracy_by_split
 
     device = _device(ctx)
     with open(art / ".lock", "w") as lock:
@@ -130,7 +201,7 @@ def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: A
             info = json.loads(done.read_text())
             tok = PreTrainedTokenizerFast.from_pretrained(str(art / MODEL_DIR))
             model = LlamaForCausalLM.from_pretrained(str(art / MODEL_DIR), dtype="float32").to(device).eval()
-            return model, tok, {**info, "reused": True}
+            return model, tok, Info.read(info).model_copy(update={"reused": True})
         docs = training_documents(ctx.dataset, settings.include_episodes)
         tok = scratch.build_tokenizer(dataset_vocabulary(ctx.dataset))
         model = scratch.build_model(settings, tok, seed=ctx.seed).to(device)
@@ -150,7 +221,7 @@ def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: A
                 "curves_file": os.path.relpath(res.curves_file, _artifact_root(ctx).parent)}
         write_json_atomic(done, info)
         (art / scratch.CHECKPOINT).unlink(missing_ok=True)  # the final model replaces it
-        return model, tok, {**info, "reused": False}
+        return model, tok, Info(**info, reused=False)
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

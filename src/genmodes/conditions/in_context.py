@@ -18,6 +18,7 @@ answered from context, and the report gives accuracy without them beside the ove
 
 from __future__ import annotations
 
+import math
 import random
 import sys
 from typing import Any, Sequence
@@ -25,7 +26,7 @@ from typing import Any, Sequence
 from pydantic import Field
 
 from genmodes.conditions.base import (DEFAULT_INSTRUCTION, DOC_SEPARATOR, END_OF_DOCUMENTS, Built, CellContext,
-                                      Prepared, Settings as _Base, render_documents)
+                                      ContextStageInfo, Prepared, Settings as _Base, StageCost, render_documents)
 from genmodes.data.types import Document, Question
 from genmodes.errors import ConfigError
 
@@ -43,6 +44,36 @@ class Settings(_Base):
     # first, then fill the budget with other documents: the context grows with distractors while every
     # question stays answerable, so a budget sweep measures length, not coverage. None: all at random.
     support_per_question: int | None = Field(default=None, gt=0)
+
+
+class Info(ContextStageInfo):
+    documents: int | None = None  # training documents of the kinds in context
+    documents_in_context: int | None = None
+    kept_fraction: float | None = None
+    prefix_tokens: int | None = None
+    budget_tokens: int | None = None  # as used (clipped to the window)
+    budget_tokens_requested: int | None = None
+    budget_clipped: bool | None = None
+    window_tokens: int | None = None
+    longest_question_choice_tokens: int | None = None
+    # questions whose support is listed but none of it is in the block; None: no question lists any
+    questions_without_support: int | None = None
+    questions_without_support_ids: list[str] = Field(default_factory=list)
+
+    def compute_columns(self) -> dict[str, float | None]:
+        return {"kept fraction": self.kept_fraction}
+
+    def drilldown_note(self) -> str | None:
+        if self.documents_in_context is None:
+            return None
+        return (f"shared context: {self.documents_in_context} of {self.documents if self.documents is not None else '?'} "
+                "training documents before every question")
+
+
+def estimate(settings: Settings, cost: Any) -> StageCost:
+    """The document block encoded once, then read by every question (the cost per prefix token)."""
+    p = min(cost.block_tokens, cost.window)
+    return StageCost(test_s=cost.prefix_encoding(p) + len(cost.dataset.questions) * cost.prefix_reading(p))
 
 
 def model_context_length(model: Any) -> int:
@@ -151,11 +182,115 @@ def apply(ctx: CellContext, built: Built, settings: Settings) -> Prepared:
     kept_ids = {d.id for d in kept}
     with_support = [q for q in ctx.dataset.questions if q.support]
     no_support = [q.id for q in with_support if not kept_ids.intersection(q.support)]
-    return Prepared(model, tok, prefix=prefix, info={
-        "documents": len(docs), "documents_in_context": len(kept),
-        "kept_fraction": len(kept) / len(docs) if docs else 1.0, "prefix_tokens": n_tokens,
-        "budget_tokens": budget, "budget_tokens_requested": settings.budget_tokens, "budget_clipped": clipped,
-        "window_tokens": window, "longest_question_choice_tokens": longest,
-        # Questions whose support is listed but none of it is in the block; None: no question lists any.
-        "questions_without_support": len(no_support) if with_support else None,
-        "questions_without_support_ids": no_support})
+    return Prepared(model, tok, prefix=prefix, info=Info(
+        documents=len(docs), documents_in_context=len(kept), kept_fraction=len(kept) / len(docs) if docs else 1.0,
+        prefix_tokens=n_tokens, budget_tokens=budget, budget_tokens_requested=settings.budget_tokens,
+        budget_clipped=clipped, window_tokens=window, longest_question_choice_tokens=longest,
+        questions_without_support=len(no_support) if with_support else None,
+        questions_without_support_ids=no_support))
+
+
+# ------------------------------------------------------------------------------------------ report
+
+def report_sections(view: Any) -> list[tuple]:
+    return _support_section(view) + _length_curve(view)
+
+
+def _support_section(view: Any) -> list[tuple]:
+    """Per cell: documents kept, questions left without support, accuracy with and without them."""
+    body = []
+    for cell, info in view.cells:
+        rows = view.rows(cell)
+        gone = set(info.questions_without_support_ids)
+        kept = [r for r in rows if r.question_id not in gone]
+
+        def acc(rs: list[Any]) -> str:
+            return f"{view.pct_trim(sum(r.correct for r in rs) / len(rs))} (n={len(rs)})" if rs else view.DASH
+
+        n_gone = info.questions_without_support
+        body.append(view.label(cell) + [f"{info.documents_in_context} of {info.documents}",
+                                        view.DASH if n_gone is None else str(n_gone),
+                                        acc(rows), acc(kept) if n_gone is not None else view.DASH])
+    if not body:
+        return []
+    return [("h", 2, "In context: documents kept and questions left without support"),
+            ("p", "When the documents exceed the model's window, a seeded subset is kept. A question none of whose "
+                  "supporting documents was kept cannot be answered from context; accuracy on the questions whose "
+                  "support was in context excludes those."),
+            ("table", ["dataset", "condition", "seed", "documents kept", "questions without support",
+                       "accuracy", "accuracy, support in context"], body)]
+
+
+def length_points(view: Any) -> dict[str, list[dict[str, Any]]]:
+    """Per dataset with a sweep (two or more in_context conditions for some model): one point per
+    (model, condition), seeds pooled, sorted by model then context length [P1: in-context learning
+    degrades with context length, so the largest datasets were subsampled 8x]."""
+    by_key: dict[tuple[str, str, str], list[Any]] = {}
+    for cell, info in view.cells:
+        by_key.setdefault((cell.dataset, cell.model, cell.condition), []).append((cell, info))
+    out: dict[str, list[dict[str, Any]]] = {}
+    for (ds, model, cond), cs in by_key.items():
+        rows = [r for cell, _ in cs for r in view.rows(cell)]
+        if not rows:
+            continue
+        first = cs[0][1]
+        out.setdefault(ds, []).append({
+            "model": model, "condition": cond, "tokens": sum(r.context_tokens for r in rows) / len(rows),
+            "splits": {s["split"]: s for s in view.summarize(rows)},
+            "requested": first.budget_tokens_requested, "budget": first.budget_tokens,
+            "clipped": any(i.budget_clipped for _, i in cs), "window": first.window_tokens,
+            "documents": first.documents_in_context, "of": first.documents,
+            "without_support": first.questions_without_support, "chance": [r.chance for r in rows]})
+    sweeps = {}
+    for ds, pts in out.items():
+        per_model: dict[str, int] = {}
+        for p in pts:
+            per_model[p["model"]] = per_model.get(p["model"], 0) + 1
+        if max(per_model.values()) >= 2:
+            sweeps[ds] = sorted(pts, key=lambda p: (list(per_model).index(p["model"]), p["tokens"]))
+    return sweeps
+
+
+def _length_curve(view: Any) -> list[tuple]:
+    """A budget sweep's table and figure: x the context scored per question, y the accuracy, one line per
+    model and split, chance dashed."""
+    sweeps = length_points(view)
+    if not sweeps:
+        return []
+    dash = view.DASH
+    out: list[tuple] = [
+        ("h", 2, "In-context accuracy against context length"),
+        ("p", "Each in_context condition of a dataset is one point per model: x is the context actually scored "
+              "per question (document block plus question, mean of the rows' context_tokens), y the accuracy, "
+              "one line per model and split; chance dashed. Budgets above a model's window are clipped to it "
+              "(marked 'clipped'). With support_per_question, every question's supporting document is in the "
+              "block and the rest is distractors, so the curve measures length, not coverage.")]
+    for ds, pts in sweeps.items():
+        splits = list(dict.fromkeys(s for p in pts for s in p["splits"]))
+        headers = (["model", "condition", "budget requested", "budget used", "documents in context",
+                    "context tokens / question"] + [f"{s}" for s in splits] + ["questions without support"])
+        body = []
+        for p in pts:
+            used = dash if p["budget"] is None else f"{p['budget']:,}" + (" (clipped)" if p["clipped"] else "")
+            body.append([p["model"] or dash, p["condition"],
+                         dash if p["requested"] is None else f"{p['requested']:,}", used,
+                         dash if p["documents"] is None else f"{p['documents']} of {p['of']}",
+                         f"{p['tokens']:,.0f}"]
+                        + [(f"{view.pct(p['splits'][s]['accuracy'])} ± {view.pct(p['splits'][s]['stderr'])}"
+                            if s in p["splits"] else dash) for s in splits]
+                        + [dash if p["without_support"] is None else str(p["without_support"])])
+        out += [("h", 3, ds), ("table", headers, body)]
+        lines = []
+        for m in dict.fromkeys(p["model"] for p in pts):
+            for s in splits:
+                line = [(p["tokens"], p["splits"][s]["accuracy"],
+                         0.0 if math.isnan(p["splits"][s]["stderr"]) else p["splits"][s]["stderr"])
+                        for p in pts if p["model"] == m and s in p["splits"]]
+                if line:
+                    lines.append((f"{m} · {s}" if m else s, line))
+        chances = [x for p in pts for x in p["chance"]]
+        path = view.figures.context_curve(f"{ds}: in-context accuracy vs context length", lines,
+                                          sum(chances) / len(chances) if chances else None,
+                                          view.figure_path(f"context_{ds}"))
+        out.append(("img", path, f"in-context accuracy against context length on {ds}"))
+    return out

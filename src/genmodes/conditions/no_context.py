@@ -5,12 +5,16 @@ A dataset's ``*_in_context`` splits already put the facts a question needs in th
 
 from __future__ import annotations
 
-from genmodes.conditions.base import Built, CellContext, Prepared, Settings as _Base
+from genmodes.conditions.base import Built, CellContext, ContextStageInfo, Prepared, Settings as _Base
 
 
 class Settings(_Base):
     pass
 
 
+class Info(ContextStageInfo):
+    prefix_tokens: int = 0
+
+
 def apply(ctx: CellContext, built: Built, settings: Settings) -> Prepared:
-    return Prepared(built.model, built.tokenizer, info={"prefix_tokens": 0})
+    return Prepared(built.model, built.tokenizer, info=Info(prefix_tokens=0))

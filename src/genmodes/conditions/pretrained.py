@@ -3,13 +3,17 @@ it is the contamination / chance check [P1]: on nonsense entities the model must
 
 from __future__ import annotations
 
-from genmodes.conditions.base import Built, CellContext, Settings as _Base
+from genmodes.conditions.base import Built, CellContext, ModelStageInfo, Settings as _Base
 
 
 class Settings(_Base):
     pass
 
 
+class Info(ModelStageInfo):
+    pass
+
+
 def build(ctx: CellContext, settings: Settings) -> Built:
     model, tok = ctx.load_model()
-    return Built(model, tok, info={"train_seconds": 0.0})
+    return Built(model, tok, info=Info(train_seconds=0.0))

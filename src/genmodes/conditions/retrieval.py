@@ -33,8 +33,8 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from genmodes.conditions.base import (DEFAULT_INSTRUCTION, DOC_SEPARATOR, Built, CellContext, Prepared,
-                                      Settings as _Base, Timer, render_documents)
+from genmodes.conditions.base import (DEFAULT_INSTRUCTION, DOC_SEPARATOR, Built, CellContext, ContextStageInfo,
+                                      Prepared, Settings as _Base, StageCost, Timer, render_documents)
 from genmodes.data.types import Dataset, Document, Question
 from genmodes.errors import ConfigError, DataError
 
@@ -82,6 +82,41 @@ class Settings(_Base):
 
 
 # ---------------------------------------------------------------------------------------------------
+class Info(ContextStageInfo):
+    method: str | None = None
+    k: int | None = None
+    retrieval_seconds: float | None = None
+    recall_at_k: float | None = None  # None: no question lists its support
+    recall_at_k_by_split: dict[str, float] = Field(default_factory=dict)
+    hit_at_k: float | None = None
+    hit_at_k_by_split: dict[str, float] = Field(default_factory=dict)
+    mean_context_tokens: float | None = None  # test-time compute: the retrieved block per question
+    mean_documents_retrieved: float | None = None
+    documents: int | None = None
+    context_tokens_max: int | None = None
+    contexts_longer_than_window: int | None = None
+    window_tokens: int | None = None
+    questions_short_of_k: int | None = None  # oracle: fewer than k distractors (the pool had no more)
+
+
+def estimate(settings: Settings, cost: Any) -> StageCost:
+    """The retrieved documents (k + the support, about) scored before every question."""
+    n = len(cost.dataset.questions)
+    return StageCost(test_s=n * (settings.k + 1) * cost.mean_document_tokens * cost.score_rate)
+
+
+def report_sections(view: Any) -> list[tuple]:
+    cells = [(c, i) for c, i in view.cells if i.recall_at_k is not None]
+    if not cells:
+        return []
+    splits = list(dict.fromkeys(s for _, i in cells for s in i.recall_at_k_by_split))
+    body = [view.label(c) + [view.DASH if i.k is None else str(i.k), view.pct_trim(i.recall_at_k)]
+            + [view.pct_trim(i.recall_at_k_by_split.get(s)) for s in splits] for c, i in cells]
+    return [("h", 2, "Retrieval recall@k"),
+            ("p", "Share of questions whose supporting document(s) are among the k retrieved."),
+            ("table", ["dataset", "condition", "seed", "k", "recall@k"] + [f"recall@k {s}" for s in splits], body)]
+
+
 # Retrievers: (documents, questions, k) -> retrieved document indices per question, best first.
 
 
@@ -252,7 +287,6 @@ class RetrievedContext:
         def doc(qid: str, i: str) -> Document:
             return trained[i] if i in trained and i not in support.get(qid, ()) else index[i]
 
-        self.retrieved = retrieved
         self.blocks = {qid: render_documents([doc(qid, i) for i in ids], instruction, separator)
                        for qid, ids in retrieved.items()}
 
@@ -267,7 +301,6 @@ def apply(ctx: CellContext, built: Built, settings: Settings) -> Prepared:
     from genmodes.conditions.in_context import model_context_length
 
     model, tok = built.model, built.tokenizer
-    info: dict[str, Any] = {"method": settings.method, "k": settings.k}
     pool = built.documents if settings.method == "oracle" else None
     with Timer() as t:
         retrieved = retrieve(ctx.dataset, settings, ctx.seed, device=ctx.device, pool=pool)
@@ -281,22 +314,16 @@ def apply(ctx: CellContext, built: Built, settings: Settings) -> Prepared:
     # the whole text before the choices, as the scorer starts it: what must fit the model's window
     full = [len(ids) for ids in tok([context(q) for q in qs]).input_ids] if qs else []
     window = model_context_length(model)
-    info.update({
-        "retrieval_seconds": t.seconds,
-        "recall_at_k": recall,
-        "recall_at_k_by_split": by_split,
-        "hit_at_k": hit,
-        "hit_at_k_by_split": hit_by_split,
+    info = Info(
+        method=settings.method, k=settings.k, retrieval_seconds=t.seconds, recall_at_k=recall,
+        recall_at_k_by_split=by_split, hit_at_k=hit, hit_at_k_by_split=hit_by_split,
         # test-time compute: tokens of the retrieved block (instruction + documents) per question
-        "mean_context_tokens": sum(lengths) / len(lengths) if lengths else 0.0,
-        "mean_documents_retrieved": sum(len(v) for v in retrieved.values()) / len(retrieved) if retrieved else 0.0,
-        "documents": len(ctx.dataset.documents),
-        "context_tokens_max": max(full, default=0),
-        "contexts_longer_than_window": sum(n > window for n in full),
-        "window_tokens": window,
-    })
+        mean_context_tokens=sum(lengths) / len(lengths) if lengths else 0.0,
+        mean_documents_retrieved=sum(len(v) for v in retrieved.values()) / len(retrieved) if retrieved else 0.0,
+        documents=len(ctx.dataset.documents), context_tokens_max=max(full, default=0),
+        contexts_longer_than_window=sum(n > window for n in full), window_tokens=window)
     if settings.method == "oracle":
         # fewer than k distractors: the pool (of distractor_kinds) had no more documents
-        info["questions_short_of_k"] = sum(len([i for i in retrieved[q.id] if i not in set(q.support)]) < settings.k
-                                           for q in qs)
-    return Prepared(model, tok, question_context=context, info=info)
+        info.questions_short_of_k = sum(len([i for i in retrieved[q.id] if i not in set(q.support)]) < settings.k
+                                        for q in qs)
+    return Prepared(model, tok, question_context=context, info=info, retrieved=retrieved)

@@ -7,15 +7,10 @@ knowledge, no RL). Here:
 
 - ``finetune_all`` (a model stage of its own, and the start of ``rl``): fine-tune on the documents of
   EVERY dataset in the study (``ctx.datasets``), one checkpoint shared by every cell of the study.
-- ``rl``: TRL's ``GRPOTrainer`` (group-relative policy optimisation) from that checkpoint. A prompt
-  is :func:`genmodes.conditions.thoughts.think_prompt` of an RL-training question; a completion,
-  cut by the thinking stage's stop rule, is the thought; its reward is
-  :func:`genmodes.conditions.thoughts.rewards`, the one scorer's verdict after question + thought +
-  answer cue (the definition of "correct" the evaluation uses), or its dense variant; the optional
-  length and format terms are TRL reward functions of their own, so each is logged apart. The trainer
-  checkpoints every ``save_every`` steps and a killed run resumes from its last checkpoint; the
-  reward and thought length of every step are in the cell's info (curves for the report), with the
-  tokens generated in training.
+- ``rl``: GRPO (:mod:`genmodes.training.grpo`, TRL's ``GRPOTrainer``) from that checkpoint on the
+  RL-training questions, rewarded by the one scorer's verdict after the thought; the reward and
+  thought length of every step are in the cell's info (curves for the report), with the tokens
+  generated in training.
 - Transfer by design (:func:`apply_design`): RL-training questions are a seeded ``rl_fraction`` of the
   RL dataset's held-out questions, chosen as whole entity groups (questions that share an entity go
   together), and removed from what every condition is scored on; questions whose entities occur in
@@ -30,51 +25,69 @@ import hashlib
 import json
 import re
 import shutil
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator
 
-from genmodes.conditions.base import CellContext, Settings as _Base, Timer
-from genmodes.conditions.finetune import DONE_MARKER, Settings as FinetuneSettings, _save, train_on_texts
+from genmodes.conditions.base import Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCost, Timer
+from genmodes.conditions.finetune import Settings as FinetuneSettings, load_finished
+from genmodes.conditions.finetune_all import Info as FinetuneAllInfo, finetune_all, study_context, study_datasets
 from genmodes.data.types import Dataset, Question
-from genmodes.errors import ConfigError, NumericError
-from genmodes.conditions.thoughts import (PROMPT_VERSION, RECALL_INSTRUCTION, STOP, cut_thought, rewards,
-                                          states_a_fact, think_prompt, thought_tokens)
+from genmodes.errors import ConfigError
+from genmodes.training.finetune import DONE_MARKER
+from genmodes.training.grpo import GRPOSettings
+from genmodes.training.thoughts import PROMPT_VERSION
 
 RL_SUFFIX, TRANSFER_SUFFIX = "/rl", "/transfer"
-SECONDS_FILE = "genmodes_seconds.json"  # training seconds up to a trainer checkpoint
 
 
 # ------------------------------------------------------------------------------------------ settings
 
-class Settings(_Base):
+class Settings(_Base, GRPOSettings):
+    """The GRPO run's settings (:class:`genmodes.training.grpo.GRPOSettings`), the knowledge fine-tune
+    it starts from, and the study design: which questions RL trains on."""
+
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings,
                                        description="the knowledge fine-tune on every dataset's documents")
     rl_dataset: list[str] = Field(..., min_length=1, description="dataset(s) whose questions RL trains on")
     rl_fraction: float = Field(0.5, gt=0, lt=1, description="share of the RL dataset's held-out entity groups "
                                "used for RL (the rest are evaluated)")
     split_seed: int = Field(0, description="seeds the choice of RL-training questions")
-    steps: int = Field(40, gt=0, description="GRPO optimizer steps")
-    group_size: int = Field(4, ge=2, description="thoughts sampled per prompt (GRPO's group)")
-    prompts_per_step: int = Field(2, gt=0, description="questions per optimizer step")
-    lr: float = Field(1e-5, gt=0)
-    beta: float = Field(0.0, ge=0, description="KL coefficient to the fine-tuned model (0: no reference model)")
-    temperature: float = Field(1.0, gt=0, description="sampling temperature of thoughts in training")
-    max_thought_tokens: int = Field(32, gt=0)
-    reward: Literal["correct", "probability"] = Field("correct", description="1 when the scorer picks the right "
-                                                      "option, or the right option's probability among the choices")
-    length_weight: float = Field(0.0, ge=0, description="reward minus this x thought tokens / max_thought_tokens")
-    format_weight: float = Field(0.0, ge=0, description="reward plus this when the thought states a parsable fact")
-    save_every: int = Field(10, gt=0, description="checkpoint every this many steps (resume after a kill)")
-    instruction: str = Field(RECALL_INSTRUCTION, min_length=1, description="the recall prompt (keep it equal to "
-                             "the thinking stage's)")
 
     @field_validator("rl_dataset", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+
+class GRPOInfo(_Record):
+    """A GRPO run (:func:`genmodes.training.grpo.grpo_train`): its curves and what it cost."""
+
+    train_seconds: float | None = None
+    steps: int | None = None
+    resumed: bool | None = None
+    questions: int | None = None
+    prompt_version: int | None = None
+    reward_curve: list[tuple[int, float]] = Field(default_factory=list)
+    thought_length_curve: list[tuple[int, float]] = Field(default_factory=list)
+    tokens_generated: int | None = None
+    reward_terms_curves: dict[str, list[tuple[int, float]]] | None = None  # each term apart (unweighted)
+
+
+class Info(ModelStageInfo):
+    """The study's knowledge fine-tune, then GRPO (``train_seconds``: both)."""
+
+    finetune: FinetuneAllInfo | None = None  # its loss curve apart, in finetune_loss_curve
+    finetune_loss_curve: list[tuple[int, float]] | None = None
+    rl: GRPOInfo | None = None
+    rl_questions: list[str] | None = None
+    rl_datasets: list[str] | None = None
+    load_seconds: float | None = None
+
+    def checkpoints(self) -> list[str]:
+        return super().checkpoints() + (self.finetune.checkpoints() if self.finetune is not None else [])
 
 
 # ------------------------------------------------------------------------------------------ design
@@ -135,14 +148,20 @@ def rl_split(ds: Dataset, fraction: float, split_seed: int,
     return train, keep
 
 
-def apply_design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> None:
-    """Mark the study's RL and transfer datasets (in place), before any cell runs.
+@dataclass
+class StudyDataset(Dataset):
+    """A dataset of a study with an rl stage, as the study scores it (:func:`design`): its role, and
+    on an RL dataset the questions RL trains on (removed from those scored)."""
 
-    RL datasets lose their RL-training questions (kept on ``ds.rl_train_questions``); every split of
-    every dataset is renamed ``<split>/rl`` or ``<split>/transfer``. Nothing happens without an rl stage.
-    """
-    if not rl:
-        return
+    role: Literal["rl", "transfer"] = "transfer"
+    rl_train_questions: list[Question] = field(default_factory=list)
+
+
+def design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> dict[str, Dataset]:
+    """The study's RL and transfer datasets (new ones; the input is left as it was), before any cell runs.
+
+    RL datasets lose their RL-training questions (kept in ``rl_train_questions``); every split of
+    every dataset is renamed ``<split>/rl`` or ``<split>/transfer``."""
     names = {tuple(s.rl_dataset) for s in rl}
     if len({tuple(s.rl_dataset) for s in rl}) > 1 or len({(s.rl_fraction, s.split_seed) for s in rl}) > 1:
         raise ConfigError("every rl condition of a study must name the same rl_dataset, rl_fraction and "
@@ -151,210 +170,62 @@ def apply_design(datasets: dict[str, Dataset], rl: Sequence[Settings]) -> None:
     unknown = [n for n in s.rl_dataset if n not in datasets]
     if unknown:
         raise ConfigError(f"rl: rl_dataset {unknown} is not a dataset of this study (it has {list(datasets)})")
-    for name, ds in datasets.items():
-        if getattr(ds, "rl_role", None) is not None:
-            continue  # already applied (a runner builds the datasets once)
-        role = "rl" if name in s.rl_dataset else "transfer"
-        suffix = RL_SUFFIX if role == "rl" else TRANSFER_SUFFIX
-        if role == "rl":
-            foreign = set().union(*[entity_words(d) for n, d in datasets.items() if n != name])
-            train, keep = rl_split(ds, s.rl_fraction, s.split_seed, foreign)
-            if not train:
-                raise ConfigError(f"rl: dataset {name!r} leaves no RL-training question at rl_fraction "
-                                  f"{s.rl_fraction}; raise it or add examples")
-            if not keep:
-                raise ConfigError(f"rl: dataset {name!r} leaves no question to evaluate at rl_fraction {s.rl_fraction}")
-            ds.questions = keep
-            ds.rl_train_questions = train  # type: ignore[attr-defined]
-        for q in ds.questions:
-            q.split = q.split + suffix
-        ds.meta["recall_splits"] = [r + suffix for r in ds.meta.get("recall_splits", [])]
-        ds.rl_role = role  # type: ignore[attr-defined]
-        # the design changes what is scored: part of the dataset's identity (cell keys, manifest); the
-        # documents are unchanged, so the study's fine-tune keys on the source hash
-        ds.meta.setdefault("source_content_hash", ds.meta.get("content_hash"))
-        design = {"role": role, "scored": [q.id for q in ds.questions],
-                  "rl_train": [q.id for q in getattr(ds, "rl_train_questions", [])]}
-        ds.meta["content_hash"] = hashlib.sha256(json.dumps(
-            [ds.meta["source_content_hash"], design], sort_keys=True).encode()).hexdigest()
-        # datasets of one family with different seeds draw from one word stream, so they can share
-        # words unless given different ``vocabulary`` parts; RL never trains on such a word
-        # (``foreign`` above), but the reader should know
-        others = set().union(*[entity_words(d) for n, d in datasets.items() if n != name])
-        ds.meta["rl_design"] = {"role": role, "entities_shared_with_other_datasets": len(entity_words(ds) & others),
-                                "rl_train_questions": len(getattr(ds, "rl_train_questions", []))}
+    return {name: _designed(name, ds, datasets, s) for name, ds in datasets.items()}
 
 
-# ------------------------------------------------------------------------------------------ finetune_all
-
-def study_datasets(ctx: CellContext) -> dict[str, Dataset]:
-    return dict(ctx.datasets)
-
-
-def _study_ctx(ctx: CellContext) -> CellContext:
-    """``ctx`` with a dataset made of every study dataset's documents: artifacts keyed by the study,
-    so every cell of it shares one fine-tuned checkpoint."""
-    dss = study_datasets(ctx)
-    key = json.dumps([[n, d.meta.get("source_content_hash") or d.meta.get("content_hash") or d.family, d.seed]
-                      for n, d in sorted(dss.items())])
-    docs = [doc for _, d in sorted(dss.items()) for doc in d.documents]
-    combined = Dataset(family="study", config={"datasets": sorted(dss)}, seed=0, documents=docs, questions=[],
-                       knowledge=[], meta={"content_hash": hashlib.sha256(key.encode()).hexdigest()})
-    return dataclasses.replace(ctx, dataset=combined)
-
-
-def finetune_all(ctx: CellContext, ft: FinetuneSettings) -> tuple[Any, Any, dict[str, Any]]:
-    sctx = _study_ctx(ctx)
-    docs = [d for d in sctx.dataset.documents if ft.kinds is None or d.kind in ft.kinds]
-    if not docs:
-        raise ConfigError(f"finetune_all: no documents of kinds {ft.kinds} in the study's datasets")
-    model, tok, info = train_on_texts(sctx, ft, [d.text for d in docs], tag="finetune_all")
-    return model, tok, {**info, "documents": len(docs), "datasets": sorted(study_datasets(ctx))}
-
-
-def _built(model: Any, tok: Any, info: dict[str, Any]) -> Any:
-    from genmodes.conditions.base import Built
-
-    return Built(model, tok, info)
+def _designed(name: str, ds: Dataset, datasets: dict[str, Dataset], s: Settings) -> StudyDataset:
+    role: Literal["rl", "transfer"] = "rl" if name in s.rl_dataset else "transfer"
+    suffix = RL_SUFFIX if role == "rl" else TRANSFER_SUFFIX
+    others = set().union(*[entity_words(d) for n, d in datasets.items() if n != name])
+    train: list[Question] = []
+    keep = list(ds.questions)
+    if role == "rl":
+        train, keep = rl_split(ds, s.rl_fraction, s.split_seed, others)
+        if not train:
+            raise ConfigError(f"rl: dataset {name!r} leaves no RL-training question at rl_fraction "
+                              f"{s.rl_fraction}; raise it or add examples")
+        if not keep:
+            raise ConfigError(f"rl: dataset {name!r} leaves no question to evaluate at rl_fraction {s.rl_fraction}")
+    meta = dict(ds.meta)
+    meta["recall_splits"] = [r + suffix for r in ds.meta.get("recall_splits", [])]
+    # the design changes what is scored: part of the dataset's identity (cell keys, manifest); the
+    # documents are unchanged, so the study's fine-tune keys on the source hash
+    meta.setdefault("source_content_hash", ds.meta.get("content_hash"))
+    scored = [dataclasses.replace(q, split=q.split + suffix) for q in keep]
+    key = {"role": role, "scored": [q.id for q in scored], "rl_train": [q.id for q in train]}
+    meta["content_hash"] = hashlib.sha256(json.dumps([meta["source_content_hash"], key], sort_keys=True)
+                                          .encode()).hexdigest()
+    # datasets of one family with different seeds draw from one word stream, so they can share
+    # words unless given different ``vocabulary`` parts; RL never trains on such a word
+    # (``foreign`` in rl_split), but the reader should know
+    meta["rl_design"] = {"role": role, "entities_shared_with_other_datasets": len(entity_words(ds) & others),
+                         "rl_train_questions": len(train)}
+    return StudyDataset(family=ds.family, config=ds.config, seed=ds.seed, documents=ds.documents, questions=scored,
+                        knowledge=ds.knowledge, meta=meta, role=role, rl_train_questions=train)
 
 
-# ------------------------------------------------------------------------------------------ GRPO
+# ------------------------------------------------------------------------------------------ RL
 
-def stop_token_ids(tok: Any) -> list[int]:
-    """End-of-text and every token whose text has a line break: the stop rule, as token ids."""
-    ids = [tok.eos_token_id]
-    for i in range(len(tok)):
-        if STOP in tok.decode([i]) and i not in ids:
-            ids.append(i)
-    return ids
-
-
-def _rl_questions(ctx: CellContext, s: Settings) -> list[Question]:
+def rl_questions(ctx: CellContext, s: Settings) -> list[Question]:
     dss = study_datasets(ctx)
     out = []
     for name in s.rl_dataset:
         if name not in dss:
             raise ConfigError(f"rl: rl_dataset {name!r} is not a dataset of this study (it has {list(dss)})")
-        qs = getattr(dss[name], "rl_train_questions", None)
-        if qs is None:  # the design was not applied (a stage used outside the runner): compute it here
+        ds = dss[name]
+        if isinstance(ds, StudyDataset):
+            qs = ds.rl_train_questions
+        else:  # the design was not applied (a stage used outside a study): compute it here
             foreign = set().union(*[entity_words(d) for n, d in dss.items() if n != name])
-            qs, _ = rl_split(dss[name], s.rl_fraction, s.split_seed, foreign)
+            qs, _ = rl_split(ds, s.rl_fraction, s.split_seed, foreign)
         out.extend(qs)
     if not out:
         raise ConfigError("rl: no RL-training questions")
     return out
 
 
-def _curves(log_history: list[dict[str, Any]], batch: int, terms: Sequence[str] = ()) -> dict[str, Any]:
-    steps = [h for h in log_history if "reward" in h and "step" in h]
-    reward = [(h["step"], round(float(h["reward"]), 5)) for h in steps]
-    length = [(h["step"], round(float(h.get("completions/mean_length", 0.0)), 3)) for h in steps]
-    tokens = int(round(sum(float(h.get("completions/mean_length", 0.0)) * batch for h in steps)))
-    out = {"reward_curve": reward, "thought_length_curve": length, "tokens_generated": tokens}
-    if len(terms) > 1:  # the reward's terms apart (unweighted), so a rise can be traced to the scorer or a term
-        out["reward_terms_curves"] = {n: [(h["step"], round(float(h.get(f"rewards/{n}/mean", float("nan"))), 5))
-                                          for h in steps] for n in terms}
-    return out
-
-
-def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: Settings, seed: int, out_dir: Path,
-               progress: bool = True, parse: Any = None, callbacks: Sequence[Any] = ()) -> tuple[Any, dict[str, Any]]:
-    """GRPO on ``questions`` in place, checkpointing in ``out_dir`` and resuming from its last checkpoint.
-
-    ``parse`` (for ``format_weight``): a statement parser, or a mapping from question id to the parser
-    of that question's family (a reversal question's thought should state a reversal fact, not earn
-    the bonus with a syllogism)."""
-    import datasets as hfds
-    import torch
-    from transformers import TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    by_id = {q.id: q for q in questions}
-    rows = [{"prompt": think_prompt(q, s.instruction), "qid": q.id} for q in questions]
-    train_ds = hfds.Dataset.from_list(rows)
-    device = next(model.parameters()).device
-    batch = s.prompts_per_step * s.group_size
-    args = GRPOConfig(
-        output_dir=str(out_dir), max_steps=s.steps, per_device_train_batch_size=batch,
-        gradient_accumulation_steps=1, num_generations=s.group_size, max_completion_length=s.max_thought_tokens,
-        learning_rate=s.lr, beta=s.beta, temperature=s.temperature, logging_steps=1, save_strategy="steps",
-        save_steps=s.save_every, save_total_limit=1, report_to=[], seed=seed, data_seed=seed,
-        use_cpu=device.type == "cpu", bf16=False, fp16=False, dataloader_num_workers=0,
-        disable_tqdm=not progress, lr_scheduler_type="constant", warmup_steps=0, top_k=0,
-        remove_unused_columns=False)
-    model.generation_config.eos_token_id = stop_token_ids(tok)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    holder: dict[str, Any] = {}
-
-    def reward_fn(prompts: list[str], completions: list[str], qid: list[str], **_: Any) -> list[float]:
-        qs = [by_id[i] for i in qid]
-        return rewards(holder["trainer"].model, tok, qs, [cut_thought(c) for c in completions], kind=s.reward,
-                       instruction=s.instruction)
-
-    reward_fn.__name__ = f"scorer_{s.reward}"
-    # the optional terms are reward functions of their own, weighted by TRL: the total is the one
-    # :func:`rewards` gives with the same weights, and TRL logs each term apart
-    funcs, weights = [reward_fn], [1.0]
-    if s.length_weight:
-        def thought_length(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
-            return [-min(1.0, thought_tokens(tok, c) / s.max_thought_tokens) for c in completions]
-
-        funcs.append(thought_length)
-        weights.append(s.length_weight)
-    if s.format_weight:
-        parse_of = (lambda i: parse.get(i)) if isinstance(parse, dict) else (lambda i: parse)
-        if any(parse_of(q.id) is None for q in questions):
-            raise ConfigError("rl: format_weight needs the RL dataset's family to have a statement parser")
-
-        def states_fact(prompts: list[str], completions: list[str], qid: list[str], **_: Any) -> list[float]:
-            return [float(states_a_fact(parse_of(i), c)) for i, c in zip(qid, completions)]
-
-        funcs.append(states_fact)
-        weights.append(s.format_weight)
-    args.reward_weights = weights
-
-    class _Finite(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-            loss = (logs or {}).get("loss")
-            if loss is not None and not (float(loss) == float(loss) and abs(float(loss)) != float("inf")):
-                raise NumericError(f"rl: GRPO loss is {loss} at step {state.global_step} (lower 'lr'?)")
-
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train_ds,
-                          processing_class=tok, callbacks=[_Finite(), *callbacks])
-    holder["trainer"] = trainer
-    if not progress:  # quiet means quiet: without it TRL prints every step's log dict (the curves keep them)
-        from transformers import PrinterCallback
-
-        trainer.remove_callback(PrinterCallback)
-    checkpoints = sorted(out_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
-    resume = bool(checkpoints)
-    # seconds of the sessions before the checkpoint resumed from (a killed session's time after its
-    # last checkpoint is recomputed, and counted, by the session that resumes)
-    mark = checkpoints[-1] / SECONDS_FILE if checkpoints else None
-    earlier = float(json.loads(mark.read_text())["seconds"]) if mark is not None and mark.exists() else 0.0
-    t0 = time.perf_counter()
-
-    class _Seconds(TrainerCallback):
-        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            ck = out_dir / f"checkpoint-{state.global_step}"
-            if ck.is_dir():
-                (ck / SECONDS_FILE).write_text(json.dumps({"seconds": earlier + time.perf_counter() - t0}))
-
-    trainer.add_callback(_Seconds())
-    with torch.random.fork_rng(devices=[]), Timer() as t:
-        torch.manual_seed(seed)
-        trainer.train(resume_from_checkpoint=True if resume else None)
-    model = trainer.model
-    model.eval()
-    info = {"train_seconds": round(earlier + t.seconds, 3), "steps": trainer.state.global_step, "resumed": resume,
-            "questions": len(questions), "prompt_version": PROMPT_VERSION,
-            **_curves(trainer.state.log_history, batch, [f.__name__ for f in funcs])}
-    return model, info
-
-
 def rl_checkpoint_dir(ctx: CellContext, s: Settings, questions: Sequence[Question]) -> Path:
-    sctx = _study_ctx(ctx)
+    sctx = study_context(ctx)
     return sctx.artifact_dir("rl", settings=s.model_dump(), questions=[q.id for q in questions],
                              prompt_version=PROMPT_VERSION)
 
@@ -367,28 +238,91 @@ def statement_parsers(ctx: CellContext, s: Settings, questions: Sequence[Questio
     out: dict[str, Any] = {}
     for name in s.rl_dataset:
         parser = get_family(dss[name].family).parse_statements
-        ids = {q.id for q in getattr(dss[name], "rl_train_questions", None) or dss[name].questions}
+        ds = dss[name]
+        ids = {q.id for q in (ds.rl_train_questions if isinstance(ds, StudyDataset) else None) or ds.questions}
         out.update({q.id: parser for q in questions if q.id in ids and q.id not in out})
     return out
 
 
-def build(ctx: CellContext, settings: Settings) -> Any:
-    from genmodes.conditions.finetune import _load
+def build(ctx: CellContext, settings: Settings) -> Built:
+    from genmodes.training.finetune import save_checkpoint
+    from genmodes.training.grpo import grpo_train
 
-    questions = _rl_questions(ctx, settings)
+    questions = rl_questions(ctx, settings)
     path = rl_checkpoint_dir(ctx, settings, questions)
     if (path / DONE_MARKER).exists():
         with Timer() as t:
-            model, tok, info = _load(ctx, settings.finetune, path)
-        return _built(model, tok, {**info, "reused": True, "load_seconds": round(t.seconds, 3)})
+            model, tok, saved = load_finished(ctx, settings.finetune, path)
+        return Built(model, tok, Info.read(saved).model_copy(update={
+            "reused": True, "load_seconds": round(t.seconds, 3), "checkpoint": str(path)}))
     model, tok, ft_info = finetune_all(ctx, settings.finetune)
     parse = statement_parsers(ctx, settings, questions) if settings.format_weight else None
     work = path.parent / (path.name + ".work")  # trainer checkpoints: kept until the final model is saved
     model, rl_info = grpo_train(model, tok, questions, settings, ctx.seed, work, progress=ctx.progress, parse=parse)
-    info = {"finetune": {k: v for k, v in ft_info.items() if k != "loss_curve"},
-            "finetune_loss_curve": ft_info.get("loss_curve"), "rl": rl_info,
-            "train_seconds": round(float(ft_info.get("train_seconds", 0.0)) + rl_info["train_seconds"], 3),
-            "rl_questions": [q.id for q in questions], "rl_datasets": list(settings.rl_dataset)}
-    _save(model, tok, info, path)
+    info = Info(finetune=ft_info.model_copy(update={"loss_curve": None}), finetune_loss_curve=ft_info.loss_curve,
+                rl=GRPOInfo(**rl_info),
+                train_seconds=round(float(ft_info.train_seconds or 0.0) + rl_info["train_seconds"], 3),
+                rl_questions=[q.id for q in questions], rl_datasets=list(settings.rl_dataset))
+    save_checkpoint(model, tok, info.model_dump(mode="json", exclude_none=True), path)
     shutil.rmtree(work, ignore_errors=True)
-    return _built(model, tok, {**info, "checkpoint": str(path)})
+    return Built(model, tok, info.model_copy(update={"checkpoint": str(path)}))
+
+
+def estimate(settings: Settings, cost: Any) -> StageCost:
+    """The study's knowledge fine-tune (shared with finetune_all), then GRPO once per seed."""
+    from genmodes.conditions.finetune_all import study_texts
+
+    out = cost.finetune("finetune_all", settings.finetune, study_texts(cost.datasets, settings.finetune),
+                        study_wide=True)
+    if not cost.first(["rl", settings.model_dump(mode="json")], study_wide=True):
+        out.note = "shares an RL model built by an earlier cell"
+        return out
+    out.train_s += cost.load_s + settings.steps * cost.grpo_step(settings)
+    out.note = "GRPO" + (" (its fine-tuned start shared)" if out.note else "")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ report
+
+def report_sections(view: Any) -> list[tuple]:
+    """The reward and thought length over RL steps (did RL learn anything: the mean reward over the last
+    fifth of the steps against the first fifth), and the train-time compute RL adds."""
+    from genmodes.training.grpo import fifths
+
+    seen, runs = set(), []
+    for cell, info in view.cells:  # one per distinct RL training (cells share a checkpoint)
+        rl = info.rl
+        if rl is None or not rl.reward_curve:
+            continue
+        key = (cell.condition, cell.seed, str(rl.reward_curve)[:200])
+        if key not in seen:
+            seen.add(key)
+            runs.append((f"{cell.condition} seed {cell.seed}", rl))
+    if not runs:
+        return []
+    out: list[tuple] = [("h", 2, "RL: reward and thought length over steps")]
+    for title, ylabel, stem, curve in (("RL reward (mean over the step's thoughts)", "reward", "rl_reward",
+                                        lambda r: r.reward_curve),
+                                       ("thought length", "tokens per thought", "rl_thought_length",
+                                        lambda r: r.thought_length_curve)):
+        path = view.figures.loss_curves(title, [(n, curve(r)) for n, r in runs], view.figure_path(stem),
+                                        xlabel="RL step", ylabel=ylabel, markers=True)
+        out.append(("img", path, title.split(" (")[0]))
+    body = []
+    for n, r in runs:
+        first, last = fifths(r.reward_curve)
+        body.append([n, str(r.steps if r.steps is not None else view.DASH),
+                     str(r.questions if r.questions is not None else view.DASH),
+                     view.DASH if first is None else f"{first:.3f}", view.DASH if last is None else f"{last:.3f}",
+                     view.DASH if first is None else ("yes" if last > first else "no")])
+    out.append(("p", "RL learned something when the mean reward over the last fifth of the steps is above that "
+                     "of the first fifth."))
+    out.append(("table", ["condition", "steps", "RL questions", "reward, first fifth", "reward, last fifth",
+                          "learned"], body))
+    compute = [[c.dataset, c.condition, str(i.rl.steps), str(i.rl.tokens_generated),
+                view.DASH if i.rl.train_seconds is None else f"{i.rl.train_seconds:.0f}"]
+               for c, i in view.cells if i.rl is not None]
+    out += [("h", 2, "RL compute: train time"),
+            ("p", "RL adds train-time compute: thoughts generated and scored in training, once for the study."),
+            ("table", ["dataset", "condition", "RL steps", "RL tokens generated", "RL seconds"], compute)]
+    return out

@@ -1,7 +1,7 @@
 """Accuracies to TensorBoard / W&B, for a condition whose model stage asks (``report_to``).
 
 A fine-tuning stage logs its loss and learning rate at every step while it trains
-(:class:`genmodes.conditions.finetune._Loggers`). No model stage scores questions while it trains, so
+(``genmodes.training.finetune``). No model stage scores questions while it trains, so
 the accuracies logged here are the cell's final ones: after the cell is scored, each split's accuracy
 (the scorer's choice, and its length-normalised variant) at the step where training ended, beside the
 loss curve. A cell that reused another cell's checkpoint logs its accuracies in its own folder.

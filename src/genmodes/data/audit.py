@@ -26,6 +26,7 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 from genmodes.data.nonsense import is_english
 from genmodes.data.types import Dataset
@@ -93,127 +94,153 @@ class _TextIndex:
         return None if pos < 0 else self._joined.count("\0", 0, pos)
 
 
+class _Findings:
+    """Violations in the order found, counted per split."""
+
+    def __init__(self, rep: AuditReport):
+        self.rep = rep
+        self.per_split: Counter[str] = Counter()
+
+    def bad(self, msg: str, split: str | None = None) -> None:
+        self.rep.violations.append(msg)
+        if split is not None:
+            self.per_split[split] += 1
+
+
 def audit_dataset(ds: Dataset, baselines: bool = True) -> AuditReport:
     """Run checks (a)-(g); returns every violation (one line each) and a per-split table.
 
     ``baselines=False`` skips (f), the shortcut baselines (the leak checks alone are cheaper).
     """
     rep = AuditReport()
-    per_split: Counter[str] = Counter()
+    found = _Findings(rep)
     recall = set(ds.meta.get("recall_splits", []))
-
-    def bad(msg: str, split: str | None = None) -> None:
-        rep.violations.append(msg)
-        if split is not None:
-            per_split[split] += 1
-
-    # (e) ids and entities
-    for kind, ids in (("document", [d.id for d in ds.documents]), ("question", [q.id for q in ds.questions])):
-        for x, c in Counter(ids).items():
-            if c > 1:
-                bad(f"duplicate {kind} id {x!r} ({c} times)")
-    entities = ds.meta.get("entities")
-    if entities is not None:
-        for x, c in Counter(entities).items():
-            if c > 1:
-                bad(f"duplicate entity {x!r} ({c} times)")
-        for x in sorted(set(entities)):
-            for part in str(x).split():
-                if is_english(part):
-                    bad(f"entity {x!r} is an English word ({part!r})")
-    for s in sorted(recall - set(ds.splits)):
-        bad(f"recall split {s!r} listed in meta has no questions")
-
-    docs = ds.doc_index()
-    doc_facts = set()
-    for d in ds.documents:
-        doc_facts.update(d.facts)
-    knowledge = set(ds.knowledge)
-    # (d) needs, per (relation, object), the subjects that hold it
-    holders: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for f in knowledge:
-        holders[(f.relation, f.object)].add(f.subject)
-    index: _TextIndex | None = None
-
-    for q in ds.questions:
-        where = f"{q.split} {q.id}"
-        held_out = q.split not in recall
-        cf = q.choice_facts
-        # (a) leaks
-        if held_out:
-            if index is None:
-                index = _TextIndex([d.text for d in ds.documents])
-            hit = index.find(normalize(q.answer_text))
-            if hit is not None:
-                bad(f"{where}: answer text {q.answer_text.strip()!r} appears in document "
-                    f"{ds.documents[hit].id}", q.split)
-            if cf and cf[q.answer] is not None and cf[q.answer] in doc_facts:
-                bad(f"{where}: answer fact {cf[q.answer].to_list()} is stated by a training document", q.split)
-        # (b) support
-        have = set()
-        for sid in q.support:
-            d = docs.get(sid)
-            if d is None:
-                bad(f"{where}: support document {sid!r} does not exist", q.split)
-            else:
-                have.update(d.facts)
-        for p in q.premises:
-            if p not in have:
-                bad(f"{where}: premise {p.to_list()} is not stated by its support documents", q.split)
-        # (c) exactly one true choice, the answer
-        if cf:
-            if len(cf) != len(q.choices):
-                bad(f"{where}: {len(cf)} choice_facts for {len(q.choices)} choices", q.split)
-                continue
-            true_ix = [i for i, f in enumerate(cf) if f is not None and f in knowledge]
-            if true_ix != [q.answer]:
-                bad(f"{where}: choices {true_ix} are true in knowledge, expected only the answer {q.answer}",
-                    q.split)
-        # (d) hard distractors
-        if q.meta.get("hard_distractors"):
-            if not cf:
-                bad(f"{where}: hard_distractors without choice_facts", q.split)
-            for i, f in enumerate(cf):
-                if i == q.answer or f is None:
-                    continue
-                if not (holders.get((f.relation, f.object), set()) - {f.subject}):
-                    bad(f"{where}: choice {i} {f.to_list()} is not a hard distractor (no other subject "
-                        f"holds {f.relation!r} {f.object!r})", q.split)
-        # duplicate choices make the question ambiguous however it is scored
-        if len(set(q.choices)) != len(q.choices):
-            bad(f"{where}: duplicate choices", q.split)
-
-    # (g) reworded leaks: a held-out answer fact stated by a document in any wording the family parses
-    parse = _parser(ds.family)
-    if parse is not None:
-        answers: dict = {}
-        for q in ds.questions:
-            if q.split not in recall and q.choice_facts and q.choice_facts[q.answer] is not None:
-                answers.setdefault(q.choice_facts[q.answer], q)
-        if answers:
-            reported = set()
-            for d in ds.documents:
-                for f in parse(d.text):
-                    q = answers.get(f)
-                    if q is not None and f not in reported and f not in d.facts:
-                        reported.add(f)
-                        bad(f"{q.split} {q.id}: answer fact {f.to_list()} is stated (reworded) by document "
-                            f"{d.id}: {d.text.strip()[:80]!r}", q.split)
-
+    _check_ids(ds, recall, found)
+    _check_questions(ds, recall, found)
+    _check_reworded_leaks(ds, recall, found)
     # (f) shortcut baselines
     if baselines and ds.questions:
         from genmodes.data.baselines import evaluate, offences
 
         rep.baselines = evaluate(ds)
         for line in offences(rep.baselines):
-            bad(line, line.split(":", 1)[0])
-
+            found.bad(line, line.split(":", 1)[0])
     for s in ds.splits:
         qs = ds.split(s)
         rep.rows.append(SplitRow(split=s, n=len(qs), chance=ds.chance(s),
                                  n_subtypes=len({q.subtype for q in qs}), recall=s in recall,
-                                 violations=per_split[s]))
+                                 violations=found.per_split[s]))
     return rep
+
+
+def _check_ids(ds: Dataset, recall: set[str], found: _Findings) -> None:
+    """(e) unique ids and entities, no English word as an entity, recall splits that exist."""
+    for kind, ids in (("document", [d.id for d in ds.documents]), ("question", [q.id for q in ds.questions])):
+        for x, c in Counter(ids).items():
+            if c > 1:
+                found.bad(f"duplicate {kind} id {x!r} ({c} times)")
+    entities = ds.meta.get("entities")
+    if entities is not None:
+        for x, c in Counter(entities).items():
+            if c > 1:
+                found.bad(f"duplicate entity {x!r} ({c} times)")
+        for x in sorted(set(entities)):
+            for part in str(x).split():
+                if is_english(part):
+                    found.bad(f"entity {x!r} is an English word ({part!r})")
+    for s in sorted(recall - set(ds.splits)):
+        found.bad(f"recall split {s!r} listed in meta has no questions")
+
+
+class _Corpus:
+    """What the per-question checks look up: documents, their facts, the knowledge and who holds what."""
+
+    def __init__(self, ds: Dataset):
+        self.ds = ds
+        self.docs = ds.doc_index()
+        self.doc_facts = {f for d in ds.documents for f in d.facts}
+        self.knowledge = set(ds.knowledge)
+        # (d) needs, per (relation, object), the subjects that hold it
+        self.holders: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for f in self.knowledge:
+            self.holders[(f.relation, f.object)].add(f.subject)
+        self._index: _TextIndex | None = None
+
+    @property
+    def index(self) -> _TextIndex:
+        if self._index is None:
+            self._index = _TextIndex([d.text for d in self.ds.documents])
+        return self._index
+
+
+def _check_questions(ds: Dataset, recall: set[str], found: _Findings) -> None:
+    corpus = _Corpus(ds)
+    for q in ds.questions:
+        _check_question(q, q.split not in recall, corpus, found)
+
+
+def _check_question(q: Any, held_out: bool, corpus: _Corpus, found: _Findings) -> None:
+    """(a) leaks, (b) support, (c) one true choice, (d) hard distractors, and no duplicate choice."""
+    where = f"{q.split} {q.id}"
+    cf = q.choice_facts
+    if held_out:
+        hit = corpus.index.find(normalize(q.answer_text))
+        if hit is not None:
+            found.bad(f"{where}: answer text {q.answer_text.strip()!r} appears in document "
+                      f"{corpus.ds.documents[hit].id}", q.split)
+        if cf and cf[q.answer] is not None and cf[q.answer] in corpus.doc_facts:
+            found.bad(f"{where}: answer fact {cf[q.answer].to_list()} is stated by a training document", q.split)
+    have = set()
+    for sid in q.support:
+        d = corpus.docs.get(sid)
+        if d is None:
+            found.bad(f"{where}: support document {sid!r} does not exist", q.split)
+        else:
+            have.update(d.facts)
+    for p in q.premises:
+        if p not in have:
+            found.bad(f"{where}: premise {p.to_list()} is not stated by its support documents", q.split)
+    if cf:
+        if len(cf) != len(q.choices):
+            found.bad(f"{where}: {len(cf)} choice_facts for {len(q.choices)} choices", q.split)
+            return
+        true_ix = [i for i, f in enumerate(cf) if f is not None and f in corpus.knowledge]
+        if true_ix != [q.answer]:
+            found.bad(f"{where}: choices {true_ix} are true in knowledge, expected only the answer {q.answer}",
+                      q.split)
+    if q.meta.get("hard_distractors"):
+        if not cf:
+            found.bad(f"{where}: hard_distractors without choice_facts", q.split)
+        for i, f in enumerate(cf):
+            if i == q.answer or f is None:
+                continue
+            if not (corpus.holders.get((f.relation, f.object), set()) - {f.subject}):
+                found.bad(f"{where}: choice {i} {f.to_list()} is not a hard distractor (no other subject "
+                          f"holds {f.relation!r} {f.object!r})", q.split)
+    # duplicate choices make the question ambiguous however it is scored
+    if len(set(q.choices)) != len(q.choices):
+        found.bad(f"{where}: duplicate choices", q.split)
+
+
+def _check_reworded_leaks(ds: Dataset, recall: set[str], found: _Findings) -> None:
+    """(g) a held-out answer fact stated by a document in any wording the family parses."""
+    parse = _parser(ds.family)
+    if parse is None:
+        return
+    answers: dict = {}
+    for q in ds.questions:
+        if q.split not in recall and q.choice_facts and q.choice_facts[q.answer] is not None:
+            answers.setdefault(q.choice_facts[q.answer], q)
+    if not answers:
+        return
+    reported = set()
+    for d in ds.documents:
+        for f in parse(d.text):
+            q = answers.get(f)
+            if q is not None and f not in reported and f not in d.facts:
+                reported.add(f)
+                found.bad(f"{q.split} {q.id}: answer fact {f.to_list()} is stated (reworded) by document "
+                          f"{d.id}: {d.text.strip()[:80]!r}", q.split)
 
 
 def _parser(family: str):

@@ -69,8 +69,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         # another run's folder is refused now, not after hours; only this config's cells count as finished
         same = runner.check_folder() == "same"
         print(f"{cfg.name}: calibrating {', '.join(cfg.model_specs)} (a few timed scoring and training steps) ...", flush=True)
-        cal = calibrate(runner, say=lambda msg: print(f"  timing {msg} ...", flush=True))
-        print_estimate(runner, out, cal, estimate(runner, cal, finished=same))
+
+        def say(msg: str) -> None:
+            print(f"  timing {msg} ...", flush=True)
+
+        cal = calibrate(runner, say=say)
+        print_estimate(runner, out, cal, estimate(runner, cal, finished=same, say=say))
         return 0
     if args.address and args.executor != "ray":
         from genmodes.errors import ConfigError

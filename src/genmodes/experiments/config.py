@@ -16,11 +16,16 @@ A condition is a model stage composed with a context stage (:mod:`genmodes.condi
 
 Every problem is reported as one line naming the field (``conditions[2].context.k: ...``) before
 anything runs, so a typo never costs a half-finished grid.
+
+:func:`parse_config` returns a :class:`Study`: the config with every condition's stages resolved and
+validated once (:class:`StudyCondition`); the runner, executors, estimator, exporter and report take
+it. Parsing imports no torch (stage modules import it where they use it).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -121,11 +126,6 @@ class ConditionSpec(_Strict):
     @property
     def composed(self) -> bool:
         return self.model is not None or self.context is not None
-
-    @property
-    def kind_(self) -> str:
-        """The condition's kind for records and reports (``finetune+retrieval`` for a composed one)."""
-        return self.resolve().kind if self.composed else (self.kind or self.name)
 
     def resolve(self, where: str | None = None) -> Any:
         """The model stage and context stage (or baseline) with validated settings
@@ -238,7 +238,89 @@ def _loc(err: dict[str, Any]) -> str:
     return out or "config"
 
 
-def parse_config(raw: Any, source: str = "config") -> RunConfig:
+@dataclass(frozen=True)
+class StudyCondition:
+    """A condition of a study, resolved: its name, where it runs, and its stages with validated settings
+    (:class:`genmodes.conditions.Condition`)."""
+
+    spec: ConditionSpec
+    stages: Any  # genmodes.conditions.Condition
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        """For records and reports: the short form's kind, else ``model+context``."""
+        return self.stages.kind
+
+    @property
+    def datasets(self) -> list[str] | None:
+        return self.spec.datasets
+
+    @property
+    def resources(self) -> Resources | None:
+        return self.spec.resources
+
+    @property
+    def is_baseline(self) -> bool:
+        return self.stages.is_baseline
+
+    def runs_on(self, dataset: str) -> bool:
+        return self.spec.datasets is None or dataset in self.spec.datasets
+
+
+@dataclass(frozen=True)
+class Study:
+    """A parsed config with every condition resolved once (see the module docstring)."""
+
+    config: RunConfig
+    conditions: tuple[StudyCondition, ...]
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def model(self) -> str | None:
+        return self.config.model
+
+    @property
+    def seeds(self) -> list[int]:
+        return self.config.seeds
+
+    @property
+    def datasets(self) -> list[DatasetSpec]:
+        return self.config.datasets
+
+    @property
+    def scoring(self) -> ScoringSpec:
+        return self.config.scoring
+
+    @property
+    def threads(self) -> int | None:
+        return self.config.threads
+
+    @property
+    def resources(self) -> Resources | None:
+        return self.config.resources
+
+    @property
+    def model_specs(self) -> list[str]:
+        return self.config.model_specs
+
+    @property
+    def several_models(self) -> bool:
+        return self.config.several_models
+
+    def condition(self, name: str) -> StudyCondition:
+        return next(c for c in self.conditions if c.name == name)
+
+
+def parse_config(raw: Any, source: str = "config", check_paths: bool = True) -> Study:
+    """The study a config describes, every part checked (``check_paths``: also that dataset folders
+    exist; a report of a finished run reads its config without them)."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a YAML mapping at the top level")
     _check_shape(raw, source)
@@ -252,8 +334,7 @@ def parse_config(raw: Any, source: str = "config") -> RunConfig:
         raise ConfigError(f"{source}: {_loc(err)}: {msg}") from None
     except RecursionError:
         raise ConfigError(f"{source}: nested too deeply") from None
-    _check_parts(cfg, source)
-    return cfg
+    return Study(cfg, _check_parts(cfg, source, check_paths))
 
 
 def _check_shape(raw: Any, source: str) -> None:
@@ -280,10 +361,10 @@ def _check_shape(raw: Any, source: str) -> None:
             raise ConfigError(f"{source}: {where}: contains a NUL character")
 
 
-def _check_parts(cfg: RunConfig, source: str) -> None:
+def _check_parts(cfg: RunConfig, source: str, check_paths: bool = True) -> tuple[StudyCondition, ...]:
     """Family names and settings, condition kinds and settings, sizes: all checked before anything
-    runs. (Dataset contents, splits and the model are checked by the runner, still before the run
-    folder is made.)"""
+    runs; the conditions resolved. (Dataset contents, splits and the model are checked by the runner,
+    still before the run folder is made.)"""
     from genmodes.data.families import make_config
 
     for i, d in enumerate(cfg.datasets):
@@ -296,8 +377,9 @@ def _check_parts(cfg: RunConfig, source: str) -> None:
             check_numbers(fc.model_dump(), f"{where}.settings", MAX_DATASET_SETTING)
         for key in ("path", "berglund"):
             p = getattr(d, key)
-            if p and not Path(p).expanduser().is_dir():
+            if p and check_paths and not Path(p).expanduser().is_dir():
                 raise ConfigError(f"{where}.{key}: no such directory: {p}")
+    out = []
     for i, c in enumerate(cfg.conditions):
         where = f"{source}: conditions[{i}]"
         r = c.resolve(where=where)
@@ -306,6 +388,8 @@ def _check_parts(cfg: RunConfig, source: str) -> None:
              (r.context_settings, "context" if c.composed else "settings"))
         for settings, part in parts:
             check_numbers(settings.model_dump(), f"{where}.{part}", MAX_CONDITION_SETTING)
+        out.append(StudyCondition(c, r))
+    return tuple(out)
 
 
 def read_raw(path: str | os.PathLike) -> Any:
@@ -326,12 +410,15 @@ def read_raw(path: str | os.PathLike) -> Any:
         raise ConfigError(f"{path}: nested too deeply to be a study config") from None
 
 
-def load_config(path: str | os.PathLike) -> RunConfig:
+def load_config(path: str | os.PathLike) -> Study:
     raw = read_raw(path)
     return parse_config(raw, source=str(path))
 
 
-def dump_config(cfg: RunConfig) -> str:
+def dump_config(study: Study | RunConfig) -> str:
+    """The config as the run folder's ``config.yaml`` holds it."""
+    cfg = study.config if isinstance(study, Study) else study
+    kinds = {c.name: c.kind for c in study.conditions} if isinstance(study, Study) else {}
     d = cfg.model_dump(mode="json")
     # the axis not used is left out, so a one-model config dumps as it did before `models` existed
     # (a run folder compares its config.yaml text to decide it is the same run)
@@ -345,7 +432,7 @@ def dump_config(cfg: RunConfig) -> str:
                 if c[part] is None:
                     del c[part]
         else:  # as before the composed form existed: a resumed run's config.yaml reads the same
-            c["kind"] = spec.kind_
+            c["kind"] = kinds.get(spec.name) or spec.kind or spec.name
             del c["model"], c["context"]
         if spec.datasets is None:
             c.pop("datasets")

@@ -1,39 +1,37 @@
 """``genmodes run CONFIG --dry-run``: a cost estimate per cell, calibrated on the configured model and
-device (issue 13, item 4).
+device.
 
-Calibration loads the run's model on the run's device and precision and times what the cells do, at
-the config's sizes: loading the model; scoring real questions of each dataset (with the config's
-``scoring.batch_tokens``); the same questions after a shared document prefix (what in-context cells
-pay per prefix token); a few optimizer steps at each fine-tuning setting's batch size, sequence length
-and method; and, where a condition generates augmentations, a batch of greedy decoding steps. Each
-cell's estimate then counts its tokens with the model's tokenizer (questions, choices, documents in
-context, training documents) and multiplies by those rates. A checkpoint several cells share is
-counted once, in the first cell that trains it (as the runner builds it once).
-
-The thinking and RL stages of P3 (issue 11) are counted too: ``finetune_all`` (and the fine-tune an
-``rl`` stage starts from) trains once for the whole study on every dataset's documents; an ``rl``
-model is trained once per seed, its GRPO steps timed as the stage runs them (TRL's trainer on the
-configured model: two steps minus one, on questions of its RL dataset); a ``thinking`` context
-generates one thought per question (decoding timed at its batch size) before scoring.
+Calibration loads the run's model on the run's device and precision and times what every cell does:
+loading the model; scoring real questions of each dataset (with the config's ``scoring.batch_tokens``);
+the same questions after a shared document prefix (what in-context cells pay per prefix token). Each
+cell's estimate counts its tokens with the model's tokenizer and multiplies by those rates; then each
+of its stages adds its own cost through its ``estimate`` hook (:mod:`genmodes.conditions.base`),
+given this cell's :class:`CellCost`: fine-tuning steps at the stage's batch size, sequence length and
+method, GRPO steps as the rl stage runs them, decoding steps at a generation batch size, each timed on
+this machine the first time a cell needs it. A checkpoint several cells share is counted once, in the
+first cell that trains it (as the runner builds it once). A stage without an ``estimate`` hook adds
+nothing beyond scoring.
 
 Rough by design (it ignores, e.g., retrieval's embedding time and verification's extra scoring), but
 measured on this machine, not assumed: a tiny-random grid is estimated in seconds, SmolLM2 on two CPU
-cores in hours. A from-scratch model (``model: scratch``) is built as its cells would build it (the
-dataset's tokenizer, the configured size) and timed the same way.
+cores in hours. A stage that builds its own model (``OWN_MODEL``: from scratch) builds it as its
+cells would and times it the same way.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+from genmodes.conditions import model_stage, own_model_specs
+from genmodes.conditions.base import StageCost
 
 K_QUESTIONS = 16  # questions per dataset scored to calibrate (after a warm-up of 2)
 PREFIX_TOKENS = 512  # the shared-prefix length timed, extrapolated linearly to a cell's prefix
-GEN_STEPS = 8  # decoding steps timed for augmentation
+GEN_STEPS = 8  # decoding steps timed for generation
 
 
 @dataclass
@@ -54,18 +52,19 @@ class CellEstimate:
 
 @dataclass
 class Calibration:
-    """Measured rates on this device (seconds)."""
+    """Measured rates on this device (seconds); the training and generation rates are filled in by
+    the estimate, when a cell first needs them."""
 
     device: str
     load_s: float = 0.0
     score_s_per_token: dict[str, float] = field(default_factory=dict)  # per dataset
     prefix_s_per_token: float = 0.0  # encoding a shared prefix
     prefix_s_per_q_token: float = 0.0  # extra per question per prefix token
-    step_s: dict[str, float] = field(default_factory=dict)  # per fine-tuning shape
+    step_s: dict[str, float] = field(default_factory=dict)  # per training shape
     gen_step_s: dict[int, float] = field(default_factory=dict)  # per generation batch size
     window: int = 2048
     tokenizer: Any = None
-    tokenizers: dict[str, Any] = field(default_factory=dict)  # per dataset (from-scratch models)
+    tokenizers: dict[str, Any] = field(default_factory=dict)  # per dataset (a stage's own model)
 
     def describe(self) -> str:
         rates = ", ".join(f"{1 / v:,.0f} tok/s scoring {k}" for k, v in self.score_s_per_token.items() if v > 0)
@@ -73,32 +72,7 @@ class Calibration:
         return (f"calibrated on {self.device}: model load {self.load_s:.1f} s; {rates}"
                 + (f"; prefix {1 / self.prefix_s_per_token:,.0f} tok/s" if self.prefix_s_per_token > 0 else "")
                 + (f"; training {steps}" if steps else "")
-                + "".join(f"; generation {v:.3f} s/token at batch {b}" for b, v in self.gen_step_s.items()))
-
-
-def _ft_shape(ft: Any) -> str:
-    return f"{ft.method} {ft.batch_size}x{ft.seq_len}" + (f" micro {ft.micro_batch_size}" if ft.micro_batch_size else "")
-
-
-STUDY_WIDE = ("finetune_all", "rl")  # model stages trained on every dataset of the study at once
-
-
-def _finetunes(r: Any) -> list[tuple[str, Any]]:
-    """(checkpoint tag, fine-tuning settings) a resolved condition's model stage trains."""
-    if r.model == "finetune":
-        return [("finetune", r.model_settings)]
-    if r.model == "augmented_finetune":
-        return [("augmented_finetune", r.model_settings.finetune_settings())]
-    if r.model == "finetune_all":
-        return [("finetune_all", r.model_settings)]
-    if r.model == "rl":  # GRPO starts from the study's knowledge fine-tune
-        return [("finetune_all", r.model_settings.finetune)]
-    return []
-
-
-def _rl_key(rl: Any) -> str:
-    """The GRPO step's shape: what its time depends on."""
-    return f"grpo {rl.prompts_per_step}x{rl.group_size}x{rl.max_thought_tokens}"
+                + "".join(f"; generation {v:.3f} s/token at batch {b}" for b, v in sorted(self.gen_step_s.items())))
 
 
 def _timed(fn: Any) -> float:
@@ -107,8 +81,15 @@ def _timed(fn: Any) -> float:
     return time.perf_counter() - t0
 
 
-def calibrate(runner: Any, say: Any = None) -> Calibration | None:
-    """Time the configured model on the configured device; None for a from-scratch model. ``say``:
+def _q_tokens(tok: Any, q: Any) -> int:
+    return len(tok(q.context, add_special_tokens=False).input_ids) + sum(
+        len(tok(c, add_special_tokens=False).input_ids) for c in q.choices)
+
+
+# ------------------------------------------------------------------------------------------ calibration
+
+def calibrate(runner: Any, say: Any = None) -> Calibration:
+    """Time the configured model on the configured device: loading, scoring, a shared prefix. ``say``:
     called with each stage's name (a calibration at published sizes takes minutes on a CPU)."""
     import torch
 
@@ -117,26 +98,26 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
     from genmodes.models import load_model, precision, resolve_dtype
     from genmodes.scoring import Scorer
 
-    cfg = runner.cfg
+    study = runner.study
     say = say or (lambda msg: None)
-    if cfg.model_specs == ["scratch"]:
-        return _calibrate_scratch(runner, say)
     device = runner.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if study.threads:
+        torch.set_num_threads(study.threads)
+    if set(study.model_specs) <= own_model_specs():  # its stage builds, times and scores it (estimate)
+        return Calibration(device=f"{device} ({torch.get_num_threads()} threads)" if device == "cpu" else device)
     dtype = resolve_dtype(runner.dtype, runner.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
     cal = Calibration(device=f"{device} ({dtype}, {torch.get_num_threads()} threads)" if device == "cpu"
                       else f"{torch.cuda.get_device_name(0) if device.startswith('cuda') else device} ({dtype})")
     with precision(dtype, runner.device):
         t0 = time.perf_counter()
         # several models (`models:`): timed on the first; the others' cells take its timings (said below)
-        model, tok = load_model(cfg.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
+        model, tok = load_model(study.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
         cal.load_s = time.perf_counter() - t0
         cal.tokenizer = tok
         cal.window = model_context_length(model)
-        scorer = Scorer(model, tok, batch_tokens=cfg.scoring.batch_tokens)
-        first_docs = None
-        for spec in cfg.datasets:
+        scorer = Scorer(model, tok, batch_tokens=study.scoring.batch_tokens)
+        first = None
+        for spec in study.datasets:
             say(f"scoring {spec.name} questions")
             ds = runner.dataset(spec)
             qs = ds.questions[: K_QUESTIONS + 2]
@@ -145,11 +126,12 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
             reqs = [(q.context, q.choices) for q in qs]
             t = _timed(lambda: scorer.score(reqs))
             cal.score_s_per_token[spec.name] = t / max(1, sum(_q_tokens(tok, q) for q in qs))
-            if first_docs is None and ds.documents:
-                first_docs, first_reqs, first_t, first_n = ds.documents, reqs, t, len(qs)
-        if first_docs is not None:
+            if first is None and ds.documents:
+                first = (ds.documents, reqs, t, len(qs))
+        if first is not None:
             say(f"a {PREFIX_TOKENS}-token document prefix")
-            text = render_documents(first_docs * (1 + PREFIX_TOKENS // max(1, len(first_docs))))
+            docs, reqs, t_plain, n = first
+            text = render_documents(docs * (1 + PREFIX_TOKENS // max(1, len(docs))))
             ids = tok(text, add_special_tokens=False).input_ids[:PREFIX_TOKENS]
             prefix = tok.decode(ids)
             p = scorer.prefix_tokens(prefix)
@@ -157,93 +139,15 @@ def calibrate(runner: Any, say: Any = None) -> Calibration | None:
             with torch.no_grad():
                 model(x)  # warm-up at this length
                 t_enc = _timed(lambda: model(x))
-            t_with = _timed(lambda: scorer.score(first_reqs, prefix=prefix))
+            t_with = _timed(lambda: scorer.score(reqs, prefix=prefix))
             cal.prefix_s_per_token = t_enc / max(1, len(ids))
-            cal.prefix_s_per_q_token = max(0.0, t_with - first_t - t_enc) / max(1, first_n * p)
-        shapes: dict[str, Any] = {}
-        gens: set[int] = set()
-        rls: dict[str, Any] = {}
-        for c in cfg.conditions:
-            r = c.resolve()
-            for _, ft in _finetunes(r):
-                shapes.setdefault(_ft_shape(ft), ft)
-            if r.model == "augmented_finetune" and r.model_settings.source in ("local", "global"):
-                gens.add(r.model_settings.generation_batch_size)
-            if r.model == "rl":
-                rls.setdefault(_rl_key(r.model_settings), r.model_settings)
-            if r.context == "thinking":
-                gens.add(r.context_settings.batch_size)
-        texts = [d.text for spec in cfg.datasets for d in runner.dataset(spec).documents]
-        for shape, ft in shapes.items():
-            say(f"training steps ({shape})")
-            cal.step_s[shape] = _step_seconds(runner, ft, texts)
-        for key, rl in rls.items():
-            say(f"GRPO steps ({rl.prompts_per_step} questions x {rl.group_size} thoughts of "
-                f"{rl.max_thought_tokens} tokens)")
-            cal.step_s[key] = _grpo_step_seconds(runner, rl)
+            cal.prefix_s_per_q_token = max(0.0, t_with - t_plain - t_enc) / max(1, n * p)
         del model, scorer
-        if gens:
-            say(f"generation (batch {', '.join(map(str, sorted(gens)))})")
-            cal.gen_step_s = _gen_seconds(runner, sorted(gens), texts)
     return cal
 
 
-def _calibrate_scratch(runner: Any, say: Any) -> Calibration:
-    """From-scratch cells: per dataset and training setting, the model the cell would build (its
-    dataset's tokenizer, its size), timed for a few steps in a scratch folder, and its scoring rate."""
-    import tempfile
-
-    import torch
-
-    from genmodes.conditions import from_scratch as fs
-    from genmodes.models import scratch
-    from genmodes.scoring import Scorer
-
-    cfg = runner.cfg
-    device = runner.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    cal = Calibration(device=f"{device} ({torch.get_num_threads()} threads)" if device == "cpu" else device)
-    for spec in cfg.datasets:
-        ds = runner.dataset(spec)
-        tok = scratch.build_tokenizer(fs.dataset_vocabulary(ds))
-        cal.tokenizers[spec.name] = tok
-        for c in cfg.conditions:
-            r = c.resolve()
-            if r.model != "scratch":
-                continue
-            st = r.model_settings
-            key = _scratch_key(spec.name, st)
-            if key in cal.step_s:
-                continue
-            say(f"from-scratch training steps ({spec.name}, {c.name})")
-            texts = [d.text for d in fs.training_documents(ds, st.include_episodes)]
-            times = []
-            for n in (1, 2):
-                model = scratch.build_model(st, tok, seed=0).to(device)
-                quiet = st.model_copy(update={"steps": n, "warmup_steps": 0, "eval_every": 10 ** 9,
-                                              "checkpoint_every": 10 ** 9, "curriculum_steps": 0})
-                with tempfile.TemporaryDirectory() as tmp:
-                    times.append(_timed(lambda: scratch.train(model, tok, texts, Path(tmp), quiet, seed=0,
-                                                              progress=False)))
-            cal.step_s[key] = times[1] - times[0] if times[1] > times[0] else times[1] / 2
-            if spec.name not in cal.score_s_per_token:
-                scorer = Scorer(model.eval(), tok, batch_tokens=cfg.scoring.batch_tokens)
-                qs = ds.questions[: K_QUESTIONS]
-                reqs = [(q.context, q.choices) for q in qs]
-                scorer.score(reqs[:2])
-                t = _timed(lambda: scorer.score(reqs))
-                cal.score_s_per_token[spec.name] = t / max(1, sum(_q_tokens(tok, q) for q in qs))
-    return cal
-
-
-def _scratch_key(dataset: str, st: Any) -> str:
-    return f"scratch {dataset} " + json.dumps(st.training_key(), sort_keys=True, default=str)
-
-
-def _q_tokens(tok: Any, q: Any) -> int:
-    return len(tok(q.context, add_special_tokens=False).input_ids) + sum(
-        len(tok(c, add_special_tokens=False).input_ids) for c in q.choices)
+def _ft_shape(ft: Any) -> str:
+    return f"{ft.method} {ft.batch_size}x{ft.seq_len}" + (f" micro {ft.micro_batch_size}" if ft.micro_batch_size else "")
 
 
 def _marginal_step(runner: Any, train_steps: Any) -> float:
@@ -254,7 +158,7 @@ def _marginal_step(runner: Any, train_steps: Any) -> float:
 
     times = []
     for n in (1, 2):
-        model, tok = load_model(runner.cfg.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
+        model, tok = load_model(runner.study.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
         times.append(_timed(lambda: train_steps(model, tok, n)))
         del model
     return times[1] - times[0] if times[1] > times[0] else times[1] / 2
@@ -262,7 +166,7 @@ def _marginal_step(runner: Any, train_steps: Any) -> float:
 
 def _step_seconds(runner: Any, ft: Any, texts: list[str]) -> float:
     """One optimizer step at ``ft``'s shape."""
-    from genmodes.conditions.finetune import train
+    from genmodes.training.finetune import train
 
     def steps(model: Any, tok: Any, n: int) -> None:
         # enough text for n full steps, whatever the dataset's size
@@ -279,10 +183,9 @@ def _grpo_step_seconds(runner: Any, rl: Any) -> float:
     thoughts, the scorer's reward, the update), on questions of its RL dataset."""
     import tempfile
 
-    from genmodes.conditions.rl import grpo_train
+    from genmodes.training.grpo import grpo_train
 
-    spec = next(d for d in runner.cfg.datasets if d.name == rl.rl_dataset[0])
-    qs = list(runner.dataset(spec).questions[:2 * rl.prompts_per_step])
+    qs = list(runner.datasets()[rl.rl_dataset[0]].questions[:2 * rl.prompts_per_step])
 
     def steps(model: Any, tok: Any, n: int) -> None:
         s = rl.model_copy(update={"steps": n, "save_every": 10 ** 6, "length_weight": 0.0, "format_weight": 0.0})
@@ -292,126 +195,236 @@ def _grpo_step_seconds(runner: Any, rl: Any) -> float:
     return _marginal_step(runner, steps)
 
 
-def _gen_seconds(runner: Any, batches: list[int], texts: list[str]) -> dict[int, float]:
+def _gen_seconds(runner: Any, batch: int, texts: list[str]) -> float:
+    """Seconds per decoding step at a generation batch size (prompts of augmentation's shape)."""
     from genmodes.conditions.augment import LOCAL_PREFIX, LOCAL_PROMPT
-    from genmodes.conditions.generate import PrefixGenerator
+    from genmodes.generate import PrefixGenerator
     from genmodes.models import load_model
 
-    model, tok = load_model(runner.cfg.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
+    model, tok = load_model(runner.study.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
     gen = PrefixGenerator(model, tok, LOCAL_PREFIX)
-    out = {}
-    for b in batches:
-        prompts = [LOCAL_PROMPT.format(text=texts[i % len(texts)].strip()) for i in range(b)]
-        gen.generate(prompts[:1], max_new_tokens=2)  # warm-up
-        t1 = _timed(lambda: gen.generate(prompts, max_new_tokens=1))
-        tn = _timed(lambda: gen.generate(prompts, max_new_tokens=GEN_STEPS + 1))
-        out[b] = max(tn - t1, 0.0) / GEN_STEPS if tn > t1 else tn / (GEN_STEPS + 1)
-    return out
+    prompts = [LOCAL_PROMPT.format(text=texts[i % len(texts)].strip()) for i in range(batch)]
+    gen.generate(prompts[:1], max_new_tokens=2)  # warm-up
+    t1 = _timed(lambda: gen.generate(prompts, max_new_tokens=1))
+    tn = _timed(lambda: gen.generate(prompts, max_new_tokens=GEN_STEPS + 1))
+    return max(tn - t1, 0.0) / GEN_STEPS if tn > t1 else tn / (GEN_STEPS + 1)
 
 
-def estimate(runner: Any, cal: Calibration | None, finished: bool = True) -> list[CellEstimate]:
-    """Per cell of the grid, in run order. ``finished``: whether the run folder's finished cells are
-    this config's (they are estimated but not counted as work left)."""
-    from genmodes.conditions.base import render_documents
-    from genmodes.experiments.runner import grid
+# ------------------------------------------------------------------------------------------ a cell's cost
 
-    from genmodes.conditions.finetune import encode_examples, examples_from_texts, plan_rows
+class CellCost:
+    """The estimator's model of one cell, handed to its stages' ``estimate`` hooks: the cell's data and
+    tokens, the calibrated rates (timed when first needed), and what earlier cells already built."""
 
-    per_ds: dict[str, dict[str, Any]] = {}
-    trained: set[str] = set()
-    out = []
-    for cell in grid(runner.cfg):
-        ds = runner.dataset(cell.dataset)
-        r = cell.condition.resolve()
-        s = r.model_settings
-        est = CellEstimate(cell.id, len(ds.questions), finished and runner.done(cell))
-        out.append(est)
-        if r.model is None:  # a baseline
-            continue
-        tok = cal.tokenizers.get(cell.dataset.name) or cal.tokenizer if cal is not None else None
-        if tok is None:
+    def __init__(self, est: "Estimator", cell: Any):
+        self._est, self._cell = est, cell
+        self.dataset_name = str(cell.dataset.name)
+        self.dataset = est.runner.dataset(cell.dataset)
+        self.datasets = est.runner.datasets()
+        self.condition = cell.condition.name
+        self.model, self.seed = cell.model, cell.seed
+        self.device = est.device
+        self.say = est.say
+        self.timed = _timed
+
+    # -- the cell's data, as the model it scores with tokenizes it
+    @property
+    def tokenizer(self) -> Any:
+        cal = self._est.cal
+        return cal.tokenizers.get(self.dataset_name) or cal.tokenizer
+
+    def use_model(self, tokenizer: Any, score_rate: float) -> None:
+        """A stage that builds its own model: the cell's tokens and scoring rate are that model's."""
+        self._est.cal.tokenizers[self.dataset_name] = tokenizer
+        self._est.cal.score_s_per_token[self.dataset_name] = score_rate
+
+    def _stats(self) -> dict[str, Any]:
+        return self._est.dataset_stats(self.dataset_name, self.dataset, self.tokenizer)
+
+    @property
+    def question_tokens(self) -> int:
+        return self._stats()["q_tokens"]
+
+    @property
+    def block_tokens(self) -> int:
+        """The dataset's documents rendered as one in-context block."""
+        return self._stats()["block"]
+
+    @property
+    def mean_document_tokens(self) -> float:
+        return self._stats()["avg_doc"]
+
+    @property
+    def score_rate(self) -> float:
+        """Seconds per scored token on this cell's dataset."""
+        return self._est.cal.score_s_per_token[self.dataset_name]
+
+    @property
+    def load_s(self) -> float:
+        return self._est.cal.load_s
+
+    @property
+    def window(self) -> int:
+        return self._est.cal.window
+
+    def prefix_encoding(self, tokens: float) -> float:
+        """Encoding a shared prefix of ``tokens`` once."""
+        return tokens * self._est.cal.prefix_s_per_token
+
+    def prefix_reading(self, tokens: float) -> float:
+        """What one question pays for reading a shared prefix of ``tokens``."""
+        return tokens * self._est.cal.prefix_s_per_q_token
+
+    # -- rates timed when first needed
+    def memo(self, key: Any, make: Callable[[], Any]) -> Any:
+        return self._est.memo(key, make)
+
+    def record_step(self, key: str, seconds: float) -> None:
+        self._est.cal.step_s[key] = seconds
+
+    def time_scoring(self, model: Any, tokenizer: Any, dataset: str) -> float:
+        """Seconds per scored token of ``model`` on ``dataset``'s questions."""
+        return self._est.time_scoring(model, tokenizer, self.datasets[dataset])
+
+    def generation(self, batch_size: int, batches: int, new_tokens: int) -> float:
+        """``batches`` generations of ``new_tokens`` tokens at ``batch_size``."""
+        return batches * new_tokens * self._est.gen_step(batch_size)
+
+    def grpo_step(self, rl: Any) -> float:
+        return self._est.grpo_step(rl)
+
+    # -- shared artifacts
+    def first(self, key: Any, study_wide: bool = False) -> bool:
+        """True the first time a cell of the grid builds the artifact ``key`` (per model and seed, and per
+        dataset unless ``study_wide``): later cells reuse it, at no train-time cost."""
+        full = json.dumps([key, self.model, None if study_wide else self.dataset_name, self.seed],
+                          sort_keys=True, default=str)
+        if full in self._est.built:
+            return False
+        self._est.built.add(full)
+        return True
+
+    def finetune(self, tag: str, ft: Any, texts: list[str], study_wide: bool = False,
+                 shared_with: Any = None) -> StageCost:
+        """A fine-tuning run on ``texts`` (counted once per identical run, as its checkpoint is shared)."""
+        from genmodes.training.finetune import encode_examples, examples_from_texts, plan_rows
+
+        if not self.first([tag, ft.model_dump(mode="json"), shared_with], study_wide):
+            return StageCost(note="shares a checkpoint built by an earlier cell")
+        if ft.steps is None and ft.epochs is None:
+            ft = ft.model_copy(update={"epochs": 10})  # finetune's default
+        _, steps = plan_rows(encode_examples(self.tokenizer, examples_from_texts(texts, ft.sentence_split)), ft)
+        return StageCost(train_s=self.load_s + steps * self._est.finetune_step(ft))
+
+
+class Estimator:
+    """Per cell of the grid: scoring from the calibration, the rest from the stages' hooks."""
+
+    def __init__(self, runner: Any, cal: Calibration, say: Any = None):
+        import torch
+
+        self.runner, self.cal = runner, cal
+        self.say = say or (lambda msg: None)
+        self.device = runner.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.built: set[str] = set()
+        self._memo: dict[Any, Any] = {}
+        self._stats: dict[str, dict[str, Any]] = {}
+
+    def memo(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def dataset_stats(self, name: str, ds: Any, tok: Any) -> dict[str, Any]:
+        if name not in self._stats:
+            from genmodes.conditions.base import render_documents
+
+            def ntok(text: str) -> int:
+                return len(tok(text, add_special_tokens=False).input_ids)
+
+            docs = [ntok(d.text) + 1 for d in ds.documents]
+            self._stats[name] = {"q_tokens": sum(_q_tokens(tok, q) for q in ds.questions),
+                                 "avg_doc": sum(docs) / max(1, len(docs)),
+                                 "block": ntok(render_documents(ds.documents)) if ds.documents else 0}
+        return self._stats[name]
+
+    def _texts(self) -> list[str]:
+        return [d.text for ds in self.runner.datasets().values() for d in ds.documents]
+
+    def finetune_step(self, ft: Any) -> float:
+        shape = _ft_shape(ft)
+        if shape not in self.cal.step_s:
+            self.say(f"training steps ({shape})")
+            self.cal.step_s[shape] = _step_seconds(self.runner, ft, self._texts())
+        return self.cal.step_s[shape]
+
+    def grpo_step(self, rl: Any) -> float:
+        key = f"grpo {rl.prompts_per_step}x{rl.group_size}x{rl.max_thought_tokens}"
+        if key not in self.cal.step_s:
+            self.say(f"GRPO steps ({rl.prompts_per_step} questions x {rl.group_size} thoughts of "
+                     f"{rl.max_thought_tokens} tokens)")
+            self.cal.step_s[key] = _grpo_step_seconds(self.runner, rl)
+        return self.cal.step_s[key]
+
+    def gen_step(self, batch: int) -> float:
+        if batch not in self.cal.gen_step_s:
+            self.say(f"generation (batch {batch})")
+            self.cal.gen_step_s[batch] = _gen_seconds(self.runner, batch, self._texts())
+        return self.cal.gen_step_s[batch]
+
+    def time_scoring(self, model: Any, tok: Any, ds: Any) -> float:
+        from genmodes.scoring import Scorer
+
+        scorer = Scorer(model, tok, batch_tokens=self.runner.study.scoring.batch_tokens)
+        qs = ds.questions[: K_QUESTIONS]
+        reqs = [(q.context, q.choices) for q in qs]
+        scorer.score(reqs[:2])
+        t = _timed(lambda: scorer.score(reqs))
+        return t / max(1, sum(_q_tokens(tok, q) for q in qs))
+
+    def cell(self, cell: Any, est: CellEstimate) -> None:
+        stages = cell.condition.stages
+        if stages.is_baseline:  # no model: nothing to time
+            return
+        cost = CellCost(self, cell)
+        model_mod, context_mod = model_stage(stages.model), None
+        mc = model_mod.estimate(stages.model_settings, cost) if hasattr(model_mod, "estimate") else StageCost()
+        if cost.tokenizer is None:
             est.train_s = est.test_s = None
             est.note = "not calibrated"
-            continue
+            return
+        from genmodes.conditions import context_stage
 
-        def ntok(text: str) -> int:
-            return len(tok(text, add_special_tokens=False).input_ids)
+        context_mod = context_stage(stages.context)
+        cc = context_mod.estimate(stages.context_settings, cost) if hasattr(context_mod, "estimate") else StageCost()
+        est.train_s = mc.train_s + cc.train_s
+        est.test_s = cost.load_s + cost.question_tokens * cost.score_rate + mc.test_s + cc.test_s
+        est.note = mc.note or cc.note
 
-        if cell.dataset.name not in per_ds:
-            docs = [ntok(d.text) + 1 for d in ds.documents]
-            per_ds[cell.dataset.name] = {
-                "q_tokens": sum(_q_tokens(tok, q) for q in ds.questions),
-                "doc_tokens": sum(docs), "avg_doc": sum(docs) / max(1, len(docs)),
-                "block": ntok(render_documents(ds.documents)) if ds.documents else 0}
-        d = per_ds[cell.dataset.name]
-        rate = cal.score_s_per_token[cell.dataset.name]
-        test = cal.load_s + d["q_tokens"] * rate
-        if r.context == "in_context":
-            p = min(d["block"], cal.window)
-            test += p * cal.prefix_s_per_token + len(ds.questions) * p * cal.prefix_s_per_q_token
-        elif r.context == "retrieval":
-            test += len(ds.questions) * (r.context_settings.k + 1) * d["avg_doc"] * rate
-        if r.model == "scratch":
-            est.train_s, est.test_s = _scratch_cell(cal, cell, ds, s, d, rate, trained), test
-            if est.train_s == 0:
-                est.note = "shares a model built by an earlier cell"
-            continue
-        if r.context == "thinking":  # a thought per question, then its tokens in every choice's context
-            th = r.context_settings
-            batches = math.ceil(len(ds.questions) / th.batch_size)
-            test += batches * th.max_thought_tokens * cal.gen_step_s[th.batch_size]
-            test += sum(len(q.choices) for q in ds.questions) * th.max_thought_tokens * rate
-        train = 0.0
-        for tag, ft in _finetunes(r):
-            wide = r.model in STUDY_WIDE
-            key = json.dumps([tag, cell.model, None if wide else cell.dataset.name, cell.seed,
-                              ft.model_dump(mode="json"), getattr(s, "source", None)], sort_keys=True, default=str)
-            if key in trained:
-                est.note = "shares a checkpoint built by an earlier cell"
-                continue
-            trained.add(key)
-            sources = [runner.dataset(spec) for spec in runner.cfg.datasets] if wide else [ds]
-            docs = [x.text for src in sources for x in src.documents if ft.kinds is None or x.kind in ft.kinds]
-            if r.model == "augmented_finetune":
-                docs = docs * 2  # + about as many generated (or oracle) statements
-            if ft.steps is None and ft.epochs is None:
-                ft = ft.model_copy(update={"epochs": 10})  # finetune's default
-            _, steps = plan_rows(encode_examples(tok, examples_from_texts(docs, ft.sentence_split)), ft)
-            train += cal.load_s + steps * cal.step_s[_ft_shape(ft)]
-        if r.model == "rl":
-            key = json.dumps(["rl", cell.model, cell.seed, s.model_dump(mode="json")], sort_keys=True, default=str)
-            if key in trained:
-                est.note = "shares an RL model built by an earlier cell"
-            else:
-                trained.add(key)
-                train += cal.load_s + s.steps * cal.step_s[_rl_key(s)]
-                est.note = "GRPO" + (" (its fine-tuned start shared)" if est.note else "")
-        if r.model == "augmented_finetune" and s.source in ("local", "global"):
-            n_docs = len(ds.documents) * (s.augment_fraction or 1.0)
-            batches = math.ceil(n_docs * s.samples_per_document / s.generation_batch_size)
-            train += cal.load_s + batches * s.max_new_tokens * cal.gen_step_s[s.generation_batch_size]
-            if s.source == "global":
-                train += batches * min(d["block"], cal.window) * cal.prefix_s_per_token
-        est.train_s, est.test_s = train, test
+
+def estimate(runner: Any, cal: Calibration | None, finished: bool = True, say: Any = None) -> list[CellEstimate]:
+    """Per cell of the grid, in run order. ``finished``: whether the run folder's finished cells are
+    this config's (they are estimated but not counted as work left)."""
+    from genmodes.experiments.grid import grid
+    from genmodes.models import precision, resolve_dtype
+
+    out = [CellEstimate(cell.id, len(runner.dataset(cell.dataset).questions), finished and runner.done(cell))
+           for cell in grid(runner.study)]
+    if cal is None:
+        for est, cell in zip(out, grid(runner.study)):
+            if not cell.condition.is_baseline:
+                est.train_s = est.test_s = None
+                est.note = "not calibrated"
+        return out
+    estimator = Estimator(runner, cal, say)
+    with precision(resolve_dtype(runner.dtype, runner.device), runner.device):
+        for est, cell in zip(out, grid(runner.study)):
+            estimator.cell(cell, est)
     return out
-
-
-def _scratch_cell(cal: Calibration, cell: Any, ds: Any, st: Any, d: dict[str, Any], rate: float,
-                  trained: set[str]) -> float:
-    """Training of a from-scratch cell (0 when an earlier cell of the grid trains the same model):
-    its steps, plus the learning-curve evaluations every ``eval_every`` steps."""
-    key = _scratch_key(cell.dataset.name, st)
-    if f"{key} {cell.seed}" in trained:
-        return 0.0
-    trained.add(f"{key} {cell.seed}")
-    splits = {q.split for q in ds.questions}
-    per_q = d["q_tokens"] / max(1, len(ds.questions)) * rate
-    evals = st.steps // st.eval_every * min(st.eval_questions * len(splits), len(ds.questions)) * per_q
-    return st.steps * cal.step_s[key] + evals
 
 
 def print_estimate(runner: Any, out: Any, cal: Calibration | None, rows: list[CellEstimate]) -> None:
-    cfg = runner.cfg
+    cfg = runner.study
     print(f"{cfg.name}: model {', '.join(cfg.model_specs)}, {len(rows)} cells -> {out}")
     if cfg.several_models:
         print(f"  (timed on {cfg.model_specs[0]}; the other models' cells are estimated at its speed)")

@@ -1,12 +1,16 @@
-"""Executors: how the cells of a grid are run (issue 13, item 1).
+"""Executors: how the cells of a grid are run.
 
 - :class:`LocalExecutor`: one cell after another in this process (the default).
 - :class:`RayExecutor`: each cell a Ray task on a Ray cluster (an existing one, ``--address``, or a
   local one it starts), with the resources the config asks for per cell (``resources:``, top level or
   per condition), so a grid spreads over every CPU or GPU of a cluster.
 
-A cell is a unit that any process can run from the run folder alone: :func:`run_cell_in_folder`
-re-reads ``<out>/config.yaml``, builds the cell's dataset, runs the cell and writes ``cells/<id>/``
+An executor gets plain callables from the runner: ``run_here(cell)`` runs a cell in this process,
+``after_cell()`` rebuilds the run's top-level files, and ``remote`` runs a cell in another process:
+``remote(cell_id, threads)`` (picklable; :class:`genmodes.experiments.runner.RemoteCells`), with
+``remote.resources(cell)`` and ``remote.threads(cell)``. A cell is a unit that any process can run
+from the run folder alone: ``remote`` re-reads ``<out>/config.yaml``, builds the cell's dataset, runs
+the cell and writes ``cells/<id>/``
 atomically (``cell.json`` last). The driver never receives results over the wire; it only collects
 finished cells from disk, as the local executor does, so a driver killed at any moment is resumed by
 the same command with no lost or duplicated row, and a worker that dies loses only its cell, which
@@ -28,15 +32,10 @@ computed once.
 from __future__ import annotations
 
 import os
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Callable
 
-from genmodes.errors import ConfigError, GenmodesError
+from genmodes.errors import GenmodesError
 
-if TYPE_CHECKING:
-    from genmodes.experiments.runner import Cell, Runner
-
-CELL_LOCK = ".cell.lock"  # in cells/<id>/: held (pid inside) while a process runs the cell
 MAX_RETRIES = 3  # a cell whose worker died is run again this many times
 
 
@@ -44,84 +43,35 @@ class ExecutorError(GenmodesError):
     """A cell could not be run by the executor (its worker kept dying, the cluster is unreachable)."""
 
 
-# ------------------------------------------------------------------------------------------ one cell
+def _bar(progress: bool, todo: list[Any], total: int, desc: str) -> Any:
+    if not (progress and todo):
+        return None
+    from tqdm.auto import tqdm
 
-def run_cell_in_folder(out: str | os.PathLike, cell_id: str, *, device: str | None = None,
-                       model_cache: str | None = None, dtype: str | None = None, threads: int | None = None,
-                       cwd: str | None = None, progress: bool = False) -> str:
-    """Run cell ``cell_id`` of the run folder ``out`` in this process (any process: a Ray worker, a
-    batch job), unless it is finished. Returns ``"ran"`` or ``"finished"`` (already done).
+    return tqdm(total=total, initial=total - len(todo), desc=desc, unit="cell", dynamic_ncols=True)
 
-    ``cwd``: the directory relative paths of the config (dataset folders, a model folder) are
-    relative to, the driver's, where it exists here."""
-    import torch
-
-    from genmodes.experiments.config import load_config
-    from genmodes.experiments.runner import Runner, grid
-    from genmodes.io import wait_lock
-
-    if cwd and os.path.isdir(cwd):
-        os.chdir(cwd)
-    out = Path(out)
-    if threads:
-        torch.set_num_threads(threads)
-    cfg = load_config(out / "config.yaml")
-    cell = next((c for c in grid(cfg) if c.id == cell_id), None)
-    if cell is None:
-        raise ConfigError(f"{out}: the run has no cell {cell_id!r}")
-    runner = Runner(cfg, out, progress=progress, device=device, model_cache=model_cache, dtype=dtype)
-    with wait_lock(out / "cells" / cell_id / CELL_LOCK):
-        if runner.done(cell):
-            return "finished"
-        runner.execute(cell)
-    return "ran"
-
-
-def cell_resources(runner: "Runner", cell: "Cell") -> dict[str, Any]:
-    """Ray task options for ``cell``: its condition's ``resources``, else the config's, else 1 CPU."""
-    res = cell.condition.resources or runner.cfg.resources
-    opts: dict[str, Any] = {"num_cpus": 1}
-    if res is not None:
-        if res.num_cpus is not None:
-            opts["num_cpus"] = res.num_cpus
-        if res.num_gpus:
-            opts["num_gpus"] = res.num_gpus
-        if res.memory_gb is not None:
-            opts["memory"] = int(res.memory_gb * 1e9)
-    return opts
-
-
-def cell_threads(runner: "Runner", cell: "Cell") -> int:
-    """Torch threads of a cell in a worker: the config's ``threads``, else its CPUs (at least 1), so
-    workers sharing a machine do not oversubscribe its cores."""
-    if runner.cfg.threads:
-        return runner.cfg.threads
-    return max(1, int(cell_resources(runner, cell)["num_cpus"]))
-
-
-# ------------------------------------------------------------------------------------------ executors
 
 class LocalExecutor:
     """Every cell in this process, in grid order."""
 
-    def run(self, runner: "Runner", cells: list["Cell"], todo: list["Cell"]) -> None:
-        bar = None
-        if runner.progress and todo:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell",
-                       dynamic_ncols=True)
+    def run(self, todo: list[Any], *, total: int, run_here: Callable[[Any], None], after_cell: Callable[[], Any],
+            progress: bool = True, remote: Any = None) -> None:
+        bar = _bar(progress, todo, total, "cells")
         try:
             for cell in todo:
                 if bar is not None:
                     bar.set_postfix_str(cell.id)
-                runner.execute(cell)
-                runner.collect()
+                run_here(cell)
+                after_cell()
                 if bar is not None:
                     bar.update(1)
         finally:
             if bar is not None:
                 bar.close()  # an error is printed below the bar, not on its line
+
+
+def _run_remote(task: Callable[[str, int | None], str], cell_id: str, threads: int | None) -> str:
+    return task(cell_id, threads)
 
 
 class RayExecutor:
@@ -154,33 +104,26 @@ class RayExecutor:
             raise ExecutorError(f"cannot connect to {where}: {str(e).splitlines()[0] if str(e) else e}") from None
         return True
 
-    def run(self, runner: "Runner", cells: list["Cell"], todo: list["Cell"]) -> None:
+    def run(self, todo: list[Any], *, total: int, run_here: Callable[[Any], None], after_cell: Callable[[], Any],
+            progress: bool = True, remote: Any = None) -> None:
         import ray
 
         started = self._init()
         try:
-            self._run(ray, runner, cells, todo)
+            self._run(ray, todo, total, remote, after_cell, progress)
         finally:
             if started:
                 ray.shutdown()  # a local cluster this run started ends with it
 
-    def _run(self, ray: Any, runner: "Runner", cells: list["Cell"], todo: list["Cell"]) -> None:
-        task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(run_cell_in_folder)
-        _check_fits(ray, runner, todo)
-        out = str(runner.out.resolve())
-        cwd = os.getcwd()
-        pending: dict[Any, "Cell"] = {}
+    def _run(self, ray: Any, todo: list[Any], total: int, remote: Any, after_cell: Callable[[], Any],
+             progress: bool) -> None:
+        task = ray.remote(max_retries=MAX_RETRIES, retry_exceptions=False)(_run_remote)
+        _check_fits(ray, remote, todo)
+        pending: dict[Any, Any] = {}
         for cell in todo:
-            ref = task.options(name=cell.id, **cell_resources(runner, cell)).remote(
-                out, cell.id, device=runner.device, model_cache=runner.model_cache, dtype=runner.dtype,
-                threads=cell_threads(runner, cell), cwd=cwd)
+            ref = task.options(name=cell.id, **remote.resources(cell)).remote(remote, cell.id, remote.threads(cell))
             pending[ref] = cell
-        bar = None
-        if runner.progress and todo:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells (ray)", unit="cell",
-                       dynamic_ncols=True)
+        bar = _bar(progress, todo, total, "cells (ray)")
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
@@ -198,7 +141,7 @@ class RayExecutor:
                         raise ExecutorError(f"cell {cell.id}: its Ray worker died {MAX_RETRIES + 1} times "
                                             f"({type(e).__name__}); finished cells are kept: rerun to "
                                             "resume") from None
-                    runner.collect()
+                    after_cell()
                     if bar is not None:
                         bar.update(1)
         finally:
@@ -208,12 +151,12 @@ class RayExecutor:
                 bar.close()
 
 
-def _check_fits(ray: Any, runner: "Runner", todo: list["Cell"]) -> None:
+def _check_fits(ray: Any, remote: Any, todo: list[Any]) -> None:
     """A cell asking for more than the whole cluster has would wait forever: say so instead."""
     have = ray.cluster_resources()
     names = {"num_cpus": "CPU", "num_gpus": "GPU", "memory": "memory"}
     for cell in todo:
-        for key, want in cell_resources(runner, cell).items():
+        for key, want in remote.resources(cell).items():
             got = have.get(names[key], 0)
             if want > got:
                 unit = " bytes" if key == "memory" else ""

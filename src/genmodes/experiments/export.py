@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -370,78 +371,90 @@ def _read_cells(run: Path) -> list[Any]:
     return read_records(path, CellRecord) if path.is_file() else []
 
 
+def _pick(run_dir: Any, study: Any, condition: str, dataset: str | None, seed: int | None) -> tuple[Any, Any, int]:
+    """The run's condition, dataset spec and seed an export names (one line naming what is missing)."""
+    from genmodes.errors import ConfigError
+
+    conds = {c.name: c for c in study.conditions}
+    if condition not in conds:
+        raise ConfigError(f"{run_dir}: no condition {condition!r} (have: {', '.join(conds)})")
+    dss = {d.name: d for d in study.datasets}
+    if dataset is None and len(dss) > 1:
+        raise ConfigError(f"{run_dir}: the run has several datasets; pass --dataset ({', '.join(dss)})")
+    if dataset is not None and dataset not in dss:
+        raise ConfigError(f"{run_dir}: no dataset {dataset!r} (have: {', '.join(dss)})")
+    spec = dss[dataset] if dataset is not None else next(iter(dss.values()))
+    seed = study.seeds[0] if seed is None else seed
+    if seed not in study.seeds:
+        raise ConfigError(f"{run_dir}: no seed {seed} (have: {', '.join(map(str, study.seeds))})")
+    return conds[condition], spec, seed
+
+
+def _check_exportable(run_dir: Any, study: Any, cond: Any, lm_eval: bool = True) -> None:
+    """What an export cannot rebuild: several models; for lm-eval also a baseline (no language model)
+    and a model with its own tokenizer."""
+    from genmodes.conditions import model_stage
+    from genmodes.errors import ConfigError
+
+    if study.several_models:
+        raise ConfigError(f"{run_dir}: the run has several models ({', '.join(study.model_specs)}); the lm-eval "
+                          "and inspect exports cover one-model runs")
+    if not lm_eval:
+        return
+    if cond.is_baseline:
+        raise ConfigError(f"{cond.name!r} is a baseline (no language model): nothing for lm-eval to score")
+    own = getattr(model_stage(cond.stages.model), "OWN_MODEL", None)
+    if own:
+        raise ConfigError(f"a model the {cond.stages.model} model stage builds itself (model {own!r}) has its own "
+                          "tokenizer; lm-eval export covers model stages that start from a loadable model, "
+                          "with any context stage")
+
+
 def condition_contexts(run_dir: str | os.PathLike, condition: str, dataset: str | None = None,
                        seed: int | None = None, device: str | None = None, lm_eval: bool = True):
-    """Rebuild exactly what a finished cell of a run scored: the dataset as the run used it (splits,
-    ``max_per_split`` subsample), the text before each question's choices (the condition's shared
-    prefix and per-question context, e.g. retrieved documents), and the model (a fine-tuned
-    checkpoint is reused from the run's ``shared/`` folder, never retrained).
+    """Rebuild exactly what a finished cell of a run scored: the datasets as the run scored them (splits,
+    ``max_per_split`` subsample, every stage's design), the text before each question's choices (the
+    condition's shared prefix and per-question context, e.g. retrieved documents), and the model (a
+    fine-tuned checkpoint is reused from the run's ``shared/`` folder, never retrained).
 
-    ``lm_eval``: refuse what lm-eval cannot score (a baseline, a from-scratch model's own tokenizer);
-    without it a baseline's contexts are its questions' own (model and tokenizer None).
+    ``lm_eval``: refuse what lm-eval cannot score (a baseline, a model with its own tokenizer); without
+    it a baseline's contexts are its questions' own (model, tokenizer and model Info None).
 
-    Returns (dataset, {question id: context}, model, tokenizer, cell record)."""
+    Returns (dataset, {question id: context}, model, tokenizer, cell record, the model stage's Info)."""
     import yaml
 
-    from genmodes.conditions import prepare
-    from genmodes.conditions.base import CellContext
     from genmodes.errors import ConfigError
+    from genmodes.experiments.cell import prepare_cell
     from genmodes.experiments.config import parse_config
-    from genmodes.experiments.runner import Cell, build_dataset
+    from genmodes.experiments.grid import Cell, study_datasets
 
     run = Path(run_dir)
     if not (run / "config.yaml").is_file():
         raise DataError(f"{run_dir}: not a run folder (no config.yaml)")
-    cfg = parse_config(yaml.safe_load((run / "config.yaml").read_text()), source=str(run / "config.yaml"))
-    conds = {c.name: c for c in cfg.conditions}
-    if condition not in conds:
-        raise ConfigError(f"{run_dir}: no condition {condition!r} (have: {', '.join(conds)})")
-    dss = {d.name: d for d in cfg.datasets}
-    if dataset is None and len(dss) > 1:
-        raise ConfigError(f"{run_dir}: the run has several datasets; pass --dataset ({', '.join(dss)})")
-    spec = dss[dataset] if dataset is not None and dataset in dss else next(iter(dss.values()))
-    if dataset is not None and dataset not in dss:
-        raise ConfigError(f"{run_dir}: no dataset {dataset!r} (have: {', '.join(dss)})")
-    seed = cfg.seeds[0] if seed is None else seed
-    if seed not in cfg.seeds:
-        raise ConfigError(f"{run_dir}: no seed {seed} (have: {', '.join(map(str, cfg.seeds))})")
-    cond = conds[condition]
-    resolved = cond.resolve()
-    if resolved.model is None and lm_eval:
-        raise ConfigError(f"{condition!r} is a baseline (no language model): nothing for lm-eval to score")
-    if resolved.model == "scratch" and lm_eval:
-        raise ConfigError("a from-scratch model (model stage scratch) has its own word-level tokenizer; "
-                          "lm-eval export covers the model stages pretrained, finetune and augmented_finetune "
-                          "with any context stage")
-    if cfg.several_models:
-        raise ConfigError(f"{run_dir}: the run has several models ({', '.join(cfg.model_specs)}); the lm-eval "
-                          "and inspect exports cover one-model runs")
-    cell_id = Cell(spec, cond, seed, cfg.model_specs[0]).id
-    record = next((c for c in _read_cells(run) if c.cell == cell_id), None)
+    study = parse_config(yaml.safe_load((run / "config.yaml").read_text()), source=str(run / "config.yaml"))
+    cond, spec, seed = _pick(run_dir, study, condition, dataset, seed)
+    _check_exportable(run_dir, study, cond, lm_eval)
+    cell = Cell(spec, cond, seed, study.model_specs[0])
+    record = next((c for c in _read_cells(run) if c.cell == cell.id), None)
     if record is None:
-        raise ConfigError(f"{run_dir}: cell {cell_id} has not finished; run the config first "
+        raise ConfigError(f"{run_dir}: cell {cell.id} has not finished; run the config first "
                           "(the export reuses its checkpoints and must not train)")
-    info = record.info
-    for ckpt in (info.get("checkpoint"), (info.get("finetune") or {}).get("checkpoint")):
-        if ckpt and not (Path(ckpt) / "DONE").is_file():
-            raise DataError(f"{cell_id}: its checkpoint {ckpt} is gone; rerun the config to recreate it")
-    ds = build_dataset(spec)
+    model_info = None if cond.is_baseline else cond.stages.read_infos(record.stages, record.info)["model"]
+    for ckpt in model_info.checkpoints() if model_info is not None else ():
+        if not Path(ckpt).is_dir():
+            raise DataError(f"{cell.id}: its checkpoint {ckpt} is gone; rerun the config to recreate it")
+    datasets = study_datasets(study)
+    ds = datasets[str(spec.name)]
     if record.dataset_hash != ds.meta["content_hash"]:
         raise DataError(f"dataset {spec.name!r} rebuilt here differs from the one the run scored "
                         "(content hash mismatch): its source changed since the run")
-    if resolved.model is None:  # a baseline scores the questions as written
-        return ds, {q.id: q.context for q in ds.questions}, None, None, record
+    if cond.is_baseline:  # a baseline scores the questions as written
+        return ds, {q.id: q.context for q in ds.questions}, None, None, record, None
     with tempfile.TemporaryDirectory(prefix="genmodes-export-") as work:
-        ctx = CellContext(model_spec=cfg.model_specs[0], dataset=ds, seed=seed, workdir=Path(work),
-                          shared_dir=run / "shared", device=device or "cpu", progress=False)
-        prepared = prepare(ctx, resolved)
-    prefix, context_for = prepared.prefix, prepared.context_for
-    if cfg.scoring.chat_template:  # the run scored inside the chat template: so do the tasks
-        from genmodes.chat import wrap
-
-        prefix, context_for = wrap(prepared.tokenizer, prefix, context_for)
-    contexts = {q.id: prefix + context_for(q) for q in ds.questions}
-    return ds, contexts, prepared.model, prepared.tokenizer, record
+        ready = prepare_cell(study, cell, datasets, Path(work), run / "shared", device=device or "cpu",
+                             progress=False)
+    contexts = {q.id: ready.prefix + ready.context_for(q) for q in ds.questions}
+    return ds, contexts, ready.prepared.model, ready.prepared.tokenizer, record, model_info
 
 
 def _model_args(model, tok, dest: Path, files: dict[str, bytes]) -> str:
@@ -485,16 +498,17 @@ def to_lm_eval_condition(run_dir: str | os.PathLike, dest: str | os.PathLike, co
     """lm-eval tasks that score what a condition of a finished run scored: its questions (the run's
     subsample), the documents it put before each question, and a pointer to its model. Returns
     (task names with the group last, the ``--model_args`` to pass, a ``--batch_size``)."""
-    ds, contexts, model, tok, record = condition_contexts(run_dir, condition, dataset, seed, device)
+    ds, contexts, model, tok, record, model_info = condition_contexts(run_dir, condition, dataset, seed, device)
     batch_size = lm_eval_batch_size([len(tok(contexts[q.id] + c, add_special_tokens=False).input_ids)
                                      for q in ds.questions for c in q.choices],
                                     (record.key_parts.get("scoring") or {}).get("batch_tokens"))
-    ckpt = record.info.get("checkpoint") or (record.info.get("finetune") or {}).get("checkpoint")
-    if ckpt:
-        model._genmodes_checkpoint = ckpt
+    ckpts = model_info.checkpoints()
+    if ckpts:
+        model._genmodes_checkpoint = ckpts[0]
     out = Path(dest)
     _check_dest(out, LM_EVAL_MARKER)
-    prefix = name or f"genmodes_{ds.family}_{condition}"
+    # a composed condition's name ("finetune+retrieval") as a task name lm-eval accepts
+    prefix = name or re.sub(r"[^A-Za-z0-9_-]", "_", f"genmodes_{ds.family}_{condition}")
     parent = out.parent
     parent.mkdir(parents=True, exist_ok=True)
     # the model copy (if any) is written into a staging folder, then moved with the tasks

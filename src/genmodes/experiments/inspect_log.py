@@ -112,7 +112,7 @@ def to_inspect(run_dir: str | os.PathLike, dest: str | os.PathLike, condition: s
     from genmodes.io import atomic_file
 
     run = Path(run_dir)
-    ds, contexts, _, _, record = condition_contexts(run, condition, dataset, seed, device, lm_eval=False)
+    ds, contexts, _, _, record, _ = condition_contexts(run, condition, dataset, seed, device, lm_eval=False)
     rows = _cell_rows(run, record.cell)
     missing = [q.id for q in ds.questions if q.id not in rows]
     if missing:

@@ -26,8 +26,6 @@ import yaml
 
 from genmodes.errors import ConfigError
 
-LISTS = ("datasets", "conditions")
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("overrides (applied to the config, validated like it, recorded in the run's config.yaml)")
@@ -48,12 +46,12 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
-def _entry_name(kind: str, entry: Any) -> str | None:
+def _entry_name(section: str, entry: Any) -> str | None:
     if not isinstance(entry, dict):
         return None
     if entry.get("name"):
         return str(entry["name"])
-    if kind == "datasets":  # the default names of DatasetSpec
+    if section == "datasets":  # the default names of DatasetSpec
         if entry.get("berglund"):
             return "berglund"
         src = entry.get("family") or Path(str(entry.get("path") or "")).name

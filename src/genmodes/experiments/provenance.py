@@ -1,4 +1,4 @@
-"""What a result was made with (issue 10, item 1): package versions, the model as loaded, a hash of
+"""What a result was made with: package versions, the model as loaded, a hash of
 its weights, the git commit of the genmodes source. The runner records these in each cell's record
 and in the run's manifest (:mod:`genmodes.experiments.records`); the report reads them back and never
 recomputes them, because the environment at report time may differ from the run's.
@@ -68,17 +68,6 @@ def model_info(model: Any) -> ModelInfo:
     return ModelInfo.model_validate(out)
 
 
-def question_extras(question: Any, prepared: Any) -> dict[str, Any]:
-    """Per-question fields of a :class:`ResultRow` beside the scores: the question's own context and,
-    for a condition that puts documents before each question (retrieval), those documents' ids in
-    context order. A shared prefix (in_context's documents) is described once per cell by its info."""
-    out: dict[str, Any] = {"context": question.context}
-    retrieved = getattr(prepared.question_context, "retrieved", None)
-    if isinstance(retrieved, dict) and question.id in retrieved:
-        out["retrieved"] = list(retrieved[question.id])
-    return out
-
-
 # ------------------------------------------------------------------------------------------ weights
 
 def state_dict_hash(model: Any) -> str:
@@ -132,11 +121,12 @@ def _files_hash(files: list[Path], root: Path, cache_file: Path | None) -> str:
 def weights_provenance(spec: str, cache: str | os.PathLike | None = None) -> ModelProvenance:
     """The model spec and a hash of the weights it loads: the weight files of a folder, a GGUF file or
     the bundled model's fp32 conversion; tiny-random is built in memory, so its seed-0 state dict is
-    hashed. ``scratch`` (built by from_scratch) has no weights."""
+    hashed. A spec a model stage builds itself (``OWN_MODEL``: scratch) has no weights to hash."""
+    from genmodes.conditions import own_model_specs
     from genmodes.models import cache_dir
 
     spec = spec.strip()
-    if spec == "scratch":
+    if spec in own_model_specs():
         return ModelProvenance(spec=spec, weights_hash=None, weights_source=None)
     if spec == "tiny-random":
         from genmodes.models import tiny_random

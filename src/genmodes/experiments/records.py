@@ -1,4 +1,4 @@
-"""What a run writes, defined once (issue 10, item 1): the runner writes these models with
+"""What a run writes, defined once: the runner writes these models with
 :func:`dump` and the report reads them back with ``model_validate``, so a field one side adds and the
 other does not know fails loudly instead of drifting.
 
@@ -8,10 +8,11 @@ Run folder files and their record:
 - ``cells.jsonl`` (and ``cells/<cell>/cell.json``): one :class:`CellRecord` per finished cell.
 - ``manifest.json``: one :class:`RunManifest`, what produced the run.
 
-Every model forbids unknown keys and coerces nothing (strict). A condition's free-form output has
-exactly two places: a cell's ``info`` (what the report shows per cell: recall@k, loss curve,
+Every model forbids unknown keys and coerces nothing (strict). A condition's own output has exactly
+two places: a cell's ``stages`` (each stage's ``Info``, declared in its module: recall@k, loss curve,
 augmentation audit, ...) and a row's ``details`` (per-question extras, e.g. a thinking stage's
-thoughts): a stage adds its keys there, never beside the scorer's fields. ``model_stage`` and
+thoughts): a stage adds its fields there, never beside the scorer's. Cells written before stages had
+records of their own (schema 1) hold one flat ``info`` dict instead; the report reads both. ``model_stage`` and
 ``context_stage`` name the two halves of a composed condition where the runner knows them. Optional
 fields left at their default are not written (:func:`dump`), so a run that uses none of them writes
 the same bytes as before they existed.
@@ -28,7 +29,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a cell's stages each have their record (``stages``), instead of one ``info``
 
 
 class _Record(BaseModel):
@@ -104,7 +105,9 @@ class CellRecord(_Record):
     seed: int
     n_questions: int
     timings: Timings
-    info: dict[str, Any]  # the condition's own output (what the report shows per cell)
+    # each stage's Info by role (model, context; or baseline), as the stage module declares it
+    stages: dict[str, dict[str, Any]] | None = None
+    info: dict[str, Any] = Field(default_factory=dict)  # schema 1: both stages' output in one dict
     dataset_hash: str
     versions: dict[str, str]
     model_info: ModelInfo | None = None  # None: a model-free baseline

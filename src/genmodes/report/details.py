@@ -17,33 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from genmodes.experiments.records import ResultRow
-from genmodes.report import figures, stats
-from genmodes.report.run import Run
 from genmodes.experiments.summary import summarize
+from genmodes.report import figures, stats
+from genmodes.report.common import DASH, Block, pct as _pct, rows_by_label as _labelled, write_atomic
+from genmodes.report.run import Run
 
-DASH = "–"
 DRILLDOWN = "drilldown.html"
 
 
-def _labelled(run: Run) -> tuple[list[ResultRow], list[str]]:
-    from genmodes.report.build import _rows_by_label  # build imports this module
-
-    return _rows_by_label(run)
-
-
-def _pct(x: float) -> str:
-    return DASH if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
-
-
-def _kinds(run: Run) -> dict[str, str]:
-    """Condition name -> kind, from the run's config."""
-    return {c.name: c.kind_ for c in run.config.conditions}
-
-
 def baselines(run: Run, labels: list[str]) -> list[str]:
-    """The labels (``name`` or ``name · model``) whose condition kind is ``baseline``."""
-    kinds = _kinds(run)
-    return [lab for lab in labels if kinds.get(lab.split(" · ")[0]) == "baseline"]
+    """The labels (``name`` or ``name · model``) of shortcut baselines (no model)."""
+    shortcut = {c.name for c in run.config.conditions if c.is_baseline}
+    return [lab for lab in labels if lab.split(" · ")[0] in shortcut]
 
 
 def _stats_rows(rows: list[ResultRow]) -> list[dict[str, Any]]:
@@ -86,9 +71,6 @@ def overview(run: Run, figs: Any, colors: dict[str, Any]) -> list[Block]:
     note = ("Error bars: 95% Wilson intervals over questions; dashed: chance"
             + ("; hatched bars: baselines (condition kind `baseline`)" if baselines(run, conditions) else "") + ".")
     return [("h", 2, "Overview"), ("img", path, f"overview of {run.name}"), ("p", note)]
-
-
-Block = tuple
 
 
 # ------------------------------------------------------------------------------------------ statistics
@@ -173,7 +155,8 @@ def provenance(run: Run) -> list[Block]:
                 [[d, p.source, str(p.questions), ", ".join(sorted(ds_hash.get(d, set()) | {p.content_hash}))]
                  for d, p in m.datasets.items()]))
     # the base model as loaded: a cell that did not train (a fine-tuned one loads its checkpoint)
-    loaded = {c.model: c.model_info for c in run.cells if c.model_info is not None and not c.info.get("checkpoint")}
+    loaded = {c.model: c.model_info for c in run.cells if c.model_info is not None
+              and not (run.model_info(c) is not None and run.model_info(c).checkpoints())}
     rows = []
     for w in m.models:
         i = loaded.get(w.spec)
@@ -222,11 +205,10 @@ def drilldown_data(run: Run) -> dict[str, Any]:
         q["results"][col] = res
     notes: dict[str, str] = {}
     for c in run.cells:
-        info = c.info
-        if info.get("documents_in_context") is not None:
-            notes[f"{c.dataset}|{c.condition}"] = (
-                f"shared context: {info['documents_in_context']} of {info.get('documents', '?')} training "
-                f"documents before every question")
+        for info in run.infos(c).values():
+            note = info.drilldown_note()
+            if note:
+                notes[f"{c.dataset}|{c.condition}"] = note
     # report order: datasets as configured, then questions in the order the run scored them
     d_order = {d: i for i, d in enumerate(run.dataset_order())}
     qs = sorted(questions.values(), key=lambda q: d_order.get(q["dataset"], 1 << 30))
@@ -312,10 +294,8 @@ def drilldown_html(data: dict[str, Any]) -> str:
 def drilldown(run: Run, out: Path) -> list[Block]:
     if not run.results:
         return []
-    from genmodes.report.build import _write_atomic
-
     data = drilldown_data(run)
-    _write_atomic(out / DRILLDOWN, drilldown_html(data))
+    write_atomic(out / DRILLDOWN, drilldown_html(data))
     return [("h", 2, "Per-question drill-down"),
             ("p", f"`{DRILLDOWN}` beside this report (self-contained, works offline): all {len(data['questions'])} "
                   "questions with their context, every condition's log-probability for each choice, the choice made "

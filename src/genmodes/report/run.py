@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel
 
-from genmodes.errors import DataError
-from genmodes.experiments.config import RunConfig, dump_config
+from genmodes.errors import ConfigError, DataError
+from genmodes.experiments.config import Study, dump_config, parse_config
 from genmodes.experiments.records import CellRecord, ResultRow, RunManifest
 
 
@@ -34,7 +34,7 @@ M = TypeVar("M", bound=BaseModel)
 @dataclass
 class Run:
     path: Path
-    config: RunConfig
+    config: Study
     manifest: RunManifest
     results: list[ResultRow]  # rows of finished cells only
     cells: list[CellRecord]  # finished cells, one each
@@ -46,11 +46,27 @@ class Run:
 
     @property
     def expected_cells(self) -> int:
-        """The grid's cells (experiments.runner.grid, counted here without importing the runner): a
-        condition limited to some ``datasets`` runs on those only, on every model and seed."""
-        pairs = sum(len(c.datasets) if c.datasets is not None else len(self.config.datasets)
-                    for c in self.config.conditions)
-        return pairs * len(self.config.seeds) * len(self.config.model_specs)
+        """The grid's cells: a condition limited to some ``datasets`` runs on those only, on every model
+        and seed."""
+        from genmodes.experiments.grid import grid
+
+        return len(grid(self.config))
+
+    def stages_of(self, cell: CellRecord) -> Any:
+        """The cell's condition, resolved (:class:`genmodes.conditions.Condition`)."""
+        return self.config.condition(cell.condition).stages
+
+    def infos(self, cell: CellRecord) -> dict[str, Any]:
+        """Each stage's ``Info`` of a cell, by role (model, context; or baseline)."""
+        cache = self.__dict__.setdefault("_infos", {})
+        if cell.cell not in cache:
+            cache[cell.cell] = self.stages_of(cell).read_infos(cell.stages, cell.info)
+        return cache[cell.cell]
+
+    def model_info(self, cell: CellRecord) -> Any:
+        """The Info of the stage that made the cell's model (a baseline's stands in for it)."""
+        infos = self.infos(cell)
+        return infos.get("model") or infos.get("baseline")
 
     @property
     def date(self) -> str | None:
@@ -92,7 +108,7 @@ def _validate(model: type[M], raw: Any, path: Path) -> M:
         raise ReportError(str(e)) from None
 
 
-def _read_config(path: Path) -> RunConfig:
+def _read_config(path: Path) -> Study:
     from genmodes.io import read_text
 
     try:
@@ -103,7 +119,10 @@ def _read_config(path: Path) -> RunConfig:
         raise ReportError(f"{path}: not valid YAML ({getattr(e, 'problem', None) or e})") from None
     if not isinstance(raw, dict):
         raise ReportError(f"{path}: expected a YAML mapping at the top level")
-    return _validate(RunConfig, raw, path)
+    try:
+        return parse_config(raw, source=str(path), check_paths=False)
+    except ConfigError as e:
+        raise ReportError(str(e)) from None
 
 
 def _read_manifest(path: Path) -> RunManifest:

@@ -149,20 +149,48 @@ def sequence_text(book: str, syms: list[str], codes: list[str]) -> str:
 
 
 def generate(config: CodebookConfig, seed: int) -> Dataset:
+    # every random stream is drawn in the order it always was: the same seed, byte-identical files
     rng = random.Random(f"codebook-{seed}")
     words = NonsenseWords(seed, namespace="codebook", distinct_prefix_len=3, part=config.vocabulary)
     alphabet = list(string.ascii_lowercase[: config.n_symbols])
+    books, maps = _codebooks(config, words, alphabet)
+    used: dict[str, list[str]] = {b: sorted(rng.sample(alphabet, config.n_used)) for b in books}
+    latent: dict[str, list[str]] = {b: [s for s in alphabet if s not in used[b]] for b in books}
+    drng = random.Random(f"codebook-{seed}-definition-order")
+    docs, def_ids, canonical_def = _definitions(config, books, maps, rng, drng)
+    trained_seqs = _sequences(config, books, maps, used, canonical_def, rng, drng, docs, def_ids)
+    practice_books, practice_codes, fresh_knowledge = _fresh_episodes(config, seed, words, alphabet, docs)
+    questions = _questions(config, seed, books, maps, used, latent, def_ids, canonical_def, trained_seqs)
+    if config.practice_questions:
+        fresh_knowledge |= _practice_questions(config, seed, words, alphabet, practice_codes, questions)
+    knowledge = sorted({f for b in books for s, c in maps[b].items() for f in (defines(b, s, c), encodes(b, s, c))}
+                       | fresh_knowledge)
+    return Dataset(
+        family="codebook", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
+        knowledge=knowledge,
+        meta={"recall_splits": RECALL_SPLITS,
+              "entities": books + [c for b in books for c in maps[b].values()] + practice_books + practice_codes,
+              "codebooks": {b: {"map": maps[b], "used": used[b], "latent": latent[b]} for b in books},
+              "vocabulary": sorted({t for d in docs for t in d.text.split()})})
+
+
+def _codebooks(config: CodebookConfig, words: NonsenseWords,
+               alphabet: list[str]) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """The codebooks' names and their mappings (symbol -> code word)."""
     try:
         books = words.take(config.n_codebooks)
-        maps: dict[str, dict[str, str]] = {b: dict(zip(alphabet, words.take(config.n_symbols))) for b in books}
+        maps = {b: dict(zip(alphabet, words.take(config.n_symbols))) for b in books}
     except RuntimeError as e:  # the word stream is finite (distinct prefixes)
         raise DataError(f"codebook: bad setting 'n_codebooks': {config.n_codebooks} codebooks of {config.n_symbols} "
                         f"code words need more nonsense words than there are ({e})") from None
-    used: dict[str, list[str]] = {b: sorted(rng.sample(alphabet, config.n_used)) for b in books}
-    latent: dict[str, list[str]] = {b: [s for s in alphabet if s not in used[b]] for b in books}
+    return books, maps
 
+
+def _definitions(config: CodebookConfig, books: list[str], maps: dict[str, dict[str, str]], rng: random.Random,
+                 drng: random.Random) -> tuple[list[Document], dict[str, list[str]], dict[str, str]]:
+    """(standalone definition documents, the support documents per codebook so far, each codebook's
+    canonical definition text)."""
     docs: list[Document] = []
-    drng = random.Random(f"codebook-{seed}-definition-order")
     def_ids: dict[str, list[str]] = {b: [] for b in books}
     canonical_def: dict[str, str] = {}
     for b in books:
@@ -180,8 +208,15 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
             def_ids[b].append(did)
             docs.append(Document(id=did, text=text, kind="definition",
                                  facts=sorted(defines(b, s, c) for s, c in pairs), meta={"codebook": b}))
+    return docs, def_ids, canonical_def
 
-    # Training sequences over used symbols; the question sequences are kept apart from them.
+
+def _sequences(config: CodebookConfig, books: list[str], maps: dict[str, dict[str, str]], used: dict[str, list[str]],
+               canonical_def: dict[str, str], rng: random.Random, drng: random.Random, docs: list[Document],
+               def_ids: dict[str, list[str]]) -> set[tuple[str, tuple[str, ...]]]:
+    """Training sequences over used symbols, appended to ``docs`` (the question sequences are kept apart
+    from the returned ones); an episode that holds the definition is support when definitions are not
+    standalone."""
     trained_seqs: set[tuple[str, tuple[str, ...]]] = set()
     for b in books:
         for k in range(config.sequences_per_codebook):
@@ -207,10 +242,15 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
         if not def_ids[b]:
             raise DataError(f"codebook: no training episode defines codebook {b}: raise p_definition_in_sequence "
                             "or sequences_per_codebook, or set standalone_definitions")
+    return trained_seqs
 
-    # Fresh episodes: a practice codebook with a new random mapping in every episode, defined and
-    # then used for any symbol, so its encoding can only be read from the definition in context.
-    # From their own word and random streams: the real codebooks stay the same with or without them.
+
+def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alphabet: list[str],
+                    docs: list[Document]) -> tuple[list[str], list[str], set[Fact]]:
+    """Fresh episodes, appended to ``docs``: a practice codebook with a new random mapping in every
+    episode, defined and then used for any symbol, so its encoding can only be read from the definition
+    in context. From their own word and random streams: the real codebooks stay the same with or
+    without them. Returns (practice codebooks, practice code words, what the episodes state)."""
     practice_books = words.take(config.n_practice_books) if config.n_fresh_episodes else []
     practice_codes = words.take(config.n_practice_codes) if config.n_fresh_episodes else []
     frng = random.Random(f"codebook-{seed}-fresh")
@@ -227,7 +267,14 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
         fresh_knowledge.update(facts)
         docs.append(Document(id=f"cb-fresh-{k:05d}", text=text, kind="sequence", facts=facts,
                              meta={"codebook": b, "with_definition": True, "fresh": True}))
+    return practice_books, practice_codes, fresh_knowledge
 
+
+def _questions(config: CodebookConfig, seed: int, books: list[str], maps: dict[str, dict[str, str]],
+               used: dict[str, list[str]], latent: dict[str, list[str]], def_ids: dict[str, list[str]],
+               canonical_def: dict[str, str], trained_seqs: set[tuple[str, tuple[str, ...]]]) -> list[Question]:
+    """Encode the last symbol of a sequence, for used (seen) and never-used (latent) symbols, each with
+    and without the definition in context; one random stream per split."""
     questions: list[Question] = []
     for split, pool_of, in_context in (("seen", used, False), ("latent", latent, False),
                                        ("seen_in_context", used, True), ("latent_in_context", latent, True)):
@@ -235,18 +282,10 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
         for b in books:
             asked: set[tuple[str, ...]] = set()
             for _ in range(config.questions_per_codebook):
-                for _try in range(100):
-                    target = qrng.choice(pool_of[b])
-                    # wrong options and the target never appear earlier in the sequence: a code word
-                    # in the prefix would be an option a model can rule out by overlap alone
-                    wrong = qrng.sample([s for s in pool_of[b] if s != target], config.n_choices - 1)
-                    n = qrng.randint(config.min_len, config.max_len)
-                    others = [s for s in used[b] if s != target and s not in wrong]
-                    syms = tuple([qrng.choice(others) for _ in range(n - 1)] + [target])
-                    if (b, syms) not in trained_seqs and syms not in asked:
-                        break
-                else:  # a tiny alphabet can run out of new sequences: ask fewer questions
+                picked = _question_sequence(config, qrng, b, pool_of[b], used[b], trained_seqs, asked)
+                if picked is None:  # a tiny alphabet can run out of new sequences: ask fewer questions
                     break
+                target, wrong, syms = picked
                 asked.add(syms)
                 prefix = [maps[b][s] for s in syms[:-1]]
                 query = f"encode with {b} : {' '.join(syms)} ->" + (" " + " ".join(prefix) if prefix else "")
@@ -261,18 +300,25 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
                     choice_facts=[encodes(b, target, maps[b][s]) for s in options],
                     meta={"codebook": b, "symbol": target, "sequence": list(syms),
                           "latent": target in latent[b], "in_context": in_context}))
+    return questions
 
-    if config.practice_questions:
-        fresh_knowledge |= _practice_questions(config, seed, words, alphabet, practice_codes, questions)
-    knowledge = sorted({f for b in books for s, c in maps[b].items() for f in (defines(b, s, c), encodes(b, s, c))}
-                       | fresh_knowledge)
-    return Dataset(
-        family="codebook", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
-        knowledge=knowledge,
-        meta={"recall_splits": RECALL_SPLITS,
-              "entities": books + [c for b in books for c in maps[b].values()] + practice_books + practice_codes,
-              "codebooks": {b: {"map": maps[b], "used": used[b], "latent": latent[b]} for b in books},
-              "vocabulary": sorted({t for d in docs for t in d.text.split()})})
+
+def _question_sequence(config: CodebookConfig, qrng: random.Random, b: str, pool: list[str], used: list[str],
+                       trained_seqs: set[tuple[str, tuple[str, ...]]], asked: set[tuple[str, ...]]
+                       ) -> tuple[str, list[str], tuple[str, ...]] | None:
+    """(target symbol, wrong options, the sequence ending in the target) of a new question, or None when
+    100 draws found no sequence that is neither trained nor asked already."""
+    for _try in range(100):
+        target = qrng.choice(pool)
+        # wrong options and the target never appear earlier in the sequence: a code word
+        # in the prefix would be an option a model can rule out by overlap alone
+        wrong = qrng.sample([s for s in pool if s != target], config.n_choices - 1)
+        n = qrng.randint(config.min_len, config.max_len)
+        others = [s for s in used if s != target and s not in wrong]
+        syms = tuple([qrng.choice(others) for _ in range(n - 1)] + [target])
+        if (b, syms) not in trained_seqs and syms not in asked:
+            return target, wrong, syms
+    return None
 
 
 def _practice_questions(config: CodebookConfig, seed: int, words: NonsenseWords, alphabet: list[str],

@@ -66,7 +66,6 @@ from genmodes.data.types import Dataset, Document, Fact, Question
 from genmodes.errors import DataError
 
 QUANTIFIERS = ("all", "some", "no", "some not")
-CHOICE_QUANTIFIERS = ("all", "some", "no")  # "some X are not Y" is not a test choice [P1]
 
 Statement = tuple[str, str, str]  # (quantifier, X, Y)
 

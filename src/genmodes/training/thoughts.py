@@ -74,7 +74,7 @@ def generate_thoughts(model: Any, tokenizer: Any, questions: Sequence[Question],
     question id, so a thought does not depend on which questions share its batch."""
     from tqdm.auto import tqdm
 
-    from genmodes.conditions.generate import PrefixGenerator
+    from genmodes.generate import PrefixGenerator
 
     gen = PrefixGenerator(model, tokenizer, prefix="")
     out: list[Thought] = []
