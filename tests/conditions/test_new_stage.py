@@ -87,7 +87,7 @@ def test_a_stage_from_a_test_module_runs_dry_runs_exports_and_reports(registered
     cells = {c["condition"]: c for c in map(json.loads, (out / "cells.jsonl").read_text().splitlines())}
     assert cells["prepend"]["context_stage"] == "prepend" and cells["prepend"]["stages"]["context"]["sentence_tokens"] > 0
     # export: lm-eval scores the sentence before each question, on the run's fine-tuned checkpoint
-    tasks, model_args = to_lm_eval_condition(out, tmp_path / "lm", "finetune+prepend")
+    tasks, model_args, _batch = to_lm_eval_condition(out, tmp_path / "lm", "finetune+prepend")
     data = [json.loads(x) for f in sorted((tmp_path / "lm" / "data").glob("*.jsonl")) for x in f.read_text().splitlines()]
     assert data and all(d["context"].startswith("Read carefully. ") for d in data)
     assert str(out / "shared" / "finetune") in model_args
