@@ -31,7 +31,8 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator
 
-from genmodes.conditions.base import Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCost, Timer
+from genmodes.conditions.base import (Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCost,
+                                     Timer, settings_key)
 from genmodes.conditions.finetune import Settings as FinetuneSettings, load_finished
 from genmodes.conditions.finetune_all import Info as FinetuneAllInfo, finetune_all, study_context, study_datasets
 from genmodes.data.types import Dataset, Question
@@ -74,6 +75,9 @@ class GRPOInfo(_Record):
     thought_length_curve: list[tuple[int, float]] = Field(default_factory=list)
     tokens_generated: int | None = None
     reward_terms_curves: dict[str, list[tuple[int, float]]] | None = None  # each term apart (unweighted)
+
+
+RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
 
 
 class Info(ModelStageInfo):
@@ -226,7 +230,7 @@ def rl_questions(ctx: CellContext, s: Settings) -> list[Question]:
 
 def rl_checkpoint_dir(ctx: CellContext, s: Settings, questions: Sequence[Question]) -> Path:
     sctx = study_context(ctx)
-    return sctx.artifact_dir("rl", settings=s.model_dump(), questions=[q.id for q in questions],
+    return sctx.artifact_dir("rl", settings=settings_key(s), questions=[q.id for q in questions],
                              prompt_version=PROMPT_VERSION)
 
 
@@ -325,4 +329,6 @@ def report_sections(view: Any) -> list[tuple]:
     out += [("h", 2, "RL compute: train time"),
             ("p", "RL adds train-time compute: thoughts generated and scored in training, once for the study."),
             ("table", ["dataset", "condition", "RL steps", "RL tokens generated", "RL seconds"], compute)]
-    return out
+    from genmodes.conditions.finetune import stopping_rule_section
+
+    return out + stopping_rule_section(view, lambda info: info.finetune)

@@ -153,5 +153,10 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
 
 
 def _fmt(r: dict[str, Any]) -> str:
+    """An accuracy with its standard error; a latent result of a model that failed its recall gate is
+    marked as not a test."""
+    from genmodes.experiments.gates import FAIL, NOT_A_TEST
+
     acc, se = float(r["accuracy"]), float(r["stderr"])
-    return f"{acc:.1%} ± {se:.1%}" if se == se else f"{acc:.1%}"
+    text = f"{acc:.1%} ± {se:.1%}" if se == se else f"{acc:.1%}"
+    return text + (f" ({NOT_A_TEST})" if r.get("gate") == FAIL else "")

@@ -171,6 +171,10 @@ class RunConfig(_Strict):
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     threads: int | None = Field(default=None, gt=0, le=MAX_THREADS)  # torch threads (default: torch's choice)
     resources: Resources | None = None  # per cell, under --executor ray (default: 1 CPU)
+    # A trained model's latent results count only where it knows the facts: its recall accuracy must
+    # reach this for the report to call them a test (genmodes.experiments.gates).
+    recall_gate: float = Field(default=0.9, gt=0, le=1, description="recall accuracy a trained model must reach "
+                                                                     "for its latent results to count")
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -307,6 +311,10 @@ class Study:
         return self.config.resources
 
     @property
+    def recall_gate(self) -> float:
+        return self.config.recall_gate
+
+    @property
     def model_specs(self) -> list[str]:
         return self.config.model_specs
 
@@ -424,6 +432,8 @@ def dump_config(study: Study | RunConfig) -> str:
     # (a run folder compares its config.yaml text to decide it is the same run)
     d.pop("models" if cfg.models is None else "model")
     d.pop("resources", None)  # placement, not content (see Resources)
+    if cfg.recall_gate == RunConfig.model_fields["recall_gate"].default:
+        d.pop("recall_gate")  # as before gates existed: a resumed run's config.yaml reads the same
     for c, spec in zip(d["conditions"], cfg.conditions):
         c.pop("resources", None)
         if spec.composed:  # the stages say it all (and a kind beside them would not parse back)

@@ -311,10 +311,24 @@ class CellCost:
 
         if not self.first([tag, ft.model_dump(mode="json"), shared_with], study_wide):
             return StageCost(note="shares a checkpoint built by an earlier cell")
-        if ft.steps is None and ft.epochs is None:
+        if ft.steps is None and ft.planned_epochs is None:
             ft = ft.model_copy(update={"epochs": 10})  # finetune's default
         _, steps = plan_rows(encode_examples(self.tokenizer, examples_from_texts(texts, ft.sentence_split)), ft)
-        return StageCost(train_s=self.load_s + steps * self._est.finetune_step(ft))
+        cost = StageCost(train_s=self.load_s + steps * self._est.finetune_step(ft))
+        if ft.until_recall is not None:
+            # the stopping rule: at most max_epochs, each followed by scoring the recall questions
+            datasets = self.datasets if study_wide else {self.dataset_name: self.dataset}
+            cost.train_s += ft.max_epochs * self.recall_scoring(datasets)
+            cost.note = f"at most: stops once recall reaches {ft.until_recall:g}"
+        return cost
+
+    def recall_scoring(self, datasets: dict[str, Any]) -> float:
+        """Scoring the recall splits of ``datasets`` once, with no context."""
+        from genmodes.training.recall import recall_questions
+
+        tok = self.tokenizer
+        return sum(_q_tokens(tok, q) * self._est.cal.score_s_per_token.get(name, self.score_rate)
+                   for name, ds in datasets.items() for q in recall_questions(ds))
 
 
 class Estimator:

@@ -34,7 +34,7 @@ from genmodes.conditions.base import StageCheck
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError
 from genmodes.experiments import provenance
-from genmodes.experiments.cell import cell_record, prepare_cell, result_rows, score_cell
+from genmodes.experiments.cell import cell_record, measure_recall, prepare_cell, result_rows, score_cell
 from genmodes.experiments.config import DatasetSpec, Study, dump_config, load_config
 from genmodes.experiments.grid import Cell, find_cell, grid, key_parts, study_datasets
 from genmodes.experiments.records import SCHEMA_VERSION, DatasetProvenance, ModelProvenance, RunManifest
@@ -228,6 +228,7 @@ class Runner:
         ready = prepare_cell(self.study, cell, self.datasets(), workdir, self.out / "shared", device=self.device,
                              model_cache=self.model_cache, progress=self.progress)
         scores, contexts, prefix_tokens, score_s = score_cell(self.study, cell, ds, ready, progress=self.progress)
+        measure_recall(self.study, cell, ds, ready, scores)
         rows = result_rows(cell, ds, ready, scores, contexts, prefix_tokens)
         record = cell_record(cell, ds, ready, len(rows), score_s, t_start, self.key_parts(cell),
                              self.resolved_dtype())

@@ -1,4 +1,4 @@
-"""Summary rows (model x dataset x split x condition): accuracy, standard error, chance.
+"""Summary rows (model x dataset x split x condition): accuracy, standard error, chance, recall gate.
 
 The one aggregation both the runner (``summary.csv``) and the report use; it lives with the runner
 because the report sits above the experiments layer and reads it from here. Error bars follow the
@@ -15,13 +15,15 @@ import csv
 import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from genmodes.experiments.gates import Gate, group_gate
 from genmodes.experiments.records import ResultRow
 
 # model first: a several-model study's rows then read as one block per model; a one-model summary has
 # the same model on every row
-SUMMARY_COLUMNS = ("model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance")
+# gate: the recall gate of the row's cells (genmodes.experiments.gates): pass, fail, or empty where none applies
+SUMMARY_COLUMNS = ("model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance", "gate")
 
 
 def _sem(values: Sequence[float]) -> float:
@@ -30,8 +32,10 @@ def _sem(values: Sequence[float]) -> float:
     return math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n)
 
 
-def summarize(rows: Iterable[ResultRow]) -> list[dict[str, Any]]:
-    """One row per (model, dataset, split, condition) with ``n, accuracy, stderr, chance``.
+def summarize(rows: Iterable[ResultRow], gates: Mapping[str, Gate] | None = None) -> list[dict[str, Any]]:
+    """One row per (model, dataset, split, condition) with ``n, accuracy, stderr, chance, gate``
+    (``gates``: cell id -> its recall gate, :func:`genmodes.experiments.gates.cell_gates`; without
+    them every ``gate`` is empty).
 
     Ordered by dataset (first appearance), split (first appearance within its dataset), condition
     (first appearance), then model (first appearance): several models' rows of one condition sit
@@ -66,6 +70,9 @@ def summarize(rows: Iterable[ResultRow]) -> list[dict[str, Any]]:
         chance = sum(r.chance for r in g) / n
         out.append({"model": m, "dataset": d, "split": s, "condition": c, "n": n, "accuracy": acc,
                     "stderr": stderr, "chance": chance})
+    for row in out:
+        cells = [r.cell for r in groups[(row["dataset"], row["split"], row["condition"], row["model"])]]
+        row["gate"] = group_gate(row["split"], cells, gates or {})
     return out
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from genmodes.experiments.records import ResultRow
 from genmodes.experiments.summary import summarize
 from genmodes.report import figures, stats
-from genmodes.report.common import DASH, Block, pct as _pct, rows_by_label as _labelled, write_atomic
+from genmodes.report.common import DASH, Block, label_gate, pct as _pct, rows_by_label as _labelled, write_atomic
 from genmodes.report.run import Run
 
 DRILLDOWN = "drilldown.html"
@@ -113,10 +113,10 @@ def paired(run: Run) -> list[Block]:
                "only first right", "only second right", "McNemar p"]
     body = []
     for p in comps:
-        body.append([p.dataset, p.split, f"{p.a} - {p.b}", str(p.n), f"{_pct(p.acc_a)} vs {_pct(p.acc_b)}",
+        body.append([p.dataset, p.split, f"{p.a} - {p.b}" + _not_a_test(run, p), str(p.n), f"{_pct(p.acc_a)} vs {_pct(p.acc_b)}",
                      f"{stats._points(p.diff, sign=True)} points [{stats._points(p.ci[0])}, {stats._points(p.ci[1])}]",
                      str(p.only_a), str(p.only_b), _p(p.p_mcnemar)])
-    clear = [p.sentence() + f" (McNemar p = {_p(p.p_mcnemar)}, n = {p.n})"
+    clear = [p.sentence() + f" (McNemar p = {_p(p.p_mcnemar)}, n = {p.n})" + _not_a_test(run, p)
              for p in comps if p.ci[0] > 0 or p.ci[1] < 0]
     out: list[Block] = [
         ("h", 2, "Paired comparisons"),
@@ -131,6 +131,15 @@ def paired(run: Run) -> list[Block]:
         out.append(("p", "No difference has a 95% interval that excludes zero."))
     out.append(("table", headers, body))
     return out
+
+
+def _not_a_test(run: Run, p: Any) -> str:
+    """Where a side of a comparison is a trained model that failed its recall gate on a latent split."""
+    from genmodes.experiments.gates import NOT_A_TEST
+
+    failed = [c for c in (p.a, p.b) if (g := label_gate(run, p.dataset, c)) is not None
+              and g.applies_to(p.split) and not g.passed]
+    return f" ({', '.join(failed)}: {NOT_A_TEST})" if failed else ""
 
 
 def _p(p: float) -> str:

@@ -84,7 +84,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Iterator
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from genmodes.data.baselines import REVERSAL_EXEMPTION
 from genmodes.data.families import Family, FamilyConfig
@@ -154,6 +154,43 @@ class SemanticStructureConfig(FamilyConfig):
                                 "questions_per_split")
     probe_cue_mentions: int = Field(
         3, ge=1, description="articles about a probe item's subject that end with its cue word's See-also link")
+    categories: list[str] | None = Field(
+        None, min_length=1, description="a subset of the hierarchy: these categories (English names, e.g. "
+                                        "mammal, vehicle), their descendants and their ancestors (default: all)")
+
+    @field_validator("categories")
+    @classmethod
+    def _known_categories(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        known = [c["name"] for c in load_hierarchy()]
+        for name in v:
+            if name not in known:
+                from genmodes.suggest import no_such
+
+                raise ValueError(f"{name!r}: {no_such(name, known, 'category')}")
+        return v
+
+
+def subtree(cats: list[dict], keep: list[str] | None) -> list[dict]:
+    """The hierarchy restricted to ``keep`` (None: all of it): those categories, every descendant and
+    every ancestor, in hierarchy order (an ancestor's properties are inherited, so it stays)."""
+    if keep is None:
+        return cats
+    parent = {c["name"]: c["parent"] for c in cats}
+    kept = set()
+    for c in cats:
+        a: str | None = c["name"]
+        while a is not None and a not in keep:
+            a = parent[a]
+        if a is not None:  # c is a kept category or a descendant of one
+            kept.add(c["name"])
+    for name in keep:
+        a = parent[name]
+        while a is not None:
+            kept.add(a)
+            a = parent[a]
+    return [c for c in cats if c["name"] in kept]
 
 
 @functools.lru_cache(maxsize=1)
@@ -264,10 +301,11 @@ class World:
 
 
 def build_world(seed: int, rng: random.Random, n_holdout_categories: int,
-                vocabulary: VocabularyPart | None = None) -> World:
+                vocabulary: VocabularyPart | None = None, categories: list[str] | None = None) -> World:
     """The world of (seed, n_holdout_categories); ``rng`` draws the held-out categories (and nothing else);
-    every word is from the ``vocabulary`` part when one is given."""
-    cats = load_hierarchy()
+    every word is from the ``vocabulary`` part when one is given; ``categories``: a subset of the
+    hierarchy (:func:`subtree`)."""
+    cats = subtree(load_hierarchy(), categories)
     words = NonsenseWords(seed, namespace="semantic_structure", distinct_prefix_len=3, part=vocabulary)
     lex: dict[str, str] = {c["name"]: w for c, w in zip(cats, words.take(len(cats)))}
     objects = sorted({o for c in cats for _, o in c["properties"]})
@@ -793,7 +831,7 @@ def write_questions(config: SemanticStructureConfig, seed: int, w: World, docs: 
 
 def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
     rng = random.Random(f"semantic-{seed}")
-    w = build_world(seed, rng, config.n_holdout_categories, config.vocabulary)
+    w = build_world(seed, rng, config.n_holdout_categories, config.vocabulary, config.categories)
     plan, quota = plan_questions(config, seed, w)
     docs = write_documents(config, w, rng)
     cue = choose_cues(config, seed, w, docs, plan)
