@@ -113,3 +113,12 @@ class RecallScore:
     def lowest(self) -> float:
         return min(self.by_group.values()) if self.by_group else float("nan")
 
+
+
+def curve_reached(accuracy: dict[str, float], recall_splits: list[str], threshold: float) -> bool:
+    """The stopping rule on one point of a training curve that is scored per split (training from
+    scratch evaluates its curve every ``eval_every`` steps): every recall split scored and at or above
+    ``threshold``. A loop stops on it after that evaluation (``if curve_reached(acc, splits, until):
+    break``), which keeps the rule one definition for every training loop."""
+    scored = [accuracy[s] for s in recall_splits if s in accuracy]
+    return bool(scored) and len(scored) == len(recall_splits) and all(v >= threshold for v in scored)
