@@ -143,7 +143,9 @@ def rl_split(ds: Dataset, fraction: float, split_seed: int,
     groups = [g for g in _groups(ds.questions, vocab)]
     eligible = [g for g in groups if any(q.split not in recall for q in g)
                 and not any(question_entities(q, vocab) & foreign for q in g)]
-    eligible.sort(key=lambda g: hashlib.sha256(f"rl-{split_seed}-{g[0].id}".encode()).hexdigest())
+    # drawn by the group's first held-out question: scoring a recall split too (the gate) draws the same
+    eligible.sort(key=lambda g: hashlib.sha256(
+        f"rl-{split_seed}-{next(q for q in g if q.split not in recall).id}".encode()).hexdigest())
     n = round(fraction * len([g for g in groups if any(q.split not in recall for q in g)]))
     taken = eligible[:n]
     taken_ids = {q.id for g in taken for q in g}
