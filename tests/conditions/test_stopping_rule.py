@@ -150,3 +150,19 @@ def test_the_stage_reports_the_rule_and_its_gate(tmp_path):
     assert direct.accuracy == pytest.approx(info.recall_accuracy, abs=1e-6)
     again = build(ctx, Settings(until_recall=1.0, max_epochs=2, **FAST))
     assert again.info.reused is True and again.info.recall_curve == info.recall_curve
+
+
+def test_where_the_run_stops_does_not_depend_on_max_epochs():
+    """Under the rule the learning rate is constant after the warmup: a run that stops at epoch 2 is
+    the same run whatever max_epochs allowed."""
+    ds = dataset()
+    runs = []
+    for max_epochs in (3, 7):
+        probe = Scripted([0.1, 0.95], recall_questions(ds))
+        runs.append(train(*tiny(), texts(ds), FinetuneSettings(until_recall=0.9, max_epochs=max_epochs, **FAST), 0,
+                          progress=False, recall=probe))
+    (m1, i1), (m2, i2) = runs
+    assert i1["epochs_trained"] == i2["epochs_trained"] == 2
+    assert i1["loss_curve"] == i2["loss_curve"] and i1["warmup_steps"] == i2["warmup_steps"]
+    w1, w2 = m1.state_dict(), m2.state_dict()
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)

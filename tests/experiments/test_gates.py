@@ -127,3 +127,41 @@ def test_exports_carry_the_gate(tmp_path, capsys, to):
     assert log.eval.metadata["recall_gate"]["verdict"] == FAIL
     by_split = {s.metadata["split"]: s.metadata.get("gate") for s in log.samples}
     assert by_split == {"forward": None, "reversal": FAIL}
+
+
+QUESTIONS = [{"ask": "Does retrieval answer what fine-tuning does not?", "difference": ["rag", "finetune"],
+              "splits": ["reversal"]},
+             {"ask": "Do reversals trail the trained direction?", "split_difference": ["reversal", "forward"],
+              "conditions": ["finetune", "rag"]}]
+
+
+def test_the_report_answers_the_study_questions_first_with_their_gates(tmp_path, capsys):
+    out, _, _ = run_study(tmp_path, capsys, name="asked", questions=QUESTIONS)
+    md = (out / "report.md").read_text()
+    assert md.index("## The study's questions") < md.index("## Accuracy")
+    section = md[md.index("## The study's questions"):md.index("## Accuracy")]
+    assert "### Does retrieval answer what fine-tuning does not?" in section
+    paired = md_row(section, "rc")  # the first row: reversal, rag - finetune
+    assert paired[1] == "reversal" and paired[2] == "rag - finetune" and paired[3] == "8"
+    assert paired[-1].startswith("finetune: did not learn them") and "points" not in paired[5]
+    rows = [l for l in section.splitlines() if l.startswith("| rc | ")]
+    split_rows = {r.split(" | ")[1]: r for r in rows if "reversal - forward" in r}
+    assert set(split_rows) == {"finetune", "rag"}
+    assert "not a test" in split_rows["finetune"] and "not a test" not in split_rows["rag"]
+    assert yaml.safe_load((out / "config.yaml").read_text())["questions"] == QUESTIONS
+
+
+@pytest.mark.parametrize("question, msg", [
+    ({"ask": "x", "difference": ["rag", "nope"]}, "no condition named 'nope'"),
+    ({"ask": "x"}, "exactly one of 'difference'"),
+    ({"ask": "x", "difference": ["rag", "finetune"], "conditions": ["rag"]}, "'conditions' goes with"),
+])
+def test_a_bad_question_is_one_line(tmp_path, capsys, question, msg):
+    cfg = {"name": "bad", "model": "tiny-random", "datasets": [{"family": "reversal_curse", "settings": TINY_RC}],
+           "conditions": CONDITIONS, "questions": [question]}
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["run", str(path), "--out", str(tmp_path / "r"), "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and msg in err[0] and err[0].startswith("genmodes: error: ")
+    assert not (tmp_path / "r").exists()

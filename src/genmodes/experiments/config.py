@@ -104,6 +104,29 @@ class Resources(_Strict):
     memory_gb: float | None = Field(default=None, gt=0, le=1 << 20)  # Ray's `memory`, in GB
 
 
+class QuestionSpec(_Strict):
+    """A question the study asks, answered at the top of its report by a difference with its 95%
+    interval: ``difference: [a, b]`` is a - b on the same questions (paired), per split (``splits``,
+    default every split of the dataset); ``split_difference: [s, t]`` is split s - split t, per
+    condition (``conditions``, default every condition), on different questions (unpaired)."""
+
+    ask: str = Field(min_length=1, max_length=300)
+    difference: list[str] | None = Field(default=None, min_length=2, max_length=2)
+    splits: list[str] | None = Field(default=None, min_length=1)
+    split_difference: list[str] | None = Field(default=None, min_length=2, max_length=2)
+    conditions: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "QuestionSpec":
+        if (self.difference is None) == (self.split_difference is None):
+            raise ValueError("give exactly one of 'difference' (two conditions) or 'split_difference' (two splits)")
+        if self.difference is not None and self.conditions is not None:
+            raise ValueError("'conditions' goes with 'split_difference'; 'difference' names its two conditions")
+        if self.split_difference is not None and self.splits is not None:
+            raise ValueError("'splits' goes with 'difference'; 'split_difference' names its two splits")
+        return self
+
+
 class ConditionSpec(_Strict):
     name: str
     # short form: a condition kind (genmodes.conditions.SHORT_FORMS; defaults to `name`) and its settings
@@ -175,6 +198,8 @@ class RunConfig(_Strict):
     # reach this for the report to call them a test (genmodes.experiments.gates).
     recall_gate: float = Field(default=0.9, gt=0, le=1, description="recall accuracy a trained model must reach "
                                                                      "for its latent results to count")
+    # the questions the study asks, answered first in its report (QuestionSpec)
+    questions: list[QuestionSpec] | None = Field(default=None, min_length=1, max_length=50)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -232,6 +257,11 @@ class RunConfig(_Strict):
             if unknown:
                 raise ValueError(f"condition {c.name!r}: datasets: no dataset named {unknown[0]!r} "
                                  f"(have: {', '.join(map(str, names))})")
+        conds = [c.name for c in self.conditions]
+        for i, q in enumerate(self.questions or []):
+            unknown = [c for c in (q.difference or q.conditions or []) if c not in conds]
+            if unknown:
+                raise ValueError(f"questions[{i}]: no condition named {unknown[0]!r} (have: {', '.join(conds)})")
         return self
 
 
@@ -434,6 +464,10 @@ def dump_config(study: Study | RunConfig) -> str:
     d.pop("resources", None)  # placement, not content (see Resources)
     if cfg.recall_gate == RunConfig.model_fields["recall_gate"].default:
         d.pop("recall_gate")  # as before gates existed: a resumed run's config.yaml reads the same
+    if cfg.questions is None:
+        d.pop("questions")
+    else:
+        d["questions"] = [{k: v for k, v in q.items() if v is not None} for q in d["questions"]]
     for c, spec in zip(d["conditions"], cfg.conditions):
         c.pop("resources", None)
         if spec.composed:  # the stages say it all (and a kind beside them would not parse back)

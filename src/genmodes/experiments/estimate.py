@@ -172,7 +172,8 @@ def _step_seconds(runner: Any, ft: Any, texts: list[str]) -> float:
         # enough text for n full steps, whatever the dataset's size
         need = n * ft.batch_size * ft.seq_len * 6
         pool = (texts * (1 + need // max(1, sum(map(len, texts)))))
-        s = ft.model_copy(update={"steps": n, "epochs": None, "warmup_steps": 0, "report_to": []})
+        s = ft.model_copy(update={"steps": n, "epochs": None, "warmup_steps": 0, "report_to": [], "until_recall": None,
+                                  "max_epochs": None})
         train(model, tok, pool, s, 0, progress=False)
 
     return _marginal_step(runner, steps)

@@ -26,6 +26,7 @@ from genmodes.report import details, figures
 from genmodes.experiments.gates import FAIL, NOT_A_TEST
 from genmodes.report.common import (DASH, Block, Figures, cell_label, condition_label, label_gate, mean, models, num,
                                     pct_trim, rows_by_label, several, write_atomic)
+from genmodes.report.questions import questions
 from genmodes.report.run import Run, load_run
 from genmodes.report.sections import stage_sections
 
@@ -307,6 +308,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     colors = figures.condition_colors(conditions)
     blocks: list[Block] = []
     blocks += _header(run)
+    blocks += questions(run)
     blocks += details.overview(run, figs, colors)
     blocks += _accuracy(run, figs, colors)
     blocks += _gates(run)
