@@ -214,18 +214,31 @@ def validate(settings: Settings, check: StageCheck) -> None:
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
-    """The fine-tune on about twice the documents (plus one generated or oracle statement set each),
-    and generating the statements (local / global)."""
+    """The fine-tune on the documents and the augmentations (oracle: the texts themselves; generated:
+    every new token taken as a statement, an upper bound), generating them (local / global) and
+    verifying them in context (each statement against its alternatives after its support)."""
     docs = [d.text for d in cost.dataset.documents if settings.kinds is None or d.kind in settings.kinds]
-    out = cost.finetune("augmented_finetune", settings.finetune_settings(), docs * 2,
-                        shared_with=settings.source)
+    ft = settings.finetune_settings()
+    if settings.source == "oracle":
+        return cost.finetune("augmented_finetune", ft, docs + oracle_texts(cost.dataset), shared_with=settings.source)
+    n_docs = len(cost.dataset.documents) * (settings.augment_fraction or 1.0)
+    generated = round(n_docs * settings.samples_per_document * settings.max_new_tokens) * len(parts(settings.source))
+    out = cost.finetune("augmented_finetune", ft, docs, shared_with=settings.source, extra_tokens=generated)
     for part in parts(settings.source):
-        n_docs = len(cost.dataset.documents) * (settings.augment_fraction or 1.0)
         batches = math.ceil(n_docs * settings.samples_per_document / settings.generation_batch_size)
         out.train_s += cost.load_s + cost.generation(settings.generation_batch_size, batches, settings.max_new_tokens)
         if part == "global":
             out.train_s += batches * cost.prefix_encoding(min(cost.block_tokens, cost.window))
+    if settings.verify == "in_context" and out.train_s > 0:
+        # a statement of ~VERIFY_STATEMENT_TOKENS tokens, scored with each alternative after its support
+        statements = generated / VERIFY_STATEMENT_TOKENS
+        support = cost.mean_document_tokens * (1 if settings.source == "local" else 4)
+        per = support + (1 + settings.verify_alternatives) * VERIFY_STATEMENT_TOKENS
+        out.train_s += statements * per * cost.score_rate
     return out
+
+
+VERIFY_STATEMENT_TOKENS = 12  # a generated statement of these families ("One type of fep is the dax.")
 
 
 # ------------------------------------------------------------------------------------------ text

@@ -306,15 +306,22 @@ class CellCost:
         return True
 
     def finetune(self, tag: str, ft: Any, texts: list[str], study_wide: bool = False,
-                 shared_with: Any = None) -> StageCost:
-        """A fine-tuning run on ``texts`` (counted once per identical run, as its checkpoint is shared)."""
+                 shared_with: Any = None, extra_tokens: int = 0) -> StageCost:
+        """A fine-tuning run on ``texts`` (counted once per identical run, as its checkpoint is shared);
+        ``extra_tokens``: training tokens of texts not known before the run (generated ones), per epoch."""
+        import math
+
         from genmodes.training.finetune import encode_examples, examples_from_texts, plan_rows
 
         if not self.first([tag, ft.model_dump(mode="json"), shared_with], study_wide):
             return StageCost(note="shares a checkpoint built by an earlier cell")
         if ft.steps is None and ft.planned_epochs is None:
             ft = ft.model_copy(update={"epochs": 10})  # finetune's default
-        _, steps = plan_rows(encode_examples(self.tokenizer, examples_from_texts(texts, ft.sentence_split)), ft)
+        encoded = encode_examples(self.tokenizer, examples_from_texts(texts, ft.sentence_split))
+        _, steps = plan_rows(encoded, ft)
+        if extra_tokens and ft.steps is None:
+            tokens = sum(len(ids) for ids, _ in encoded) + extra_tokens
+            steps = math.ceil(math.ceil(float(ft.planned_epochs) * tokens / ft.seq_len) / ft.batch_size)
         cost = StageCost(train_s=self.load_s + steps * self._est.finetune_step(ft))
         if ft.until_recall is not None:
             # the stopping rule: at most max_epochs, each followed by scoring the recall questions

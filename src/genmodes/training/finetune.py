@@ -22,6 +22,14 @@ in that row predicts it). The loss projects through the LM head in tiles at labe
 with padding-free packing was measured against this loop at equal precision and was 6-16% slower
 (docs/PERFORMANCE.md, "Fine-tuning loop vs TRL's SFTTrainer"), so the loop stays.
 
+Training to the gate (``until_recall``, with ``max_epochs``): a failure to generalize counts only where
+the model knows the facts, and P1 trained to convergence, so a fixed short budget is a confound. The
+dataset's recall split(s) are scored with the one scorer at the end of every epoch
+(:class:`genmodes.training.recall.RecallProbe`) and the run stops at the first epoch where recall
+reaches the rule; the epochs it took are part of the run's info (``epochs_trained``, ``recall_curve``).
+Epochs end inside steps (rows run across epoch boundaries): an epoch is scored after the first step
+whose rows hold that many passes over the packed data.
+
 Loss is on document tokens only: every token of an example but its first (nothing in the example
 predicts it; the scorer does not score a question's first token either) plus the closing EOS; in
 ``cumulative`` mode only on the new sentence and EOS. :func:`train` fine-tunes a loaded model;
