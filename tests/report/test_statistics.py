@@ -25,6 +25,7 @@ STUDY = {"name": "stats", "model": "tiny-random", "seeds": [0, 1], "datasets": [
          "conditions": [{"name": "pretrained"},
                         {"name": "finetune", "settings": {"steps": 2, "batch_size": 2, "seq_len": 64}},
                         {"name": "in_context"},
+                        {"name": "icl_small", "kind": "in_context", "settings": {"budget_tokens": 400}},
                         {"name": "cooc", "kind": "baseline", "settings": {"method": "cooccurrence"}}],
          "compare": [{"a": "in_context", "b": "finetune", "split": "reversal"},
                      {"a": "cooc", "b": "pretrained"}]}
@@ -64,9 +65,12 @@ def test_every_printed_interval_is_the_summarys_and_contains_its_accuracy(study)
     rows, _ = _labelled(run)
     summary = summarize(rows)
     known = {(round(s["accuracy"], 3), round(s["ci_low"], 3), round(s["ci_high"], 3)) for s in summary}
-    for c in run.cells:  # a stage's per-cell table (in_context's) gives a cell's accuracy, by the same policy
-        a = accuracy_of([r for r in run.results if r.cell == c.cell])
-        known.add((round(a.accuracy, 3), round(a.low, 3), round(a.high, 3)))
+    for c in run.cells:  # in_context's per-cell table: a cell's accuracy, and on the questions it kept support for
+        mine = [r for r in run.results if r.cell == c.cell]
+        gone = set(getattr(run.infos(c).get("context"), "questions_without_support_ids", None) or ())
+        for these in (mine, [r for r in mine if r.question_id not in gone]):
+            a = accuracy_of(these)
+            known.add((round(a.accuracy, 3), round(a.low, 3), round(a.high, 3)))
     printed = _intervals(md)
     assert len(printed) >= len(summary)
     for acc, lo, hi in printed:
@@ -109,7 +113,7 @@ def test_every_error_bar_is_the_same_interval(study):
     rows, _ = _labelled(load_run(out))
     known = [(s["accuracy"], s["ci_low"], s["ci_high"]) for s in summarize(rows)]
     names = {n for n, _ in drawn}
-    assert {"overview.png", "accuracy_rev.png", "compute_rev.png"} <= names
+    assert {"overview.png", "accuracy_rev.png", "compute_rev.png", "context_rev.png"} <= names
     checked = 0
     for name, fig in drawn:
         for y, lo, hi in _bars(fig):
@@ -117,7 +121,7 @@ def test_every_error_bar_is_the_same_interval(study):
             assert any(abs(y - a) < 1e-9 and abs(lo - k_lo) < 1e-9 and abs(hi - k_hi) < 1e-9
                        for a, k_lo, k_hi in known), (name, y, lo, hi)
             checked += 1
-    assert checked >= 3 * len(known)  # overview, per-dataset bars, compute plot
+    assert checked >= 3 * len(known)  # overview, per-dataset bars, compute plot (and the context curve)
 
 
 def test_a_comparison_listed_as_significant_has_a_holm_p_below_005(study):

@@ -138,15 +138,15 @@ class RunFolder:
         if self.out.exists() and not self.out.is_dir():
             raise DiskError(f"cannot use {self.out} as the run folder: it is a file")
         if cfg_path.is_file():
-            if not self._is_run():
-                raise ConfigError(f"{self.out} holds a config.yaml but no {MANIFEST}: not a genmodes run folder, "
-                                  "left as it is; pass another --out (an empty or new folder)")
             try:
                 old = read_text(cfg_path, what="config")
             except GenmodesError:
                 old = None
             if old == text:
-                return "same"
+                return "same"  # this study's config as genmodes writes it: a run of it, not started or older
+            if not self._is_run():
+                raise ConfigError(f"{self.out} holds a config.yaml but no {MANIFEST}: not a genmodes run folder, "
+                                  "left as it is; pass another --out (an empty or new folder)")
             finished = self.finished_ids()
             if not finished:
                 return "replace"
