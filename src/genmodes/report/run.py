@@ -174,7 +174,8 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     if rowless:
         notes.append(f"{len(rowless)} finished cell(s) have no rows in results.jsonl and are left out "
                      f"({', '.join(rowless[:3])}{', ...' if len(rowless) > 3 else ''}).")
-        cells = [c for c in cells if c.cell not in set(rowless)]
+        left_out = set(rowless)
+        cells = [c for c in cells if c.cell not in left_out]
     return Run(path=path, config=config, manifest=manifest, results=rows, cells=cells, notes=notes)
 
 
