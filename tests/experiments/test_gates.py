@@ -48,7 +48,8 @@ def md_row(md: str, first: str) -> list[str]:
 
 def test_a_fine_tune_that_did_not_learn_the_facts_is_not_a_test(tmp_path, capsys):
     out, rows, table = run_study(tmp_path, capsys)
-    assert list(rows[0]) == ["model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance", "gate"]
+    assert list(rows[0]) == ["model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance", "ci_low",
+                             "ci_high", "gate"]
     recall = {c["cell"]: c["stages"]["model"] for c in map(json.loads, (out / "cells.jsonl").read_text().splitlines())
               if "recall_splits" in c["stages"].get("model", {})}
     # every trained model reports its recall; one step of a tiny random model learns nothing
@@ -67,11 +68,12 @@ def test_a_fine_tune_that_did_not_learn_the_facts_is_not_a_test(tmp_path, capsys
     # the report: the latent cell marked, the gate column beside it, the recall split named
     md = (out / "report.md").read_text()
     row = md_row(md, "finetune")
-    assert row[1].endswith("%") and row[2].endswith("(not a test)")
+    assert row[1].endswith("]") and row[2].endswith("] (not a test)")
     assert row[3].startswith("did not learn them: ") and row[3].endswith("— not a test")
-    assert md_row(md, "pretrained")[2].endswith("%") and md_row(md, "pretrained")[3] == "–"
+    assert md_row(md, "pretrained")[2].endswith("]") and md_row(md, "pretrained")[3] == "–"
     assert "forward (recall; chance 25%)" in md and "## Recall gates" in md
-    assert "finetune - pretrained (finetune: not a test)" in md
+    paired = [l for l in md.splitlines() if l.startswith("| rc | reversal | finetune - pretrained |")]
+    assert paired and all(l.endswith("| finetune: not a test |") for l in paired)
 
 
 def test_the_gate_passes_where_recall_reaches_the_threshold(tmp_path, capsys):
@@ -129,36 +131,35 @@ def test_exports_carry_the_gate(tmp_path, capsys, to):
     assert by_split == {"forward": None, "reversal": FAIL}
 
 
-QUESTIONS = [{"ask": "Does retrieval answer what fine-tuning does not?", "difference": ["rag", "finetune"],
-              "splits": ["reversal"]},
-             {"ask": "Do reversals trail the trained direction?", "split_difference": ["reversal", "forward"],
-              "conditions": ["finetune", "rag"]}]
+
+COMPARE = [{"a": "rag", "b": "finetune", "split": "reversal"}]
+CONTRASTS = [{"a": "reversal", "b": "forward", "conditions": ["finetune", "rag"]}]
 
 
-def test_the_report_answers_the_study_questions_first_with_their_gates(tmp_path, capsys):
-    out, _, _ = run_study(tmp_path, capsys, name="asked", questions=QUESTIONS)
+def test_declared_comparisons_and_split_contrasts_carry_the_gates(tmp_path, capsys):
+    out, _, _ = run_study(tmp_path, capsys, name="asked", compare=COMPARE, compare_splits=CONTRASTS)
     md = (out / "report.md").read_text()
-    assert md.index("## The study's questions") < md.index("## Accuracy")
-    section = md[md.index("## The study's questions"):md.index("## Accuracy")]
-    assert "### Does retrieval answer what fine-tuning does not?" in section
-    paired = md_row(section, "rc")  # the first row: reversal, rag - finetune
-    assert paired[1] == "reversal" and paired[2] == "rag - finetune" and paired[3] == "8"
-    assert paired[-1].startswith("finetune: did not learn them") and "points" not in paired[5]
-    rows = [l for l in section.splitlines() if l.startswith("| rc | ")]
-    split_rows = {r.split(" | ")[1]: r for r in rows if "reversal - forward" in r}
-    assert set(split_rows) == {"finetune", "rag"}
-    assert "not a test" in split_rows["finetune"] and "not a test" not in split_rows["rag"]
-    assert yaml.safe_load((out / "config.yaml").read_text())["questions"] == QUESTIONS
+    declared = md[md.index("### Declared comparisons"):]
+    line = next(l for l in declared.splitlines() if l.startswith("| rc | reversal | rag - finetune | 8 |"))
+    assert line.endswith("| finetune: not a test |")
+    start = md.index("### Declared split contrasts")
+    contrasts = md[start:md.index("\n#", start + 1)]
+    rows = {line.split(" | ")[1]: line for line in contrasts.splitlines() if line.startswith("| rc | ")}
+    assert set(rows) == {"finetune", "rag"}
+    assert "reversal - forward" in rows["rag"] and "| 8, 8 |" in rows["rag"]
+    assert rows["finetune"].rstrip(" |").endswith("— not a test") and rows["rag"].rstrip().endswith("| – |")
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["compare"] == COMPARE and cfg["compare_splits"] == CONTRASTS
 
 
-@pytest.mark.parametrize("question, msg", [
-    ({"ask": "x", "difference": ["rag", "nope"]}, "no condition named 'nope'"),
-    ({"ask": "x"}, "exactly one of 'difference'"),
-    ({"ask": "x", "difference": ["rag", "finetune"], "conditions": ["rag"]}, "'conditions' goes with"),
+@pytest.mark.parametrize("contrast, msg", [
+    ({"a": "reversal", "b": "forward", "conditions": ["nope"]}, "compare_splits[0].conditions: no condition named 'nope'"),
+    ({"a": "reversal", "b": "reversal"}, "contrast two splits"),
+    ({"a": "reversal", "b": "backward"}, "compare_splits[0].b: no split 'backward'"),
 ])
-def test_a_bad_question_is_one_line(tmp_path, capsys, question, msg):
+def test_a_bad_split_contrast_is_one_line(tmp_path, capsys, contrast, msg):
     cfg = {"name": "bad", "model": "tiny-random", "datasets": [{"family": "reversal_curse", "settings": TINY_RC}],
-           "conditions": CONDITIONS, "questions": [question]}
+           "conditions": CONDITIONS, "compare_splits": [contrast]}
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump(cfg))
     assert main(["run", str(path), "--out", str(tmp_path / "r"), "--dry-run"]) == 2

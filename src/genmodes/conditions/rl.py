@@ -31,8 +31,8 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator
 
-from genmodes.conditions.base import (Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCost,
-                                     Timer, settings_key)
+from genmodes.conditions.base import (Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCheck,
+                                      StageCost, Timer, settings_key)
 from genmodes.conditions.finetune import Settings as FinetuneSettings, load_finished
 from genmodes.conditions.finetune_all import Info as FinetuneAllInfo, finetune_all, study_context, study_datasets
 from genmodes.data.types import Dataset, Question
@@ -272,6 +272,14 @@ def build(ctx: CellContext, settings: Settings) -> Built:
     save_checkpoint(model, tok, info.model_dump(mode="json", exclude_none=True), path)
     shutil.rmtree(work, ignore_errors=True)
     return Built(model, tok, info.model_copy(update={"checkpoint": str(path)}))
+
+
+def validate(settings: Settings, check: StageCheck) -> None:
+    """The knowledge fine-tune's checks, and a thought that fits the model's window."""
+    from genmodes.conditions.finetune import validate as validate_finetune
+
+    validate_finetune(settings.finetune, dataclasses.replace(check, where=f"{check.where}: finetune"))
+    check.check_window("max_thought_tokens", settings.max_thought_tokens)
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
