@@ -200,7 +200,7 @@ def stopping_rule_section(view: Any, run_of: Any) -> list[tuple]:
             ("p", "Fine-tuning with a stopping rule (`until_recall`): the recall split(s) are scored with no "
                   "context at the end of every epoch, and training stops at the first epoch where recall "
                   "reaches the rule (every dataset's, for a study-wide fine-tune), or at `max_epochs` (the "
-                  "learning rate is constant after a warmup of half an epoch). The epochs it took are a result: how long the "
+                  "learning-rate schedule spans `max_epochs`). The epochs it took are a result: how long the "
                   "facts needed. Train-time seconds include the recall checks."),
             ("table", ["dataset", "condition", "seed", "until recall", "epochs", "reached",
                        "train-time s", "recall after each epoch"], body)]
