@@ -71,11 +71,12 @@ def validate(settings: Settings, check: StageCheck) -> None:
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
-    """A thought per question (decoding timed at the batch size), then its tokens before every choice."""
+    """A thought per question (decoding timed at the batch size), then its tokens scored once before
+    the question's choices (the scorer runs a question's context once for all its choices)."""
     qs = cost.dataset.questions
     batches = math.ceil(len(qs) / settings.batch_size)
     return StageCost(test_s=cost.generation(settings.batch_size, batches, settings.max_thought_tokens)
-                     + sum(len(q.choices) for q in qs) * settings.max_thought_tokens * cost.score_rate)
+                     + len(qs) * settings.max_thought_tokens * cost.score_rate)
 
 
 def apply(ctx: CellContext, built: Any, settings: Settings) -> Prepared:
