@@ -111,7 +111,7 @@ class ForwardCost:
 
         def positions() -> None:  # as the scorer takes each choice token's log-probability and argmax
             dists = torch.log_softmax(head(x).float(), dim=-1)[at]
-            dists.gather(1, at[:, None])
+            dists.gather(1, at[:, None] % dists.shape[1])
             dists.argmax(-1).tolist()
 
         with torch.no_grad():
