@@ -6,6 +6,9 @@ P1 protocol: standard errors over inference subtypes. A group is a (subtype, see
 error is the sample sd of the group accuracies over sqrt(#groups). With a single group there is no
 spread to measure, so the binomial standard error sqrt(p(1-p)/n) stands in.
 
+A context stage may add columns of its own (its ``summary_columns(rows)`` hook, e.g. the thinking
+stage's ``retrieval_rate``); they follow the standard columns, empty on rows of other stages.
+
 Pure Python on purpose: the report imports it and must not import torch.
 """
 
@@ -65,8 +68,25 @@ def summarize(rows: Iterable[ResultRow]) -> list[dict[str, Any]]:
             stderr = math.sqrt(acc * (1 - acc) / n)
         chance = sum(r.chance for r in g) / n
         out.append({"model": m, "dataset": d, "split": s, "condition": c, "n": n, "accuracy": acc,
-                    "stderr": stderr, "chance": chance})
+                    "stderr": stderr, "chance": chance, **stage_columns(g)})
     return out
+
+
+def stage_columns(rows: Sequence[ResultRow]) -> dict[str, Any]:
+    """The columns the rows' context stage adds (its ``summary_columns`` hook), where it has one."""
+    from genmodes.conditions import CONTEXT_STAGES, context_stage
+
+    kinds = {r.context_stage for r in rows}
+    if len(kinds) != 1 or next(iter(kinds)) not in CONTEXT_STAGES:
+        return {}
+    hook = getattr(context_stage(next(iter(kinds))), "summary_columns", None)
+    return hook(list(rows)) if hook is not None else {}
+
+
+def columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The standard columns, then the stages' own in the order first seen."""
+    extra = dict.fromkeys(k for r in rows for k in r if k not in SUMMARY_COLUMNS)
+    return [*SUMMARY_COLUMNS, *extra]
 
 
 def write_summary_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
@@ -77,7 +97,7 @@ def write_summary_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -
     from genmodes.io import atomic_write
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=columns(rows), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow(r)

@@ -349,12 +349,15 @@ class _Loggers:
 
 
 def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: FinetuneSettings, seed: int,
-          progress: bool = True, desc: str = "finetune", log_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
+          progress: bool = True, desc: str = "finetune", log_dir: Path | None = None,
+          examples: Sequence[tuple[str, str]] | None = None) -> tuple[Any, dict[str, Any]]:
     """Fine-tune ``model`` on ``texts`` in place (LoRA: wraps it first). Returns (model, info).
-    ``log_dir``: where ``report_to`` loggers write (the cell's folder)."""
+    ``log_dir``: where ``report_to`` loggers write (the cell's folder). ``examples``: ``(context,
+    target)`` pairs to train on instead of the texts (the loss on the targets only: a thought after
+    its prompt)."""
     import torch
 
-    examples = examples_from_texts(texts, settings.sentence_split)
+    examples = list(examples) if examples is not None else examples_from_texts(texts, settings.sentence_split)
     if not examples:
         raise ConfigError("nothing to fine-tune on: no non-empty training texts")
     max_pos = getattr(model.config, "max_position_embeddings", None)
