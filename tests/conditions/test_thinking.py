@@ -365,3 +365,21 @@ def test_augmented_a_trains_on_the_study_then_on_the_augmentations_of_a(tmp_path
     assert plain.info.reused  # the augmented run continued from the study's fine-tune, which it saved
     assert built.info.augmentations == len(aug) and built.info.augment_loss_curve
     assert built.info.train_seconds > plain.info.train_seconds
+
+
+def test_recall_splits_can_be_scored_after_an_empty_thought(tmp_path, tiny):
+    from genmodes.conditions import thinking
+    from genmodes.conditions.base import Built
+
+    model, tok = tiny
+    dss = {"sa": _semantic(0, 0), "sb": _semantic(1, 1)}
+    dss["sb"].questions = [q for q in dss["sb"].questions if q.split in ("rephrase", "syllogism")][:16]
+    built = Built(model, tok)
+    out = thinking.apply(_cell(tmp_path, dss, "sb", built), built,
+                         thinking.Settings(max_thought_tokens=3, temperature=1.0, recall_thoughts=False))
+    for q in dss["sb"].questions:
+        d = out.question_details[q.id]
+        if q.split == "rephrase":
+            assert d["no_thought"] and d["thought"] == "" and d["thought_tokens"] == 0
+        else:
+            assert "no_thought" not in d and d["thought_tokens"] > 0
