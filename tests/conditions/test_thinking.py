@@ -383,3 +383,15 @@ def test_recall_splits_can_be_scored_after_an_empty_thought(tmp_path, tiny):
             assert d["no_thought"] and d["thought"] == "" and d["thought_tokens"] == 0
         else:
             assert "no_thought" not in d and d["thought_tokens"] > 0
+
+
+def test_grpo_reward_is_the_frozen_answerers_verdict_when_given_one(tmp_path, monkeypatch):
+    judges = []
+    real = grpo.rewards
+    monkeypatch.setattr(grpo, "rewards", lambda m, *a, **k: judges.append(m) or real(m, *a, **k))
+    model, tok = load_model("tiny-random", device="cpu")
+    answerer, _ = load_model("tiny-random", device="cpu", seed=1)
+    before = {n: p.detach().clone() for n, p in answerer.named_parameters()}
+    grpo.grpo_train(model, tok, _train_questions(), _rl_settings(), 0, tmp_path / "g", progress=False, answerer=answerer)
+    assert judges and all(j is answerer for j in judges)
+    assert all(torch.equal(p, before[n]) for n, p in answerer.named_parameters())
