@@ -195,9 +195,26 @@ class Info(FinetuneInfo):
 
 
 def validate(settings: Settings, check: StageCheck) -> None:
+    """finetune's checks, and a generator that loads and fits the new tokens (and the budget) in its
+    window."""
     from genmodes.conditions.finetune import validate as validate_finetune
 
     validate_finetune(settings, check)
+    if settings.source == "oracle":
+        return
+    specs = None
+    if settings.generator is not None:
+        from genmodes.errors import ModelError
+        from genmodes.models import check_spec
+
+        try:
+            check_spec(settings.generator)
+        except ModelError as e:
+            raise ConfigError(f"{check.where}: generator: {e}") from None
+        specs = [settings.generator]
+    check.check_window("max_new_tokens", settings.max_new_tokens, specs)
+    if settings.budget_tokens is not None:
+        check.check_window("budget_tokens", settings.budget_tokens, specs)
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:

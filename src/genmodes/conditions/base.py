@@ -109,6 +109,11 @@ class Info(BaseModel):
         """A line the per-question page shows under every question of the cell (a shared context)."""
         return None
 
+    def drilldown_documents(self) -> str | None:
+        """A JSON Lines file (relative to the run folder) of ``{"id", "text"}`` rows: the documents the
+        per-question page shows by text where a row lists them in ``retrieved``."""
+        return None
+
 
 class ModelStageInfo(Info):
     """What every model stage may report: the core's compute table, curves and exports read these."""
@@ -136,6 +141,21 @@ class StageCheck:
     model_specs: list[str]  # the study's models
     datasets: dict[str, Dataset]  # the datasets this condition runs on, by config name (after designs)
     load_model: Callable[[str], Any]  # a model spec -> the model on the CPU (loaded once per study)
+    # a model spec -> its context window in tokens, read from its files (None: they do not say)
+    window: Callable[[str], int | None] = lambda spec: None
+
+    def check_window(self, setting: str, tokens: int, specs: Sequence[str] | None = None) -> None:
+        """A setting counted in tokens that must fit every model's window (``specs``: these models
+        instead of the study's, e.g. a generator); one-line :class:`ConfigError` otherwise."""
+        from genmodes.errors import ConfigError
+
+        specs = list(self.model_specs if specs is None else specs)
+        for spec in specs:
+            w = self.window(spec)
+            if w is not None and tokens > w:
+                on = f" ({spec})" if len(specs) > 1 or spec not in self.model_specs else ""
+                raise ConfigError(f"{self.where}: bad setting {setting!r}: {tokens} exceeds the model's "
+                                  f"context{on} ({w})")
 
 
 @dataclass

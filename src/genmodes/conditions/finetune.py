@@ -65,8 +65,10 @@ class Info(ModelStageInfo):
 
 
 def validate(settings: Settings, check: StageCheck) -> None:
-    """Document kinds every dataset has, and LoRA target modules the model has."""
+    """Document kinds every dataset has, a ``seq_len`` within the model's window, and LoRA target
+    modules the model has."""
     check_kinds(settings, check)
+    check.check_window("seq_len", settings.seq_len)
     if settings.method == "lora" and settings.target_modules:
         for spec in check.model_specs:
             check_target_modules(check.load_model(spec), settings.target_modules,

@@ -41,7 +41,8 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator, model_validator
 
-from genmodes.conditions.base import Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCost, Timer
+from genmodes.conditions.base import (Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCheck,
+                                      StageCost, Timer)
 from genmodes.conditions.finetune import Settings as FinetuneSettings, load_finished
 from genmodes.conditions.finetune_all import Info as FinetuneAllInfo, finetune_all, study_context, study_datasets
 from genmodes.data.types import Dataset, Question
@@ -389,6 +390,14 @@ def _expert_iteration(ctx: CellContext, settings: Settings, questions: list[Ques
                                      instruction=settings.instruction, lead=settings.lead, answerer=answerer,
                                      audit=audit, progress=ctx.progress)
     return model, ExpertIterationInfo(**record, answerer=settings.answerer)
+
+
+def validate(settings: Settings, check: StageCheck) -> None:
+    """The knowledge fine-tune's checks, and a thought that fits the model's window."""
+    from genmodes.conditions.finetune import validate as validate_finetune
+
+    validate_finetune(settings.finetune, dataclasses.replace(check, where=f"{check.where}: finetune"))
+    check.check_window("max_thought_tokens", settings.max_thought_tokens)
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:

@@ -104,7 +104,9 @@ class Details(_Record):
 
 
 def validate(settings: Settings, check: StageCheck) -> None:
-    """An oracle thought, generate-and-verify and a demonstration need a family that writes its facts."""
+    """A thought fits the model's window; an oracle thought and a demonstration need a family that
+    writes its facts."""
+    check.check_window("max_thought_tokens", settings.max_thought_tokens)
     if settings.thought not in ("oracle",) and not settings.demonstration:
         return
     from genmodes.data.families import get_family
@@ -496,9 +498,7 @@ def _audit(view: Any, rows: list[tuple[Any, Details]]) -> list[tuple]:
         st = [r for r, d in rs if d.retrieval == "stated"]
         ns = [r for r, d in rs if d.retrieval != "stated"]
 
-        def acc(x: list[Any]) -> str:
-            return f"{view.pct(sum(r.correct for r in x) / len(x))} (n={len(x)})" if x else view.DASH
-
+        acc = view.rows_accuracy
         body.append([*key, str(n), *map(view.pct, share), acc(st), acc(ns)])
     return [("h", 2, "Implicit retrieval: did the thought state the facts the question needs?"),
             ("p", "Each thought is read with the dataset family's statement parser: `stated` (every premise of the "
