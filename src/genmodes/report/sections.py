@@ -86,7 +86,7 @@ class StageView:
         """A difference of accuracies in whole points ("+12")."""
         from genmodes.report import stats
 
-        return stats._points(x, sign)
+        return stats.points(x, sign)
 
     # -- formats and figures
     pct = staticmethod(common.pct)
