@@ -52,9 +52,9 @@ SS = {"subtrees": ["canine"], "n_documents": 1, "n_qa_items": 0, "holdout_mentio
 
 @pytest.mark.slow
 def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp_path):
-    ft = {"kind": "finetune_all", **FT, "recall_drills": True}
+    ft = {"kind": "finetune_all", **FT, "recall_drills": "answer"}
     rl = {"kind": "rl", "method": "expert_iteration", "answerer": "frozen", "rl_dataset": ["semantic_a"],
-          "max_thought_tokens": 4, "finetune": {**FT, "recall_drills": True},
+          "max_thought_tokens": 4, "finetune": {**FT, "recall_drills": "answer"},
           "expert_iteration": {"rounds": 1, "samples": 2, "epochs": 1, "batch_size": 2, "seq_len": 64}}
     cfg = {"name": "controls", "model": "tiny-random", "seeds": [0],
            "datasets": [{"name": "semantic_a", "family": "semantic_structure", "seed": 0,

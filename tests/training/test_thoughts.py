@@ -73,3 +73,20 @@ def test_shuffled_order_gives_every_question_another_of_its_split():
     for split in ds.splits:  # a permutation: every thought is used once
         ids = [q.id for q in ds.split(split)]
         assert sorted(order[i] for i in ids) == sorted(ids)
+
+
+def test_answer_drills_ask_a_trained_fact_after_recalling_its_subject(ds):
+    from genmodes.training.thoughts import ANSWER_CUE, RECALL_INSTRUCTION, THOUGHT_LEAD
+
+    fam = get_family(ds.family)
+    trained = {f for d in ds.documents for f in d.facts}
+    drills = recall_drills(ds, form="answer", seed=0)
+    assert drills and drills == recall_drills(ds, form="answer", seed=0)
+    for d in drills:
+        stem, rest = d.text.split(" ...\n" + RECALL_INSTRUCTION + THOUGHT_LEAD + " ", 1)
+        thought, answer = rest.split(ANSWER_CUE, 1)
+        assert set(fam.parse_statements(thought)) == set(d.facts) == {f for f in trained if f.subject == d.meta["topic"]}
+        # the question is one of the recalled, trained facts, answered with its object
+        asked = fam.parse_statements(answer)
+        assert len(asked) == 1 and asked[0] in d.facts and answer.startswith(stem)
+    assert recall_drills(ds, form="none") == []

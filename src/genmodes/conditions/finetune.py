@@ -20,6 +20,7 @@ from genmodes.conditions.base import Built, CellContext, ModelStageInfo, Setting
 from genmodes.data.types import Dataset, Document
 from genmodes.errors import ConfigError
 from genmodes.training.finetune import DONE_MARKER, FinetuneSettings, load_checkpoint, texts_hash
+from genmodes.training.thoughts import DrillFormat
 
 
 class Settings(_Base, FinetuneSettings):
@@ -27,15 +28,17 @@ class Settings(_Base, FinetuneSettings):
     documents it trains on."""
 
     kinds: list[str] | None = Field(default=None, min_length=1, description="document kinds to train on (default all)")
-    recall_drills: bool = Field(default=False, description="also train on a recall drill per subject of the "
-                                "documents' facts (\"Recall what you know about X:\" and X's facts in the documents' "
-                                "wording): the format warm start of thinking, which says no fact a question needs")
+    recall_drills: DrillFormat = Field(default="none", description="also train on a recall drill per subject of "
+                                       "the documents' facts, X's trained facts in the documents' wording: recall "
+                                       "(after \"Recall what you know about X:\") or answer (as a thought before one of "
+                                       "them is asked): the format warm start of thinking, which says no fact a question "
+                                       "needs")
 
     @model_serializer(mode="wrap")
     def _without_unset_drills(self, handler: Any) -> Any:
         # off, the dump (checkpoint and cell keys) is what it was before the setting existed
         out = handler(self)
-        if isinstance(out, dict) and not out.get("recall_drills"):
+        if isinstance(out, dict) and out.get("recall_drills") in (None, "none"):
             out.pop("recall_drills", None)
         return out
 
@@ -148,7 +151,8 @@ def training_documents(ctx: CellContext, settings: Settings) -> list[Document]:
 
 def drills(ds: Dataset, settings: Any, docs: list[Document] | None = None) -> list[Document]:
     """The recall drills of the documents ``settings`` trains on (none unless ``recall_drills``)."""
-    if not getattr(settings, "recall_drills", False):
+    form = getattr(settings, "recall_drills", "none")
+    if form == "none":
         return []
     from genmodes.training.thoughts import recall_drills
 
@@ -156,7 +160,7 @@ def drills(ds: Dataset, settings: Any, docs: list[Document] | None = None) -> li
         docs = [d for d in ds.documents if settings.kinds is None or d.kind in settings.kinds]
     sub = Dataset(family=ds.family, config=ds.config, seed=ds.seed, documents=docs, questions=[],
                   knowledge=ds.knowledge, meta=ds.meta)
-    return recall_drills(sub)
+    return recall_drills(sub, form=form, seed=ds.seed)
 
 
 def build(ctx: CellContext, settings: Settings) -> Built:

@@ -33,11 +33,14 @@ from genmodes.data.types import Dataset, Document, Fact, Question
 from genmodes.errors import NumericError
 
 PROMPT_VERSION = 2
-RECALL_INSTRUCTION = "Before answering, recall the facts you know about this."
-THOUGHT_LEAD = "\nRecall:"
+# The prompt ends as a recall drill begins ("Recall what you know about X:"), so a model that learned
+# the drills' format recalls in it.
+RECALL_INSTRUCTION = "Before answering, recall what you know."
+THOUGHT_LEAD = "\nRecall what you know about this:"
 # a recall drill: "Recall what you know about X:" then X's trained facts; the topic of a drill is the
 # subject of the facts it states
 DRILL = "Recall what you know about {topic}:"
+DrillFormat = Literal["none", "recall", "answer"]
 ANSWER_CUE = "\nAnswer: "
 # The stop rule: a thought is one paragraph; it ends at the first line break (or end-of-text, or
 # the token budget). The same rule cuts RL completions, so a trained thought looks like a tested one.
@@ -70,14 +73,22 @@ def drill_text(topic: str, statements: Sequence[str]) -> str:
     return DRILL.format(topic=topic) + " " + " ".join(s.strip() for s in statements)
 
 
-def recall_drills(ds: Dataset, render: Any = None) -> list[Document]:
-    """One drill per subject of the training documents' facts: "Recall what you know about X:" and
-    every trained fact whose subject is X, each in the documents' wording (the family's
-    ``render_fact``), in first-seen order. A drill states only what the documents state about X, so
-    it teaches the format of recalling without saying which facts a question needs (no inference,
-    no link between X and another subject's facts). Empty where the family cannot write its facts."""
+def recall_drills(ds: Dataset, render: Any = None, form: DrillFormat = "recall", seed: int = 0) -> list[Document]:
+    """One drill per subject of the training documents' facts, X, with every trained fact whose subject
+    is X in the documents' wording (the family's ``render_fact``), in first-seen order. A drill states
+    only what the documents state about X, so it teaches the format of recalling without saying which
+    facts a question needs (no inference, no link between X and another subject's facts). Empty where
+    the family cannot write its facts.
+
+    ``recall``: "Recall what you know about X:" and the facts. ``answer``: the drill as a thought in the
+    thinking format: one of X's facts asked (its sentence cut before the object, drawn by ``seed``), the
+    recall prompt, X's facts as the thought, the answer cue and the fact: a trained fact answered after
+    recalling it, which keeps the model reading what it recalled (the question is a trained fact, never
+    an inference)."""
+    import random
+
     render = render or _renderer(ds)
-    if render is None:
+    if render is None or form == "none":
         return []
     by_topic: dict[str, list[Fact]] = {}
     for d in ds.documents:
@@ -85,9 +96,28 @@ def recall_drills(ds: Dataset, render: Any = None) -> list[Document]:
             facts = by_topic.setdefault(f.subject, [])
             if f not in facts:
                 facts.append(f)
-    return [Document(id=f"drill-{i:05d}", text=drill_text(topic, [render(f) for f in facts]), kind="drill",
-                     facts=list(facts), meta={"topic": topic})
-            for i, (topic, facts) in enumerate(by_topic.items())]
+    rng = random.Random(f"drills-{seed}")
+    out = []
+    for i, (topic, facts) in enumerate(by_topic.items()):
+        statements = [render(f) for f in facts]
+        text = drill_text(topic, statements)
+        if form == "answer":
+            f = rng.choice(facts)
+            stem = _question_stem(render(f), f)
+            if stem is None:
+                continue
+            q = Question(id="drill", split="drill", subtype="drill", context=stem, choices=[], answer=0)
+            text = answer_context(q, " ".join(statements)) + f" {f.object}."
+        out.append(Document(id=f"drill-{i:05d}", text=text, kind="drill", facts=list(facts),
+                            meta={"topic": topic, "format": form}))
+    return out
+
+
+def _question_stem(sentence: str, f: Fact) -> str | None:
+    """A fact's sentence cut before its object (the question form of a trained fact), or None where
+    the sentence does not end with it."""
+    end = f" {f.object}."
+    return sentence[: -len(end)] if sentence.endswith(end) else None
 
 
 def demonstration(ds: Dataset, k: int = 2, seed: int = 0, render: Any = None) -> str:
