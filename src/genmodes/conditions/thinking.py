@@ -386,13 +386,37 @@ def report_controls(view: Any) -> list[tuple]:
     n = {(ds, sp): len({(x.seed, x.question_id) for x in rows if x.dataset == ds and x.split == sp})
          for ds, sp in splits}
     body.append(["scored questions (over seeds)"] + [str(n[k]) for k in splits])
-    return [("h", 2, "Thinking: the controls, paired"),
+    notes = [f"Format warm start: {warm_start(view)}."]
+    verify = [c for c, x in r.items() if x["mode"] == "verify"]
+    if verify:
+        notes.append(f"**{', '.join(verify)}: the options enter the context** (generate-and-verify recalls what the "
+                     "model knows about each option before answering), which P1's protocol forbids; P3 reports it "
+                     "above chance on reversals and below in-context learning.")
+    return [("h", 2, "Thinking: the controls, paired"), ("list", notes),
             ("p", f"Accuracy on every split but the recall splits; in brackets, **{t} minus that condition** in "
                   "points, question by question over the seeds, with its 95% interval (paired bootstrap). The controls "
                   "are found by their stages: answering directly (the same fine-tuned weights, no thought), the "
                   "same weights with an empty thought, with another question's thought (shuffled), the gold "
                   "premises as the thought (oracle)."),
             ("table", ["condition"] + [f"{ds} {sp}" for ds, sp in splits], body)]
+
+
+def warm_start(view: Any) -> str:
+    """What taught the thinkers the format of a recollection: the knowledge fine-tune's recall drills
+    and the thinking stage's demonstration, as the conditions set them."""
+    out = []
+    for c in view.run.config.conditions:
+        st = c.stages
+        if st.is_baseline or st.context != "thinking" or st.context_settings.thought != "generate":
+            continue
+        ms = st.model_settings
+        ft = getattr(ms, "finetune", ms)
+        drills = getattr(ft, "recall_drills", "none")
+        demo = st.context_settings.demonstration
+        parts = ([f"recall drills ({drills}) in the knowledge fine-tune"] if drills != "none" else []) + \
+            ([f"a {demo}-shot demonstration in the prompt"] if demo else [])
+        out.append(f"{c.name}: {' and '.join(parts) or 'none (the prompt alone)'}")
+    return "; ".join(out) or "none"
 
 
 def _role_note(c: dict[str, Any] | None, t: dict[str, Any] | None) -> str:
