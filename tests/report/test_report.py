@@ -97,7 +97,7 @@ def test_write_summary_csv_atomic_roundtrip(tmp_path):
     with p.open() as f:
         got = list(csv.DictReader(f))
     assert list(got[0]) == ["model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance", "ci_low",
-                            "ci_high"]
+                            "ci_high", "gate"]
     assert all(float(g["ci_low"]) <= float(g["accuracy"]) <= float(g["ci_high"]) for g in got)
     assert [(g["condition"], int(g["n"]), float(g["accuracy"])) for g in got] == [("pretrained", 4, 0.75),
                                                                                  ("in_context", 2, 0.5)]
@@ -147,16 +147,19 @@ def test_report_accuracy_tables_match_the_runs_results(tiny_run):
     assert md.startswith("# Report: paper-report\n")
     assert "Model `tiny-random`" in md and "seeds 0" in md and "Cells finished: 7 of 7." in md
     rev = section(md, "rev (simple_reversals)")
-    summary = summarize(run.results)
+    summary = summarize(run.results, run.gates())
     splits = list(dict.fromkeys(s["split"] for s in summary))
-    assert md_row(rev, "condition")[1:] == [f"{sp} (chance 50%)" for sp in splits]
+    # the recall split is named; the trained conditions' recall gate sits in the last column
+    assert md_row(rev, "condition")[1:] == [f"{sp} ({'recall; ' if sp == 'forward' else ''}chance 50%)"
+                                            for sp in splits] + ["recall gate (90%)"]
     conditions = [c.name for c in run.config.conditions]
     assert [r[0] for r in rows_starting(rev, *[])[1:-1]] == conditions  # config order
     for s in summary:
-        assert md_row(rev, s["condition"])[1 + splits.index(s["split"])] == acc(s)
-        assert f">{acc(s)}</td>" in html
+        marked = " (not a test)" if s["gate"] == "fail" else ""
+        assert md_row(rev, s["condition"])[1 + splits.index(s["split"])] == acc(s) + marked
+        assert f">{acc(s)}{marked}</td>" in html
     n_per_split = [str(sum(r.split == sp and r.condition == "pretrained" for r in run.results)) for sp in splits]
-    assert md_row(rev, "n")[1:] == n_per_split
+    assert md_row(rev, "n")[1:] == n_per_split + [""]
     # the runner's summary.csv is the same aggregation
     with (out / "summary.csv").open() as f:
         csv_rows = list(csv.DictReader(f))

@@ -23,6 +23,7 @@ from pydantic import Field, model_serializer
 
 from genmodes.conditions.base import Built, CellContext, StageCheck, StageCost
 from genmodes.conditions.finetune import Info as _FTInfo, Settings as _FT, drills, train_on_texts
+from genmodes.conditions.finetune import report_sections  # noqa: F401 - its hook: finetune's
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError
 
@@ -45,6 +46,9 @@ class Settings(_FT):
     def plain(self) -> "Settings":
         """These settings without the augmentation: the study fine-tune it continues from."""
         return self.model_copy(update={"augment": None, "augment_epochs": 1.0})
+
+
+RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
 
 
 class Info(_FTInfo):
@@ -76,11 +80,18 @@ def validate(settings: Settings, check: StageCheck) -> None:
 def estimate(settings: Settings, cost: Any) -> StageCost:
     out = cost.finetune("finetune_all", settings.plain(), study_texts(cost.datasets, settings), study_wide=True)
     if settings.augment:
-        more = cost.finetune("finetune_all_augmented", settings, augmented_texts(cost.datasets, settings),
+        more = cost.finetune("finetune_all_augmented", augment_run(settings), augmented_texts(cost.datasets, settings),
                              study_wide=True)
         out.train_s += more.train_s
         out.note = more.note or out.note
     return out
+
+
+def augment_run(settings: Settings) -> Settings:
+    """The continued run's settings: ``augment_epochs`` after the study's fine-tune, however that one
+    stopped (its stopping rule does not apply again)."""
+    return settings.plain().model_copy(update={"epochs": settings.augment_epochs, "steps": None,
+                                               "until_recall": None, "max_epochs": None})
 
 
 def augmented_texts(datasets: dict[str, Dataset], ft: Settings) -> list[str]:
@@ -121,7 +132,10 @@ def finetune_all(ctx: CellContext, ft: _FT) -> tuple[Any, Any, Info]:
     docs = [d for d in sctx.dataset.documents if ft.kinds is None or d.kind in ft.kinds]
     if not docs:
         raise ConfigError(f"finetune_all: no documents of kinds {ft.kinds} in the study's datasets")
-    model, tok, info = train_on_texts(sctx, ft, study_texts(study_datasets(ctx), ft), tag="finetune_all")
+    # the stopping rule waits for every dataset's recall (one fine-tune holds them all)
+    recall = ctx.recall_probe(study_datasets(ctx)) if ft.until_recall is not None else None
+    model, tok, info = train_on_texts(sctx, ft, study_texts(study_datasets(ctx), ft), tag="finetune_all",
+                                      recall=recall)
     return model, tok, Info(**{**info.model_dump(), "documents": len(docs), "datasets": sorted(study_datasets(ctx))})
 
 
@@ -141,15 +155,19 @@ def augmented(ctx: CellContext, settings: Settings) -> tuple[Any, Any, Info]:
 
     sctx = study_context(ctx)
     texts = augmented_texts(study_datasets(ctx), settings)
-    path = sctx.artifact_dir("finetune_all_augmented", settings=settings.model_dump(exclude={"report_to"}),
-                             texts=texts_hash(texts))
+    # keyed as the study's fine-tune it continues from (its stopping rule: by the recall it stops on)
+    recall = ctx.recall_probe(study_datasets(ctx)) if settings.until_recall is not None else None
+    key: dict[str, Any] = {"settings": settings.key(), "texts": texts_hash(texts)}
+    if recall is not None:
+        key["recall"] = recall.key()
+    path = sctx.artifact_dir("finetune_all_augmented", **key)
     with wait_lock(path.with_name(path.name + ".lock")):
         if (path / DONE_MARKER).exists():
             model, tok, saved = load_finished(ctx, settings, path)
             return model, tok, Info.read(saved).model_copy(update={"reused": True, "checkpoint": str(path)})
         model, tok, base = finetune_all(ctx, settings.plain())
-        more = settings.plain().model_copy(update={"epochs": settings.augment_epochs, "steps": None})
-        model, run = train(model, tok, texts, more, ctx.seed, progress=ctx.progress, desc="finetune_all augmented")
+        model, run = train(model, tok, texts, augment_run(settings), ctx.seed, progress=ctx.progress,
+                           desc="finetune_all augmented")
         n_aug = len(texts) - len(study_texts(study_datasets(ctx), settings))
         info = base.model_copy(update={
             "augmented_datasets": list(settings.augment or []), "augmentations": n_aug,

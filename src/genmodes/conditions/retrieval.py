@@ -105,9 +105,15 @@ class Info(ContextStageInfo):
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
-    """The retrieved documents (k + the support, about) scored before every question."""
-    n = len(cost.dataset.questions)
-    return StageCost(test_s=n * (settings.k + 1) * cost.mean_document_tokens * cost.score_rate)
+    """The retrieved documents scored before every question: k for bm25 / dense; for the oracle each
+    question's support (at most ``max_support``) and k distractors."""
+    qs = cost.dataset.questions
+    if settings.method == "oracle":
+        cap = settings.max_support if settings.max_support is not None else float("inf")
+        docs = sum(min(len(q.support), cap) for q in qs) + settings.k * len(qs)
+    else:
+        docs = settings.k * len(qs)
+    return StageCost(test_s=docs * cost.mean_document_tokens * cost.score_rate)
 
 
 def report_sections(view: Any) -> list[tuple]:

@@ -42,7 +42,7 @@ from typing import Any, Literal, Sequence
 from pydantic import Field, field_validator, model_validator
 
 from genmodes.conditions.base import (Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCheck,
-                                      StageCost, Timer)
+                                      StageCost, Timer, settings_key)
 from genmodes.conditions.finetune import Settings as FinetuneSettings, load_finished
 from genmodes.conditions.finetune_all import Info as FinetuneAllInfo, finetune_all, study_context, study_datasets
 from genmodes.data.types import Dataset, Question
@@ -129,6 +129,9 @@ class ExpertIterationInfo(_Record):
     answerer: str | None = None
 
 
+RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
+
+
 class Info(ModelStageInfo):
     """The study's knowledge fine-tune, then RL (``train_seconds``: both)."""
 
@@ -203,7 +206,9 @@ def rl_split(ds: Dataset, fraction: float, split_seed: int,
     groups = [g for g in _groups(ds.questions, vocab)]
     eligible = [g for g in groups if any(q.split not in recall for q in g)
                 and not any(question_entities(q, vocab) & foreign for q in g)]
-    eligible.sort(key=lambda g: hashlib.sha256(f"rl-{split_seed}-{g[0].id}".encode()).hexdigest())
+    # drawn by the group's first held-out question: scoring a recall split too (the gate) draws the same
+    eligible.sort(key=lambda g: hashlib.sha256(
+        f"rl-{split_seed}-{next(q for q in g if q.split not in recall).id}".encode()).hexdigest())
     n = round(fraction * len([g for g in groups if any(q.split not in recall for q in g)]))
     taken = eligible[:n]
     taken_ids = {q.id for g in taken for q in g}
@@ -296,7 +301,7 @@ def rl_questions(ctx: CellContext, s: Settings) -> list[Question]:
 
 def rl_checkpoint_dir(ctx: CellContext, s: Settings, questions: Sequence[Question]) -> Path:
     sctx = study_context(ctx)
-    return sctx.artifact_dir("rl", settings=s.model_dump(), questions=[q.id for q in questions],
+    return sctx.artifact_dir("rl", settings=settings_key(s), questions=[q.id for q in questions],
                              prompt_version=PROMPT_VERSION)
 
 
@@ -449,7 +454,10 @@ def report_sections(view: Any) -> list[tuple]:
     last fifth of the steps against the first fifth). Expert iteration: a row per round (what it
     sampled, kept, and how often the sampled thoughts stated the premises). Then the train-time compute
     RL adds."""
-    return _grpo_sections(view) + _expert_iteration_sections(view) + _compute_section(view)
+    from genmodes.conditions.finetune import stopping_rule_section
+
+    return (_grpo_sections(view) + _expert_iteration_sections(view) + _compute_section(view)
+            + stopping_rule_section(view, lambda info: info.finetune))
 
 
 def _distinct(view: Any, part: str) -> list[tuple[str, Any]]:

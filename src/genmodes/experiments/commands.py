@@ -153,6 +153,10 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
 
 
 def _fmt(r: dict[str, Any]) -> str:
+    """An accuracy with its 95% interval; a latent result of a model that failed its recall gate is
+    marked as not a test."""
+    from genmodes.experiments.gates import FAIL, NOT_A_TEST
     from genmodes.experiments.statistics import format_accuracy
 
-    return format_accuracy(r["accuracy"], r.get("ci_low"), r.get("ci_high"))
+    text = format_accuracy(r["accuracy"], r.get("ci_low"), r.get("ci_high"))
+    return text + (f" ({NOT_A_TEST})" if r.get("gate") == FAIL else "")

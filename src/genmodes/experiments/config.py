@@ -154,6 +154,24 @@ class Comparison(_Strict):
     split: str | None = Field(default=None, min_length=1)  # a split of it (default: every split)
 
 
+class SplitComparison(_Strict):
+    """A split contrast the study declares: split ``a`` minus split ``b`` of ``dataset`` (left out:
+    every dataset that has both), for each of ``conditions`` (left out: every condition), e.g. a
+    designed probe's congruent minus incongruent items. The two splits hold different questions, so
+    the report gives an unpaired bootstrap interval."""
+
+    a: str = Field(min_length=1)  # a split
+    b: str = Field(min_length=1)  # another split of the same dataset: the difference is a - b
+    conditions: list[str] | None = Field(default=None, min_length=1)
+    dataset: str | None = None
+
+    @model_validator(mode="after")
+    def _two(self) -> "SplitComparison":
+        if self.a == self.b:
+            raise ValueError(f"a and b are both {self.a!r}; contrast two splits")
+        return self
+
+
 class ScoringSpec(_Strict):
     batch_tokens: int = Field(default=4096, gt=0, le=1 << 24)
     chat_template: bool = False  # score inside the tokenizer's chat template (genmodes.chat)
@@ -185,8 +203,14 @@ class RunConfig(_Strict):
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     threads: int | None = Field(default=None, gt=0, le=MAX_THREADS)  # torch threads (default: torch's choice)
     resources: Resources | None = None  # per cell, under --executor ray (default: 1 CPU)
+    # A trained model's latent results count only where it knows the facts: its recall accuracy must
+    # reach this for the report to call them a test (genmodes.experiments.gates).
+    recall_gate: float = Field(default=0.9, gt=0, le=1, description="recall accuracy a trained model must reach "
+                                                                     "for its latent results to count")
     # paired comparisons the study declares (the report tests them as one family, Holm-corrected)
     compare: list[Comparison] = Field(default_factory=list, max_length=10_000)
+    # split contrasts the study declares (a designed probe's two halves), per condition
+    compare_splits: list[SplitComparison] = Field(default_factory=list, max_length=1_000)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -245,6 +269,15 @@ class RunConfig(_Strict):
                 raise ValueError(f"condition {c.name!r}: datasets: no dataset named {unknown[0]!r} "
                                  f"(have: {', '.join(map(str, names))})")
         self._check_compare([str(n) for n in names])
+        conds = [c.name for c in self.conditions]
+        for i, sc in enumerate(self.compare_splits):
+            unknown = [c for c in sc.conditions or [] if c not in conds]
+            if unknown:
+                raise ValueError(f"compare_splits[{i}].conditions: no condition named {unknown[0]!r} "
+                                 f"(have: {', '.join(conds)})")
+            if sc.dataset is not None and sc.dataset not in names:
+                raise ValueError(f"compare_splits[{i}].dataset: no dataset named {sc.dataset!r} "
+                                 f"(have: {', '.join(map(str, names))})")
         return self
 
     def _check_compare(self, datasets: list[str]) -> None:
@@ -343,6 +376,10 @@ class Study:
     @property
     def resources(self) -> Resources | None:
         return self.config.resources
+
+    @property
+    def recall_gate(self) -> float:
+        return self.config.recall_gate
 
     @property
     def model_specs(self) -> list[str]:
@@ -448,6 +485,18 @@ def check_compare_splits(study: Study, datasets: dict[str, Any]) -> None:
                               f"{', '.join(map(repr, names))} (have: {', '.join(have)})")
 
 
+def check_split_contrasts(study: Study, datasets: dict[str, Any]) -> None:
+    """Each declared split contrast names two splits of a dataset (``datasets``: the study's datasets as
+    built, by name); one-line :class:`ConfigError` otherwise."""
+    for i, sc in enumerate(study.config.compare_splits):
+        names = [n for n in datasets if sc.dataset is None or n == sc.dataset]
+        have = list(dict.fromkeys(q.split for n in names for q in datasets[n].questions))
+        for side in ("a", "b"):
+            if getattr(sc, side) not in have:
+                raise ConfigError(f"compare_splits[{i}].{side}: no split {getattr(sc, side)!r} in "
+                                  f"{', '.join(map(repr, names))} (have: {', '.join(have)})")
+
+
 def read_raw(path: str | os.PathLike) -> Any:
     """The config file's YAML, read with the size, encoding and nesting limits (one line on error)."""
     from genmodes.io import read_text
@@ -480,10 +529,13 @@ def dump_config(study: Study | RunConfig) -> str:
     # (a run folder compares its config.yaml text to decide it is the same run)
     d.pop("models" if cfg.models is None else "model")
     d.pop("resources", None)  # placement, not content (see Resources)
-    if not d.get("compare"):
-        d.pop("compare", None)  # a config without comparisons dumps as before they existed
-    else:  # unset fields left out, so the file reads like the config that declared them
-        d["compare"] = [{k: v for k, v in c.items() if v is not None} for c in d["compare"]]
+    if cfg.recall_gate == RunConfig.model_fields["recall_gate"].default:
+        d.pop("recall_gate")  # as before gates existed: a resumed run's config.yaml reads the same
+    for key in ("compare", "compare_splits"):
+        if not d.get(key):
+            d.pop(key, None)  # a config without comparisons dumps as before they existed
+        else:  # unset fields left out, so the file reads like the config that declared them
+            d[key] = [{k: v for k, v in c.items() if v is not None} for c in d[key]]
     for c, spec in zip(d["conditions"], cfg.conditions):
         c.pop("resources", None)
         if spec.composed:  # the stages say it all (and a kind beside them would not parse back)

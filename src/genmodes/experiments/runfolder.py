@@ -8,7 +8,7 @@ from them.
     shared/          artifacts several cells share (fine-tuned checkpoints, generation caches)
     results.jsonl    one row per question per finished cell, in grid order (records.ResultRow)
     cells.jsonl      one row per finished cell (records.CellRecord)
-    summary.csv      model,dataset,split,condition,n,accuracy,stderr,chance,ci_low,ci_high
+    summary.csv      model,dataset,split,condition,n,accuracy,stderr,chance,ci_low,ci_high,gate
 
 A folder whose config changed is refused only once a cell of it has finished: until then it holds no
 result, so it is not "another run". A changed config that keeps every finished cell (same id, same
@@ -268,18 +268,21 @@ class RunFolder:
 
     def collect(self) -> list[dict[str, Any]]:
         """Rebuild results.jsonl, cells.jsonl and summary.csv from the finished cells, in grid order."""
+        from genmodes.experiments.gates import cell_gates
         from genmodes.experiments.summary import summarize, write_summary_csv
 
         rows: list[ResultRow] = []
+        records: list[CellRecord] = []
         rows_bytes, records_bytes = [], []
         for cell in grid(self.study):
             if self.done(cell):
                 read = self.finished(cell)
                 rows.extend(read.rows)
+                records.append(read.record)
                 rows_bytes.append(read.rows_bytes)
                 records_bytes.append(read.record_bytes)
         atomic_write(self.out / "results.jsonl", b"".join(rows_bytes), if_changed=True)
         atomic_write(self.out / "cells.jsonl", b"".join(records_bytes), if_changed=True)
-        summary = summarize(rows)
+        summary = summarize(rows, cell_gates(records, self.study.recall_gate))
         write_summary_csv(summary, self.out / "summary.csv")
         return summary

@@ -36,8 +36,9 @@ from genmodes.conditions.base import StageCheck
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError, GenmodesError
 from genmodes.experiments import provenance
-from genmodes.experiments.cell import cell_record, prepare_cell, result_rows, score_cell
-from genmodes.experiments.config import DatasetSpec, Study, check_compare_splits, dump_config, load_config
+from genmodes.experiments.cell import cell_record, measure_recall, prepare_cell, result_rows, score_cell
+from genmodes.experiments.config import (DatasetSpec, Study, check_compare_splits, check_split_contrasts, dump_config,
+                                        load_config)
 from genmodes.experiments.grid import Cell, find_cell, grid, key_parts, study_datasets
 from genmodes.experiments.records import SCHEMA_VERSION, DatasetProvenance, ModelProvenance, RunManifest
 from genmodes.experiments.runfolder import MANIFEST, RunFolder
@@ -69,6 +70,7 @@ class Runner:
         from genmodes.models import check_device, resolve_dtype
 
         check_compare_splits(self.study, self.datasets())
+        check_split_contrasts(self.study, self.datasets())
         check_device(self.device)
         resolve_dtype(self.dtype, self.device)
         self._check_models()
@@ -250,6 +252,7 @@ class Runner:
         ready = prepare_cell(self.study, cell, self.datasets(), workdir, self.out / "shared", device=self.device,
                              model_cache=self.model_cache, progress=self.progress)
         scores, contexts, prefix_tokens, score_s = score_cell(self.study, cell, ds, ready, progress=self.progress)
+        measure_recall(self.study, cell, ds, ready, scores)
         rows = result_rows(cell, ds, ready, scores, contexts, prefix_tokens)
         record = cell_record(cell, ds, ready, len(rows), score_s, t_start, self.key_parts(cell),
                              self.resolved_dtype())

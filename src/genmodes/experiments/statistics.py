@@ -168,6 +168,21 @@ def paired_bootstrap_ci(diffs: Sequence[int], resamples: int = BOOTSTRAP_RESAMPL
     return float(lo), float(hi)
 
 
+def unpaired_bootstrap_ci(x: Sequence[bool], y: Sequence[bool], resamples: int = BOOTSTRAP_RESAMPLES,
+                          seed: int = BOOTSTRAP_SEED, level: float = LEVEL) -> tuple[float, float]:
+    """Percentile interval of mean(x) - mean(y) for answers to different questions (two splits): each
+    side resampled over its own questions (the count of right answers of a resample is binomial)."""
+    import numpy as np
+
+    if not x or not y:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    mx = rng.binomial(len(x), sum(x) / len(x), size=resamples) / len(x)
+    my = rng.binomial(len(y), sum(y) / len(y), size=resamples) / len(y)
+    lo, hi = np.quantile(mx - my, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm's step-down adjusted p-values (same order as given): the i-th smallest p times (m - i),
     made non-decreasing, capped at 1. Controls the family-wise error rate over the set."""

@@ -1,11 +1,12 @@
-"""Summary rows (model x dataset x split x condition): accuracy, its 95% interval, chance.
+"""Summary rows (model x dataset x split x condition): accuracy, its 95% interval, chance, recall gate.
 
 The one aggregation both the runner (``summary.csv``) and the report use; it lives with the runner
 because the report sits above the experiments layer and reads it from here. ``ci_low`` and
 ``ci_high`` are the 95% interval over questions of :mod:`genmodes.experiments.statistics` (Wilson for
 one (subtype, seed) group, a seeded cluster bootstrap over several); ``stderr`` is the standard error
 of the same pooled accuracy (binomial for one group, else the larger of binomial and the bootstrap's).
-Accuracy, interval and chance are fractions.
+Accuracy, interval and chance are fractions. ``gate`` is the recall gate of a trained model's latent
+row (:mod:`genmodes.experiments.gates`): ``pass``, ``fail``, or empty where no gate applies.
 
 A context stage may add columns of its own (its ``summary_columns(rows)`` hook, e.g. the thinking
 stage's ``retrieval_rate``); they follow the standard columns, empty on rows of other stages.
@@ -18,19 +19,22 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from genmodes.experiments.gates import Gate, group_gate
 from genmodes.experiments.records import ResultRow
 from genmodes.experiments.statistics import accuracy_of
 
 # model first: a several-model study's rows then read as one block per model; a one-model summary has
 # the same model on every row
 SUMMARY_COLUMNS = ("model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance", "ci_low",
-                   "ci_high")
+                   "ci_high", "gate")
 
 
-def summarize(rows: Iterable[ResultRow]) -> list[dict[str, Any]]:
-    """One row per (model, dataset, split, condition) with ``n, accuracy, stderr, chance, ci_low, ci_high``.
+def summarize(rows: Iterable[ResultRow], gates: Mapping[str, Gate] | None = None) -> list[dict[str, Any]]:
+    """One row per (model, dataset, split, condition) with ``n, accuracy, stderr, chance, ci_low, ci_high,
+    gate`` (``gates``: cell id -> its recall gate, :func:`genmodes.experiments.gates.cell_gates`;
+    without them every ``gate`` is empty).
 
     Ordered by dataset (first appearance), split (first appearance within its dataset), condition
     (first appearance), then model (first appearance): several models' rows of one condition sit
@@ -56,7 +60,8 @@ def summarize(rows: Iterable[ResultRow]) -> list[dict[str, Any]]:
         a = accuracy_of(g)
         chance = sum(r.chance for r in g) / a.n
         out.append({"model": m, "dataset": d, "split": s, "condition": c, "n": a.n, "accuracy": a.accuracy,
-                    "stderr": a.stderr, "chance": chance, "ci_low": a.low, "ci_high": a.high, **stage_columns(g)})
+                    "stderr": a.stderr, "chance": chance, "ci_low": a.low, "ci_high": a.high,
+                    "gate": group_gate(s, [r.cell for r in g], gates or {}), **stage_columns(g)})
     return out
 
 

@@ -25,8 +25,9 @@ from genmodes.experiments.records import CellRecord
 from genmodes.experiments.statistics import format_accuracy
 from genmodes.experiments.summary import summarize
 from genmodes.report import details, figures
-from genmodes.report.common import (DASH, Block, Figures, condition_label, mean, models, num, pct_trim,
-                                    rows_by_label, several, write_atomic)
+from genmodes.experiments.gates import FAIL, NOT_A_TEST
+from genmodes.report.common import (DASH, Block, Figures, cell_label, condition_label, label_gate, mean, models, num,
+                                    pct_trim, rows_by_label, several, write_atomic)
 from genmodes.report.run import Run, check_reportable, load_run
 from genmodes.report.sections import stage_gates, stage_sections
 
@@ -77,7 +78,7 @@ def _accuracy(run: Run, figs: Figures, colors: dict[str, Any]) -> list[Block]:
     if not rows:
         out.append(("p", "No finished cells yet: nothing to report."))
         return out
-    summary = summarize(rows)
+    summary = summarize(rows, run.gates())
     n_seeds = len(run.config.seeds)
     seeds_of: dict[tuple[str, str], set[int]] = {}
     for r in rows:
@@ -95,15 +96,25 @@ def _accuracy(run: Run, figs: Figures, colors: dict[str, Any]) -> list[Block]:
         conds = [c for c in conditions if any((sp, c) in table for sp in splits)]
         family = next(r.family for r in rows if r.dataset == ds)
         out.append(("h", 3, f"{ds}" + (f" ({family})" if family and family != ds else "")))
-        headers = ["condition"] + [f"{sp} (chance {pct_trim(chance[sp])})" for sp in splits]
+        gates = {c: label_gate(run, ds, c) for c in conds}
+        recall = _recall_splits(gates.values())
+        headers = ["condition"] + [f"{sp} ({'recall; ' if sp in recall else ''}chance {pct_trim(chance[sp])})"
+                                   for sp in splits]
+        gated = any(g is not None for g in gates.values())
+        if gated:
+            headers.append(f"recall gate ({pct_trim(run.config.recall_gate)})")
         body = []
         for c in conds:
             label = c
             k = len(seeds_of.get((ds, c), ()))
             if k < n_seeds:
                 label += f" ({k} of {n_seeds} seeds)"
-            body.append([label] + [_acc(table[(sp, c)]) if (sp, c) in table else DASH for sp in splits])
-        body.append(["n"] + [_n_cell([s["n"] for s in srows if s["split"] == sp]) for sp in splits])
+            body.append([label] + [_gated_acc(table[(sp, c)]) if (sp, c) in table else DASH for sp in splits]
+                        + ([gates[c].label() if gates[c] is not None else DASH] if gated else []))
+        body.append(["n"] + [_n_cell([s["n"] for s in srows if s["split"] == sp]) for sp in splits]
+                    + ([""] if gated else []))
+        if gated:
+            out.append(("p", _GATE_NOTE.format(threshold=pct_trim(run.config.recall_gate))))
         if several(run):
             out += _side_by_side(run, ds, srows, splits, chance, figs)
             continue
@@ -114,6 +125,39 @@ def _accuracy(run: Run, figs: Figures, colors: dict[str, Any]) -> list[Block]:
     return out
 
 
+_GATE_NOTE = ("Recall gate: a trained model's latent results (every split but its recall split) test "
+              "generalization only where it knows the trained facts, i.e. its accuracy on the recall split, "
+              "scored with no context, reaches {threshold}; below that they are marked *not a test*.")
+
+
+def _gated_acc(r: dict[str, Any]) -> str:
+    """An accuracy, marked where its cells' recall gate fails (summary row ``gate``)."""
+    return _acc(r) + (f" ({NOT_A_TEST})" if r.get("gate") == FAIL else "")
+
+
+def _recall_splits(gates: Any) -> set[str]:
+    return {sp for g in gates if g is not None for sp in g.splits}
+
+
+def _gates(run: Run) -> list[Block]:
+    """Every gated cell's recall, splits and verdict (the accuracy tables show the verdict beside each row)."""
+    gates = run.gates()
+    cells = [c for c in run.cells if c.cell in gates]
+    if not cells:
+        return []
+    body = []
+    for c in cells:
+        g = gates[c.cell]
+        body.append(cell_label(run, c) + [", ".join(g.splits) or DASH,
+                                          DASH if g.questions is None else str(g.questions),
+                                          pct_trim(g.recall), g.verdict, g.label()])
+    return [("h", 2, "Recall gates"),
+            ("p", f"Each trained model's recall: its dataset's recall split(s) scored on the model alone (no "
+                  f"context), against the study's gate ({pct_trim(run.config.recall_gate)}, config `recall_gate`). "
+                  "A failure to generalize counts only where the model knows the facts: a cell whose gate fails "
+                  f"has its latent results marked *{NOT_A_TEST}* (summary.csv: `gate` = fail)."),
+            ("table", ["dataset", "condition", "seed", "recall splits", "questions", "recall", "gate", "verdict"],
+             body)]
 def _figure_caption(run: Run, conds: list[str]) -> str:
     hatched = "; hatched bars: shortcut baselines (no model)" if details.baselines(run, conds) else ""
     return ("Error bars: the 95% intervals over questions of the table above, each resting on the n answers of "
@@ -128,7 +172,7 @@ def _side_by_side(run: Run, ds: str, srows: list[dict[str, Any]], splits: list[s
     plain = [c for c in run.condition_order() if any(s["condition"] == f"{c} · {m}" for s in srows for m in ms)]
     table = {(s["model"], s["split"], s["condition"].rsplit(" · ", 1)[0]): s for s in srows}
     headers = ["condition"] + [f"{sp} · {m} (chance {pct_trim(chance[sp])})" for sp in splits for m in ms]
-    body = [[c] + [_acc(table[(m, sp, c)]) if (m, sp, c) in table else DASH for sp in splits for m in ms]
+    body = [[c] + [_gated_acc(table[(m, sp, c)]) if (m, sp, c) in table else DASH for sp in splits for m in ms]
             for c in plain]
     body.append(["n"] + [_n_cell([s["n"] for s in srows if s["split"] == sp and s["model"] == m])
                          for sp in splits for m in ms])
@@ -309,6 +353,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     blocks += stage_gates(run, figs)
     blocks += details.overview(run, figs, colors)
     blocks += _accuracy(run, figs, colors)
+    blocks += _gates(run)
     blocks += details.statistics(run)
     blocks += details.paired(run, figs)
     blocks += stage_sections(run, figs)

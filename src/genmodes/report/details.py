@@ -21,7 +21,7 @@ from genmodes.experiments.records import ResultRow
 from genmodes.experiments.statistics import ALPHA, POLICY, accuracy_of
 from genmodes.experiments.summary import summarize
 from genmodes.report import figures, stats
-from genmodes.report.common import DASH, Block, pct as _pct, rows_by_label as _labelled, write_atomic
+from genmodes.report.common import DASH, Block, label_gate, pct as _pct, rows_by_label as _labelled, write_atomic
 from genmodes.report.run import Run
 
 DRILLDOWN = "drilldown.html"
@@ -105,19 +105,20 @@ def statistics(run: Run) -> list[Block]:
 # ------------------------------------------------------------------------------------------ paired
 
 PAIRED_HEADERS = ["dataset", "split", "difference", "n", "accuracies", "95% interval (paired bootstrap)",
-                  "only first right", "only second right", "McNemar p", "Holm p"]
+                  "only first right", "only second right", "McNemar p", "Holm p", "recall gate"]
 
 
-def _paired_table(comps: list[stats.Paired]) -> Block:
+def _paired_table(run: Run, comps: list[stats.Paired]) -> Block:
     body = [[p.dataset, p.split, f"{p.a} - {p.b}", str(p.n), f"{_pct(p.acc_a)} vs {_pct(p.acc_b)}",
              f"{stats.points(p.diff, sign=True)} points [{stats.points(p.ci[0])}, {stats.points(p.ci[1])}]",
-             str(p.only_a), str(p.only_b), _p(p.p_mcnemar), _p(p.p_holm)] for p in comps]
+             str(p.only_a), str(p.only_b), _p(p.p_mcnemar), _p(p.p_holm), _not_a_test(run, p) or DASH]
+            for p in comps]
     return ("table", PAIRED_HEADERS, body)
 
 
-def _significant(comps: list[stats.Paired], family: str) -> list[Block]:
-    hits = [f"{p.sentence()} (McNemar p = {_p(p.p_mcnemar)}, Holm p = {_p(p.p_holm)}, n = {p.n})"
-            for p in comps if p.significant]
+def _significant(run: Run, comps: list[stats.Paired], family: str) -> list[Block]:
+    hits = [f"{p.sentence()}{(' — ' + note) if (note := _not_a_test(run, p)) else ''} (McNemar p = "
+            f"{_p(p.p_mcnemar)}, Holm p = {_p(p.p_holm)}, n = {p.n})" for p in comps if p.significant]
     if not hits:
         return [("p", f"No difference is significant after Holm's correction over {family} (p < {ALPHA:g}).")]
     return [("p", f"Significant after Holm's correction over {family} (p < {ALPHA:g}):"), ("list", hits)]
@@ -154,8 +155,9 @@ def paired(run: Run, figs: Any = None) -> list[Block]:
         out += [("h", 3, "Declared comparisons"),
                 ("p", f"The {len(declared)} comparison(s) the study declares (`compare:` in its config), first "
                       "condition minus second, corrected as one family.")]
-        out += _significant(declared, f"the {len(declared)} declared comparison(s)")
-        out.append(_paired_table(declared))
+        out += _significant(run, declared, f"the {len(declared)} declared comparison(s)")
+        out.append(_paired_table(run, declared))
+    out += split_contrasts(run)
     shown = declared or every
     if figs is not None and shown:
         what = "declared comparisons" if declared else "comparisons"
@@ -168,9 +170,57 @@ def paired(run: Run, figs: Any = None) -> list[Block]:
         out += [("h", 3, "All pairs"),
                 ("p", f"Exploratory: every pair of conditions on every split (later condition minus earlier), "
                       f"{len(every)} comparisons, Holm-corrected together.")]
-        out += _significant(every, f"all {len(every)} pairs")
-        out.append(_paired_table(every))
+        out += _significant(run, every, f"all {len(every)} pairs")
+        out.append(_paired_table(run, every))
     return out
+
+
+def _not_a_test(run: Run, p: Any) -> str:
+    """Where a side of a comparison is a trained model that failed its recall gate on a latent split."""
+    from genmodes.experiments.gates import NOT_A_TEST
+
+    failed = [c for c in (p.a, p.b) if (g := label_gate(run, p.dataset, c)) is not None
+              and g.applies_to(p.split) and not g.passed]
+    return f"{', '.join(failed)}: {NOT_A_TEST}" if failed else ""
+
+
+def split_contrasts(run: Run) -> list[Block]:
+    """The split contrasts the study declares (``compare_splits``): split a minus split b for each
+    condition, on different questions (an unpaired bootstrap interval), with the condition's gate."""
+    contrasts = run.config.config.compare_splits
+    rows, conditions = _labelled(run)
+    if not contrasts or not rows:
+        return []
+    labels = _labels(run, conditions)
+    by: dict[tuple[str, str, str], list[bool]] = {}
+    for r in rows:
+        by.setdefault((r.dataset, r.split, r.condition), []).append(r.correct)
+    body = []
+    for sc in contrasts:
+        for ds in run.dataset_order():
+            if sc.dataset is not None and ds != sc.dataset:
+                continue
+            for c in (lab for name in (sc.conditions or run.condition_order()) for lab in labels.get(name, [])):
+                x, y = by.get((ds, sc.a, c)), by.get((ds, sc.b, c))
+                if not x or not y:
+                    continue
+                diff = sum(x) / len(x) - sum(y) / len(y)
+                lo, hi = stats.unpaired_bootstrap_ci(x, y)
+                g = label_gate(run, ds, c)
+                gate = g.label() if g is not None and g.applies_to(sc.a) else DASH
+                body.append([ds, c, f"{sc.a} - {sc.b}", f"{len(x)}, {len(y)}",
+                             f"{_pct(sum(x) / len(x))} vs {_pct(sum(y) / len(y))}",
+                             f"{stats.points(diff, sign=True)} points [{stats.points(lo)}, {stats.points(hi)}]", gate])
+    if not body:
+        return []
+    return [("h", 3, "Declared split contrasts"),
+            ("p", f"The split contrasts the study declares (`compare_splits:` in its config): one condition's "
+                  "accuracy on one split minus another, e.g. a probe's congruent minus incongruent items. The "
+                  "splits hold different questions, so the 95% interval resamples each on its own "
+                  f"({stats.BOOTSTRAP_RESAMPLES:,} resamples, seed {stats.BOOTSTRAP_SEED}). The gate is the "
+                  "condition's recall gate: where its model did not learn the facts, the contrast is not a test."),
+            ("table", ["dataset", "condition", "contrast", "n", "accuracies", "95% interval (unpaired bootstrap)",
+                       "gate"], body)]
 
 
 def _p(p: float) -> str:

@@ -68,6 +68,14 @@ class Run:
         infos = self.infos(cell)
         return infos.get("model") or infos.get("baseline")
 
+    def gates(self) -> dict[str, Any]:
+        """Cell id -> its recall gate (:mod:`genmodes.experiments.gates`), for the cells one applies to."""
+        if "_gates" not in self.__dict__:
+            from genmodes.experiments.gates import cell_gates
+
+            self.__dict__["_gates"] = cell_gates(self.cells, self.config.recall_gate)
+        return self.__dict__["_gates"]
+
     def missing_cells(self) -> list[str]:
         """The grid's cells that have not finished, in run order."""
         from genmodes.experiments.grid import grid

@@ -16,7 +16,8 @@ from typing import Any, Iterable, Sequence
 
 from genmodes.experiments.records import ResultRow
 from genmodes.experiments.statistics import (ALPHA, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, binomial_stderr,  # noqa: F401
-                                             holm, mcnemar_exact, paired_bootstrap_ci, wilson_interval)
+                                             holm, mcnemar_exact, paired_bootstrap_ci, unpaired_bootstrap_ci,
+                                             wilson_interval)
 
 
 @dataclass
