@@ -51,7 +51,7 @@ SS = {"subtrees": ["canine"], "n_documents": 1, "n_qa_items": 0, "holdout_mentio
 
 
 @pytest.mark.slow
-def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp_path):
+def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp_path, monkeypatch):
     ft = {"kind": "finetune_all", **FT, "recall_drills": "answer"}
     rl = {"kind": "rl", "method": "expert_iteration", "answerer": "frozen", "rl_dataset": ["semantic_a"],
           "max_thought_tokens": 4, "finetune": {**FT, "recall_drills": "answer"},
@@ -76,8 +76,14 @@ def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp
     out = tmp_path / "run"
     assert main(["run", str(p), "--out", str(out)]) == 0
     report = (out / "report.md").read_text()
-    # the gate comes before any result
-    assert report.index("## Gate: the oracle thought") < report.index("## Accuracy")
+    # both gates come before any result; a random model knows no fact, so gate (a) fails and the RL
+    # rows say they are not a test of P3
+    gates = report.index("## Gates: is this run a test of P3?")
+    assert gates < report.index("### Gate (a): the fine-tuned model knows the facts") < report.index("## Accuracy")
+    assert gates < report.index("### Gate (b): the oracle thought") < report.index("## Accuracy")
+    assert "(a) recall" in report[gates:report.index("### Gate (a)")]
+    recall = report[report.index("### Gate (a)"):report.index("### Gate (b)")]
+    assert "**Failed.**" in recall and "| semantic_a |" in recall and "| semantic_b |" in recall
     for section in ("Thinking: the controls, paired", "Thoughts before and after RL",
                     "RL by expert iteration: sampled, kept and retrieved, per round", "Implicit retrieval"):
         assert section in report
@@ -85,6 +91,16 @@ def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp
     for cond in ("finetune (answers directly, the thinker's start)", "rl+empty_thought (empty thought, same weights)",
                  "rl+shuffled_thought (another question's thought, same weights)", "oracle_thought (gold premises)"):
         assert cond in controls
+    marked = [line for line in controls.splitlines() if "not a test of P3" in line and line.startswith("| ")]
+    assert sorted(line.split(" ")[1] for line in marked) == ["rl+empty_thought", "rl+shuffled_thought", "rl+thinking"]
+    # with both gates passing, nothing is marked
+    from genmodes.conditions import thinking
+
+    monkeypatch.setattr(thinking, "recall_gate", lambda view: ([], True))
+    monkeypatch.setattr(thinking, "oracle_gate_verdict", lambda view, threshold=0.25: ([], True))
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "**Gates: both pass.**" in report and "not a test of P3" not in report
     summary = (out / "summary.csv").read_text().splitlines()
     header = summary[0].split(",")
     assert "retrieval_rate" in header

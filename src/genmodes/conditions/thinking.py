@@ -300,10 +300,77 @@ def report_sections(view: Any, per_condition: int = 2) -> list[tuple]:
             + _audit(view, rows) + _compute(view))
 
 
+NOT_P3 = "not a test of P3"
+
+
 def report_gates(view: Any) -> list[tuple]:
-    """The oracle-thought gate, shown before any result: a thought can only help if the right facts in
-    the thought slot make the model succeed."""
-    return oracle_gate(view)
+    """P3's two gates, shown before any result, with the run's verdict first: (a) the knowledge
+    fine-tune knows the facts (the recall gate, every dataset), (b) the gold premises in the thought
+    slot beat answering directly (the oracle thought). Where one fails, the RL rows below are marked
+    *not a test of P3*."""
+    recall_blocks, recall_ok = recall_gate(view)
+    oracle_blocks, oracle_ok = oracle_gate_verdict(view)
+    if recall_ok is None and oracle_ok is None:
+        return []
+    failed = [name for name, ok in (("(a) recall", recall_ok), ("(b) oracle thought", oracle_ok)) if ok is False]
+    missing = [name for name, ok in (("(a) recall", recall_ok), ("(b) oracle thought", oracle_ok)) if ok is None]
+    if failed or missing:
+        verdict = (f"**Gates: {' and '.join(failed + [m + ' (not measured)' for m in missing])} "
+                   f"{'fail' if len(failed + missing) > 1 else 'fails'}.** This run is **{NOT_P3}**: "
+                   "its RL rows are marked so below, and no difference between thinking conditions here can "
+                   "show implicit retrieval.")
+    else:
+        verdict = ("**Gates: both pass.** The knowledge fine-tune knows every dataset's facts and the gold "
+                   "premises in the thought slot make the model succeed, so the thinking results below test P3.")
+    return [("h", 2, "Gates: is this run a test of P3?"), ("p", verdict)] + recall_blocks + oracle_blocks
+
+
+def gates_pass(view: Any) -> bool:
+    """Both gates measured and passed (the RL rows test P3)."""
+    return recall_gate(view)[1] is True and oracle_gate_verdict(view)[1] is True
+
+
+def recall_gate(view: Any) -> tuple[list[tuple], bool | None]:
+    """Gate (a): the model the thinker starts from (the knowledge fine-tune) scores at least the study's
+    recall gate on every dataset's recall splits (each seed; the weakest shown), with the RL model's
+    recall beside it (does RL keep the facts?). None: no gated cell of that model."""
+    r = roles(view)
+    thinkers = _thinker(r)
+    if not thinkers:
+        return [], None
+    t = thinkers[0]
+    knowledge = [c for c, x in r.items() if x["model"] == r[t]["start"]]
+    gates, threshold = view.run.gates(), view.run.config.recall_gate
+
+    def weakest(ds: str, conds: list[str]) -> Any:
+        gs = [gates[c.cell] for c in view.run.cells if c.dataset == ds and c.condition in conds and c.cell in gates]
+        if not gs:
+            return None
+        unscored = [g for g in gs if g.recall is None]
+        return unscored[0] if unscored else min(gs, key=lambda g: g.recall)
+
+    body, verdicts = [], []
+    for ds in view.dataset_order:
+        k = weakest(ds, knowledge)
+        if k is None:
+            continue
+        rl = weakest(ds, [t]) if r[t]["trained"] else None
+        ok = k.recall is not None and k.recall >= threshold
+        verdicts.append(ok)
+        body.append([ds, ", ".join(k.splits) or view.DASH, view.DASH if k.questions is None else str(k.questions),
+                     view.DASH if k.recall is None else view.pct(k.recall),
+                     view.DASH if rl is None or rl.recall is None else view.pct(rl.recall), "pass" if ok else "fail"])
+    if not body:
+        return [], None
+    passed = all(verdicts)
+    return [("h", 3, "Gate (a): the fine-tuned model knows the facts"),
+            ("p", f"**{'Passed' if passed else 'Failed'}.** Each dataset's recall split (a trained fact asked in a "
+                  "phrasing training never uses), scored with no context on the knowledge fine-tune "
+                  f"({', '.join(knowledge)}), must reach {round(100 * threshold)}% (the weakest seed shown); the "
+                  "fine-tune trains until it does (`until_recall`, at most `max_epochs`: the epochs it took are "
+                  f"in *Training to the gate*). Beside it, {t}'s model after RL."),
+            ("table", ["dataset", "recall splits", "questions", "fine-tuned recall", f"{t} recall", "gate"], body)], \
+        passed
 
 
 # ---- roles: which condition is which control, read from the stages (never from condition names)
@@ -371,9 +438,11 @@ def report_controls(view: Any) -> list[tuple]:
     for x in rows:
         acc.setdefault((x.condition, x.dataset, x.split), []).append(x.correct)
     comps = {(c, p.dataset, p.split): p for c in order if c != t for p in _paired(view, rows, t, c)}
+    untested = not gates_pass(view)
     body = []
     for c in order:
-        line = [c + _role_note(r.get(c), r.get(t))]
+        line = [c + _role_note(r.get(c), r.get(t)) + (f" — **{NOT_P3}**" if untested and r.get(c, {}).get("trained")
+                                                       else "")]
         for ds, sp in splits:
             v = acc.get((c, ds, sp))
             if not v:
@@ -387,6 +456,8 @@ def report_controls(view: Any) -> list[tuple]:
          for ds, sp in splits}
     body.append(["scored questions (over seeds)"] + [str(n[k]) for k in splits])
     notes = [f"Format warm start: {warm_start(view)}."]
+    if untested:
+        notes.insert(0, f"**A gate fails or was not measured (above): the RL rows are {NOT_P3}.**")
     verify = [c for c, x in r.items() if x["mode"] == "verify"]
     if verify:
         notes.append(f"**{', '.join(verify)}: the options enter the context** (generate-and-verify recalls what the "
@@ -431,10 +502,10 @@ def _role_note(c: dict[str, Any] | None, t: dict[str, Any] | None) -> str:
     return f" ({notes.get(c['mode'], c['mode'])}{same})"
 
 
-def oracle_gate(view: Any, threshold: float = 0.25) -> list[tuple]:
+def oracle_gate_verdict(view: Any, threshold: float = 0.25) -> tuple[list[tuple], bool | None]:
     """Gate (b): on the transfer datasets' held-out questions, the gold premises as the thought beat the
     same model answering directly by at least ``threshold``; else no thinking result here can show
-    implicit retrieval."""
+    implicit retrieval. None: not measured (no oracle-thought condition, or no direct one to pair)."""
     r = roles(view)
     oracle = [c for c, x in r.items() if x["mode"] == "oracle"]
     rows = _latent(view, view.run.results)
@@ -451,15 +522,15 @@ def oracle_gate(view: Any, threshold: float = 0.25) -> list[tuple]:
                     body.append([ds, f"{o} − {d}", str(p.n), f"{view.pct(p.acc_a)} vs {view.pct(p.acc_b)}",
                                  _diff(view, p), "pass" if ok else "fail"])
     if not body:
-        return []
+        return [], None
     passed = all(verdicts)
-    return [("h", 2, "Gate: the oracle thought"),
+    return [("h", 3, "Gate (b): the oracle thought"),
             ("p", f"**{'Passed' if passed else 'Failed'}.** On each transfer dataset's held-out questions (its "
                   f"recall splits left out), the gold premises written into the thought slot must beat the same "
                   f"model answering directly by at least {round(100 * threshold)} points: a thought can only help "
                   "if the right facts in it make the model succeed." + ("" if passed else
                   " The thinking results of this run are **not a test** of implicit retrieval.")),
-            ("table", ["dataset", "difference", "n", "accuracies", "points [95% CI]", "gate"], body)]
+            ("table", ["dataset", "difference", "n", "accuracies", "points [95% CI]", "gate"], body)], passed
 
 
 def _side_by_side(view: Any, rows: list[tuple[Any, Details]], per_split: int = 2) -> list[tuple]:
@@ -524,10 +595,11 @@ def _audit(view: Any, rows: list[tuple[Any, Details]]) -> list[tuple]:
 
         acc = view.rows_accuracy
         body.append([*key, str(n), *map(view.pct, share), acc(st), acc(ns)])
+    untested = "" if gates_pass(view) else f" A gate fails or was not measured: these rows are **{NOT_P3}**."
     return [("h", 2, "Implicit retrieval: did the thought state the facts the question needs?"),
             ("p", "Each thought is read with the dataset family's statement parser: `stated` (every premise of the "
                   "question), `partial` (some), `false` (a fact the world does not hold), `none` (neither). "
-                  "Accuracy is split by whether the thought stated the premises."),
+                  "Accuracy is split by whether the thought stated the premises." + untested),
             ("table", ["condition", "dataset", "split", "n", *LABELS, "accuracy, stated", "accuracy, not stated"],
              body)]
 
