@@ -1,4 +1,4 @@
-"""Thinking and RL (issue 11, P3): the reward agrees with the scorer, GRPO trains every parameter and
+"""Thinking and RL (P3): the reward agrees with the scorer, GRPO trains every parameter and
 resumes from its checkpoint, no RL prompt leaks an evaluated or transfer question or entity, and the
 implicit-retrieval audit reads the family's statements."""
 

@@ -1,4 +1,4 @@
-"""A thinking / RL study through the runner (issue 11): every thought beside its question, splits that
+"""A thinking / RL study through the runner: every thought beside its question, splits that
 say RL vs transfer, RL questions never scored, the report's thinking sections."""
 
 import json
