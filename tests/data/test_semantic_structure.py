@@ -7,10 +7,11 @@ import pytest
 
 from genmodes.data.audit import audit_dataset
 from genmodes.data.baselines import MARGIN, Baselines, credit, evaluate
-from genmodes.data.families import get_family, make_dataset
+from genmodes.data.families import get_family, make_config, make_dataset
 from genmodes.data.families.semantic_structure import (CONGRUENT, INCONGRUENT, ISA, SEE_ALSO, load_hierarchy,
                                                        parse_statements)
 from genmodes.data.types import Fact
+from genmodes.errors import DataError
 
 SMALL = {"n_documents": 300, "n_qa_items": 20, "questions_per_split": 40}
 PAPER_CPU = {"n_documents": 400, "n_qa_items": 50, "questions_per_split": 40}  # configs/paper_cpu.yaml
@@ -315,3 +316,25 @@ def test_bad_setting_is_one_clear_error():
 
     with pytest.raises(DataError, match="n_choice"):
         make_dataset("semantic_structure", 0, {"n_choice": 3})
+
+
+def test_subtrees_keep_the_named_categories_their_descendants_and_ancestors():
+    from genmodes.data.families.semantic_structure import subtree_categories
+
+    kept = [c["name"] for c in subtree_categories(["canine", "bird"])]
+    assert kept[:3] == ["animal", "mammal", "canine"]  # ancestors first, in hierarchy order
+    assert {"dog", "poodle", "wolf", "fox", "robin", "penguin"} <= set(kept)
+    assert not {"feline", "cat", "object", "fish"} & set(kept)
+    small = make_dataset("semantic_structure", seed=0, overrides={
+        "subtrees": ["canine"], "n_documents": 1, "n_qa_items": 0, "holdout_mentions": 1,
+        "n_holdout_categories": 2, "questions_per_split": 20, "probe_questions_per_split": 0})
+    lex = small.meta["lexicon"]["categories"]
+    assert set(lex) == {"animal", "mammal", "canine", "dog", "poodle", "beagle", "collie", "wolf", "fox"}
+    assert {f.subject for f in small.knowledge if f.relation == "is a type of"} <= set(lex.values())
+    from genmodes.data.audit import audit_dataset
+
+    assert audit_dataset(small).ok
+    with pytest.raises(DataError, match="no category 'dragon'"):
+        make_dataset("semantic_structure", seed=0, overrides={"subtrees": ["dragon"]})
+    # unset, the config dumps as it did before the setting existed (content hashes unchanged)
+    assert "subtrees" not in make_config("semantic_structure", {}).model_dump()

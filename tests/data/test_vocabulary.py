@@ -209,7 +209,7 @@ def test_thinking_studies_have_disjoint_a_and_b(config, tmp_path):
     cfg = load_config(CONFIGS / config)
     r = Runner(cfg, tmp_path / "run", progress=False)
     built = {d.name: r.dataset(d) for d in cfg.datasets}
-    for fam in ("syllogisms", "reversal"):
+    for fam in ("semantic", "reversal"):
         a, b = built[f"{fam}_a"], built[f"{fam}_b"]
         assert a.family == b.family and a.seed != b.seed
         assert a.config["vocabulary"]["part"] != b.config["vocabulary"]["part"]

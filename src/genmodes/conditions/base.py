@@ -37,6 +37,12 @@ and, optionally, hooks the core calls instead of naming kinds:
   estimator's calibrated model of this cell (:class:`genmodes.experiments.estimate.CellCost`).
 - ``report_sections(view) -> list[Block]``: what the report shows for the stage; ``view`` holds the
   finished cells that use it, each with its ``Info`` (:class:`genmodes.report.sections.StageView`).
+- ``report_gates(view) -> list[Block]``: checks that must pass before the run's results mean what they
+  claim (the thinking stage's oracle-thought gate); the report shows them first.
+- ``summary_columns(rows) -> dict`` (context stages): columns of its own in a summary row (the thinking
+  stage's ``retrieval_rate``), computed from the row group's results.
+- ``starts_from(settings) -> (kind, settings)`` (model stages): the model stage this one starts from
+  (``rl``: the knowledge fine-tune), so reports can pair a trained model with its start.
 - ``Details``: a pydantic model of the per-question extras the stage writes into each results row
   (``Prepared.question_details``), for its report section to read.
 - ``OWN_MODEL`` (model stages): the model spec of a stage that builds its own model (``scratch``);

@@ -294,7 +294,16 @@ class CellCost:
     def grpo_step(self, rl: Any) -> float:
         return self._est.grpo_step(rl)
 
+    def finetune_step(self, ft: Any) -> float:
+        """One optimizer step of a fine-tune at ``ft``'s shape."""
+        return self._est.finetune_step(ft)
+
     # -- shared artifacts
+    def model_key(self) -> dict[str, Any]:
+        """The cell's model stage and its settings: cells with the same key score the same model."""
+        stages = self._cell.condition.stages
+        return {"kind": stages.model, "settings": stages.model_settings.model_dump(mode="json")}
+
     def first(self, key: Any, study_wide: bool = False) -> bool:
         """True the first time a cell of the grid builds the artifact ``key`` (per model and seed, and per
         dataset unless ``study_wide``): later cells reuse it, at no train-time cost."""

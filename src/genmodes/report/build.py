@@ -29,7 +29,7 @@ from genmodes.experiments.gates import FAIL, NOT_A_TEST
 from genmodes.report.common import (DASH, Block, Figures, cell_label, condition_label, label_gate, mean, models, num,
                                     pct_trim, rows_by_label, several, write_atomic)
 from genmodes.report.run import Run, check_reportable, load_run
-from genmodes.report.sections import stage_sections
+from genmodes.report.sections import stage_gates, stage_sections
 
 
 def _acc(r: dict[str, Any]) -> str:
@@ -350,6 +350,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     colors = figures.condition_colors(conditions)
     blocks: list[Block] = []
     blocks += _header(run)
+    blocks += stage_gates(run, figs)
     blocks += details.overview(run, figs, colors)
     blocks += _accuracy(run, figs, colors)
     blocks += _gates(run)

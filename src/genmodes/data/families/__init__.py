@@ -56,6 +56,10 @@ class Family:
     # the true consequences (reversals, inferences) of the training documents, written straight from
     # the ground-truth knowledge: the "oracle" augmentation upper bound.
     oracle_augmentations: Callable[[Dataset], list[Document]] | None = None
+    # a fact as the training documents word it (one sentence that ``parse_statements`` reads back as
+    # that fact): the gold premises of an oracle thought, the facts of a recall drill; None where the
+    # family cannot write its facts.
+    render_fact: Callable[[Fact], str] | None = None
 
 
 FAMILY_MODULES = {

@@ -914,6 +914,17 @@ def oracle_augmentations(ds: Dataset) -> list[Document]:
             for i, k in enumerate(sorted(by_subject))]
 
 
+def render_fact(f: Fact) -> str:
+    """``f`` in the documents' first training phrasing ("The dax can zarp."); an inverse fact in the
+    reversed phrasing ("One thing that can zarp is the dax.")."""
+    if f.relation in TEMPLATES:
+        return TEMPLATES[f.relation]["train"][0].format(s=f.subject, o=f.object)
+    forward = {v: k for k, v in INVERSE.items()}
+    if f.relation in forward:
+        return TEMPLATES[forward[f.relation]]["reverse"].format(s=f.object, o=f.subject)
+    raise ValueError(f"semantic_structure: no phrasing for relation {f.relation!r}")
+
+
 FAMILY = Family(
     name="semantic_structure",
     description="P1 semantic structure: 118 animal/object categories with inherited properties, all words nonsense; rephrase, reversal, syllogism, category holdout",
@@ -921,4 +932,5 @@ FAMILY = Family(
     generate=generate,
     parse_statements=parse_statements,
     oracle_augmentations=oracle_augmentations,
+    render_fact=render_fact,
 )
