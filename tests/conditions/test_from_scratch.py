@@ -26,13 +26,13 @@ TINY = dict(n_layers=2, d_model=64, n_heads=4, seq_len=32, batch_size=4, lr=1e-2
 
 @pytest.fixture(scope="module")
 def rel():
-    return make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=8, n_filler=0,
+    return make_dataset("relations", 0, dict(balanced_distractors=False, n_relations=8, n_entities=16, n_episodes=8, n_filler=0,
                                              n_trained_questions=8, heldout_fraction=0.125))
 
 
 @pytest.fixture(scope="module")
 def rel_filler():
-    return make_dataset("relations", 1, dict(n_relations=12, n_entities=40, n_episodes=6, n_filler=30,
+    return make_dataset("relations", 1, dict(balanced_distractors=False, n_relations=12, n_entities=40, n_episodes=6, n_filler=30,
                                              filler_max_len=8, n_trained_questions=6, heldout_fraction=0.25))
 
 
@@ -113,14 +113,14 @@ def test_resume_after_interruption_gives_bitwise_identical_weights(rel, tmp_path
 
 def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, monkeypatch):
     seen: list[list[int]] = []
-    orig = scratch.Packer.rows_for_step
+    orig = scratch.Packer.batch_for_step
 
     def record(self, step):
-        rows = orig(self, step)
-        seen.extend(rows)
-        return rows
+        ids, labels = orig(self, step)
+        seen.extend(ids)
+        return ids, labels
 
-    monkeypatch.setattr(scratch.Packer, "rows_for_step", record)
+    monkeypatch.setattr(scratch.Packer, "batch_for_step", record)
     prepared = prepare(cell(rel_filler, tmp_path), **TINY, steps=30)
     tok = prepared.tokenizer
     held = rel_filler.meta["heldout_relations"]
@@ -140,18 +140,18 @@ def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, m
 
 
 def test_curriculum_starts_on_fresh_episodes_only_then_trains_on_everything(tmp_path, monkeypatch):
-    ds = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=12, n_filler=4,
+    ds = make_dataset("relations", 0, dict(balanced_distractors=False, n_relations=8, n_entities=16, n_episodes=12, n_filler=4,
                                            n_trained_questions=4, heldout_fraction=0.125, episode_facts=2,
                                            fresh_episode_fraction=0.5, n_episode_entities=12))
     seen: list[tuple[int, list[list[int]]]] = []
-    orig = scratch.Packer.rows_for_step
+    orig = scratch.Packer.batch_for_step
 
     def record(self, step):
-        rows = orig(self, step)
-        seen.append((step, rows))
-        return rows
+        ids, labels = orig(self, step)
+        seen.append((step, ids))
+        return ids, labels
 
-    monkeypatch.setattr(scratch.Packer, "rows_for_step", record)
+    monkeypatch.setattr(scratch.Packer, "batch_for_step", record)
     prepared = prepare(cell(ds, tmp_path), **{**TINY, "seq_len": 64}, steps=12, curriculum_steps=5)
     tok = prepared.tokenizer
     fresh = {d.text for d in ds.documents if d.meta.get("fresh")}
@@ -167,7 +167,7 @@ def test_curriculum_starts_on_fresh_episodes_only_then_trains_on_everything(tmp_
     assert "curriculum_steps" not in fs.Settings(**TINY).training_key()
     assert fs.Settings(**TINY, curriculum_steps=3).training_key()["curriculum_steps"] == 3
     with pytest.raises(ConfigError, match="curriculum_steps"):
-        prepare(cell(make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=4,
+        prepare(cell(make_dataset("relations", 0, dict(balanced_distractors=False, n_relations=8, n_entities=16, n_episodes=4,
                                                        n_filler=0, n_trained_questions=4,
                                                        heldout_fraction=0.125)), tmp_path, "b"),
                 **TINY, steps=4, curriculum_steps=2)
@@ -261,7 +261,7 @@ def test_no_episodes_ablation_removes_in_context_episodes(rel):
                                            questions_per_codebook=2, n_choices=2, n_fresh_episodes=5))
     assert sum(bool(d.meta.get("fresh")) for d in fs.training_documents(cbf, True)) == 5
     assert not any(d.meta.get("fresh") for d in fs.training_documents(cbf, False))
-    relf = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=8, n_filler=0,
+    relf = make_dataset("relations", 0, dict(balanced_distractors=False, n_relations=8, n_entities=16, n_episodes=8, n_filler=0,
                                              n_trained_questions=8, heldout_fraction=0.125,
                                              fresh_episode_fraction=0.5, n_episode_entities=8))
     assert not any(d.kind == "episode" for d in fs.training_documents(relf, False))
@@ -305,7 +305,7 @@ def test_configs_are_valid(name):
 
 def test_oracle_context_of_a_question_without_support_is_its_own(tmp_path):
     # relations' episode_in_context: nothing in training holds its pair, so nothing is retrieved
-    ds = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=12, n_filler=0,
+    ds = make_dataset("relations", 0, dict(balanced_distractors=False, n_relations=8, n_entities=16, n_episodes=12, n_filler=0,
                                            n_trained_questions=4, heldout_fraction=0.125, episode_facts=2,
                                            fresh_episode_fraction=1.0, n_episode_entities=12,
                                            episode_split=True))
