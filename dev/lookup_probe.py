@@ -53,6 +53,9 @@ P.add_argument("--seed", type=int, default=0)
 P.add_argument("--repeat-share", type=float, default=0.0, help="share of rows that are a random pool sequence then its repeat (loss on the repeat)")
 P.add_argument("--repeat-len", type=int, default=10)
 P.add_argument("--repeat-min", type=int, default=None)
+P.add_argument("--real-drills", type=float, default=0.0, help="share of repeat drills over the relations' own entities")
+P.add_argument("--real-drill-pool", choices=["all", "containers"], default="all")
+P.add_argument("--story-forward", action="store_true", help="story episodes ask forward queries too")
 P.add_argument("--reverse-repeat", type=float, default=0.0, help="share of repeat drills whose second run is reversed")
 P.add_argument("--short", action="store_true", help="facts as 'x y .' (forward lookup only)")
 P.add_argument("--out", default=None)
@@ -112,7 +115,7 @@ def episode(rng: random.Random, story: bool) -> tuple[list[int], list[int]]:
         toks += f
         loss += [0] * len(f)
     for x, y in rng.sample(pairs, min(a.queries, len(pairs))):
-        if rng.random() < a.forward_queries:
+        if rng.random() < a.forward_queries and (a.story_forward or not story):
             q = [ids[x]] + FW + [ids[y], DOT]
         else:
             q = [ids[y]] + RV + [ids[x], DOT]
@@ -131,7 +134,9 @@ def rel_doc(rng: random.Random) -> tuple[list[int], list[int]]:
 
 def repeat_seq(rng: random.Random) -> tuple[list[int], list[int]]:
     n = rng.randint(a.repeat_min, a.repeat_len) if a.repeat_min else a.repeat_len
-    seq = [ids[w] for w in rng.sample(ep, n)]
+    real = containers + members if a.real_drill_pool == "all" else containers
+    pool = real if rng.random() < a.real_drills else ep
+    seq = [ids[w] for w in rng.sample(pool, n)]
     second = seq[::-1] if rng.random() < a.reverse_repeat else seq
     return seq + second, [0] * len(seq) + [0] + [1] * (len(seq) - 1)
 

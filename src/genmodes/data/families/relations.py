@@ -106,6 +106,12 @@ class RelationsConfig(FamilyConfig):
                            "same run again (the second run is read from the first)")
     repeat_min_len: int = Field(3, ge=1)
     repeat_max_len: int = Field(12, ge=1)
+    repeat_reversed: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills whose second run is "
+                                   "the first reversed (each word read as the one before it: the direction a "
+                                   "reversal in context needs)")
+    repeat_relation_entities: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills over the "
+                                            "relations' own entities (never a member of a held-out relation), so "
+                                            "reading the context is practised on the entities the test asks about")
     balanced_distractors: bool = Field(True, description="in-context splits draw their distractor facts with the "
                                        "target's training status (held-out among held-out, fresh among fresh); "
                                        "False: the earlier form (a trained relation per wrong option)")
@@ -329,8 +335,7 @@ def episode_documents(config: RelationsConfig, w: World, seed: int
     prng = random.Random(f"relations-{seed}-episode-pool")
     share = {"episode": 0.0, "relation": 1.0, "both": 0.5}[config.fresh_entities]
     stories = {k for k in sorted(fresh_at) if share and prng.random() < share}
-    held_m = {y for _, y in w.heldout}
-    story_pool = (list(w.containers), [m for m in w.members if m not in held_m])
+    story_pool = tuple(relation_pools(w))
     if stories and config.episode_facts > min(len(story_pool[0]), len(story_pool[1])):
         raise DataError("relations: bad setting 'fresh_entities': too few members outside the held-out relations")
     docs: list[Document] = []
@@ -357,17 +362,32 @@ def episode_documents(config: RelationsConfig, w: World, seed: int
 
 
 def repeat_documents(config: RelationsConfig, w: World, seed: int) -> list[Document]:
-    """Repeat drills: a run of distinct episode-only entities, then the same run again. Every word of the
-    second run but its first is read from the first run (the targets): the densest practice in
-    reading the context, which lets induction-like lookup form early (a few hundred steps, against
-    thousands for lookups in episodes alone; docs/log has the measurements). They state nothing."""
+    """Repeat drills: a run of distinct entities, then the same run again (or reversed, for a
+    ``repeat_reversed`` share). Every word of the second run but its first is read from the first run
+    (the targets): the densest practice in reading the context, which lets induction-like lookup form
+    early; the reversed drills practise reading a word's predecessor, which a reversal in context
+    needs (docs/log has the measurements). They state nothing. Over episode-only entities, or for a
+    ``repeat_relation_entities`` share over the relations' own (:func:`relation_pools`)."""
     rng = random.Random(f"relations-{seed}-repeats")
+    own = [e for pool in relation_pools(w) for e in pool]
     docs = []
     for k in range(config.n_repeats):
-        run = rng.sample(w.ep_entities, rng.randint(config.repeat_min_len, config.repeat_max_len))
-        docs.append(Document(id=f"rel-d-{k:05d}", text=" ".join(run + run), kind="repeat",
-                             meta={"fresh": True, "targets": list(range(len(run) + 1, 2 * len(run)))}))
+        n = rng.randint(config.repeat_min_len, config.repeat_max_len)
+        real = config.repeat_relation_entities and rng.random() < config.repeat_relation_entities
+        run = rng.sample(own if real else w.ep_entities, n)
+        second = run[::-1] if config.repeat_reversed and rng.random() < config.repeat_reversed else run
+        docs.append(Document(id=f"rel-d-{k:05d}", text=" ".join(run + second), kind="repeat",
+                             meta={"fresh": True, "targets": list(range(n + 1, 2 * n)),
+                                   **({"relation_entities": True} if real else {})}))
     return docs
+
+
+def relation_pools(w: World) -> list[list[str]]:
+    """The relations' own entities that practice may use (containers; members of no held-out relation):
+    with the held-out members left out, no practice sequence, however its entities are drawn or
+    rebound in training, puts a held-out pair in reversed order."""
+    held_m = {y for _, y in w.heldout}
+    return [list(w.containers), [m for m in w.members if m not in held_m]]
 
 
 def filler_documents(config: RelationsConfig, w: World, rng: random.Random) -> list[Document]:
@@ -477,6 +497,8 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
     docs += episodes + filler_documents(config, w, rng) + repeat_documents(config, w, seed)
     questions = write_questions(config, w, seed, fwd_doc)
     fresh = bool(fresh_pairs) or config.n_repeats > 0  # documents over episode-only entities
+    # practice over the relations' own entities: stories, drills (rebound among those entities only)
+    own_practice = any(d.meta.get("story") or d.meta.get("relation_entities") for d in docs)
     ep_half = config.n_episode_entities // 2
     ep_c, ep_m = w.ep_entities[:ep_half], w.ep_entities[ep_half:]
     known = set(fresh_pairs)
@@ -503,7 +525,7 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
               "entities": w.entities + (w.ep_entities if fresh else []),
               "heldout_relations": [list(p) for p in w.heldout],
               # training may draw new bindings for documents marked fresh: a permutation of each pool
-              **({"rebind_pools": [ep_c, ep_m]} if fresh else {}),
+              **({"rebind_pools": [ep_c, ep_m] + (relation_pools(w) if own_practice else [])} if fresh else {}),
               "vocabulary": sorted(set(w.entities) | (set(w.ep_entities) if fresh else set())
                                    | {".", *FORWARD.split(), *REVERSE.split()})})
 
