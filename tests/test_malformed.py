@@ -13,6 +13,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -191,6 +192,22 @@ FIELD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("ft-method", {"conditions": _cond(method="magic")}, "method"),
     ("ft-grad-clip-inf", {"conditions": _cond(grad_clip=float("inf"))}, "grad_clip"),
     ("ret-k-huge", {"conditions": _cond("retrieval", k=10**12)}, "beyond what any machine"),
+    ("ft-seq-len-over-window", {"conditions": _cond(seq_len=100_000, steps=1)},
+     "bad setting 'seq_len': 100000 exceeds the model's context (8192)"),
+    ("thinking-over-window", {"conditions": [{"name": "t", "model": "pretrained",
+                                              "context": {"kind": "thinking", "max_thought_tokens": 9000}}]},
+     "max_thought_tokens': 9000 exceeds the model's context"),
+    ("compare-unknown-condition", {"compare": [{"a": "pretrained", "b": "nope"}]},
+     "compare[0].b: no condition named 'nope'"),
+    ("compare-same", {"compare": [{"a": "pretrained", "b": "pretrained"}]}, "a and b are both"),
+    ("compare-unknown-dataset", {"conditions": [{"name": "pretrained"}, {"name": "in_context"}],
+                                 "compare": [{"a": "in_context", "b": "pretrained", "dataset": "nope"}]},
+     "compare[0].dataset: no dataset named 'nope'"),
+    ("compare-unknown-split", {"conditions": [{"name": "pretrained"}, {"name": "in_context"}],
+                               "compare": [{"a": "in_context", "b": "pretrained", "split": "sideways"}]},
+     "compare[0].split: no split 'sideways'"),
+    ("compare-not-a-list", {"compare": "in_context"}, "compare"),
+    ("compare-unknown-key", {"compare": [{"a": "pretrained", "b": "in_context", "splits": "x"}]}, "compare[0]"),
     ("scratch-model-mix", {"model": "scratch"}, "scratch"),
     ("scratch-needs-scratch-model", {"conditions": [{"name": "from_scratch"}]}, "set the config's model to 'scratch'"),
 ]
@@ -467,9 +484,74 @@ def test_garbage_gguf_prints_only_the_error(tmp_path):
     check_case(tmp_path, ["run", cfg, "--out", tmp_path / "run"], "not a GGUF")
 
 
+# ------------------------------------------------------------------------------------------ model files
+
+def _gguf(tensor_elements: int = 1000, version: int = 3) -> bytes:
+    """A GGUF header (one metadata string, one f32 tensor at offset 0) with no tensor data after it."""
+    import struct
+
+    def string(x: str) -> bytes:
+        return struct.pack("<Q", len(x.encode())) + x.encode()
+
+    head = b"GGUF" + struct.pack("<IQQ", version, 1, 1)
+    head += string("general.architecture") + struct.pack("<I", 8) + string("llama")
+    head += string("w") + struct.pack("<I", 1) + struct.pack("<Q", tensor_elements) + struct.pack("<IQ", 0, 0)
+    return head
+
+
+def _safetensors_folder(d: Path, declared: int, data: int) -> Path:
+    import struct
+
+    d.mkdir()
+    write(d / "config.json", json.dumps({"model_type": "llama"}))
+    header = json.dumps({"w": {"dtype": "F32", "shape": [declared // 4], "data_offsets": [0, declared]}}).encode()
+    write(d / "model.safetensors", struct.pack("<Q", len(header)) + header + b"\0" * data)
+    return d
+
+
+MODEL_FILE_CASES: list[tuple[str, Callable[[Path], Path], str]] = [
+    ("gguf-bad-version", lambda t: write(t / "m.gguf", b"GGUFjunkjunkjunk"), "GGUF version 1802401130 is not one"),
+    ("gguf-header-cut", lambda t: write(t / "m.gguf", _gguf()[:30]), "ends inside its header"),
+    ("gguf-no-tensor-data", lambda t: write(t / "m.gguf", _gguf()), "the GGUF file is truncated"),
+    ("gguf-version-1", lambda t: write(t / "m.gguf", _gguf(version=1)), "GGUF version 1 is not one"),
+    ("folder-config-not-json", lambda t: (t / "m").mkdir() or write(t / "m" / "config.json", "{nope") and t / "m",
+     "config.json: not valid JSON"),
+    ("folder-no-model-type", lambda t: (t / "m").mkdir() or write(t / "m" / "config.json", "{}") and t / "m",
+     "no 'model_type'"),
+    ("folder-no-weights", lambda t: (t / "m").mkdir() or write(t / "m" / "config.json", '{"model_type": "llama"}')
+     and t / "m", "no weights"),
+    ("safetensors-truncated", lambda t: _safetensors_folder(t / "m", 400, 10), "the safetensors file is truncated"),
+    ("safetensors-not", lambda t: _safetensors_folder(t / "m", 400, 400) and write(t / "m" / "model.safetensors",
+                                                                                   b"\xff" * 64) and t / "m",
+     "not a safetensors file"),
+]
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+@pytest.mark.parametrize("case", MODEL_FILE_CASES, ids=[c[0] for c in MODEL_FILE_CASES])
+def test_an_unreadable_model_file_fails_before_the_first_write(tmp_path, case, dry):
+    """Checked when the config is: one line saying what is wrong with the file (no Python class name),
+    exit 2, and no run folder."""
+    _, make, expect = case
+    model = make(tmp_path)
+    cfg = write(tmp_path / "c.yaml", yaml.safe_dump(base_config(model=str(model))))
+    line = check_case(tmp_path, ["run", cfg, "--out", tmp_path / "out"] + (["--dry-run"] if dry else []), expect)
+    assert not re.search(r"\b[A-Z][A-Za-z]*(Error|Exception)\b", line), line
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("dry", [False, True], ids=["run", "dry-run"])
+def test_a_seq_len_past_the_window_fails_before_the_first_write(tmp_path, dry):
+    cfg = write(tmp_path / "c.yaml", yaml.safe_dump(base_config(conditions=_cond(seq_len=100_000, steps=1))))
+    check_case(tmp_path, ["run", cfg, "--out", tmp_path / "out"] + (["--dry-run"] if dry else []),
+               "conditions[0] (finetune): bad setting 'seq_len': 100000 exceeds the model's context (8192)")
+    assert not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------------------ output paths
 
-OUT_CASES = ["file", "under-file", "not-a-run", "name-too-long", "different-finished-run", "config-is-dir"]
+OUT_CASES = ["file", "under-file", "not-a-run", "name-too-long", "different-finished-run", "config-is-dir",
+             "foreign-config"]
 
 
 @pytest.fixture(scope="module")
@@ -487,7 +569,7 @@ def test_bad_run_output(tmp_path, case, finished_run):
     out = tmp_path / "out"
     expect = {"file": "is a file", "under-file": "not a directory", "not-a-run": "not a genmodes run folder",
               "name-too-long": "255 bytes", "different-finished-run": "different config",
-              "config-is-dir": "not a file"}[case]
+              "config-is-dir": "not a file", "foreign-config": "holds a config.yaml but no manifest.json"}[case]
     if case == "file":
         write(out, "x")
     elif case == "under-file":
@@ -504,7 +586,25 @@ def test_bad_run_output(tmp_path, case, finished_run):
     elif case == "config-is-dir":
         out.mkdir()
         (out / "config.yaml").mkdir()
+    elif case == "foreign-config":
+        out.mkdir()
+        write(out / "config.yaml", "# my own notes, not a genmodes run\nname: mine\n")
+    def files() -> dict[Path, bytes]:
+        return {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} if case in ("not-a-run", "foreign-config",
+                                                                                  "different-finished-run") else {}
+    before = files()
     check_case(tmp_path, ["run", cfg, "--out", out], expect)
+    check_case(tmp_path, ["run", cfg, "--out", out, "--dry-run"], expect)
+    assert files() == before
+
+
+def test_an_empty_out_folder_is_fine(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = write(tmp_path / "c.yaml", yaml.safe_dump(base_config()))
+    rc, _, err = invoke(["run", cfg, "--out", out, "--no-report"])
+    assert rc == 0, err
+    assert (out / "manifest.json").is_file() and (out / "summary.csv").is_file()
 
 
 DATA_OUT_CASES = ["file", "under-file", "not-a-dataset", "name-too-long"]
@@ -557,6 +657,11 @@ REPORT_CASES: list[tuple[str, Callable[[Path], None], str]] = [
     ("config-bad-yaml", _raw("config.yaml", b"name: [\n"), "config.yaml"),
     ("config-list", _raw("config.yaml", b"- 1\n"), "mapping"),
     ("config-utf16", _raw("config.yaml", "name: t\n".encode("utf-16")), "UTF-16"),
+    ("empty-run", lambda r: _raw("results.jsonl", b"")(r) or _raw("cells.jsonl", b"")(r),
+     "no finished cell yet (0 of 1), nothing to report"),
+    ("rows-gone", _raw("results.jsonl", b""), "nothing to report"),
+    ("report-md-is-a-folder", lambda r: (r / "report.md").mkdir(), "report.md: it is a folder"),
+    ("figures-is-a-file", _raw("figures", b"mine"), "figures: it is not a folder"),
 ]
 
 
@@ -566,6 +671,28 @@ def test_bad_run_folder_for_report(tmp_path, case, finished_run):
     r = _run_copy(finished_run, tmp_path)
     edit(r)
     check_case(tmp_path, ["report", r], expect)
+
+
+def test_a_report_that_cannot_finish_leaves_the_old_one_and_no_new_file(tmp_path, finished_run, monkeypatch):
+    """The last move (report.md) fails: what was moved before it is put back."""
+    from genmodes import io as gio
+
+    r = _run_copy(finished_run, tmp_path)
+    rc, _, err = invoke(["report", r])
+    assert rc == 0, err
+    (r / "drilldown.html").unlink()  # a page the old report lacked: the failed one must not add it
+    before = {p: p.read_bytes() for p in r.rglob("*") if p.is_file()}
+    real = os.replace
+
+    def full_at_the_end(src, dst, *a, **kw):
+        # moving the new report.md into place (not writing it in the staging folder, nor putting back the old)
+        if Path(dst) == r / "report.md" and Path(src).parent.name.startswith(".report.tmp-"):
+            raise OSError(28, "No space left on device", str(dst))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(gio.os, "replace", full_at_the_end)
+    check_case(tmp_path, ["report", r], "no space left")
+    assert {p: p.read_bytes() for p in r.rglob("*") if p.is_file()} == before
 
 
 # ------------------------------------------------------------------------------------------ filesystems

@@ -137,6 +137,9 @@ def test_infinite_lr_is_a_config_error_and_a_diverging_run_stops_without_a_resul
     rc, _, err = invoke(["run", cfg, "--out", tmp_path / "run"])
     line = assert_one_line_error(rc, err, "training loss is nan")
     assert "lr 1e+08 too high" in line
+    # failed mid-run: the line says what is left and how to go on
+    assert f"{tmp_path / 'run'} keeps 0 finished cell(s): fix the cause and rerun the same command to resume, " \
+           f"or delete {tmp_path / 'run'} to start fresh" in line
     raw = err.split("\n")
     assert any(x.startswith("genmodes: error:") for x in raw), "the error line must not share the bar's line"
     assert not (tmp_path / "run" / "results.jsonl").exists() or \

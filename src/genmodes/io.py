@@ -126,6 +126,48 @@ def _normal_permissions(root: Path) -> None:
             os.chmod(os.path.join(dirpath, d), mode)
 
 
+def move_together(moves: list[tuple[Path, Path]], backups: Path) -> None:
+    """Move each staged ``(src, dst)`` into place, all or none. A ``dst`` that exists is kept in
+    ``backups`` (a folder on the same filesystem; a file by a hard link, so its place is never empty)
+    until every move has succeeded; if one fails, the moves made are undone and the error raised.
+    A destination whose type differs from its source (a folder where a file goes) is refused before
+    anything moves."""
+    for src, dst in moves:
+        if os.path.lexists(dst) and (src.is_dir() != (dst.is_dir() and not dst.is_symlink())):
+            what = "a folder" if dst.is_dir() else "not a folder"
+            raise DiskError(f"cannot write {dst}: it is {what}; move it away and try again")
+    undo: list[Any] = []
+    try:
+        for i, (src, dst) in enumerate(moves):
+            if os.path.lexists(dst):
+                backup = backups / f"old-{i}-{dst.name}"
+                if src.is_dir():
+                    os.replace(dst, backup)
+                else:
+                    try:
+                        os.link(dst, backup, follow_symlinks=False)
+                    except OSError:
+                        shutil.copy2(dst, backup, follow_symlinks=False)
+                undo.append(lambda d=dst, b=backup: (_remove(d), os.replace(b, d)))
+            else:
+                undo.append(lambda d=dst: _remove(d))
+            os.replace(src, dst)
+    except BaseException:
+        for step in reversed(undo):
+            try:
+                step()
+            except OSError:
+                pass
+        raise
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    elif os.path.lexists(p):
+        p.unlink()
+
+
 def replace_dir(src: Path, dst: Path) -> None:
     """Move the folder ``src`` to ``dst``. An existing ``dst`` is exchanged with ``src`` in one
     atomic step where the kernel can (then removed), else moved aside, replaced, and removed last:

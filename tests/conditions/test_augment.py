@@ -316,7 +316,7 @@ def test_audit_before_and_after_verification_match_a_hand_count(curse, tmp_path,
     # a judge that keeps exactly the statements true in the world (stands in for the model)
     know = set(curse.knowledge)
 
-    def judge(model, tok, ds, texts, sources, st, seed):
+    def judge(model, tok, ds, texts, sources, st, seed, kinds=None):
         parse = augment.get_family(ds.family).parse_statements
         keep = [bool(parse(t)) and all(f in know for f in parse(t)) for t in texts]
         return keep, {"kept": sum(keep), "dropped": len(texts) - sum(keep)}

@@ -111,3 +111,16 @@ def test_thinking_and_rl_stages_are_estimated_once_per_study_and_near_the_run(tm
     for ds in ("syl_a", "syl_b"):
         assert by[f"{ds}__finetune+thinking__s0"].test_s > by[f"{ds}__finetune__s0"].test_s
     assert actual / 10 < estimated < actual * 10, (estimated, actual)
+
+
+def test_training_to_the_gate_is_estimated_at_max_epochs_with_its_recall_checks(tmp_path):
+    """The stopping rule's cost is at most max_epochs of training plus one recall scoring per epoch."""
+    ft = {"lr": 1.0e-3, "batch_size": 4, "seq_len": 64, "until_recall": 0.9}
+    cfg = {**GRID, "conditions": [{"name": "few", "kind": "finetune", "settings": {**ft, "max_epochs": 2}},
+                                  {"name": "many", "kind": "finetune", "settings": {**ft, "max_epochs": 8}}]}
+    runner = Runner(load_config(write(tmp_path, cfg)), tmp_path / "run", progress=False)
+    runner.validate()
+    by = {r.cell: r for r in estimate(runner, calibrate(runner))}
+    few, many = by["rc__few__s0"], by["rc__many__s0"]
+    assert "at most" in few.note and "stops once recall reaches 0.9" in many.note
+    assert many.train_s > few.train_s * 1.5

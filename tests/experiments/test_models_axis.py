@@ -59,7 +59,8 @@ def test_models_make_a_grid_axis(tmp_path, second_model):
     assert a.keys() == b.keys() and a != b
     with open(out / "summary.csv") as f:
         summary = list(csv.DictReader(f))
-    assert list(summary[0]) == ["model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance"]
+    assert list(summary[0]) == ["model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance", "ci_low",
+                                  "ci_high", "gate"]
     assert {(s["model"], s["condition"]) for s in summary} == {(m, c) for m in ("tiny-random", second_model)
                                                                for c in ("pretrained", "in_context")}
     for s in summary:  # each model's accuracy is its own rows' accuracy

@@ -51,7 +51,8 @@ def test_run_writes_results_cells_and_summary(tmp_path):
     assert r["correct"] == (r["chosen"] == r["answer"])
     with open(out / "summary.csv") as f:
         reader = csv.DictReader(f)
-        assert reader.fieldnames == ["model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance"]
+        assert reader.fieldnames == ["model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance", "ci_low",
+                                    "ci_high", "gate"]
         summary = list(reader)
     assert {s["condition"] for s in summary} == {"pretrained", "in_context"}
     ic = next(c for c in cells if c["condition"] == "in_context")

@@ -59,7 +59,8 @@ def test_paired_comparisons_pair_by_seed_and_question():
     assert p.diff == pytest.approx(0.7) and (p.only_a, p.only_b) == (7, 0)
     assert p.p_mcnemar == pytest.approx(2 / 2 ** 7)
     assert p.ci[0] > 0.3 and p.ci[1] <= 1.0
-    assert re.fullmatch(r"icl - ft on reversal: \+70 points \[\d+, \d+\]", p.sentence())
+    assert re.fullmatch(r"icl - ft on d / reversal: \+70 points \[\d+, \d+\]", p.sentence())
+    assert p.p_holm == p.p_mcnemar  # one comparison: nothing to correct
 
 
 # ------------------------------------------------------------------------------------------ the report of a run
@@ -74,36 +75,51 @@ def _table(section: str) -> list[list[str]]:
 
 
 def test_statistics_and_paired_tables_agree_with_results(tiny_run):
+    from genmodes.experiments.statistics import accuracy
+    from genmodes.report import summarize
+
     out, md, _ = tiny_run
     rows = [json.loads(ln) for ln in (out / "results.jsonl").read_text().splitlines()]
     st = {(r[1], r[2]): r for r in _table(_section(md, "Statistics"))}
+    summary = {(s["split"], s["condition"]): s for s in summarize(load_run(out).results)}
     for (split, cond), r in st.items():
         mine = [x for x in rows if x["split"] == split and x["condition"] == cond]
         k, n = sum(x["correct"] for x in mine), len(mine)
-        lo, hi = stats.wilson_interval(k, n)
-        assert r[3] == str(n) and r[4] == f"{100 * k / n:.1f}%"
-        assert r[6] == f"{100 * stats.binomial_stderr(k, n):.1f}%"
-        assert r[7] == f"[{100 * lo:.1f}%, {100 * hi:.1f}%]"
+        groups = {}
+        for x in mine:
+            g = groups.setdefault((x["subtype"], x["seed"]), [0, 0])
+            g[0] += x["correct"]
+            g[1] += 1
+        a = accuracy(list(map(tuple, groups.values())))
+        s = summary[(split, cond)]
+        assert (a.low, a.high) == (s["ci_low"], s["ci_high"])
+        assert r[3] == str(n) and r[4] == str(k) and r[5] == f"{100 * k / n:.1f}%"
+        assert r[6] == f"[{100 * a.low:.1f}%, {100 * a.high:.1f}%]"
+        # simple_reversals' subtypes: several groups per split, so the cluster bootstrap
+        assert len(groups) > 1 and r[7] == f"cluster bootstrap over {len(groups)} groups"
         assert r[8] == f"{100 * sum(x['correct_norm'] for x in mine) / n:.1f}%"
     assert len(st) == 2 * 7
     paired = _table(_section(md, "Paired comparisons"))
-    assert len(paired) == 2 * 21  # 2 splits x C(7, 2) pairs
+    assert len(paired) == 2 * 21  # 2 splits x C(7, 2) pairs: no declared comparison in this config
+    assert "### Declared comparisons" not in md and "### All pairs" in md
     by = {(r[1], r[2]): r for r in paired}
     r = by[("reversal", "in_context - finetune")]
     ic = {x["question_id"]: x["correct"] for x in rows if x["condition"] == "in_context" and x["split"] == "reversal"}
     ft = {x["question_id"]: x["correct"] for x in rows if x["condition"] == "finetune" and x["split"] == "reversal"}
     diffs = [int(ic[q]) - int(ft[q]) for q in ic]
     lo, hi = stats.paired_bootstrap_ci(diffs)
+    assert r[0] == "rev"
     assert r[5] == f"{round(100 * sum(diffs) / len(diffs)):+d} points [{round(100 * lo)}, {round(100 * hi)}]"
     assert r[6] == str(diffs.count(1)) and r[7] == str(diffs.count(-1))
+    # Holm over the 42 pairs, from the table's own McNemar p values (rounded as shown)
+    raw = [stats.mcnemar_exact(int(x[6]), int(x[7])) for x in paired]
+    assert [x[9] for x in paired] == [_fmt_p(p) for p in stats.holm(raw)]
 
 
-def test_accuracy_table_uses_the_terminal_format_and_overview_is_embedded(tiny_run):
-    out, md, html = tiny_run
-    acc = _table(_section(md, "Accuracy").split("### ", 1)[1])
-    assert all(re.fullmatch(r"\d+\.\d% ± \d+\.\d%", c) for r in acc[:-1] for c in r[1:])
-    assert (out / "figures" / "overview.png").read_bytes()[:8] == PNG_MAGIC
-    assert html.count("data:image/png;base64,") == len(list((out / "figures").glob("*.png")))
+def _fmt_p(p):
+    from genmodes.report.details import _p
+
+    return _p(p)
 
 
 def test_provenance_names_hash_model_versions_and_config(tiny_run):
@@ -148,12 +164,19 @@ def test_drilldown_page_holds_every_question_offline(tiny_run):
         assert q["split"] == src.split and q["subtype"] == src.subtype
         for cond in data["columns"]:
             res, row = q["results"][cond], rows[(cond, q["id"])]
-            assert res["lp"] == [pytest.approx(s["logprob"], abs=1e-4) for s in row["scores"]]
+            # a baseline's own score (a count here), without the +1 that makes its pick the argmax
+            own = [s["logprob"] - (i == row["chosen"] and cond == "baseline_cooccurrence")
+                   for i, s in enumerate(row["scores"])]
+            assert res["lp"] == [pytest.approx(x, abs=1e-4) for x in own]
             assert res["chosen"] == row["chosen"] and res["correct"] == row["correct"]
-        # retrieval's documents: the question's support (oracle) plus one distractor
+        # retrieval's documents: the question's support (oracle) plus one distractor, readable by text
         assert set(src.support) <= set(q["results"]["rag"]["retrieved"])
         assert len(q["results"]["rag"]["retrieved"]) == len(set(src.support)) + 1
+        docs = ds.doc_index()
+        assert all(data["documents"]["rev"][i] == docs[i].text for i in q["results"]["rag"]["retrieved"])
         assert "retrieved" not in q["results"]["in_context"]
+    assert data["kinds"] == {"baseline_cooccurrence": "baseline"}  # its column is a score, not a log-probability
+    assert "baseline score" in page and "<details" not in page.split("<script", 1)[0]
     assert any("shared context: 12 of 12" in v for k, v in data["notes"].items() if k.endswith("|in_context"))
     for sel in ("f-dataset", "f-split", "f-subtype", "f-condition", "f-outcome"):
         assert f'id="{sel}"' in page

@@ -35,26 +35,51 @@ def group(n_correct, n, **kw):
 
 # ------------------------------------------------------------------------------------------ summarize
 
-def test_summarize_accuracy_and_stderr_over_subtype_seed_groups():
-    rows = (group(3, 4, subtype="a", seed=0) + group(2, 4, subtype="a", seed=1)
-            + group(1, 4, subtype="b", seed=0) + group(4, 4, subtype="b", seed=1))
+def test_summarize_pools_questions_and_bootstraps_subtype_seed_groups():
+    """Unequal groups (8, 3 and 1 questions, as the issue that changed this found them): the interval
+    is over questions and contains the pooled accuracy beside it, seeded, whatever the row order."""
+    import random
+
+    from genmodes.experiments.statistics import cluster_bootstrap_interval, wilson_interval
+
+    rows = group(2, 8, subtype="a") + group(3, 3, subtype="b") + group(0, 1, subtype="c")
     [s] = summarize(rows)
-    assert (s["dataset"], s["split"], s["condition"], s["n"]) == ("rev", "reversal", "pretrained", 16)
-    assert s["accuracy"] == pytest.approx(10 / 16)
-    # group accuracies .75 .5 .25 1.0: mean .625, squared deviations sum .3125, sample sd / sqrt(4)
-    assert s["stderr"] == pytest.approx(math.sqrt(0.3125 / 3) / 2)
+    assert (s["dataset"], s["split"], s["condition"], s["n"]) == ("rev", "reversal", "pretrained", 12)
+    assert s["accuracy"] == pytest.approx(5 / 12)  # pooled over questions, not a mean of subtype means
+    lo, hi = wilson_interval(5, 12)
+    b_lo, b_hi, b_sd = cluster_bootstrap_interval([(2, 8), (3, 3), (0, 1)])
+    assert (s["ci_low"], s["ci_high"]) == (min(lo, b_lo), max(hi, b_hi))
+    assert s["ci_low"] <= s["accuracy"] <= s["ci_high"]
+    assert s["ci_high"] - s["ci_low"] > hi - lo  # subtypes this different widen it past Wilson
+    assert s["stderr"] == pytest.approx(max(b_sd, math.sqrt(5 / 12 * 7 / 12 / 12)))
+    random.Random(1).shuffle(rows)
+    assert summarize(rows) == [s]  # the same interval in any order, run after run
     assert s["chance"] == pytest.approx(0.5)
 
 
-def test_summarize_binomial_fallback_for_one_group_and_mean_chance():
+def test_summarize_one_group_is_the_wilson_interval_and_mean_chance():
+    from genmodes.experiments.statistics import wilson_interval
+
     rows = group(3, 4, chance=0.5)
     rows[0].chance = rows[1].chance = 0.25  # questions with 4 choices among 2-choice ones
     [s] = summarize(rows)
     assert s["accuracy"] == pytest.approx(0.75)
+    assert (s["ci_low"], s["ci_high"]) == wilson_interval(3, 4)
     assert s["stderr"] == pytest.approx(math.sqrt(0.75 * 0.25 / 4))
     assert s["chance"] == pytest.approx(0.375)
     [perfect] = summarize(group(4, 4))
-    assert perfect["stderr"] == 0.0
+    assert perfect["stderr"] == 0.0 and perfect["ci_high"] == 1.0 and perfect["ci_low"] < 1.0
+
+
+def test_equal_groups_get_at_least_the_wilson_interval():
+    """Groups that agree leave the bootstrap nothing to resample but questions: never narrower than Wilson."""
+    from genmodes.experiments.statistics import wilson_interval
+
+    rows = (group(5, 10, subtype="a", seed=0) + group(5, 10, subtype="b", seed=0)
+            + group(5, 10, subtype="a", seed=1))
+    [s] = summarize(rows)
+    lo, hi = wilson_interval(15, 30)
+    assert s["ci_low"] <= lo and s["ci_high"] >= hi and s["ci_low"] <= 0.5 <= s["ci_high"]
 
 
 def test_summarize_orders_by_first_appearance():
@@ -71,7 +96,9 @@ def test_write_summary_csv_atomic_roundtrip(tmp_path):
     p = write_summary_csv(rows, tmp_path / "summary.csv")
     with p.open() as f:
         got = list(csv.DictReader(f))
-    assert list(got[0]) == ["model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance"]
+    assert list(got[0]) == ["model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance", "ci_low",
+                            "ci_high", "gate"]
+    assert all(float(g["ci_low"]) <= float(g["accuracy"]) <= float(g["ci_high"]) for g in got)
     assert [(g["condition"], int(g["n"]), float(g["accuracy"])) for g in got] == [("pretrained", 4, 0.75),
                                                                                  ("in_context", 2, 0.5)]
     assert sorted(x.name for x in tmp_path.iterdir()) == ["summary.csv"]  # no temporary left
@@ -100,7 +127,7 @@ def section(md, title):
 
 
 def acc(s):
-    return f"{100 * s['accuracy']:.1f}% ± {100 * s['stderr']:.1f}%"
+    return f"{100 * s['accuracy']:.1f}% [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]"
 
 
 def pct(x):
@@ -120,33 +147,38 @@ def test_report_accuracy_tables_match_the_runs_results(tiny_run):
     assert md.startswith("# Report: paper-report\n")
     assert "Model `tiny-random`" in md and "seeds 0" in md and "Cells finished: 7 of 7." in md
     rev = section(md, "rev (simple_reversals)")
-    summary = summarize(run.results)
+    summary = summarize(run.results, run.gates())
     splits = list(dict.fromkeys(s["split"] for s in summary))
-    assert md_row(rev, "condition")[1:] == [f"{sp} (chance 50%)" for sp in splits]
+    # the recall split is named; the trained conditions' recall gate sits in the last column
+    assert md_row(rev, "condition")[1:] == [f"{sp} ({'recall; ' if sp == 'forward' else ''}chance 50%)"
+                                            for sp in splits] + ["recall gate (90%)"]
     conditions = [c.name for c in run.config.conditions]
     assert [r[0] for r in rows_starting(rev, *[])[1:-1]] == conditions  # config order
     for s in summary:
-        assert md_row(rev, s["condition"])[1 + splits.index(s["split"])] == acc(s)
-        assert f">{acc(s)}</td>" in html
+        marked = " (not a test)" if s["gate"] == "fail" else ""
+        assert md_row(rev, s["condition"])[1 + splits.index(s["split"])] == acc(s) + marked
+        assert f">{acc(s)}{marked}</td>" in html
     n_per_split = [str(sum(r.split == sp and r.condition == "pretrained" for r in run.results)) for sp in splits]
-    assert md_row(rev, "questions")[1:] == n_per_split
+    assert md_row(rev, "n")[1:] == n_per_split + [""]
     # the runner's summary.csv is the same aggregation
     with (out / "summary.csv").open() as f:
         csv_rows = list(csv.DictReader(f))
-    assert [(r["condition"], r["split"], float(r["accuracy"])) for r in csv_rows] == \
-        [(s["condition"], s["split"], s["accuracy"]) for s in summary]
+    assert [(r["condition"], r["split"], float(r["accuracy"]), float(r["ci_low"]), float(r["ci_high"]))
+            for r in csv_rows] == [(s["condition"], s["split"], s["accuracy"], s["ci_low"], s["ci_high"]) for s in summary]
 
 
 def test_report_figures_exist_and_html_embeds_them(tiny_run):
     out, md, html = tiny_run
     figs = sorted(p.name for p in (out / "figures").iterdir())
     # finetune and aug train: their loss curves share one figure per dataset; in_context and
-    # icl_small (two budgets) draw accuracy against context length
-    assert figs == ["accuracy_rev.png", "context_rev.png", "loss_rev.png", "overview.png"]
+    # icl_small (two budgets) draw accuracy against context length; accuracy against compute per
+    # dataset; the paired differences (all pairs: the config declares none)
+    assert figs == ["accuracy_rev.png", "compute_rev.png", "context_rev.png", "loss_rev.png", "overview.png",
+                    "paired_differences.png"]
     for f in figs:
         assert (out / "figures" / f).read_bytes()[:8] == PNG_MAGIC
         assert f"](figures/{f})" in md
-    assert html.count('src="data:image/png;base64,') == 4
+    assert html.count('src="data:image/png;base64,') == len(figs)
     assert "<img" in html and "figures/" not in html  # self-contained: no file references
 
 
@@ -163,10 +195,10 @@ def test_augmentation_verification_recall_in_context_and_compute_tables(tiny_run
     [ver] = rows_starting(section(md, "Augmentation verification"), "rev", "aug")
     assert ver[3] == str(v["margin"]) and ver[5] == f"{v['before']['false']} -> {a['false']}"
     info = run.infos(cell["rag"])["context"].model_dump()
-    recall = section(md, "Retrieval recall@k")
-    assert md_row(recall, "dataset") == ["dataset", "condition", "seed", "k", "recall@k"] + \
-        [f"recall@k {s}" for s in info["recall_at_k_by_split"]]
-    assert md_row(recall, "rev")[:5] == ["rev", "rag", "0", "1", pct(info["recall_at_k"])]
+    recall = section(md, "Retrieval: hit@k and support recall")
+    assert md_row(recall, "dataset") == ["dataset", "condition", "seed", "k", "hit@k", "support recall@k"] + \
+        [x for s in info["recall_at_k_by_split"] for x in (f"hit@k {s}", f"support recall@k {s}")]
+    assert md_row(recall, "rev")[:6] == ["rev", "rag", "0", "1", pct(info["hit_at_k"]), pct(info["recall_at_k"])]
     # in context with a small budget: questions whose support was cut are left out of the second accuracy
     small = run.infos(cell["icl_small"])["context"].model_dump()
     gone = set(small["questions_without_support_ids"])
@@ -175,9 +207,14 @@ def test_augmentation_verification_recall_in_context_and_compute_tables(tiny_run
     kept = [r for r in rows if r.question_id not in gone]
     [ic] = rows_starting(section(md, "In context: documents kept and questions left without support"),
                          "rev", "icl_small")
+    from genmodes.experiments.statistics import accuracy_of, format_accuracy
+
+    def with_interval(these):
+        a = accuracy_of(these)
+        return f"{format_accuracy(a.accuracy, a.low, a.high)} (n={len(these)})"
+
     assert ic[3:] == [f"{small['documents_in_context']} of {small['documents']}", str(len(gone)),
-                      f"{pct(sum(r.correct for r in rows) / len(rows))} (n={len(rows)})",
-                      f"{pct(sum(r.correct for r in kept) / len(kept))} (n={len(kept)})"]
+                      with_interval(rows), with_interval(kept)]
     compute = section(md, "Compute: train time vs test time")
     col = md_row(compute, "dataset").index("context tokens / question")
     for c in run.cells:
@@ -239,11 +276,40 @@ def test_partial_run_reports_finished_cells(run_copy):
     assert "finetune" not in rev and "aug" not in rev
 
 
-def test_run_with_no_finished_cell_still_reports(run_copy):
+def test_run_with_no_finished_cell_is_one_line_and_writes_nothing(run_copy, capsys):
+    from genmodes import cli
+
     (run_copy / "results.jsonl").write_text("")
     (run_copy / "cells.jsonl").write_text("")
-    md = build_report(run_copy)[0].read_text()
-    assert "Cells finished: 0 of 7." in md and "No finished cells yet" in md
+    before = sorted(p.name for p in run_copy.iterdir())
+    with pytest.raises(GenmodesError, match=r"no finished cell yet \(0 of 7\), nothing to report"):
+        build_report(run_copy)
+    assert cli.main(["report", str(run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no finished cell yet" in err and "genmodes run" in err
+    assert sorted(p.name for p in run_copy.iterdir()) == before
+
+
+def test_cells_without_their_rows_are_left_out_not_a_traceback(run_copy, capsys):
+    """cells.jsonl lists finished cells whose rows results.jsonl lacks (it was emptied): one line, exit 2."""
+    from genmodes import cli
+
+    (run_copy / "results.jsonl").write_text("")
+    assert cli.main(["report", str(run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing to report" in err and "no rows in results.jsonl" in err
+    assert not (run_copy / "report.md").exists()
+
+
+def test_partial_run_report_names_what_is_missing_in_one_line(run_copy, tmp_path, capsys):
+    from genmodes import cli
+
+    run = load_run(run_copy)
+    rewrite(run_copy / "cells.jsonl", [c for c in run.cells if c.condition != "aug"])
+    assert cli.main(["report", str(run_copy), "--out", str(tmp_path / "rep")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("genmodes: note: the report covers 6 of 7 cells; missing rev__aug__s0")
+    assert (tmp_path / "rep" / "report.md").is_file()
 
 
 SCRATCH_CURVES = "Learning curves of the models trained from scratch"
@@ -299,7 +365,7 @@ def test_records_of_an_older_genmodes_and_odd_values_do_not_break_the_report(run
              if c.condition == "rag" else c for c in load_run(run_copy).cells]
     rewrite(run_copy / "cells.jsonl", cells)
     md = build_report(run_copy)[0].read_text()
-    assert "| rev | rag | 0 | – | 50% |" in section(md, "Retrieval recall@k")
+    assert "| rev | rag | 0 | – | – | 50% |" in section(md, "Retrieval: hit@k and support recall")
     assert not rows_starting(section(md, "Augmentation audit"), "rev", "rag")  # not rag's stage
     assert md_row(section(md, "Compute: train time vs test time"), "rev")  # the table is there
     assert rows_starting(section(md, "Compute: train time vs test time"), "rev", "rag")[0][4] == "–"

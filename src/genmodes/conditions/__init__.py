@@ -22,7 +22,7 @@ from typing import Any, Literal, Mapping
 
 from pydantic import ValidationError
 
-from genmodes.conditions.base import ContextStageInfo, Info, ModelStageInfo, Prepared
+from genmodes.conditions.base import ContextStageInfo, Info, ModelStageInfo, Prepared, settings_key
 from genmodes.errors import ConfigError
 
 # One registry per stage role: kind -> module (its path, imported when first used, or the module).
@@ -128,9 +128,9 @@ class Condition:
         """The kind and every setting with its default filled in: a changed default changes the results,
         so it changes the cell's key."""
         if self.model is None:
-            return {"kind": self.kind, "settings": self.baseline.model_dump(mode="json")}
-        return {"kind": self.kind, "model": {"kind": self.model, **self.model_settings.model_dump(mode="json")},
-                "context": {"kind": self.context, **self.context_settings.model_dump(mode="json")}}
+            return {"kind": self.kind, "settings": settings_key(self.baseline)}
+        return {"kind": self.kind, "model": {"kind": self.model, **settings_key(self.model_settings)},
+                "context": {"kind": self.context, **settings_key(self.context_settings)}}
 
 
 def _validate(cls: Any, settings: Mapping[str, Any], where: str, paths: Mapping[str, str] | None = None,

@@ -13,6 +13,8 @@ Sources of augmentations (``Settings.source``):
   it to the rest ("Dax are a type of fep ... feps can zarp -> dax can zarp") [P1, global augmentation].
   The training set is encoded once and its KV cache reused for every document
   (:class:`genmodes.generate.PrefixGenerator`).
+- ``local+global``: both, as P1 used them together: each part generated (and cached) as its own
+  source would be, verified against its own kind of support, then fine-tuned on together.
 - ``oracle``: the true reversals and inferences written from the ground truth
   (``Family.oracle_augmentations``): the upper bound that tells "augmentation helps" apart from "this
   model writes poor augmentations".
@@ -91,6 +93,14 @@ GLOBAL_PROMPT = "Document: {text}\nInferences:\n-"
 STOP = ("\n\n", "\nStatement:", "\nDocument:")
 
 
+GENERATED = ("local", "global")  # the sources the model writes; "local+global" is both
+
+
+def parts(source: str) -> list[str]:
+    """The generated sources a ``source`` setting stands for (none for ``oracle``)."""
+    return [p for p in GENERATED if p in source.split("+")]
+
+
 # the short form's augmentation keys that the flat settings rename (they clash with finetune's)
 FINETUNE_RENAMED = {"batch_size": "generation_batch_size"}
 
@@ -98,7 +108,7 @@ FINETUNE_RENAMED = {"batch_size": "generation_batch_size"}
 class Settings(FinetuneSettings):
     """``finetune``'s settings (the fine-tuning run on original + generated texts) plus these."""
 
-    source: Literal["local", "global", "oracle"] = "local"
+    source: Literal["local", "global", "local+global", "oracle"] = "local"
     generator: str | None = Field(default=None, description="model spec that writes the augmentations "
                                                             "(default: the model under study)")
     samples_per_document: int = Field(default=1, ge=1)
@@ -182,6 +192,9 @@ class Augmentation(Audit):
     examples: list[str] = Field(default_factory=list)
 
 
+RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
+
+
 class Info(FinetuneInfo):
     """The fine-tuning run on original + generated texts, the augmentation, and train-time compute
     counted in full (``train_seconds`` = generation + verification + fine-tuning)."""
@@ -195,24 +208,54 @@ class Info(FinetuneInfo):
 
 
 def validate(settings: Settings, check: StageCheck) -> None:
+    """finetune's checks, and a generator that loads and fits the new tokens (and the budget) in its
+    window."""
     from genmodes.conditions.finetune import validate as validate_finetune
 
     validate_finetune(settings, check)
+    if settings.source == "oracle":
+        return
+    specs = None
+    if settings.generator is not None:
+        from genmodes.errors import ModelError
+        from genmodes.models import check_spec
+
+        try:
+            check_spec(settings.generator)
+        except ModelError as e:
+            raise ConfigError(f"{check.where}: generator: {e}") from None
+        specs = [settings.generator]
+    check.check_window("max_new_tokens", settings.max_new_tokens, specs)
+    if settings.budget_tokens is not None:
+        check.check_window("budget_tokens", settings.budget_tokens, specs)
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
-    """The fine-tune on about twice the documents (plus one generated or oracle statement set each),
-    and generating the statements (local / global)."""
+    """The fine-tune on the documents and the augmentations (oracle: the texts themselves; generated:
+    every new token taken as a statement, an upper bound), generating them (local / global) and
+    verifying them in context (each statement against its alternatives after its support)."""
     docs = [d.text for d in cost.dataset.documents if settings.kinds is None or d.kind in settings.kinds]
-    out = cost.finetune("augmented_finetune", settings.finetune_settings(), docs * 2,
-                        shared_with=settings.source)
-    if settings.source in ("local", "global"):
-        n_docs = len(cost.dataset.documents) * (settings.augment_fraction or 1.0)
+    ft = settings.finetune_settings()
+    if settings.source == "oracle":
+        return cost.finetune("augmented_finetune", ft, docs + oracle_texts(cost.dataset), shared_with=settings.source)
+    n_docs = len(cost.dataset.documents) * (settings.augment_fraction or 1.0)
+    generated = round(n_docs * settings.samples_per_document * settings.max_new_tokens) * len(parts(settings.source))
+    out = cost.finetune("augmented_finetune", ft, docs, shared_with=settings.source, extra_tokens=generated)
+    for part in parts(settings.source):
         batches = math.ceil(n_docs * settings.samples_per_document / settings.generation_batch_size)
         out.train_s += cost.load_s + cost.generation(settings.generation_batch_size, batches, settings.max_new_tokens)
-        if settings.source == "global":
+        if part == "global":
             out.train_s += batches * cost.prefix_encoding(min(cost.block_tokens, cost.window))
+    if settings.verify == "in_context" and out.train_s > 0:
+        # a statement of ~VERIFY_STATEMENT_TOKENS tokens, scored with each alternative after its support
+        statements = generated / VERIFY_STATEMENT_TOKENS
+        support = cost.mean_document_tokens * (1 if settings.source == "local" else 4)
+        per = support + (1 + settings.verify_alternatives) * VERIFY_STATEMENT_TOKENS
+        out.train_s += statements * per * cost.score_rate
     return out
+
+
+VERIFY_STATEMENT_TOKENS = 12  # a generated statement of these families ("One type of fep is the dax.")
 
 
 # ------------------------------------------------------------------------------------------ text
@@ -516,10 +559,13 @@ def _support_docs(ds: Dataset, source_id: str | None, fact: Fact, source: str) -
 
 
 def verify_in_context(model: Any, tok: Any, ds: Dataset, texts: Sequence[str], sources: Sequence[str | None],
-                      settings: Settings, seed: int) -> tuple[list[bool], dict[str, Any]]:
+                      settings: Settings, seed: int,
+                      kinds: Sequence[str] | None = None) -> tuple[list[bool], dict[str, Any]]:
     """Keep/drop per text: kept when every fact it states beats each of its alternatives by the margin,
     scored by the one scorer with the support documents in context. Statements with no parsable fact
-    follow ``verify_unparsed``; a statement with no alternative to compare with is dropped."""
+    follow ``verify_unparsed``; a statement with no alternative to compare with is dropped. ``kinds``:
+    the source each text was generated by (local: judged with its document, global: with the
+    documents about its entities); default ``settings.source`` for all."""
     from genmodes.scoring import Scorer
 
     parse = get_family(ds.family).parse_statements
@@ -527,20 +573,21 @@ def verify_in_context(model: Any, tok: Any, ds: Dataset, texts: Sequence[str], s
     requests, owners = [], []
     keep = [settings.verify_unparsed == "keep"] * len(texts)
     no_alt = 0
-    for i, (text, src) in enumerate(zip(texts, sources)):
+    kinds = list(kinds) if kinds is not None else [settings.source] * len(texts)
+    for i, (text, src, kind) in enumerate(zip(texts, sources, kinds)):
         facts = parse(text) if parse is not None else []
         if not facts:
             continue
         keep[i] = True
         for f in facts:
-            support = _support_docs(ds, src, f, settings.source)
+            support = _support_docs(ds, src, f, kind)
             alts = alternatives(text, f, ds, settings.verify_alternatives, seed,
                                 context_facts=[g for d in support for g in d.facts])
             if not alts:
                 keep[i] = False
                 no_alt += 1
                 break
-            requests.append((_support_text(ds, src, f, settings.source), [" " + text, *(" " + a for a in alts)]))
+            requests.append((_support_text(ds, src, f, kind), [" " + text, *(" " + a for a in alts)]))
             owners.append(i)
     scores = scorer.score(requests, progress=False) if requests else []
     margins = []
@@ -564,8 +611,9 @@ def augmentations(ctx: CellContext, settings: Settings) -> tuple[list[str], dict
     if settings.source == "oracle":
         texts = oracle_texts(ctx.dataset)
         info: dict[str, Any] = {"generated_documents": len(texts), "generation_seconds": 0.0}
+        kinds = [settings.source] * len(texts)
     else:
-        texts, info = generate_augmentations(ctx, settings)
+        texts, info, kinds = _generated(ctx, settings)
     sources = info.pop("text_sources", [None] * len(texts))
     before = verify(ctx.dataset, texts)
     extra: dict[str, Any] = {}
@@ -574,7 +622,7 @@ def augmentations(ctx: CellContext, settings: Settings) -> tuple[list[str], dict
         model, tok = ctx.load_model(spec)
         model.eval()
         with Timer() as t:
-            keep, vinfo = verify_in_context(model, tok, ctx.dataset, texts, sources, settings, ctx.seed)
+            keep, vinfo = verify_in_context(model, tok, ctx.dataset, texts, sources, settings, ctx.seed, kinds)
         del model
         texts = [x for x, k in zip(texts, keep) if k]
         extra = {"verification": {**vinfo, "margin": settings.verify_margin, "seconds": round(t.seconds, 3),
@@ -585,6 +633,26 @@ def augmentations(ctx: CellContext, settings: Settings) -> tuple[list[str], dict
             "generated_texts": len(texts), **info, **verify(ctx.dataset, texts), **extra,
             "examples": texts[:3]}
     return texts, info
+
+
+def _generated(ctx: CellContext, settings: Settings) -> tuple[list[str], dict[str, Any], list[str]]:
+    """The generated statements of every part of ``settings.source`` (each generated and cached as that
+    source alone), their info summed over the parts, and the part each statement came from."""
+    texts: list[str] = []
+    kinds: list[str] = []
+    info: dict[str, Any] = {}
+    for part in parts(settings.source):
+        t, i = generate_augmentations(ctx, settings.model_copy(update={"source": part}))
+        texts += t
+        kinds += [part] * len(t)
+        for k, v in i.items():
+            if k in info and isinstance(v, (int, float, list)) and not isinstance(v, bool):
+                info[k] = info[k] + v  # counts, seconds and text sources add up over the parts
+            elif k in info and isinstance(v, str):
+                info[k] = f"{info[k]}; {v}"  # the parts' cache folders
+            else:
+                info[k] = v
+    return texts, info, kinds
 
 
 def build(ctx: CellContext, settings: Settings) -> Built:
@@ -607,7 +675,9 @@ def build(ctx: CellContext, settings: Settings) -> Built:
 def report_sections(view: Any) -> list[tuple]:
     """The augmentation audit (generated statements against the ground truth) and, where statements
     were verified in context, the audit before and after."""
-    return _audit_section(view) + _verification_section(view)
+    from genmodes.conditions.finetune import stopping_rule_section
+
+    return _audit_section(view) + _verification_section(view) + stopping_rule_section(view, lambda info: info)
 
 
 def _audit_section(view: Any) -> list[tuple]:

@@ -41,6 +41,11 @@ and, optionally, hooks the core calls instead of naming kinds:
   (``Prepared.question_details``), for its report section to read.
 - ``OWN_MODEL`` (model stages): the model spec of a stage that builds its own model (``scratch``);
   the config's model must then be that spec, and the condition is not exported to lm-eval.
+- ``RECALL_GATE = True`` (model stages that put the dataset's knowledge into the parameters): a
+  failure to generalize counts only where the model knows the facts, so after the stage builds its
+  model the core scores the dataset's recall splits on it with no context (unless the stage already
+  did, filling ``ModelStageInfo.recall_accuracy``) and the report and ``summary.csv`` mark every
+  latent result of the cell with its gate (:mod:`genmodes.experiments.gates`).
 """
 
 from __future__ import annotations
@@ -65,6 +70,25 @@ class Settings(BaseModel):
     """Base of every stage's settings: unknown keys are rejected, with the key named."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def settings_key(settings: BaseModel) -> dict[str, Any]:
+    """A stage's settings as they key its cells and artifacts: every field with its default filled in
+    (a changed default changes the results), except those its class lists in ``UNKEYED_WHEN_UNSET``
+    while they are None (fields added after runs that never set them; nested settings alike)."""
+    out = settings.model_dump(mode="json")
+    _drop_unset(settings, out)
+    return out
+
+
+def _drop_unset(model: BaseModel, dumped: dict[str, Any]) -> None:
+    for k in getattr(type(model), "UNKEYED_WHEN_UNSET", ()):
+        if dumped.get(k) is None:
+            dumped.pop(k, None)
+    for name in type(model).model_fields:
+        value = getattr(model, name, None)
+        if isinstance(value, BaseModel) and isinstance(dumped.get(name), dict):
+            _drop_unset(value, dumped[name])
 
 
 InfoT = TypeVar("InfoT", bound="Info")
@@ -103,6 +127,11 @@ class Info(BaseModel):
         """A line the per-question page shows under every question of the cell (a shared context)."""
         return None
 
+    def drilldown_documents(self) -> str | None:
+        """A JSON Lines file (relative to the run folder) of ``{"id", "text"}`` rows: the documents the
+        per-question page shows by text where a row lists them in ``retrieved``."""
+        return None
+
 
 class ModelStageInfo(Info):
     """What every model stage may report: the core's compute table, curves and exports read these."""
@@ -112,6 +141,12 @@ class ModelStageInfo(Info):
     loss_curve: list[tuple[int, float]] | None = None  # (optimizer step, training loss)
     checkpoint: str | None = None  # the folder of the weights this stage built (None: nothing saved)
     reused: bool | None = None  # True: loaded from an earlier cell's checkpoint
+    # The recall gate (a stage with RECALL_GATE): the cell's dataset's recall splits scored with no
+    # context on the built model. recall_splits None: no gate applies; [] or recall_accuracy None:
+    # the gate applies but recall was not scored (the study left its recall split out).
+    recall_splits: list[str] | None = None
+    recall_accuracy: float | None = None
+    recall_questions: int | None = None
 
     def checkpoints(self) -> list[str]:
         """Every checkpoint folder the built model depends on (an export checks they still exist)."""
@@ -130,6 +165,21 @@ class StageCheck:
     model_specs: list[str]  # the study's models
     datasets: dict[str, Dataset]  # the datasets this condition runs on, by config name (after designs)
     load_model: Callable[[str], Any]  # a model spec -> the model on the CPU (loaded once per study)
+    # a model spec -> its context window in tokens, read from its files (None: they do not say)
+    window: Callable[[str], int | None] = lambda spec: None
+
+    def check_window(self, setting: str, tokens: int, specs: Sequence[str] | None = None) -> None:
+        """A setting counted in tokens that must fit every model's window (``specs``: these models
+        instead of the study's, e.g. a generator); one-line :class:`ConfigError` otherwise."""
+        from genmodes.errors import ConfigError
+
+        specs = list(self.model_specs if specs is None else specs)
+        for spec in specs:
+            w = self.window(spec)
+            if w is not None and tokens > w:
+                on = f" ({spec})" if len(specs) > 1 or spec not in self.model_specs else ""
+                raise ConfigError(f"{self.where}: bad setting {setting!r}: {tokens} exceeds the model's "
+                                  f"context{on} ({w})")
 
 
 @dataclass
@@ -165,6 +215,10 @@ class CellContext:
     # and the config name of this cell's dataset; default: this dataset alone, under its family name
     datasets: dict[str, Dataset] = field(default_factory=dict)
     dataset_name: str = ""
+    # the study's scoring (a stage that scores questions itself, e.g. a stopping rule on recall, scores
+    # them as the cell will)
+    batch_tokens: int = 4096
+    chat_template: bool = False
 
     def __post_init__(self) -> None:
         if not self.dataset_name:
@@ -181,6 +235,14 @@ class CellContext:
         h = hashlib.sha256(json.dumps(full, sort_keys=True, default=str).encode()).hexdigest()[:16]
         root = self.shared_dir if self.shared_dir is not None else self.workdir / "shared"
         return root / kind / h
+
+    def recall_probe(self, datasets: dict[str, Dataset] | None = None) -> Any:
+        """The recall questions of this cell's dataset (or of ``datasets``), scored as the cell scores
+        (:class:`genmodes.training.recall.RecallProbe`)."""
+        from genmodes.training.recall import RecallProbe
+
+        return RecallProbe.of(datasets if datasets is not None else {self.dataset_name: self.dataset},
+                              batch_tokens=self.batch_tokens, chat_template=self.chat_template)
 
     def load_model(self, spec: str | None = None) -> tuple[Any, Any]:
         from genmodes.models import load_model

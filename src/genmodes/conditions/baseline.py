@@ -30,6 +30,13 @@ class Info(ModelStageInfo):
     prefix_tokens: int = 0
 
 
+def own_scores(logprobs: list[float], chosen: int) -> list[float]:
+    """A baseline's own scores of a question's choices, from the ``logprob`` values its results row
+    holds (which carry +1 on the pick, see :func:`prepare`): counts, lengths or probabilities, never
+    log-probabilities."""
+    return [s - (i == chosen) for i, s in enumerate(logprobs)]
+
+
 def prepare(ctx: CellContext, settings: Settings) -> Prepared:
     from genmodes.data.baselines import Baselines, pick
     from genmodes.scoring import ChoiceScore

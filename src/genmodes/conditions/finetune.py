@@ -29,8 +29,13 @@ class Settings(_Base, FinetuneSettings):
     kinds: list[str] | None = Field(default=None, min_length=1, description="document kinds to train on (default all)")
 
 
+RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
+
+
 class Info(ModelStageInfo):
-    """A fine-tuning run (:func:`genmodes.training.finetune.train`), trained here or reused."""
+    """A fine-tuning run (:func:`genmodes.training.finetune.train`), trained here or reused. With the
+    stopping rule (``until_recall``), the epochs it took are a result: ``epochs_trained`` of at most
+    ``max_epochs``, the recall after each epoch in ``recall_curve``."""
 
     method: str | None = None
     steps: int | None = None
@@ -45,6 +50,13 @@ class Info(ModelStageInfo):
     attention: str | None = None
     load_seconds: float | None = None  # reused: loading the checkpoint
     training_documents: int | None = None
+    until_recall: float | None = None
+    max_epochs: int | None = None
+    epochs_trained: int | None = None  # whole epochs when the stopping rule ended the run
+    recall_reached: bool | None = None
+    recall_curve: list[tuple[int, float]] | None = None  # (epoch, recall accuracy)
+    recall_by_dataset: dict[str, float] | None = None  # at the end, per dataset (finetune_all: every one)
+    recall_seconds: float | None = None  # the stopping rule's scoring (counted in train_seconds)
 
     @classmethod
     def of_run(cls, info: dict[str, Any], **more: Any) -> "Info":
@@ -54,8 +66,10 @@ class Info(ModelStageInfo):
 
 
 def validate(settings: Settings, check: StageCheck) -> None:
-    """Document kinds every dataset has, and LoRA target modules the model has."""
+    """Document kinds every dataset has, a ``seq_len`` within the model's window, and LoRA target
+    modules the model has."""
     check_kinds(settings, check)
+    check.check_window("seq_len", settings.seq_len)
     if settings.method == "lora" and settings.target_modules:
         for spec in check.model_specs:
             check_target_modules(check.load_model(spec), settings.target_modules,
@@ -87,8 +101,14 @@ def estimate(settings: Settings, cost: Any) -> StageCost:
     return cost.finetune("finetune", settings, docs)
 
 
-def checkpoint_dir(ctx: CellContext, settings: FinetuneSettings, texts: Sequence[str], tag: str = "finetune") -> Path:
-    return ctx.artifact_dir(tag, settings=settings.model_dump(exclude={"report_to"}), texts=texts_hash(texts))
+def checkpoint_dir(ctx: CellContext, settings: FinetuneSettings, texts: Sequence[str], tag: str = "finetune",
+                   recall: Any = None) -> Path:
+    """The run-wide folder of a fine-tuning run: keyed by its settings and texts, and under the stopping
+    rule by the recall questions it stops on (``recall``, a RecallProbe), which decide where it stops."""
+    key: dict[str, Any] = {"settings": settings.key(), "texts": texts_hash(texts)}
+    if settings.until_recall is not None:
+        key["recall"] = recall.key() if recall is not None else None
+    return ctx.artifact_dir(tag, **key)
 
 
 def load_finished(ctx: CellContext, settings: FinetuneSettings, path: Path) -> tuple[Any, Any, dict[str, Any]]:
@@ -97,21 +117,25 @@ def load_finished(ctx: CellContext, settings: FinetuneSettings, path: Path) -> t
 
 
 def train_on_texts(ctx: CellContext, settings: FinetuneSettings, texts: list[str],
-                   tag: str = "finetune") -> tuple[Any, Any, Info]:
+                   tag: str = "finetune", recall: Any = None) -> tuple[Any, Any, Info]:
     """Fine-tune ``ctx``'s model on ``texts``, or reuse the finished checkpoint of an identical run
-    (same model, dataset, seed, settings and texts). Returns (model, tokenizer, info); a LoRA model
-    is returned as a peft ``PeftModel`` with its adapter unmerged."""
+    (same model, dataset, seed, settings and texts; under the stopping rule, the same recall
+    questions). ``recall``: the RecallProbe the stopping rule scores (default: this cell's dataset's
+    recall splits). Returns (model, tokenizer, info); a LoRA model is returned as a peft
+    ``PeftModel`` with its adapter unmerged."""
     from genmodes.io import wait_lock
 
-    path = checkpoint_dir(ctx, settings, texts, tag)
+    if settings.until_recall is not None and recall is None:
+        recall = ctx.recall_probe()
+    path = checkpoint_dir(ctx, settings, texts, tag, recall)
     # Cells sharing this checkpoint may run at once (the Ray executor): the first trains it, the
     # others wait here and then load it, instead of training it again.
     with wait_lock(path.with_name(path.name + ".lock")):
-        return _train_or_load(ctx, settings, texts, tag, path)
+        return _train_or_load(ctx, settings, texts, tag, path, recall)
 
 
 def _train_or_load(ctx: CellContext, settings: FinetuneSettings, texts: list[str], tag: str,
-                   path: Path) -> tuple[Any, Any, Info]:
+                   path: Path, recall: Any) -> tuple[Any, Any, Info]:
     from genmodes.training.finetune import save_checkpoint, train
 
     if (path / DONE_MARKER).exists():
@@ -119,9 +143,21 @@ def _train_or_load(ctx: CellContext, settings: FinetuneSettings, texts: list[str
             model, tok, info = load_finished(ctx, settings, path)
         return model, tok, Info.of_run(info, reused=True, load_seconds=round(t.seconds, 3), checkpoint=str(path))
     model, tok = ctx.load_model()
-    model, info = train(model, tok, texts, settings, ctx.seed, progress=ctx.progress, desc=tag, log_dir=ctx.workdir)
+    model, info = train(model, tok, texts, settings, ctx.seed, progress=ctx.progress, desc=tag, log_dir=ctx.workdir,
+                        recall=recall if settings.until_recall is not None else None)
+    info.update(_gate_of_run(recall, info))
     save_checkpoint(model, tok, info, path)
     return model, tok, Info(**info, checkpoint=str(path))
+
+
+def _gate_of_run(recall: Any, info: dict[str, Any]) -> dict[str, Any]:
+    """A stopping rule over one dataset scored that dataset's recall on the final model: the gate's
+    figure (the core then does not score it again)."""
+    by = info.get("recall_by_dataset") or {}
+    if recall is None or len(by) != 1 or not info.get("recall_curve"):
+        return {}
+    return {"recall_splits": recall.splits, "recall_accuracy": info["recall_curve"][-1][1],
+            "recall_questions": len(recall.questions)}
 
 
 def training_documents(ctx: CellContext, settings: Settings) -> list[Document]:
@@ -137,3 +173,34 @@ def build(ctx: CellContext, settings: Settings) -> Built:
     docs = training_documents(ctx, settings)
     model, tok, info = train_on_texts(ctx, settings, [d.text for d in docs])
     return Built(model, tok, info=info.model_copy(update={"training_documents": len(docs)}))
+
+
+# ------------------------------------------------------------------------------------------ report
+
+def report_sections(view: Any) -> list[tuple]:
+    """Training to the gate: the epochs each stopping-rule run took, and its recall after each epoch."""
+    return stopping_rule_section(view, lambda info: info)
+
+
+def stopping_rule_section(view: Any, run_of: Any) -> list[tuple]:
+    """The stopping-rule runs among ``view``'s cells (``run_of(info)``: the fine-tuning run's Info in
+    the stage's, or None), one row per cell."""
+    body = []
+    for cell, info in view.cells:
+        ft = run_of(info)
+        if ft is None or ft.until_recall is None:
+            continue
+        curve = ", ".join(f"{e}: {view.pct_trim(a)}" for e, a in ft.recall_curve or [])
+        reached = "yes" if ft.recall_reached else "no"
+        body.append(view.label(cell) + [view.pct_trim(ft.until_recall), f"{ft.epochs_trained} of {ft.max_epochs}",
+                                        reached, view.num(ft.train_seconds), curve or view.DASH])
+    if not body:
+        return []
+    return [("h", 2, "Training to the gate"),
+            ("p", "Fine-tuning with a stopping rule (`until_recall`): the recall split(s) are scored with no "
+                  "context at the end of every epoch, and training stops at the first epoch where recall "
+                  "reaches the rule (every dataset's, for a study-wide fine-tune), or at `max_epochs` (the "
+                  "learning-rate schedule spans `max_epochs`). The epochs it took are a result: how long the "
+                  "facts needed. Train-time seconds include the recall checks."),
+            ("table", ["dataset", "condition", "seed", "until recall", "epochs", "reached",
+                       "train-time s", "recall after each epoch"], body)]

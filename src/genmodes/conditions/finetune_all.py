@@ -15,13 +15,16 @@ from typing import Any
 
 from genmodes.conditions.base import Built, CellContext, StageCost
 from genmodes.conditions.finetune import Info as _FTInfo, Settings as _FT, train_on_texts
-from genmodes.conditions.finetune import validate  # noqa: F401 - its hook: finetune's checks
+from genmodes.conditions.finetune import report_sections, validate  # noqa: F401 - its hooks: finetune's
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError
 
 
 class Settings(_FT):
     pass
+
+
+RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
 
 
 class Info(_FTInfo):
@@ -61,7 +64,9 @@ def finetune_all(ctx: CellContext, ft: _FT) -> tuple[Any, Any, Info]:
     docs = [d for d in sctx.dataset.documents if ft.kinds is None or d.kind in ft.kinds]
     if not docs:
         raise ConfigError(f"finetune_all: no documents of kinds {ft.kinds} in the study's datasets")
-    model, tok, info = train_on_texts(sctx, ft, [d.text for d in docs], tag="finetune_all")
+    # the stopping rule waits for every dataset's recall (one fine-tune holds them all)
+    recall = ctx.recall_probe(study_datasets(ctx)) if ft.until_recall is not None else None
+    model, tok, info = train_on_texts(sctx, ft, [d.text for d in docs], tag="finetune_all", recall=recall)
     return model, tok, Info(**{**info.model_dump(), "documents": len(docs), "datasets": sorted(study_datasets(ctx))})
 
 

@@ -63,6 +63,9 @@ class Settings(_Base, scratch.TrainConfig):
                 "format": scratch.FORMAT_VERSION}
 
 
+RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
+
+
 class Info(ModelStageInfo):
     """The trained model (``train_seconds``: training only, not the curve evaluations)."""
 

@@ -18,7 +18,6 @@ answered from context, and the report gives accuracy without them beside the ove
 
 from __future__ import annotations
 
-import math
 import random
 import sys
 from typing import Any, Sequence
@@ -203,10 +202,7 @@ def _support_section(view: Any) -> list[tuple]:
         rows = view.rows(cell)
         gone = set(info.questions_without_support_ids)
         kept = [r for r in rows if r.question_id not in gone]
-
-        def acc(rs: list[Any]) -> str:
-            return f"{view.pct_trim(sum(r.correct for r in rs) / len(rs))} (n={len(rs)})" if rs else view.DASH
-
+        acc = view.rows_accuracy
         n_gone = info.questions_without_support
         body.append(view.label(cell) + [f"{info.documents_in_context} of {info.documents}",
                                         view.DASH if n_gone is None else str(n_gone),
@@ -216,7 +212,8 @@ def _support_section(view: Any) -> list[tuple]:
     return [("h", 2, "In context: documents kept and questions left without support"),
             ("p", "When the documents exceed the model's window, a seeded subset is kept. A question none of whose "
                   "supporting documents was kept cannot be answered from context; accuracy on the questions whose "
-                  "support was in context excludes those."),
+                  "support was in context excludes those. Accuracies with their 95% interval over questions "
+                  "(see Statistics)."),
             ("table", ["dataset", "condition", "seed", "documents kept", "questions without support",
                        "accuracy", "accuracy, support in context"], body)]
 
@@ -262,7 +259,8 @@ def _length_curve(view: Any) -> list[tuple]:
         ("h", 2, "In-context accuracy against context length"),
         ("p", "Each in_context condition of a dataset is one point per model: x is the context actually scored "
               "per question (document block plus question, mean of the rows' context_tokens), y the accuracy, "
-              "one line per model and split; chance dashed. Budgets above a model's window are clipped to it "
+              "one line per model and split, with its 95% interval over questions (see Statistics); chance "
+              "dashed. Budgets above a model's window are clipped to it "
               "(marked 'clipped'). With support_per_question, every question's supporting document is in the "
               "block and the rest is distractors, so the curve measures length, not coverage.")]
     for ds, pts in sweeps.items():
@@ -276,15 +274,13 @@ def _length_curve(view: Any) -> list[tuple]:
                          dash if p["requested"] is None else f"{p['requested']:,}", used,
                          dash if p["documents"] is None else f"{p['documents']} of {p['of']}",
                          f"{p['tokens']:,.0f}"]
-                        + [(f"{view.pct(p['splits'][s]['accuracy'])} ± {view.pct(p['splits'][s]['stderr'])}"
-                            if s in p["splits"] else dash) for s in splits]
+                        + [view.accuracy(p["splits"][s]) if s in p["splits"] else dash for s in splits]
                         + [dash if p["without_support"] is None else str(p["without_support"])])
         out += [("h", 3, ds), ("table", headers, body)]
         lines = []
         for m in dict.fromkeys(p["model"] for p in pts):
             for s in splits:
-                line = [(p["tokens"], p["splits"][s]["accuracy"],
-                         0.0 if math.isnan(p["splits"][s]["stderr"]) else p["splits"][s]["stderr"])
+                line = [(p["tokens"], p["splits"][s]["accuracy"], p["splits"][s]["ci_low"], p["splits"][s]["ci_high"])
                         for p in pts if p["model"] == m and s in p["splits"]]
                 if line:
                     lines.append((f"{m} · {s}" if m else s, line))

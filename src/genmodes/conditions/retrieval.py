@@ -97,24 +97,44 @@ class Info(ContextStageInfo):
     contexts_longer_than_window: int | None = None
     window_tokens: int | None = None
     questions_short_of_k: int | None = None  # oracle: fewer than k distractors (the pool had no more)
+    # the retrieved documents' texts ({"id", "text"} rows), relative to the run folder: the drill-down shows them
+    documents_file: str | None = None
+
+    def drilldown_documents(self) -> str | None:
+        return self.documents_file
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
-    """The retrieved documents (k + the support, about) scored before every question."""
-    n = len(cost.dataset.questions)
-    return StageCost(test_s=n * (settings.k + 1) * cost.mean_document_tokens * cost.score_rate)
+    """The retrieved documents scored before every question: k for bm25 / dense; for the oracle each
+    question's support (at most ``max_support``) and k distractors."""
+    qs = cost.dataset.questions
+    if settings.method == "oracle":
+        cap = settings.max_support if settings.max_support is not None else float("inf")
+        docs = sum(min(len(q.support), cap) for q in qs) + settings.k * len(qs)
+    else:
+        docs = settings.k * len(qs)
+    return StageCost(test_s=docs * cost.mean_document_tokens * cost.score_rate)
 
 
 def report_sections(view: Any) -> list[tuple]:
-    cells = [(c, i) for c, i in view.cells if i.recall_at_k is not None]
+    cells = [(c, i) for c, i in view.cells if i.recall_at_k is not None or i.hit_at_k is not None]
     if not cells:
         return []
-    splits = list(dict.fromkeys(s for _, i in cells for s in i.recall_at_k_by_split))
-    body = [view.label(c) + [view.DASH if i.k is None else str(i.k), view.pct_trim(i.recall_at_k)]
-            + [view.pct_trim(i.recall_at_k_by_split.get(s)) for s in splits] for c, i in cells]
-    return [("h", 2, "Retrieval recall@k"),
-            ("p", "Share of questions whose supporting document(s) are among the k retrieved."),
-            ("table", ["dataset", "condition", "seed", "k", "recall@k"] + [f"recall@k {s}" for s in splits], body)]
+    splits = list(dict.fromkeys(s for _, i in cells for s in (*i.hit_at_k_by_split, *i.recall_at_k_by_split)))
+    pct = view.pct_trim
+    body = [view.label(c) + [view.DASH if i.k is None else str(i.k), pct(i.hit_at_k), pct(i.recall_at_k)]
+            + [x for s in splits for x in (pct(i.hit_at_k_by_split.get(s)), pct(i.recall_at_k_by_split.get(s)))]
+            for c, i in cells]
+    headers = (["dataset", "condition", "seed", "k", "hit@k", "support recall@k"]
+               + [x for s in splits for x in (f"hit@k {s}", f"support recall@k {s}")])
+    return [("h", 2, "Retrieval: hit@k and support recall"),
+            ("p", "Over the questions that list supporting documents: hit@k is the share of questions with at least "
+                  "one supporting document among the k retrieved (what a question needs when each supporting "
+                  "document states the whole premise); support recall@k is the mean share of a question's "
+                  "supporting documents retrieved (at most k / supports when a question has more supports than k, "
+                  "e.g. a fact stated in many paraphrases). The drill-down page shows each question's retrieved "
+                  "documents by text."),
+            ("table", headers, body)]
 
 
 # Retrievers: (documents, questions, k) -> retrieved document indices per question, best first.
@@ -287,8 +307,13 @@ class RetrievedContext:
         def doc(qid: str, i: str) -> Document:
             return trained[i] if i in trained and i not in support.get(qid, ()) else index[i]
 
-        self.blocks = {qid: render_documents([doc(qid, i) for i in ids], instruction, separator)
-                       for qid, ids in retrieved.items()}
+        self.texts: dict[str, str] = {}  # document id -> text as placed (first placement)
+        self.blocks = {}
+        for qid, ids in retrieved.items():
+            docs = [doc(qid, i) for i in ids]
+            for d in docs:
+                self.texts.setdefault(d.id, d.text)
+            self.blocks[qid] = render_documents(docs, instruction, separator)
 
     def __call__(self, q: Question) -> str:
         try:
@@ -326,4 +351,18 @@ def apply(ctx: CellContext, built: Built, settings: Settings) -> Prepared:
         # fewer than k distractors: the pool (of distractor_kinds) had no more documents
         info.questions_short_of_k = sum(len([i for i in retrieved[q.id] if i not in set(q.support)]) < settings.k
                                         for q in qs)
+    info.documents_file = _write_documents(ctx, context.texts)
     return Prepared(model, tok, question_context=context, info=info, retrieved=retrieved)
+
+
+def _write_documents(ctx: CellContext, texts: dict[str, str]) -> str:
+    """The retrieved documents' texts beside the cell's results, for the drill-down page; returns the
+    file's path relative to the run folder."""
+    import os
+
+    from genmodes.io import atomic_write, jsonl_bytes
+
+    path = ctx.workdir / "retrieved_documents.jsonl"
+    atomic_write(path, jsonl_bytes({"id": i, "text": t} for i, t in sorted(texts.items())), if_changed=True)
+    root = ctx.shared_dir.parent if ctx.shared_dir is not None else ctx.workdir.parent.parent
+    return os.path.relpath(path, root)

@@ -31,7 +31,8 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, field_validator
 
-from genmodes.conditions.base import Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCost, Timer
+from genmodes.conditions.base import (Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCheck,
+                                      StageCost, Timer, settings_key)
 from genmodes.conditions.finetune import Settings as FinetuneSettings, load_finished
 from genmodes.conditions.finetune_all import Info as FinetuneAllInfo, finetune_all, study_context, study_datasets
 from genmodes.data.types import Dataset, Question
@@ -74,6 +75,9 @@ class GRPOInfo(_Record):
     thought_length_curve: list[tuple[int, float]] = Field(default_factory=list)
     tokens_generated: int | None = None
     reward_terms_curves: dict[str, list[tuple[int, float]]] | None = None  # each term apart (unweighted)
+
+
+RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
 
 
 class Info(ModelStageInfo):
@@ -139,7 +143,9 @@ def rl_split(ds: Dataset, fraction: float, split_seed: int,
     groups = [g for g in _groups(ds.questions, vocab)]
     eligible = [g for g in groups if any(q.split not in recall for q in g)
                 and not any(question_entities(q, vocab) & foreign for q in g)]
-    eligible.sort(key=lambda g: hashlib.sha256(f"rl-{split_seed}-{g[0].id}".encode()).hexdigest())
+    # drawn by the group's first held-out question: scoring a recall split too (the gate) draws the same
+    eligible.sort(key=lambda g: hashlib.sha256(
+        f"rl-{split_seed}-{next(q for q in g if q.split not in recall).id}".encode()).hexdigest())
     n = round(fraction * len([g for g in groups if any(q.split not in recall for q in g)]))
     taken = eligible[:n]
     taken_ids = {q.id for g in taken for q in g}
@@ -226,7 +232,7 @@ def rl_questions(ctx: CellContext, s: Settings) -> list[Question]:
 
 def rl_checkpoint_dir(ctx: CellContext, s: Settings, questions: Sequence[Question]) -> Path:
     sctx = study_context(ctx)
-    return sctx.artifact_dir("rl", settings=s.model_dump(), questions=[q.id for q in questions],
+    return sctx.artifact_dir("rl", settings=settings_key(s), questions=[q.id for q in questions],
                              prompt_version=PROMPT_VERSION)
 
 
@@ -266,6 +272,14 @@ def build(ctx: CellContext, settings: Settings) -> Built:
     save_checkpoint(model, tok, info.model_dump(mode="json", exclude_none=True), path)
     shutil.rmtree(work, ignore_errors=True)
     return Built(model, tok, info.model_copy(update={"checkpoint": str(path)}))
+
+
+def validate(settings: Settings, check: StageCheck) -> None:
+    """The knowledge fine-tune's checks, and a thought that fits the model's window."""
+    from genmodes.conditions.finetune import validate as validate_finetune
+
+    validate_finetune(settings.finetune, dataclasses.replace(check, where=f"{check.where}: finetune"))
+    check.check_window("max_thought_tokens", settings.max_thought_tokens)
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
@@ -325,4 +339,6 @@ def report_sections(view: Any) -> list[tuple]:
     out += [("h", 2, "RL compute: train time"),
             ("p", "RL adds train-time compute: thoughts generated and scored in training, once for the study."),
             ("table", ["dataset", "condition", "RL steps", "RL tokens generated", "RL seconds"], compute)]
-    return out
+    from genmodes.conditions.finetune import stopping_rule_section
+
+    return out + stopping_rule_section(view, lambda info: info.finetune)

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import Field
 
 from genmodes.conditions.base import CellContext, ContextStageInfo, Info as _Record, Prepared, Settings as _Base
-from genmodes.conditions.base import StageCost, Timer
+from genmodes.conditions.base import StageCheck, StageCost, Timer
 from genmodes.training.thoughts import (PROMPT_VERSION, RECALL_INSTRUCTION, RETRIEVAL_LABELS,
                                         answer_context, audit_thought, generate_thoughts)
 
@@ -63,6 +63,11 @@ class Details(_Record):
     false: int | None = None  # of them, facts the world does not hold
     premises_stated: int | None = None
     premises: int | None = None
+
+
+def validate(settings: Settings, check: StageCheck) -> None:
+    """A thought fits the model's window."""
+    check.check_window("max_thought_tokens", settings.max_thought_tokens)
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
@@ -162,9 +167,7 @@ def _audit(view: Any, rows: list[tuple[Any, Details]]) -> list[tuple]:
         st = [r for r, d in rs if d.retrieval == "stated"]
         ns = [r for r, d in rs if d.retrieval != "stated"]
 
-        def acc(x: list[Any]) -> str:
-            return f"{view.pct(sum(r.correct for r in x) / len(x))} (n={len(x)})" if x else view.DASH
-
+        acc = view.rows_accuracy
         body.append([*key, str(n), *map(view.pct, share), acc(st), acc(ns)])
     return [("h", 2, "Implicit retrieval: did the thought state the facts the question needs?"),
             ("p", "Each thought is read with the dataset family's statement parser: `stated` (every premise of the "

@@ -45,7 +45,8 @@ def prepare_cell(study: Study, cell: Cell, datasets: dict[str, Dataset], workdir
 
     ctx = CellContext(model_spec=cell.model, dataset=datasets[str(cell.dataset.name)], seed=cell.seed,
                       workdir=workdir, shared_dir=shared_dir, model_cache=model_cache, device=device,
-                      progress=progress, datasets=dict(datasets), dataset_name=str(cell.dataset.name))
+                      progress=progress, datasets=dict(datasets), dataset_name=str(cell.dataset.name),
+                      batch_tokens=study.scoring.batch_tokens, chat_template=study.scoring.chat_template)
     torch.manual_seed(cell.seed)
     random.seed(cell.seed)
     with Timer() as t:
@@ -64,6 +65,39 @@ def prepare_cell(study: Study, cell: Cell, datasets: dict[str, Dataset], workdir
 
         prefix, context_for = wrap(prepared.tokenizer, prefix, context_for)
     return PreparedCell(prepared, prefix, context_for, t.seconds)
+
+
+def measure_recall(study: Study, cell: Cell, ds: Dataset, ready: PreparedCell, scores: list[list[Any]]) -> None:
+    """The recall gate of a model stage that learns the dataset (``RECALL_GATE``): its recall splits
+    scored on the built model with no context, into the model stage's record (``recall_*``). A cell
+    whose context stage adds nothing scored exactly that already (``scores``); any other cell scores
+    them again without its context. A stage that scored them already (a stopping rule) is left as it
+    is; a study that scores no recall split gets the gate with no recall (not a test)."""
+    from genmodes.conditions import model_stage
+    from genmodes.scoring import chosen
+    from genmodes.training.recall import RecallProbe, recall_questions
+
+    stages, prepared = cell.condition.stages, ready.prepared
+    if stages.is_baseline or not getattr(model_stage(stages.model), "RECALL_GATE", False):
+        return
+    info = prepared.model_info
+    if info is None or prepared.model is None:
+        return
+    splits = [s for s in ds.meta.get("recall_splits") or [] if s in ds.splits]
+    if info.recall_accuracy is not None and info.recall_splits == splits:
+        return
+    update: dict[str, Any] = {"recall_splits": splits, "recall_accuracy": None, "recall_questions": None}
+    if splits:
+        if not prepared.prefix and prepared.question_context is None:
+            right = [chosen(sc) == q.answer for q, sc in zip(ds.questions, scores) if q.split in splits]
+            accuracy, n = sum(right) / len(right), len(right)
+        else:
+            probe = RecallProbe(recall_questions(ds), batch_tokens=study.scoring.batch_tokens,
+                                chat_template=study.scoring.chat_template)
+            got = probe.score(prepared.model, prepared.tokenizer)
+            accuracy, n = got.accuracy, got.questions
+        update.update(recall_accuracy=round(accuracy, 6), recall_questions=n)
+    prepared.model_info = info.model_copy(update=update)
 
 
 def score_cell(study: Study, cell: Cell, ds: Dataset, ready: PreparedCell, *, progress: bool = True

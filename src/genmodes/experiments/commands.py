@@ -67,7 +67,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         runner = Runner(cfg, out, device=args.device, model_cache=args.cache, dtype=args.dtype)
         runner.validate()
         # another run's folder is refused now, not after hours; only this config's cells count as finished
-        same = runner.check_folder() == "same"
+        same = runner.check_folder() in ("same", "extend")
         print(f"{cfg.name}: calibrating {', '.join(cfg.model_specs)} (a few timed scoring and training steps) ...", flush=True)
 
         def say(msg: str) -> None:
@@ -138,7 +138,7 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
     for ds, rows in by_ds.items():
         splits = list(dict.fromkeys(r["split"] for r in rows))
         conds = list(dict.fromkeys(r["condition"] for r in rows))
-        t = Table(title=f"{ds}: accuracy ± stderr", title_justify="left")
+        t = Table(title=f"{ds}: accuracy [95% interval over questions]", title_justify="left")
         t.add_column("condition")
         for s in splits:
             chance = next(r["chance"] for r in rows if r["split"] == s)
@@ -153,5 +153,10 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
 
 
 def _fmt(r: dict[str, Any]) -> str:
-    acc, se = float(r["accuracy"]), float(r["stderr"])
-    return f"{acc:.1%} ± {se:.1%}" if se == se else f"{acc:.1%}"
+    """An accuracy with its 95% interval; a latent result of a model that failed its recall gate is
+    marked as not a test."""
+    from genmodes.experiments.gates import FAIL, NOT_A_TEST
+    from genmodes.experiments.statistics import format_accuracy
+
+    text = format_accuracy(r["accuracy"], r.get("ci_low"), r.get("ci_high"))
+    return text + (f" ({NOT_A_TEST})" if r.get("gate") == FAIL else "")

@@ -127,6 +127,9 @@ class ConditionSpec(_Strict):
     def composed(self) -> bool:
         return self.model is not None or self.context is not None
 
+    def spec_runs_on(self, dataset: str) -> bool:
+        return self.datasets is None or dataset in self.datasets
+
     def resolve(self, where: str | None = None) -> Any:
         """The model stage and context stage (or baseline) with validated settings
         (:class:`genmodes.conditions.Condition`); one-line :class:`ConfigError` naming the field, after
@@ -138,6 +141,35 @@ class ConditionSpec(_Strict):
                            where=where or f"condition {self.name!r}")
         return resolve(self.kind or self.name, self.settings,
                        where=f"{where} ({self.name})" if where else self.name)
+
+
+class Comparison(_Strict):
+    """A paired comparison the study declares: condition ``a`` minus condition ``b``, on ``split`` of
+    ``dataset`` (left out: every split, every dataset both conditions run on). The report tests the
+    declared comparisons as one family (Holm-corrected), apart from the exploratory all-pairs table."""
+
+    a: str  # a condition's name
+    b: str  # another condition's name: the difference is a - b
+    dataset: str | None = None  # a dataset's name (default: every dataset both run on)
+    split: str | None = Field(default=None, min_length=1)  # a split of it (default: every split)
+
+
+class SplitComparison(_Strict):
+    """A split contrast the study declares: split ``a`` minus split ``b`` of ``dataset`` (left out:
+    every dataset that has both), for each of ``conditions`` (left out: every condition), e.g. a
+    designed probe's congruent minus incongruent items. The two splits hold different questions, so
+    the report gives an unpaired bootstrap interval."""
+
+    a: str = Field(min_length=1)  # a split
+    b: str = Field(min_length=1)  # another split of the same dataset: the difference is a - b
+    conditions: list[str] | None = Field(default=None, min_length=1)
+    dataset: str | None = None
+
+    @model_validator(mode="after")
+    def _two(self) -> "SplitComparison":
+        if self.a == self.b:
+            raise ValueError(f"a and b are both {self.a!r}; contrast two splits")
+        return self
 
 
 class ScoringSpec(_Strict):
@@ -171,6 +203,14 @@ class RunConfig(_Strict):
     scoring: ScoringSpec = Field(default_factory=ScoringSpec)
     threads: int | None = Field(default=None, gt=0, le=MAX_THREADS)  # torch threads (default: torch's choice)
     resources: Resources | None = None  # per cell, under --executor ray (default: 1 CPU)
+    # A trained model's latent results count only where it knows the facts: its recall accuracy must
+    # reach this for the report to call them a test (genmodes.experiments.gates).
+    recall_gate: float = Field(default=0.9, gt=0, le=1, description="recall accuracy a trained model must reach "
+                                                                     "for its latent results to count")
+    # paired comparisons the study declares (the report tests them as one family, Holm-corrected)
+    compare: list[Comparison] = Field(default_factory=list, max_length=10_000)
+    # split contrasts the study declares (a designed probe's two halves), per condition
+    compare_splits: list[SplitComparison] = Field(default_factory=list, max_length=1_000)
 
     _name = field_validator("name")(classmethod(lambda cls, v: _check_name(v)))
 
@@ -228,7 +268,38 @@ class RunConfig(_Strict):
             if unknown:
                 raise ValueError(f"condition {c.name!r}: datasets: no dataset named {unknown[0]!r} "
                                  f"(have: {', '.join(map(str, names))})")
+        self._check_compare([str(n) for n in names])
+        conds = [c.name for c in self.conditions]
+        for i, sc in enumerate(self.compare_splits):
+            unknown = [c for c in sc.conditions or [] if c not in conds]
+            if unknown:
+                raise ValueError(f"compare_splits[{i}].conditions: no condition named {unknown[0]!r} "
+                                 f"(have: {', '.join(conds)})")
+            if sc.dataset is not None and sc.dataset not in names:
+                raise ValueError(f"compare_splits[{i}].dataset: no dataset named {sc.dataset!r} "
+                                 f"(have: {', '.join(map(str, names))})")
         return self
+
+    def _check_compare(self, datasets: list[str]) -> None:
+        """Declared comparisons name conditions and datasets of this config, and a dataset both run on
+        (their splits are checked once the datasets are built: :func:`check_compare_splits`)."""
+        conds = {c.name: c for c in self.conditions}
+        for i, cmp in enumerate(self.compare):
+            for side in ("a", "b"):
+                name = getattr(cmp, side)
+                if name not in conds:
+                    raise ValueError(f"compare[{i}].{side}: no condition named {name!r} "
+                                     f"(have: {', '.join(conds)})")
+            if cmp.a == cmp.b:
+                raise ValueError(f"compare[{i}]: a and b are both {cmp.a!r}; compare two conditions")
+            if cmp.dataset is not None and cmp.dataset not in datasets:
+                raise ValueError(f"compare[{i}].dataset: no dataset named {cmp.dataset!r} "
+                                 f"(have: {', '.join(datasets)})")
+            both = [d for d in ([cmp.dataset] if cmp.dataset else datasets)
+                    if conds[cmp.a].spec_runs_on(d) and conds[cmp.b].spec_runs_on(d)]
+            if not both:
+                where = f"dataset {cmp.dataset!r}" if cmp.dataset else "any dataset"
+                raise ValueError(f"compare[{i}]: {cmp.a!r} and {cmp.b!r} do not both run on {where}")
 
 
 def _loc(err: dict[str, Any]) -> str:
@@ -307,8 +378,16 @@ class Study:
         return self.config.resources
 
     @property
+    def recall_gate(self) -> float:
+        return self.config.recall_gate
+
+    @property
     def model_specs(self) -> list[str]:
         return self.config.model_specs
+
+    @property
+    def compare(self) -> list[Comparison]:
+        return self.config.compare
 
     @property
     def several_models(self) -> bool:
@@ -392,6 +471,32 @@ def _check_parts(cfg: RunConfig, source: str, check_paths: bool = True) -> tuple
     return tuple(out)
 
 
+def check_compare_splits(study: Study, datasets: dict[str, Any]) -> None:
+    """Each declared comparison's ``split`` is a split of a dataset both its conditions run on
+    (``datasets``: the study's datasets as built, by name); one-line :class:`ConfigError` otherwise."""
+    for i, cmp in enumerate(study.compare):
+        if cmp.split is None:
+            continue
+        a, b = study.condition(cmp.a), study.condition(cmp.b)
+        names = [n for n in datasets if (cmp.dataset is None or n == cmp.dataset) and a.runs_on(n) and b.runs_on(n)]
+        have = list(dict.fromkeys(q.split for n in names for q in datasets[n].questions))
+        if cmp.split not in have:
+            raise ConfigError(f"compare[{i}].split: no split {cmp.split!r} in "
+                              f"{', '.join(map(repr, names))} (have: {', '.join(have)})")
+
+
+def check_split_contrasts(study: Study, datasets: dict[str, Any]) -> None:
+    """Each declared split contrast names two splits of a dataset (``datasets``: the study's datasets as
+    built, by name); one-line :class:`ConfigError` otherwise."""
+    for i, sc in enumerate(study.config.compare_splits):
+        names = [n for n in datasets if sc.dataset is None or n == sc.dataset]
+        have = list(dict.fromkeys(q.split for n in names for q in datasets[n].questions))
+        for side in ("a", "b"):
+            if getattr(sc, side) not in have:
+                raise ConfigError(f"compare_splits[{i}].{side}: no split {getattr(sc, side)!r} in "
+                                  f"{', '.join(map(repr, names))} (have: {', '.join(have)})")
+
+
 def read_raw(path: str | os.PathLike) -> Any:
     """The config file's YAML, read with the size, encoding and nesting limits (one line on error)."""
     from genmodes.io import read_text
@@ -424,6 +529,13 @@ def dump_config(study: Study | RunConfig) -> str:
     # (a run folder compares its config.yaml text to decide it is the same run)
     d.pop("models" if cfg.models is None else "model")
     d.pop("resources", None)  # placement, not content (see Resources)
+    if cfg.recall_gate == RunConfig.model_fields["recall_gate"].default:
+        d.pop("recall_gate")  # as before gates existed: a resumed run's config.yaml reads the same
+    for key in ("compare", "compare_splits"):
+        if not d.get(key):
+            d.pop(key, None)  # a config without comparisons dumps as before they existed
+        else:  # unset fields left out, so the file reads like the config that declared them
+            d[key] = [{k: v for k, v in c.items() if v is not None} for c in d[key]]
     for c, spec in zip(d["conditions"], cfg.conditions):
         c.pop("resources", None)
         if spec.composed:  # the stages say it all (and a kind beside them would not parse back)

@@ -172,7 +172,8 @@ def _step_seconds(runner: Any, ft: Any, texts: list[str]) -> float:
         # enough text for n full steps, whatever the dataset's size
         need = n * ft.batch_size * ft.seq_len * 6
         pool = (texts * (1 + need // max(1, sum(map(len, texts)))))
-        s = ft.model_copy(update={"steps": n, "epochs": None, "warmup_steps": 0, "report_to": []})
+        s = ft.model_copy(update={"steps": n, "epochs": None, "warmup_steps": 0, "report_to": [], "until_recall": None,
+                                  "max_epochs": None})
         train(model, tok, pool, s, 0, progress=False)
 
     return _marginal_step(runner, steps)
@@ -305,16 +306,37 @@ class CellCost:
         return True
 
     def finetune(self, tag: str, ft: Any, texts: list[str], study_wide: bool = False,
-                 shared_with: Any = None) -> StageCost:
-        """A fine-tuning run on ``texts`` (counted once per identical run, as its checkpoint is shared)."""
+                 shared_with: Any = None, extra_tokens: int = 0) -> StageCost:
+        """A fine-tuning run on ``texts`` (counted once per identical run, as its checkpoint is shared);
+        ``extra_tokens``: training tokens of texts not known before the run (generated ones), per epoch."""
+        import math
+
         from genmodes.training.finetune import encode_examples, examples_from_texts, plan_rows
 
         if not self.first([tag, ft.model_dump(mode="json"), shared_with], study_wide):
             return StageCost(note="shares a checkpoint built by an earlier cell")
-        if ft.steps is None and ft.epochs is None:
+        if ft.steps is None and ft.planned_epochs is None:
             ft = ft.model_copy(update={"epochs": 10})  # finetune's default
-        _, steps = plan_rows(encode_examples(self.tokenizer, examples_from_texts(texts, ft.sentence_split)), ft)
-        return StageCost(train_s=self.load_s + steps * self._est.finetune_step(ft))
+        encoded = encode_examples(self.tokenizer, examples_from_texts(texts, ft.sentence_split))
+        _, steps = plan_rows(encoded, ft)
+        if extra_tokens and ft.steps is None:
+            tokens = sum(len(ids) for ids, _ in encoded) + extra_tokens
+            steps = math.ceil(math.ceil(float(ft.planned_epochs) * tokens / ft.seq_len) / ft.batch_size)
+        cost = StageCost(train_s=self.load_s + steps * self._est.finetune_step(ft))
+        if ft.until_recall is not None:
+            # the stopping rule: at most max_epochs, each followed by scoring the recall questions
+            datasets = self.datasets if study_wide else {self.dataset_name: self.dataset}
+            cost.train_s += ft.max_epochs * self.recall_scoring(datasets)
+            cost.note = f"at most: stops once recall reaches {ft.until_recall:g}"
+        return cost
+
+    def recall_scoring(self, datasets: dict[str, Any]) -> float:
+        """Scoring the recall splits of ``datasets`` once, with no context."""
+        from genmodes.training.recall import recall_questions
+
+        tok = self.tokenizer
+        return sum(_q_tokens(tok, q) * self._est.cal.score_s_per_token.get(name, self.score_rate)
+                   for name, ds in datasets.items() for q in recall_questions(ds))
 
 
 class Estimator:

@@ -516,8 +516,11 @@ def to_lm_eval_condition(run_dir: str | os.PathLike, dest: str | os.PathLike, co
     try:
         args = _model_args(model, tok, staging, {})
         final_args = args.replace(str((staging / "model").resolve()), str((out / "model").resolve()))
+        from genmodes.experiments.gates import export_metadata, run_threshold
+
         extra = {"run": str(Path(run_dir).resolve()), "condition": condition, "cell": record.cell,
-                 "model_args": final_args, "batch_size": batch_size, "questions": len(ds.questions)}
+                 "model_args": final_args, "batch_size": batch_size, "questions": len(ds.questions),
+                 **export_metadata(record, run_threshold(run_dir))}
         tasks = to_lm_eval(ds, out, name=prefix, contexts=contexts, extra=extra)
         if (staging / "model").is_dir():
             os.replace(staging / "model", out / "model")

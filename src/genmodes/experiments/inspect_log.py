@@ -44,7 +44,7 @@ def _cell_rows(run: Path, cell: str) -> dict[str, Any]:
     return {r.question_id: r for r in read_records(path, ResultRow)}
 
 
-def _sample(q: Any, row: Any, context: str, model_name: str) -> Any:
+def _sample(q: Any, row: Any, context: str, model_name: str, gate: str = "") -> Any:
     from inspect_ai.log import EvalSample
     from inspect_ai.model import ChatMessageAssistant, ChatMessageUser, ModelOutput
     from inspect_ai.scorer import CORRECT, INCORRECT, Score
@@ -60,6 +60,8 @@ def _sample(q: Any, row: Any, context: str, model_name: str) -> Any:
                             "context_tokens": row.context_tokens})
     meta: dict[str, Any] = {"split": q.split, "subtype": q.subtype, "chance": row.chance, "answer": q.answer,
                             "question_context": q.context}
+    if gate:  # the cell's recall gate on this (latent) split: fail means the result is not a test
+        meta["gate"] = gate
     if row.retrieved is not None:
         meta["retrieved"] = row.retrieved
     if row.details:
@@ -118,7 +120,11 @@ def to_inspect(run_dir: str | os.PathLike, dest: str | os.PathLike, condition: s
     if missing:
         raise DataError(f"{run}: cell {record.cell} has no result for question {missing[0]!r}; rerun the config")
     model_name = f"genmodes/{record.model}" if record.model_info is not None else f"genmodes/{record.condition_kind}"
-    samples = [_sample(q, rows[q.id], contexts[q.id], model_name) for q in ds.questions]
+    from genmodes.experiments.gates import export_metadata, run_threshold, split_gate
+
+    threshold = run_threshold(run)
+    samples = [_sample(q, rows[q.id], contexts[q.id], model_name, split_gate(record, threshold, q.split))
+               for q in ds.questions]
     ordered = [rows[q.id] for q in ds.questions]
     task = f"{record.dataset}/{record.condition}"
     ident = hashlib.sha256(f"{run.resolve()}|{record.cell}|{record.key}".encode()).hexdigest()[:22]
@@ -130,7 +136,7 @@ def to_inspect(run_dir: str | os.PathLike, dest: str | os.PathLike, condition: s
         metadata={"run": str(run.resolve()), "cell": record.cell, "condition": record.condition,
                   "condition_kind": record.condition_kind, "model_stage": record.model_stage,
                   "context_stage": record.context_stage, "seed": record.seed, "dataset_hash": record.dataset_hash,
-                  "model_spec": record.model, "info": record.info})
+                  "model_spec": record.model, "info": record.info, **export_metadata(record, threshold)})
     plan = EvalPlan(name="genmodes", steps=[EvalPlanStep(solver=f"genmodes/{record.condition_kind}",
                                                          params=record.key_parts.get("condition") or {})])
     log = EvalLog(status="success", eval=spec, plan=plan, results=_results(ordered),

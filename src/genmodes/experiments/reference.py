@@ -172,6 +172,7 @@ def sections() -> list[Section]:
              cfg.ConditionSpec: ("conditions[]", "One condition of the grid: a short form (`kind`, `settings`) "
                                                  "or a model stage and a context stage (`model`, `context`)."),
              cfg.ScoringSpec: ("scoring", "How every condition is scored."),
+             cfg.Comparison: ("compare[]", ""),
              cfg.Resources: ("resources", "")}
     refs: dict[type, str] = {m: f"`{key}`" for m, (key, _) in parts.items()}
     refs.update(_stage_refs(MODEL_STAGES, "model stage"))

@@ -8,10 +8,13 @@ from them.
     shared/          artifacts several cells share (fine-tuned checkpoints, generation caches)
     results.jsonl    one row per question per finished cell, in grid order (records.ResultRow)
     cells.jsonl      one row per finished cell (records.CellRecord)
-    summary.csv      model,dataset,split,condition,n,accuracy,stderr,chance
+    summary.csv      model,dataset,split,condition,n,accuracy,stderr,chance,ci_low,ci_high,gate
 
 A folder whose config changed is refused only once a cell of it has finished: until then it holds no
-result, so it is not "another run". The top-level files are rebuilt (atomically) from finished cells
+result, so it is not "another run". A changed config that keeps every finished cell (same id, same
+dataset spec, condition settings, model, seed and scoring) extends the run: only the new cells are
+computed, and the top-level files are rebuilt. A folder that is not a run (no manifest, no finished
+cell) is never written into. The top-level files are rebuilt (atomically) from finished cells
 after every cell, so a run killed at any moment and started again has no lost and no duplicated rows.
 """
 
@@ -75,6 +78,13 @@ def _describe_keys(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     return bits
 
 
+def config_key(study: Study, cell: Cell) -> dict[str, Any]:
+    """What the config says a cell computes: the config's part of its key
+    (:func:`genmodes.experiments.grid.key_parts`, without what the data and the weights add)."""
+    return {"dataset": cell.dataset.model_dump(mode="json", exclude={"name"}), "condition": cell.condition.stages.key(),
+            "model": cell.model, "seed": cell.seed, "scoring": study.scoring.model_dump(mode="json")}
+
+
 def config_change(old_text: str, new_text: str) -> str:
     """The top-level config entries that differ (``seeds``, ``conditions``, ...)."""
     import yaml
@@ -119,9 +129,10 @@ class RunFolder:
 
     # -- may a run use it
     def check(self) -> str:
-        """Whether the run may use its folder, writing nothing: "same" (this config's run),
-        "replace" (an earlier attempt with no finished cell), "new" (absent, or empty). Raises
-        :class:`ConfigError` for a folder that is another run or not a run folder."""
+        """Whether the run may use its folder, writing nothing: "same" (this config's run), "extend"
+        (this run with cells added: every finished cell is in the new grid and computes the same
+        thing), "replace" (an earlier attempt with no finished cell), "new" (absent, or empty).
+        Raises :class:`ConfigError` for a folder that is another run or not a run folder."""
         text = dump_config(self.study)
         cfg_path = self.out / "config.yaml"
         if self.out.exists() and not self.out.is_dir():
@@ -132,14 +143,20 @@ class RunFolder:
             except GenmodesError:
                 old = None
             if old == text:
-                return "same"
+                return "same"  # this study's config as genmodes writes it: a run of it, not started or older
+            if not self._is_run():
+                raise ConfigError(f"{self.out} holds a config.yaml but no {MANIFEST}: not a genmodes run folder, "
+                                  "left as it is; pass another --out (an empty or new folder)")
             finished = self.finished_ids()
-            if finished:
-                changed = config_change(old, text) if old is not None else "config.yaml"
-                raise ConfigError(f"{self.out} holds a run of a different config (changed: {changed}; "
-                                  f"{len(finished)} finished cell(s)); to start fresh pass another --out or "
-                                  "delete the folder")
-            return "replace"
+            if not finished:
+                return "replace"
+            why = self.not_an_extension(old, finished) if old is not None else "config.yaml is unreadable"
+            if why is None:
+                return "extend"
+            changed = config_change(old, text) if old is not None else "config.yaml"
+            raise ConfigError(f"{self.out} holds a run of a different config (changed: {changed}; {why}; "
+                              f"{len(finished)} finished cell(s)); to start fresh pass another --out or "
+                              "delete the folder")
         if cfg_path.exists() or cfg_path.is_symlink():
             raise ConfigError(f"{cfg_path} is not a file; pass another --out")
         try:
@@ -148,9 +165,43 @@ class RunFolder:
             entries = []
         except OSError as e:
             raise DiskError(disk_error_message(e, self.out) or str(e)) from None
-        if entries:
+        if not entries:
+            return "new"
+        if self.finished_ids():
+            raise ConfigError(f"{self.out} holds finished cells but no config.yaml; pass another --out")
+        if not (self.out / MANIFEST).is_file():
             raise ConfigError(f"{self.out} exists and is not a genmodes run folder; pass another --out")
-        return "new"
+        return "replace"  # a manifest alone: an attempt stopped before it wrote config.yaml
+
+    def _is_run(self) -> bool:
+        """A genmodes run folder: it has a manifest (written first), or finished cells (a run of a
+        version that wrote its manifest later)."""
+        return (self.out / MANIFEST).is_file() or bool(self.finished_ids())
+
+    def not_an_extension(self, old_text: str, finished: list[str]) -> str | None:
+        """Why the study is not the run of ``old_text`` with cells added (None: it is). A finished
+        cell must stay in the grid and compute the same thing: the same dataset spec, resolved
+        condition settings, model, seed and scoring (what changes with the data or the weights is
+        each cell's key, checked when the run starts, as for an unchanged config)."""
+        import yaml
+
+        from genmodes.experiments.config import parse_config
+
+        try:
+            old = parse_config(yaml.safe_load(old_text), source="config.yaml", check_paths=False)
+        except (GenmodesError, yaml.YAMLError):
+            return "its config.yaml no longer parses"
+        old_cells = {c.id: c for c in grid(old)}
+        new_cells = {c.id: c for c in grid(self.study)}
+        for cell_id in finished:
+            if cell_id not in old_cells:
+                continue  # not a cell of that run (its summary never listed it)
+            if cell_id not in new_cells:
+                return f"finished cell {cell_id} is not in the new config"
+            a, b = config_key(old, old_cells[cell_id]), config_key(self.study, new_cells[cell_id])
+            if a != b:
+                return f"finished cell {cell_id} would change: {describe_change(a, b)}"
+        return None
 
     def make(self) -> None:
         try:
@@ -159,15 +210,17 @@ class RunFolder:
             raise DiskError(f"cannot create the run folder {self.out}: "
                             f"{getattr(e, 'strerror', None) or e}") from None
 
-    def init(self, manifest: RunManifest) -> None:
-        """Check the folder and write config.yaml and the manifest; call with the folder lock held."""
+    def init(self, manifest: RunManifest) -> str:
+        """Check the folder and write the manifest, then config.yaml (a folder holding a manifest is a
+        run folder, whatever stopped it); call with the folder lock held. Returns :meth:`check`'s state."""
         state = self.check()
         if state == "replace":
             # no finished cell: not another run, only an earlier attempt; its unfinished work is stale
             shutil.rmtree(self.out / "cells", ignore_errors=True)
+        atomic_write(self.out / MANIFEST, json.dumps(dump(manifest), indent=2, sort_keys=True) + "\n")
         if state != "same":
             atomic_write(self.out / "config.yaml", dump_config(self.study))
-        atomic_write(self.out / MANIFEST, json.dumps(dump(manifest), indent=2, sort_keys=True) + "\n")
+        return state
 
     def same_config(self) -> bool:
         try:
@@ -215,18 +268,21 @@ class RunFolder:
 
     def collect(self) -> list[dict[str, Any]]:
         """Rebuild results.jsonl, cells.jsonl and summary.csv from the finished cells, in grid order."""
+        from genmodes.experiments.gates import cell_gates
         from genmodes.experiments.summary import summarize, write_summary_csv
 
         rows: list[ResultRow] = []
+        records: list[CellRecord] = []
         rows_bytes, records_bytes = [], []
         for cell in grid(self.study):
             if self.done(cell):
                 read = self.finished(cell)
                 rows.extend(read.rows)
+                records.append(read.record)
                 rows_bytes.append(read.rows_bytes)
                 records_bytes.append(read.record_bytes)
         atomic_write(self.out / "results.jsonl", b"".join(rows_bytes), if_changed=True)
         atomic_write(self.out / "cells.jsonl", b"".join(records_bytes), if_changed=True)
-        summary = summarize(rows)
+        summary = summarize(rows, cell_gates(records, self.study.recall_gate))
         write_summary_csv(summary, self.out / "summary.csv")
         return summary

@@ -10,14 +10,16 @@ on it stops with one line. A non-finite score stops the cell: it is never a numb
 
 Resuming: the top-level files are rebuilt (atomically) from finished cells after every cell, so a run
 killed at any moment (kill -9 included) and started again has no lost and no duplicated rows;
-finished cells are not recomputed, and conditions reuse their checkpoints from ``shared/``.
+finished cells are not recomputed, and conditions reuse their checkpoints from ``shared/``. A run that
+fails mid-way leaves only that (finished cells, resumable work), and its error line says so.
 
 Stale cells: each finished cell records a key, the hash of what its results depend on
 (:func:`~genmodes.experiments.grid.key_parts`). A rerun recomputes exactly the cells whose key
 changed (a ``path:`` dataset regenerated with other contents, a model folder with new weights, a
-changed default of a condition) and logs one line per cell saying what changed. A changed config.yaml
-is another run: refused once a cell has finished, with one line naming what changed and how to start
-fresh.
+changed default of a condition) and logs one line per cell saying what changed. A changed config that
+keeps every finished cell (seeds, datasets or conditions added) extends the run: only the new cells
+are computed. A config that would change or drop a finished cell is another run: refused, with one
+line naming what changed and how to start fresh.
 """
 
 from __future__ import annotations
@@ -32,10 +34,11 @@ from typing import Any, Callable
 from genmodes.conditions import MODEL_STAGES, model_stage
 from genmodes.conditions.base import StageCheck
 from genmodes.data.types import Dataset
-from genmodes.errors import ConfigError
+from genmodes.errors import ConfigError, GenmodesError
 from genmodes.experiments import provenance
-from genmodes.experiments.cell import cell_record, prepare_cell, result_rows, score_cell
-from genmodes.experiments.config import DatasetSpec, Study, dump_config, load_config
+from genmodes.experiments.cell import cell_record, measure_recall, prepare_cell, result_rows, score_cell
+from genmodes.experiments.config import (DatasetSpec, Study, check_compare_splits, check_split_contrasts, dump_config,
+                                        load_config)
 from genmodes.experiments.grid import Cell, find_cell, grid, key_parts, study_datasets
 from genmodes.experiments.records import SCHEMA_VERSION, DatasetProvenance, ModelProvenance, RunManifest
 from genmodes.experiments.runfolder import MANIFEST, RunFolder
@@ -66,7 +69,8 @@ class Runner:
         and splits, the model spec and device, and each stage's ``validate`` hook."""
         from genmodes.models import check_device, resolve_dtype
 
-        self.datasets()
+        check_compare_splits(self.study, self.datasets())
+        check_split_contrasts(self.study, self.datasets())
         check_device(self.device)
         resolve_dtype(self.dtype, self.device)
         self._check_models()
@@ -96,6 +100,8 @@ class Runner:
 
     def _check_stages(self) -> None:
         models: dict[str, Any] = {}
+        windows: dict[str, int | None] = {}
+        own = {getattr(model_stage(k), "OWN_MODEL", None) for k in MODEL_STAGES} - {None}
 
         def load(spec: str) -> Any:
             from genmodes.models import load_model
@@ -104,10 +110,18 @@ class Runner:
                 models[spec], _ = load_model(spec, device="cpu", cache=self.model_cache)
             return models[spec]
 
+        def window(spec: str) -> int | None:
+            from genmodes.models import model_window
+
+            if spec not in windows:
+                windows[spec] = None if spec in own else model_window(spec, self.model_cache)
+            return windows[spec]
+
         datasets = self.datasets()
         for i, c in enumerate(self.study.conditions):
             check = StageCheck(where=f"conditions[{i}] ({c.name})", model_specs=self.study.model_specs,
-                               datasets={n: ds for n, ds in datasets.items() if c.runs_on(n)}, load_model=load)
+                               datasets={n: ds for n, ds in datasets.items() if c.runs_on(n)}, load_model=load,
+                               window=window)
             for _, _, module, settings in c.stages.stages():
                 if hasattr(module, "validate"):
                     module.validate(settings, check)
@@ -163,8 +177,8 @@ class Runner:
     def check_folder(self) -> str:
         return self.folder.check()
 
-    def init_folder(self) -> None:
-        self.folder.init(self.manifest())
+    def init_folder(self) -> str:
+        return self.folder.init(self.manifest())
 
     def _all_done(self) -> bool:
         """A finished run of this very config and data: reading it changes nothing (works read-only)."""
@@ -187,8 +201,18 @@ class Runner:
         self.folder.make()
         with folder_lock(self.out):
             clean_stale_temps(self.out, depth=2)
-            self.init_folder()
-            return self._run_grid()
+            if self.init_folder() == "extend":
+                self.log(f"extending the run in {self.out}: the config adds cells; finished cells are kept")
+            try:
+                return self._run_grid()
+            except GenmodesError as e:
+                raise type(e)(f"{e}; {self._resume_hint()}") from None
+
+    def _resume_hint(self) -> str:
+        """How to go on after a failure mid-run: the folder holds finished cells and resumable work."""
+        n = len(self.folder.finished_ids())
+        return (f"{self.out} keeps {n} finished cell(s): fix the cause and rerun the same command to resume, "
+                f"or delete {self.out} to start fresh")
 
     def _run_grid(self) -> list[dict[str, Any]]:
         from genmodes.experiments.executors import LocalExecutor
@@ -228,6 +252,7 @@ class Runner:
         ready = prepare_cell(self.study, cell, self.datasets(), workdir, self.out / "shared", device=self.device,
                              model_cache=self.model_cache, progress=self.progress)
         scores, contexts, prefix_tokens, score_s = score_cell(self.study, cell, ds, ready, progress=self.progress)
+        measure_recall(self.study, cell, ds, ready, scores)
         rows = result_rows(cell, ds, ready, scores, contexts, prefix_tokens)
         record = cell_record(cell, ds, ready, len(rows), score_s, t_start, self.key_parts(cell),
                              self.resolved_dtype())

@@ -1,37 +1,37 @@
-"""Summary rows (model x dataset x split x condition): accuracy, standard error, chance.
+"""Summary rows (model x dataset x split x condition): accuracy, its 95% interval, chance, recall gate.
 
 The one aggregation both the runner (``summary.csv``) and the report use; it lives with the runner
-because the report sits above the experiments layer and reads it from here. Error bars follow the
-P1 protocol: standard errors over inference subtypes. A group is a (subtype, seed) pair; the standard
-error is the sample sd of the group accuracies over sqrt(#groups). With a single group there is no
-spread to measure, so the binomial standard error sqrt(p(1-p)/n) stands in.
+because the report sits above the experiments layer and reads it from here. ``ci_low`` and
+``ci_high`` are the 95% interval over questions of :mod:`genmodes.experiments.statistics` (Wilson for
+one (subtype, seed) group, a seeded cluster bootstrap over several); ``stderr`` is the standard error
+of the same pooled accuracy (binomial for one group, else the larger of binomial and the bootstrap's).
+Accuracy, interval and chance are fractions. ``gate`` is the recall gate of a trained model's latent
+row (:mod:`genmodes.experiments.gates`): ``pass``, ``fail``, or empty where no gate applies.
 
-Pure Python on purpose: the report imports it and must not import torch.
+No torch on purpose: the report imports it.
 """
 
 from __future__ import annotations
 
 import csv
-import math
 import os
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
+from genmodes.experiments.gates import Gate, group_gate
 from genmodes.experiments.records import ResultRow
+from genmodes.experiments.statistics import accuracy_of
 
 # model first: a several-model study's rows then read as one block per model; a one-model summary has
 # the same model on every row
-SUMMARY_COLUMNS = ("model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance")
+SUMMARY_COLUMNS = ("model", "dataset", "split", "condition", "n", "accuracy", "stderr", "chance", "ci_low",
+                   "ci_high", "gate")
 
 
-def _sem(values: Sequence[float]) -> float:
-    n = len(values)
-    m = sum(values) / n
-    return math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n)
-
-
-def summarize(rows: Iterable[ResultRow]) -> list[dict[str, Any]]:
-    """One row per (model, dataset, split, condition) with ``n, accuracy, stderr, chance``.
+def summarize(rows: Iterable[ResultRow], gates: Mapping[str, Gate] | None = None) -> list[dict[str, Any]]:
+    """One row per (model, dataset, split, condition) with ``n, accuracy, stderr, chance, ci_low, ci_high,
+    gate`` (``gates``: cell id -> its recall gate, :func:`genmodes.experiments.gates.cell_gates`;
+    without them every ``gate`` is empty).
 
     Ordered by dataset (first appearance), split (first appearance within its dataset), condition
     (first appearance), then model (first appearance): several models' rows of one condition sit
@@ -54,18 +54,11 @@ def summarize(rows: Iterable[ResultRow]) -> list[dict[str, Any]]:
     for (d, s, c, m) in sorted(groups, key=lambda k: (ds_order[k[0]], split_order[(k[0], k[1])], cond_order[k[2]],
                                                       model_order[k[3]])):
         g = groups[(d, s, c, m)]
-        n = len(g)
-        acc = sum(r.correct for r in g) / n
-        by_group: dict[tuple[str, int], list[bool]] = {}
-        for r in g:
-            by_group.setdefault((r.subtype, r.seed), []).append(r.correct)
-        if len(by_group) > 1:
-            stderr = _sem([sum(v) / len(v) for v in by_group.values()])
-        else:
-            stderr = math.sqrt(acc * (1 - acc) / n)
-        chance = sum(r.chance for r in g) / n
-        out.append({"model": m, "dataset": d, "split": s, "condition": c, "n": n, "accuracy": acc,
-                    "stderr": stderr, "chance": chance})
+        a = accuracy_of(g)
+        chance = sum(r.chance for r in g) / a.n
+        out.append({"model": m, "dataset": d, "split": s, "condition": c, "n": a.n, "accuracy": a.accuracy,
+                    "stderr": a.stderr, "chance": chance, "ci_low": a.low, "ci_high": a.high,
+                    "gate": group_gate(s, [r.cell for r in g], gates or {})})
     return out
 
 

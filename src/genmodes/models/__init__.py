@@ -135,18 +135,12 @@ def check_device(device: str | None) -> None:
     raise ModelError(f"device {device!r} is not available here (use cpu or cuda)")
 
 
-GGUF_MAGIC = b"GGUF"
-
-
 def _check_gguf(p: Path) -> None:
-    """A .gguf file that is one (its magic number), checked before anything is printed."""
-    try:
-        with open(p, "rb") as f:
-            head = f.read(8)
-    except OSError as e:
-        raise ModelError(f"cannot read GGUF {p}: {e.strerror}") from None
-    if head[:4] != GGUF_MAGIC or len(head) < 8:
-        raise ModelError(f"{p} is not a GGUF file (it does not start with the GGUF magic number)")
+    """A .gguf file that is one, whole, of a version genmodes reads: its header and metadata parsed,
+    checked before anything is printed or converted."""
+    from genmodes.models.files import gguf_metadata
+
+    gguf_metadata(p)
 
 
 def check_spec(spec: str, cache: str | os.PathLike | None = None) -> None:
@@ -173,8 +167,9 @@ def check_spec(spec: str, cache: str | os.PathLike | None = None) -> None:
         _check_gguf(p)
         return
     if p.is_dir():
-        if not (p / "config.json").is_file():
-            raise ModelError(f"{spec}: a folder without config.json is not a model folder")
+        from genmodes.models.files import check_model_folder
+
+        check_model_folder(p)
         return
     if p.exists():
         raise ModelError(f"{spec}: a file that is not a .gguf nor a model folder")
@@ -189,6 +184,36 @@ def check_spec(spec: str, cache: str | os.PathLike | None = None) -> None:
         raise ModelError(f"unknown model {spec!r}: not a known spec ({known}), a local directory, a .gguf "
                          "file, nor a Hugging Face id reachable from here (offline? download it elsewhere "
                          "and pass its directory)")
+
+
+def model_window(spec: str, cache: str | os.PathLike | None = None) -> int | None:
+    """The context window (tokens) of the model ``spec`` names, read from its files without loading
+    it; None where the files do not say (a hub id not in the local cache, an uncached gemma3-270m)."""
+    from genmodes.models.files import config_window, gguf_window, read_config_json
+
+    spec = spec.strip()
+    if spec == "tiny-random":
+        return TINY_WINDOW
+    if spec in ("smollm2-135m", "gemma3-270m"):
+        converted = _converted(spec, cache) / "config.json"
+        if converted.is_file():
+            return config_window(read_config_json(converted))
+        if spec == "smollm2-135m" and bundled_gguf_path() is not None:
+            return gguf_window(bundled_gguf_path())
+        chunks = gemma3_chunks() if spec == "gemma3-270m" else None
+        return gguf_window(chunks[0], whole=False) if chunks else None
+    p = Path(spec).expanduser()
+    if spec.endswith(".gguf"):
+        return gguf_window(p)
+    if p.is_dir():
+        return config_window(read_config_json(p / "config.json"))
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(spec, "config.json")
+    except Exception:  # noqa: BLE001 - an id the hub client refuses is simply not cached
+        cached = None
+    return config_window(read_config_json(Path(cached))) if isinstance(cached, str) else None
 
 
 def load_model(spec: str = DEFAULT_MODEL, *, device: str | None = None,
@@ -289,7 +314,8 @@ def _convert_gguf(gguf: Path, target: Path, label: str) -> None:
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         quantized = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     except Exception as e:  # noqa: BLE001 - any failure here means an unreadable file
-        raise ModelError(f"cannot read GGUF {gguf}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+        why = str(e).splitlines()[0] if str(e) else "its contents are not what the GGUF format says"
+        raise ModelError(f"cannot read GGUF {gguf}: {why}") from None
     # Rebuild the model from a config without the GGUF quantization marker: Trainer, peft and TRL
     # refuse a model whose config says it is quantized, even after dequantization.
     cfg = quantized.config.to_dict()
@@ -318,8 +344,8 @@ def _load_pretrained(path: Path) -> tuple[Any, Any]:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype="float32")
     except Exception as e:  # noqa: BLE001
         hf_logging.enable_progress_bar()
-        raise ModelError(f"cannot load a causal LM from {path}: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        why = str(e).splitlines()[0] if str(e) else "its files are not a model transformers can load"
+        raise ModelError(f"cannot load a causal LM from {path}: {why}") from None
     hf_logging.enable_progress_bar()
     _ensure_pad(tok)
     return model, tok
@@ -379,6 +405,9 @@ def byte_tokenizer() -> Any:
     return tok
 
 
+TINY_WINDOW = 8192  # tiny-random's context window (max_position_embeddings)
+
+
 def tiny_random(seed: int = 0, hidden: int = 64, layers: int = 2) -> tuple[Any, Any]:
     """A tiny Llama (hidden 64, 2 layers) with random weights from ``seed``, and a byte tokenizer."""
     import torch
@@ -387,7 +416,7 @@ def tiny_random(seed: int = 0, hidden: int = 64, layers: int = 2) -> tuple[Any, 
     tok = byte_tokenizer()
     config = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=8192, bos_token_id=tok.bos_token_id,
+                         max_position_embeddings=TINY_WINDOW, bos_token_id=tok.bos_token_id,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                          tie_word_embeddings=False)
     with torch.random.fork_rng(devices=[]):

@@ -1,7 +1,8 @@
 """``build_report(run_dir)``: ``report.md`` and a self-contained ``report.html`` from a run folder.
 
 The report answers the questions of P1-P3 for one run: accuracy per dataset, split and condition
-(tables and bar charts with standard errors and chance, like P1's figures), paired comparisons, each
+(tables and bar charts with 95% intervals over questions and chance, like P1's figures; one statistics
+policy, :mod:`genmodes.experiments.statistics`, for every number), paired comparisons, each
 stage's own sections (the augmentation audit, retrieval recall, RL curves, thoughts, ...: their
 ``report_sections`` hooks, :mod:`genmodes.report.sections`), and the train-time vs test-time compute
 trade-off (augmentation pays at train time, retrieval and in-context learning pay in context tokens at
@@ -21,18 +22,29 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from genmodes.experiments.records import CellRecord
+from genmodes.experiments.statistics import format_accuracy
 from genmodes.experiments.summary import summarize
 from genmodes.report import details, figures
-from genmodes.report.common import (DASH, Block, Figures, condition_label, mean, models, num, pct_trim,
-                                    rows_by_label, several, write_atomic)
-from genmodes.report.run import Run, load_run
+from genmodes.experiments.gates import FAIL, NOT_A_TEST
+from genmodes.report.common import (DASH, Block, Figures, cell_label, condition_label, label_gate, mean, models, num,
+                                    pct_trim, rows_by_label, several, write_atomic)
+from genmodes.report.run import Run, check_reportable, load_run
 from genmodes.report.sections import stage_sections
 
 
 def _acc(r: dict[str, Any]) -> str:
-    se = r["stderr"]
-    # the terminal table's format: "47.5% ± 4.8%"
-    return f"{100 * r['accuracy']:.1f}% ± {DASH if math.isnan(se) else f'{100 * se:.1f}%'}"
+    # the terminal table's format: "47.5% [40.0, 55.0]"
+    return format_accuracy(r["accuracy"], r["ci_low"], r["ci_high"])
+
+
+def _n_cell(ns: list[int]) -> str:
+    """How many answers the accuracies of a column rest on: one number, or the range."""
+    ns = sorted(set(ns))
+    return DASH if not ns else (str(ns[0]) if len(ns) == 1 else f"{ns[0]}–{ns[-1]}")
+
+
+ACCURACY_CAPTION = ("Each entry: accuracy [95% interval over questions] (the policy is in Statistics, below); row n: "
+                    "the answers (questions x seeds) each entry rests on.")
 
 
 # ------------------------------------------------------------------------------------------ sections
@@ -54,10 +66,9 @@ def _header(run: Run) -> list[Block]:
     if run.notes:
         out.append(("list", run.notes))
     out.append(("p", "Accuracy: share of questions whose most likely choice (summed log-probability, choices "
-                     "never shown in context) is the answer. ± is the standard error over (subtype, seed) "
-                     "groups, binomial when there is only one group (the Statistics section adds the binomial standard "
-                     "error, a 95% interval and acc_norm). Chance is the mean over the split's "
-                     "questions of 1 / number of choices."))
+                     "never shown in context) is the answer, with its 95% interval over questions in brackets "
+                     "(every table and error bar of this report uses the same interval; see Statistics). Chance is "
+                     "the mean over the split's questions of 1 / number of choices."))
     return out
 
 
@@ -67,13 +78,11 @@ def _accuracy(run: Run, figs: Figures, colors: dict[str, Any]) -> list[Block]:
     if not rows:
         out.append(("p", "No finished cells yet: nothing to report."))
         return out
-    summary = summarize(rows)
+    summary = summarize(rows, run.gates())
     n_seeds = len(run.config.seeds)
     seeds_of: dict[tuple[str, str], set[int]] = {}
-    questions: dict[tuple[str, str], set[str]] = {}  # distinct questions per (dataset, split)
     for r in rows:
         seeds_of.setdefault((r.dataset, r.condition), set()).add(r.seed)
-        questions.setdefault((r.dataset, r.split), set()).add(r.question_id)
     for ds in run.dataset_order():
         srows = [s for s in summary if s["dataset"] == ds]
         if not srows:
@@ -87,46 +96,97 @@ def _accuracy(run: Run, figs: Figures, colors: dict[str, Any]) -> list[Block]:
         conds = [c for c in conditions if any((sp, c) in table for sp in splits)]
         family = next(r.family for r in rows if r.dataset == ds)
         out.append(("h", 3, f"{ds}" + (f" ({family})" if family and family != ds else "")))
-        headers = ["condition"] + [f"{sp} (chance {pct_trim(chance[sp])})" for sp in splits]
+        gates = {c: label_gate(run, ds, c) for c in conds}
+        recall = _recall_splits(gates.values())
+        headers = ["condition"] + [f"{sp} ({'recall; ' if sp in recall else ''}chance {pct_trim(chance[sp])})"
+                                   for sp in splits]
+        gated = any(g is not None for g in gates.values())
+        if gated:
+            headers.append(f"recall gate ({pct_trim(run.config.recall_gate)})")
         body = []
         for c in conds:
             label = c
             k = len(seeds_of.get((ds, c), ()))
             if k < n_seeds:
                 label += f" ({k} of {n_seeds} seeds)"
-            body.append([label] + [_acc(table[(sp, c)]) if (sp, c) in table else DASH for sp in splits])
-        body.append(["questions"] + [str(len(questions.get((ds, sp), ()))) for sp in splits])
+            body.append([label] + [_gated_acc(table[(sp, c)]) if (sp, c) in table else DASH for sp in splits]
+                        + ([gates[c].label() if gates[c] is not None else DASH] if gated else []))
+        body.append(["n"] + [_n_cell([s["n"] for s in srows if s["split"] == sp]) for sp in splits]
+                    + ([""] if gated else []))
+        if gated:
+            out.append(("p", _GATE_NOTE.format(threshold=pct_trim(run.config.recall_gate))))
         if several(run):
-            out += _side_by_side(run, ds, srows, splits, chance, questions, figs)
+            out += _side_by_side(run, ds, srows, splits, chance, figs)
             continue
         out.append(("table", headers, body))
         path = figures.accuracy_bars(f"{ds}: accuracy by split", splits, conds, table, chance,
                                      figs.path(f"accuracy_{ds}"), colors, baselines=details.baselines(run, conds))
-        out.append(("img", path, f"accuracy on {ds}"))
+        out += [("p", ACCURACY_CAPTION), ("img", path, f"accuracy on {ds}"), ("p", _figure_caption(run, conds))]
     return out
 
 
+_GATE_NOTE = ("Recall gate: a trained model's latent results (every split but its recall split) test "
+              "generalization only where it knows the trained facts, i.e. its accuracy on the recall split, "
+              "scored with no context, reaches {threshold}; below that they are marked *not a test*.")
+
+
+def _gated_acc(r: dict[str, Any]) -> str:
+    """An accuracy, marked where its cells' recall gate fails (summary row ``gate``)."""
+    return _acc(r) + (f" ({NOT_A_TEST})" if r.get("gate") == FAIL else "")
+
+
+def _recall_splits(gates: Any) -> set[str]:
+    return {sp for g in gates if g is not None for sp in g.splits}
+
+
+def _gates(run: Run) -> list[Block]:
+    """Every gated cell's recall, splits and verdict (the accuracy tables show the verdict beside each row)."""
+    gates = run.gates()
+    cells = [c for c in run.cells if c.cell in gates]
+    if not cells:
+        return []
+    body = []
+    for c in cells:
+        g = gates[c.cell]
+        body.append(cell_label(run, c) + [", ".join(g.splits) or DASH,
+                                          DASH if g.questions is None else str(g.questions),
+                                          pct_trim(g.recall), g.verdict, g.label()])
+    return [("h", 2, "Recall gates"),
+            ("p", f"Each trained model's recall: its dataset's recall split(s) scored on the model alone (no "
+                  f"context), against the study's gate ({pct_trim(run.config.recall_gate)}, config `recall_gate`). "
+                  "A failure to generalize counts only where the model knows the facts: a cell whose gate fails "
+                  f"has its latent results marked *{NOT_A_TEST}* (summary.csv: `gate` = fail)."),
+            ("table", ["dataset", "condition", "seed", "recall splits", "questions", "recall", "gate", "verdict"],
+             body)]
+def _figure_caption(run: Run, conds: list[str]) -> str:
+    hatched = "; hatched bars: shortcut baselines (no model)" if details.baselines(run, conds) else ""
+    return ("Error bars: the 95% intervals over questions of the table above, each resting on the n answers of "
+            f"its column; dashed: chance{hatched}.")
+
+
 def _side_by_side(run: Run, ds: str, srows: list[dict[str, Any]], splits: list[str], chance: dict[str, float],
-                  questions: dict[tuple[str, str], set[str]], figs: Figures) -> list[Block]:
+                  figs: Figures) -> list[Block]:
     """Several models: a row per condition, a column per split and model, and the bars in one panel per
     model (each condition the same colour in every panel)."""
     ms = [m for m in models(run) if any(s["model"] == m for s in srows)]
     plain = [c for c in run.condition_order() if any(s["condition"] == f"{c} · {m}" for s in srows for m in ms)]
     table = {(s["model"], s["split"], s["condition"].rsplit(" · ", 1)[0]): s for s in srows}
     headers = ["condition"] + [f"{sp} · {m} (chance {pct_trim(chance[sp])})" for sp in splits for m in ms]
-    body = [[c] + [_acc(table[(m, sp, c)]) if (m, sp, c) in table else DASH for sp in splits for m in ms]
+    body = [[c] + [_gated_acc(table[(m, sp, c)]) if (m, sp, c) in table else DASH for sp in splits for m in ms]
             for c in plain]
-    body.append(["questions"] + [str(len(questions.get((ds, sp), ()))) for sp in splits for _ in ms])
+    body.append(["n"] + [_n_cell([s["n"] for s in srows if s["split"] == sp and s["model"] == m])
+                         for sp in splits for m in ms])
     panels = [(m, [sp for sp in splits if any((m, sp, c) in table for c in plain)],
                {(sp, c): table[(m, sp, c)] for sp in splits for c in plain if (m, sp, c) in table}, chance)
               for m in ms]
     path = figures.accuracy_panels(f"{ds}: accuracy by split, per model", panels, plain,
                                    figs.path(f"accuracy_{ds}"), figures.condition_colors(plain),
                                    baselines=details.baselines(run, plain))
-    return [("table", headers, body), ("img", path, f"accuracy on {ds}, models side by side")]
+    return [("table", headers, body), ("p", ACCURACY_CAPTION), ("img", path, f"accuracy on {ds}, models side by side"),
+            ("p", _figure_caption(run, plain))]
 
 
-def _compute(run: Run) -> list[Block]:
+def _compute(run: Run, figs: Figures | None = None, colors: dict[str, Any] | None = None) -> list[Block]:
     out: list[Block] = [("h", 2, "Compute: train time vs test time")]
     if not run.cells:
         out.append(("p", "No finished cells yet: no timings."))
@@ -147,6 +207,7 @@ def _compute(run: Run) -> list[Block]:
                + (["tokens trained"] if any_tok else [])
                + ["context tokens / question", "scoring s", "total s"] + extra)
     body = []
+    costs: dict[tuple[str, str], tuple[float, float]] = {}  # (dataset, condition) -> (train s, context tokens)
     for key in keys:
         cs = groups[key]
         # a model stage's train_seconds is all its train-time compute (augmented_finetune counts its
@@ -155,6 +216,7 @@ def _compute(run: Run) -> list[Block]:
         train = [i.train_seconds if i is not None else None for i in models_info]
         # what was scored: the runner's per-question context_tokens (shared prefix included)
         ctx = [sum(ctx_tokens[c.cell]) / len(ctx_tokens[c.cell]) for c in cs]
+        costs[key] = (mean(train) or 0.0, mean(ctx) or 0.0)
         row = [key[0], key[1], cs[0].condition_kind, str(len(cs)), num(mean(train))]
         if any_tok:
             row.append(num(mean([i.tokens_trained if i is not None else None for i in models_info]), "tokens"))
@@ -168,6 +230,31 @@ def _compute(run: Run) -> list[Block]:
                      "test time: the tokens before each question's choices (shared prefix plus the question's own "
                      "context, retrieved documents included), as scored."))
     out.append(("table", headers, body))
+    if figs is not None:
+        out += _tradeoff(run, costs, figs, colors)
+    return out
+
+
+def _tradeoff(run: Run, costs: dict[tuple[str, str], tuple[float, float]], figs: Figures,
+              colors: dict[str, Any] | None) -> list[Block]:
+    """Accuracy against train-time seconds and against test-time context tokens, per dataset: the
+    trade-off of the talk (augmentation pays before the first question, retrieval and in-context
+    learning pay in every question's context)."""
+    rows, conds = rows_by_label(run)
+    summary = summarize(rows)
+    out: list[Block] = []
+    for ds in run.dataset_order():
+        points = [(s["condition"], s["split"], costs[(ds, s["condition"])], s) for s in summary
+                  if s["dataset"] == ds and (ds, s["condition"]) in costs]
+        if not points:
+            continue
+        path = figures.tradeoff(f"{ds}: accuracy against compute", points, conds,
+                                figs.path(f"compute_{ds}"), colors)
+        out += [("img", path, f"accuracy against train-time and test-time compute on {ds}"),
+                ("p", "Each point: a condition (colour) on a split (marker), its accuracy with the 95% interval over "
+                      "questions (see Statistics); left: train-time seconds (0 for a condition that trains nothing), "
+                      "right: context tokens per question as scored, both the means of the table above (log-scaled "
+                      "past 10, linear below); conditions at the same cost are drawn side by side.")]
     return out
 
 
@@ -191,7 +278,7 @@ def _md_cell(s: str) -> str:
     return s.replace("|", "\\|").replace("\n", " ")
 
 
-_NUMERIC = re.compile(r"^(–|[-+]?[\d.,]+(e[-+]?\d+)?%?( ± [\d.–]+%?)?( \[.*\])?( \(.*\))?)$")
+_NUMERIC = re.compile(r"^(–|[-+]?[\d.,]+(e[-+]?\d+)?%?(–[\d.,]+)?( ± [\d.–]+%?)?( \[.*\])?( \(.*\))?)$")
 
 
 def _numeric_columns(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[bool]:
@@ -255,6 +342,7 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     """Write ``report.md``, ``report.html`` (images embedded) and ``figures/*.png`` into ``out_dir``
     (default: the run folder). Returns the markdown and HTML paths."""
     run = load_run(run_dir)
+    check_reportable(run)
     out = Path(out_dir) if out_dir is not None else run.path
     out.mkdir(parents=True, exist_ok=True)
     figs = Figures(out)
@@ -264,10 +352,11 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     blocks += _header(run)
     blocks += details.overview(run, figs, colors)
     blocks += _accuracy(run, figs, colors)
+    blocks += _gates(run)
     blocks += details.statistics(run)
-    blocks += details.paired(run)
+    blocks += details.paired(run, figs)
     blocks += stage_sections(run, figs)
-    blocks += _compute(run)
+    blocks += _compute(run, figs, colors)
     blocks += _curves(run, figs)
     blocks += details.drilldown(run, out)
     blocks += details.provenance(run)

@@ -110,3 +110,13 @@ def condition_label(run: Run, c: CellRecord) -> str:
 def cell_label(run: Run, c: CellRecord) -> list[str]:
     """The first columns of a per-cell table: dataset, condition, seed."""
     return [c.dataset, condition_label(run, c), str(c.seed)]
+
+
+def label_gate(run: Run, dataset: str, label: str) -> Any:
+    """The recall gate of a condition (its report label) on a dataset, over its seeds
+    (:func:`genmodes.experiments.gates.merged`); None when no gate applies."""
+    from genmodes.experiments.gates import merged
+
+    gates = run.gates()
+    return merged(gates[c.cell] for c in run.cells
+                  if c.dataset == dataset and condition_label(run, c) == label and c.cell in gates)

@@ -68,6 +68,21 @@ class Run:
         infos = self.infos(cell)
         return infos.get("model") or infos.get("baseline")
 
+    def gates(self) -> dict[str, Any]:
+        """Cell id -> its recall gate (:mod:`genmodes.experiments.gates`), for the cells one applies to."""
+        if "_gates" not in self.__dict__:
+            from genmodes.experiments.gates import cell_gates
+
+            self.__dict__["_gates"] = cell_gates(self.cells, self.config.recall_gate)
+        return self.__dict__["_gates"]
+
+    def missing_cells(self) -> list[str]:
+        """The grid's cells that have not finished, in run order."""
+        from genmodes.experiments.grid import grid
+
+        done = {c.cell for c in self.cells}
+        return [c.id for c in grid(self.config) if c.id not in done]
+
     @property
     def date(self) -> str | None:
         """When the last finished cell finished, in local time."""
@@ -160,7 +175,24 @@ def load_run(run_dir: str | os.PathLike) -> Run:
         notes.append(f"{n_rows} result rows of {len(unfinished)} unfinished cell(s) are left out "
                      f"({', '.join(sorted(unfinished)[:3])}{', ...' if len(unfinished) > 3 else ''}).")
         rows = [r for r in rows if r.cell in done]
+    # a cell listed as finished whose rows are not in results.jsonl (a file rewritten by hand, or one
+    # copied from another run): its numbers are not there to report
+    scored = {r.cell for r in rows}
+    rowless = sorted(c.cell for c in cells if c.cell not in scored and c.n_questions)
+    if rowless:
+        notes.append(f"{len(rowless)} finished cell(s) have no rows in results.jsonl and are left out "
+                     f"({', '.join(rowless[:3])}{', ...' if len(rowless) > 3 else ''}).")
+        left_out = set(rowless)
+        cells = [c for c in cells if c.cell not in left_out]
     return Run(path=path, config=config, manifest=manifest, results=rows, cells=cells, notes=notes)
+
+
+def check_reportable(run: Run) -> None:
+    """A run with something to report: one finished cell at least; else one line saying what is missing."""
+    if not run.cells:
+        extra = f" ({' '.join(run.notes)})" if run.notes else ""
+        raise ReportError(f"{run.path}: no finished cell yet (0 of {run.expected_cells}), nothing to report{extra}; "
+                          f"run its config (genmodes run {run.path / 'config.yaml'} --out {run.path}) first")
 
 
 def read_curves(path: Path) -> list[dict[str, Any]]:

@@ -76,6 +76,25 @@ class StageView:
 
     # -- formats and figures
     pct = staticmethod(common.pct)
+
+    @staticmethod
+    def rows_accuracy(rows: list[ResultRow]) -> str:
+        """The accuracy of some result rows with its 95% interval and n, as every table of the report
+        writes it (``50.0% [30.1, 69.9] (n=20)``); a dash for none."""
+        from genmodes.experiments.statistics import accuracy_of, format_accuracy
+
+        if not rows:
+            return common.DASH
+        a = accuracy_of(rows)
+        return f"{format_accuracy(a.accuracy, a.low, a.high)} (n={a.n})"
+
+    @staticmethod
+    def accuracy(summary_row: dict[str, Any]) -> str:
+        """A summary row's accuracy with its 95% interval, as every table of the report writes it."""
+        from genmodes.experiments.statistics import format_accuracy
+
+        return format_accuracy(summary_row["accuracy"], summary_row.get("ci_low"), summary_row.get("ci_high"))
+
     pct_trim = staticmethod(common.pct_trim)
     num = staticmethod(common.num)
 

@@ -22,6 +22,14 @@ in that row predicts it). The loss projects through the LM head in tiles at labe
 with padding-free packing was measured against this loop at equal precision and was 6-16% slower
 (docs/PERFORMANCE.md, "Fine-tuning loop vs TRL's SFTTrainer"), so the loop stays.
 
+Training to the gate (``until_recall``, with ``max_epochs``): a failure to generalize counts only where
+the model knows the facts, and P1 trained to convergence, so a fixed short budget is a confound. The
+dataset's recall split(s) are scored with the one scorer at the end of every epoch
+(:class:`genmodes.training.recall.RecallProbe`) and the run stops at the first epoch where recall
+reaches the rule; the epochs it took are part of the run's info (``epochs_trained``, ``recall_curve``).
+Epochs end inside steps (rows run across epoch boundaries): an epoch is scored after the first step
+whose rows hold that many passes over the packed data.
+
 Loss is on document tokens only: every token of an example but its first (nothing in the example
 predicts it; the scorer does not score a question's first token either) plus the closing EOS; in
 ``cumulative`` mode only on the new sentence and EOS. :func:`train` fine-tunes a loaded model;
@@ -39,7 +47,7 @@ import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -49,6 +57,7 @@ from genmodes.errors import ConfigError, NumericError
 from genmodes.io import write_json_atomic
 from genmodes.timing import Timer
 from genmodes.tokens import start_ids  # the scorer's start tokens: train on what is scored
+from genmodes.training.recall import RecallProbe, RecallScore
 
 if TYPE_CHECKING:
     import torch
@@ -59,6 +68,7 @@ DEFAULT_EPOCHS = 10.0
 DEFAULT_LR = {"full": 3e-4, "lora": 1e-3}
 LORA_DEFAULTS = {"lora_r": 16, "lora_alpha": 32.0, "lora_dropout": 0.0}
 LORA_KEYS = ("lora_r", "lora_alpha", "lora_dropout", "target_modules")
+DEFAULT_MAX_EPOCHS = 30  # with until_recall
 DONE_MARKER = "DONE"  # written last into a finished checkpoint folder
 IGNORE = -100
 
@@ -67,6 +77,9 @@ class FinetuneSettings(BaseModel):
     """A fine-tuning run's settings (every field but ``report_to`` changes the weights)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # Fields a run that leaves them unset is not keyed by (its checkpoint, its cell): added after runs
+    # that never used them, whose keys stay as they were, so those runs resume instead of recomputing.
+    UNKEYED_WHEN_UNSET: ClassVar[tuple[str, ...]] = ("until_recall", "max_epochs")
 
     method: Literal["full", "lora"] = "full"
     # LoRA only (an error with method "full"); defaults filled in for "lora": r 16, alpha 32, dropout 0.
@@ -88,6 +101,15 @@ class FinetuneSettings(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0)
     grad_clip: float | None = Field(default=1.0, gt=0)
     sentence_split: Literal["none", "independent", "cumulative"] = "none"
+    # The stopping rule: train until the model knows the facts. The recall split(s) are scored at the
+    # end of every epoch (genmodes.training.recall) and training stops at the first epoch where recall
+    # reaches this, or after max_epochs: the run of max_epochs (warmup and linear decay over all of
+    # them) stopped early. The decay settles what a constant rate leaves oscillating just below a
+    # gate (measured: 88-89% for epochs 4-6 at a constant 3e-4, docs/log/2026-12-07-recall-gate-trials.md).
+    until_recall: float | None = Field(default=None, gt=0, le=1,
+                                       description="stop at the first epoch whose recall accuracy reaches this")
+    max_epochs: int | None = Field(default=None, gt=0, le=10_000,
+                                   description=f"with until_recall: the most epochs (default {DEFAULT_MAX_EPOCHS})")
     # Besides the run folder's own curves: "tensorboard" (event files in the cell's folder,
     # `tensorboard --logdir runs/NAME/cells`) and/or "wandb" (when installed) get the loss and learning
     # rate of every step, then the cell's accuracy per split once it is scored (eval/<split>/accuracy,
@@ -113,7 +135,16 @@ class FinetuneSettings(BaseModel):
             return data
         data = dict(data)
         method = data.get("method", "full")
-        if data.get("steps") is None and data.get("epochs") is None:
+        if data.get("until_recall") is not None:
+            for k in ("steps", "epochs"):
+                if data.get(k) is not None:
+                    raise ValueError(f"'until_recall' trains epoch by epoch until recall reaches it: set "
+                                     f"'max_epochs', not '{k}'")
+            if data.get("max_epochs") is None:
+                data["max_epochs"] = DEFAULT_MAX_EPOCHS
+        elif data.get("max_epochs") is not None:
+            raise ValueError("'max_epochs' bounds the 'until_recall' rule; set 'until_recall' too (or 'epochs')")
+        elif data.get("steps") is None and data.get("epochs") is None:
             data["epochs"] = DEFAULT_EPOCHS
         if data.get("lr") is None and method in DEFAULT_LR:
             data["lr"] = DEFAULT_LR[method]
@@ -136,6 +167,20 @@ class FinetuneSettings(BaseModel):
         if v is not None and info.data.get("method") == "full":
             raise ValueError(f"{info.field_name!r} is a LoRA setting; it needs method 'lora' (method is 'full')")
         return v
+
+    def key(self) -> dict[str, Any]:
+        """What keys the run's checkpoint: every setting but ``report_to`` (logging does not change the
+        weights), and the stopping rule only when it is set."""
+        d = self.model_dump(mode="json", exclude={"report_to"})
+        for k in self.UNKEYED_WHEN_UNSET:
+            if d.get(k) is None:
+                d.pop(k, None)
+        return d
+
+    @property
+    def planned_epochs(self) -> float | None:
+        """The epochs the run plans (``max_epochs`` under the stopping rule), None when set in steps."""
+        return float(self.max_epochs) if self.until_recall is not None else self.epochs
 
     @model_validator(mode="after")
     def _micro(self) -> "FinetuneSettings":
@@ -262,15 +307,29 @@ def plan_rows(encoded: Sequence[tuple[list[int], list[int]]], settings: Finetune
     if settings.steps is not None:
         return settings.steps * settings.batch_size, settings.steps
     tokens = sum(len(ids) for ids, _ in encoded)
-    rows = max(1, math.ceil(float(settings.epochs) * tokens / settings.seq_len))
+    rows = max(1, math.ceil(float(settings.planned_epochs) * tokens / settings.seq_len))
     return rows, math.ceil(rows / settings.batch_size)
+
+
+def epoch_ends(encoded: Sequence[tuple[list[int], list[int]]], settings: FinetuneSettings) -> dict[int, int]:
+    """Optimizer step -> the epoch completed by it: the first step whose rows hold that many passes
+    over the packed data (rows run across epoch boundaries, so an epoch ends inside a step). Empty
+    for a run set in steps."""
+    if settings.steps is not None:
+        return {}
+    _, n_steps = plan_rows(encoded, settings)
+    rows_per_epoch = sum(len(ids) for ids, _ in encoded) / settings.seq_len
+    out: dict[int, int] = {}
+    for k in range(1, math.ceil(float(settings.planned_epochs)) + 1):
+        out[min(n_steps, max(1, math.ceil(k * rows_per_epoch / settings.batch_size)))] = k
+    return out
 
 
 def packed_rows(encoded: Sequence[tuple[list[int], list[int]]], settings: FinetuneSettings, seed: int,
                 pad_id: int) -> list[Row]:
     """Every row of the run, in training order."""
     n_rows, _ = plan_rows(encoded, settings)
-    epochs = None if settings.steps is not None else math.ceil(float(settings.epochs))
+    epochs = None if settings.steps is not None else math.ceil(float(settings.planned_epochs))
     rows = []
     for row in pack(example_stream(encoded, seed, epochs), settings.seq_len, pad_id):
         rows.append(row)
@@ -349,14 +408,19 @@ class _Loggers:
 
 
 def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: FinetuneSettings, seed: int,
-          progress: bool = True, desc: str = "finetune", log_dir: Path | None = None) -> tuple[Any, dict[str, Any]]:
+          progress: bool = True, desc: str = "finetune", log_dir: Path | None = None,
+          recall: RecallProbe | None = None) -> tuple[Any, dict[str, Any]]:
     """Fine-tune ``model`` on ``texts`` in place (LoRA: wraps it first). Returns (model, info).
-    ``log_dir``: where ``report_to`` loggers write (the cell's folder)."""
+    ``log_dir``: where ``report_to`` loggers write (the cell's folder). ``recall``: the recall
+    questions the stopping rule (``until_recall``) scores at the end of every epoch."""
     import torch
 
     examples = examples_from_texts(texts, settings.sentence_split)
     if not examples:
         raise ConfigError("nothing to fine-tune on: no non-empty training texts")
+    if settings.until_recall is not None and not recall:
+        raise ConfigError("bad setting 'until_recall': the dataset has no recall split to score "
+                          "(meta recall_splits; imported data: --recall SPLIT)")
     max_pos = getattr(model.config, "max_position_embeddings", None)
     if max_pos is not None and settings.seq_len > max_pos:
         raise ConfigError(f"bad setting 'seq_len': {settings.seq_len} exceeds the model's context ({max_pos})")
@@ -366,26 +430,64 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: FinetuneSe
     _, n_steps = plan_rows(encoded, settings)
     warmup = settings.warmup_steps if settings.warmup_steps is not None else round(0.05 * n_steps)
     warmup = min(warmup, n_steps)
+    rule = _StoppingRule(settings, epoch_ends(encoded, settings), recall, tokenizer)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # LoRA init and dropout: same seed, same weights
         if settings.method == "lora":
             model = _wrap_lora(model, settings)
-        curve, tokens, seconds = _optimize(model, rows, settings, n_steps, warmup, progress, desc, log_dir)
+        curve, tokens, seconds = _optimize(model, rows, settings, n_steps, warmup, progress, desc, log_dir,
+                                           rule if settings.until_recall is not None else None)
     model.eval()
-    real = sum(r.length for r in rows)
-    info = {"method": settings.method, "train_seconds": round(seconds, 3), "steps": len(curve),
-            "tokens_trained": tokens, "tokens_seen": real, "packed_rows": len(rows), "examples": len(examples),
+    real = sum(r.length for r in rows[:len(curve) * settings.batch_size])
+    # train-time compute: the steps and the stopping rule's recall checks (tokens per second: the steps)
+    info = {"method": settings.method, "train_seconds": round(seconds + rule.seconds, 3), "steps": len(curve),
+            "tokens_trained": tokens, "tokens_seen": real, "packed_rows": min(len(rows), len(curve) * settings.batch_size),
+            "examples": len(examples),
             "texts": len(texts), "epochs": round(real / max(1, sum(len(i) for i, _ in encoded)), 4),
             "lr": settings.lr, "warmup_steps": warmup, "loss_curve": curve,
             "tokens_per_second": round(real / seconds, 1) if seconds > 0 else None,
-            "attention": "per-example (position-id resets)", "reused": False}
+            "attention": "per-example (position-id resets)", "reused": False, **rule.info()}
     return model, info
 
 
+class _StoppingRule:
+    """``until_recall``: the recall probe scored at each epoch's end; stop once it is reached."""
+
+    def __init__(self, settings: FinetuneSettings, ends: dict[int, int], probe: RecallProbe | None, tokenizer: Any):
+        self.settings, self.ends, self.probe, self.tokenizer = settings, ends, probe, tokenizer
+        self.curve: list[tuple[int, float]] = []  # (epoch, pooled recall accuracy)
+        self.last: RecallScore | None = None
+        self.seconds = 0.0
+
+    def __call__(self, model: Any, step: int) -> bool:
+        """After optimizer step ``step``: True to stop here."""
+        epoch = self.ends.get(step)
+        if epoch is None or self.probe is None:
+            return False
+        with Timer() as t:
+            self.last = self.probe.score(model, self.tokenizer)
+        self.seconds += t.seconds
+        self.curve.append((epoch, round(self.last.accuracy, 6)))
+        return self.last.reached(float(self.settings.until_recall))
+
+    def info(self) -> dict[str, Any]:
+        if self.settings.until_recall is None:
+            return {}
+        out: dict[str, Any] = {"until_recall": self.settings.until_recall, "max_epochs": self.settings.max_epochs,
+                               "recall_curve": self.curve, "recall_seconds": round(self.seconds, 3),
+                               "epochs_trained": self.curve[-1][0] if self.curve else 0,
+                               "recall_reached": self.last is not None and self.last.reached(float(self.settings.until_recall))}
+        if self.last is not None:
+            out["recall_by_dataset"] = {k: round(v, 6) for k, v in self.last.by_group.items()}
+        return out
+
+
 def _optimize(model: Any, rows: list[Row], settings: FinetuneSettings, n_steps: int, warmup: int, progress: bool,
-              desc: str, log_dir: Path | None) -> tuple[list[tuple[int, float]], int, float]:
+              desc: str, log_dir: Path | None,
+              stop: Callable[[Any, int], bool] | None = None) -> tuple[list[tuple[int, float]], int, float]:
     """AdamW over ``rows``, ``batch_size`` rows a step (micro-batches accumulated), linear warmup then
-    linear decay. Returns (the loss curve, tokens trained, seconds of the steps alone)."""
+    linear decay. ``stop(model, step)`` after each step ends the run early when it returns True.
+    Returns (the loss curve, tokens trained, seconds of the steps alone: not the stopping rule's)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -404,6 +506,7 @@ def _optimize(model: Any, rows: list[Row], settings: FinetuneSettings, n_steps: 
     device = next(model.parameters()).device
     curve: list[tuple[int, float]] = []
     tokens = 0
+    stop_seconds = 0.0
     bar = tqdm(total=n_steps, desc=desc, unit="step", disable=not progress, leave=False)
     loggers = _Loggers(settings, log_dir, desc)
     model.train()
@@ -428,10 +531,16 @@ def _optimize(model: Any, rows: list[Row], settings: FinetuneSettings, n_steps: 
                 loggers.step(step + 1, total, sched.get_last_lr()[0])
                 bar.update(1)
                 bar.set_postfix(loss=f"{total:.3f}")
+                if stop is not None:
+                    with Timer() as ts:
+                        done = stop(model, step + 1)
+                    stop_seconds += ts.seconds
+                    if done:
+                        break
     finally:
         bar.close()
     loggers.close()
-    return curve, tokens, t.seconds
+    return curve, tokens, t.seconds - stop_seconds
 
 
 def _accumulate(model: Any, batch_rows: list[Row], micro: int, n_tok: int, device: Any) -> float:

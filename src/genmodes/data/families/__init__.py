@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer
 
@@ -30,12 +30,17 @@ class FamilyConfig(BaseModel):
         None, description="{part: P, of: N}: draw entities only from part P of N disjoint parts of the "
                           "family's vocabulary (datasets with different parts share no entity, whatever the seed)")
 
+    # settings added after datasets were published: unset, they are left out of the dumped config
+    # (meta.json, cell keys), which then is what it was before the setting existed
+    OMIT_WHEN_UNSET: ClassVar[tuple[str, ...]] = ("vocabulary",)
+
     @model_serializer(mode="wrap")
-    def _without_default_vocabulary(self, handler):
-        # unset, the dumped config (meta.json, cell keys) is what it was before the setting existed
+    def _without_unset_additions(self, handler):
         out = handler(self)
-        if isinstance(out, dict) and out.get("vocabulary") is None:
-            out.pop("vocabulary", None)
+        if isinstance(out, dict):
+            for k in self.OMIT_WHEN_UNSET:
+                if out.get(k) is None:
+                    out.pop(k, None)
         return out
 
 

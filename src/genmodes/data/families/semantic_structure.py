@@ -82,9 +82,9 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from genmodes.data.baselines import REVERSAL_EXEMPTION
 from genmodes.data.families import Family, FamilyConfig
@@ -145,6 +145,8 @@ OUTROS = ["That is what is known about the {s}.", "More about the {s} may be add
 
 
 class SemanticStructureConfig(FamilyConfig):
+    OMIT_WHEN_UNSET: ClassVar[tuple[str, ...]] = ("vocabulary", "subtrees")
+
     n_documents: int = Field(2200, ge=1, description="articles; at least one complete article per category")
     n_qa_items: int = Field(300, ge=0, description="short single-fact Q&A documents, besides the articles")
     n_holdout_categories: int = Field(10, ge=0, le=40)
@@ -157,6 +159,20 @@ class SemanticStructureConfig(FamilyConfig):
                                 "questions_per_split")
     probe_cue_mentions: int = Field(
         3, ge=1, description="articles about a probe item's subject that end with its cue word's See-also link")
+    subtrees: list[str] | None = Field(
+        None, min_length=1, description="English names of hierarchy categories to keep, each with all its "
+                                        "descendants and its ancestors (default: the whole hierarchy)")
+
+    @field_validator("subtrees")
+    @classmethod
+    def _known_categories(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None:
+            names = [c["name"] for c in load_hierarchy()]
+            unknown = [x for x in v if x not in names]
+            if unknown:
+                raise ValueError(f"no category {unknown[0]!r} in the hierarchy (its roots: "
+                                 f"{', '.join(c['name'] for c in load_hierarchy() if c['parent'] is None)})")
+        return v
 
 
 @functools.lru_cache(maxsize=1)
@@ -180,6 +196,25 @@ def load_hierarchy() -> list[dict]:
             a = seen[a]["parent"]
         seen[c["name"]] = c
     return cats
+
+
+def subtree_categories(subtrees: list[str] | None) -> list[dict]:
+    """The hierarchy's categories kept by ``subtrees`` (each named category, its descendants and its
+    ancestors), in hierarchy order; every category when ``subtrees`` is None."""
+    cats = load_hierarchy()
+    if subtrees is None:
+        return cats
+    parent = {c["name"]: c["parent"] for c in cats}
+    keep: set[str] = set()
+    for c in cats:  # parents come first: a category is kept when its parent is, or when it is named
+        if c["name"] in subtrees or parent[c["name"]] in keep:
+            keep.add(c["name"])
+    for name in subtrees:
+        a = parent[name]
+        while a is not None:
+            keep.add(a)
+            a = parent[a]
+    return [c for c in cats if c["name"] in keep]
 
 
 def _question_parts(template: str, s: str, o: str, last: str) -> tuple[str, str]:
@@ -267,10 +302,11 @@ class World:
 
 
 def build_world(seed: int, rng: random.Random, n_holdout_categories: int,
-                vocabulary: VocabularyPart | None = None) -> World:
+                vocabulary: VocabularyPart | None = None, subtrees: list[str] | None = None) -> World:
     """The world of (seed, n_holdout_categories); ``rng`` draws the held-out categories (and nothing else);
-    every word is from the ``vocabulary`` part when one is given."""
-    cats = load_hierarchy()
+    every word is from the ``vocabulary`` part when one is given; only the ``subtrees`` of the
+    hierarchy when given (:func:`subtree_categories`)."""
+    cats = subtree_categories(subtrees)
     words = NonsenseWords(seed, namespace="semantic_structure", distinct_prefix_len=3, part=vocabulary)
     lex: dict[str, str] = {c["name"]: w for c, w in zip(cats, words.take(len(cats)))}
     objects = sorted({o for c in cats for _, o in c["properties"]})
@@ -434,7 +470,8 @@ def article(rng: random.Random, c: str, fmt: str, fs: list[Fact]) -> str:
 
 def glossary(rng: random.Random, must: list[Fact], isa_pool: list[Fact]) -> tuple[str, list[Fact]]:
     """A glossary of 4-9 parent facts: ``must``, then others drawn from ``isa_pool``, shuffled."""
-    others = rng.sample(isa_pool, rng.randint(max(0, 4 - len(must)), 9 - len(must)))
+    k = rng.randint(max(0, 4 - len(must)), 9 - len(must))
+    others = rng.sample(isa_pool, min(k, len(isa_pool)))  # a small subtree may have fewer
     fs = list(dict.fromkeys(must + others))
     rng.shuffle(fs)
     return "Glossary of kinds:\n" + "\n".join(say(rng, f, 0) for f in fs), fs
@@ -796,7 +833,7 @@ def write_questions(config: SemanticStructureConfig, seed: int, w: World, docs: 
 
 def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
     rng = random.Random(f"semantic-{seed}")
-    w = build_world(seed, rng, config.n_holdout_categories, config.vocabulary)
+    w = build_world(seed, rng, config.n_holdout_categories, config.vocabulary, config.subtrees)
     plan, quota = plan_questions(config, seed, w)
     docs = write_documents(config, w, rng)
     cue = choose_cues(config, seed, w, docs, plan)
