@@ -58,6 +58,8 @@ P.add_argument("--real-drill-pool", choices=["all", "containers"], default="all"
 P.add_argument("--story-forward", action="store_true", help="story episodes ask forward queries too")
 P.add_argument("--reverse-repeat", type=float, default=0.0, help="share of repeat drills whose second run is reversed")
 P.add_argument("--short", action="store_true", help="facts as 'x y .' (forward lookup only)")
+P.add_argument("--frozen-id", type=float, default=0.0, help="std of a frozen random identity code added to every token's input and output embedding (0: none)")
+P.add_argument("--freeze-pool", action="store_true", help="episode-only entities have no learned embedding: only the frozen code")
 P.add_argument("--out", default=None)
 a = P.parse_args()
 torch.manual_seed(a.seed)
@@ -86,6 +88,30 @@ EOT, PAD = tok.eos_token_id, tok.pad_token_id
 cfg = scratch.TrainConfig(n_layers=a.layers, d_model=a.d, n_heads=a.heads, seq_len=a.seq, batch_size=a.batch,
                           steps=a.steps, lr=a.lr, copy_init=a.copy_init)
 model = scratch.build_model(cfg, tok, seed=a.seed)
+if a.frozen_id:
+    gen = torch.Generator().manual_seed(1000 + a.seed)
+    R = torch.randn(len(tok), a.d, generator=gen) * a.frozen_id
+    model.model.embed_tokens.register_forward_hook(lambda m, inp, out: out + R[inp[0]])
+    lm_w = model.lm_head.weight
+
+    class FrozenHead(torch.nn.Module):
+        def __init__(self, w):
+            super().__init__()
+            self.weight = w
+
+        def forward(self, h):
+            return torch.nn.functional.linear(h, self.weight + R)
+
+    model.lm_head = FrozenHead(lm_w)
+    if a.freeze_pool:
+        pool_ids = torch.tensor([ids[w] for w in ep])
+        with torch.no_grad():
+            model.model.embed_tokens.weight[pool_ids] = 0
+            model.lm_head.weight[pool_ids] = 0
+        mask = torch.ones(len(tok), 1)
+        mask[pool_ids] = 0
+        model.model.embed_tokens.weight.register_hook(lambda g: g * mask)
+        model.lm_head.weight.register_hook(lambda g: g * mask)
 print(f"params {sum(p.numel() for p in model.parameters())/1e6:.2f}M vocab {len(tok)}", flush=True)
 
 FW = [] if a.short else [ids[w] for w in FORWARD.split()]
