@@ -136,6 +136,18 @@ class Info(BaseModel):
         return None
 
 
+class CalibrationRung(BaseModel):
+    """One rung of a model's calibration ladder: a split's accuracy (None: the study did not score it)
+    and its threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: str
+    threshold: float
+    accuracy: float | None = None
+    questions: int = 0
+
+
 class ModelStageInfo(Info):
     """What every model stage may report: the core's compute table, curves and exports read these."""
 
@@ -152,11 +164,9 @@ class ModelStageInfo(Info):
     recall_questions: int | None = None
     # The calibration ladder (a dataset's ``meta["calibration_splits"]``, split -> threshold: questions
     # whose own context holds the answer, over entities training never binds): each split scored on the
-    # built model with the question's own context. None where the dataset declares none; an accuracy
-    # None: the study did not score that split.
-    calibration: dict[str, float | None] | None = None
-    calibration_thresholds: dict[str, float] | None = None
-    calibration_questions: dict[str, int] | None = None
+    # built model with the question's own context, in declared order. None where the dataset declares
+    # none.
+    calibration: list[CalibrationRung] | None = None
 
     def checkpoints(self) -> list[str]:
         """Every checkpoint folder the built model depends on (an export checks they still exist)."""

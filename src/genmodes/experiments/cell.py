@@ -108,7 +108,7 @@ def measure_calibration(study: Study, cell: Cell, ds: Dataset, ready: PreparedCe
     say whether its results test their use (:mod:`genmodes.experiments.gates`). A cell whose context
     stage adds nothing scored exactly that already (``scores``); any other cell scores them again. A
     declared split the study does not score is recorded as not scored (its rung fails)."""
-    from genmodes.conditions.base import ModelStageInfo
+    from genmodes.conditions.base import CalibrationRung, ModelStageInfo
     from genmodes.scoring import chosen
     from genmodes.training.recall import RecallProbe
 
@@ -118,10 +118,10 @@ def measure_calibration(study: Study, cell: Cell, ds: Dataset, ready: PreparedCe
         return
     info = prepared.model_info if prepared.model_info is not None else ModelStageInfo()
     thresholds = {s: float(t) for s, t in declared.items()}
-    if info.calibration is not None and info.calibration_thresholds == thresholds:
+    if info.calibration is not None and {r.split: r.threshold for r in info.calibration} == thresholds:
         return
     scored = [s for s in thresholds if s in ds.splits]
-    accuracy: dict[str, float | None] = {s: None for s in thresholds}
+    accuracy: dict[str, float] = {}
     counts = {s: sum(q.split == s for q in ds.questions) for s in scored}
     if scored and not prepared.prefix and prepared.question_context is None:
         for s in scored:
@@ -132,9 +132,9 @@ def measure_calibration(study: Study, cell: Cell, ds: Dataset, ready: PreparedCe
         got = RecallProbe(qs, [q.split for q in qs], batch_tokens=study.scoring.batch_tokens,
                           chat_template=study.scoring.chat_template).score(prepared.model, prepared.tokenizer)
         accuracy.update({s: round(got.by_group[s], 6) for s in scored})
-    prepared.model_info = info.model_copy(update={
-        "calibration": accuracy, "calibration_thresholds": thresholds,
-        "calibration_questions": counts})
+    prepared.model_info = info.model_copy(update={"calibration": [
+        CalibrationRung(split=s, threshold=t, accuracy=accuracy.get(s), questions=counts.get(s, 0))
+        for s, t in thresholds.items()]})
 
 
 def score_cell(study: Study, cell: Cell, ds: Dataset, ready: PreparedCell, *, progress: bool = True

@@ -63,6 +63,8 @@ class Gate:
     questions: int | None = None
     rungs: tuple[Rung, ...] = ()
     recall_applies: bool = True
+    # the splits of the model's calibration ladder, gated or not: reading checks, never a latent result
+    ladder_splits: tuple[str, ...] = ()
 
     @property
     def recall_passed(self) -> bool:
@@ -90,7 +92,7 @@ class Gate:
 
     def applies_to(self, split: str) -> bool:
         """A latent split: every split but the recall and calibration splits (the gate's own measures)."""
-        return split not in self.splits and all(split != r.split for r in self.rungs)
+        return split not in self.splits and split not in self.ladder_splits and all(split != r.split for r in self.rungs)
 
     def recall_label(self) -> str:
         if self.recall is None:
@@ -120,10 +122,9 @@ def _pct(x: float) -> str:
 
 def ladder(model_info: ModelStageInfo | None) -> tuple[Rung, ...]:
     """The calibration rungs a model stage's record holds (every declared split, in declared order)."""
-    if model_info is None or not model_info.calibration_thresholds:
+    if model_info is None or not model_info.calibration:
         return ()
-    got = model_info.calibration or {}
-    return tuple(Rung(s, got.get(s), float(t)) for s, t in model_info.calibration_thresholds.items())
+    return tuple(Rung(r.split, r.accuracy, r.threshold) for r in model_info.calibration)
 
 
 def info_gate(model_info: ModelStageInfo | None, threshold: float, reads_documents: bool = False) -> Gate | None:
@@ -131,11 +132,13 @@ def info_gate(model_info: ModelStageInfo | None, threshold: float, reads_documen
     calibration ladder when the cell reads documents in its context."""
     if model_info is None:
         return None
-    rungs = ladder(model_info) if reads_documents else ()
+    own = ladder(model_info)
+    rungs = own if reads_documents else ()
+    splits = tuple(r.split for r in own)
     if model_info.recall_splits is None:
-        return Gate(None, (), threshold, rungs=rungs, recall_applies=False) if rungs else None
+        return Gate(None, (), threshold, rungs=rungs, recall_applies=False, ladder_splits=splits) if rungs else None
     return Gate(model_info.recall_accuracy if model_info.recall_splits else None, tuple(model_info.recall_splits),
-                threshold, model_info.recall_questions, rungs)
+                threshold, model_info.recall_questions, rungs, ladder_splits=splits)
 
 
 def cell_gate(record: CellRecord, threshold: float) -> Gate | None:
