@@ -103,7 +103,7 @@ def measure_recall(study: Study, cell: Cell, ds: Dataset, ready: PreparedCell, s
 def measure_calibration(study: Study, cell: Cell, ds: Dataset, ready: PreparedCell, scores: list[list[Any]]) -> None:
     """The calibration ladder of a dataset that declares one (``meta["calibration_splits"]``, split ->
     threshold), for any cell with a model: each split scored on the built model with the question's
-    own context, into the model stage's record (``calibration*``), so every model of the study shows
+    own context, into the model stage's record (``calibration``), so every model of the study shows
     whether it reads its context and the gate of a cell that puts documents before the question can
     say whether its results test their use (:mod:`genmodes.experiments.gates`). A cell whose context
     stage adds nothing scored exactly that already (``scores``); any other cell scores them again. A

@@ -13,7 +13,7 @@ The calibration ladder: a result with documents in the context (oracle retrieval
 learning) tests P2's claim that retrieved episodes help only if the model reads its context at all.
 A dataset declares its rungs (``meta["calibration_splits"]``, split -> threshold: in-context reading
 checks whose own context holds the answer, over entities training never binds); every model's
-accuracy on them is recorded (``ModelStageInfo.calibration*``), and a cell whose context stage reads
+accuracy on them is recorded (``ModelStageInfo.calibration``), and a cell whose context stage reads
 documents (``READS_DOCUMENTS``) fails its gate on every row but the recall and calibration splits when
 a rung is below its threshold (or was not scored): *not a test of P2*. Both gates may fail at once.
 
