@@ -314,3 +314,30 @@ def test_oracle_context_of_a_question_without_support_is_its_own(tmp_path):
     assert own and all(prepared.context_for(q).strip() == q.context for q in own)
     other = [q for q in ds.questions if q.split != "episode_in_context"]
     assert all(len(prepared.context_for(q).split("\n")) == 1 + 1 + 3 for q in other)
+
+
+def test_codebook_practice_trains_on_its_targets_with_new_bindings_each_epoch(tmp_path, monkeypatch):
+    ds = make_dataset("codebook", 0, {"n_codebooks": 2, "sequences_per_codebook": 6, "questions_per_codebook": 2,
+                                      "n_fresh_episodes": 6, "practice_questions": 2, "targets": True,
+                                      "rebind_practice": True, "n_repeats": 4})
+    seen: list[tuple[list[int], list[int]]] = []
+    orig = scratch.Packer.batch_for_step
+
+    def record(self, step):
+        ids, labels = orig(self, step)
+        seen.extend(zip(ids, labels))
+        return ids, labels
+
+    monkeypatch.setattr(scratch.Packer, "batch_for_step", record)
+    settings = {**TINY, "seq_len": 96, "steps": 12}
+    prepared = prepare(cell(ds, tmp_path), **settings, loss="targets", fresh_bindings=True)
+    tok = prepared.tokenizer
+    practice_codes = set(ds.meta["rebind_pools"][1])
+    labelled = [tok.convert_ids_to_tokens(l) for _, labels in seen for l in labels if l != scratch.IGNORE]
+    assert labelled and "=" not in labelled and "->" not in labelled and "encode" not in labelled
+    # over 12 steps of 4 rows the practice episodes were packed in several epochs, each time rebound
+    texts = {tok.decode([t for t in ids if t != tok.pad_token_id]) for ids, _ in seen}
+    rebound = {t for d in ds.documents if d.meta.get("fresh") for t in d.text.split()} & practice_codes
+    used = {w for t in texts for w in t.split()} & practice_codes
+    assert used - rebound  # code words no stored practice document holds: new bindings
+    assert prepared.model_info.steps == 12

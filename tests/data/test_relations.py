@@ -265,3 +265,15 @@ def test_fresh_episodes_over_the_relations_own_entities_are_stories_outside_know
     assert audit_dataset(d).violations == []
     with pytest.raises(DataError, match="episode_split"):
         make_dataset("relations", 0, {**EPISODES, "fresh_entities": "relation", "episode_split": True})
+
+
+def test_the_calibration_ladder_is_the_in_context_reading_splits_the_dataset_has():
+    base = dict(n_relations=16, n_entities=32, heldout_fraction=0.5, n_episodes=8, n_filler=0, n_trained_questions=4,
+                fresh_episode_fraction=1.0, n_episode_entities=40)
+    ladder = lambda **on: make_dataset("relations", 0, {**base, **on}).meta.get("calibration_splits")  # noqa: E731
+    assert ladder() is None
+    assert ladder(lookup_split=True) == {"lookup_in_context": 0.95}
+    assert ladder(episode_split=True) == {"episode_in_context": 0.95}
+    both = make_dataset("relations", 0, {**base, "lookup_split": True, "episode_split": True})
+    assert list(both.meta["calibration_splits"]) == ["lookup_in_context", "episode_in_context"]
+    assert set(both.meta["calibration_splits"]) <= set(both.splits)

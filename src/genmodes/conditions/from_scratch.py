@@ -154,8 +154,12 @@ def training_documents(ds: Dataset, include_episodes: bool = True) -> list[Docum
         if not is_episode(d):
             out.append(d)
         elif d.kind == "sequence":  # keep the encoding, drop the definition before it
-            out.append(Document(id=d.id, text=d.text.splitlines()[-1], kind=d.kind,
-                                facts=d.facts, meta={**d.meta, "with_definition": False}))
+            text = d.text.splitlines()[-1]
+            meta = {**d.meta, "with_definition": False}
+            if d.meta.get("targets") is not None:  # word positions: shifted past the dropped definition
+                cut = len(d.text.split()) - len(text.split())
+                meta["targets"] = [t - cut for t in d.meta["targets"] if t >= cut]
+            out.append(Document(id=d.id, text=text, kind=d.kind, facts=d.facts, meta=meta))
     return out
 
 

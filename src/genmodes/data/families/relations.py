@@ -517,6 +517,10 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
         family="relations", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
         knowledge=knowledge,
         meta={"recall_splits": RECALL_SPLITS,
+              # the calibration ladder: in-context reading over entities training never binds (gates retrieval)
+              **({"calibration_splits": {s: 0.95 for s, on in (("lookup_in_context", config.lookup_split),
+                                                              ("episode_in_context", config.episode_split)) if on}}
+                 if config.lookup_split or config.episode_split else {}),
               "shortcut_exempt": {
                   "heldout_reversal": {"cooccurrence": COOCCURRENCE_EXEMPTION},
                   "heldout_reversal_in_context_copyable": {
