@@ -60,6 +60,7 @@ P.add_argument("--reverse-repeat", type=float, default=0.0, help="share of repea
 P.add_argument("--short", action="store_true", help="facts as 'x y .' (forward lookup only)")
 P.add_argument("--frozen-id", type=float, default=0.0, help="std of a frozen random identity code added to every token's input and output embedding (0: none)")
 P.add_argument("--freeze-pool", action="store_true", help="episode-only entities have no learned embedding: only the frozen code")
+P.add_argument("--phase1", type=int, default=0, help="first steps on episode-only practice (pool episodes and pool drills; no relation statements, no practice over the relations' entities)")
 P.add_argument("--out", default=None)
 a = P.parse_args()
 torch.manual_seed(a.seed)
@@ -167,8 +168,20 @@ def repeat_seq(rng: random.Random) -> tuple[list[int], list[int]]:
     return seq + second, [0] * len(seq) + [0] + [1] * (len(seq) - 1)
 
 
+PHASE1 = [False]
+
+
 def row(rng: random.Random) -> tuple[list[int], list[int]]:
     toks, lab = [], []
+    if PHASE1[0]:
+        saved = (a.real_drills, a.story_share, a.episode_share)
+        a.real_drills, a.story_share, a.episode_share = 0.0, 0.0, 1.0
+        try:
+            PHASE1[0] = False
+            return row(rng)
+        finally:
+            PHASE1[0] = True
+            a.real_drills, a.story_share, a.episode_share = saved
     if rng.random() < a.repeat_share:
         while True:
             t, l = repeat_seq(rng)
@@ -196,6 +209,7 @@ def row(rng: random.Random) -> tuple[list[int], list[int]]:
 
 def batch(step: int):
     rng = random.Random(f"probe-{a.seed}-{step}")
+    PHASE1[0] = step < a.phase1
     rows = [row(rng) for _ in range(a.batch)]
     x = torch.tensor([r[0] for r in rows])
     m = torch.tensor([r[1] for r in rows], dtype=torch.bool)

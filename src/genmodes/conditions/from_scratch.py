@@ -236,10 +236,13 @@ def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: A
 
 def _document_roles(ds: Dataset, docs: list[Document]) -> dict[str, Any]:
     """What training needs to know of each document beyond its text: whether it is a practice episode
-    (the curriculum's early documents; new entities every epoch with ``fresh_bindings``), the words
-    its context determines (``loss: targets``), and the dataset's pools of rebindable entities."""
+    (new entities every epoch with ``fresh_bindings``), whether the curriculum starts on it (practice
+    over entities training binds nothing to: practice over the relations' own entities waits, so the
+    lookup forms on entities whose embeddings serve nothing else), the words its context determines
+    (``loss: targets``), and the dataset's pools of rebindable entities."""
     fresh = [bool(d.meta.get("fresh")) for d in docs]
-    return {"early": fresh, "fresh": fresh, "targets": [d.meta.get("targets") for d in docs],
+    early = [f and not (d.meta.get("story") or d.meta.get("relation_entities")) for f, d in zip(fresh, docs)]
+    return {"early": early, "fresh": fresh, "targets": [d.meta.get("targets") for d in docs],
             "pools": ds.meta.get("rebind_pools") or []}
 
 

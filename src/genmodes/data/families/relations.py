@@ -112,6 +112,16 @@ class RelationsConfig(FamilyConfig):
     repeat_relation_entities: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills over the "
                                             "relations' own entities (never a member of a held-out relation), so "
                                             "reading the context is practised on the entities the test asks about")
+    repeat_relation_pool: Literal["both", "containers"] = Field(
+        "both", description="entities of the drills over the relations' own (repeat_relation_entities): containers "
+                            "and members, or containers only (a drill that copies members aligns their output with "
+                            "their input embedding, which made held-out reversals answerable from the parameters "
+                            "in a small model: docs/log)")
+    story_share: float | None = Field(None, ge=0.0, le=1.0, description="share of fresh episodes over the "
+                                      "relations' own entities (None: fresh_entities' share, 0, 1 or 1/2)")
+    story_forward_queries: bool = Field(True, description="fresh episodes over the relations' own entities ask "
+                                        "forward queries too (episode_forward_queries); False: reverse only, so no "
+                                        "practice copies a member (see repeat_relation_pool)")
     balanced_distractors: bool = Field(True, description="in-context splits draw their distractor facts with the "
                                        "target's training status (held-out among held-out, fresh among fresh); "
                                        "False: the earlier form (a trained relation per wrong option)")
@@ -303,7 +313,7 @@ def _episode_pairs(config: RelationsConfig, w: World, erng: random.Random, n_fac
         erng.shuffle(rev)
         if config.episode_queries is not None:
             rev = rev[: config.episode_queries]
-        forward = config.episode_forward_queries
+        forward = config.episode_forward_queries if story is None or config.story_forward_queries else 0.0
         queries = [(x, y, "forward" if forward and qrng is not None and qrng.random() < forward else "reverse")
                    for x, y in rev]
         text, targets = episode_text(pairs, queries)
@@ -334,6 +344,8 @@ def episode_documents(config: RelationsConfig, w: World, seed: int
     # question stay alike in frequency (without held-out containers, "the rarest option" would answer)
     prng = random.Random(f"relations-{seed}-episode-pool")
     share = {"episode": 0.0, "relation": 1.0, "both": 0.5}[config.fresh_entities]
+    if config.story_share is not None:
+        share = config.story_share
     stories = {k for k in sorted(fresh_at) if share and prng.random() < share}
     story_pool = tuple(relation_pools(w))
     if stories and config.episode_facts > min(len(story_pool[0]), len(story_pool[1])):
@@ -369,7 +381,8 @@ def repeat_documents(config: RelationsConfig, w: World, seed: int) -> list[Docum
     needs (docs/log has the measurements). They state nothing. Over episode-only entities, or for a
     ``repeat_relation_entities`` share over the relations' own (:func:`relation_pools`)."""
     rng = random.Random(f"relations-{seed}-repeats")
-    own = [e for pool in relation_pools(w) for e in pool]
+    pools = relation_pools(w)
+    own = pools[0] if config.repeat_relation_pool == "containers" else [e for pool in pools for e in pool]
     docs = []
     for k in range(config.n_repeats):
         n = rng.randint(config.repeat_min_len, config.repeat_max_len)
