@@ -241,7 +241,8 @@ def _document_roles(ds: Dataset, docs: list[Document]) -> dict[str, Any]:
     lookup forms on entities whose embeddings serve nothing else), the words its context determines
     (``loss: targets``), and the dataset's pools of rebindable entities."""
     fresh = [bool(d.meta.get("fresh")) for d in docs]
-    early = [f and not (d.meta.get("story") or d.meta.get("relation_entities")) for f, d in zip(fresh, docs)]
+    own = ("story", "relation_entities", "real_words")
+    early = [f and not any(d.meta.get(k) for k in own) for f, d in zip(fresh, docs)]
     return {"early": early, "fresh": fresh, "targets": [d.meta.get("targets") for d in docs],
             "pools": ds.meta.get("rebind_pools") or []}
 

@@ -90,7 +90,7 @@ from __future__ import annotations
 import random
 import re
 import string
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -105,7 +105,7 @@ RECALL_SPLITS = ["seen", "seen_in_context"]
 
 class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
-                       "repeat_reversed")
+                       "repeat_reversed", "real_code_drills", "real_code_episodes")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
@@ -138,6 +138,12 @@ class CodebookConfig(FamilyConfig):
     repeat_max_len: int = Field(12, ge=1)
     repeat_reversed: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills whose second run is "
                                    "the first reversed")
+    real_code_drills: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills over the real "
+                                    "codebooks' code words (rebound among them each epoch), so reading the context is "
+                                    "practised on the words a latent use must output")
+    real_code_episodes: float = Field(0.0, ge=0.0, le=1.0, description="share of practice episodes whose code words "
+                                      "are the real codebooks' (a practice codebook's random mapping over them, "
+                                      "rebound each epoch)")
     questions_per_codebook: int = Field(20, ge=1, description="per split")
     n_choices: int = Field(4, ge=2)
 
@@ -159,6 +165,10 @@ class CodebookConfig(FamilyConfig):
         if self.n_repeats and self.repeat_max_len > self.n_practice_codes:
             raise ValueError(f"repeat_max_len ({self.repeat_max_len}) exceeds the {self.n_practice_codes} practice "
                              "code words a drill draws from without repeats")
+        if (self.real_code_drills and not self.n_repeats) or (self.real_code_episodes and not self.n_fresh_episodes):
+            raise ValueError("real_code_drills needs n_repeats and real_code_episodes n_fresh_episodes")
+        if self.real_code_episodes and self.n_codebooks * self.n_symbols < self.n_symbols * 2:
+            raise ValueError("real_code_episodes needs at least two codebooks' code words")
         if self.rebind_practice and not (self.n_fresh_episodes or self.n_repeats):
             raise ValueError("rebind_practice needs practice to rebind: set n_fresh_episodes or n_repeats")
         return self
@@ -193,8 +203,10 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     drng = random.Random(f"codebook-{seed}-definition-order")
     docs, def_ids, canonical_def = _definitions(config, books, maps, rng, drng)
     trained_seqs = _sequences(config, books, maps, used, canonical_def, rng, drng, docs, def_ids)
-    practice_books, practice_codes, fresh_knowledge = _fresh_episodes(config, seed, words, alphabet, docs)
-    docs += repeat_documents(config.n_repeats, random.Random(f"codebook-{seed}-repeats"), practice_codes,
+    real_codes = [c for b in books for c in maps[b].values()]
+    practice_books, practice_codes, fresh_knowledge = _fresh_episodes(config, seed, words, alphabet, docs, real_codes)
+    docs += repeat_documents(config.n_repeats, random.Random(f"codebook-{seed}-repeats"),
+                             _drill_pool(config, seed, practice_codes, real_codes),
                              config.repeat_min_len, config.repeat_max_len, config.repeat_reversed, "cb-drill-")
     if config.targets:
         for d in docs:
@@ -205,6 +217,8 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     knowledge = sorted({f for b in books for s, c in maps[b].items() for f in (defines(b, s, c), encodes(b, s, c))}
                        | fresh_knowledge)
     pools = [p for p in (practice_books, practice_codes) if p] if config.rebind_practice else []
+    if config.rebind_practice and (config.real_code_drills or config.real_code_episodes):
+        pools.append(real_codes)  # only documents marked fresh are rebound: real definitions stay as they are
     return Dataset(
         family="codebook", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
         knowledge=knowledge,
@@ -303,8 +317,22 @@ def _sequences(config: CodebookConfig, books: list[str], maps: dict[str, dict[st
     return trained_seqs
 
 
+def _drill_pool(config: CodebookConfig, seed: int, practice_codes: list[str], real_codes: list[str]) -> Any:
+    """The drills' word pool: the practice code words, or for a ``real_code_drills`` share (drawn from a
+    stream of its own, so the default leaves every drill as it was) the real codebooks' code words."""
+    if not config.real_code_drills:
+        return practice_codes
+    prng = random.Random(f"codebook-{seed}-drill-pools")
+
+    def choose(_rng: random.Random) -> tuple[list[str], dict[str, Any]]:
+        if prng.random() < config.real_code_drills:
+            return real_codes, {"real_words": True}
+        return practice_codes, {}
+    return choose
+
+
 def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alphabet: list[str],
-                    docs: list[Document]) -> tuple[list[str], list[str], set[Fact]]:
+                    docs: list[Document], real_codes: list[str]) -> tuple[list[str], list[str], set[Fact]]:
     """Fresh episodes, appended to ``docs``: a practice codebook with a new random mapping in every
     episode, defined and then used for any symbol, so its encoding can only be read from the definition
     in context. From their own word and random streams: the real codebooks stay the same with or
@@ -313,10 +341,12 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
     # drills draw from the practice code words too (taken after the books: as without drills)
     practice_codes = words.take(config.n_practice_codes) if config.n_fresh_episodes or config.n_repeats else []
     frng = random.Random(f"codebook-{seed}-fresh")
+    rrng = random.Random(f"codebook-{seed}-fresh-real")  # its own stream: the default leaves episodes as they were
     fresh_knowledge: set[Fact] = set()
     for k in range(config.n_fresh_episodes):
         b = frng.choice(practice_books)
-        pairs = list(zip(alphabet, frng.sample(practice_codes, config.n_symbols)))
+        real = bool(config.real_code_episodes) and rrng.random() < config.real_code_episodes
+        pairs = list(zip(alphabet, frng.sample(real_codes if real else practice_codes, config.n_symbols)))
         m = dict(pairs)
         frng.shuffle(pairs)
         n = frng.randint(config.fresh_min_len or config.min_len, config.fresh_max_len or config.max_len)
@@ -325,7 +355,8 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
         facts = sorted({defines(b, s, c) for s, c in pairs} | {encodes(b, x, m[x]) for x in syms})
         fresh_knowledge.update(facts)
         docs.append(Document(id=f"cb-fresh-{k:05d}", text=text, kind="sequence", facts=facts,
-                             meta={"codebook": b, "with_definition": True, "fresh": True}))
+                             meta={"codebook": b, "with_definition": True, "fresh": True,
+                                   **({"real_words": True} if real else {})}))
     return practice_books, practice_codes, fresh_knowledge
 
 

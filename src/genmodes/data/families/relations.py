@@ -74,6 +74,8 @@ COOCCURRENCE_EXEMPTION = ("a held-out reversal's answer co-occurs with its membe
 
 
 class RelationsConfig(FamilyConfig):
+    OMIT_AT_DEFAULT = ("repeat_relation_pool", "story_share", "story_forward_queries")
+
     n_relations: int = Field(20_000, ge=2)
     heldout_fraction: float = Field(0.01, gt=0.0, lt=1.0)
     n_entities: int = Field(10_000, ge=4, le=90_000, description="half containers, half members")
