@@ -356,3 +356,31 @@ def test_the_no_episodes_ablation_keeps_targets_on_the_codes():
     assert stripped and all("\n" not in x.text for x in stripped)
     for x in stripped:
         assert _targets_words(x) == _SEQ.fullmatch(x.text).group(3).split()
+
+
+def test_practice_over_the_real_codebooks_code_words_is_rebound_among_them(practice):
+    from genmodes.conditions.from_scratch import _document_roles
+
+    d = make_dataset("codebook", 0, {**PRACTICE, "real_code_drills": 0.5, "real_code_episodes": 0.5})
+    real = [c for info in d.meta["codebooks"].values() for c in info["map"].values()]
+    assert d.meta["rebind_pools"][2] == real  # a pool of their own: rebound among themselves
+    own = [x for x in d.documents if x.meta.get("real_words")]
+    drills = [x for x in own if x.kind == "repeat"]
+    episodes = [x for x in own if x.kind == "sequence"]
+    assert drills and episodes and all(x.meta["fresh"] for x in own)
+    assert all(set(x.text.split()) <= set(real) for x in drills)
+    for x in episodes:  # a practice codebook's mapping over real code words; its codes are its targets
+        codes = x.text.split("->")[1].split()
+        assert set(codes) <= set(real) and x.meta["codebook"] in d.meta["rebind_pools"][0]
+        assert _targets_words(x) == codes
+    # practice over real words waits for the curriculum's second part; the rest of practice starts it
+    roles = _document_roles(d, d.documents)
+    assert [i for i, e in enumerate(roles["early"]) if e] == [
+        i for i, x in enumerate(d.documents) if x.meta.get("fresh") and not x.meta.get("real_words")]
+    # the same streams otherwise: the real codebooks and questions are unchanged, the defaults not dumped
+    assert [x.text for x in d.documents if not x.meta.get("fresh")] == \
+        [x.text for x in practice.documents if not x.meta.get("fresh")]
+    assert [q.to_json() for q in d.questions] == [q.to_json() for q in practice.questions]
+    assert "real_code_drills" not in practice.config
+    with pytest.raises(DataError, match="real_code_drills"):
+        make_dataset("codebook", 0, {**SMALL, "real_code_drills": 0.5})

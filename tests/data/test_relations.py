@@ -277,3 +277,31 @@ def test_the_calibration_ladder_is_the_in_context_reading_splits_the_dataset_has
     both = make_dataset("relations", 0, {**base, "lookup_split": True, "episode_split": True})
     assert list(both.meta["calibration_splits"]) == ["lookup_in_context", "episode_in_context"]
     assert set(both.meta["calibration_splits"]) <= set(both.splits)
+
+
+PRACTICE = {**SMALL, "n_episodes": 60, "episode_facts": 3, "fresh_episode_fraction": 1.0, "n_episode_entities": 60,
+            "episode_forward_queries": 0.5, "n_repeats": 80, "repeat_relation_entities": 0.5}
+
+
+def test_practice_over_the_relations_own_entities_copies_no_member_when_asked():
+    plain = make_dataset("relations", 0, PRACTICE)
+    d = make_dataset("relations", 0, {**PRACTICE, "story_share": 0.4, "story_forward_queries": False,
+                                      "repeat_relation_pool": "containers"})
+    containers = {f.subject for f in d.knowledge if f.relation == FORWARD}
+    own = [x for x in d.documents if x.meta.get("relation_entities")]
+    assert own and all(set(x.text.split()) <= containers for x in own)
+    plain_own = [x for x in plain.documents if x.meta.get("relation_entities")]
+    assert any(not set(x.text.split()) <= containers for x in plain_own)  # the default draws members too
+    stories = [x for x in d.documents if x.meta.get("story")]
+    fresh = [x for x in d.documents if x.meta.get("fresh") and x.kind == "episode"]
+    assert 0.2 < len(stories) / len(fresh) < 0.6
+    # a story asks reverse queries only (its members are never the word read); other practice both ways
+    # (every fact is asked: a forward query states its fact a second time)
+    asked_forward = lambda x: x.text.count(FORWARD) > x.text.count(REVERSE)  # noqa: E731
+    assert not any(asked_forward(x) for x in stories)
+    assert any(asked_forward(x) for x in fresh if not x.meta.get("story"))
+    assert audit_dataset(d).violations == []
+    # the defaults leave the dataset as it was, and its config as it was dumped
+    assert dump(make_dataset("relations", 0, {**PRACTICE, "story_share": None, "story_forward_queries": True,
+                                              "repeat_relation_pool": "both"})) == dump(plain)
+    assert "story_share" not in plain.config

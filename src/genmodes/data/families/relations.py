@@ -74,7 +74,8 @@ COOCCURRENCE_EXEMPTION = ("a held-out reversal's answer co-occurs with its membe
 
 
 class RelationsConfig(FamilyConfig):
-    OMIT_AT_DEFAULT = ("repeat_relation_pool", "story_share", "story_forward_queries")
+    OMIT_AT_DEFAULT = ("repeat_reversed", "repeat_relation_entities", "repeat_relation_pool", "story_share",
+                       "story_forward_queries")
 
     n_relations: int = Field(20_000, ge=2)
     heldout_fraction: float = Field(0.01, gt=0.0, lt=1.0)
