@@ -83,6 +83,33 @@ def test_tiny_model_overfits_a_handful_of_relations(rel, tmp_path):
     assert curves[-1]["step"] == 150 and set(curves[-1]["accuracy"]) == {q.split for q in rel.questions}
 
 
+def test_until_ready_stops_at_the_first_curve_point_that_knows_the_facts(rel, tmp_path):
+    # the overfitting run above knows every trained fact by step 150: the rule ends it at a curve point
+    prepared = prepare(cell(rel, tmp_path), **{**TINY, "batch_size": 8, "eval_every": 25, "eval_questions": 64},
+                       steps=400, until_ready=0.9)
+    info = prepared.model_info
+    curves = scratch.read_curves(tmp_path / info.curves_file)
+    assert info.steps == curves[-1]["step"] < 400 and info.steps % 25 == 0
+    assert curves[-1]["accuracy"]["trained"] >= 0.9
+    assert all(r["accuracy"]["trained"] < 0.9 for r in curves[:-1])  # the first point that passes
+    assert split_accuracy(prepared, rel, "trained") >= 0.9
+    assert fs.Settings(**TINY, until_ready=0.9).training_key()["until_ready"] == 0.9
+    assert "until_ready" not in fs.Settings(**TINY).training_key()
+
+
+def test_until_ready_holds_a_model_trained_with_practice_to_its_ladder_too():
+    ds = make_dataset("relations", 0, dict(n_relations=16, n_entities=32, heldout_fraction=0.5, n_episodes=8,
+                                           n_filler=0, n_trained_questions=4, fresh_episode_fraction=1.0,
+                                           n_episode_entities=40, lookup_split=True))
+    ready = fs._ready(ds, fs.Settings(**TINY, until_ready=0.9))
+    assert ready({"trained": 0.95, "lookup_in_context": 0.96})
+    assert not ready({"trained": 0.95, "lookup_in_context": 0.9})  # the rung's own threshold: 95%
+    assert not ready({"trained": 0.85, "lookup_in_context": 1.0}) and not ready({"lookup_in_context": 1.0})
+    ablation = fs._ready(ds, fs.Settings(**TINY, until_ready=0.9, include_episodes=False))
+    assert ablation({"trained": 0.95, "lookup_in_context": 0.2})  # the same knowledge, no practice to read
+    assert fs._ready(ds, fs.Settings(**TINY)) is None
+
+
 class Killed(Exception):
     pass
 

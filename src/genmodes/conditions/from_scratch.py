@@ -217,7 +217,8 @@ def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: A
         model = scratch.build_model(settings, tok, seed=ctx.seed).to(device)
         res = scratch.train(model, tok, [d.text for d in docs], art, settings, seed=ctx.seed,
                             eval_questions=ctx.dataset.questions, evaluate=accuracy_by_split,
-                            progress=ctx.progress, callback=callback, **_document_roles(ctx.dataset, docs))
+                            progress=ctx.progress, callback=callback, ready=_ready(ctx.dataset, settings),
+                            **_document_roles(ctx.dataset, docs))
         tmp = art / f".{MODEL_DIR}.tmp"
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
@@ -232,6 +233,21 @@ def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: A
         write_json_atomic(done, info)
         (art / scratch.CHECKPOINT).unlink(missing_ok=True)  # the final model replaces it
         return model, tok, Info(**info, reused=False)
+
+
+def _ready(ds: Dataset, settings: Settings) -> Any:
+    """The stopping rule of ``until_ready`` (None without it): the model knows the facts (every recall
+    split at the threshold) and, if it trained on practice, reads its context (every calibration rung at
+    its own threshold). A model trained without practice is not held to the ladder: P2's ablation is the
+    same knowledge without the practice."""
+    if settings.until_ready is None:
+        return None
+    recall = list(ds.meta.get("recall_splits") or [])
+    ladder = dict(ds.meta.get("calibration_splits") or {}) if settings.include_episodes else {}
+    if not recall and not ladder:
+        raise ConfigError(f"bad setting 'until_ready': dataset family {ds.family!r} declares no recall or calibration splits")
+    need = {**{s: settings.until_ready for s in recall}, **ladder}
+    return lambda acc: all(acc.get(s, 0.0) >= t for s, t in need.items())
 
 
 def _document_roles(ds: Dataset, docs: list[Document]) -> dict[str, Any]:

@@ -77,6 +77,11 @@ class TrainConfig(BaseModel):
     loss: Literal["all", "targets"] = Field(
         "all", description="which tokens carry the loss: every token, or only a document's targets (the words its "
                            "context determines, declared by the family; documents declaring none: every token)")
+    until_ready: float | None = Field(
+        None, gt=0, le=1, description="stopping rule: end training at the first curve point where every recall split "
+                                      "reaches this accuracy and, for a model trained with practice, every rung of "
+                                      "the dataset's calibration ladder its threshold (steps is then the most); "
+                                      "None: train all steps")
     fresh_bindings: bool = Field(
         False, description="documents marked fresh get new entities every time they are packed (each epoch): the "
                            "dataset's rebind pools permuted, so practice episodes cannot be memorised")
@@ -95,7 +100,7 @@ class TrainConfig(BaseModel):
         keep their keys."""
         out = {k: getattr(self, k) for k in TrainConfig.model_fields}
         for k, default in (("curriculum_steps", 0), ("schedule", "cosine"), ("loss", "all"),
-                           ("fresh_bindings", False)):
+                           ("fresh_bindings", False), ("until_ready", None)):
             if out[k] == default:
                 del out[k]
         return out
@@ -426,7 +431,8 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
           evaluate: Callable[[Any, Any, dict[str, list[Any]]], dict[str, float]] | None = None,
           progress: bool = True, callback: Callable[[int, float], None] | None = None,
           early: Sequence[bool] | None = None, targets: Sequence[Sequence[int] | None] | None = None,
-          fresh: Sequence[bool] | None = None, pools: Sequence[Sequence[str]] = ()) -> TrainResult:
+          fresh: Sequence[bool] | None = None, pools: Sequence[Sequence[str]] = (),
+          ready: Callable[[dict[str, float]], bool] | None = None) -> TrainResult:
     """Train ``model`` in place on ``texts`` for ``config.steps`` steps, resuming from
     ``out_dir/checkpoint.pt`` when one exists. ``callback(step, loss)`` runs after every step (after
     any checkpoint of that step); an exception there stops training as a kill would.
@@ -437,7 +443,8 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
     (their own packer, so every step stays a pure function of (seed, step)); the later steps pack all
     texts. ``targets`` (with ``loss: targets``): per text, the word positions that carry the loss
     (None: all). ``fresh`` and ``pools`` (with ``fresh_bindings``): texts packed with new entities
-    drawn from the pools every epoch (:class:`Packer`)."""
+    drawn from the pools every epoch (:class:`Packer`). ``ready(accuracy by split)``, asked at every
+    curve point, ends training there when it returns True (the stopping rule, ``until_ready``)."""
     import torch
 
     if eval_questions and evaluate is None:
@@ -467,6 +474,7 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
     def elapsed() -> float:
         return st.seconds_before + time.perf_counter() - t0 - eval_seconds
 
+    stopped = None
     try:
         for step in range(st.start, config.steps):
             source = early_packer if early_packer is not None and step < config.curriculum_steps else packer
@@ -490,18 +498,23 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
                 st.loss_sum, st.loss_n = 0.0, 0
                 if bar is not None:
                     bar.set_postfix(loss=f"{lv:.3f}", **{k: f"{v:.2f}" for k, v in acc.items()})
-            if done % config.checkpoint_every == 0 and done < config.steps:
+                if ready is not None and done < config.steps and ready(acc):
+                    stopped = done
+            if done % config.checkpoint_every == 0 and done < config.steps and stopped is None:
                 _save(model, opt, ckpt_path, config, seed, done, elapsed(), st)
             if callback is not None:
                 callback(done, lv)
+            if stopped is not None:
+                break
     finally:
         if bar is not None:
             bar.close()
         model.eval()
     final_loss = sum(st.last_losses) / len(st.last_losses) if st.last_losses else float("nan")
-    return TrainResult(steps=config.steps, final_loss=final_loss, train_seconds=elapsed(),
+    steps = stopped or config.steps
+    return TrainResult(steps=steps, final_loss=final_loss, train_seconds=elapsed(),
                        resumed_from=st.start, curves_file=curves,
-                       epochs=config.steps * config.batch_size / len(packer.epoch_rows(0)))
+                       epochs=steps * config.batch_size / len(packer.epoch_rows(0)))
 
 
 def read_curves(path: Path) -> list[dict[str, Any]]:
