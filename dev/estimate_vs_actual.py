@@ -1,0 +1,47 @@
+"""A dry run's estimate per cell beside what the run's cells took: train and test seconds estimated
+(`genmodes run CONFIG --dry-run`, its printed table saved to a file) against each cell's recorded
+train time and total time (cells.jsonl), with the ratio estimate / actual.
+
+    genmodes run CONFIG --dry-run > DRY.txt 2>&1
+    python dev/estimate_vs_actual.py RUN_FOLDER DRY.txt [DRY2.txt ...]
+
+A cell the dry run marks "at most" (a stopping rule) is estimated at its max_epochs; where the run
+stopped earlier the ratio is above 1 by design.
+"""
+import json
+import re
+import sys
+from pathlib import Path
+
+run = Path(sys.argv[1])
+cells = {c["cell"]: c for c in map(json.loads, open(run / "cells.jsonl"))}
+row = re.compile(r"^\s+(\S+__s\d+)\s+\d+\s+(?:to run|done|\S+)\s+(\d+)\s+(\d+)")
+estimates = []
+for path in sys.argv[2:]:
+    text = Path(path).read_text()
+    est = {m[1]: (int(m[2]), int(m[3])) for line in text.splitlines() if (m := row.match(line))}
+    step = re.search(r"training ([\d.]+) s/step", text)
+    estimates.append((path, est, step[1] if step else "?"))
+
+head = "| cell | actual train s | actual total s |"
+for path, _, step in estimates:
+    head += f" {Path(path).name} ({step} s/step): train + test ~s | ratio |"
+print(head)
+print("|---" * (3 + 2 * len(estimates)) + "|")
+tot_act = 0.0
+tot_est = [0] * len(estimates)
+for name, c in cells.items():
+    train = c["stages"].get("model", {}).get("train_seconds", 0.0) or 0.0
+    total = c["timings"]["total_s"]
+    tot_act += total
+    line = f"| {name} | {train:.0f} | {total:.0f} |"
+    for i, (_, est, _) in enumerate(estimates):
+        tr, te = est.get(name, (0, 0))
+        tot_est[i] += tr + te
+        ratio = f"{(tr + te) / total:.2f}" if total >= 1 else "–"  # a baseline cell: milliseconds
+        line += f" {tr} + {te} = {tr + te} | {ratio} |"
+    print(line)
+line = f"| all cells | | {tot_act:.0f} ({tot_act / 60:.1f} min) |"
+for s in tot_est:
+    line += f" {s} ({s / 60:.1f} min) | {s / tot_act:.2f} |"
+print(line)
