@@ -75,7 +75,7 @@ COOCCURRENCE_EXEMPTION = ("a held-out reversal's answer co-occurs with its membe
 
 class RelationsConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("repeat_reversed", "repeat_relation_entities", "repeat_relation_pool", "story_share",
-                       "story_forward_queries")
+                       "story_forward_queries", "story_split")
 
     n_relations: int = Field(20_000, ge=2)
     heldout_fraction: float = Field(0.01, gt=0.0, lt=1.0)
@@ -125,6 +125,9 @@ class RelationsConfig(FamilyConfig):
     story_forward_queries: bool = Field(True, description="fresh episodes over the relations' own entities ask "
                                         "forward queries too (episode_forward_queries); False: reverse only, so no "
                                         "practice copies a member (see repeat_relation_pool)")
+    story_split: bool = Field(False, description="add story_in_context, the ladder's third rung: facts over new "
+                              "pairs of the relations' own entities (never a relation), one asked reversed; reading "
+                              "reaches the entities the test asks about (needs practice over them)")
     balanced_distractors: bool = Field(True, description="in-context splits draw their distractor facts with the "
                                        "target's training status (held-out among held-out, fresh among fresh); "
                                        "False: the earlier form (a trained relation per wrong option)")
@@ -527,6 +530,17 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
                             "episode-only entities (fresh episodes with fresh_entities episode or both, or repeats)")
         episode_knowledge |= _fresh_context_questions(config, seed, ep_c, ep_m, known, len(w.heldout), questions,
                                                       split, direction)
+    if config.story_split:
+        if not own_practice:
+            raise DataError("relations: bad setting 'story_split': it needs practice over the relations' own entities "
+                            "(story_share or fresh_entities relation/both, or repeat_relation_entities)")
+        # the stated pairs are no relation (true in the question's own context, as a story's are in its
+        # episode); no option is the asked member's real container, so memory cannot pick the answer
+        first = len(questions)
+        episode_knowledge |= _fresh_context_questions(config, seed, *relation_pools(w), set(w.relations) | known, len(w.heldout),
+                                 questions, "story_in_context", "reverse")
+        for q in questions[first:]:
+            q.meta.update(episode_entities=False, story=True)
     knowledge = sorted({f for x, y in w.relations for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))}
                        | episode_knowledge)
     return Dataset(
@@ -535,8 +549,9 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
         meta={"recall_splits": RECALL_SPLITS,
               # the calibration ladder: in-context reading over entities training never binds (gates retrieval)
               **({"calibration_splits": {s: 0.95 for s, on in (("lookup_in_context", config.lookup_split),
-                                                              ("episode_in_context", config.episode_split)) if on}}
-                 if config.lookup_split or config.episode_split else {}),
+                                                              ("episode_in_context", config.episode_split),
+                                                              ("story_in_context", config.story_split)) if on}}
+                 if config.lookup_split or config.episode_split or config.story_split else {}),
               "shortcut_exempt": {
                   "heldout_reversal": {"cooccurrence": COOCCURRENCE_EXEMPTION},
                   "heldout_reversal_in_context_copyable": {
@@ -581,7 +596,8 @@ def _fresh_context_questions(config: RelationsConfig, seed: int, ep_c: list[str]
                 break
         else:
             raise DataError(f"relations: too few episode-only entities for {split}; raise n_episode_entities")
-        known.update(shown)
+        # a wrong option must stay false: no later question may state its pair
+        known.update(shown + crossed)
         knowledge.update(f for a, b in shown for f in (Fact(a, FORWARD, b), Fact(b, REVERSE, a)))
         if direction == "reverse":
             options, answer = [c for c, _ in shown], x
