@@ -305,3 +305,26 @@ def test_practice_over_the_relations_own_entities_copies_no_member_when_asked():
     assert dump(make_dataset("relations", 0, {**PRACTICE, "story_share": None, "story_forward_queries": True,
                                               "repeat_relation_pool": "both"})) == dump(plain)
     assert "story_share" not in plain.config
+
+
+def test_story_split_reads_over_the_relations_own_entities_where_memory_cannot_answer():
+    d = make_dataset("relations", 0, {**PRACTICE, "story_share": 0.4, "story_split": True, "lookup_split": True,
+                                      "episode_split": True})
+    assert list(d.meta["calibration_splits"]) == ["lookup_in_context", "episode_in_context", "story_in_context"]
+    true = {(f.subject, f.object) for f in d.knowledge if f.relation == FORWARD}
+    relations = {(x, y) for x, y in re.findall(r"(\w+) contains (\w+) \.", " ".join(
+        x.text for x in d.documents if x.kind != "episode"))}
+    held_members = {y for _, y in d.meta["heldout_relations"]}
+    qs = [q for q in d.questions if q.split == "story_in_context"]
+    assert len(qs) == len(d.meta["heldout_relations"])
+    for q in qs:
+        shown = re.findall(r"(\w+) contains (\w+) \.", q.context)
+        member = q.context.split()[-len(REVERSE.split()) - 1]
+        options = [c.strip() for c in q.choices]
+        assert sorted(options) == sorted(c for c, _ in shown) and (options[q.answer], member) in shown
+        assert not set(shown) & relations and member not in held_members  # no relation, no held-out member
+        assert not any((c, member) in relations for c in options)  # memory cannot pick any option
+        assert all((c, member) not in true for i, c in enumerate(options) if i != q.answer)
+    assert audit_dataset(d).violations == []
+    with pytest.raises(DataError, match="story_split"):
+        make_dataset("relations", 0, {**EPISODES, "story_split": True})
