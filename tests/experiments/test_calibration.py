@@ -148,3 +148,28 @@ def test_gates_of_the_ladder():
     assert not pre.recall_applies and pre.verdict == FAIL and pre.label().startswith("does not read its context")
     assert info_gate(ModelStageInfo(), 0.9, reads_documents=True) is None
     assert Gate(0.3, ("forward",), 0.9, rungs=(Rung("x", 1.0, 0.9),)).applies_to("x") is False
+    # P2's ablation (a model trained without practice): its ladder is shown, gates nothing
+    ablation = ModelStageInfo(recall_splits=["trained"], recall_accuracy=1.0, trained_without_practice=True,
+                              calibration=[CalibrationRung(split="lookup_in_context", threshold=0.95, accuracy=0.28)])
+    g_abl = info_gate(ablation, 0.9, reads_documents=True)
+    assert g_abl.passed and not g_abl.rungs and g_abl.label() == "knows the facts: 100%"
+    assert not g_abl.applies_to("lookup_in_context")  # still a reading check, never a latent result
+
+
+def test_the_ablation_trained_without_practice_is_shown_on_its_ladder_not_gated(tmp_path):
+    cfg = {"name": "ablation", "model": "scratch", "seeds": [0],
+           "datasets": [{"name": "rel", "family": "relations", "settings": REL}],
+           "conditions": [{"name": "oracle_no_episodes", "kind": "from_scratch",
+                           "settings": {"context": "oracle", "k": 2, "include_episodes": False, **TINY}}]}
+    path = tmp_path / "ablation.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    out = tmp_path / "run"
+    assert main(["run", str(path), "--out", str(out)]) == 0
+    rec = json.loads((out / "cells.jsonl").read_text().splitlines()[0])
+    model = rec["stages"]["model"]
+    assert model["trained_without_practice"] is True and model["calibration"]
+    # its rows are gated by recall alone (3 steps learn nothing: "not a test", never "not a test of P2")
+    report = (out / "report.md").read_text()
+    assert "Calibration gate failed" not in report and NOT_A_TEST_OF_P2 not in report
+    assert "trained without practice: the ablation's result, gates nothing" in report
+

@@ -167,6 +167,9 @@ class ModelStageInfo(Info):
     # built model with the question's own context, in declared order. None where the dataset declares
     # none.
     calibration: list[CalibrationRung] | None = None
+    # A model trained without the practice its dataset's ladder measures (P2's ablation): its ladder is
+    # recorded and shown, but gates nothing; that it does not read its context is the ablation's result.
+    trained_without_practice: bool = False
 
     def checkpoints(self) -> list[str]:
         """Every checkpoint folder the built model depends on (an export checks they still exist)."""

@@ -229,7 +229,8 @@ def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: A
                 "training_documents": len(docs), "epochs": res.epochs,
                 "device": device, "artifact": os.path.relpath(art, _artifact_root(ctx).parent),
                 "curves_file": os.path.relpath(res.curves_file, _artifact_root(ctx).parent),
-                "steps_to_90": steps_to(scratch.read_curves(res.curves_file), 0.9)}
+                "steps_to_90": steps_to(scratch.read_curves(res.curves_file), 0.9),
+                **({"trained_without_practice": True} if not settings.include_episodes else {})}
         write_json_atomic(done, info)
         (art / scratch.CHECKPOINT).unlink(missing_ok=True)  # the final model replaces it
         return model, tok, Info(**info, reused=False)

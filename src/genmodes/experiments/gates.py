@@ -15,7 +15,9 @@ A dataset declares its rungs (``meta["calibration_splits"]``, split -> threshold
 checks whose own context holds the answer, over entities training never binds); every model's
 accuracy on them is recorded (``ModelStageInfo.calibration``), and a cell whose context stage reads
 documents (``READS_DOCUMENTS``) fails its gate on every row but the recall and calibration splits when
-a rung is below its threshold (or was not scored): *not a test of P2*. Both gates may fail at once.
+a rung is below its threshold (or was not scored): *not a test of P2*. Both gates may fail at once. A
+model trained without practice (``ModelStageInfo.trained_without_practice``, P2's ablation) is shown on
+its ladder but not gated by it: that it does not read is what the ablation measures.
 
 Torch-free: the runner's summary, the report and the exports read gates from the cell records.
 """
@@ -133,7 +135,8 @@ def info_gate(model_info: ModelStageInfo | None, threshold: float, reads_documen
     if model_info is None:
         return None
     own = ladder(model_info)
-    rungs = own if reads_documents else ()
+    # the ablation trained without practice: not reading is its result, so its ladder gates nothing
+    rungs = own if reads_documents and not model_info.trained_without_practice else ()
     splits = tuple(r.split for r in own)
     if model_info.recall_splits is None:
         return Gate(None, (), threshold, rungs=rungs, recall_applies=False, ladder_splits=splits) if rungs else None

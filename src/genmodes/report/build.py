@@ -207,7 +207,8 @@ def _calibration(run: Run) -> list[Block]:
                               "whose own context holds the answer, over entities training never binds), scored on the "
                               "model with the question's own context, against each rung's threshold. A rung below its "
                               "threshold fails the gate of every cell of that model that puts documents before the "
-                              f"question: its rows are *{NOT_A_TEST}* of P2. \"90% at step\": the first learning-curve "
+                              f"question: its rows are *{NOT_A_TEST}* of P2 (a model trained without practice, P2's "
+                              "ablation, is shown but not gated: not reading is its result). \"90% at step\": the first learning-curve "
                               "step at which the rung's sampled accuracy reached 90% (never: not within training; "
                               f"{DASH}: no curve recorded).")]
     for ds in run.dataset_order():
@@ -232,7 +233,10 @@ def _calibration(run: Run) -> list[Block]:
                            f"{pct_trim(r.accuracy)} (gate {pct_trim(r.threshold)}: {'pass' if r.passed else 'fail'})")
                 row.append(DASH if steps is None or sp not in steps else
                            ("never" if steps[sp] is None else str(steps[sp])))
-            row.append("pass" if all(r.passed for r in got.values()) else "fail")
+            verdict = "pass" if all(r.passed for r in got.values()) else "fail"
+            if getattr(info, "trained_without_practice", False):
+                verdict += " (trained without practice: the ablation's result, gates nothing)"
+            row.append(verdict)
             body.append(row)
         out += [("h", 3, ds), ("table", headers, body)]
     return out
