@@ -63,7 +63,7 @@ def test_a_from_scratch_grid_is_calibrated_on_the_model_its_cells_build(tmp_path
     rows, _, _, estimated, actual = estimate_then_run(tmp_path, {
         "name": "s", "model": "scratch", "threads": 1,
         "datasets": [{"name": "rel", "family": "relations",
-                      "settings": {"n_relations": 8, "n_entities": 16, "n_episodes": 8, "n_filler": 0,
+                      "settings": {"balanced_distractors": False, "n_relations": 8, "n_entities": 16, "n_episodes": 8, "n_filler": 0,
                                    "n_trained_questions": 8, "heldout_fraction": 0.125}}],
         "conditions": [{"name": "parametric", "kind": "from_scratch", "settings": {"context": "none", **arch}},
                        {"name": "oracle", "kind": "from_scratch", "settings": {"context": "oracle", "k": 2, **arch}}]})

@@ -52,6 +52,9 @@ and, optionally, hooks the core calls instead of naming kinds:
   model the core scores the dataset's recall splits on it with no context (unless the stage already
   did, filling ``ModelStageInfo.recall_accuracy``) and the report and ``summary.csv`` mark every
   latent result of the cell with its gate (:mod:`genmodes.experiments.gates`).
+- ``READS_DOCUMENTS = True`` (context stages that put documents before the question: ``in_context``,
+  ``retrieval``): their results test the use of those documents only where the model reads its
+  context, so a dataset's calibration ladder (``meta["calibration_splits"]``) gates their cells.
 """
 
 from __future__ import annotations
@@ -139,6 +142,18 @@ class Info(BaseModel):
         return None
 
 
+class CalibrationRung(BaseModel):
+    """One rung of a model's calibration ladder: a split's accuracy (None: the study did not score it)
+    and its threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: str
+    threshold: float
+    accuracy: float | None = None
+    questions: int = 0
+
+
 class ModelStageInfo(Info):
     """What every model stage may report: the core's compute table, curves and exports read these."""
 
@@ -153,6 +168,14 @@ class ModelStageInfo(Info):
     recall_splits: list[str] | None = None
     recall_accuracy: float | None = None
     recall_questions: int | None = None
+    # The calibration ladder (a dataset's ``meta["calibration_splits"]``, split -> threshold: questions
+    # whose own context holds the answer, over entities training never binds): each split scored on the
+    # built model with the question's own context, in declared order. None where the dataset declares
+    # none.
+    calibration: list[CalibrationRung] | None = None
+    # A model trained without the practice its dataset's ladder measures (P2's ablation): its ladder is
+    # recorded and shown, but gates nothing; that it does not read its context is the ablation's result.
+    trained_without_practice: bool = False
 
     def checkpoints(self) -> list[str]:
         """Every checkpoint folder the built model depends on (an export checks they still exist)."""

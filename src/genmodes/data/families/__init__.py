@@ -33,6 +33,8 @@ class FamilyConfig(BaseModel):
     # settings added after datasets were published: unset, they are left out of the dumped config
     # (meta.json, cell keys), which then is what it was before the setting existed
     OMIT_WHEN_UNSET: ClassVar[tuple[str, ...]] = ("vocabulary",)
+    # the same for settings added with a default other than None: left out while at their default
+    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     @model_serializer(mode="wrap")
     def _without_unset_additions(self, handler):
@@ -41,6 +43,9 @@ class FamilyConfig(BaseModel):
             for k in self.OMIT_WHEN_UNSET:
                 if out.get(k) is None:
                     out.pop(k, None)
+            for k in self.OMIT_AT_DEFAULT:
+                if k in out and out[k] == type(self).model_fields[k].default:
+                    out.pop(k)
         return out
 
 

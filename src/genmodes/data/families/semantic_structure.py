@@ -98,6 +98,9 @@ PROBE_SPLITS = [CONGRUENT, INCONGRUENT]
 CONGRUENT_EXEMPTION = ("a designed shortcut probe: training co-occurrence favours the right option on every "
                        "item (beside cooccurrence_incongruent, where it favours a wrong one)")
 
+INCONGRUENT_EXEMPTION = ("a designed shortcut probe: training co-occurrence favours one wrong option on every item, "
+                         "so 'the least familiar option' rules that one out (one in three, not a reading of the facts)")
+
 # Per relation: training phrasings, held-out rephrasings, the reversed phrasing, a Q&A question.
 # Every forward template ends with "{o}." and every reversed one with "{s}.", so a question is the
 # template cut before that word and the choice is " word.".
@@ -843,7 +846,8 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
         questions=questions, knowledge=sorted(w.knowledge),
         meta={"recall_splits": RECALL_SPLITS, "probe_splits": PROBE_SPLITS,
               "shortcut_exempt": {"reversal": {"cooccurrence": REVERSAL_EXEMPTION},
-                                  CONGRUENT: {"cooccurrence": CONGRUENT_EXEMPTION}},
+                                  CONGRUENT: {"cooccurrence": CONGRUENT_EXEMPTION},
+                                  INCONGRUENT: {"familiarity": INCONGRUENT_EXEMPTION}},
               "entities": [x for x in [*w.lex.values(), *w.obj_lex.values()] if x in used_words],
               "heldout_categories": w.heldout,
               # English -> nonsense, for reading results (never shown to a model)
