@@ -1,6 +1,7 @@
 """``genmodes run --dry-run`` (issue 13, item 4): calibrated on the configured model, finished cells
 marked, unresolvable model or dataset refused in one line."""
 
+import json
 import time
 
 import pytest
@@ -124,3 +125,26 @@ def test_training_to_the_gate_is_estimated_at_max_epochs_with_its_recall_checks(
     few, many = by["rc__few__s0"], by["rc__many__s0"]
     assert "at most" in few.note and "stops once recall reaches 0.9" in many.note
     assert many.train_s > few.train_s * 1.5
+
+
+EI_GRID = {**THINK_GRID, "conditions": [
+    {"name": "finetune", "model": {"kind": "finetune_all", **THINK_FT}},
+    {"name": "rl+thinking", "context": {"kind": "thinking", "max_thought_tokens": 8},
+     "model": {"kind": "rl", "method": "expert_iteration", "rl_dataset": ["syl_a"], "max_thought_tokens": 8,
+               "temperature": 1.0, "finetune": THINK_FT,
+               "expert_iteration": {"rounds": 2, "samples": 2, "generation_batch": 4, "batch_size": 2,
+                                    "seq_len": 32, "epochs": 1}}}]}
+
+
+def test_expert_iteration_is_estimated_from_a_timed_round_near_the_run(tmp_path):
+    """The rl cell's training (its fine-tuned start built by the finetune cell) is expert iteration
+    alone: sampling and scoring timed at the run's shapes, the fine-tune on the kept thoughts; the
+    estimate is near what the run's rounds took, and says what it assumed."""
+    rows, _, out, _, _ = estimate_then_run(tmp_path, EI_GRID)
+    by = {r.cell: r for r in rows}
+    rl = by["syl_a__rl+thinking__s0"]
+    assert "expert iteration" in rl.note and "2 x (" in rl.note and "sampled and scored" in rl.note and "kept (chance)" in rl.note
+    assert by["syl_b__rl+thinking__s0"].train_s == 0  # the RL model is built once
+    record = json.loads((out / "cells" / "syl_a__rl+thinking__s0" / "cell.json").read_text())
+    measured = record["stages"]["model"]["expert_iteration"]["train_seconds"]
+    assert measured / 3 < rl.train_s < measured * 3 + 1.0, (rl.train_s, measured)

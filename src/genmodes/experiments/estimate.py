@@ -287,6 +287,14 @@ class CellCost:
         """Seconds per scored token of ``model`` on ``dataset``'s questions."""
         return self._est.time_scoring(model, tokenizer, self.datasets[dataset])
 
+    def load_model(self) -> tuple[Any, Any]:
+        """A fresh copy of the configured model (the first of ``models:``) on the run's device, for a
+        stage that times its own work as it runs it."""
+        from genmodes.models import load_model
+
+        r = self._est.runner
+        return load_model(r.study.model_specs[0], device=r.device, cache=r.model_cache, seed=0)
+
     def generation(self, batch_size: int, batches: int, new_tokens: int) -> float:
         """``batches`` generations of ``new_tokens`` tokens at ``batch_size``."""
         return batches * new_tokens * self._est.gen_step(batch_size)
