@@ -26,13 +26,13 @@ TINY = dict(n_layers=2, d_model=64, n_heads=4, seq_len=32, batch_size=4, lr=1e-2
 
 @pytest.fixture(scope="module")
 def rel():
-    return make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=8, n_filler=0,
+    return make_dataset("relations", 0, dict(balanced_distractors=False, n_relations=8, n_entities=16, n_episodes=8, n_filler=0,
                                              n_trained_questions=8, heldout_fraction=0.125))
 
 
 @pytest.fixture(scope="module")
 def rel_filler():
-    return make_dataset("relations", 1, dict(n_relations=12, n_entities=40, n_episodes=6, n_filler=30,
+    return make_dataset("relations", 1, dict(balanced_distractors=False, n_relations=12, n_entities=40, n_episodes=6, n_filler=30,
                                              filler_max_len=8, n_trained_questions=6, heldout_fraction=0.25))
 
 
@@ -83,6 +83,33 @@ def test_tiny_model_overfits_a_handful_of_relations(rel, tmp_path):
     assert curves[-1]["step"] == 150 and set(curves[-1]["accuracy"]) == {q.split for q in rel.questions}
 
 
+def test_until_ready_stops_at_the_first_curve_point_that_knows_the_facts(rel, tmp_path):
+    # the overfitting run above knows every trained fact by step 150: the rule ends it at a curve point
+    prepared = prepare(cell(rel, tmp_path), **{**TINY, "batch_size": 8, "eval_every": 25, "eval_questions": 64},
+                       steps=400, until_ready=0.9)
+    info = prepared.model_info
+    curves = scratch.read_curves(tmp_path / info.curves_file)
+    assert info.steps == curves[-1]["step"] < 400 and info.steps % 25 == 0
+    assert curves[-1]["accuracy"]["trained"] >= 0.9
+    assert all(r["accuracy"]["trained"] < 0.9 for r in curves[:-1])  # the first point that passes
+    assert split_accuracy(prepared, rel, "trained") >= 0.9
+    assert fs.Settings(**TINY, until_ready=0.9).training_key()["until_ready"] == 0.9
+    assert "until_ready" not in fs.Settings(**TINY).training_key()
+
+
+def test_until_ready_holds_a_model_trained_with_practice_to_its_ladder_too():
+    ds = make_dataset("relations", 0, dict(n_relations=16, n_entities=32, heldout_fraction=0.5, n_episodes=8,
+                                           n_filler=0, n_trained_questions=4, fresh_episode_fraction=1.0,
+                                           n_episode_entities=40, lookup_split=True))
+    ready = fs._ready(ds, fs.Settings(**TINY, until_ready=0.9))
+    assert ready({"trained": 0.95, "lookup_in_context": 0.96})
+    assert not ready({"trained": 0.95, "lookup_in_context": 0.9})  # the rung's own threshold: 95%
+    assert not ready({"trained": 0.85, "lookup_in_context": 1.0}) and not ready({"lookup_in_context": 1.0})
+    ablation = fs._ready(ds, fs.Settings(**TINY, until_ready=0.9, include_episodes=False))
+    assert ablation({"trained": 0.95, "lookup_in_context": 0.2})  # the same knowledge, no practice to read
+    assert fs._ready(ds, fs.Settings(**TINY)) is None
+
+
 class Killed(Exception):
     pass
 
@@ -113,14 +140,14 @@ def test_resume_after_interruption_gives_bitwise_identical_weights(rel, tmp_path
 
 def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, monkeypatch):
     seen: list[list[int]] = []
-    orig = scratch.Packer.rows_for_step
+    orig = scratch.Packer.batch_for_step
 
     def record(self, step):
-        rows = orig(self, step)
-        seen.extend(rows)
-        return rows
+        ids, labels = orig(self, step)
+        seen.extend(ids)
+        return ids, labels
 
-    monkeypatch.setattr(scratch.Packer, "rows_for_step", record)
+    monkeypatch.setattr(scratch.Packer, "batch_for_step", record)
     prepared = prepare(cell(rel_filler, tmp_path), **TINY, steps=30)
     tok = prepared.tokenizer
     held = rel_filler.meta["heldout_relations"]
@@ -140,18 +167,18 @@ def test_heldout_reversals_never_in_packed_training_rows(rel_filler, tmp_path, m
 
 
 def test_curriculum_starts_on_fresh_episodes_only_then_trains_on_everything(tmp_path, monkeypatch):
-    ds = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=12, n_filler=4,
+    ds = make_dataset("relations", 0, dict(balanced_distractors=False, n_relations=8, n_entities=16, n_episodes=12, n_filler=4,
                                            n_trained_questions=4, heldout_fraction=0.125, episode_facts=2,
                                            fresh_episode_fraction=0.5, n_episode_entities=12))
     seen: list[tuple[int, list[list[int]]]] = []
-    orig = scratch.Packer.rows_for_step
+    orig = scratch.Packer.batch_for_step
 
     def record(self, step):
-        rows = orig(self, step)
-        seen.append((step, rows))
-        return rows
+        ids, labels = orig(self, step)
+        seen.append((step, ids))
+        return ids, labels
 
-    monkeypatch.setattr(scratch.Packer, "rows_for_step", record)
+    monkeypatch.setattr(scratch.Packer, "batch_for_step", record)
     prepared = prepare(cell(ds, tmp_path), **{**TINY, "seq_len": 64}, steps=12, curriculum_steps=5)
     tok = prepared.tokenizer
     fresh = {d.text for d in ds.documents if d.meta.get("fresh")}
@@ -167,7 +194,7 @@ def test_curriculum_starts_on_fresh_episodes_only_then_trains_on_everything(tmp_
     assert "curriculum_steps" not in fs.Settings(**TINY).training_key()
     assert fs.Settings(**TINY, curriculum_steps=3).training_key()["curriculum_steps"] == 3
     with pytest.raises(ConfigError, match="curriculum_steps"):
-        prepare(cell(make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=4,
+        prepare(cell(make_dataset("relations", 0, dict(balanced_distractors=False, n_relations=8, n_entities=16, n_episodes=4,
                                                        n_filler=0, n_trained_questions=4,
                                                        heldout_fraction=0.125)), tmp_path, "b"),
                 **TINY, steps=4, curriculum_steps=2)
@@ -261,7 +288,7 @@ def test_no_episodes_ablation_removes_in_context_episodes(rel):
                                            questions_per_codebook=2, n_choices=2, n_fresh_episodes=5))
     assert sum(bool(d.meta.get("fresh")) for d in fs.training_documents(cbf, True)) == 5
     assert not any(d.meta.get("fresh") for d in fs.training_documents(cbf, False))
-    relf = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=8, n_filler=0,
+    relf = make_dataset("relations", 0, dict(balanced_distractors=False, n_relations=8, n_entities=16, n_episodes=8, n_filler=0,
                                              n_trained_questions=8, heldout_fraction=0.125,
                                              fresh_episode_fraction=0.5, n_episode_entities=8))
     assert not any(d.kind == "episode" for d in fs.training_documents(relf, False))
@@ -282,30 +309,33 @@ def test_settings_and_model_spec_errors(rel, tmp_path):
 
 @pytest.mark.parametrize("name", ["latent_relations", "latent_codebook"])
 def test_configs_are_valid(name):
-    def load(n):
-        cfg = yaml.safe_load((ROOT / "configs" / f"{n}.yaml").read_text())
-        assert cfg["model"] == "scratch"
-        for d in cfg["datasets"]:
-            make_config(d["family"], d.get("settings", {}))
-        conds = [resolve(c["kind"], c.get("settings", {}), where=c["name"]) for c in cfg["conditions"]]
-        assert {c.model for c in conds} == {"scratch"}
-        return cfg, conds, [c.model_settings for c in conds]
-
-    main, conds, settings = load(name)
-    ablation, abl_conds, abl_settings = load(f"{name}_no_episodes")
-    assert {c.context for c in conds} == {c.context for c in abl_conds} == {"none", "retrieval"}
-    assert all(c.context_settings.method == "oracle" for c in conds + abl_conds if c.context == "retrieval")
-    assert {s.include_episodes for s in settings} == {True} and {s.include_episodes for s in abl_settings} == {False}
-    # the parametric and oracle cells share one trained model; the ablation differs only in episodes
-    assert len({tuple(sorted(s.training_key().items())) for s in settings}) == 1
-    assert len({tuple(sorted(s.training_key().items())) for s in abl_settings}) == 1
-    assert {**settings[0].training_key(), "include_episodes": False} == abl_settings[0].training_key()
-    assert main["datasets"] == ablation["datasets"]
+    cfg = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    assert cfg["model"] == "scratch"
+    for d in cfg["datasets"]:
+        make_config(d["family"], d.get("settings", {}))
+    conds = {c["name"]: resolve(c["kind"], c.get("settings", {}), where=c["name"]) for c in cfg["conditions"]}
+    assert set(conds) == {"parametric", "oracle_retrieval", "parametric_no_episodes", "oracle_retrieval_no_episodes"}
+    assert {c.model for c in conds.values()} == {"scratch"}
+    assert {c.context for c in conds.values()} == {"none", "retrieval"}
+    assert all(c.context_settings.method == "oracle" for c in conds.values() if c.context == "retrieval")
+    settings = {n: c.model_settings for n, c in conds.items()}
+    assert all(s.include_episodes == ("no_episodes" not in n) for n, s in settings.items())
+    # each pair (parametric, oracle) shares one trained model; the ablation's differs only in what
+    # needs the practice documents (their curriculum and their rebinding)
+    key = {n: s.training_key() for n, s in settings.items()}
+    assert key["parametric"] == key["oracle_retrieval"]
+    assert key["parametric_no_episodes"] == key["oracle_retrieval_no_episodes"]
+    practice_only = ("include_episodes", "curriculum_steps", "fresh_bindings", "until_ready")
+    same = lambda k: {a: b for a, b in k.items() if a not in practice_only}  # noqa: E731
+    assert same(key["parametric"]) == same(key["parametric_no_episodes"])
+    # the ablation trains its whole budget: at least what the model it is compared with had
+    assert settings["parametric_no_episodes"].until_ready is None
+    assert settings["parametric_no_episodes"].steps >= settings["parametric"].steps
 
 
 def test_oracle_context_of_a_question_without_support_is_its_own(tmp_path):
     # relations' episode_in_context: nothing in training holds its pair, so nothing is retrieved
-    ds = make_dataset("relations", 0, dict(n_relations=8, n_entities=16, n_episodes=12, n_filler=0,
+    ds = make_dataset("relations", 0, dict(balanced_distractors=False, n_relations=8, n_entities=16, n_episodes=12, n_filler=0,
                                            n_trained_questions=4, heldout_fraction=0.125, episode_facts=2,
                                            fresh_episode_fraction=1.0, n_episode_entities=12,
                                            episode_split=True))
@@ -314,3 +344,30 @@ def test_oracle_context_of_a_question_without_support_is_its_own(tmp_path):
     assert own and all(prepared.context_for(q).strip() == q.context for q in own)
     other = [q for q in ds.questions if q.split != "episode_in_context"]
     assert all(len(prepared.context_for(q).split("\n")) == 1 + 1 + 3 for q in other)
+
+
+def test_codebook_practice_trains_on_its_targets_with_new_bindings_each_epoch(tmp_path, monkeypatch):
+    ds = make_dataset("codebook", 0, {"n_codebooks": 2, "sequences_per_codebook": 6, "questions_per_codebook": 2,
+                                      "n_fresh_episodes": 6, "practice_questions": 2, "targets": True,
+                                      "rebind_practice": True, "n_repeats": 4})
+    seen: list[tuple[list[int], list[int]]] = []
+    orig = scratch.Packer.batch_for_step
+
+    def record(self, step):
+        ids, labels = orig(self, step)
+        seen.extend(zip(ids, labels))
+        return ids, labels
+
+    monkeypatch.setattr(scratch.Packer, "batch_for_step", record)
+    settings = {**TINY, "seq_len": 96, "steps": 12}
+    prepared = prepare(cell(ds, tmp_path), **settings, loss="targets", fresh_bindings=True)
+    tok = prepared.tokenizer
+    practice_codes = set(ds.meta["rebind_pools"][1])
+    labelled = [tok.convert_ids_to_tokens(l) for _, labels in seen for l in labels if l != scratch.IGNORE]
+    assert labelled and "=" not in labelled and "->" not in labelled and "encode" not in labelled
+    # over 12 steps of 4 rows the practice episodes were packed in several epochs, each time rebound
+    texts = {tok.decode([t for t in ids if t != tok.pad_token_id]) for ids, _ in seen}
+    rebound = {t for d in ds.documents if d.meta.get("fresh") for t in d.text.split()} & practice_codes
+    used = {w for t in texts for w in t.split()} & practice_codes
+    assert used - rebound  # code words no stored practice document holds: new bindings
+    assert prepared.model_info.steps == 12

@@ -83,7 +83,7 @@ def test_every_pretrained_model_stage_with_every_context_stage(tmp_path):
 
 def test_scratch_model_stage_with_every_context_stage(tmp_path):
     rel = {"name": "rel", "family": "relations",
-           "settings": dict(n_relations=6, n_entities=12, n_episodes=4, n_filler=0, n_trained_questions=4,
+           "settings": dict(balanced_distractors=False, n_relations=6, n_entities=12, n_episodes=4, n_filler=0, n_trained_questions=4,
                             heldout_fraction=0.25)}
     models = {"scratch": SCRATCH}
     rows, cells, out = _run(tmp_path, "scratch", "scratch", rel, models)

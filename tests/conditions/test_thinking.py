@@ -1,4 +1,4 @@
-"""Thinking and RL (issue 11, P3): the reward agrees with the scorer, GRPO trains every parameter and
+"""Thinking and RL (P3): the reward agrees with the scorer, GRPO trains every parameter and
 resumes from its checkpoint, no RL prompt leaks an evaluated or transfer question or entity, and the
 implicit-retrieval audit reads the family's statements."""
 
@@ -245,3 +245,153 @@ def test_rl_stage_builds_from_the_study_finetune_and_reuses_its_checkpoint(tmp_p
     assert again.info.reused
     for (n, p), (_, p2) in zip(built.model.named_parameters(), again.model.named_parameters()):
         assert torch.equal(p.detach(), p2.detach()), n
+
+
+def test_rl_method_settings_are_checked_where_they_are_given():
+    from pydantic import ValidationError
+
+    s = rl.Settings(rl_dataset="a", method="expert_iteration")
+    assert s.expert_iteration is not None and s.expert_iteration.rounds >= 1
+    assert rl.Settings(rl_dataset="a").expert_iteration is None
+    for bad, match in (({"method": "expert_iteration", "steps": 5}, "'steps' is a GRPO setting"),
+                       ({"method": "expert_iteration", "reward": "probability"}, "reward must be 'correct'"),
+                       ({"expert_iteration": {"rounds": 2}}, "need method: expert_iteration"),
+                       ({"method": "expert_iteration", "expert_iteration": {"roundz": 2}}, "roundz")):
+        with pytest.raises(ValidationError, match=match):
+            rl.Settings(rl_dataset="a", **bad)
+
+
+def _semantic(part: int, seed: int):
+    return make_dataset("semantic_structure", seed=seed, overrides={
+        "subtrees": ["canine", "feline"], "n_documents": 1, "n_qa_items": 0, "holdout_mentions": 1,
+        "n_holdout_categories": 3, "questions_per_split": 30, "probe_questions_per_split": 0,
+        "vocabulary": {"part": part, "of": 2}})
+
+
+def test_semantic_rl_questions_never_ask_about_an_evaluated_subject():
+    # every inference of a hierarchy shares a premise with another one, so RL groups questions by the
+    # entity they name: no evaluated question names a category an RL question names
+    dss = rl.design({"sa": _semantic(0, 0), "sb": _semantic(1, 1)}, [rl.Settings(rl_dataset="sa", rl_fraction=0.5)])
+    train, scored = dss["sa"].rl_train_questions, dss["sa"].questions
+    vocab = rl.entity_words(dss["sa"])
+    assert train and any(q.split.startswith("syllogism") for q in scored)
+    named = set().union(*[rl.named_entities(q, vocab) for q in train])
+    assert not named & set().union(*[rl.named_entities(q, vocab) for q in scored])
+    # about half the held-out questions train RL, the rest are scored
+    held = [q for q in scored if not q.split.startswith("rephrase")]
+    assert 0.25 < len(train) / (len(train) + len(held)) < 0.75
+    assert not rl.entity_words(dss["sa"]) & rl.entity_words(dss["sb"])
+
+
+def _cell(tmp_path, dss, name, built):
+    from genmodes.conditions.base import CellContext
+
+    return CellContext(model_spec="tiny-random", dataset=dss[name], seed=0, workdir=tmp_path / name,
+                       shared_dir=tmp_path / "shared", progress=False, device="cpu", datasets=dss, dataset_name=name)
+
+
+def test_thought_modes_fill_the_slot_as_their_control_needs(tmp_path, tiny, monkeypatch):
+    from genmodes.conditions import thinking
+    from genmodes.conditions.base import Built
+    from genmodes.training import thoughts as th
+
+    model, tok = tiny
+    dss = {"sa": _semantic(0, 0), "sb": _semantic(1, 1)}
+    for d in dss.values():
+        d.questions = [q for q in d.questions if q.split in ("syllogism", "category_holdout")][:12]
+    built = Built(model, tok)
+    calls = []
+    real = th.generate_thoughts
+    monkeypatch.setattr(thinking, "generate_thoughts", lambda *a, **k: calls.append(k.get("prompts")) or real(*a, **k))
+    gen = thinking.apply(_cell(tmp_path, dss, "sb", built), built, thinking.Settings(max_thought_tokens=4))
+    shuf = thinking.apply(_cell(tmp_path, dss, "sb", built), built,
+                          thinking.Settings(max_thought_tokens=4, thought="shuffled"))
+    assert len(calls) == 1 and shuf.info.thinking.shared_thoughts is True  # generated once, shared
+    own = {q: d["thought"] for q, d in gen.question_details.items()}
+    for qid, d in shuf.question_details.items():
+        assert d["thought_of"] != qid and d["thought"] == own[d["thought_of"]]
+    empty = thinking.apply(_cell(tmp_path, dss, "sb", built), built, thinking.Settings(thought="empty"))
+    assert all(d["thought"] == "" and d["thought_tokens"] == 0 for d in empty.question_details.values())
+    oracle = thinking.apply(_cell(tmp_path, dss, "sb", built), built, thinking.Settings(thought="oracle"))
+    assert oracle.info.thinking.retrieval_rate == 1.0 and len(calls) == 1
+    q = dss["sb"].questions[0]
+    assert oracle.context_for(q).startswith(th.think_prompt(q) + " " + th.oracle_thought(dss["sb"], q))
+    # generate-and-verify: each option is recalled after the drill prompt about it (options in context)
+    ver = thinking.apply(_cell(tmp_path, dss, "sb", built), built,
+                         thinking.Settings(max_thought_tokens=3, thought="verify"))
+    assert calls[-1] == [th.DRILL.format(topic=c.strip().rstrip(".")) for q in dss["sb"].questions
+                         for c in q.choices]
+    assert ver.info.thinking.options_in_context and not gen.info.thinking.options_in_context
+    # a demonstration: two drills of the other dataset of the family, before every prompt
+    demo = thinking.apply(_cell(tmp_path, dss, "sb", built), built,
+                          thinking.Settings(max_thought_tokens=3, thought="empty", demonstration=2))
+    assert demo.info.thinking.demonstration_from == "sa" and demo.prefix.count("Recall what you know about") == 2
+    assert not rl.entity_words(dss["sb"]) & {w.lower() for w in re.findall(r"[A-Za-z]+", demo.prefix)}
+
+
+def test_summary_carries_retrieval_rate_on_thinking_rows_only():
+    from genmodes.experiments.records import ResultRow
+    from genmodes.experiments.summary import columns, summarize
+
+    def row(cond, ctx, details, i):
+        return ResultRow(cell="c", model="m", dataset="d", family="f", split="s", subtype="t", condition=cond,
+                         condition_kind=cond, model_stage="finetune_all", context_stage=ctx, seed=0,
+                         question_id=f"q{i}", answer=0, chance=0.25, scores=[], chosen=0, chosen_norm=0, correct=True,
+                         correct_norm=True, context_tokens=1, context="x", details=details)
+
+    rows = [row("ft", "none", {}, i) for i in range(4)]
+    rows += [row("think", "thinking", {"thought": "t", "retrieval": lab, "verifiable": True}, i)
+             for i, lab in enumerate(["stated", "none", "stated", "partial"])]
+    out = {r["condition"]: r for r in summarize(rows)}
+    assert out["think"]["retrieval_rate"] == 0.5 and "retrieval_rate" not in out["ft"]
+    assert columns(list(out.values()))[-1] == "retrieval_rate"
+
+
+def test_augmented_a_trains_on_the_study_then_on_the_augmentations_of_a(tmp_path):
+    from genmodes.conditions import finetune_all
+    from genmodes.conditions.base import CellContext
+    from genmodes.data.families import get_family
+
+    dss = {"sa": _semantic(0, 0), "sb": _semantic(1, 1)}
+    s = finetune_all.Settings(steps=1, batch_size=2, seq_len=64, augment=["sa"], augment_epochs=0.05)
+    texts = finetune_all.augmented_texts(dss, s)
+    aug = [d.text for d in get_family("semantic_structure").oracle_augmentations(dss["sa"])]
+    assert texts[:len(aug)] == aug and texts[len(aug):] == finetune_all.study_texts(dss, s)
+    assert s.plain().model_dump() == finetune_all.Settings(steps=1, batch_size=2, seq_len=64).model_dump()
+    ctx = CellContext(model_spec="tiny-random", dataset=dss["sb"], seed=0, workdir=tmp_path / "c",
+                      shared_dir=tmp_path / "shared", progress=False, device="cpu", datasets=dss, dataset_name="sb")
+    built = finetune_all.build(ctx, s)
+    plain = finetune_all.build(ctx, s.plain())
+    assert plain.info.reused  # the augmented run continued from the study's fine-tune, which it saved
+    assert built.info.augmentations == len(aug) and built.info.augment_loss_curve
+    assert built.info.train_seconds > plain.info.train_seconds
+
+
+def test_recall_splits_can_be_scored_after_an_empty_thought(tmp_path, tiny):
+    from genmodes.conditions import thinking
+    from genmodes.conditions.base import Built
+
+    model, tok = tiny
+    dss = {"sa": _semantic(0, 0), "sb": _semantic(1, 1)}
+    dss["sb"].questions = [q for q in dss["sb"].questions if q.split in ("rephrase", "syllogism")][:16]
+    built = Built(model, tok)
+    out = thinking.apply(_cell(tmp_path, dss, "sb", built), built,
+                         thinking.Settings(max_thought_tokens=3, temperature=1.0, recall_thoughts=False))
+    for q in dss["sb"].questions:
+        d = out.question_details[q.id]
+        if q.split == "rephrase":
+            assert d["no_thought"] and d["thought"] == "" and d["thought_tokens"] == 0
+        else:
+            assert "no_thought" not in d and d["thought_tokens"] > 0
+
+
+def test_grpo_reward_is_the_frozen_answerers_verdict_when_given_one(tmp_path, monkeypatch):
+    judges = []
+    real = grpo.rewards
+    monkeypatch.setattr(grpo, "rewards", lambda m, *a, **k: judges.append(m) or real(m, *a, **k))
+    model, tok = load_model("tiny-random", device="cpu")
+    answerer, _ = load_model("tiny-random", device="cpu", seed=1)
+    before = {n: p.detach().clone() for n, p in answerer.named_parameters()}
+    grpo.grpo_train(model, tok, _train_questions(), _rl_settings(), 0, tmp_path / "g", progress=False, answerer=answerer)
+    assert judges and all(j is answerer for j in judges)
+    assert all(torch.equal(p, before[n]) for n, p in answerer.named_parameters())

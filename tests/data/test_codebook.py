@@ -222,3 +222,165 @@ def test_practice_split_and_longer_practice_episodes():
     assert audit_dataset(d).violations == []
     with pytest.raises(DataError, match="practice_questions"):
         make_dataset("codebook", 0, {**SMALL, "practice_questions": 3})
+
+
+# ------------------------------------------------------------------------------ practice that cannot be memorised
+
+PRACTICE = {**SMALL, "n_fresh_episodes": 30, "practice_questions": 6, "targets": True, "rebind_practice": True,
+            "n_repeats": 40, "repeat_min_len": 2, "repeat_max_len": 6, "repeat_reversed": 0.5}
+
+
+@pytest.fixture(scope="module")
+def practice():
+    return make_dataset("codebook", 0, PRACTICE)
+
+
+def _targets_words(doc):
+    words = doc.text.split()
+    return [words[i] for i in doc.meta["targets"]]
+
+
+def test_targets_are_the_codes_after_the_arrow_and_the_symbols_after_each_equals(practice):
+    books = practice.meta["codebooks"]
+    kinds = set()
+    for d in practice.documents:
+        words = d.text.split()
+        arrow = words.index("->") if "->" in words else None
+        after_arrow = list(range(arrow + 1, len(words))) if arrow is not None else []
+        after_eq = [i + 1 for i, w in enumerate(words) if w == "="]
+        if d.kind == "repeat":
+            continue
+        if d.meta.get("fresh"):  # a practice episode: its random definition carries no loss
+            kinds.add("practice")
+            assert after_eq and d.meta["targets"] == after_arrow
+        elif d.kind == "definition":
+            kinds.add("definition")
+            assert d.meta["targets"] == after_eq
+            assert set(_targets_words(d)) == set(books[d.meta["codebook"]]["map"])  # the symbols (code_first)
+        else:
+            kinds.add("episode" if d.meta["with_definition"] else "sequence")
+            assert d.meta["targets"] == (after_eq if d.meta["with_definition"] else []) + after_arrow
+            m = _SEQ.fullmatch(d.text.splitlines()[-1])
+            assert _targets_words(d)[-len(after_arrow):] == m.group(3).split()  # the code words
+    assert kinds == {"practice", "definition", "episode", "sequence"}
+    # symbol_first definitions: the word after "=" is the code
+    sf = make_dataset("codebook", 0, {**SMALL, "targets": True, "definition_form": "symbol_first"})
+    d = next(x for x in sf.documents if x.kind == "definition")
+    assert set(_targets_words(d)) == set(sf.meta["codebooks"][d.meta["codebook"]]["map"].values())
+
+
+def test_without_the_new_settings_the_dataset_is_as_before(practice):
+    plain = make_dataset("codebook", 0, {**SMALL, "n_fresh_episodes": 30, "practice_questions": 6})
+    assert not any("targets" in d.meta for d in plain.documents) and "rebind_pools" not in plain.meta
+    assert set(plain.config) == set(make_dataset("codebook", 0, SMALL).config)  # the new settings are not dumped
+    # the settings add targets, pools and drills; texts, questions and knowledge stay
+    strip = [d.text for d in practice.documents if d.kind != "repeat"]
+    assert strip == [d.text for d in plain.documents]
+    assert [q.to_json() for q in practice.questions] == [q.to_json() for q in plain.questions]
+    assert practice.knowledge == plain.knowledge
+    assert practice.meta["calibration_splits"] == plain.meta["calibration_splits"] == {"practice_in_context": 0.9}
+    assert "calibration_splits" not in make_dataset("codebook", 0, {**SMALL, "n_fresh_episodes": 30}).meta
+    with pytest.raises(DataError, match="rebind_practice"):
+        make_dataset("codebook", 0, {**SMALL, "rebind_practice": True})
+    with pytest.raises(DataError, match="repeat_max_len"):
+        make_dataset("codebook", 0, {**SMALL, "n_repeats": 3, "repeat_max_len": 99})
+
+
+def test_drills_repeat_a_run_of_practice_codes_and_train_on_its_second_run(practice):
+    codes = set(practice.meta["rebind_pools"][1])
+    drills = [d for d in practice.documents if d.kind == "repeat"]
+    assert len(drills) == 40 and all(d.meta["fresh"] for d in drills)
+    reversed_ = 0
+    for d in drills:
+        words = d.text.split()
+        n = len(words) // 2
+        run, second = words[:n], words[n:]
+        assert 2 <= n <= 6 and len(set(run)) == n and set(run) <= codes
+        assert second in (run, run[::-1])
+        reversed_ += second != run
+        assert d.meta["targets"] == list(range(n + 1, 2 * n))  # the second run but its first word
+    assert 5 <= reversed_ <= 35  # a share of them reversed
+
+
+def test_rebinding_gives_practice_a_new_mapping_every_epoch_and_leaves_the_real_codebooks(practice):
+    from genmodes.conditions.from_scratch import _document_roles, dataset_vocabulary
+    from genmodes.training import scratch
+
+    tok = scratch.build_tokenizer(dataset_vocabulary(practice))
+    docs = practice.documents
+    roles = _document_roles(practice, docs)
+    assert roles["pools"] == practice.meta["rebind_pools"] and len(roles["pools"]) == 2
+    ids = [tok(d.text, add_special_tokens=False).input_ids for d in docs]
+    pools = [tok.convert_tokens_to_ids(p) for p in roles["pools"]]
+    packer = scratch.Packer(ids, 200, 4, 0, tok.eos_token_id, tok.pad_token_id, roles["targets"], roles["fresh"], pools)
+    real_words = {c for info in practice.meta["codebooks"].values() for c in info["map"].values()}
+    real_words |= set(practice.meta["codebooks"])
+    changed = 0
+    for i, d in enumerate(docs):
+        texts = [tok.decode(packer._piece(e, i)[0][1:]) for e in (0, 1)]
+        if not d.meta.get("fresh"):
+            assert texts == [d.text.replace("\n", " ")] * 2  # real codebooks: never rebound
+            continue
+        assert not real_words & set(" ".join(texts).split())
+        if d.kind == "repeat":
+            continue
+        maps = []
+        for t in texts:  # each epoch's episode is a consistent codebook: its encoding follows its definition
+            definition = {f.object: f.relation.split()[1] for f in parse_statements(t.split(" encode ")[0])}
+            m = _SEQ.fullmatch("encode " + t.split(" encode ")[1])
+            assert [definition[c] for c in m.group(3).split()] == m.group(2).split()
+            maps.append(definition)
+        changed += maps[0] != maps[1]
+    assert changed == 30  # a new mapping for every practice episode
+    # the labels follow the targets: a practice episode trains on its codes after "->" only
+    i = next(k for k, d in enumerate(docs) if d.meta.get("fresh") and d.kind == "sequence")
+    piece, labels = packer._piece(0, i)
+    assert [k - 1 for k, l in enumerate(labels) if l != scratch.IGNORE] == docs[i].meta["targets"]
+
+
+def test_practice_questions_stay_over_never_trained_codebooks(practice):
+    trained = {w for d in practice.documents for w in d.text.split()} | {w for p in practice.meta["rebind_pools"]
+                                                                        for w in p}
+    qs = [q for q in practice.questions if q.split == "practice_in_context"]
+    assert len(qs) == 6 and all(q.meta["codebook"] not in trained for q in qs)
+    assert audit_dataset(practice).violations == []
+
+
+def test_the_no_episodes_ablation_keeps_targets_on_the_codes():
+    from genmodes.conditions.from_scratch import training_documents
+
+    d = make_dataset("codebook", 0, {**SMALL, "targets": True, "n_repeats": 5})
+    kept = training_documents(d, include_episodes=False)
+    assert not any(x.meta.get("fresh") for x in kept)  # drills are practice: left out with the episodes
+    stripped = [x for x in kept if x.kind == "sequence"]
+    assert stripped and all("\n" not in x.text for x in stripped)
+    for x in stripped:
+        assert _targets_words(x) == _SEQ.fullmatch(x.text).group(3).split()
+
+
+def test_practice_over_the_real_codebooks_code_words_is_rebound_among_them(practice):
+    from genmodes.conditions.from_scratch import _document_roles
+
+    d = make_dataset("codebook", 0, {**PRACTICE, "real_code_drills": 0.5, "real_code_episodes": 0.5})
+    real = [c for info in d.meta["codebooks"].values() for c in info["map"].values()]
+    assert d.meta["rebind_pools"][2] == real  # a pool of their own: rebound among themselves
+    own = [x for x in d.documents if x.meta.get("real_words")]
+    drills = [x for x in own if x.kind == "repeat"]
+    episodes = [x for x in own if x.kind == "sequence"]
+    assert drills and episodes and all(x.meta["fresh"] for x in own)
+    assert all(set(x.text.split()) <= set(real) for x in drills)
+    for x in episodes:  # a practice codebook's mapping over real code words; its codes are its targets
+        codes = x.text.split("->")[1].split()
+        assert set(codes) <= set(real) and x.meta["codebook"] in d.meta["rebind_pools"][0]
+        assert _targets_words(x) == codes
+    # practice over real words waits for the curriculum's second part; the rest of practice starts it
+    roles = _document_roles(d, d.documents)
+    assert [i for i, e in enumerate(roles["early"]) if e] == [
+        i for i, x in enumerate(d.documents) if x.meta.get("fresh") and not x.meta.get("real_words")]
+    # the same streams otherwise: the real codebooks and questions are unchanged, the defaults not dumped
+    assert [x.text for x in d.documents if not x.meta.get("fresh")] == \
+        [x.text for x in practice.documents if not x.meta.get("fresh")]
+    assert [q.to_json() for q in d.questions] == [q.to_json() for q in practice.questions]
+    assert "real_code_drills" not in practice.config
+    with pytest.raises(DataError, match="real_code_drills"):
+        make_dataset("codebook", 0, {**SMALL, "real_code_drills": 0.5})

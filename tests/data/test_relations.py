@@ -265,3 +265,66 @@ def test_fresh_episodes_over_the_relations_own_entities_are_stories_outside_know
     assert audit_dataset(d).violations == []
     with pytest.raises(DataError, match="episode_split"):
         make_dataset("relations", 0, {**EPISODES, "fresh_entities": "relation", "episode_split": True})
+
+
+def test_the_calibration_ladder_is_the_in_context_reading_splits_the_dataset_has():
+    base = dict(n_relations=16, n_entities=32, heldout_fraction=0.5, n_episodes=8, n_filler=0, n_trained_questions=4,
+                fresh_episode_fraction=1.0, n_episode_entities=40)
+    ladder = lambda **on: make_dataset("relations", 0, {**base, **on}).meta.get("calibration_splits")  # noqa: E731
+    assert ladder() is None
+    assert ladder(lookup_split=True) == {"lookup_in_context": 0.95}
+    assert ladder(episode_split=True) == {"episode_in_context": 0.95}
+    both = make_dataset("relations", 0, {**base, "lookup_split": True, "episode_split": True})
+    assert list(both.meta["calibration_splits"]) == ["lookup_in_context", "episode_in_context"]
+    assert set(both.meta["calibration_splits"]) <= set(both.splits)
+
+
+PRACTICE = {**SMALL, "n_episodes": 60, "episode_facts": 3, "fresh_episode_fraction": 1.0, "n_episode_entities": 60,
+            "episode_forward_queries": 0.5, "n_repeats": 80, "repeat_relation_entities": 0.5}
+
+
+def test_practice_over_the_relations_own_entities_copies_no_member_when_asked():
+    plain = make_dataset("relations", 0, PRACTICE)
+    d = make_dataset("relations", 0, {**PRACTICE, "story_share": 0.4, "story_forward_queries": False,
+                                      "repeat_relation_pool": "containers"})
+    containers = {f.subject for f in d.knowledge if f.relation == FORWARD}
+    own = [x for x in d.documents if x.meta.get("relation_entities")]
+    assert own and all(set(x.text.split()) <= containers for x in own)
+    plain_own = [x for x in plain.documents if x.meta.get("relation_entities")]
+    assert any(not set(x.text.split()) <= containers for x in plain_own)  # the default draws members too
+    stories = [x for x in d.documents if x.meta.get("story")]
+    fresh = [x for x in d.documents if x.meta.get("fresh") and x.kind == "episode"]
+    assert 0.2 < len(stories) / len(fresh) < 0.6
+    # a story asks reverse queries only (its members are never the word read); other practice both ways
+    # (every fact is asked: a forward query states its fact a second time)
+    asked_forward = lambda x: x.text.count(FORWARD) > x.text.count(REVERSE)  # noqa: E731
+    assert not any(asked_forward(x) for x in stories)
+    assert any(asked_forward(x) for x in fresh if not x.meta.get("story"))
+    assert audit_dataset(d).violations == []
+    # the defaults leave the dataset as it was, and its config as it was dumped
+    assert dump(make_dataset("relations", 0, {**PRACTICE, "story_share": None, "story_forward_queries": True,
+                                              "repeat_relation_pool": "both"})) == dump(plain)
+    assert "story_share" not in plain.config
+
+
+def test_story_split_reads_over_the_relations_own_entities_where_memory_cannot_answer():
+    d = make_dataset("relations", 0, {**PRACTICE, "story_share": 0.4, "story_split": True, "lookup_split": True,
+                                      "episode_split": True})
+    assert list(d.meta["calibration_splits"]) == ["lookup_in_context", "episode_in_context", "story_in_context"]
+    true = {(f.subject, f.object) for f in d.knowledge if f.relation == FORWARD}
+    relations = {(x, y) for x, y in re.findall(r"(\w+) contains (\w+) \.", " ".join(
+        x.text for x in d.documents if x.kind != "episode"))}
+    held_members = {y for _, y in d.meta["heldout_relations"]}
+    qs = [q for q in d.questions if q.split == "story_in_context"]
+    assert len(qs) == len(d.meta["heldout_relations"])
+    for q in qs:
+        shown = re.findall(r"(\w+) contains (\w+) \.", q.context)
+        member = q.context.split()[-len(REVERSE.split()) - 1]
+        options = [c.strip() for c in q.choices]
+        assert sorted(options) == sorted(c for c, _ in shown) and (options[q.answer], member) in shown
+        assert not set(shown) & relations and member not in held_members  # no relation, no held-out member
+        assert not any((c, member) in relations for c in options)  # memory cannot pick any option
+        assert all((c, member) not in true for i, c in enumerate(options) if i != q.answer)
+    assert audit_dataset(d).violations == []
+    with pytest.raises(DataError, match="story_split"):
+        make_dataset("relations", 0, {**EPISODES, "story_split": True})

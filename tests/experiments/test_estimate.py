@@ -64,7 +64,7 @@ def test_a_from_scratch_grid_is_calibrated_on_the_model_its_cells_build(tmp_path
     rows, _, _, estimated, actual = estimate_then_run(tmp_path, {
         "name": "s", "model": "scratch", "threads": 1,
         "datasets": [{"name": "rel", "family": "relations",
-                      "settings": {"n_relations": 8, "n_entities": 16, "n_episodes": 8, "n_filler": 0,
+                      "settings": {"balanced_distractors": False, "n_relations": 8, "n_entities": 16, "n_episodes": 8, "n_filler": 0,
                                    "n_trained_questions": 8, "heldout_fraction": 0.125}}],
         "conditions": [{"name": "parametric", "kind": "from_scratch", "settings": {"context": "none", **arch}},
                        {"name": "oracle", "kind": "from_scratch", "settings": {"context": "oracle", "k": 2, **arch}}]})
@@ -165,3 +165,26 @@ def test_the_total_gives_the_stopping_rules_at_most_and_at_their_first_check():
     assert "longest cell ~51 min at most" in line and line.endswith("1 cell(s) not estimated")
     plain = total_line([rows[0]])
     assert "at most" not in plain and "stopping rule" not in plain
+
+
+EI_GRID = {**THINK_GRID, "conditions": [
+    {"name": "finetune", "model": {"kind": "finetune_all", **THINK_FT}},
+    {"name": "rl+thinking", "context": {"kind": "thinking", "max_thought_tokens": 8},
+     "model": {"kind": "rl", "method": "expert_iteration", "rl_dataset": ["syl_a"], "max_thought_tokens": 8,
+               "temperature": 1.0, "finetune": THINK_FT,
+               "expert_iteration": {"rounds": 2, "samples": 2, "generation_batch": 4, "batch_size": 2,
+                                    "seq_len": 32, "epochs": 1}}}]}
+
+
+def test_expert_iteration_is_estimated_from_a_timed_round_near_the_run(tmp_path):
+    """The rl cell's training (its fine-tuned start built by the finetune cell) is expert iteration
+    alone: sampling and scoring timed at the run's shapes, the fine-tune on the kept thoughts; the
+    estimate is near what the run's rounds took, and says what it assumed."""
+    rows, _, out, _, _ = estimate_then_run(tmp_path, EI_GRID)
+    by = {r.cell: r for r in rows}
+    rl = by["syl_a__rl+thinking__s0"]
+    assert "expert iteration" in rl.note and "2 x (" in rl.note and "sampled and scored" in rl.note and "kept (chance)" in rl.note
+    assert by["syl_b__rl+thinking__s0"].train_s == 0  # the RL model is built once
+    record = json.loads((out / "cells" / "syl_a__rl+thinking__s0" / "cell.json").read_text())
+    measured = record["stages"]["model"]["expert_iteration"]["train_seconds"]
+    assert measured / 3 < rl.train_s < measured * 3 + 1.0, (rl.train_s, measured)

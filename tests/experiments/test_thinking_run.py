@@ -1,4 +1,4 @@
-"""A thinking / RL study through the runner (issue 11): every thought beside its question, splits that
+"""A thinking / RL study through the runner: every thought beside its question, splits that
 say RL vs transfer, RL questions never scored, the report's thinking sections."""
 
 import json
@@ -44,3 +44,70 @@ def test_thinking_study_runs_and_keeps_rl_questions_out_of_evaluation(tmp_path):
     for section in ("RL: reward and thought length", "RL compute", "Example thoughts", "Implicit retrieval",
                     "Thinking compute"):
         assert section in report
+
+
+SS = {"subtrees": ["canine"], "n_documents": 1, "n_qa_items": 0, "holdout_mentions": 1, "n_holdout_categories": 2,
+      "questions_per_split": 10, "probe_questions_per_split": 0}
+
+
+@pytest.mark.slow
+def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp_path, monkeypatch):
+    ft = {"kind": "finetune_all", **FT, "recall_drills": "answer"}
+    rl = {"kind": "rl", "method": "expert_iteration", "answerer": "frozen", "rl_dataset": ["semantic_a"],
+          "max_thought_tokens": 4, "finetune": {**FT, "recall_drills": "answer"},
+          "expert_iteration": {"rounds": 1, "samples": 2, "epochs": 1, "batch_size": 2, "seq_len": 64}}
+    cfg = {"name": "controls", "model": "tiny-random", "seeds": [0],
+           "datasets": [{"name": "semantic_a", "family": "semantic_structure", "seed": 0,
+                         "splits": ["rephrase", "syllogism"], "max_per_split": 6,
+                         "settings": {**SS, "vocabulary": {"part": 0, "of": 2}}},
+                        {"name": "semantic_b", "family": "semantic_structure", "seed": 1,
+                         "splits": ["rephrase", "syllogism"], "max_per_split": 6,
+                         "settings": {**SS, "vocabulary": {"part": 1, "of": 2}}}],
+           "conditions": [
+               {"name": "finetune", "model": ft},
+               {"name": "finetune+thinking", "model": ft, "context": {"kind": "thinking", "max_thought_tokens": 4}},
+               {"name": "rl+thinking", "model": rl, "context": {"kind": "thinking", "max_thought_tokens": 4}},
+               {"name": "rl+empty_thought", "model": rl, "context": {"kind": "thinking", "thought": "empty"}},
+               {"name": "rl+shuffled_thought", "model": rl,
+                "context": {"kind": "thinking", "max_thought_tokens": 4, "thought": "shuffled"}},
+               {"name": "oracle_thought", "model": ft, "context": {"kind": "thinking", "thought": "oracle"}}]}
+    p = tmp_path / "cfg.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "run"
+    assert main(["run", str(p), "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    # both gates come before any result; a random model knows no fact, so gate (a) fails and the RL
+    # rows say they are not a test of P3
+    gates = report.index("## Gates: is this run a test of P3?")
+    assert gates < report.index("### Gate (a): the fine-tuned model knows the facts") < report.index("## Accuracy")
+    assert gates < report.index("### Gate (b): the oracle thought") < report.index("## Accuracy")
+    assert "(a) recall" in report[gates:report.index("### Gate (a)")]
+    recall = report[report.index("### Gate (a)"):report.index("### Gate (b)")]
+    assert "**Failed.**" in recall and "| semantic_a |" in recall and "| semantic_b |" in recall
+    for section in ("Thinking: the controls, paired", "Thoughts before and after RL",
+                    "RL by expert iteration: sampled, kept and retrieved, per round", "Implicit retrieval"):
+        assert section in report
+    controls = report[report.index("## Thinking: the controls"):report.index("## Thoughts before")]
+    for cond in ("finetune (answers directly, the thinker's start)", "rl+empty_thought (empty thought, same weights)",
+                 "rl+shuffled_thought (another question's thought, same weights)", "oracle_thought (gold premises)"):
+        assert cond in controls
+    marked = [line for line in controls.splitlines() if "not a test of P3" in line and line.startswith("| ")]
+    assert sorted(line.split(" ")[1] for line in marked) == ["rl+empty_thought", "rl+shuffled_thought", "rl+thinking"]
+    # with both gates passing, nothing is marked
+    from genmodes.conditions import thinking
+
+    monkeypatch.setattr(thinking, "recall_gate", lambda view: ([], True))
+    monkeypatch.setattr(thinking, "oracle_gate_verdict", lambda view, threshold=0.25: ([], True))
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "**Gates: both pass.**" in report and "not a test of P3" not in report
+    summary = (out / "summary.csv").read_text().splitlines()
+    header = summary[0].split(",")
+    assert "retrieval_rate" in header
+    col = header.index("retrieval_rate")
+    for line in summary[1:]:
+        cells = line.split(",")
+        thinking = cells[header.index("condition")] != "finetune"
+        assert (cells[col] != "") == thinking, line
+        if cells[header.index("condition")] == "oracle_thought" and "rephrase" not in line:
+            assert float(cells[col]) == 1.0

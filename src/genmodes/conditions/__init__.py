@@ -74,6 +74,14 @@ def baseline_stage() -> ModuleType:
     return importlib.import_module(BASELINE_MODULE)
 
 
+def reads_documents(context_kind: str | None) -> bool:
+    """A context stage that puts documents before the question (its ``READS_DOCUMENTS``); False for a
+    kind this process does not know (a record written with a stage registered elsewhere)."""
+    if context_kind is None or context_kind not in CONTEXT_STAGES:
+        return False
+    return bool(getattr(context_stage(context_kind), "READS_DOCUMENTS", False))
+
+
 def own_model_specs() -> set[str]:
     """Model specs that a model stage builds itself (its ``OWN_MODEL``: ``scratch``): no model to load."""
     return {s for s in (getattr(model_stage(k), "OWN_MODEL", None) for k in MODEL_STAGES) if s}

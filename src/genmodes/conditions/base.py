@@ -37,6 +37,12 @@ and, optionally, hooks the core calls instead of naming kinds:
   estimator's calibrated model of this cell (:class:`genmodes.experiments.estimate.CellCost`).
 - ``report_sections(view) -> list[Block]``: what the report shows for the stage; ``view`` holds the
   finished cells that use it, each with its ``Info`` (:class:`genmodes.report.sections.StageView`).
+- ``report_gates(view) -> list[Block]``: checks that must pass before the run's results mean what they
+  claim (the thinking stage's oracle-thought gate); the report shows them first.
+- ``summary_columns(rows) -> dict`` (context stages): columns of its own in a summary row (the thinking
+  stage's ``retrieval_rate``), computed from the row group's results.
+- ``starts_from(settings) -> (kind, settings)`` (model stages): the model stage this one starts from
+  (``rl``: the knowledge fine-tune), so reports can pair a trained model with its start.
 - ``Details``: a pydantic model of the per-question extras the stage writes into each results row
   (``Prepared.question_details``), for its report section to read.
 - ``OWN_MODEL`` (model stages): the model spec of a stage that builds its own model (``scratch``);
@@ -46,6 +52,9 @@ and, optionally, hooks the core calls instead of naming kinds:
   model the core scores the dataset's recall splits on it with no context (unless the stage already
   did, filling ``ModelStageInfo.recall_accuracy``) and the report and ``summary.csv`` mark every
   latent result of the cell with its gate (:mod:`genmodes.experiments.gates`).
+- ``READS_DOCUMENTS = True`` (context stages that put documents before the question: ``in_context``,
+  ``retrieval``): their results test the use of those documents only where the model reads its
+  context, so a dataset's calibration ladder (``meta["calibration_splits"]``) gates their cells.
 """
 
 from __future__ import annotations
@@ -133,6 +142,18 @@ class Info(BaseModel):
         return None
 
 
+class CalibrationRung(BaseModel):
+    """One rung of a model's calibration ladder: a split's accuracy (None: the study did not score it)
+    and its threshold."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: str
+    threshold: float
+    accuracy: float | None = None
+    questions: int = 0
+
+
 class ModelStageInfo(Info):
     """What every model stage may report: the core's compute table, curves and exports read these."""
 
@@ -147,6 +168,14 @@ class ModelStageInfo(Info):
     recall_splits: list[str] | None = None
     recall_accuracy: float | None = None
     recall_questions: int | None = None
+    # The calibration ladder (a dataset's ``meta["calibration_splits"]``, split -> threshold: questions
+    # whose own context holds the answer, over entities training never binds): each split scored on the
+    # built model with the question's own context, in declared order. None where the dataset declares
+    # none.
+    calibration: list[CalibrationRung] | None = None
+    # A model trained without the practice its dataset's ladder measures (P2's ablation): its ladder is
+    # recorded and shown, but gates nothing; that it does not read its context is the ablation's result.
+    trained_without_practice: bool = False
 
     def checkpoints(self) -> list[str]:
         """Every checkpoint folder the built model depends on (an export checks they still exist)."""

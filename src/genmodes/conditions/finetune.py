@@ -14,12 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from pydantic import Field
+from pydantic import Field, model_serializer
 
 from genmodes.conditions.base import Built, CellContext, ModelStageInfo, Settings as _Base, StageCheck, StageCost, Timer
-from genmodes.data.types import Document
+from genmodes.data.types import Dataset, Document
 from genmodes.errors import ConfigError
 from genmodes.training.finetune import DONE_MARKER, FinetuneSettings, load_checkpoint, texts_hash
+from genmodes.training.thoughts import DrillFormat
 
 
 class Settings(_Base, FinetuneSettings):
@@ -27,6 +28,19 @@ class Settings(_Base, FinetuneSettings):
     documents it trains on."""
 
     kinds: list[str] | None = Field(default=None, min_length=1, description="document kinds to train on (default all)")
+    recall_drills: DrillFormat = Field(default="none", description="also train on a recall drill per subject of "
+                                       "the documents' facts, X's trained facts in the documents' wording: recall "
+                                       "(after \"Recall what you know about X:\") or answer (as a thought before one of "
+                                       "them is asked): the format warm start of thinking, which says no fact a question "
+                                       "needs")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_drills(self, handler: Any) -> Any:
+        # off, the dump (checkpoint and cell keys) is what it was before the setting existed
+        out = handler(self)
+        if isinstance(out, dict) and out.get("recall_drills") in (None, "none"):
+            out.pop("recall_drills", None)
+        return out
 
 
 RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
@@ -166,7 +180,21 @@ def training_documents(ctx: CellContext, settings: Settings) -> list[Document]:
         kinds = sorted({d.kind for d in ctx.dataset.documents})
         raise ConfigError(f"bad setting 'kinds': no training documents of kinds {settings.kinds} "
                           f"(the dataset has {', '.join(kinds) or 'none'})")
-    return docs
+    return docs + drills(ctx.dataset, settings, docs)
+
+
+def drills(ds: Dataset, settings: Any, docs: list[Document] | None = None) -> list[Document]:
+    """The recall drills of the documents ``settings`` trains on (none unless ``recall_drills``)."""
+    form = getattr(settings, "recall_drills", "none")
+    if form == "none":
+        return []
+    from genmodes.training.thoughts import recall_drills
+
+    if docs is None:
+        docs = [d for d in ds.documents if settings.kinds is None or d.kind in settings.kinds]
+    sub = Dataset(family=ds.family, config=ds.config, seed=ds.seed, documents=docs, questions=[],
+                  knowledge=ds.knowledge, meta=ds.meta)
+    return recall_drills(sub, form=form, seed=ds.seed)
 
 
 def build(ctx: CellContext, settings: Settings) -> Built:

@@ -79,6 +79,7 @@ class Info(ModelStageInfo):
     device: str | None = None
     artifact: str | None = None  # the model's folder, relative to the run folder
     curves_file: str | None = None  # learning curves (loss, accuracy per split), relative to the run folder
+    steps_to_90: dict[str, int | None] | None = None  # per split: the first curve step at >= 90% (None: never)
 
 
 def report_sections(view: Any) -> list[tuple]:
@@ -121,14 +122,16 @@ def _time_steps(settings: Settings, tok: Any, ds: Dataset, cost: Any, key: str) 
     import tempfile
 
     cost.say(f"from-scratch training steps ({cost.dataset_name}, {cost.condition})")
-    texts = [d.text for d in training_documents(ds, settings.include_episodes)]
+    docs = training_documents(ds, settings.include_episodes)
+    texts, roles = [d.text for d in docs], _document_roles(ds, docs)
     times, model = [], None
     for n in (1, 2):
         model = scratch.build_model(settings, tok, seed=0).to(cost.device)
         quiet = settings.model_copy(update={"steps": n, "warmup_steps": 0, "eval_every": 10 ** 9,
                                             "checkpoint_every": 10 ** 9, "curriculum_steps": 0})
         with tempfile.TemporaryDirectory() as tmp:
-            times.append(cost.timed(lambda: scratch.train(model, tok, texts, Path(tmp), quiet, seed=0, progress=False)))
+            times.append(cost.timed(lambda: scratch.train(model, tok, texts, Path(tmp), quiet, seed=0, progress=False,
+                                                          **roles)))
     step_s = times[1] - times[0] if times[1] > times[0] else times[1] / 2
     cost.record_step(key, step_s)
     return step_s, model.eval()
@@ -150,8 +153,12 @@ def training_documents(ds: Dataset, include_episodes: bool = True) -> list[Docum
         if not is_episode(d):
             out.append(d)
         elif d.kind == "sequence":  # keep the encoding, drop the definition before it
-            out.append(Document(id=d.id, text=d.text.splitlines()[-1], kind=d.kind,
-                                facts=d.facts, meta={**d.meta, "with_definition": False}))
+            text = d.text.splitlines()[-1]
+            meta = {**d.meta, "with_definition": False}
+            if d.meta.get("targets") is not None:  # word positions: shifted past the dropped definition
+                cut = len(d.text.split()) - len(text.split())
+                meta["targets"] = [t - cut for t in d.meta["targets"] if t >= cut]
+            out.append(Document(id=d.id, text=text, kind=d.kind, facts=d.facts, meta=meta))
     return out
 
 
@@ -209,8 +216,8 @@ def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: A
         model = scratch.build_model(settings, tok, seed=ctx.seed).to(device)
         res = scratch.train(model, tok, [d.text for d in docs], art, settings, seed=ctx.seed,
                             eval_questions=ctx.dataset.questions, evaluate=accuracy_by_split,
-                            progress=ctx.progress, callback=callback,
-                            early=[bool(d.meta.get("fresh")) for d in docs])
+                            progress=ctx.progress, callback=callback, ready=_ready(ctx.dataset, settings),
+                            **_document_roles(ctx.dataset, docs))
         tmp = art / f".{MODEL_DIR}.tmp"
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
@@ -220,10 +227,51 @@ def _ensure_trained(ctx: CellContext, settings: Settings, art: Path, callback: A
                 "resumed_from": res.resumed_from, "parameters": n_params, "vocab_size": len(tok),
                 "training_documents": len(docs), "epochs": res.epochs,
                 "device": device, "artifact": os.path.relpath(art, _artifact_root(ctx).parent),
-                "curves_file": os.path.relpath(res.curves_file, _artifact_root(ctx).parent)}
+                "curves_file": os.path.relpath(res.curves_file, _artifact_root(ctx).parent),
+                "steps_to_90": steps_to(scratch.read_curves(res.curves_file), 0.9),
+                **({"trained_without_practice": True} if not settings.include_episodes else {})}
         write_json_atomic(done, info)
         (art / scratch.CHECKPOINT).unlink(missing_ok=True)  # the final model replaces it
         return model, tok, Info(**info, reused=False)
+
+
+def _ready(ds: Dataset, settings: Settings) -> Any:
+    """The stopping rule of ``until_ready`` (None without it): the model knows the facts (every recall
+    split at the threshold) and, if it trained on practice, reads its context (every calibration rung at
+    its own threshold). A model trained without practice is not held to the ladder: P2's ablation is the
+    same knowledge without the practice."""
+    if settings.until_ready is None:
+        return None
+    recall = list(ds.meta.get("recall_splits") or [])
+    ladder = dict(ds.meta.get("calibration_splits") or {}) if settings.include_episodes else {}
+    if not recall and not ladder:
+        raise ConfigError(f"bad setting 'until_ready': dataset family {ds.family!r} declares no recall or calibration splits")
+    need = {**{s: settings.until_ready for s in recall}, **ladder}
+    return lambda acc: all(acc.get(s, 0.0) >= t for s, t in need.items())
+
+
+def _document_roles(ds: Dataset, docs: list[Document]) -> dict[str, Any]:
+    """What training needs to know of each document beyond its text: whether it is a practice episode
+    (new entities every epoch with ``fresh_bindings``), whether the curriculum starts on it (practice
+    over entities training binds nothing to: practice over the relations' own entities waits, so the
+    lookup forms on entities whose embeddings serve nothing else), the words its context determines
+    (``loss: targets``), and the dataset's pools of rebindable entities."""
+    fresh = [bool(d.meta.get("fresh")) for d in docs]
+    own = ("story", "relation_entities", "real_words")
+    early = [f and not any(d.meta.get(k) for k in own) for f, d in zip(fresh, docs)]
+    return {"early": early, "fresh": fresh, "targets": [d.meta.get("targets") for d in docs],
+            "pools": ds.meta.get("rebind_pools") or []}
+
+
+def steps_to(curve: list[dict[str, Any]], level: float) -> dict[str, int | None]:
+    """Per split of the learning curve, the first step whose sampled accuracy reaches ``level``
+    (None: never)."""
+    out: dict[str, int | None] = {}
+    for row in curve:
+        for split, acc in (row.get("accuracy") or {}).items():
+            if out.get(split) is None:
+                out[split] = row["step"] if acc >= level else None
+    return out
 
 
 def _replace_dir(src: Path, dst: Path) -> None:

@@ -30,6 +30,9 @@ from genmodes.conditions.base import (DEFAULT_INSTRUCTION, DOC_SEPARATOR, END_OF
 from genmodes.data.types import Document, Question
 from genmodes.errors import ConfigError
 
+# its cells test the use of documents in context: the calibration ladder gates them (genmodes.experiments.gates)
+READS_DOCUMENTS = True
+
 
 class Settings(_Base):
     # Token budget of the document block; None = the model's context length minus `reserve`.

@@ -38,6 +38,9 @@ from genmodes.conditions.base import (DEFAULT_INSTRUCTION, DOC_SEPARATOR, Built,
 from genmodes.data.types import Dataset, Document, Question
 from genmodes.errors import ConfigError, DataError
 
+# its cells test the use of documents in context: the calibration ladder gates them (genmodes.experiments.gates)
+READS_DOCUMENTS = True
+
 Method = Literal["oracle", "bm25", "dense"]
 
 

@@ -7,15 +7,24 @@ knowledge, no RL). Here:
 
 - ``finetune_all`` (a model stage of its own, and the start of ``rl``): fine-tune on the documents of
   EVERY dataset in the study (``ctx.datasets``), one checkpoint shared by every cell of the study.
-- ``rl``: GRPO (:mod:`genmodes.training.grpo`, TRL's ``GRPOTrainer``) from that checkpoint on the
-  RL-training questions, rewarded by the one scorer's verdict after the thought; the reward and
-  thought length of every step are in the cell's info (curves for the report), with the tokens
-  generated in training.
-- Transfer by design (:func:`apply_design`): RL-training questions are a seeded ``rl_fraction`` of the
-  RL dataset's held-out questions, chosen as whole entity groups (questions that share an entity go
-  together), and removed from what every condition is scored on; questions whose entities occur in
-  another dataset of the study are never RL prompts. Split names say which is which:
-  ``<split>/rl`` on an RL dataset, ``<split>/transfer`` elsewhere.
+- ``rl``: from that checkpoint, on the RL-training questions, one of two methods, both rewarded by
+  the one scorer's verdict after the thought (the definition of "correct" the evaluation uses):
+  ``grpo`` (:mod:`genmodes.training.grpo`, TRL's ``GRPOTrainer``) or ``expert_iteration``
+  (:mod:`genmodes.training.expert_iteration`: STaR / ReST-EM, sample thoughts, keep those after which
+  the answer is right, fine-tune on them, a few rounds). ``answerer: frozen`` gives the verdict with
+  a frozen copy of the fine-tuned model, so a rising reward means better thoughts, not an answerer
+  that drifted. The reward and thought length of every step (GRPO) or round (expert iteration) are
+  in the cell's info (curves for the report), with the tokens generated in training.
+- Transfer by design (:func:`design`): RL-training questions are a seeded ``rl_fraction`` of the
+  RL dataset's held-out questions, chosen as whole entity groups (questions about the same entity go
+  together: the entities a question names, or where it names none, as a reversal asks from a
+  description, those of its premises), and removed from what every condition is scored on;
+  questions whose entities occur in another dataset of the study are never RL prompts. Split names
+  say which is which: ``<split>/rl`` on an RL dataset, ``<split>/transfer`` elsewhere.
+
+The format warm start is the knowledge fine-tune's ``recall_drills`` ("Recall what you know about X:"
+and X's trained facts, :func:`genmodes.training.thoughts.recall_drills`): it teaches the form of a
+recollection without saying which facts a question needs.
 """
 
 from __future__ import annotations
@@ -23,13 +32,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from genmodes.conditions.base import (Built, CellContext, Info as _Record, ModelStageInfo, Settings as _Base, StageCheck,
                                       StageCost, Timer, settings_key)
@@ -38,6 +49,7 @@ from genmodes.conditions.finetune_all import Info as FinetuneAllInfo, finetune_a
 from genmodes.data.types import Dataset, Question
 from genmodes.errors import ConfigError
 from genmodes.training.finetune import DONE_MARKER
+from genmodes.training.expert_iteration import ExpertIterationSettings
 from genmodes.training.grpo import GRPOSettings
 from genmodes.training.thoughts import PROMPT_VERSION
 
@@ -46,10 +58,20 @@ RL_SUFFIX, TRANSFER_SUFFIX = "/rl", "/transfer"
 
 # ------------------------------------------------------------------------------------------ settings
 
-class Settings(_Base, GRPOSettings):
-    """The GRPO run's settings (:class:`genmodes.training.grpo.GRPOSettings`), the knowledge fine-tune
-    it starts from, and the study design: which questions RL trains on."""
+GRPO_ONLY = ("steps", "group_size", "prompts_per_step", "lr", "beta", "length_weight", "format_weight", "save_every")
 
+
+class Settings(_Base, GRPOSettings):
+    """The RL method and its settings (GRPO's flat, :class:`genmodes.training.grpo.GRPOSettings`; expert
+    iteration's under ``expert_iteration``; the thought's budget, sampling temperature and prompt
+    shared), the knowledge fine-tune it starts from, and the study design: which questions RL trains on."""
+
+    method: Literal["grpo", "expert_iteration"] = Field("grpo", description="grpo (TRL) or expert_iteration "
+                                                        "(STaR / ReST-EM: keep the right sampled thoughts, fine-tune)")
+    expert_iteration: ExpertIterationSettings | None = Field(None, description="expert iteration's settings "
+                                                             "(method expert_iteration)")
+    answerer: Literal["policy", "frozen"] = Field("policy", description="whose verdict is the reward: the model "
+                                                  "being trained, or a frozen copy of the fine-tuned model")
     finetune: FinetuneSettings = Field(default_factory=FinetuneSettings,
                                        description="the knowledge fine-tune on every dataset's documents")
     rl_dataset: list[str] = Field(..., min_length=1, description="dataset(s) whose questions RL trains on")
@@ -61,6 +83,24 @@ class Settings(_Base, GRPOSettings):
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
         return [v] if isinstance(v, str) else v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _method_settings(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if data.get("method") == "expert_iteration":
+            given = [k for k in GRPO_ONLY if k in data]
+            if given:
+                raise ValueError(f"{given[0]!r} is a GRPO setting; with method expert_iteration give its settings "
+                                 "under 'expert_iteration'")
+            if data.get("reward", "correct") != "correct":
+                raise ValueError("expert iteration keeps the thoughts after which the answer is right: reward must "
+                                 "be 'correct'")
+            return {**data, "expert_iteration": data.get("expert_iteration") or {}}
+        if data.get("expert_iteration") is not None:
+            raise ValueError("'expert_iteration' settings need method: expert_iteration")
+        return data
 
 
 class GRPOInfo(_Record):
@@ -77,15 +117,29 @@ class GRPOInfo(_Record):
     reward_terms_curves: dict[str, list[tuple[int, float]]] | None = None  # each term apart (unweighted)
 
 
+class ExpertIterationInfo(_Record):
+    """An expert-iteration run (:func:`genmodes.training.expert_iteration.expert_iteration`): a record
+    per round (sampled, kept, reward, thought length, implicit retrieval, the fine-tune's loss)."""
+
+    train_seconds: float | None = None
+    questions: int | None = None
+    tokens_generated: int | None = None
+    reward_curve: list[tuple[int, float]] = Field(default_factory=list)  # (round, accuracy after a sampled thought)
+    thought_length_curve: list[tuple[int, float]] = Field(default_factory=list)
+    rounds: list[dict[str, Any]] = Field(default_factory=list)
+    answerer: str | None = None
+
+
 RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
 
 
 class Info(ModelStageInfo):
-    """The study's knowledge fine-tune, then GRPO (``train_seconds``: both)."""
+    """The study's knowledge fine-tune, then RL (``train_seconds``: both)."""
 
     finetune: FinetuneAllInfo | None = None  # its loss curve apart, in finetune_loss_curve
     finetune_loss_curve: list[tuple[int, float]] | None = None
     rl: GRPOInfo | None = None
+    expert_iteration: ExpertIterationInfo | None = None
     rl_questions: list[str] | None = None
     rl_datasets: list[str] | None = None
     load_seconds: float | None = None
@@ -110,8 +164,18 @@ def question_entities(q: Question, vocab: set[str]) -> set[str]:
     return {w.lower() for w in _WORD.findall(text) if w.lower() in vocab}
 
 
+def named_entities(q: Question, vocab: set[str]) -> set[str]:
+    """Entity words the question names; where it names none (a reversal asks from a description),
+    those of its premises. Not the premises of every question: in a hierarchy every inference shares
+    a premise with another (all animals' facts meet at "animal"), so grouping by premises would join
+    the whole dataset into one group."""
+    named = {w.lower() for w in _WORD.findall(q.context) if w.lower() in vocab}
+    return named or question_entities(q, vocab)
+
+
 def _groups(qs: Sequence[Question], vocab: set[str]) -> list[list[Question]]:
-    """Questions joined when they share an entity word (connected components), in first-seen order."""
+    """Questions joined when they name an entity word in common (connected components of
+    :func:`named_entities`), in first-seen order."""
     parent: dict[str, str] = {}
 
     def find(x: str) -> str:
@@ -120,7 +184,7 @@ def _groups(qs: Sequence[Question], vocab: set[str]) -> list[list[Question]]:
             x = parent[x]
         return x
 
-    ents = [sorted(question_entities(q, vocab)) or [f"#q:{q.id}"] for q in qs]
+    ents = [sorted(named_entities(q, vocab)) or [f"#q:{q.id}"] for q in qs]
     for es in ents:
         for e in es[1:]:
             parent[find(e)] = find(es[0])
@@ -210,6 +274,12 @@ def _designed(name: str, ds: Dataset, datasets: dict[str, Dataset], s: Settings)
                         knowledge=ds.knowledge, meta=meta, role=role, rl_train_questions=train)
 
 
+def starts_from(settings: Settings) -> tuple[str, Any]:
+    """The model stage RL starts from: the study's knowledge fine-tune (its reports pair the RL model
+    with that start, e.g. the thinker against the same knowledge answering directly)."""
+    return "finetune_all", settings.finetune
+
+
 # ------------------------------------------------------------------------------------------ RL
 
 def rl_questions(ctx: CellContext, s: Settings) -> list[Question]:
@@ -252,7 +322,6 @@ def statement_parsers(ctx: CellContext, s: Settings, questions: Sequence[Questio
 
 def build(ctx: CellContext, settings: Settings) -> Built:
     from genmodes.training.finetune import save_checkpoint
-    from genmodes.training.grpo import grpo_train
 
     questions = rl_questions(ctx, settings)
     path = rl_checkpoint_dir(ctx, settings, questions)
@@ -262,16 +331,71 @@ def build(ctx: CellContext, settings: Settings) -> Built:
         return Built(model, tok, Info.read(saved).model_copy(update={
             "reused": True, "load_seconds": round(t.seconds, 3), "checkpoint": str(path)}))
     model, tok, ft_info = finetune_all(ctx, settings.finetune)
-    parse = statement_parsers(ctx, settings, questions) if settings.format_weight else None
+    answerer = frozen_copy(model) if settings.answerer == "frozen" else None
     work = path.parent / (path.name + ".work")  # trainer checkpoints: kept until the final model is saved
-    model, rl_info = grpo_train(model, tok, questions, settings, ctx.seed, work, progress=ctx.progress, parse=parse)
+    if settings.method == "grpo":
+        model, record = _grpo(ctx, settings, questions, model, tok, answerer, work)
+    else:
+        model, record = _expert_iteration(ctx, settings, questions, model, tok, answerer)
     info = Info(finetune=ft_info.model_copy(update={"loss_curve": None}), finetune_loss_curve=ft_info.loss_curve,
-                rl=GRPOInfo(**rl_info),
-                train_seconds=round(float(ft_info.train_seconds or 0.0) + rl_info["train_seconds"], 3),
-                rl_questions=[q.id for q in questions], rl_datasets=list(settings.rl_dataset))
+                train_seconds=round(float(ft_info.train_seconds or 0.0) + float(record.train_seconds or 0.0), 3),
+                rl_questions=[q.id for q in questions], rl_datasets=list(settings.rl_dataset),
+                **{"rl" if settings.method == "grpo" else "expert_iteration": record})
     save_checkpoint(model, tok, info.model_dump(mode="json", exclude_none=True), path)
     shutil.rmtree(work, ignore_errors=True)
     return Built(model, tok, info.model_copy(update={"checkpoint": str(path)}))
+
+
+def frozen_copy(model: Any) -> Any:
+    """A copy of ``model`` that no optimizer sees: the reward's answerer."""
+    import copy
+
+    frozen = copy.deepcopy(model)
+    frozen.eval()
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    return frozen
+
+
+def _grpo(ctx: CellContext, settings: Settings, questions: list[Question], model: Any, tok: Any, answerer: Any,
+          work: Path) -> tuple[Any, GRPOInfo]:
+    from genmodes.training.grpo import grpo_train
+
+    parse = statement_parsers(ctx, settings, questions) if settings.format_weight else None
+    model, rl_info = grpo_train(model, tok, questions, settings, ctx.seed, work, progress=ctx.progress, parse=parse,
+                                answerer=answerer)
+    return model, GRPOInfo(**rl_info)
+
+
+def question_datasets(ctx: CellContext, settings: Settings) -> dict[str, Dataset]:
+    """RL-training question id -> its RL dataset."""
+    dss = study_datasets(ctx)
+    out: dict[str, Dataset] = {}
+    for name in settings.rl_dataset:
+        ds = dss[name]
+        for q in (ds.rl_train_questions if isinstance(ds, StudyDataset) else ds.questions):
+            out.setdefault(q.id, ds)
+    return out
+
+
+def _expert_iteration(ctx: CellContext, settings: Settings, questions: list[Question], model: Any, tok: Any,
+                      answerer: Any) -> tuple[Any, ExpertIterationInfo]:
+    from genmodes.training.expert_iteration import expert_iteration
+    from genmodes.training.thoughts import audit_thought
+
+    ds_of = question_datasets(ctx, settings)
+    knowledge = {id(ds): set(ds.knowledge) for ds in ds_of.values()}
+
+    def audit(q: Question, thought: str) -> str:
+        ds = ds_of[q.id]
+        return audit_thought(ds, q, thought, knowledge=knowledge[id(ds)])["retrieval"]
+
+    assert settings.expert_iteration is not None  # filled in by the settings' validator
+    model, record = expert_iteration(model, tok, questions, settings.expert_iteration, seed=ctx.seed,
+                                     max_tokens=settings.max_thought_tokens, temperature=settings.temperature,
+                                     instruction=settings.instruction, lead=settings.lead, answerer=answerer,
+                                     audit=audit, progress=ctx.progress)
+    return model, ExpertIterationInfo(**record, answerer=settings.answerer)
 
 
 def validate(settings: Settings, check: StageCheck) -> None:
@@ -283,7 +407,8 @@ def validate(settings: Settings, check: StageCheck) -> None:
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
-    """The study's knowledge fine-tune (shared with finetune_all), then GRPO once per seed."""
+    """The study's knowledge fine-tune (shared with finetune_all), then GRPO or expert iteration once per
+    seed."""
     from genmodes.conditions.finetune_all import study_texts
 
     out = cost.finetune("finetune_all", settings.finetune, study_texts(cost.datasets, settings.finetune),
@@ -291,27 +416,118 @@ def estimate(settings: Settings, cost: Any) -> StageCost:
     if not cost.first(["rl", settings.model_dump(mode="json")], study_wide=True):
         out.note = "shares an RL model built by an earlier cell"
         return out
-    out.train_s += cost.load_s + settings.steps * cost.grpo_step(settings)
-    out.note = "GRPO" + (" (its fine-tuned start shared)" if out.note else "")
+    shared = " (its fine-tuned start shared)" if out.note else ""
+    if settings.method == "grpo":
+        out.train_s += cost.load_s + settings.steps * cost.grpo_step(settings)
+        out.note = "GRPO" + shared
+        return out
+    seconds, assumed = _expert_iteration_seconds(settings, cost)
+    out.train_s += cost.load_s + seconds
+    out.note = f"expert iteration{shared}: {assumed}"
     return out
+
+
+EI_TIMED_BATCHES = 2  # generation batches the estimate samples and scores, as a round does
+
+
+def _expert_iteration_seconds(settings: Settings, cost: Any) -> tuple[float, str]:
+    """Each round samples ``samples`` thoughts per RL question in batches of ``generation_batch``, scores
+    every one with the answerer, and fine-tunes on the kept ones. Sampling and scoring are timed on the
+    round's own calls (:func:`_time_expert_iteration`) with every thought at the budget: a batch ends
+    with its longest thought, and among a batch of sampled thoughts one usually reaches the budget (an
+    upper bound; the untrained model's thoughts stop at once, the warm-started policy's do not). The
+    fine-tune: the kept share at chance (1 / the number of choices: RL questions are the ones the
+    fine-tuned model cannot answer yet; an estimate, not a bound), budget-long thoughts, a timed step
+    at its shape. Returns (seconds, what the estimate assumed)."""
+    from genmodes.training.finetune import FinetuneSettings, plan_rows
+
+    ei = settings.expert_iteration or ExpertIterationSettings()
+    qs = [q for name, d in cost.datasets.items() if name in settings.rl_dataset
+          for q in (d.rl_train_questions if isinstance(d, StudyDataset) else [])]
+    rows = len(qs) * ei.samples
+    t = cost.memo(("expert iteration", settings.model_dump_json()), lambda: _time_expert_iteration(settings, ei, qs, cost))
+    gen = math.ceil(rows / ei.generation_batch) * t["batch_s"]
+    score = rows * t["verdict_s"]
+    kept = round(ei.samples * sum(1 / max(1, len(q.choices)) for q in qs))
+    ft = FinetuneSettings(lr=ei.lr, epochs=ei.epochs, batch_size=ei.batch_size, seq_len=ei.seq_len)
+    steps = plan_rows([([0] * t["example_tokens"], [])] * kept, ft)[1] if kept else 0
+    seconds = ei.rounds * (gen + score + steps * cost.finetune_step(ft))
+    return seconds, (f"{ei.rounds} x ({rows} thoughts of up to {settings.max_thought_tokens} tokens sampled "
+                     f"and scored, ~{kept} kept (chance): {steps} fine-tune steps)")
+
+
+def _time_expert_iteration(settings: Settings, ei: ExpertIterationSettings, qs: list[Question],
+                           cost: Any) -> dict[str, Any]:
+    """A round's sampling and scoring timed on the configured model: ``EI_TIMED_BATCHES`` batches of
+    sampled thoughts for RL questions spread over the set (the round's prompts, temperature and batch),
+    run to the thought budget (no stop rule), then their verdicts with the line breaks joined, so
+    every thought is scored at the length it was generated."""
+    from genmodes.generate import PrefixGenerator
+    from genmodes.training.finetune import encode_examples
+    from genmodes.training.thoughts import think_prompt, verdicts
+
+    cost.say(f"expert iteration: {EI_TIMED_BATCHES} batches of {ei.generation_batch} thoughts of "
+             f"{settings.max_thought_tokens} tokens, sampled and scored")
+    n = min(len(qs), max(1, ei.generation_batch // ei.samples) * EI_TIMED_BATCHES)
+    sample = [qs[i * len(qs) // n] for i in range(n)]
+    repeated = [q for q in sample for _ in range(ei.samples)]
+    prompts = [think_prompt(q, settings.instruction, settings.lead) for q in repeated]
+    model, tok = cost.load_model()
+    gen = PrefixGenerator(model, tok)
+    gen.generate(prompts[:1], max_new_tokens=2, temperature=settings.temperature)  # warm-up
+    texts: list[str] = []
+    steps, gen_s = 0, 0.0
+    for b in range(0, len(prompts), ei.generation_batch):
+        chunk = prompts[b:b + ei.generation_batch]
+        t0 = time.perf_counter()
+        out = gen.generate(chunk, max_new_tokens=settings.max_thought_tokens, temperature=settings.temperature,
+                           seeds=list(range(b, b + len(chunk))))
+        gen_s += time.perf_counter() - t0
+        # a batch that ended early (every row at end-of-text) is scaled to the budget
+        steps += max(1, max(len(tok(x, add_special_tokens=False).input_ids) for x in out))
+        texts += [" ".join(x.split()) for x in out]
+    verdicts(model, tok, repeated[:1], texts[:1], instruction=settings.instruction, lead=settings.lead)  # warm-up
+    t0 = time.perf_counter()
+    verdicts(model, tok, repeated, texts, instruction=settings.instruction, lead=settings.lead)
+    verdict_s = time.perf_counter() - t0
+    encoded = encode_examples(tok, [(p, " " + x) for p, x in zip(prompts, texts)])
+    del model
+    return {"batch_s": gen_s * settings.max_thought_tokens / max(1, steps),
+            "verdict_s": verdict_s / len(repeated),
+            "example_tokens": round(sum(len(ids) for ids, _ in encoded) / len(encoded))}
 
 
 # ------------------------------------------------------------------------------------------ report
 
 def report_sections(view: Any) -> list[tuple]:
-    """The reward and thought length over RL steps (did RL learn anything: the mean reward over the last
-    fifth of the steps against the first fifth), and the train-time compute RL adds."""
-    from genmodes.training.grpo import fifths
+    """GRPO: the reward and thought length over RL steps (did RL learn anything: the mean reward over the
+    last fifth of the steps against the first fifth). Expert iteration: a row per round (what it
+    sampled, kept, and how often the sampled thoughts stated the premises). Then the train-time compute
+    RL adds."""
+    from genmodes.conditions.finetune import stopping_rule_section
 
+    return (_grpo_sections(view) + _expert_iteration_sections(view) + _compute_section(view)
+            + stopping_rule_section(view, lambda info: info.finetune))
+
+
+def _distinct(view: Any, part: str) -> list[tuple[str, Any]]:
+    """One (title, record) per distinct RL training of ``part`` (cells share a checkpoint)."""
     seen, runs = set(), []
-    for cell, info in view.cells:  # one per distinct RL training (cells share a checkpoint)
-        rl = info.rl
-        if rl is None or not rl.reward_curve:
+    for cell, info in view.cells:
+        rec = getattr(info, part)
+        if rec is None or not rec.reward_curve:
             continue
-        key = (cell.condition, cell.seed, str(rl.reward_curve)[:200])
+        key = (cell.condition, cell.seed, str(rec.reward_curve)[:200])
         if key not in seen:
             seen.add(key)
-            runs.append((f"{cell.condition} seed {cell.seed}", rl))
+            runs.append((f"{cell.condition} seed {cell.seed}", rec))
+    return runs
+
+
+def _grpo_sections(view: Any) -> list[tuple]:
+    from genmodes.training.grpo import fifths
+
+    runs = _distinct(view, "rl")
     if not runs:
         return []
     out: list[tuple] = [("h", 2, "RL: reward and thought length over steps")]
@@ -333,12 +549,57 @@ def report_sections(view: Any) -> list[tuple]:
                      "of the first fifth."))
     out.append(("table", ["condition", "steps", "RL questions", "reward, first fifth", "reward, last fifth",
                           "learned"], body))
-    compute = [[c.dataset, c.condition, str(i.rl.steps), str(i.rl.tokens_generated),
-                view.DASH if i.rl.train_seconds is None else f"{i.rl.train_seconds:.0f}"]
-               for c, i in view.cells if i.rl is not None]
-    out += [("h", 2, "RL compute: train time"),
-            ("p", "RL adds train-time compute: thoughts generated and scored in training, once for the study."),
-            ("table", ["dataset", "condition", "RL steps", "RL tokens generated", "RL seconds"], compute)]
-    from genmodes.conditions.finetune import stopping_rule_section
+    return out
 
-    return out + stopping_rule_section(view, lambda info: info.finetune)
+
+def _expert_iteration_sections(view: Any) -> list[tuple]:
+    runs = _distinct(view, "expert_iteration")
+    if not runs:
+        return []
+
+    def pct(x: Any) -> str:
+        return view.DASH if x is None else view.pct(x)
+
+    out: list[tuple] = [("h", 2, "RL by expert iteration: sampled, kept and retrieved, per round")]
+    for title, ylabel, stem, curve in (
+            ("RL reward per round (accuracy after a sampled thought)", "reward", "rl_reward",
+             lambda r: r.reward_curve),
+            ("thoughts stating every premise, per round", "share of sampled thoughts", "rl_retrieval",
+             lambda r: [(x["round"], x.get("retrieval_rate") or 0.0) for x in r.rounds])):
+        path = view.figures.loss_curves(title, [(n, curve(r)) for n, r in runs], view.figure_path(stem),
+                                        xlabel="round", ylabel=ylabel, markers=True)
+        out.append(("img", path, title.split(" (")[0]))
+    body = []
+    for n, r in runs:
+        for x in r.rounds:
+            loss = x.get("loss_curve") or []
+            body.append([n, str(x["round"]), str(x["sampled"]), pct(x["reward"]), f"{x['p_right']:.3f}",
+                         f"{x['kept']} ({x['questions_kept']} q)", f"{x['thought_tokens']:.1f}",
+                         pct(x.get("retrieval_rate")), pct(x.get("kept_retrieval_rate")),
+                         pct(x.get("reward_stated")), pct(x.get("reward_not_stated")),
+                         view.DASH if not loss else f"{loss[0][1]:.3f} -> {loss[-1][1]:.3f}"])
+    out.append(("p", "Each round samples thoughts for every RL question, keeps those after which the answerer "
+                     f"({runs[0][1].answerer or 'policy'}) picks the right option, and fine-tunes on them (loss on "
+                     "the thought only). Reward: accuracy after a sampled thought; retrieved: sampled thoughts "
+                     "stating every premise the question needs."))
+    out.append(("table", ["condition", "round", "sampled", "reward", "p(right)", "kept", "tokens / thought",
+                          "retrieved (sampled)", "retrieved (kept)", "reward, stated", "reward, not stated",
+                          "fine-tune loss"], body))
+    return out
+
+
+def _compute_section(view: Any) -> list[tuple]:
+    compute = []
+    for c, i in view.cells:
+        rec = i.rl if i.rl is not None else i.expert_iteration
+        if rec is None:
+            continue
+        steps = i.rl.steps if i.rl is not None else len(i.expert_iteration.rounds)
+        compute.append([c.dataset, c.condition, str(steps), str(rec.tokens_generated),
+                        view.DASH if rec.train_seconds is None else f"{rec.train_seconds:.0f}"])
+    if not compute:
+        return []
+    return [("h", 2, "RL compute: train time"),
+            ("p", "RL adds train-time compute: thoughts generated and scored in training, once for the study "
+                  "(steps: GRPO steps or expert-iteration rounds)."),
+            ("table", ["dataset", "condition", "RL steps", "RL tokens generated", "RL seconds"], compute)]

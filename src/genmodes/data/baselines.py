@@ -14,6 +14,10 @@ the *other* questions of the split), never from a model:
 ``frequency``     the choice whose words are most frequent in the training text
 ``bigram``        the choice a smoothed word bigram model of the training text finds most likely after
                   the question's context
+``familiarity``   the *least* familiar choice: fewest co-occurrences with the question's words in the
+                  training documents, then the rarest. The confound of an in-context test whose target
+                  fact is held out among trained distractor facts: the one the model never saw is the
+                  answer. Its complement, the most familiar choice, is ``cooccurrence``.
 ``answer_form``   the choice whose *form* (its text with question words and rare words masked, e.g.
                   "All #1 are #2.") is most common among the answers of the other splits (or, alone,
                   the split's other questions): an "always the All statement" prior
@@ -43,8 +47,8 @@ from typing import Callable, Sequence
 
 from genmodes.data.types import Dataset, Question
 
-METHODS = ("position", "longest", "shortest", "overlap", "overlap_min", "cooccurrence", "frequency",
-           "bigram", "answer_form")
+METHODS = ("position", "longest", "shortest", "overlap", "overlap_min", "cooccurrence", "familiarity",
+           "frequency", "bigram", "answer_form")
 MARGIN = 0.10  # points above chance a held-out split may be answered by a shortcut
 ALPHA = 0.05   # and only when the excess is significant
 
@@ -198,6 +202,22 @@ def _cooccurrence(q, stats, pri):
     return out
 
 
+def _familiarity(q, stats, pri):
+    # Unlike cooccurrence, a choice that is itself in the context counts too: its co-occurrences with the
+    # context's other words are how familiar the fact the context shows about it is. Fewest first; among
+    # ties the rarest choice (the second key is below one, so it never outweighs a co-occurrence).
+    ctx = stats.content(words(q.context))
+    freq = _frequency(q, stats, pri)
+    top = max(freq) + 1.0 if freq else 1.0
+    out = []
+    for ws, f in zip(_distinct_words(q), freq):
+        own = set(ws)
+        total = sum(len(stats.docs_of.get(c, set()) & stats.docs_of.get(w, set()))
+                    for c in stats.content(ws) for w in ctx if w not in own)
+        out.append(-float(total) - f / (top + 1.0))
+    return out
+
+
 def _frequency(q, stats, pri):
     out = []
     for ws in _distinct_words(q):
@@ -220,7 +240,8 @@ def _bigram(q, stats, pri):
 
 SCORERS: dict[str, Scorer] = {
     "position": _position, "longest": _longest, "shortest": _shortest, "overlap": _overlap,
-    "overlap_min": _overlap_min, "cooccurrence": _cooccurrence, "frequency": _frequency,
+    "overlap_min": _overlap_min, "cooccurrence": _cooccurrence, "familiarity": _familiarity,
+    "frequency": _frequency,
     "bigram": _bigram, "answer_form": _answer_form,
 }
 assert tuple(SCORERS) == METHODS

@@ -100,6 +100,43 @@ def measure_recall(study: Study, cell: Cell, ds: Dataset, ready: PreparedCell, s
     prepared.model_info = info.model_copy(update=update)
 
 
+def measure_calibration(study: Study, cell: Cell, ds: Dataset, ready: PreparedCell, scores: list[list[Any]]) -> None:
+    """The calibration ladder of a dataset that declares one (``meta["calibration_splits"]``, split ->
+    threshold), for any cell with a model: each split scored on the built model with the question's
+    own context, into the model stage's record (``calibration``), so every model of the study shows
+    whether it reads its context and the gate of a cell that puts documents before the question can
+    say whether its results test their use (:mod:`genmodes.experiments.gates`). A cell whose context
+    stage adds nothing scored exactly that already (``scores``); any other cell scores them again. A
+    declared split the study does not score is recorded as not scored (its rung fails)."""
+    from genmodes.conditions.base import CalibrationRung, ModelStageInfo
+    from genmodes.scoring import chosen
+    from genmodes.training.recall import RecallProbe
+
+    declared = ds.meta.get("calibration_splits") or {}
+    prepared = ready.prepared
+    if not declared or cell.condition.stages.is_baseline or prepared.model is None:
+        return
+    info = prepared.model_info if prepared.model_info is not None else ModelStageInfo()
+    thresholds = {s: float(t) for s, t in declared.items()}
+    if info.calibration is not None and {r.split: r.threshold for r in info.calibration} == thresholds:
+        return
+    scored = [s for s in thresholds if s in ds.splits]
+    accuracy: dict[str, float] = {}
+    counts = {s: sum(q.split == s for q in ds.questions) for s in scored}
+    if scored and not prepared.prefix and prepared.question_context is None:
+        for s in scored:
+            right = [chosen(sc) == q.answer for q, sc in zip(ds.questions, scores) if q.split == s]
+            accuracy[s] = round(sum(right) / len(right), 6)
+    elif scored:
+        qs = [q for q in ds.questions if q.split in counts]
+        got = RecallProbe(qs, [q.split for q in qs], batch_tokens=study.scoring.batch_tokens,
+                          chat_template=study.scoring.chat_template).score(prepared.model, prepared.tokenizer)
+        accuracy.update({s: round(got.by_group[s], 6) for s in scored})
+    prepared.model_info = info.model_copy(update={"calibration": [
+        CalibrationRung(split=s, threshold=t, accuracy=accuracy.get(s), questions=counts.get(s, 0))
+        for s, t in thresholds.items()]})
+
+
 def score_cell(study: Study, cell: Cell, ds: Dataset, ready: PreparedCell, *, progress: bool = True
                ) -> tuple[list[list[Any]], list[str], int, float]:
     """Every question scored: (per-choice scores per question, the context before each question's

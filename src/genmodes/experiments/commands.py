@@ -102,6 +102,11 @@ def _run_and_report(runner: Any, out: Path, no_report: bool, say: Any) -> list[d
     summary = runner.run()
     if say is print:
         print_summary(summary)
+    from genmodes.experiments.gates import calibration_failures, calibration_headline
+
+    failures = calibration_failures(runner.folder.records(), runner.study.recall_gate)
+    if failures:
+        say("\n" + calibration_headline(failures))
     say(f"\nrun folder: {out}")
     if not no_report:
         from genmodes.report.commands import write_report
@@ -153,8 +158,8 @@ def print_summary(summary: list[dict[str, Any]]) -> None:
 
 
 def _fmt(r: dict[str, Any]) -> str:
-    """An accuracy with its 95% interval; a latent result of a model that failed its recall gate is
-    marked as not a test."""
+    """An accuracy with its 95% interval; a latent result of a model that failed its recall gate, or of
+    a cell reading documents whose model failed its calibration ladder, is marked as not a test."""
     from genmodes.experiments.gates import FAIL, NOT_A_TEST
     from genmodes.experiments.statistics import format_accuracy
 

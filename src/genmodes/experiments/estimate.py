@@ -397,6 +397,14 @@ class CellCost:
     def record_step(self, key: str, seconds: float) -> None:
         self._est.cal.step_s[key] = seconds
 
+    def load_model(self) -> tuple[Any, Any]:
+        """A fresh copy of the configured model (the first of ``models:``) on the run's device, for a
+        stage that times its own work as it runs it."""
+        from genmodes.models import load_model
+
+        r = self._est.runner
+        return load_model(r.study.model_specs[0], device=r.device, cache=r.model_cache, seed=0)
+
     def generation(self, batch_size: int, batches: int, new_tokens: int) -> float:
         """``batches`` generations of ``new_tokens`` tokens at ``batch_size``."""
         return batches * new_tokens * self._est.gen_step(batch_size)
@@ -404,7 +412,16 @@ class CellCost:
     def grpo_step(self, rl: Any) -> float:
         return self._est.grpo_step(rl)
 
+    def finetune_step(self, ft: Any) -> float:
+        """One optimizer step of a fine-tune at ``ft``'s shape."""
+        return self._est.finetune_step(ft)
+
     # -- shared artifacts
+    def model_key(self) -> dict[str, Any]:
+        """The cell's model stage and its settings: cells with the same key score the same model."""
+        stages = self._cell.condition.stages
+        return {"kind": stages.model, "settings": stages.model_settings.model_dump(mode="json")}
+
     def first(self, key: Any, study_wide: bool = False) -> bool:
         """True the first time a cell of the grid builds the artifact ``key`` (per model and seed, and per
         dataset unless ``study_wide``): later cells reuse it, at no train-time cost."""

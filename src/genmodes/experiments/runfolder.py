@@ -266,6 +266,10 @@ class RunFolder:
         shutil.rmtree(self.out / "cells" / cell_id, ignore_errors=True)
         self._finished.pop(cell_id, None)
 
+    def records(self) -> list[CellRecord]:
+        """The finished cells' records, in grid order."""
+        return [self.finished(cell).record for cell in grid(self.study) if self.done(cell)]
+
     def collect(self) -> list[dict[str, Any]]:
         """Rebuild results.jsonl, cells.jsonl and summary.csv from the finished cells, in grid order."""
         from genmodes.experiments.gates import cell_gates

@@ -36,7 +36,8 @@ from genmodes.conditions.base import StageCheck
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError, GenmodesError
 from genmodes.experiments import provenance
-from genmodes.experiments.cell import cell_record, measure_recall, prepare_cell, result_rows, score_cell
+from genmodes.experiments.cell import (cell_record, measure_calibration, measure_recall, prepare_cell, result_rows,
+                                      score_cell)
 from genmodes.experiments.config import (DatasetSpec, Study, check_compare_splits, check_split_contrasts, dump_config,
                                         load_config)
 from genmodes.experiments.grid import Cell, find_cell, grid, key_parts, study_datasets
@@ -253,6 +254,7 @@ class Runner:
                              model_cache=self.model_cache, progress=self.progress)
         scores, contexts, prefix_tokens, score_s = score_cell(self.study, cell, ds, ready, progress=self.progress)
         measure_recall(self.study, cell, ds, ready, scores)
+        measure_calibration(self.study, cell, ds, ready, scores)
         rows = result_rows(cell, ds, ready, scores, contexts, prefix_tokens)
         record = cell_record(cell, ds, ready, len(rows), score_s, t_start, self.key_parts(cell),
                              self.resolved_dtype())

@@ -8,6 +8,9 @@ of the same pooled accuracy (binomial for one group, else the larger of binomial
 Accuracy, interval and chance are fractions. ``gate`` is the recall gate of a trained model's latent
 row (:mod:`genmodes.experiments.gates`): ``pass``, ``fail``, or empty where no gate applies.
 
+A context stage may add columns of its own (its ``summary_columns(rows)`` hook, e.g. the thinking
+stage's ``retrieval_rate``); they follow the standard columns, empty on rows of other stages.
+
 No torch on purpose: the report imports it.
 """
 
@@ -58,8 +61,25 @@ def summarize(rows: Iterable[ResultRow], gates: Mapping[str, Gate] | None = None
         chance = sum(r.chance for r in g) / a.n
         out.append({"model": m, "dataset": d, "split": s, "condition": c, "n": a.n, "accuracy": a.accuracy,
                     "stderr": a.stderr, "chance": chance, "ci_low": a.low, "ci_high": a.high,
-                    "gate": group_gate(s, [r.cell for r in g], gates or {})})
+                    "gate": group_gate(s, [r.cell for r in g], gates or {}), **stage_columns(g)})
     return out
+
+
+def stage_columns(rows: Sequence[ResultRow]) -> dict[str, Any]:
+    """The columns the rows' context stage adds (its ``summary_columns`` hook), where it has one."""
+    from genmodes.conditions import CONTEXT_STAGES, context_stage
+
+    kinds = {r.context_stage for r in rows}
+    if len(kinds) != 1 or next(iter(kinds)) not in CONTEXT_STAGES:
+        return {}
+    hook = getattr(context_stage(next(iter(kinds))), "summary_columns", None)
+    return hook(list(rows)) if hook is not None else {}
+
+
+def columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The standard columns, then the stages' own in the order first seen."""
+    extra = dict.fromkeys(k for r in rows for k in r if k not in SUMMARY_COLUMNS)
+    return [*SUMMARY_COLUMNS, *extra]
 
 
 def write_summary_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
@@ -70,7 +90,7 @@ def write_summary_csv(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -
     from genmodes.io import atomic_write
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(buf, fieldnames=columns(rows), extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for r in rows:
         w.writerow(r)

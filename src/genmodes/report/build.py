@@ -29,7 +29,7 @@ from genmodes.experiments.gates import FAIL, NOT_A_TEST
 from genmodes.report.common import (DASH, Block, Figures, cell_label, condition_label, label_gate, mean, models, num,
                                     pct_trim, rows_by_label, several, write_atomic)
 from genmodes.report.run import Run, check_reportable, load_run
-from genmodes.report.sections import stage_sections
+from genmodes.report.sections import stage_gates, stage_sections
 
 
 def _acc(r: dict[str, Any]) -> str:
@@ -58,7 +58,13 @@ def _header(run: Run) -> list[Block]:
     if run.date:
         facts.append(f"last cell finished {run.date}")
     facts.append(f"seeds {', '.join(map(str, cfg.seeds))}")
-    out: list[Block] = [("h", 1, f"Report: {run.name}"), ("p", " · ".join(facts) + ".")]
+    out: list[Block] = [("h", 1, f"Report: {run.name}")]
+    failures = _calibration_failures(run)
+    if failures:
+        from genmodes.experiments.gates import calibration_headline
+
+        out.append(("p", f"**{calibration_headline(failures)}**"))
+    out.append(("p", " · ".join(facts) + "."))
     status = f"Cells finished: {done} of {run.expected_cells}."
     if done < run.expected_cells:
         status += " The run is incomplete or still in progress: this report shows the finished cells only."
@@ -101,8 +107,10 @@ def _accuracy(run: Run, figs: Figures, colors: dict[str, Any]) -> list[Block]:
         headers = ["condition"] + [f"{sp} ({'recall; ' if sp in recall else ''}chance {pct_trim(chance[sp])})"
                                    for sp in splits]
         gated = any(g is not None for g in gates.values())
+        laddered = any(g is not None and g.rungs for g in gates.values())
         if gated:
-            headers.append(f"recall gate ({pct_trim(run.config.recall_gate)})")
+            headers.append(f"recall gate ({pct_trim(run.config.recall_gate)})"
+                           + (" · calibration ladder" if laddered else ""))
         body = []
         for c in conds:
             label = c
@@ -114,7 +122,8 @@ def _accuracy(run: Run, figs: Figures, colors: dict[str, Any]) -> list[Block]:
         body.append(["n"] + [_n_cell([s["n"] for s in srows if s["split"] == sp]) for sp in splits]
                     + ([""] if gated else []))
         if gated:
-            out.append(("p", _GATE_NOTE.format(threshold=pct_trim(run.config.recall_gate))))
+            out.append(("p", _GATE_NOTE.format(threshold=pct_trim(run.config.recall_gate))
+                        + (" " + _LADDER_NOTE if laddered else "")))
         if several(run):
             out += _side_by_side(run, ds, srows, splits, chance, figs)
             continue
@@ -128,6 +137,12 @@ def _accuracy(run: Run, figs: Figures, colors: dict[str, Any]) -> list[Block]:
 _GATE_NOTE = ("Recall gate: a trained model's latent results (every split but its recall split) test "
               "generalization only where it knows the trained facts, i.e. its accuracy on the recall split, "
               "scored with no context, reaches {threshold}; below that they are marked *not a test*.")
+
+
+_LADDER_NOTE = ("Calibration ladder: a condition that puts documents before the question (retrieval, in-context "
+                "learning) tests their use only where its model reads its context; where a rung of the dataset's "
+                "ladder (see Calibration ladder) is below its threshold, its rows are marked *not a test* too "
+                "(of P2: retrieved episodes cannot help a model that does not read them).")
 
 
 def _gated_acc(r: dict[str, Any]) -> str:
@@ -158,6 +173,75 @@ def _gates(run: Run) -> list[Block]:
                   f"has its latent results marked *{NOT_A_TEST}* (summary.csv: `gate` = fail)."),
             ("table", ["dataset", "condition", "seed", "recall splits", "questions", "recall", "gate", "verdict"],
              body)]
+def _calibration_failures(run: Run) -> list[str]:
+    from genmodes.experiments.gates import calibration_failures
+
+    return calibration_failures(run.cells, run.config.recall_gate,
+                                lambda c: f"{c.dataset} / {condition_label(run, c)} seed {c.seed}")
+
+
+def _model_key(c: CellRecord) -> tuple:
+    """The model a cell scored (cells of one model stage and settings share it: a from-scratch model
+    serves its parametric and its retrieval cells)."""
+    import json
+
+    stage = ((c.key_parts or {}).get("condition") or {}).get("model")
+    return (c.dataset, c.model, c.seed, c.model_stage,
+            json.dumps(stage, sort_keys=True) if stage is not None else c.cell)
+
+
+def _calibration(run: Run) -> list[Block]:
+    """The calibration ladder of every model that has one: per rung its accuracy against the threshold,
+    and the first learning-curve step at which it reached 90% (a model that records curves)."""
+    from genmodes.experiments.gates import ladder
+
+    models: dict[tuple, list[CellRecord]] = {}
+    for c in run.cells:
+        info = run.model_info(c)
+        if info is not None and ladder(info):
+            models.setdefault(_model_key(c), []).append(c)
+    if not models:
+        return []
+    out: list[Block] = [("h", 2, "Calibration ladder"),
+                        ("p", "Each model's in-context reading checks (the dataset's `calibration_splits`: questions "
+                              "whose own context holds the answer, over entities training never binds), scored on the "
+                              "model with the question's own context, against each rung's threshold. A rung below its "
+                              "threshold fails the gate of every cell of that model that puts documents before the "
+                              f"question: its rows are *{NOT_A_TEST}* of P2 (a model trained without practice, P2's "
+                              "ablation, is shown but not gated: not reading is its result). \"90% at step\": the first learning-curve "
+                              "step at which the rung's sampled accuracy reached 90% (never: not within training; "
+                              f"{DASH}: no curve recorded).")]
+    for ds in run.dataset_order():
+        keys = [k for k in models if k[0] == ds]
+        if not keys:
+            continue
+        rungs = list(dict.fromkeys(r.split for k in keys for r in ladder(run.model_info(models[k][0]))))
+        headers = ["model (conditions)", "seed"]
+        for sp in rungs:
+            headers += [sp, f"{sp}: 90% at step"]
+        headers.append("ladder")
+        body = []
+        for k in keys:
+            cells = models[k]
+            info = run.model_info(cells[0])
+            got = {r.split: r for r in ladder(info)}
+            steps = getattr(info, "steps_to_90", None)
+            row = [f"{k[1]} ({', '.join(dict.fromkeys(condition_label(run, c) for c in cells))})", str(k[2])]
+            for sp in rungs:
+                r = got.get(sp)
+                row.append(DASH if r is None else
+                           f"{pct_trim(r.accuracy)} (gate {pct_trim(r.threshold)}: {'pass' if r.passed else 'fail'})")
+                row.append(DASH if steps is None or sp not in steps else
+                           ("never" if steps[sp] is None else str(steps[sp])))
+            verdict = "pass" if all(r.passed for r in got.values()) else "fail"
+            if getattr(info, "trained_without_practice", False):
+                verdict += " (trained without practice: the ablation's result, gates nothing)"
+            row.append(verdict)
+            body.append(row)
+        out += [("h", 3, ds), ("table", headers, body)]
+    return out
+
+
 def _figure_caption(run: Run, conds: list[str]) -> str:
     hatched = "; hatched bars: shortcut baselines (no model)" if details.baselines(run, conds) else ""
     return ("Error bars: the 95% intervals over questions of the table above, each resting on the n answers of "
@@ -350,6 +434,8 @@ def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None =
     colors = figures.condition_colors(conditions)
     blocks: list[Block] = []
     blocks += _header(run)
+    blocks += stage_gates(run, figs)
+    blocks += _calibration(run)
     blocks += details.overview(run, figs, colors)
     blocks += _accuracy(run, figs, colors)
     blocks += _gates(run)

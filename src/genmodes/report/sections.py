@@ -74,6 +74,20 @@ class StageView:
         except Exception as e:  # noqa: BLE001 - a bad curves file must not cost the whole report
             return [], f"curves file unreadable ({e})"
 
+    def paired(self, rows: list[ResultRow], conditions: list[str]) -> list[Any]:
+        """Paired comparisons of ``conditions`` (later minus earlier) on every (dataset, split) of
+        ``rows``, question by question (:func:`genmodes.report.stats.paired_comparisons`)."""
+        from genmodes.report import stats
+
+        return stats.paired_comparisons(rows, conditions)
+
+    @staticmethod
+    def points(x: float, sign: bool = False) -> str:
+        """A difference of accuracies in whole points ("+12")."""
+        from genmodes.report import stats
+
+        return stats.points(x, sign)
+
     # -- formats and figures
     pct = staticmethod(common.pct)
 
@@ -131,4 +145,14 @@ def stage_sections(run: Run, figs: Any) -> list[common.Block]:
     for module, view in stage_views(run, figs):
         if hasattr(module, "report_sections") and view.cells:
             out += module.report_sections(view)
+    return out
+
+
+def stage_gates(run: Run, figs: Any) -> list[common.Block]:
+    """Every used stage's gates (its ``report_gates`` hook): what must hold before any of the run's
+    results mean what they claim; the report shows them first."""
+    out: list[common.Block] = []
+    for module, view in stage_views(run, figs):
+        if hasattr(module, "report_gates") and view.cells:
+            out += module.report_gates(view)
     return out

@@ -409,13 +409,16 @@ class _Loggers:
 
 def train(model: Any, tokenizer: Any, texts: Sequence[str], settings: FinetuneSettings, seed: int,
           progress: bool = True, desc: str = "finetune", log_dir: Path | None = None,
+          examples: Sequence[tuple[str, str]] | None = None,
           recall: RecallProbe | None = None) -> tuple[Any, dict[str, Any]]:
     """Fine-tune ``model`` on ``texts`` in place (LoRA: wraps it first). Returns (model, info).
-    ``log_dir``: where ``report_to`` loggers write (the cell's folder). ``recall``: the recall
-    questions the stopping rule (``until_recall``) scores at the end of every epoch."""
+    ``log_dir``: where ``report_to`` loggers write (the cell's folder). ``examples``: ``(context,
+    target)`` pairs to train on instead of the texts (the loss on the targets only: a thought after
+    its prompt). ``recall``: the recall questions the stopping rule (``until_recall``) scores at the
+    end of every epoch."""
     import torch
 
-    examples = examples_from_texts(texts, settings.sentence_split)
+    examples = list(examples) if examples is not None else examples_from_texts(texts, settings.sentence_split)
     if not examples:
         raise ConfigError("nothing to fine-tune on: no non-empty training texts")
     if settings.until_recall is not None and not recall:

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from genmodes.data.types import Question
 from genmodes.errors import ConfigError, NumericError
 from genmodes.timing import Timer
-from genmodes.training.thoughts import (PROMPT_VERSION, RECALL_INSTRUCTION, STOP, cut_thought, rewards,
-                                        states_a_fact, think_prompt, thought_tokens)
+from genmodes.training.thoughts import (PROMPT_VERSION, RECALL_INSTRUCTION, STOP, THOUGHT_LEAD, cut_thought,
+                                        rewards, states_a_fact, think_prompt, thought_tokens)
 
 SECONDS_FILE = "genmodes_seconds.json"  # training seconds up to a trainer checkpoint
 
@@ -48,6 +48,8 @@ class GRPOSettings(BaseModel):
     save_every: int = Field(10, gt=0, description="checkpoint every this many steps (resume after a kill)")
     instruction: str = Field(RECALL_INSTRUCTION, min_length=1, description="the recall prompt (keep it equal to "
                              "the thinking stage's)")
+    lead: str = Field(THOUGHT_LEAD, description="text between the instruction and the thought (keep it equal to "
+                      "the thinking stage's)")
 
 
 def stop_token_ids(tok: Any) -> list[int]:
@@ -72,24 +74,27 @@ def _curves(log_history: list[dict[str, Any]], batch: int, terms: Sequence[str] 
 
 
 def grpo_train(model: Any, tok: Any, questions: Sequence[Question], s: GRPOSettings, seed: int, out_dir: Path,
-               progress: bool = True, parse: Any = None, callbacks: Sequence[Any] = ()) -> tuple[Any, dict[str, Any]]:
+               progress: bool = True, parse: Any = None, callbacks: Sequence[Any] = (), answerer: Any = None,
+               prefix: str = "") -> tuple[Any, dict[str, Any]]:
     """GRPO on ``questions`` in place, checkpointing in ``out_dir`` and resuming from its last checkpoint.
 
     ``parse`` (for ``format_weight``): a statement parser, or a mapping from question id to the parser
     of that question's family (a reversal question's thought should state a reversal fact, not earn
-    the bonus with a syllogism)."""
+    the bonus with a syllogism). ``answerer``: the model whose verdict is the reward (None: the policy
+    being trained). ``prefix``: a demonstration before every prompt."""
     import datasets as hfds
     import torch
     from trl import GRPOTrainer
 
-    rows = [{"prompt": think_prompt(q, s.instruction), "qid": q.id} for q in questions]
+    rows = [{"prompt": prefix + think_prompt(q, s.instruction, s.lead), "qid": q.id} for q in questions]
     train_ds = hfds.Dataset.from_list(rows)
     args = _config(s, seed, out_dir, next(model.parameters()).device, progress)
     model.generation_config.eos_token_id = stop_token_ids(tok)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     holder: dict[str, Any] = {}
-    funcs, args.reward_weights = _reward_functions(tok, questions, s, parse, lambda: holder["trainer"].model)
+    judge = (lambda: answerer) if answerer is not None else (lambda: holder["trainer"].model)
+    funcs, args.reward_weights = _reward_functions(tok, questions, s, parse, judge, prefix)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=train_ds,
                           processing_class=tok, callbacks=[_finite_loss(), *callbacks])
     holder["trainer"] = trainer
@@ -131,7 +136,7 @@ def _config(s: GRPOSettings, seed: int, out_dir: Path, device: Any, progress: bo
 
 
 def _reward_functions(tok: Any, questions: Sequence[Question], s: GRPOSettings, parse: Any,
-                      policy: Any) -> tuple[list[Any], list[float]]:
+                      policy: Any, prefix: str = "") -> tuple[list[Any], list[float]]:
     """The scorer's reward (after the thought, with ``policy()``, the model being trained) and the
     optional terms, each a TRL reward function of its own, weighted by TRL: the total is the one
     :func:`rewards` gives with the same weights, and TRL logs each term apart."""
@@ -140,7 +145,7 @@ def _reward_functions(tok: Any, questions: Sequence[Question], s: GRPOSettings, 
     def reward_fn(prompts: list[str], completions: list[str], qid: list[str], **_: Any) -> list[float]:
         qs = [by_id[i] for i in qid]
         return rewards(policy(), tok, qs, [cut_thought(c) for c in completions], kind=s.reward,
-                       instruction=s.instruction)
+                       instruction=s.instruction, lead=s.lead, prefix=prefix)
 
     reward_fn.__name__ = f"scorer_{s.reward}"
     funcs, weights = [reward_fn], [1.0]

@@ -9,6 +9,11 @@ stage and the ``rl`` model stage share, so that evaluation and RL define "correc
 - the prompt that asks the model to recall what it knows (:func:`think_prompt`), the stop rule of a
   thought (:func:`cut_thought`), and the text scored after it (:func:`answer_context`: prompt +
   thought + answer cue + the question's own context; the choices follow as continuations);
+- what teaches the format without telling which facts a question needs: recall drills ("Recall what
+  you know about X:" and X's trained facts in the documents' wording, :func:`recall_drills`) for the
+  knowledge fine-tune, or two of them as a demonstration before the prompt (:func:`demonstration`);
+- the controls' thoughts: the gold premises in the documents' wording (:func:`oracle_thought`, what a
+  perfect implicit retrieval would write) and another question's thought (:func:`shuffled_order`);
 - batched thought generation, greedy or sampled (:func:`generate_thoughts`);
 - the reward (:func:`rewards`): 1 exactly when the one scorer (:class:`genmodes.scoring.Scorer`)
   picks the right option after the thought, or the dense variant, the probability of the right
@@ -24,12 +29,18 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, Sequence
 
-from genmodes.data.types import Dataset, Fact, Question
+from genmodes.data.types import Dataset, Document, Fact, Question
 from genmodes.errors import NumericError
 
-PROMPT_VERSION = 1
-RECALL_INSTRUCTION = "Before answering, recall the facts you know about this."
-THOUGHT_LEAD = "\nRecall:"
+PROMPT_VERSION = 2
+# The prompt ends as a recall drill begins ("Recall what you know about X:"), so a model that learned
+# the drills' format recalls in it.
+RECALL_INSTRUCTION = "Before answering, recall what you know."
+THOUGHT_LEAD = "\nRecall what you know about this:"
+# a recall drill: "Recall what you know about X:" then X's trained facts; the topic of a drill is the
+# subject of the facts it states
+DRILL = "Recall what you know about {topic}:"
+DrillFormat = Literal["none", "recall", "answer"]
 ANSWER_CUE = "\nAnswer: "
 # The stop rule: a thought is one paragraph; it ends at the first line break (or end-of-text, or
 # the token budget). The same rule cuts RL completions, so a trained thought looks like a tested one.
@@ -38,9 +49,9 @@ STOP = "\n"
 RewardKind = Literal["correct", "probability"]
 
 
-def think_prompt(q: Question, instruction: str = RECALL_INSTRUCTION) -> str:
+def think_prompt(q: Question, instruction: str = RECALL_INSTRUCTION, lead: str = THOUGHT_LEAD) -> str:
     """What the model continues with its thought: the question's text, the recall instruction, a lead."""
-    return f"{q.context.rstrip()} ...\n{instruction}{THOUGHT_LEAD}"
+    return f"{q.context.rstrip()} ...\n{instruction}{lead}"
 
 
 def cut_thought(text: str) -> str:
@@ -49,10 +60,113 @@ def cut_thought(text: str) -> str:
 
 
 def answer_context(q: Question, thought: str, instruction: str = RECALL_INSTRUCTION,
-                   cue: str = ANSWER_CUE) -> str:
+                   cue: str = ANSWER_CUE, lead: str = THOUGHT_LEAD) -> str:
     """The text the choices are scored after: prompt, thought, answer cue, then the question's context."""
     t = cut_thought(thought)
-    return think_prompt(q, instruction) + (" " + t if t else "") + cue + q.context
+    return think_prompt(q, instruction, lead) + (" " + t if t else "") + cue + q.context
+
+
+# ------------------------------------------------------------------------------------------ format and controls
+
+def drill_text(topic: str, statements: Sequence[str]) -> str:
+    """One recall drill: the drill prompt about ``topic``, then its statements on the same line."""
+    return DRILL.format(topic=topic) + " " + " ".join(s.strip() for s in statements)
+
+
+def recall_drills(ds: Dataset, render: Any = None, form: DrillFormat = "recall", seed: int = 0) -> list[Document]:
+    """One drill per subject of the training documents' facts, X, with every trained fact whose subject
+    is X in the documents' wording (the family's ``render_fact``), in first-seen order. A drill states
+    only what the documents state about X, so it teaches the format of recalling without saying which
+    facts a question needs (no inference, no link between X and another subject's facts). Empty where
+    the family cannot write its facts.
+
+    ``recall``: "Recall what you know about X:" and the facts. ``answer``: the drill as a thought in the
+    thinking format: one of X's facts asked (its sentence cut before the object, drawn by ``seed``), the
+    recall prompt, X's facts as the thought, the answer cue and the fact: a trained fact answered after
+    recalling it, which keeps the model reading what it recalled (the question is a trained fact, never
+    an inference)."""
+    import random
+
+    render = render or _renderer(ds)
+    if render is None or form == "none":
+        return []
+    by_topic: dict[str, list[Fact]] = {}
+    for d in ds.documents:
+        for f in d.facts:
+            facts = by_topic.setdefault(f.subject, [])
+            if f not in facts:
+                facts.append(f)
+    rng = random.Random(f"drills-{seed}")
+    out = []
+    for i, (topic, facts) in enumerate(by_topic.items()):
+        statements = [render(f) for f in facts]
+        text = drill_text(topic, statements)
+        if form == "answer":
+            f = rng.choice(facts)
+            stem = _question_stem(render(f), f)
+            if stem is None:
+                continue
+            q = Question(id="drill", split="drill", subtype="drill", context=stem, choices=[], answer=0)
+            text = answer_context(q, " ".join(statements)) + f" {f.object}."
+        out.append(Document(id=f"drill-{i:05d}", text=text, kind="drill", facts=list(facts),
+                            meta={"topic": topic, "format": form}))
+    return out
+
+
+def _question_stem(sentence: str, f: Fact) -> str | None:
+    """A fact's sentence cut before its object (the question form of a trained fact), or None where
+    the sentence does not end with it."""
+    end = f" {f.object}."
+    return sentence[: -len(end)] if sentence.endswith(end) else None
+
+
+def demonstration(ds: Dataset, k: int = 2, seed: int = 0, render: Any = None) -> str:
+    """``k`` recall drills of ``ds`` (drawn by ``seed``) as a demonstration before every prompt, each
+    followed by a blank line; empty where the family cannot write its facts."""
+    import random
+
+    drills = recall_drills(ds, render)
+    if not drills:
+        return ""
+    picks = random.Random(f"demonstration-{seed}").sample(drills, min(k, len(drills)))
+    return "".join(d.text + "\n\n" for d in picks)
+
+
+def _renderer(ds: Dataset) -> Any:
+    from genmodes.data.families import get_family
+
+    try:
+        return get_family(ds.family).render_fact
+    except Exception:  # an imported dataset of no registered family
+        return None
+
+
+def oracle_thought(ds: Dataset, q: Question, render: Any = None) -> str:
+    """The gold premises of ``q`` written as its thought, in the documents' wording: what a perfect
+    implicit retrieval would recall (the oracle-thought gate)."""
+    render = render or _renderer(ds)
+    if render is None:
+        raise ValueError(f"dataset family {ds.family!r} cannot write its facts: no oracle thought")
+    return " ".join(render(f) for f in q.premises)
+
+
+def shuffled_order(questions: Sequence[Question], seed: int) -> dict[str, str]:
+    """Question id -> the id of the question whose thought it gets instead of its own: a seeded
+    derangement within each split (no question keeps its own thought; a split of one does)."""
+    import random
+
+    out: dict[str, str] = {}
+    by_split: dict[str, list[Question]] = {}
+    for q in questions:
+        by_split.setdefault(q.split, []).append(q)
+    for split, qs in by_split.items():
+        ids = [q.id for q in qs]
+        order = list(range(len(ids)))
+        random.Random(f"shuffled-{seed}-{split}").shuffle(order)
+        # a rotation of a random order: every question gets the next one's thought, never its own
+        for i, j in enumerate(order):
+            out[ids[j]] = ids[order[(i + 1) % len(order)]]
+    return out
 
 
 def row_seed(seed: int, qid: str, k: int = 0) -> int:
@@ -69,21 +183,29 @@ class Thought:
 def generate_thoughts(model: Any, tokenizer: Any, questions: Sequence[Question], *, max_tokens: int = 48,
                       temperature: float = 0.0, seed: int = 0, batch_size: int = 16,
                       instruction: str = RECALL_INSTRUCTION, progress: bool = False,
-                      desc: str = "thinking") -> list[Thought]:
-    """One thought per question, in batches. Sampling draws row ``i`` from a generator seeded by the
-    question id, so a thought does not depend on which questions share its batch."""
+                      desc: str = "thinking", lead: str = THOUGHT_LEAD, prefix: str = "",
+                      samples: int = 1, prompts: Sequence[str] | None = None) -> list[Thought]:
+    """``samples`` thoughts per question (question-major: question 0's samples first), in batches,
+    after ``prefix`` (a demonstration; its cache computed once). Sampling draws each row from a
+    generator seeded by the question id and the sample's index, so a thought does not depend on
+    which questions share its batch. ``prompts`` replaces the think prompt of each question (one per
+    question)."""
     from tqdm.auto import tqdm
 
     from genmodes.generate import PrefixGenerator
 
-    gen = PrefixGenerator(model, tokenizer, prefix="")
+    gen = PrefixGenerator(model, tokenizer, prefix=prefix)
+    texts_of = list(prompts) if prompts is not None else [think_prompt(q, instruction, lead) for q in questions]
+    if len(texts_of) != len(questions):
+        raise ValueError(f"{len(texts_of)} prompts for {len(questions)} questions")
+    rows = [(i, k) for i in range(len(questions)) for k in range(samples)]
     out: list[Thought] = []
-    bar = tqdm(total=len(questions), desc=desc, unit="q", disable=not progress, leave=False)
-    for s in range(0, len(questions), batch_size):
-        chunk = list(questions[s:s + batch_size])
-        prompts = [think_prompt(q, instruction) for q in chunk]
-        texts, finished = gen.generate(prompts, max_new_tokens=max_tokens, temperature=temperature,
-                                       seeds=[row_seed(seed, q.id) for q in chunk], stop=[STOP],
+    bar = tqdm(total=len(rows), desc=desc, unit="thought", disable=not progress, leave=False)
+    for s in range(0, len(rows), batch_size):
+        chunk = rows[s:s + batch_size]
+        texts, finished = gen.generate([texts_of[i] for i, _ in chunk], max_new_tokens=max_tokens,
+                                       temperature=temperature,
+                                       seeds=[row_seed(seed, questions[i].id, k) for i, k in chunk], stop=[STOP],
                                        return_finished=True)
         for text, fin in zip(texts, finished):
             t = cut_thought(text)
@@ -103,18 +225,20 @@ def choice_probabilities(logprobs: Sequence[float]) -> list[float]:
     return [x / z for x in e]
 
 
-def rewards(model: Any, tokenizer: Any, questions: Sequence[Question], thoughts: Sequence[str], *,
-            kind: RewardKind = "correct", instruction: str = RECALL_INSTRUCTION, scorer: Any = None,
-            length_weight: float = 0.0, max_tokens: int = 48, format_weight: float = 0.0,
-            parse: Any = None) -> list[float]:
-    """The reward of each (question, thought), scored by the one scorer after question + thought + cue.
+@dataclass
+class Verdict:
+    """The scorer's verdict on one question after one thought."""
 
-    ``correct``: 1.0 exactly when the scorer's choice (:func:`genmodes.scoring.chosen`) is the right
-    option, else 0.0. ``probability``: the softmax over the choices' log-probabilities, at the right
-    option. Optional terms: ``- length_weight * tokens / max_tokens`` (at most ``length_weight``: the
-    thought re-tokenized can exceed the budget it was generated in) and ``+ format_weight`` when
-    ``parse`` (a family's statement parser) reads at least one statement in the thought.
-    """
+    correct: bool  # the scorer's choice is the right option
+    p_right: float  # the right option's probability among the choices (softmax of their log-probabilities)
+
+
+def verdicts(model: Any, tokenizer: Any, questions: Sequence[Question], thoughts: Sequence[str], *,
+             instruction: str = RECALL_INSTRUCTION, scorer: Any = None, lead: str = THOUGHT_LEAD,
+             prefix: str = "") -> list[Verdict]:
+    """Each (question, thought) scored by the one scorer after question + thought + cue, as the
+    thinking stage scores it (``prefix``: a demonstration before every prompt). The model's mode is
+    restored; a non-finite score stops with an error (a diverged policy)."""
     import torch
 
     from genmodes.scoring import Scorer, chosen
@@ -127,18 +251,37 @@ def rewards(model: Any, tokenizer: Any, questions: Sequence[Question], thoughts:
     model.eval()
     try:
         with torch.no_grad():
-            scores = scorer.score([(answer_context(q, t, instruction), q.choices)
-                                   for q, t in zip(questions, thoughts)], progress=False)
+            scores = scorer.score([(answer_context(q, t, instruction, lead=lead), q.choices)
+                                   for q, t in zip(questions, thoughts)], prefix=prefix, progress=False)
     finally:
         if was_training:
             model.train()
     out = []
-    for q, t, sc in zip(questions, thoughts, scores):
+    for q, sc in zip(questions, scores):
         lps = [s.logprob for s in sc]
         if not all(math.isfinite(x) for x in lps):
             raise NumericError(f"question {q.id!r}: a choice's score is not a number after the thought; "
                                "the policy diverged (lower 'lr'?)")
-        r = float(chosen(sc) == q.answer) if kind == "correct" else choice_probabilities(lps)[q.answer]
+        out.append(Verdict(chosen(sc) == q.answer, choice_probabilities(lps)[q.answer]))
+    return out
+
+
+def rewards(model: Any, tokenizer: Any, questions: Sequence[Question], thoughts: Sequence[str], *,
+            kind: RewardKind = "correct", instruction: str = RECALL_INSTRUCTION, scorer: Any = None,
+            length_weight: float = 0.0, max_tokens: int = 48, format_weight: float = 0.0,
+            parse: Any = None, lead: str = THOUGHT_LEAD, prefix: str = "") -> list[float]:
+    """The reward of each (question, thought): its :func:`verdicts`.
+
+    ``correct``: 1.0 exactly when the scorer's choice (:func:`genmodes.scoring.chosen`) is the right
+    option, else 0.0. ``probability``: the softmax over the choices' log-probabilities, at the right
+    option. Optional terms: ``- length_weight * tokens / max_tokens`` (at most ``length_weight``: the
+    thought re-tokenized can exceed the budget it was generated in) and ``+ format_weight`` when
+    ``parse`` (a family's statement parser) reads at least one statement in the thought.
+    """
+    out = []
+    for t, v in zip(thoughts, verdicts(model, tokenizer, questions, thoughts, instruction=instruction,
+                                       scorer=scorer, lead=lead, prefix=prefix)):
+        r = float(v.correct) if kind == "correct" else v.p_right
         if length_weight:
             r -= length_weight * min(1.0, thought_tokens(tokenizer, t) / max(1, max_tokens))
         if format_weight and parse is not None and states_a_fact(parse, t):

@@ -33,6 +33,8 @@ class FamilyConfig(BaseModel):
     # settings added after datasets were published: unset, they are left out of the dumped config
     # (meta.json, cell keys), which then is what it was before the setting existed
     OMIT_WHEN_UNSET: ClassVar[tuple[str, ...]] = ("vocabulary",)
+    # the same for settings added with a default other than None: left out while at their default
+    OMIT_AT_DEFAULT: ClassVar[tuple[str, ...]] = ()
 
     @model_serializer(mode="wrap")
     def _without_unset_additions(self, handler):
@@ -41,6 +43,9 @@ class FamilyConfig(BaseModel):
             for k in self.OMIT_WHEN_UNSET:
                 if out.get(k) is None:
                     out.pop(k, None)
+            for k in self.OMIT_AT_DEFAULT:
+                if k in out and out[k] == type(self).model_fields[k].default:
+                    out.pop(k)
         return out
 
 
@@ -56,6 +61,10 @@ class Family:
     # the true consequences (reversals, inferences) of the training documents, written straight from
     # the ground-truth knowledge: the "oracle" augmentation upper bound.
     oracle_augmentations: Callable[[Dataset], list[Document]] | None = None
+    # a fact as the training documents word it (one sentence that ``parse_statements`` reads back as
+    # that fact): the gold premises of an oracle thought, the facts of a recall drill; None where the
+    # family cannot write its facts.
+    render_fact: Callable[[Fact], str] | None = None
 
 
 FAMILY_MODULES = {

@@ -59,6 +59,17 @@ parameters, chance 25%; commands in docs/RESULTS.md, "From scratch", lever table
   begin with the definition; only seen mappings are ever encoded there), P2's other placement; the
   oracle then retrieves one such episode as the support (not measured yet).
 
+Practice that cannot be memorised (as in the ``relations`` family): practice episodes drawn once and
+replayed every epoch are memorised rather than read. ``rebind_practice`` declares the practice
+codebooks and code words as the dataset's rebind pools, so a from-scratch run with ``fresh_bindings``
+gives every practice episode a new mapping each epoch (its code words permuted within the pool);
+``targets`` puts the loss (``loss: targets``) on the words the context or the parameters determine
+(the codes after "->"; a real definition's word after each "="; in a practice episode only its codes);
+``n_repeats`` adds repeat drills over the practice code words (:mod:`genmodes.data.families.drills`).
+With ``practice_questions`` the dataset declares ``practice_in_context`` as its calibration ladder
+(``meta["calibration_splits"]``, gate 90%): a retrieval result counts only for a model that reads a
+definition in its context.
+
 A fraction of training sequences carry the definition before the encoding (only seen mappings are
 encoded there): P2 finds a model learns to use retrieved episodes only when training already pairs
 related information within one sequence.
@@ -79,11 +90,12 @@ from __future__ import annotations
 import random
 import re
 import string
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from genmodes.data.families import Family, FamilyConfig
+from genmodes.data.families.drills import repeat_documents
 from genmodes.data.nonsense import NonsenseWords
 from genmodes.data.types import Dataset, Document, Fact, Question
 from genmodes.errors import DataError
@@ -92,6 +104,9 @@ RECALL_SPLITS = ["seen", "seen_in_context"]
 
 
 class CodebookConfig(FamilyConfig):
+    OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
+                       "repeat_reversed", "real_code_drills", "real_code_episodes")
+
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
     n_used: int = Field(6, ge=1, description="mappings per codebook used in training sequences")
@@ -111,6 +126,24 @@ class CodebookConfig(FamilyConfig):
     fresh_min_len: int | None = Field(None, ge=1, description="encoding length of practice episodes (None: min_len)")
     fresh_max_len: int | None = Field(None, ge=1, description="encoding length of practice episodes (None: max_len)")
     practice_questions: int = Field(0, ge=0, description="questions of the split practice_in_context (0: none)")
+    targets: bool = Field(False, description="documents carry meta targets, the words `loss: targets` trains on: "
+                          "the codes after '->'; in the real codebooks' definitions the word after each '=' (the "
+                          "parameters determine it); practice episodes only their codes after '->'")
+    rebind_practice: bool = Field(False, description="declare the practice codebooks and code words as rebind pools, "
+                                  "so training with fresh_bindings gives every practice episode and drill a new "
+                                  "mapping each epoch (practice that cannot be memorised)")
+    n_repeats: int = Field(0, ge=0, description="repeat drills: a run of distinct practice code words, then the same "
+                           "run again (the second run is read from the first)")
+    repeat_min_len: int = Field(3, ge=1)
+    repeat_max_len: int = Field(12, ge=1)
+    repeat_reversed: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills whose second run is "
+                                   "the first reversed")
+    real_code_drills: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills over the real "
+                                    "codebooks' code words (rebound among them each epoch), so reading the context is "
+                                    "practised on the words a latent use must output")
+    real_code_episodes: float = Field(0.0, ge=0.0, le=1.0, description="share of practice episodes whose code words "
+                                      "are the real codebooks' (a practice codebook's random mapping over them, "
+                                      "rebound each epoch)")
     questions_per_codebook: int = Field(20, ge=1, description="per split")
     n_choices: int = Field(4, ge=2)
 
@@ -127,6 +160,17 @@ class CodebookConfig(FamilyConfig):
             raise ValueError(f"n_practice_codes ({self.n_practice_codes}) is below n_symbols ({self.n_symbols})")
         if self.min_len > self.max_len:
             raise ValueError(f"min_len ({self.min_len}) is above max_len ({self.max_len})")
+        if self.repeat_min_len > self.repeat_max_len:
+            raise ValueError(f"repeat_min_len ({self.repeat_min_len}) is above repeat_max_len ({self.repeat_max_len})")
+        if self.n_repeats and self.repeat_max_len > self.n_practice_codes:
+            raise ValueError(f"repeat_max_len ({self.repeat_max_len}) exceeds the {self.n_practice_codes} practice "
+                             "code words a drill draws from without repeats")
+        if (self.real_code_drills and not self.n_repeats) or (self.real_code_episodes and not self.n_fresh_episodes):
+            raise ValueError("real_code_drills needs n_repeats and real_code_episodes n_fresh_episodes")
+        if self.real_code_episodes and self.n_codebooks * self.n_symbols < self.n_symbols * 2:
+            raise ValueError("real_code_episodes needs at least two codebooks' code words")
+        if self.rebind_practice and not (self.n_fresh_episodes or self.n_repeats):
+            raise ValueError("rebind_practice needs practice to rebind: set n_fresh_episodes or n_repeats")
         return self
 
 
@@ -159,19 +203,47 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     drng = random.Random(f"codebook-{seed}-definition-order")
     docs, def_ids, canonical_def = _definitions(config, books, maps, rng, drng)
     trained_seqs = _sequences(config, books, maps, used, canonical_def, rng, drng, docs, def_ids)
-    practice_books, practice_codes, fresh_knowledge = _fresh_episodes(config, seed, words, alphabet, docs)
+    real_codes = [c for b in books for c in maps[b].values()]
+    practice_books, practice_codes, fresh_knowledge = _fresh_episodes(config, seed, words, alphabet, docs, real_codes)
+    docs += repeat_documents(config.n_repeats, random.Random(f"codebook-{seed}-repeats"),
+                             _drill_pool(config, seed, practice_codes, real_codes),
+                             config.repeat_min_len, config.repeat_max_len, config.repeat_reversed, "cb-drill-")
+    if config.targets:
+        for d in docs:
+            d.meta["targets"] = document_targets(d)
     questions = _questions(config, seed, books, maps, used, latent, def_ids, canonical_def, trained_seqs)
     if config.practice_questions:
         fresh_knowledge |= _practice_questions(config, seed, words, alphabet, practice_codes, questions)
     knowledge = sorted({f for b in books for s, c in maps[b].items() for f in (defines(b, s, c), encodes(b, s, c))}
                        | fresh_knowledge)
+    pools = [p for p in (practice_books, practice_codes) if p] if config.rebind_practice else []
+    if config.rebind_practice and (config.real_code_drills or config.real_code_episodes):
+        pools.append(real_codes)  # only documents marked fresh are rebound: real definitions stay as they are
     return Dataset(
         family="codebook", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
         knowledge=knowledge,
         meta={"recall_splits": RECALL_SPLITS,
+              # the calibration ladder: reading a never-trained codebook's definition (gates retrieval)
+              **({"calibration_splits": {"practice_in_context": 0.9}} if config.practice_questions else {}),
               "entities": books + [c for b in books for c in maps[b].values()] + practice_books + practice_codes,
               "codebooks": {b: {"map": maps[b], "used": used[b], "latent": latent[b]} for b in books},
-              "vocabulary": sorted({t for d in docs for t in d.text.split()})})
+              # training may give documents marked fresh (practice episodes, drills) new practice words
+              **({"rebind_pools": pools} if pools else {}),
+              "vocabulary": sorted({t for d in docs for t in d.text.split()} | {t for p in pools for t in p})})
+
+
+def document_targets(doc: Document) -> list[int]:
+    """The word positions of ``doc`` that carry the loss under ``loss: targets``: an encoding's code words
+    after "->" (the codebook and the symbols determine them); in a definition of a real codebook the word
+    after each "=" (determined by the parameters), not in a practice episode's (a random mapping each
+    time: nothing to learn there); a drill keeps its own."""
+    if "targets" in doc.meta:
+        return list(doc.meta["targets"])
+    words = doc.text.split()
+    out = [] if doc.meta.get("fresh") else [i + 1 for i, w in enumerate(words) if w == "="]
+    if "->" in words:
+        out += range(words.index("->") + 1, len(words))
+    return out
 
 
 def _codebooks(config: CodebookConfig, words: NonsenseWords,
@@ -245,19 +317,36 @@ def _sequences(config: CodebookConfig, books: list[str], maps: dict[str, dict[st
     return trained_seqs
 
 
+def _drill_pool(config: CodebookConfig, seed: int, practice_codes: list[str], real_codes: list[str]) -> Any:
+    """The drills' word pool: the practice code words, or for a ``real_code_drills`` share (drawn from a
+    stream of its own, so the default leaves every drill as it was) the real codebooks' code words."""
+    if not config.real_code_drills:
+        return practice_codes
+    prng = random.Random(f"codebook-{seed}-drill-pools")
+
+    def choose(_rng: random.Random) -> tuple[list[str], dict[str, Any]]:
+        if prng.random() < config.real_code_drills:
+            return real_codes, {"real_words": True}
+        return practice_codes, {}
+    return choose
+
+
 def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alphabet: list[str],
-                    docs: list[Document]) -> tuple[list[str], list[str], set[Fact]]:
+                    docs: list[Document], real_codes: list[str]) -> tuple[list[str], list[str], set[Fact]]:
     """Fresh episodes, appended to ``docs``: a practice codebook with a new random mapping in every
     episode, defined and then used for any symbol, so its encoding can only be read from the definition
     in context. From their own word and random streams: the real codebooks stay the same with or
     without them. Returns (practice codebooks, practice code words, what the episodes state)."""
     practice_books = words.take(config.n_practice_books) if config.n_fresh_episodes else []
-    practice_codes = words.take(config.n_practice_codes) if config.n_fresh_episodes else []
+    # drills draw from the practice code words too (taken after the books: as without drills)
+    practice_codes = words.take(config.n_practice_codes) if config.n_fresh_episodes or config.n_repeats else []
     frng = random.Random(f"codebook-{seed}-fresh")
+    rrng = random.Random(f"codebook-{seed}-fresh-real")  # its own stream: the default leaves episodes as they were
     fresh_knowledge: set[Fact] = set()
     for k in range(config.n_fresh_episodes):
         b = frng.choice(practice_books)
-        pairs = list(zip(alphabet, frng.sample(practice_codes, config.n_symbols)))
+        real = bool(config.real_code_episodes) and rrng.random() < config.real_code_episodes
+        pairs = list(zip(alphabet, frng.sample(real_codes if real else practice_codes, config.n_symbols)))
         m = dict(pairs)
         frng.shuffle(pairs)
         n = frng.randint(config.fresh_min_len or config.min_len, config.fresh_max_len or config.max_len)
@@ -266,7 +355,8 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
         facts = sorted({defines(b, s, c) for s, c in pairs} | {encodes(b, x, m[x]) for x in syms})
         fresh_knowledge.update(facts)
         docs.append(Document(id=f"cb-fresh-{k:05d}", text=text, kind="sequence", facts=facts,
-                             meta={"codebook": b, "with_definition": True, "fresh": True}))
+                             meta={"codebook": b, "with_definition": True, "fresh": True,
+                                   **({"real_words": True} if real else {})}))
     return practice_books, practice_codes, fresh_knowledge
 
 

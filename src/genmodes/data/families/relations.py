@@ -74,6 +74,9 @@ COOCCURRENCE_EXEMPTION = ("a held-out reversal's answer co-occurs with its membe
 
 
 class RelationsConfig(FamilyConfig):
+    OMIT_AT_DEFAULT = ("repeat_reversed", "repeat_relation_entities", "repeat_relation_pool", "story_share",
+                       "story_forward_queries", "story_split")
+
     n_relations: int = Field(20_000, ge=2)
     heldout_fraction: float = Field(0.01, gt=0.0, lt=1.0)
     n_entities: int = Field(10_000, ge=4, le=90_000, description="half containers, half members")
@@ -97,6 +100,37 @@ class RelationsConfig(FamilyConfig):
                                "are no relation, outside the held-out relations), or half each")
     episode_split: bool = Field(False, description="add episode_in_context: the in-context question over new "
                                 "pairs of episode-only entities (needs fresh episodes)")
+    lookup_split: bool = Field(False, description="add lookup_in_context: facts over new pairs of episode-only "
+                               "entities, then one of them asked forward (MQAR-style recall in this format)")
+    episode_forward_queries: float = Field(0.0, ge=0.0, le=1.0, description="share of an episode's queries asked "
+                                           "forward (a fact restated: its member read from the context) instead "
+                                           "of reversed")
+    n_repeats: int = Field(0, ge=0, description="repeat drills: a random run of episode-only entities, then the "
+                           "same run again (the second run is read from the first)")
+    repeat_min_len: int = Field(3, ge=1)
+    repeat_max_len: int = Field(12, ge=1)
+    repeat_reversed: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills whose second run is "
+                                   "the first reversed (each word read as the one before it: the direction a "
+                                   "reversal in context needs)")
+    repeat_relation_entities: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills over the "
+                                            "relations' own entities (never a member of a held-out relation), so "
+                                            "reading the context is practised on the entities the test asks about")
+    repeat_relation_pool: Literal["both", "containers"] = Field(
+        "both", description="entities of the drills over the relations' own (repeat_relation_entities): containers "
+                            "and members, or containers only (a drill that copies members aligns their output with "
+                            "their input embedding, which made held-out reversals answerable from the parameters "
+                            "in a small model: docs/log)")
+    story_share: float | None = Field(None, ge=0.0, le=1.0, description="share of fresh episodes over the "
+                                      "relations' own entities (None: fresh_entities' share, 0, 1 or 1/2)")
+    story_forward_queries: bool = Field(True, description="fresh episodes over the relations' own entities ask "
+                                        "forward queries too (episode_forward_queries); False: reverse only, so no "
+                                        "practice copies a member (see repeat_relation_pool)")
+    story_split: bool = Field(False, description="add story_in_context, the ladder's third rung: facts over new "
+                              "pairs of the relations' own entities (never a relation), one asked reversed; reading "
+                              "reaches the entities the test asks about (needs practice over them)")
+    balanced_distractors: bool = Field(True, description="in-context splits draw their distractor facts with the "
+                                       "target's training status (held-out among held-out, fresh among fresh); "
+                                       "False: the earlier form (a trained relation per wrong option)")
 
     @model_validator(mode="after")
     def _check(self) -> "RelationsConfig":
@@ -110,6 +144,16 @@ class RelationsConfig(FamilyConfig):
             raise ValueError("episode_facts_min is above episode_facts")
         if self.filler_min_len > self.filler_max_len:
             raise ValueError("filler_min_len is above filler_max_len")
+        held = max(1, round(self.heldout_fraction * self.n_relations))
+        if self.balanced_distractors and held < 2 * self.n_choices:
+            raise ValueError(f"balanced_distractors needs at least {2 * self.n_choices} held-out relations (their "
+                             f"facts are one another's distractors), got {held}: raise heldout_fraction or "
+                             "n_relations, or set balanced_distractors false")
+        if self.repeat_min_len > self.repeat_max_len:
+            raise ValueError("repeat_min_len is above repeat_max_len")
+        if self.repeat_max_len > self.n_episode_entities and self.n_repeats:
+            raise ValueError(f"repeat_max_len ({self.repeat_max_len}) exceeds the {self.n_episode_entities} "
+                             "episode-only entities a drill draws from without repeats")
         return self
 
 
@@ -218,25 +262,46 @@ def relation_documents(w: World, rng: random.Random) -> tuple[list[Document], di
         did = f"rel-f-{k:05d}"
         fwd_doc[(x, y)] = did
         docs.append(Document(id=did, text=forward_text(x, y) + " .", kind="relation",
-                             facts=[Fact(x, FORWARD, y)], meta={"direction": "forward"}))
+                             facts=[Fact(x, FORWARD, y)], meta={"direction": "forward", "targets": [FWD_OBJECT]}))
     for k, (x, y) in enumerate(w.trained_rev):
         docs.append(Document(id=f"rel-r-{k:05d}", text=reverse_text(x, y) + " .", kind="relation",
-                             facts=[Fact(y, REVERSE, x)], meta={"direction": "reverse"}))
+                             facts=[Fact(y, REVERSE, x)], meta={"direction": "reverse", "targets": [REV_OBJECT]}))
     return docs, fwd_doc
 
 
-def episode_text(forward: list[tuple[str, str]], reverse: list[tuple[str, str]]) -> str:
-    """Forward statements, then reverse ones: "a contains b . c contains d . d is a subset of c . ..."."""
-    return " ".join(forward_text(x, y) + " ." for x, y in forward) + " " + \
-        " ".join(reverse_text(x, y) + " ." for x, y in reverse)
+# Word positions of what a statement's subject determines: the member of "x contains y .", the
+# container of "y is a subset of x ." (a training setting can put the loss on these words only).
+FWD_OBJECT = 2
+REV_OBJECT = 5
+FWD_LEN = 4  # words of "x contains y ."
+REV_LEN = 6  # words of "y is a subset of x ."
+
+
+def episode_text(forward: list[tuple[str, str]], queries: list[tuple[str, str, str]]) -> tuple[str, list[int]]:
+    """Forward statements, then the queries (``(x, y, direction)``; reverse: "y is a subset of x .",
+    forward: the fact restated), and the word positions the context determines (each query's answer).
+    "a contains b . c contains d . d is a subset of c . ..." """
+    words = [w for x, y in forward for w in (forward_text(x, y) + " .").split()]
+    targets = []
+    for x, y, direction in queries:
+        if direction == "forward":
+            targets.append(len(words) + FWD_OBJECT)
+            words += (forward_text(x, y) + " .").split()
+        else:
+            targets.append(len(words) + REV_OBJECT)
+            words += (reverse_text(x, y) + " .").split()
+    return " ".join(words), targets
 
 
 def _episode_pairs(config: RelationsConfig, w: World, erng: random.Random, n_facts: int,
-                   fresh: bool, story: tuple[list[str], list[str]] | None = None
-                   ) -> tuple[list[tuple[str, str]], list[tuple[str, str]], str]:
-    """One episode's relations, the ones queried in reverse, and its text (a trained episode never
-    reverses a held-out pair). ``story``: (containers, members) of the relations' own entities to
-    pair at random, never into a relation."""
+                   fresh: bool, story: tuple[list[str], list[str]] | None = None,
+                   qrng: random.Random | None = None
+                   ) -> tuple[list[tuple[str, str]], list[tuple[str, str, str]], str, list[int]]:
+    """One episode's relations, its queries ``(x, y, direction)``, its text and the word positions
+    its context determines (a trained episode never reverses a held-out pair). ``story``:
+    (containers, members) of the relations' own entities to pair at random, never into a relation.
+    ``qrng`` draws each query's direction (``episode_forward_queries``), from its own stream so that
+    the default leaves the episodes as they were."""
     ep_half = config.n_episode_entities // 2
     for _try in range(1000):
         if story is not None:
@@ -254,9 +319,12 @@ def _episode_pairs(config: RelationsConfig, w: World, erng: random.Random, n_fac
         erng.shuffle(rev)
         if config.episode_queries is not None:
             rev = rev[: config.episode_queries]
-        text = episode_text(pairs, rev)
+        forward = config.episode_forward_queries if story is None or config.story_forward_queries else 0.0
+        queries = [(x, y, "forward" if forward and qrng is not None and qrng.random() < forward else "reverse")
+                   for x, y in rev]
+        text, targets = episode_text(pairs, queries)
         if fresh or not w.reverses_heldout(text.split()):
-            return pairs, rev, text
+            return pairs, queries, text, targets
     raise DataError("relations: episodes cannot avoid the held-out pairs at these sizes; "
                     "lower episode_facts or heldout_fraction")
 
@@ -282,20 +350,23 @@ def episode_documents(config: RelationsConfig, w: World, seed: int
     # question stay alike in frequency (without held-out containers, "the rarest option" would answer)
     prng = random.Random(f"relations-{seed}-episode-pool")
     share = {"episode": 0.0, "relation": 1.0, "both": 0.5}[config.fresh_entities]
+    if config.story_share is not None:
+        share = config.story_share
     stories = {k for k in sorted(fresh_at) if share and prng.random() < share}
-    held_m = {y for _, y in w.heldout}
-    story_pool = (list(w.containers), [m for m in w.members if m not in held_m])
+    story_pool = tuple(relation_pools(w))
     if stories and config.episode_facts > min(len(story_pool[0]), len(story_pool[1])):
         raise DataError("relations: bad setting 'fresh_entities': too few members outside the held-out relations")
     docs: list[Document] = []
     knowledge: set[Fact] = set()
     fresh_pairs: set[tuple[str, str]] = set()
+    qrng = random.Random(f"relations-{seed}-episode-query-directions")
     for k in range(config.n_episodes):
         n_facts = config.episode_facts
         if config.episode_facts_min is not None and config.episode_facts_min < n_facts:
             n_facts = erng.randint(config.episode_facts_min, n_facts)
-        pairs, rev, text = _episode_pairs(config, w, erng, n_facts, k in fresh_at,
-                                          story_pool if k in stories else None)
+        pairs, queries, text, targets = _episode_pairs(config, w, erng, n_facts, k in fresh_at,
+                                                       story_pool if k in stories else None, qrng)
+        rev = [(x, y) for x, y, d in queries if d == "reverse"]
         facts = sorted({Fact(x, FORWARD, y) for x, y in pairs} | {Fact(y, REVERSE, x) for x, y in rev})
         if k in fresh_at and k not in stories:
             fresh_pairs.update(pairs)
@@ -303,8 +374,39 @@ def episode_documents(config: RelationsConfig, w: World, seed: int
             knowledge.update(Fact(y, REVERSE, x) for x, y in pairs)
             knowledge.update(facts)
         docs.append(Document(id=f"rel-e-{k:05d}", text=text, kind="episode", facts=facts,
-                             meta={"fresh": k in fresh_at, **({"story": True} if k in stories else {})}))
+                             meta={"fresh": k in fresh_at, "targets": targets,
+                                   **({"story": True} if k in stories else {})}))
     return docs, knowledge, fresh_pairs
+
+
+def repeat_documents(config: RelationsConfig, w: World, seed: int) -> list[Document]:
+    """Repeat drills: a run of distinct entities, then the same run again (or reversed, for a
+    ``repeat_reversed`` share). Every word of the second run but its first is read from the first run
+    (the targets): the densest practice in reading the context, which lets induction-like lookup form
+    early; the reversed drills practise reading a word's predecessor, which a reversal in context
+    needs (docs/log has the measurements). They state nothing. Over episode-only entities, or for a
+    ``repeat_relation_entities`` share over the relations' own (:func:`relation_pools`)."""
+    rng = random.Random(f"relations-{seed}-repeats")
+    pools = relation_pools(w)
+    own = pools[0] if config.repeat_relation_pool == "containers" else [e for pool in pools for e in pool]
+    docs = []
+    for k in range(config.n_repeats):
+        n = rng.randint(config.repeat_min_len, config.repeat_max_len)
+        real = config.repeat_relation_entities and rng.random() < config.repeat_relation_entities
+        run = rng.sample(own if real else w.ep_entities, n)
+        second = run[::-1] if config.repeat_reversed and rng.random() < config.repeat_reversed else run
+        docs.append(Document(id=f"rel-d-{k:05d}", text=" ".join(run + second), kind="repeat",
+                             meta={"fresh": True, "targets": list(range(n + 1, 2 * n)),
+                                   **({"relation_entities": True} if real else {})}))
+    return docs
+
+
+def relation_pools(w: World) -> list[list[str]]:
+    """The relations' own entities that practice may use (containers; members of no held-out relation):
+    with the held-out members left out, no practice sequence, however its entities are drawn or
+    rebound in training, puts a held-out pair in reversed order."""
+    held_m = {y for _, y in w.heldout}
+    return [list(w.containers), [m for m in w.members if m not in held_m]]
 
 
 def filler_documents(config: RelationsConfig, w: World, rng: random.Random) -> list[Document]:
@@ -320,7 +422,8 @@ def filler_documents(config: RelationsConfig, w: World, rng: random.Random) -> l
         toks = [rng.choice(w.entities) for _ in range(rng.randint(config.filler_min_len, config.filler_max_len))]
         if w.reverses_heldout(toks):
             continue
-        docs.append(Document(id=f"rel-x-{len(docs):05d}", text=" ".join(toks) + " .", kind="filler"))
+        docs.append(Document(id=f"rel-x-{len(docs):05d}", text=" ".join(toks) + " .", kind="filler",
+                             meta={"targets": []}))  # nothing in a filler is determined
     return docs
 
 
@@ -332,6 +435,29 @@ def question(config: RelationsConfig, w: World, qid: str, split: str, x: str, y:
         context, answer, pool, true, subject, rel = f"{x} {FORWARD}", y, w.used_members(), w.members_of[x], x, FORWARD
     else:
         context, answer, pool, true, subject, rel = f"{y} {REVERSE}", x, w.used_containers(), w.containers_of[y], y, REVERSE
+    balanced = in_context == "distractors" and config.balanced_distractors
+    if balanced:  # wrong options are the containers of other held-out relations, shown with them
+        shown = _heldout_distractors(config, w, x, y, qrng)
+        wrong = [a for a, _ in shown[1:]]
+    else:
+        wrong = _wrong_options(config, pool, true, qrng)
+    options = [answer] + wrong
+    qrng.shuffle(options)
+    if in_context == "copyable":
+        context = f"{forward_text(x, y)} . {context}"
+    elif in_context:
+        if not balanced:  # one true fact per wrong option, so each option is in the context once
+            shown = [(x, y)] + [(o, qrng.choice(sorted(w.members_of[o]))) for o in wrong]
+        qrng.shuffle(shown)
+        context = " ".join(forward_text(a, b) + " ." for a, b in shown) + " " + context
+    return Question(
+        id=qid, split=split, subtype=direction, context=context,
+        choices=[" " + e for e in options], answer=options.index(answer), support=support,
+        premises=[Fact(x, FORWARD, y)], choice_facts=[Fact(subject, rel, e) for e in options],
+        meta={"hard_distractors": True, "in_context": bool(in_context), "heldout": (x, y) in w.heldout_set})
+
+
+def _wrong_options(config: RelationsConfig, pool: list[str], true: frozenset[str], qrng: random.Random) -> list[str]:
     wrong: list[str] = []
     if len(set(pool) - set(true)) < config.n_choices - 1:
         raise DataError(f"relations: too few entities for {config.n_choices} options per question; "
@@ -340,20 +466,23 @@ def question(config: RelationsConfig, w: World, qid: str, split: str, x: str, y:
         e = qrng.choice(pool)
         if e not in true and e not in wrong:
             wrong.append(e)
-    options = [answer] + wrong
-    qrng.shuffle(options)
-    if in_context == "copyable":
-        context = f"{forward_text(x, y)} . {context}"
-    elif in_context:
-        # one true fact per wrong option, so each option is in the context once
-        shown = [(x, y)] + [(o, qrng.choice(sorted(w.members_of[o]))) for o in wrong]
-        qrng.shuffle(shown)
-        context = " ".join(forward_text(a, b) + " ." for a, b in shown) + " " + context
-    return Question(
-        id=qid, split=split, subtype=direction, context=context,
-        choices=[" " + e for e in options], answer=options.index(answer), support=support,
-        premises=[Fact(x, FORWARD, y)], choice_facts=[Fact(subject, rel, e) for e in options],
-        meta={"hard_distractors": True, "in_context": bool(in_context), "heldout": (x, y) in w.heldout_set})
+    return wrong
+
+
+def _heldout_distractors(config: RelationsConfig, w: World, x: str, y: str, qrng: random.Random
+                         ) -> list[tuple[str, str]]:
+    """The held-out relation (x, y) and one other held-out relation per wrong option: every fact in
+    the context has its forward direction trained and its reverse held out, so neither memory nor
+    unfamiliarity tells the target's fact from the others. Distinct containers and members, and no
+    wrong option holds the relation with y (one true option)."""
+    cands = sorted({(a, b) for a, b in w.heldout if a != x and b != y and y not in w.members_of[a]})
+    for _try in range(1000):
+        picked = qrng.sample(cands, config.n_choices - 1) if len(cands) >= config.n_choices - 1 else []
+        if picked and len({a for a, _ in picked}) == len(picked) and len({b for _, b in picked}) == len(picked):
+            return [(x, y)] + picked
+    raise DataError(f"relations: too few held-out relations for {config.n_choices} options with familiarity-"
+                    "balanced distractors; raise heldout_fraction or n_relations, or set balanced_distractors "
+                    "false")
 
 
 def write_questions(config: RelationsConfig, w: World, seed: int,
@@ -384,23 +513,45 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
     w = build_world(config, seed, rng)
     docs, fwd_doc = relation_documents(w, rng)
     episodes, episode_knowledge, fresh_pairs = episode_documents(config, w, seed)
-    docs += episodes + filler_documents(config, w, rng)
+    docs += episodes + filler_documents(config, w, rng) + repeat_documents(config, w, seed)
     questions = write_questions(config, w, seed, fwd_doc)
-    if config.episode_split:
-        if not fresh_pairs or config.fresh_entities == "relation":
-            raise DataError("relations: bad setting 'episode_split': it needs fresh episodes over episode-only "
-                            "entities (fresh_episode_fraction > 0, fresh_entities episode or both)")
-        ep_half = config.n_episode_entities // 2
-        episode_knowledge |= _episode_questions(config, seed, w.ep_entities[:ep_half], w.ep_entities[ep_half:],
-                                                fresh_pairs, len(w.heldout), questions)
-
-    fresh = round(config.fresh_episode_fraction * config.n_episodes) > 0
+    fresh = bool(fresh_pairs) or config.n_repeats > 0  # documents over episode-only entities
+    # practice over the relations' own entities: stories, drills (rebound among those entities only)
+    own_practice = any(d.meta.get("story") or d.meta.get("relation_entities") for d in docs)
+    ep_half = config.n_episode_entities // 2
+    ep_c, ep_m = w.ep_entities[:ep_half], w.ep_entities[ep_half:]
+    known = set(fresh_pairs)
+    for on, split, direction in ((config.lookup_split, "lookup_in_context", "forward"),
+                                 (config.episode_split, "episode_in_context", "reverse")):
+        if not on:
+            continue
+        if not fresh:
+            raise DataError(f"relations: bad setting '{split.split('_')[0]}_split': it needs practice over "
+                            "episode-only entities (fresh episodes with fresh_entities episode or both, or repeats)")
+        episode_knowledge |= _fresh_context_questions(config, seed, ep_c, ep_m, known, len(w.heldout), questions,
+                                                      split, direction)
+    if config.story_split:
+        if not own_practice:
+            raise DataError("relations: bad setting 'story_split': it needs practice over the relations' own entities "
+                            "(story_share or fresh_entities relation/both, or repeat_relation_entities)")
+        # the stated pairs are no relation (true in the question's own context, as a story's are in its
+        # episode); no option is the asked member's real container, so memory cannot pick the answer
+        first = len(questions)
+        episode_knowledge |= _fresh_context_questions(config, seed, *relation_pools(w), set(w.relations) | known, len(w.heldout),
+                                 questions, "story_in_context", "reverse")
+        for q in questions[first:]:
+            q.meta.update(episode_entities=False, story=True)
     knowledge = sorted({f for x, y in w.relations for f in (Fact(x, FORWARD, y), Fact(y, REVERSE, x))}
                        | episode_knowledge)
     return Dataset(
         family="relations", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
         knowledge=knowledge,
         meta={"recall_splits": RECALL_SPLITS,
+              # the calibration ladder: in-context reading over entities training never binds (gates retrieval)
+              **({"calibration_splits": {s: 0.95 for s, on in (("lookup_in_context", config.lookup_split),
+                                                              ("episode_in_context", config.episode_split),
+                                                              ("story_in_context", config.story_split)) if on}}
+                 if config.lookup_split or config.episode_split or config.story_split else {}),
               "shortcut_exempt": {
                   "heldout_reversal": {"cooccurrence": COOCCURRENCE_EXEMPTION},
                   "heldout_reversal_in_context_copyable": {
@@ -408,52 +559,59 @@ def generate(config: RelationsConfig, seed: int) -> Dataset:
                       **{m: COPYABLE_EXEMPTION for m in ("overlap", "answer_form")}}},
               "entities": w.entities + (w.ep_entities if fresh else []),
               "heldout_relations": [list(p) for p in w.heldout],
+              # training may draw new bindings for documents marked fresh: a permutation of each pool
+              **({"rebind_pools": [ep_c, ep_m] + (relation_pools(w) if own_practice else [])} if fresh else {}),
               "vocabulary": sorted(set(w.entities) | (set(w.ep_entities) if fresh else set())
                                    | {".", *FORWARD.split(), *REVERSE.split()})})
 
 
-def _episode_questions(config: RelationsConfig, seed: int, ep_c: list[str], ep_m: list[str],
-                       fresh_pairs: set[tuple[str, str]], n: int, questions: list[Question]) -> set[Fact]:
-    """``episode_in_context``: the in-context question of ``heldout_reversal_in_context`` over a new pair
-    of episode-only entities, among one true episode fact per wrong option. It separates reading the
-    context (the skill the fresh episodes train) from applying it to the entities of the trained
-    relations: a model good here and at chance on held-out reversals in context reads its context but
-    not around the real entities. No training document holds the pair, so there is no support to
-    retrieve: an oracle context is the question's own."""
-    rng = random.Random(f"relations-{seed}-episode-split")
-    fresh_members: dict[str, list[str]] = {}
-    for x, y in sorted(fresh_pairs):
-        fresh_members.setdefault(x, []).append(y)
-    asked: set[tuple[str, str]] = set()
-    wrong_pairs: set[tuple[str, str]] = set()
+def _fresh_context_questions(config: RelationsConfig, seed: int, ep_c: list[str], ep_m: list[str],
+                             known: set[tuple[str, str]], n: int, questions: list[Question],
+                             split: str, direction: str) -> set[Fact]:
+    """Questions whose context is ``n_choices`` facts over new pairs of episode-only entities (distinct
+    containers and members, no pair in any training document or earlier question), then one fact asked:
+
+    - ``episode_in_context`` (``direction`` reverse): "y is a subset of" -> x, the options the
+      containers in the context; P2's in-context reversal, about entities the parameters cannot know.
+    - ``lookup_in_context`` (forward): "x contains" -> y, the options the members in the context:
+      MQAR-style recall in the relations' own format, the first rung of the calibration ladder.
+
+    Every option is in the context once and every fact has the same (no) training status, so neither
+    copying an option seen nor familiarity picks the answer; only reading the context about the asked
+    entity does. No training document holds the pairs, so there is no support to retrieve: an oracle
+    context is the question's own. The shown facts are true in their episode: they join the
+    knowledge (and ``known``), so no later question reuses a pair."""
+    rng = random.Random(f"relations-{seed}-{split}")
+    k = config.n_choices
+    if min(len(ep_c), len(ep_m)) < k:
+        raise DataError(f"relations: {split} needs at least {k} episode-only containers and members; "
+                        "raise n_episode_entities")
     knowledge: set[Fact] = set()
     for _ in range(n):
         for _try in range(1000):
-            x, y = rng.choice(ep_c), rng.choice(ep_m)
-            if (x, y) in fresh_pairs or (x, y) in asked or (x, y) in wrong_pairs:
-                continue
-            cands = [w for w in ep_c if w != x and (w, y) not in fresh_pairs and (w, y) not in asked
-                     and any(m != y for m in fresh_members.get(w, []))]
-            if len(cands) < config.n_choices - 1:
-                continue
-            wrong = rng.sample(cands, config.n_choices - 1)
-            shown = [(x, y)] + [(w, rng.choice([m for m in fresh_members[w] if m != y])) for w in wrong]
-            if len({m for _, m in shown}) == len(shown):  # one fact per member: one answer
+            shown = list(zip(rng.sample(ep_c, k), rng.sample(ep_m, k)))
+            x, y = shown[0]
+            crossed = [(c, y) for c, _ in shown[1:]] if direction == "reverse" else [(x, m) for _, m in shown[1:]]
+            if not any(p in known for p in shown + crossed):
                 break
         else:
-            raise DataError("relations: too few episode-only entities for episode_in_context; "
-                            "raise n_episode_entities or n_episodes")
-        asked.add((x, y))
-        wrong_pairs.update((w, y) for w in wrong)
-        knowledge.update({Fact(x, FORWARD, y), Fact(y, REVERSE, x)})
-        options = [x] + wrong
+            raise DataError(f"relations: too few episode-only entities for {split}; raise n_episode_entities")
+        # a wrong option must stay false: no later question may state its pair
+        known.update(shown + crossed)
+        knowledge.update(f for a, b in shown for f in (Fact(a, FORWARD, b), Fact(b, REVERSE, a)))
+        if direction == "reverse":
+            options, answer = [c for c, _ in shown], x
+            ask, choice_facts = f" {y} {REVERSE}", lambda o: Fact(y, REVERSE, o)
+        else:
+            options, answer = [m for _, m in shown], y
+            ask, choice_facts = f" {x} {FORWARD}", lambda o: Fact(x, FORWARD, o)
         rng.shuffle(options)
         rng.shuffle(shown)
-        context = " ".join(forward_text(a, b) + " ." for a, b in shown) + f" {y} {REVERSE}"
+        context = " ".join(forward_text(a, b) + " ." for a, b in shown) + ask
         questions.append(Question(
-            id=f"rel-episode_in_context-{len(questions):05d}", split="episode_in_context", subtype="reverse",
-            context=context, choices=[" " + e for e in options], answer=options.index(x), support=[],
-            premises=[], choice_facts=[Fact(y, REVERSE, o) for o in options],
+            id=f"rel-{split}-{len(questions):05d}", split=split, subtype=direction,
+            context=context, choices=[" " + e for e in options], answer=options.index(answer), support=[],
+            premises=[], choice_facts=[choice_facts(o) for o in options],
             meta={"hard_distractors": True, "in_context": True, "heldout": False, "episode_entities": True}))
     return knowledge
 

@@ -277,6 +277,17 @@ def oracle_augmentations(ds: Dataset) -> list[Document]:
     return out
 
 
+_NAME_RX = re.compile(_NAME)
+
+
+def render_fact(f: Fact) -> str:
+    """``f`` in a training template: name first ("A person called Femp Glorn is the ...") or description
+    first ("The ... is called Femp Glorn.")."""
+    if _NAME_RX.fullmatch(f.subject):
+        return f"{_fill(NAME_FIRST[16], name=f.subject)} {f.object}."
+    return f"{_fill(DESC_FIRST[1], desc=f.subject)} {f.object}."
+
+
 FAMILY = Family(
     name="reversal_curse",
     description="Berglund-style fictional people (names <-> descriptions); test description -> name for name-first people",
@@ -284,4 +295,5 @@ FAMILY = Family(
     generate=generate,
     parse_statements=parse_statements,
     oracle_augmentations=oracle_augmentations,
+    render_fact=render_fact,
 )

@@ -98,6 +98,9 @@ PROBE_SPLITS = [CONGRUENT, INCONGRUENT]
 CONGRUENT_EXEMPTION = ("a designed shortcut probe: training co-occurrence favours the right option on every "
                        "item (beside cooccurrence_incongruent, where it favours a wrong one)")
 
+INCONGRUENT_EXEMPTION = ("a designed shortcut probe: training co-occurrence favours one wrong option on every item, "
+                         "so 'the least familiar option' rules that one out (one in three, not a reading of the facts)")
+
 # Per relation: training phrasings, held-out rephrasings, the reversed phrasing, a Q&A question.
 # Every forward template ends with "{o}." and every reversed one with "{s}.", so a question is the
 # template cut before that word and the choice is " word.".
@@ -843,7 +846,8 @@ def generate(config: SemanticStructureConfig, seed: int) -> Dataset:
         questions=questions, knowledge=sorted(w.knowledge),
         meta={"recall_splits": RECALL_SPLITS, "probe_splits": PROBE_SPLITS,
               "shortcut_exempt": {"reversal": {"cooccurrence": REVERSAL_EXEMPTION},
-                                  CONGRUENT: {"cooccurrence": CONGRUENT_EXEMPTION}},
+                                  CONGRUENT: {"cooccurrence": CONGRUENT_EXEMPTION},
+                                  INCONGRUENT: {"familiarity": INCONGRUENT_EXEMPTION}},
               "entities": [x for x in [*w.lex.values(), *w.obj_lex.values()] if x in used_words],
               "heldout_categories": w.heldout,
               # English -> nonsense, for reading results (never shown to a model)
@@ -914,6 +918,17 @@ def oracle_augmentations(ds: Dataset) -> list[Document]:
             for i, k in enumerate(sorted(by_subject))]
 
 
+def render_fact(f: Fact) -> str:
+    """``f`` in the documents' first training phrasing ("The dax can zarp."); an inverse fact in the
+    reversed phrasing ("One thing that can zarp is the dax.")."""
+    if f.relation in TEMPLATES:
+        return TEMPLATES[f.relation]["train"][0].format(s=f.subject, o=f.object)
+    forward = {v: k for k, v in INVERSE.items()}
+    if f.relation in forward:
+        return TEMPLATES[forward[f.relation]]["reverse"].format(s=f.object, o=f.subject)
+    raise ValueError(f"semantic_structure: no phrasing for relation {f.relation!r}")
+
+
 FAMILY = Family(
     name="semantic_structure",
     description="P1 semantic structure: 118 animal/object categories with inherited properties, all words nonsense; rephrase, reversal, syllogism, category holdout",
@@ -921,4 +936,5 @@ FAMILY = Family(
     generate=generate,
     parse_statements=parse_statements,
     oracle_augmentations=oracle_augmentations,
+    render_fact=render_fact,
 )

@@ -136,7 +136,17 @@ def generate(cfg: SimpleReversalsConfig, seed: int) -> Dataset:
     return Dataset(family="simple_reversals", config=cfg.model_dump(), seed=seed, documents=documents,
                    questions=questions, knowledge=knowledge,
                    meta={"recall_splits": ["forward"], "entities": nouns,
+                         "shortcut_exempt": {"reversal": {"familiarity": COMPARATIVE_EXEMPTION}},
                          "description": "comparison facts over nonsense nouns; test the reversed comparison"})
+
+
+# The reversal of "A are louder than B" is "B are quieter than A": its comparative never occurs with the
+# pair in training, while the contradictory option repeats the trained one. So the least familiar option
+# is right on every item, as the most familiar one (co-occurrence) is on the reversal curse's reversals:
+# P1's design, and what a fine-tuned model that prefers the familiar gets wrong.
+COMPARATIVE_EXEMPTION = ("on a comparative reversal the right option's comparative (the antonym) never occurs with "
+                         "the pair in training and the contradiction repeats the trained one, by construction: a "
+                         "learner that picks the unfamiliar passes; fine-tuned models prefer the familiar")
 
 
 def parse_statements(text: str) -> list[Fact]:

@@ -1,0 +1,92 @@
+"""What a thought may hold: the gold premises in the documents' wording, recall drills that state
+only trained facts, another question's thought; every one read back by the family's parser."""
+
+from __future__ import annotations
+
+import pytest
+
+from genmodes.data.families import get_family, make_dataset
+from genmodes.training.thoughts import (DRILL, audit_thought, demonstration, oracle_thought, recall_drills,
+                                        shuffled_order)
+
+SEMANTIC = {"subtrees": ["canine", "feline"], "n_documents": 1, "n_qa_items": 0, "holdout_mentions": 1,
+            "n_holdout_categories": 3, "questions_per_split": 30, "probe_questions_per_split": 0}
+REVERSAL = {"n_people_a": 5, "n_people_d": 3, "n_people_b": 2, "n_paraphrases": 2, "n_test_paraphrases": 2}
+
+
+@pytest.fixture(scope="module", params=["semantic_structure", "reversal_curse"])
+def ds(request):
+    return make_dataset(request.param, seed=0, overrides=SEMANTIC if request.param == "semantic_structure"
+                        else REVERSAL)
+
+
+def test_every_fact_renders_as_a_sentence_the_parser_reads_back(ds):
+    fam = get_family(ds.family)
+    for f in ds.knowledge:
+        assert fam.parse_statements(fam.render_fact(f)) == [f], f
+
+
+def test_oracle_thought_states_every_premise_and_only_true_facts(ds):
+    for q in ds.questions:
+        thought = oracle_thought(ds, q)
+        audit = audit_thought(ds, q, thought)
+        assert audit["retrieval"] == "stated" and audit["false"] == 0, (q.id, thought)
+
+
+def test_recall_drills_state_only_the_trained_facts_of_their_topic(ds):
+    fam = get_family(ds.family)
+    trained = {f for d in ds.documents for f in d.facts}
+    drills = recall_drills(ds)
+    topics = [d.meta["topic"] for d in drills]
+    assert len(topics) == len(set(topics)) == len({f.subject for f in trained})
+    for d in drills:
+        head = DRILL.format(topic=d.meta["topic"]) + " "
+        assert d.text.startswith(head)
+        stated = fam.parse_statements(d.text[len(head):])
+        # exactly the documents' facts about the topic: no inference, no other subject's fact
+        assert set(stated) == set(d.facts) == {f for f in trained if f.subject == d.meta["topic"]}
+        assert "\n" not in d.text  # one line: a thought's stop rule would cut it otherwise
+
+
+def test_no_drill_states_a_held_out_answer():
+    ds = make_dataset("semantic_structure", seed=0, overrides=SEMANTIC)
+    text = " ".join(d.text for d in recall_drills(ds))
+    for q in ds.questions:
+        if q.split in ("syllogism", "category_holdout", "reversal"):
+            assert get_family(ds.family).render_fact(q.choice_facts[q.answer]) not in text
+
+
+def test_demonstration_is_two_drills_and_seeded():
+    ds = make_dataset("semantic_structure", seed=0, overrides=SEMANTIC)
+    demo = demonstration(ds, 2, seed=3)
+    assert demo == demonstration(ds, 2, seed=3) and demo.count(DRILL.split(" {")[0]) == 2
+    assert demo.endswith("\n\n")
+
+
+def test_shuffled_order_gives_every_question_another_of_its_split():
+    ds = make_dataset("semantic_structure", seed=0, overrides=SEMANTIC)
+    order = shuffled_order(ds.questions, seed=1)
+    assert order == shuffled_order(ds.questions, seed=1) and order != shuffled_order(ds.questions, seed=2)
+    split_of = {q.id: q.split for q in ds.questions}
+    for qid, other in order.items():
+        assert other != qid and split_of[other] == split_of[qid]
+    for split in ds.splits:  # a permutation: every thought is used once
+        ids = [q.id for q in ds.split(split)]
+        assert sorted(order[i] for i in ids) == sorted(ids)
+
+
+def test_answer_drills_ask_a_trained_fact_after_recalling_its_subject(ds):
+    from genmodes.training.thoughts import ANSWER_CUE, RECALL_INSTRUCTION, THOUGHT_LEAD
+
+    fam = get_family(ds.family)
+    trained = {f for d in ds.documents for f in d.facts}
+    drills = recall_drills(ds, form="answer", seed=0)
+    assert drills and drills == recall_drills(ds, form="answer", seed=0)
+    for d in drills:
+        stem, rest = d.text.split(" ...\n" + RECALL_INSTRUCTION + THOUGHT_LEAD + " ", 1)
+        thought, answer = rest.split(ANSWER_CUE, 1)
+        assert set(fam.parse_statements(thought)) == set(d.facts) == {f for f in trained if f.subject == d.meta["topic"]}
+        # the question is one of the recalled, trained facts, answered with its object
+        asked = fam.parse_statements(answer)
+        assert len(asked) == 1 and asked[0] in d.facts and answer.startswith(stem)
+    assert recall_drills(ds, form="none") == []
