@@ -6,7 +6,8 @@ train time and total time (cells.jsonl), with the ratio estimate / actual.
     python dev/estimate_vs_actual.py RUN_FOLDER DRY.txt [DRY2.txt ...]
 
 A cell the dry run marks "at most" (a stopping rule) is estimated at its max_epochs; where the run
-stopped earlier the ratio is above 1 by design.
+stopped earlier the ratio is above 1 by design. Where the dry run also gives what such a cell costs
+if its rule stops at its first check, a last line sums those: the total's other bound.
 """
 import json
 import re
@@ -20,11 +21,13 @@ estimates = []
 for path in sys.argv[2:]:
     text = Path(path).read_text()
     est = {m[1]: (int(m[2]), int(m[3])) for line in text.splitlines() if (m := row.match(line))}
+    first = {m[1]: int(f[1]) for line in text.splitlines()
+             if (m := row.match(line)) and (f := re.search(r"~(\d+) s if it stops at its first check", line))}
     step = re.search(r"training ([\d.]+) s/step", text)
-    estimates.append((path, est, step[1] if step else "?"))
+    estimates.append((path, est, step[1] if step else "?", first))
 
 head = "| cell | actual train s | actual total s |"
-for path, _, step in estimates:
+for path, _, step, _ in estimates:
     head += f" {Path(path).name} ({step} s/step): train + test ~s | ratio |"
 print(head)
 print("|---" * (3 + 2 * len(estimates)) + "|")
@@ -35,7 +38,7 @@ for name, c in cells.items():
     total = c["timings"]["total_s"]
     tot_act += total
     line = f"| {name} | {train:.0f} | {total:.0f} |"
-    for i, (_, est, _) in enumerate(estimates):
+    for i, (_, est, _, _) in enumerate(estimates):
         tr, te = est.get(name, (0, 0))
         tot_est[i] += tr + te
         ratio = f"{(tr + te) / total:.2f}" if total >= 1 else "–"  # a baseline cell: milliseconds
@@ -45,3 +48,9 @@ line = f"| all cells | | {tot_act:.0f} ({tot_act / 60:.1f} min) |"
 for s in tot_est:
     line += f" {s} ({s / 60:.1f} min) | {s / tot_act:.2f} |"
 print(line)
+if any(first for *_, first in estimates):
+    line = "| all cells, every stopping rule at its first check | | |"
+    for (_, est, _, first), s in zip(estimates, tot_est):
+        low = s - sum(sum(est[c]) - first[c] for c in first)
+        line += f" {low} ({low / 60:.1f} min) | {low / tot_act:.2f} |" if first else " – | – |"
+    print(line)

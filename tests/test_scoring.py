@@ -180,6 +180,41 @@ def test_each_context_is_run_once(tiny):
     assert len(shapes) > 1 and any(b > 1 for b, _ in shapes)  # several forwards, some of several rows
 
 
+@pytest.mark.parametrize("prefix", ["", PREFIX * 12])  # ~1,000 byte tokens: several chunks of 256
+@pytest.mark.parametrize("packed,row,batch", [(40, 256, 8), (60, 60, 4096), (100000, 150, 300)])
+def test_plan_is_the_forwards_score_makes(tiny, prefix, packed, row, batch):
+    """What the dry run costs is what scoring runs: every model call, its rows, width and cached
+    tokens, and the LM head's positions, in order (long contexts alone, the prefix in chunks)."""
+    from genmodes.scoring import CACHE_KW, Forward, encode_prefix
+
+    model, tok = tiny
+    reqs = _retrieval_like(9) + REQUESTS
+    calls, heads = [], []
+
+    def hook(module, args, kwargs):
+        ids, cache = kwargs["input_ids"], kwargs.get(CACHE_KW)
+        calls.append((tuple(ids.shape), cache.get_seq_length() if cache is not None else 0))
+
+    handles = [model.model.register_forward_pre_hook(hook, with_kwargs=True),
+               model.lm_head.register_forward_hook(lambda m, a, out: heads.append(out.shape[-2]))]
+    scorer = Scorer(model, tok, prefix_chunk=256, packed_tokens=packed, row_tokens=row, batch_tokens=batch)
+    try:
+        scorer.score(reqs, prefix=prefix)
+    finally:
+        for h in handles:
+            h.remove()
+    plan = Scorer(model, tok, prefix_chunk=256, packed_tokens=packed, row_tokens=row, batch_tokens=batch).plan(
+        reqs, prefix=prefix)
+    assert all(isinstance(f, Forward) for f in plan)
+    assert [((f.rows, f.width), f.past) for f in plan] == calls
+    assert [f.head for f in plan] == heads
+    chunks = -(-len(encode_prefix(tok, prefix)) // 256) if prefix else 0
+    assert chunks > 3 if prefix else True
+    assert all(f.kind == "cache" and f.rows == 1 for f in plan[:chunks])
+    if packed == 40:  # contexts too long to pack: each its KV (after the prefix), then its choices
+        assert any(f.kind == "cache" for f in plan[chunks:])
+
+
 def test_other_architectures_take_logits_from_the_full_model(tiny, monkeypatch):
     """Where the head might be more than a matmul (softcapping, scaling), logits come from the model."""
     import genmodes.scoring as scoring

@@ -199,6 +199,29 @@ class _Group:
         return len(self.ctx) + sum(len(x) for _, x in self.conts)
 
 
+@dataclass(frozen=True)
+class Forward:
+    """One model call of a scoring run: ``rows`` x ``width`` new tokens (rows padded to the widest)
+    after ``past`` cached tokens. ``kind``: ``packed`` (questions and their choices, a block-diagonal
+    mask; the LM head at ``head`` positions) or ``cache`` (a shared prefix or a long context run in
+    chunks to keep its keys and values; the head at its last position)."""
+
+    kind: str
+    rows: int
+    width: int
+    past: int
+    head: int
+
+    @property
+    def tokens(self) -> int:
+        return self.rows * self.width
+
+    @property
+    def keys(self) -> int:
+        """Keys each new token's attention reads (the cache and its own row)."""
+        return self.past + self.width
+
+
 class Scorer:
     """Batched likelihood scorer with a cached shared prefix.
 
@@ -291,51 +314,111 @@ class Scorer:
         packed row per forward, so the prefix's KV is read once rather than copied per row. A
         context too long to pack is run once on its own (its KV kept) and its choices packed after.
         """
-        for ctx, choices in requests:
-            _check_request(ctx, choices)
-        tail = split_prefix(prefix)[1]
-        if tail:
-            requests = [(tail + ctx, choices) for ctx, choices in requests]
+        requests = self._requests(requests, prefix)
         pre = self._get_prefix(prefix)
         results: list[list[ChoiceScore | None]] = [[None] * len(ch) for _, ch in requests]
-        groups = sorted(self._groups(requests, pre), key=lambda g: -g.size)
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=sum(len(ch) for _, ch in requests), desc=desc, unit="choice", leave=False)
-        shared = pre.kv is not None
+        alone, batches = self._schedule(self._groups(requests, pre), shared=pre.kv is not None)
+        for g in alone:  # a long context: its KV once, then its choices as a contextless row after it
+            self._run([[_Group(g.qi, [], g.conts)]], self._extend(pre, g.ctx), requests, results, bar)
+        for batch in batches:
+            self._run(batch, pre, requests, results, bar)
+        if bar is not None:
+            bar.close()
+        return results  # type: ignore[return-value]
+
+    def _requests(self, requests: Sequence[tuple[str, Sequence[str]]], prefix: str) -> list[tuple[str, Sequence[str]]]:
+        for ctx, choices in requests:
+            _check_request(ctx, choices)
+        tail = split_prefix(prefix)[1]
+        return [(tail + ctx, choices) for ctx, choices in requests] if tail else list(requests)
+
+    def _schedule(self, groups: list[_Group], shared: bool) -> tuple[list[_Group], list[list[list[_Group]]]]:
+        """How :meth:`score` runs ``groups``: (the questions too long to pack, each run alone after its
+        context's KV; the forwards, each a list of packed rows, each a list of questions)."""
+        groups = sorted(groups, key=lambda g: -g.size)
         # A question over ``limit`` tokens is run alone: its context's KV first, then its choices.
         limit = min(self.batch_tokens, self.packed_tokens) if shared else self.batch_tokens
         width = limit if shared else min(limit, self.row_tokens)
+        alone: list[_Group] = []
         rows: list[list[_Group]] = []
         used = 0
         for g in groups:
             if g.size > limit and len(g.ctx) > 1:
-                # A long context: its KV once, then its choices as contextless rows after it.
-                own = self._extend(pre, g.ctx)
-                self._run([[_Group(g.qi, [], g.conts)]], own, requests, results, bar)
-                continue
-            if rows and used + g.size <= width:
+                alone.append(g)
+            elif rows and used + g.size <= width:
                 rows[-1].append(g)
                 used += g.size
             else:
                 rows.append([g])
                 used = g.size
         # Rows come longest first: a batch is padded to its first row's length.
+        batches: list[list[list[_Group]]] = []
         batch: list[list[_Group]] = []
         for row in rows:
             n = sum(g.size for g in row)
             if batch and (shared or max(sum(g.size for g in batch[0]), n) * (len(batch) + 1) > self.batch_tokens
                           or len(batch) >= self.max_batch):
-                self._run(batch, pre, requests, results, bar)
+                batches.append(batch)
                 batch = []
             batch.append(row)
         if batch:
-            self._run(batch, pre, requests, results, bar)
-        if bar is not None:
-            bar.close()
-        return results  # type: ignore[return-value]
+            batches.append(batch)
+        return alone, batches
+
+    def plan(self, requests: Sequence[tuple[str, Sequence[str]]], prefix: str = "") -> list["Forward"]:
+        """The model calls :meth:`score` makes for these requests on a fresh scorer, in order, without
+        running the model: what ``genmodes run --dry-run`` costs (it times calls of these shapes)."""
+        requests = self._requests(requests, prefix)
+        ids = encode_prefix(self.tokenizer, prefix)  # a BOS alone, with no prefix, is a cached prefix too
+        out = self.cache_forwards(0, len(ids))
+        alone, batches = self._schedule(self._groups(requests, _Prefix(prefix, ids, None, None)), shared=bool(ids))
+        for g in alone:
+            out += self.cache_forwards(len(ids), len(g.ctx))
+            out.append(self._packed_forward([[_Group(g.qi, [], g.conts)]], len(ids) + len(g.ctx)))
+        return out + [self._packed_forward(batch, len(ids)) for batch in batches]
+
+    def cache_forwards(self, past: int, n: int) -> list["Forward"]:
+        """:meth:`_extend` running ``n`` tokens after ``past`` cached ones, chunk by chunk."""
+        return [Forward("cache", 1, min(self.prefix_chunk, n - s), past + s, 1) for s in range(0, n, self.prefix_chunk)]
+
+    def _packed_forward(self, batch: list[list[_Group]], past: int) -> "Forward":
+        lay = _layout(batch, past)
+        head = len({(r, p) for r, p in lay.src if p >= 0})
+        return Forward("packed", len(batch), max(len(f) for f in lay.flats), past, head)
+
+    @torch.no_grad()
+    def forward_runner(self, f: "Forward") -> Any:
+        """A function that makes one model call of ``f``'s shape on placeholder tokens, after placeholder
+        keys and values for its ``past`` tokens (made here, not in the call: its time depends on the
+        shape, not on the values). What the dry run times."""
+        fill = self._filler()
+        pre = _Prefix("", [], None, None)
+        if f.past:
+            one = self._extend(None, [fill])
+            pre = _Prefix("", [fill] * f.past,
+                          [(k.new_empty(k.shape[:2] + (f.past,) + k.shape[3:]).normal_(),
+                            v.new_empty(v.shape[:2] + (f.past,) + v.shape[3:]).normal_()) for k, v in one.kv or []],
+                          one.last_logp)
+        if f.kind == "cache":
+            return lambda: self._extend(pre, [fill] * f.width)
+        # each row one question: a context, then one choice whose tokens take the head positions wanted
+        m = max(1, min(f.width - 1, f.head // max(1, f.rows)))
+        g = _Group(0, [fill] * (f.width - m), [(0, [fill] * m)])
+
+        @torch.no_grad()
+        def call() -> None:
+            self._run([[g] for _ in range(f.rows)], pre, [("", ["x"])], [[None]], None)
+
+        return call
+
+    def _filler(self) -> int:
+        eos = self.tokenizer.eos_token_id
+        return int(eos if eos is not None else 0)
 
     def _head_logits(self, ids: torch.Tensor, needed: list[tuple[int, int]], **kwargs: Any) -> torch.Tensor:
         """Logits at the (row, position) pairs in ``needed`` only.

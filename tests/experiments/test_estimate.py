@@ -9,7 +9,7 @@ import yaml
 
 from genmodes.cli import main
 from genmodes.experiments.config import load_config
-from genmodes.experiments.estimate import calibrate, estimate
+from genmodes.experiments.estimate import CellEstimate, calibrate, estimate, total_line
 from genmodes.experiments.runner import Runner
 
 TINY_RC = {"n_people_a": 4, "n_people_d": 0, "n_people_b": 2, "n_paraphrases": 3, "n_test_paraphrases": 2}
@@ -114,6 +114,30 @@ def test_thinking_and_rl_stages_are_estimated_once_per_study_and_near_the_run(tm
     assert actual / 10 < estimated < actual * 10, (estimated, actual)
 
 
+SEMANTIC = {"subtrees": ["mammal", "vehicle"], "n_documents": 135, "n_qa_items": 0, "n_holdout_categories": 6,
+            "holdout_mentions": 1, "questions_per_split": 6, "support_docs_per_premise": 1}
+LONG_PREFIX = {"name": "long", "model": "tiny-random", "seeds": [0], "threads": 1,
+               "datasets": [{"name": "sem", "family": "semantic_structure", "settings": SEMANTIC}],
+               "conditions": [{"name": "pretrained"}, {"name": "in_context"},
+                              {"name": "oracle", "kind": "retrieval", "settings": {"method": "oracle", "k": 1}}]}
+
+
+def test_scoring_is_estimated_as_the_scorer_runs_it_a_long_shared_prefix_included(tmp_path):
+    """The in-context cell's documents fill tiny-random's 8,192-token window: every question's tokens
+    attend to the whole block, so its scoring costs far more per question than the 512-token prefix
+    a linear extrapolation would start from. Each scoring cell's estimate is near its measured
+    scoring time."""
+    rows, _, out, _, _ = estimate_then_run(tmp_path, LONG_PREFIX)
+    cells = {c["condition"]: c for c in map(json.loads, (out / "cells.jsonl").read_text().splitlines())}
+    assert cells["in_context"]["stages"]["context"]["prefix_tokens"] > 7000
+    by = {r.cell.split("__")[1]: r for r in rows}
+    for name in ("in_context", "oracle"):
+        measured = cells[name]["timings"]["score_s"]
+        assert measured / 2 < by[name].test_s < measured * 2, (name, by[name].test_s, measured)
+    # the long prefix dominates: far above scoring the questions alone, as measured
+    assert by["in_context"].test_s > 3 * by["pretrained"].test_s
+
+
 def test_training_to_the_gate_is_estimated_at_max_epochs_with_its_recall_checks(tmp_path):
     """The stopping rule's cost is at most max_epochs of training plus one recall scoring per epoch."""
     ft = {"lr": 1.0e-3, "batch_size": 4, "seq_len": 64, "until_recall": 0.9}
@@ -125,6 +149,22 @@ def test_training_to_the_gate_is_estimated_at_max_epochs_with_its_recall_checks(
     few, many = by["rc__few__s0"], by["rc__many__s0"]
     assert "at most" in few.note and "stops once recall reaches 0.9" in many.note
     assert many.train_s > few.train_s * 1.5
+    # stopped at its first check, both are one epoch and one recall check
+    assert 0 < few.stoppable_s < many.stoppable_s < many.train_s
+    assert few.first_check_s == pytest.approx(many.first_check_s, rel=0.2)
+
+
+def test_the_total_gives_the_stopping_rules_at_most_and_at_their_first_check():
+    rows = [CellEstimate("a", 10, False, train_s=0.0, test_s=60.0),
+            CellEstimate("b", 10, False, train_s=3000.0, test_s=60.0, note="at most: 8 epochs", stoppable_s=2400.0),
+            CellEstimate("c", 10, True, train_s=9000.0, test_s=60.0, stoppable_s=8000.0),  # finished: not counted
+            CellEstimate("d", 10, False, train_s=None, test_s=None, note="not calibrated")]
+    line = total_line(rows)
+    assert "to run: 3 of 4 cells; estimated total ~52 min one after another at most" in line
+    assert "~12 min if every stopping rule (1 cell(s), costed at max_epochs) stops at its first check" in line
+    assert "longest cell ~51 min at most" in line and line.endswith("1 cell(s) not estimated")
+    plain = total_line([rows[0]])
+    assert "at most" not in plain and "stopping rule" not in plain
 
 
 EI_GRID = {**THINK_GRID, "conditions": [

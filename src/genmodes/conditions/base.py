@@ -216,7 +216,12 @@ class StageCost:
     """A stage's estimate of one cell (``estimate`` hook), in seconds."""
 
     train_s: float = 0.0  # train-time compute (0: an earlier cell built what this one reuses)
-    test_s: float = 0.0  # test-time compute besides scoring the questions alone
+    test_s: float = 0.0  # test-time compute besides scoring the questions (generating thoughts)
+    # scoring the questions in this stage's context (``cost.scoring(contexts, prefix)``); None: the
+    # questions alone
+    score_s: float | None = None
+    # of train_s, what a stopping rule saves if it stops at its first check (train_s is its most)
+    stoppable_s: float = 0.0
     note: str = ""
 
 

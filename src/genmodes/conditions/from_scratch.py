@@ -108,12 +108,11 @@ def estimate(settings: Settings, cost: Any) -> StageCost:
     tok = cost.memo(("scratch tokenizer", cost.dataset_name), lambda: scratch.build_tokenizer(dataset_vocabulary(ds)))
     key = f"scratch {cost.dataset_name} " + json.dumps(settings.training_key(), sort_keys=True, default=str)
     step_s, model = cost.memo(("scratch steps", key), lambda: _time_steps(settings, tok, ds, cost, key))
-    rate = cost.memo(("scratch scoring", cost.dataset_name), lambda: cost.time_scoring(model, tok, cost.dataset_name))
-    cost.use_model(tok, rate)
+    cost.use_model(tok, model)
     if not cost.first(["scratch", settings.training_key()]):
         return StageCost(note="shares a model built by an earlier cell")
     splits = {q.split for q in ds.questions}
-    per_q = cost.question_tokens / max(1, len(ds.questions)) * rate
+    per_q = cost.scoring() / max(1, len(ds.questions))
     evals = settings.steps // settings.eval_every * min(settings.eval_questions * len(splits), len(ds.questions)) * per_q
     return StageCost(train_s=settings.steps * step_s + evals)
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import random
 import sys
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from pydantic import Field
@@ -73,9 +74,12 @@ class Info(ContextStageInfo):
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
-    """The document block encoded once, then read by every question (the cost per prefix token)."""
-    p = min(cost.block_tokens, cost.window)
-    return StageCost(test_s=cost.prefix_encoding(p) + len(cost.dataset.questions) * cost.prefix_reading(p))
+    """The document block the cell will place (chosen here as :func:`apply` chooses it) as the
+    scorer's shared prefix: encoded once, then read by every packed row of questions, each token of
+    which attends to the whole block."""
+    block = choose_block(cost.tokenizer, cost.dataset.documents, cost.dataset.questions, cost.window, settings,
+                         cost.seed)
+    return StageCost(score_s=cost.scoring(prefix=block.prefix))
 
 
 def model_context_length(model: Any) -> int:
@@ -145,49 +149,72 @@ def select_documents(docs: list[Document], tokenizer: Any, budget: int, seed: in
     return [docs[i] for i in sorted(keep)]
 
 
-def apply(ctx: CellContext, built: Built, settings: Settings) -> Prepared:
-    model, tok = built.model, built.tokenizer
-    docs = [d for d in ctx.dataset.documents if settings.kinds is None or d.kind in settings.kinds]
-    window = model_context_length(model)
-    longest = longest_row(tok, ctx.dataset.questions)
+@dataclass
+class Block:
+    """The documents an in-context cell places before every question, and how they were chosen."""
+
+    documents: int  # of the kinds in context
+    kept: list[Document]
+    prefix: str
+    tokens: int
+    budget: int
+    clipped: bool
+    longest: int  # the dataset's longest question + choice, as scored after the block
+
+
+def choose_block(tok: Any, documents: Sequence[Document], questions: Sequence[Question], window: int,
+                 settings: Settings, seed: int) -> Block:
+    """The block for a model of ``window`` tokens: the documents of ``settings.kinds`` that fit the
+    budget (a seeded subset where they do not; each question's supporting documents first with
+    ``support_per_question``). :class:`ConfigError` where nothing fits."""
+    docs = [d for d in documents if settings.kinds is None or d.kind in settings.kinds]
+    longest = longest_row(tok, questions)
     reserve = longest if settings.reserve is None else settings.reserve
     budget = settings.budget_tokens or window - reserve
     clipped = settings.budget_tokens is not None and budget > window - reserve
     if clipped:
-        # A budget sweep runs one config on models of different windows (SmolLM2 8k, Gemma 3 32k):
-        # past a model's window its cell is the window's cell, said once here and recorded in info.
         budget = window - reserve
-        print(f"genmodes: in_context: budget_tokens {settings.budget_tokens} does not fit {ctx.model_spec}'s "
-              f"{window}-token window with {reserve} tokens for the question; clipped to {budget}",
-              file=sys.stderr, flush=True)
     if budget <= 0:
         raise ConfigError(f"in_context: the longest question + choice ({reserve} tokens) leaves no room for "
                           f"documents in the model's {window}-token window")
     required: list[int] = []
     if settings.support_per_question:
         index = {d.id: i for i, d in enumerate(docs)}
-        rng = random.Random(f"in_context-support-{ctx.seed}")
-        for q in ctx.dataset.questions:
+        rng = random.Random(f"in_context-support-{seed}")
+        for q in questions:
             have = [index[s] for s in q.support if s in index]
             # questions about one person share their documents: count those already placed
             placed = set(required)
             more = settings.support_per_question - sum(i in placed for i in have)
             free = [i for i in have if i not in placed]
             required += rng.sample(free, max(0, min(more, len(free))))
-    kept = select_documents(docs, tok, budget, ctx.seed, settings.fraction, settings.instruction, required)
-    prefix = render_documents(kept, settings.instruction)
+    kept = select_documents(docs, tok, budget, seed, settings.fraction, settings.instruction, required)
     n_tokens = block_tokens(tok, kept, settings.instruction) if kept else 0
     if n_tokens + longest > window:
         raise ConfigError(f"in_context: the document block ({n_tokens} tokens) plus the dataset's longest "
                           f"question + choice ({longest} tokens) exceed the model's {window}-token window by "
                           f"{n_tokens + longest - window} tokens; lower budget_tokens or raise reserve")
-    kept_ids = {d.id for d in kept}
+    return Block(len(docs), kept, render_documents(kept, settings.instruction), n_tokens, budget, clipped, longest)
+
+
+def apply(ctx: CellContext, built: Built, settings: Settings) -> Prepared:
+    model, tok = built.model, built.tokenizer
+    window = model_context_length(model)
+    block = choose_block(tok, ctx.dataset.documents, ctx.dataset.questions, window, settings, ctx.seed)
+    if block.clipped:
+        # A budget sweep runs one config on models of different windows (SmolLM2 8k, Gemma 3 32k):
+        # past a model's window its cell is the window's cell, said once here and recorded in info.
+        print(f"genmodes: in_context: budget_tokens {settings.budget_tokens} does not fit {ctx.model_spec}'s "
+              f"{window}-token window with {block.longest if settings.reserve is None else settings.reserve} "
+              f"tokens for the question; clipped to {block.budget}", file=sys.stderr, flush=True)
+    kept_ids = {d.id for d in block.kept}
     with_support = [q for q in ctx.dataset.questions if q.support]
     no_support = [q.id for q in with_support if not kept_ids.intersection(q.support)]
-    return Prepared(model, tok, prefix=prefix, info=Info(
-        documents=len(docs), documents_in_context=len(kept), kept_fraction=len(kept) / len(docs) if docs else 1.0,
-        prefix_tokens=n_tokens, budget_tokens=budget, budget_tokens_requested=settings.budget_tokens,
-        budget_clipped=clipped, window_tokens=window, longest_question_choice_tokens=longest,
+    return Prepared(model, tok, prefix=block.prefix, info=Info(
+        documents=block.documents, documents_in_context=len(block.kept),
+        kept_fraction=len(block.kept) / block.documents if block.documents else 1.0,
+        prefix_tokens=block.tokens, budget_tokens=block.budget, budget_tokens_requested=settings.budget_tokens,
+        budget_clipped=block.clipped, window_tokens=window, longest_question_choice_tokens=block.longest,
         questions_without_support=len(no_support) if with_support else None,
         questions_without_support_ids=no_support))
 

@@ -108,15 +108,13 @@ class Info(ContextStageInfo):
 
 
 def estimate(settings: Settings, cost: Any) -> StageCost:
-    """The retrieved documents scored before every question: k for bm25 / dense; for the oracle each
-    question's support (at most ``max_support``) and k distractors."""
-    qs = cost.dataset.questions
-    if settings.method == "oracle":
-        cap = settings.max_support if settings.max_support is not None else float("inf")
-        docs = sum(min(len(q.support), cap) for q in qs) + settings.k * len(qs)
-    else:
-        docs = settings.k * len(qs)
-    return StageCost(test_s=docs * cost.mean_document_tokens * cost.score_rate)
+    """Each question scored after the documents this retriever places before it (retrieved here as
+    the cell will: their lengths set the scorer's rows and batches). An oracle's distractors come from
+    the dataset's documents (after a model trained from scratch, the cell takes them from its
+    training documents: the same kind)."""
+    retrieved = retrieve(cost.dataset, settings, cost.seed, device=cost.device)
+    context = RetrievedContext(cost.dataset, retrieved, settings.instruction, settings.separator)
+    return StageCost(score_s=cost.scoring([context(q) for q in cost.dataset.questions]))
 
 
 def report_sections(view: Any) -> list[tuple]:

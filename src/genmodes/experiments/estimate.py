@@ -1,21 +1,28 @@
 """``genmodes run CONFIG --dry-run``: a cost estimate per cell, calibrated on the configured model and
 device.
 
-Calibration loads the run's model on the run's device and precision and times what every cell does:
-loading the model; scoring real questions of each dataset (with the config's ``scoring.batch_tokens``);
-the same questions after a shared document prefix (what in-context cells pay per prefix token). Each
-cell's estimate counts its tokens with the model's tokenizer and multiplies by those rates; then each
-of its stages adds its own cost through its ``estimate`` hook (:mod:`genmodes.conditions.base`),
-given this cell's :class:`CellCost`: fine-tuning steps at the stage's batch size, sequence length and
-method, GRPO steps as the rl stage runs them, decoding steps at a generation batch size, each timed on
-this machine the first time a cell needs it. A checkpoint several cells share is counted once, in the
-first cell that trains it (as the runner builds it once). A stage without an ``estimate`` hook adds
-nothing beyond scoring.
+Scoring is costed as the scorer runs it: each cell's questions, in the context its context stage
+gives them (a shared document prefix, retrieved documents per question), are laid out by the
+scorer's own schedule (:meth:`genmodes.scoring.Scorer.plan`: the prefix encoded once in chunks,
+questions packed into rows, rows batched) into the model calls it would make, and each call is
+costed by :class:`ForwardCost`, timed on this machine at the scorer's shapes: a call's time grows
+with the keys each new token reads, so one after a long shared prefix is timed at that prefix's
+length when a cell first needs it (never extrapolated from a short one). Loading the model is timed
+once. Then each of a cell's stages adds its own cost through its ``estimate`` hook
+(:mod:`genmodes.conditions.base`), given this cell's :class:`CellCost`: fine-tuning steps at the
+stage's batch size, sequence length and method, GRPO steps as the rl stage runs them, decoding steps
+at a generation batch size, each timed on this machine the first time a cell needs it. A checkpoint
+several cells share is counted once, in the first cell that trains it (as the runner builds it
+once). A stage without an ``estimate`` hook adds nothing beyond scoring.
 
-Rough by design (it ignores, e.g., retrieval's embedding time and verification's extra scoring), but
-measured on this machine, not assumed: a tiny-random grid is estimated in seconds, SmolLM2 on two CPU
-cores in hours. A stage that builds its own model (``OWN_MODEL``: from scratch) builds it as its
-cells would and times it the same way.
+A stopping rule (``until_recall``) is costed at its most (``max_epochs``, a recall check after each):
+the epochs it takes are a result of the run, not known before. The table says "at most" and what
+the cell costs if the rule stops at its first check (after one epoch); the total gives both.
+
+Rough by design (it ignores, e.g., retrieval's embedding time and verification's extra scoring; the
+rates are those of the moment on a shared machine), but measured on this machine, not assumed: a
+tiny-random grid is estimated in seconds, SmolLM2 on two CPU cores in minutes. A stage that builds
+its own model (``OWN_MODEL``: from scratch) builds it as its cells would and times it the same way.
 """
 
 from __future__ import annotations
@@ -24,14 +31,15 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from genmodes.conditions import model_stage, own_model_specs
 from genmodes.conditions.base import StageCost
 
-K_QUESTIONS = 16  # questions per dataset scored to calibrate (after a warm-up of 2)
-PREFIX_TOKENS = 512  # the shared-prefix length timed, extrapolated linearly to a cell's prefix
 GEN_STEPS = 8  # decoding steps timed for generation
+CAL_TOKENS = 1024  # new tokens per timed scoring call without a cache (rows of the scorer's width)
+HEAD_POSITIONS = 256  # LM-head positions timed
+NEW_POINT = 1.25  # a call reading more keys than this times the longest timed is timed at its own length
 
 
 @dataclass
@@ -39,9 +47,10 @@ class CellEstimate:
     cell: str
     questions: int
     finished: bool
-    train_s: float | None = 0.0  # training + generation (None: not calibrated)
+    train_s: float | None = 0.0  # training + generation (None: not calibrated); a stopping rule at its most
     test_s: float | None = 0.0
     note: str = ""
+    stoppable_s: float = 0.0  # of train_s, what stopping rules save if each stops at its first check
 
     @property
     def total_s(self) -> float | None:
@@ -49,36 +58,137 @@ class CellEstimate:
             return None
         return self.train_s + self.test_s
 
+    @property
+    def first_check_s(self) -> float | None:
+        """The cell's estimate if every stopping rule in it stops at its first check."""
+        return None if self.total_s is None else self.total_s - self.stoppable_s
+
+
+class ForwardCost:
+    """Seconds of the scorer's model calls (:class:`genmodes.scoring.Forward`) on this machine. A call
+    of N new tokens, each reading K keys (the cache and its own row), with the LM head at H positions:
+
+        overhead + N * per_token(K) + H * head
+
+    ``per_token`` is timed at the keys of the scorer's rows without a cache (``row_tokens``) and of a
+    packed row (``packed_tokens``), and piecewise linear between keys counts timed: attention reads
+    every key, so it grows with K (a 512-token row after 8,000 cached tokens took 4x one without, on
+    SmolLM2 on this CPU). A call reading more keys than ``NEW_POINT`` times the longest timed is timed
+    at its own length when first costed, so a cell's long shared prefix is costed at its length,
+    never extrapolated from a short one. Each timing is the mean of two runs."""
+
+    def __init__(self, scorer: Any, device: str):
+        self.scorer, self.device = scorer, device
+        self.per_token_at: dict[int, float] = {}  # keys -> seconds per new token
+        self.overhead = 0.0
+        self.head = 0.0
+
+    def calibrate(self) -> "ForwardCost":
+        from genmodes.scoring import Forward
+
+        small = self.scorer.forward_runner(Forward("packed", 1, 2, 0, 1))
+        small()  # the process's first call pays one-time set-up
+        self.overhead = self._time(small)
+        self.head = self._time_head() / HEAD_POSITIONS
+        for keys in sorted({self.scorer.row_tokens, self.scorer.packed_tokens}):
+            self._point(keys)
+        return self
+
+    def _time(self, fn: Any) -> float:
+        # the mean of two: on a shared machine the faster of two runs is what it does between its
+        # neighbours' bursts, and a cell's run is not
+        return (_timed(fn, self.device) + _timed(fn, self.device)) / 2
+
+    def _time_head(self) -> float:
+        import torch
+
+        model = self.scorer.model
+        head = model.get_output_embeddings()
+        if head is None:
+            return 0.0
+        x = torch.randn(HEAD_POSITIONS, model.config.hidden_size, device=self.scorer.device, dtype=self.scorer.dtype)
+        at = torch.arange(HEAD_POSITIONS, device=self.scorer.device)
+
+        def positions() -> None:  # as the scorer takes each choice token's log-probability and argmax
+            dists = torch.log_softmax(head(x).float(), dim=-1)[at]
+            dists.gather(1, at[:, None] % dists.shape[1])
+            dists.argmax(-1).tolist()
+
+        with torch.no_grad():
+            return self._time(positions)
+
+    def _point(self, keys: int) -> None:
+        """Seconds per new token at ``keys``: a call of the scorer's shape (rows of ``row_tokens`` without
+        a cache, one packed row after a cache), less its overhead and head."""
+        from genmodes.scoring import Forward
+
+        width = min(keys, self.scorer.packed_tokens)
+        past = keys - width
+        rows = 1 if past else max(1, CAL_TOKENS // width)
+        f = Forward("packed", rows, width, past, rows)
+        t = self._time(self.scorer.forward_runner(f))
+        self.per_token_at[keys] = max(0.0, t - self.overhead - f.head * self.head) / f.tokens
+
+    def per_token(self, keys: int) -> float:
+        pts = sorted(self.per_token_at.items())
+        if keys <= pts[0][0] or len(pts) == 1:
+            return pts[0][1] if keys <= pts[0][0] else pts[-1][1]
+        for (k0, s0), (k1, s1) in zip(pts, pts[1:]):
+            if keys <= k1:
+                return s0 + (s1 - s0) * (keys - k0) / (k1 - k0)
+        (k0, s0), (k1, s1) = pts[-2], pts[-1]  # at most NEW_POINT past the longest timed
+        return max(s1, s1 + (s1 - s0) * (keys - k1) / (k1 - k0))
+
+    def seconds(self, forwards: list[Any]) -> float:
+        longest = max((f.keys for f in forwards), default=0)
+        if longest > NEW_POINT * max(self.per_token_at):
+            self._point(longest)
+        return sum(self.overhead + f.tokens * self.per_token(f.keys) + f.head * self.head for f in forwards)
+
+    def describe(self) -> str:
+        pts = ", ".join(f"{1e3 * v:.1f} ms/token at {k:,} keys" for k, v in sorted(self.per_token_at.items()))
+        return f"scoring {pts} (+{self.overhead:.2f} s a call, +{1e3 * self.head:.1f} ms a choice token)"
+
 
 @dataclass
 class Calibration:
-    """Measured rates on this device (seconds); the training and generation rates are filled in by
-    the estimate, when a cell first needs them."""
+    """Measured rates on this device (seconds); the training and generation rates, and scoring after
+    long caches, are filled in by the estimate when a cell first needs them."""
 
     device: str
     load_s: float = 0.0
-    score_s_per_token: dict[str, float] = field(default_factory=dict)  # per dataset
-    prefix_s_per_token: float = 0.0  # encoding a shared prefix
-    prefix_s_per_q_token: float = 0.0  # extra per question per prefix token
+    forward: ForwardCost | None = None  # the configured model's scoring calls
     step_s: dict[str, float] = field(default_factory=dict)  # per training shape
     gen_step_s: dict[int, float] = field(default_factory=dict)  # per generation batch size
     window: int = 2048
     tokenizer: Any = None
     tokenizers: dict[str, Any] = field(default_factory=dict)  # per dataset (a stage's own model)
+    forwards: dict[str, ForwardCost] = field(default_factory=dict)  # per dataset (a stage's own model)
 
     def describe(self) -> str:
-        rates = ", ".join(f"{1 / v:,.0f} tok/s scoring {k}" for k, v in self.score_s_per_token.items() if v > 0)
         steps = ", ".join(f"{v:.2f} s/step {k.split(' {')[0]}" for k, v in self.step_s.items())
-        return (f"calibrated on {self.device}: model load {self.load_s:.1f} s; {rates}"
-                + (f"; prefix {1 / self.prefix_s_per_token:,.0f} tok/s" if self.prefix_s_per_token > 0 else "")
+        return (f"calibrated on {self.device}: model load {self.load_s:.1f} s"
+                + (f"; {self.forward.describe()}" if self.forward is not None else "")
                 + (f"; training {steps}" if steps else "")
                 + "".join(f"; generation {v:.3f} s/token at batch {b}" for b, v in sorted(self.gen_step_s.items())))
 
 
-def _timed(fn: Any) -> float:
+def _timed(fn: Any, device: str | None = None) -> float:
+    sync = _synchronize(device)
+    sync()
     t0 = time.perf_counter()
     fn()
+    sync()
     return time.perf_counter() - t0
+
+
+def _synchronize(device: str | None) -> Any:
+    """A GPU runs asynchronously: a timing waits for its queued work."""
+    if device and str(device).startswith("cuda"):
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
 
 
 def _q_tokens(tok: Any, q: Any) -> int:
@@ -89,11 +199,11 @@ def _q_tokens(tok: Any, q: Any) -> int:
 # ------------------------------------------------------------------------------------------ calibration
 
 def calibrate(runner: Any, say: Any = None) -> Calibration:
-    """Time the configured model on the configured device: loading, scoring, a shared prefix. ``say``:
-    called with each stage's name (a calibration at published sizes takes minutes on a CPU)."""
+    """Time the configured model on the configured device: loading, and the scorer's model calls at
+    its shapes. ``say``: called with each stage's name (a calibration at published sizes takes
+    minutes on a CPU)."""
     import torch
 
-    from genmodes.conditions.base import render_documents
     from genmodes.conditions.in_context import model_context_length
     from genmodes.models import load_model, precision, resolve_dtype
     from genmodes.scoring import Scorer
@@ -115,34 +225,9 @@ def calibrate(runner: Any, say: Any = None) -> Calibration:
         cal.load_s = time.perf_counter() - t0
         cal.tokenizer = tok
         cal.window = model_context_length(model)
-        scorer = Scorer(model, tok, batch_tokens=study.scoring.batch_tokens)
-        first = None
-        for spec in study.datasets:
-            say(f"scoring {spec.name} questions")
-            ds = runner.dataset(spec)
-            qs = ds.questions[: K_QUESTIONS + 2]
-            scorer.score([(q.context, q.choices) for q in qs[:2]])  # warm-up: first-call allocations
-            qs = qs[2:] or qs
-            reqs = [(q.context, q.choices) for q in qs]
-            t = _timed(lambda: scorer.score(reqs))
-            cal.score_s_per_token[spec.name] = t / max(1, sum(_q_tokens(tok, q) for q in qs))
-            if first is None and ds.documents:
-                first = (ds.documents, reqs, t, len(qs))
-        if first is not None:
-            say(f"a {PREFIX_TOKENS}-token document prefix")
-            docs, reqs, t_plain, n = first
-            text = render_documents(docs * (1 + PREFIX_TOKENS // max(1, len(docs))))
-            ids = tok(text, add_special_tokens=False).input_ids[:PREFIX_TOKENS]
-            prefix = tok.decode(ids)
-            p = scorer.prefix_tokens(prefix)
-            x = torch.tensor([ids], device=model.device)
-            with torch.no_grad():
-                model(x)  # warm-up at this length
-                t_enc = _timed(lambda: model(x))
-            t_with = _timed(lambda: scorer.score(reqs, prefix=prefix))
-            cal.prefix_s_per_token = t_enc / max(1, len(ids))
-            cal.prefix_s_per_q_token = max(0.0, t_with - t_plain - t_enc) / max(1, n * p)
-        del model, scorer
+        say("scoring calls")
+        # kept: a cell with a long shared prefix has its calls timed at that length when first costed
+        cal.forward = ForwardCost(Scorer(model, tok, batch_tokens=study.scoring.batch_tokens), device).calibrate()
     return cal
 
 
@@ -234,10 +319,14 @@ class CellCost:
         cal = self._est.cal
         return cal.tokenizers.get(self.dataset_name) or cal.tokenizer
 
-    def use_model(self, tokenizer: Any, score_rate: float) -> None:
-        """A stage that builds its own model: the cell's tokens and scoring rate are that model's."""
-        self._est.cal.tokenizers[self.dataset_name] = tokenizer
-        self._est.cal.score_s_per_token[self.dataset_name] = score_rate
+    def use_model(self, tokenizer: Any, model: Any) -> None:
+        """A stage that builds its own model: the cell's tokens and scoring calls are that model's."""
+        from genmodes.scoring import Scorer
+
+        est = self._est
+        est.cal.tokenizers[self.dataset_name] = tokenizer
+        est.cal.forwards[self.dataset_name] = est.memo(("scoring calls", id(model)), lambda: ForwardCost(
+            Scorer(model, tokenizer, batch_tokens=est.runner.study.scoring.batch_tokens), self.device).calibrate())
 
     def _stats(self) -> dict[str, Any]:
         return self._est.dataset_stats(self.dataset_name, self.dataset, self.tokenizer)
@@ -256,11 +345,6 @@ class CellCost:
         return self._stats()["avg_doc"]
 
     @property
-    def score_rate(self) -> float:
-        """Seconds per scored token on this cell's dataset."""
-        return self._est.cal.score_s_per_token[self.dataset_name]
-
-    @property
     def load_s(self) -> float:
         return self._est.cal.load_s
 
@@ -268,13 +352,43 @@ class CellCost:
     def window(self) -> int:
         return self._est.cal.window
 
-    def prefix_encoding(self, tokens: float) -> float:
-        """Encoding a shared prefix of ``tokens`` once."""
-        return tokens * self._est.cal.prefix_s_per_token
+    # -- scoring, as the scorer runs it
+    @property
+    def _forward(self) -> ForwardCost:
+        cal = self._est.cal
+        fc = cal.forwards.get(self.dataset_name) or cal.forward
+        assert fc is not None, "scoring costed before calibration"
+        return fc
 
-    def prefix_reading(self, tokens: float) -> float:
-        """What one question pays for reading a shared prefix of ``tokens``."""
-        return tokens * self._est.cal.prefix_s_per_q_token
+    def scoring(self, contexts: Sequence[str] | None = None, prefix: str = "",
+                questions: Sequence[Any] | None = None) -> float:
+        """Seconds the scorer takes on ``questions`` (default: the cell's), each after its entry of
+        ``contexts`` (default: its own context) and the shared ``prefix``: the scorer's own plan of
+        model calls (:meth:`genmodes.scoring.Scorer.plan`), each costed as timed on this machine, and
+        the planning itself (encoding the questions and choices, as the scorer does first)."""
+        qs = list(self.dataset.questions if questions is None else questions)
+        ctxs = [q.context for q in qs] if contexts is None else list(contexts)
+        fc = self._forward
+        if self._est.runner.study.scoring.chat_template:
+            from genmodes.chat import template_parts
+
+            head, tail = template_parts(fc.scorer.tokenizer)
+            prefix, ctxs = head + prefix, [c + tail for c in ctxs]
+        t0 = time.perf_counter()
+        plan = fc.scorer.plan([(c, q.choices) for c, q in zip(ctxs, qs)], prefix=prefix)
+        # planning is the scorer's own work besides the model (it encodes every question and choice)
+        return time.perf_counter() - t0 + fc.seconds(plan)
+
+    @property
+    def score_rate(self) -> float:
+        """Seconds per token of this cell's questions scored alone (for work costed by its tokens)."""
+        return self._est.memo(("score rate", self.dataset_name, id(self._forward)),
+                              lambda: self.scoring() / max(1, self.question_tokens))
+
+    def prefix_encoding(self, tokens: int) -> float:
+        """Encoding a shared prefix of ``tokens`` once, in the scorer's chunks."""
+        fc = self._forward
+        return fc.seconds(fc.scorer.cache_forwards(0, int(tokens)))
 
     # -- rates timed when first needed
     def memo(self, key: Any, make: Callable[[], Any]) -> Any:
@@ -282,10 +396,6 @@ class CellCost:
 
     def record_step(self, key: str, seconds: float) -> None:
         self._est.cal.step_s[key] = seconds
-
-    def time_scoring(self, model: Any, tokenizer: Any, dataset: str) -> float:
-        """Seconds per scored token of ``model`` on ``dataset``'s questions."""
-        return self._est.time_scoring(model, tokenizer, self.datasets[dataset])
 
     def load_model(self) -> tuple[Any, Any]:
         """A fresh copy of the configured model (the first of ``models:``) on the run's device, for a
@@ -325,7 +435,9 @@ class CellCost:
     def finetune(self, tag: str, ft: Any, texts: list[str], study_wide: bool = False,
                  shared_with: Any = None, extra_tokens: int = 0) -> StageCost:
         """A fine-tuning run on ``texts`` (counted once per identical run, as its checkpoint is shared);
-        ``extra_tokens``: training tokens of texts not known before the run (generated ones), per epoch."""
+        ``extra_tokens``: training tokens of texts not known before the run (generated ones), per epoch.
+        A stopping rule is costed at its most (``max_epochs``, a recall check after each); what it
+        saves if it stops at its first check (after one epoch) is the cost's ``stoppable_s``."""
         import math
 
         from genmodes.training.finetune import encode_examples, examples_from_texts, plan_rows
@@ -336,28 +448,32 @@ class CellCost:
             ft = ft.model_copy(update={"epochs": 10})  # finetune's default
         encoded = encode_examples(self.tokenizer, examples_from_texts(texts, ft.sentence_split))
         _, steps = plan_rows(encoded, ft)
+        tokens = sum(len(ids) for ids, _ in encoded) + extra_tokens
         if extra_tokens and ft.steps is None:
-            tokens = sum(len(ids) for ids, _ in encoded) + extra_tokens
             steps = math.ceil(math.ceil(float(ft.planned_epochs) * tokens / ft.seq_len) / ft.batch_size)
-        cost = StageCost(train_s=self.load_s + steps * self._est.finetune_step(ft))
+        step_s = self._est.finetune_step(ft)
+        cost = StageCost(train_s=self.load_s + steps * step_s)
         if ft.until_recall is not None:
-            # the stopping rule: at most max_epochs, each followed by scoring the recall questions
+            # recall scored after every epoch, on every dataset the run learns
             datasets = self.datasets if study_wide else {self.dataset_name: self.dataset}
-            cost.train_s += ft.max_epochs * self.recall_scoring(datasets)
-            cost.note = f"at most: stops once recall reaches {ft.until_recall:g}"
+            check = self.recall_scoring(datasets)
+            cost.train_s += ft.max_epochs * check
+            first_epoch = min(steps, max(1, math.ceil(tokens / ft.seq_len / ft.batch_size)))
+            cost.stoppable_s = (steps - first_epoch) * step_s + (ft.max_epochs - 1) * check
+            cost.note = f"at most: {ft.max_epochs} epochs, stops once recall reaches {ft.until_recall:g}"
         return cost
 
     def recall_scoring(self, datasets: dict[str, Any]) -> float:
-        """Scoring the recall splits of ``datasets`` once, with no context."""
+        """Scoring the recall splits of ``datasets`` once, with no context (one scorer, as the probe)."""
         from genmodes.training.recall import recall_questions
 
-        tok = self.tokenizer
-        return sum(_q_tokens(tok, q) * self._est.cal.score_s_per_token.get(name, self.score_rate)
-                   for name, ds in datasets.items() for q in recall_questions(ds))
+        qs = [q for ds in datasets.values() for q in recall_questions(ds)]
+        return self.scoring(questions=qs) if qs else 0.0
 
 
 class Estimator:
-    """Per cell of the grid: scoring from the calibration, the rest from the stages' hooks."""
+    """Per cell of the grid: scoring from the scorer's plan and the calibrated calls, the rest from the
+    stages' hooks."""
 
     def __init__(self, runner: Any, cal: Calibration, say: Any = None):
         import torch
@@ -411,16 +527,6 @@ class Estimator:
             self.cal.gen_step_s[batch] = _gen_seconds(self.runner, batch, self._texts())
         return self.cal.gen_step_s[batch]
 
-    def time_scoring(self, model: Any, tok: Any, ds: Any) -> float:
-        from genmodes.scoring import Scorer
-
-        scorer = Scorer(model, tok, batch_tokens=self.runner.study.scoring.batch_tokens)
-        qs = ds.questions[: K_QUESTIONS]
-        reqs = [(q.context, q.choices) for q in qs]
-        scorer.score(reqs[:2])
-        t = _timed(lambda: scorer.score(reqs))
-        return t / max(1, sum(_q_tokens(tok, q) for q in qs))
-
     def cell(self, cell: Any, est: CellEstimate) -> None:
         stages = cell.condition.stages
         if stages.is_baseline:  # no model: nothing to time
@@ -437,7 +543,10 @@ class Estimator:
         context_mod = context_stage(stages.context)
         cc = context_mod.estimate(stages.context_settings, cost) if hasattr(context_mod, "estimate") else StageCost()
         est.train_s = mc.train_s + cc.train_s
-        est.test_s = cost.load_s + cost.question_tokens * cost.score_rate + mc.test_s + cc.test_s
+        # the questions as the context stage places them (alone where it does not say)
+        scoring = cc.score_s if cc.score_s is not None else cost.scoring()
+        est.test_s = cost.load_s + scoring + mc.test_s + cc.test_s
+        est.stoppable_s = mc.stoppable_s + cc.stoppable_s
         est.note = mc.note or cc.note
 
 
@@ -476,15 +585,28 @@ def print_estimate(runner: Any, out: Any, cal: Calibration | None, rows: list[Ce
 
     for r in rows:
         status = "finished" if r.finished else "to run"
-        print(f"  {r.cell:<{w}}  {r.questions:>9}  {status:>8}  {f(r.train_s):>9}  {f(r.test_s):>8}  {r.note}".rstrip())
+        note = r.note + (f" (~{f(r.first_check_s)} s if it stops at its first check)" if r.stoppable_s > 0 else "")
+        print(f"  {r.cell:<{w}}  {r.questions:>9}  {status:>8}  {f(r.train_s):>9}  {f(r.test_s):>8}  {note}".rstrip())
+    print(total_line(rows))
+
+
+def total_line(rows: list[CellEstimate]) -> str:
+    """The cells left to run, one after another: at most (every stopping rule to its max_epochs) and,
+    where a cell has a stopping rule, if every rule stops at its first check."""
     todo = [r for r in rows if not r.finished]
-    known = [r.total_s for r in todo if r.total_s is not None]
-    total = sum(known)
-    longest = max(known, default=0.0)
+    known = [r for r in todo if r.total_s is not None]
+    total = sum(r.total_s for r in known)
+    longest = max((r.total_s for r in known), default=0.0)
     unknown = len(todo) - len(known)
-    print(f"to run: {len(todo)} of {len(rows)} cells; estimated total ~{_human(total)} one after another "
-          f"(longest cell ~{_human(longest)}, the least a cluster can take)"
-          + (f"; {unknown} cell(s) not estimated" if unknown else ""))
+    ruled = [r for r in known if r.stoppable_s > 0]
+    line = f"to run: {len(todo)} of {len(rows)} cells; estimated total ~{_human(total)} one after another"
+    if ruled:
+        first = sum(r.first_check_s for r in known)
+        line += (f" at most, ~{_human(first)} if every stopping rule ({len(ruled)} cell(s), costed at max_epochs) "
+                 f"stops at its first check; longest cell ~{_human(longest)} at most, the least a cluster can take")
+    else:
+        line += f" (longest cell ~{_human(longest)}, the least a cluster can take)"
+    return line + (f"; {unknown} cell(s) not estimated" if unknown else "")
 
 
 def _human(s: float) -> str:
