@@ -60,7 +60,7 @@ from typing import Literal, Sequence
 
 from pydantic import Field, model_validator
 
-from genmodes.data.families import Family, FamilyConfig
+from genmodes.data.families import Family, FamilyConfig, drills
 from genmodes.data.types import Dataset, Document, Fact, Question
 from genmodes.errors import DataError
 
@@ -386,19 +386,15 @@ def repeat_documents(config: RelationsConfig, w: World, seed: int) -> list[Docum
     early; the reversed drills practise reading a word's predecessor, which a reversal in context
     needs (docs/log has the measurements). They state nothing. Over episode-only entities, or for a
     ``repeat_relation_entities`` share over the relations' own (:func:`relation_pools`)."""
-    rng = random.Random(f"relations-{seed}-repeats")
     pools = relation_pools(w)
     own = pools[0] if config.repeat_relation_pool == "containers" else [e for pool in pools for e in pool]
-    docs = []
-    for k in range(config.n_repeats):
-        n = rng.randint(config.repeat_min_len, config.repeat_max_len)
-        real = config.repeat_relation_entities and rng.random() < config.repeat_relation_entities
-        run = rng.sample(own if real else w.ep_entities, n)
-        second = run[::-1] if config.repeat_reversed and rng.random() < config.repeat_reversed else run
-        docs.append(Document(id=f"rel-d-{k:05d}", text=" ".join(run + second), kind="repeat",
-                             meta={"fresh": True, "targets": list(range(n + 1, 2 * n)),
-                                   **({"relation_entities": True} if real else {})}))
-    return docs
+
+    def choose(rng: random.Random) -> tuple[Sequence[str], dict[str, bool]]:
+        if config.repeat_relation_entities and rng.random() < config.repeat_relation_entities:
+            return own, {"relation_entities": True}
+        return w.ep_entities, {}
+    return drills.repeat_documents(config.n_repeats, random.Random(f"relations-{seed}-repeats"), choose,
+                                   config.repeat_min_len, config.repeat_max_len, config.repeat_reversed, "rel-d-")
 
 
 def relation_pools(w: World) -> list[list[str]]:
