@@ -3,7 +3,9 @@
 train time and total time (cells.jsonl), with the ratio estimate / actual.
 
     genmodes run CONFIG --dry-run > DRY.txt 2>&1
-    python dev/estimate_vs_actual.py RUN_FOLDER DRY.txt [DRY2.txt ...]
+    python dev/estimate_vs_actual.py RUN_FOLDER DRY.txt [DRY2.txt ...] [--seed N]
+
+``--seed N``: only that seed's cells (e.g. the seed that ran alone, where another ran beside other jobs).
 
 A cell the dry run marks "at most" (a stopping rule) is estimated at its max_epochs; where the run
 stopped earlier the ratio is above 1 by design. Where the dry run also gives what such a cell costs
@@ -14,11 +16,17 @@ import re
 import sys
 from pathlib import Path
 
-run = Path(sys.argv[1])
-cells = {c["cell"]: c for c in map(json.loads, open(run / "cells.jsonl"))}
+args = sys.argv[1:]
+seed = None
+if "--seed" in args:
+    i = args.index("--seed")
+    seed = int(args[i + 1])
+    del args[i:i + 2]
+run = Path(args[0])
+cells = {c["cell"]: c for c in map(json.loads, open(run / "cells.jsonl")) if seed is None or c["seed"] == seed}
 row = re.compile(r"^\s+(\S+__s\d+)\s+\d+\s+(?:to run|done|\S+)\s+(\d+)\s+(\d+)")
 estimates = []
-for path in sys.argv[2:]:
+for path in args[1:]:
     text = Path(path).read_text()
     est = {m[1]: (int(m[2]), int(m[3])) for line in text.splitlines() if (m := row.match(line))}
     first = {m[1]: int(f[1]) for line in text.splitlines()

@@ -65,13 +65,15 @@ class PrefixGenerator:
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 128, temperature: float = 0.0,
                  seeds: Sequence[int] | None = None, stop: Sequence[str] = (),
-                 return_finished: bool = False) -> list[str] | tuple[list[str], list[bool]]:
+                 return_finished: bool = False, to_budget: bool = False) -> list[str] | tuple[list[str], list[bool]]:
         """One continuation per prompt (generated together as one batch).
 
         ``temperature`` 0 is greedy; otherwise softmax sampling at that temperature, row ``i`` drawing
         from a generator seeded with ``seeds[i]``. A row ends at end-of-text, at the first ``stop``
         string (cut off, not returned) or after ``max_new_tokens`` tokens. With ``return_finished``,
-        also says per row whether it ended by itself (False: cut by ``max_new_tokens``).
+        also says per row whether it ended by itself (False: cut by ``max_new_tokens``). ``to_budget``:
+        no row ends before ``max_new_tokens`` (end-of-text is a token like any other): the dry run times
+        a batch at its budget this way, whatever the model it times would write.
         """
         from transformers import DynamicCache
 
@@ -103,7 +105,7 @@ class PrefixGenerator:
             if len(seeds) != B:
                 raise ValueError(f"{len(seeds)} seeds for {B} prompts")
             gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
-        eos = self.tokenizer.eos_token_id
+        eos = None if to_budget else self.tokenizer.eos_token_id
         out: list[list[int]] = [[] for _ in range(B)]
         texts: list[str | None] = [None] * B
         next_pos = pos[:, -1:] + 1

@@ -78,6 +78,29 @@ def test_generation_cuts_at_stop_strings(tiny):
     assert gen.generate(["abc"], max_new_tokens=1, return_finished=True) == ([full[:1]], [False])
 
 
+def test_to_budget_decodes_every_row_to_its_budget(tiny):
+    """The dry run times a batch at its budget: with ``to_budget`` end-of-text does not end a row."""
+    model, tok = tiny
+    gen = PrefixGenerator(model, tok)
+    ids = gen.prefix_ids + tok("abc", add_special_tokens=False).input_ids
+    with torch.no_grad():
+        first = int(model(torch.tensor([ids])).logits[0, -1].argmax())
+
+    class EndsAtFirst:  # the tokenizer, with the row's first token as its end-of-text
+        eos_token_id = first
+
+        def __getattr__(self, name):
+            return getattr(tok, name)
+
+        def __call__(self, *args, **kw):
+            return tok(*args, **kw)
+
+    gen.tokenizer = EndsAtFirst()
+    assert gen.generate(["abc"], max_new_tokens=8, return_finished=True) == ([""], [True])
+    text, finished = gen.generate(["abc"], max_new_tokens=8, return_finished=True, to_budget=True)
+    assert finished == [False] and len(tok(text[0], add_special_tokens=False).input_ids) >= 4
+
+
 def test_local_generation_is_cached_and_resumes(reversals, tmp_path):
     ctx, settings = _ctx(reversals, tmp_path), _local()
     texts, info = augment.generate_augmentations(ctx, settings)

@@ -183,8 +183,99 @@ def test_expert_iteration_is_estimated_from_a_timed_round_near_the_run(tmp_path)
     rows, _, out, _, _ = estimate_then_run(tmp_path, EI_GRID)
     by = {r.cell: r for r in rows}
     rl = by["syl_a__rl+thinking__s0"]
-    assert "expert iteration" in rl.note and "2 x (" in rl.note and "sampled and scored" in rl.note and "kept (chance)" in rl.note
+    assert "expert iteration" in rl.note and "2 x (" in rl.note and "sampled to 8 tokens" in rl.note
+    assert "scored at ~" in rl.note and "kept (chance)" in rl.note
     assert by["syl_b__rl+thinking__s0"].train_s == 0  # the RL model is built once
     record = json.loads((out / "cells" / "syl_a__rl+thinking__s0" / "cell.json").read_text())
     measured = record["stages"]["model"]["expert_iteration"]["train_seconds"]
     assert measured / 3 < rl.train_s < measured * 3 + 1.0, (rl.train_s, measured)
+
+
+SS = {"subtrees": ["canine"], "n_documents": 1, "n_qa_items": 0, "holdout_mentions": 1, "n_holdout_categories": 2,
+      "questions_per_split": 10, "probe_questions_per_split": 0}
+DRILLED = {"kind": "finetune_all", **THINK_FT, "recall_drills": "answer"}
+THOUGHT_MODES = {"name": "modes", "model": "tiny-random", "seeds": [0],
+                 "datasets": [{"name": "sem", "family": "semantic_structure", "splits": ["rephrase", "syllogism"],
+                               "settings": SS}],
+                 "conditions": [
+                     {"name": "think", "model": DRILLED, "context": {"kind": "thinking", "max_thought_tokens": 6,
+                                                                     "batch_size": 3, "recall_thoughts": False}},
+                     {"name": "shuffled", "model": DRILLED, "context": {"kind": "thinking", "max_thought_tokens": 6,
+                                                                         "batch_size": 3, "recall_thoughts": False,
+                                                                         "thought": "shuffled"}},
+                     {"name": "empty", "model": DRILLED, "context": {"kind": "thinking", "thought": "empty"}},
+                     {"name": "oracle", "model": DRILLED, "context": {"kind": "thinking", "thought": "oracle"}},
+                     {"name": "verify", "model": DRILLED, "context": {"kind": "thinking", "thought": "verify",
+                                                                      "max_thought_tokens": 5, "batch_size": 4}},
+                     {"name": "long", "model": DRILLED, "context": {"kind": "thinking", "max_thought_tokens": 64,
+                                                                    "batch_size": 3, "recall_thoughts": False}}]}
+
+
+def thinking_costs(tmp_path, cfg):
+    """Per condition: the thinking stage's estimate of its cell (its generation in test_s, its scoring
+    in score_s), the generation batches it asked to have timed, and the dataset."""
+    from genmodes.conditions import thinking
+    from genmodes.experiments.estimate import CellCost, Estimator
+    from genmodes.experiments.grid import grid
+
+    runner = Runner(load_config(write(tmp_path, cfg)), tmp_path / "run", progress=False)
+    runner.validate()
+    est = Estimator(runner, calibrate(runner))
+    out = {}
+    for cell in grid(runner.study):
+        cost = CellCost(est, cell)
+        timed = []
+        real = cost.generation_batch
+        cost.generation_batch = lambda prompts, *a, **kw: timed.append((list(prompts), *a)) or real(prompts, *a, **kw)
+        st = cell.condition.stages
+        out[cell.condition.name] = (thinking.estimate(st.context_settings, cost), timed)
+    return out, runner.dataset(grid(runner.study)[0].dataset)
+
+
+def test_thoughts_are_costed_for_what_each_mode_generates(tmp_path):
+    """A thought the model writes is a batch of its prompts timed at the stage's batch size and budget
+    per batch of thoughts (verify: a row per option); a shuffled cell reuses the generating cell's
+    thoughts; an empty or oracle thought generates nothing. Scoring counts the thought's tokens."""
+    import math
+
+    from genmodes.conditions.thinking import thinks_on
+
+    costs, ds = thinking_costs(tmp_path, THOUGHT_MODES)
+    think = thinks_on(ds, load_config(write(tmp_path, THOUGHT_MODES)).condition("think").stages.context_settings)
+    assert 0 < len(think) < len(ds.questions)  # the recall split is scored after an empty thought
+    cost, timed = costs["think"]
+    assert len(timed) == 1
+    prompts, batch, tokens, temperature = timed[0][:4]
+    assert len(prompts) == len(think) and all(p.endswith("Recall what you know about this:") for p in prompts)
+    assert (batch, tokens, temperature) == (3, 6, 0.0)
+    per_batch = cost.test_s / math.ceil(len(think) / 3)
+    assert per_batch > 0
+    verify, verify_timed = costs["verify"]
+    rows = sum(len(q.choices) for q in ds.questions)  # recall_thoughts: every question thinks
+    assert len(verify_timed[0][0]) == rows and verify_timed[0][0][0].startswith("Recall what you know about ")
+    assert verify_timed[0][1:3] == (4, 5)
+    for name in ("shuffled", "empty", "oracle"):
+        assert costs[name][0].test_s == 0 and not costs[name][1], name
+    assert "generated by an earlier cell" in costs["shuffled"][0].note
+    # scoring: the same questions after the same prompt, longer with a thought in the slot
+    assert costs["empty"][0].score_s < costs["think"][0].score_s
+    assert costs["empty"][0].score_s < costs["oracle"][0].score_s
+    # the budget is what a batch decodes: 64 tokens cost more than 6, on as many batches
+    assert costs["long"][0].test_s > 3 * cost.test_s
+
+
+def test_a_warm_started_thought_is_expected_at_the_drills_length(tmp_path):
+    """A model given the recall drills writes thoughts of their form: the dry run takes a thought to be
+    as long as the dataset's drill recollections (capped at the budget); without a warm start, the
+    budget."""
+    from genmodes.data.families import make_dataset
+    from genmodes.models import load_model
+    from genmodes.training.thoughts import expected_thought_tokens, recall_drills, thought_tokens
+
+    ds = make_dataset("semantic_structure", 0, SS)
+    _, tok = load_model("tiny-random")
+    lengths = [thought_tokens(tok, d.text.split(":", 1)[1]) for d in recall_drills(ds)]
+    assert lengths and max(lengths) < 200
+    assert expected_thought_tokens(ds, tok, 200, warm_start=True) == pytest.approx(sum(lengths) / len(lengths))
+    assert expected_thought_tokens(ds, tok, 200, warm_start=False) == 200
+    assert expected_thought_tokens(ds, tok, 2, warm_start=True) == 2

@@ -35,7 +35,6 @@ import json
 import math
 import re
 import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -416,85 +415,61 @@ def estimate(settings: Settings, cost: Any) -> StageCost:
     if not cost.first(["rl", settings.model_dump(mode="json")], study_wide=True):
         out.note = "shares an RL model built by an earlier cell"
         return out
-    shared = " (its fine-tuned start shared)" if out.note else ""
+    # the fine-tune's own note: shared (built by an earlier cell) or its stopping rule's (trained here)
+    shared = " (its fine-tuned start shared)" if out.train_s == 0 else ""
+    start = f"; its fine-tune {out.note}" if out.note and not shared else ""
     if settings.method == "grpo":
         out.train_s += cost.load_s + settings.steps * cost.grpo_step(settings)
-        out.note = "GRPO" + shared
+        out.note = "GRPO" + shared + start
         return out
     seconds, assumed = _expert_iteration_seconds(settings, cost)
     out.train_s += cost.load_s + seconds
-    out.note = f"expert iteration{shared}: {assumed}"
+    out.note = f"expert iteration{shared}: {assumed}{start}"
     return out
 
 
-EI_TIMED_BATCHES = 2  # generation batches the estimate samples and scores, as a round does
-
-
 def _expert_iteration_seconds(settings: Settings, cost: Any) -> tuple[float, str]:
-    """Each round samples ``samples`` thoughts per RL question in batches of ``generation_batch``, scores
-    every one with the answerer, and fine-tunes on the kept ones. Sampling and scoring are timed on the
-    round's own calls (:func:`_time_expert_iteration`) with every thought at the budget: a batch ends
-    with its longest thought, and among a batch of sampled thoughts one usually reaches the budget (an
-    upper bound; the untrained model's thoughts stop at once, the warm-started policy's do not). The
-    fine-tune: the kept share at chance (1 / the number of choices: RL questions are the ones the
-    fine-tuned model cannot answer yet; an estimate, not a bound), budget-long thoughts, a timed step
-    at its shape. Returns (seconds, what the estimate assumed)."""
-    from genmodes.training.finetune import FinetuneSettings, plan_rows
+    """Each round samples ``samples`` thoughts per RL question in batches of ``generation_batch``,
+    scores every one with the answerer, and fine-tunes on the kept ones, each costed at the round's
+    shapes: a sampling batch timed on the configured model with the RL questions' prompts at the
+    round's temperature, to the thought budget (a batch decodes until its longest row ends, and among
+    a batch of sampled thoughts one usually reaches the budget); the verdicts as the scorer runs them
+    on every (question, thought); the fine-tune on the kept share at chance (1 / the number of
+    choices: RL questions are the ones the fine-tuned model cannot answer yet; an estimate, not a
+    bound) at a timed step of its shape. The thoughts scored and trained on are taken at their
+    expected length (:func:`genmodes.training.thoughts.expected_thought_tokens`: the warm start's
+    drills, where the fine-tune has them), not at the budget. Returns (seconds, what it assumed)."""
+    from genmodes.training.finetune import FinetuneSettings, encode_examples, plan_rows
+    from genmodes.training.thoughts import answer_context, expected_thought_tokens, think_prompt
 
     ei = settings.expert_iteration or ExpertIterationSettings()
-    qs = [q for name, d in cost.datasets.items() if name in settings.rl_dataset
-          for q in (d.rl_train_questions if isinstance(d, StudyDataset) else [])]
-    rows = len(qs) * ei.samples
-    t = cost.memo(("expert iteration", settings.model_dump_json()), lambda: _time_expert_iteration(settings, ei, qs, cost))
-    gen = math.ceil(rows / ei.generation_batch) * t["batch_s"]
-    score = rows * t["verdict_s"]
-    kept = round(ei.samples * sum(1 / max(1, len(q.choices)) for q in qs))
-    ft = FinetuneSettings(lr=ei.lr, epochs=ei.epochs, batch_size=ei.batch_size, seq_len=ei.seq_len)
-    steps = plan_rows([([0] * t["example_tokens"], [])] * kept, ft)[1] if kept else 0
-    seconds = ei.rounds * (gen + score + steps * cost.finetune_step(ft))
-    return seconds, (f"{ei.rounds} x ({rows} thoughts of up to {settings.max_thought_tokens} tokens sampled "
-                     f"and scored, ~{kept} kept (chance): {steps} fine-tune steps)")
-
-
-def _time_expert_iteration(settings: Settings, ei: ExpertIterationSettings, qs: list[Question],
-                           cost: Any) -> dict[str, Any]:
-    """A round's sampling and scoring timed on the configured model: ``EI_TIMED_BATCHES`` batches of
-    sampled thoughts for RL questions spread over the set (the round's prompts, temperature and batch),
-    run to the thought budget (no stop rule), then their verdicts with the line breaks joined, so
-    every thought is scored at the length it was generated."""
-    from genmodes.generate import PrefixGenerator
-    from genmodes.training.finetune import encode_examples
-    from genmodes.training.thoughts import think_prompt, verdicts
-
-    cost.say(f"expert iteration: {EI_TIMED_BATCHES} batches of {ei.generation_batch} thoughts of "
-             f"{settings.max_thought_tokens} tokens, sampled and scored")
-    n = min(len(qs), max(1, ei.generation_batch // ei.samples) * EI_TIMED_BATCHES)
-    sample = [qs[i * len(qs) // n] for i in range(n)]
-    repeated = [q for q in sample for _ in range(ei.samples)]
+    warm = settings.finetune.recall_drills != "none"
+    qs: list[Question] = []
+    thought: dict[str, str] = {}  # RL question id -> a stand-in of its dataset's expected thought
+    lengths = []
+    for name in settings.rl_dataset:
+        d = cost.datasets[name]
+        tokens = expected_thought_tokens(d, cost.tokenizer, settings.max_thought_tokens, warm)
+        lengths.append(tokens)
+        qs += d.rl_train_questions if isinstance(d, StudyDataset) else []
+        thought.update({q.id: cost.stand_in(tokens) for q in qs if q.id not in thought})
+    repeated = [q for q in qs for _ in range(ei.samples)]
     prompts = [think_prompt(q, settings.instruction, settings.lead) for q in repeated]
-    model, tok = cost.load_model()
-    gen = PrefixGenerator(model, tok)
-    gen.generate(prompts[:1], max_new_tokens=2, temperature=settings.temperature)  # warm-up
-    texts: list[str] = []
-    steps, gen_s = 0, 0.0
-    for b in range(0, len(prompts), ei.generation_batch):
-        chunk = prompts[b:b + ei.generation_batch]
-        t0 = time.perf_counter()
-        out = gen.generate(chunk, max_new_tokens=settings.max_thought_tokens, temperature=settings.temperature,
-                           seeds=list(range(b, b + len(chunk))))
-        gen_s += time.perf_counter() - t0
-        # a batch that ended early (every row at end-of-text) is scaled to the budget
-        steps += max(1, max(len(tok(x, add_special_tokens=False).input_ids) for x in out))
-        texts += [" ".join(x.split()) for x in out]
-    verdicts(model, tok, repeated[:1], texts[:1], instruction=settings.instruction, lead=settings.lead)  # warm-up
-    t0 = time.perf_counter()
-    verdicts(model, tok, repeated, texts, instruction=settings.instruction, lead=settings.lead)
-    verdict_s = time.perf_counter() - t0
-    encoded = encode_examples(tok, [(p, " " + x) for p, x in zip(prompts, texts)])
-    del model
-    return {"batch_s": gen_s * settings.max_thought_tokens / max(1, steps),
-            "verdict_s": verdict_s / len(repeated),
-            "example_tokens": round(sum(len(ids) for ids, _ in encoded) / len(encoded))}
+    gen = math.ceil(len(repeated) / ei.generation_batch) * cost.generation_batch(
+        prompts, ei.generation_batch, settings.max_thought_tokens, settings.temperature)
+    score = cost.scoring([answer_context(q, thought[q.id], settings.instruction, lead=settings.lead)
+                          for q in repeated], questions=repeated)
+    kept = round(ei.samples * sum(1 / max(1, len(q.choices)) for q in qs))
+    examples = [(think_prompt(q, settings.instruction, settings.lead), " " + thought[q.id]) for q in qs]
+    encoded = encode_examples(cost.tokenizer, examples)
+    example_tokens = round(sum(len(ids) for ids, _ in encoded) / max(1, len(encoded)))
+    ft = FinetuneSettings(lr=ei.lr, epochs=ei.epochs, batch_size=ei.batch_size, seq_len=ei.seq_len)
+    steps = plan_rows([([0] * example_tokens, [])] * kept, ft)[1] if kept else 0
+    tune = steps * cost.finetune_step(ft, examples=examples)
+    mean = sum(lengths) / max(1, len(lengths))
+    return ei.rounds * (gen + score + tune), (
+        f"{ei.rounds} x ({len(repeated)} thoughts sampled to {settings.max_thought_tokens} tokens ~{gen:.0f} s, "
+        f"scored at ~{mean:.0f} tokens ~{score:.0f} s, ~{kept} kept (chance): {steps} fine-tune steps ~{tune:.0f} s)")
 
 
 # ------------------------------------------------------------------------------------------ report

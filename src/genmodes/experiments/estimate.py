@@ -10,8 +10,10 @@ with the keys each new token reads, so one after a long shared prefix is timed a
 length when a cell first needs it (never extrapolated from a short one). Loading the model is timed
 once. Then each of a cell's stages adds its own cost through its ``estimate`` hook
 (:mod:`genmodes.conditions.base`), given this cell's :class:`CellCost`: fine-tuning steps at the
-stage's batch size, sequence length and method, GRPO steps as the rl stage runs them, decoding steps
-at a generation batch size, each timed on this machine the first time a cell needs it. A checkpoint
+stage's batch size, sequence length and method (on the run's own texts), GRPO steps as the rl stage
+runs them, a stage's own generation (thoughts) as a batch of its prompts at its batch size and token
+budget, decoding steps at a generation batch size (augmentation), each timed on this machine the
+first time a cell needs it. A checkpoint
 several cells share is counted once, in the first cell that trains it (as the runner builds it
 once). A stage without an ``estimate`` hook adds nothing beyond scoring.
 
@@ -249,17 +251,23 @@ def _marginal_step(runner: Any, train_steps: Any) -> float:
     return times[1] - times[0] if times[1] > times[0] else times[1] / 2
 
 
-def _step_seconds(runner: Any, ft: Any, texts: list[str]) -> float:
-    """One optimizer step at ``ft``'s shape."""
+def _step_seconds(runner: Any, ft: Any, texts: list[str], examples: list[tuple[str, str]] | None = None) -> float:
+    """One optimizer step at ``ft``'s shape, on the run's own data: ``texts`` (loss on every token),
+    or ``examples`` ((context, target) pairs, loss on the targets only: the LM head runs at the
+    labelled positions alone, so such a step is cheaper)."""
     from genmodes.training.finetune import train
 
     def steps(model: Any, tok: Any, n: int) -> None:
-        # enough text for n full steps, whatever the dataset's size
+        # enough data for n full steps, whatever the dataset's size
         need = n * ft.batch_size * ft.seq_len * 6
-        pool = (texts * (1 + need // max(1, sum(map(len, texts)))))
         s = ft.model_copy(update={"steps": n, "epochs": None, "warmup_steps": 0, "report_to": [], "until_recall": None,
                                   "max_epochs": None})
-        train(model, tok, pool, s, 0, progress=False)
+        if examples:
+            pool = examples * (1 + need // max(1, sum(len(c) + len(t) for c, t in examples)))
+            train(model, tok, [], s, 0, progress=False, examples=pool)
+        else:
+            pool = texts * (1 + need // max(1, sum(map(len, texts))))
+            train(model, tok, pool, s, 0, progress=False)
 
     return _marginal_step(runner, steps)
 
@@ -406,15 +414,54 @@ class CellCost:
         return load_model(r.study.model_specs[0], device=r.device, cache=r.model_cache, seed=0)
 
     def generation(self, batch_size: int, batches: int, new_tokens: int) -> float:
-        """``batches`` generations of ``new_tokens`` tokens at ``batch_size``."""
+        """``batches`` generations of ``new_tokens`` tokens at ``batch_size`` (prompts of augmentation's
+        shape)."""
         return batches * new_tokens * self._est.gen_step(batch_size)
+
+    def generation_batch(self, prompts: Sequence[str], batch_size: int, new_tokens: int, temperature: float = 0.0,
+                         prefix: str = "") -> float:
+        """Seconds of one batch of a stage's own generation, timed on the configured model at its
+        shape: ``batch_size`` of ``prompts`` (spread over them) after ``prefix``, greedy or sampled at
+        ``temperature``, every row decoding ``new_tokens`` tokens. A batch decodes until its longest
+        row ends, so it is timed at the budget (the configured model's own rows may stop sooner than
+        the trained model's will). Timed once per shape."""
+        picks = tuple(prompts[i * len(prompts) // batch_size] for i in range(batch_size)) if prompts else ("",)
+        key = ("generation batch", picks, new_tokens, temperature, prefix)
+        return self.memo(key, lambda: self._time_generation_batch(list(picks), new_tokens, temperature, prefix))
+
+    def _time_generation_batch(self, prompts: list[str], new_tokens: int, temperature: float, prefix: str) -> float:
+        from genmodes.generate import PrefixGenerator
+
+        self.say(f"generation: a batch of {len(prompts)} x {new_tokens} tokens "
+                 f"({'sampled' if temperature > 0 else 'greedy'}{', after a prefix' if prefix else ''})")
+        model, tok = self.memo(("model timed for generation",), self.load_model)
+        gen = PrefixGenerator(model, tok, prefix=prefix)
+        gen.generate(prompts[:1], max_new_tokens=2, temperature=temperature)  # warm-up (and the prefix's cache)
+        seeds = list(range(len(prompts)))
+        return _timed(lambda: gen.generate(prompts, max_new_tokens=new_tokens, temperature=temperature, seeds=seeds,
+                                           to_budget=True), self.device)
+
+    def stand_in(self, tokens: float) -> str:
+        """A text of about ``tokens`` tokens of the cell's tokenizer: what a thought not yet written
+        costs to score or train on."""
+        tok = self.tokenizer
+        word = tok(" the", add_special_tokens=False).input_ids[:1]
+        return tok.decode(word * max(0, round(tokens))).strip()
 
     def grpo_step(self, rl: Any) -> float:
         return self._est.grpo_step(rl)
 
-    def finetune_step(self, ft: Any) -> float:
-        """One optimizer step of a fine-tune at ``ft``'s shape."""
-        return self._est.finetune_step(ft)
+    def finetune_step(self, ft: Any, texts: list[str] | None = None,
+                      examples: list[tuple[str, str]] | None = None) -> float:
+        """One optimizer step of a fine-tune at ``ft``'s shape, timed on ``texts`` or on ``examples``
+        (context, target) pairs (default: the study's documents)."""
+        return self._est.finetune_step(ft, texts, examples)
+
+    @property
+    def model_settings(self) -> Any:
+        """The cell's model stage settings (what its context stage runs on: e.g. whether the model was
+        given a format warm start)."""
+        return self._cell.condition.stages.model_settings
 
     # -- shared artifacts
     def model_key(self) -> dict[str, Any]:
@@ -451,7 +498,7 @@ class CellCost:
         tokens = sum(len(ids) for ids, _ in encoded) + extra_tokens
         if extra_tokens and ft.steps is None:
             steps = math.ceil(math.ceil(float(ft.planned_epochs) * tokens / ft.seq_len) / ft.batch_size)
-        step_s = self._est.finetune_step(ft)
+        step_s = self._est.finetune_step(ft, texts)
         cost = StageCost(train_s=self.load_s + steps * step_s)
         if ft.until_recall is not None:
             # recall scored after every epoch, on every dataset the run learns
@@ -506,11 +553,14 @@ class Estimator:
     def _texts(self) -> list[str]:
         return [d.text for ds in self.runner.datasets().values() for d in ds.documents]
 
-    def finetune_step(self, ft: Any) -> float:
-        shape = _ft_shape(ft)
+    def finetune_step(self, ft: Any, texts: list[str] | None = None,
+                      examples: list[tuple[str, str]] | None = None) -> float:
+        # the step's cost is its shape's (rows are packed full) and, with examples, the share of
+        # positions with a loss: timed once per both, on the first run's own data
+        shape = _ft_shape(ft) + (" on prompted examples" if examples else "")
         if shape not in self.cal.step_s:
             self.say(f"training steps ({shape})")
-            self.cal.step_s[shape] = _step_seconds(self.runner, ft, self._texts())
+            self.cal.step_s[shape] = _step_seconds(self.runner, ft, texts or self._texts(), examples)
         return self.cal.step_s[shape]
 
     def grpo_step(self, rl: Any) -> float:

@@ -132,6 +132,19 @@ def demonstration(ds: Dataset, k: int = 2, seed: int = 0, render: Any = None) ->
     return "".join(d.text + "\n\n" for d in picks)
 
 
+def expected_thought_tokens(ds: Dataset, tokenizer: Any, budget: int, warm_start: bool) -> float:
+    """What a dry run takes a thought on ``ds`` to be, in tokens, before any thought exists. A model
+    given a format warm start (recall drills in its fine-tune, or a demonstration) writes thoughts in
+    the drills' form, ended by the stop rule: the mean length of ``ds``'s drill recollections, each
+    capped at ``budget``. Without one, or where the family cannot write its facts: the budget (the
+    most a thought can be)."""
+    drills = recall_drills(ds) if warm_start else []
+    if not drills:
+        return float(budget)
+    lengths = [thought_tokens(tokenizer, d.text[len(DRILL.format(topic=d.meta["topic"])):]) for d in drills]
+    return sum(min(budget, n) for n in lengths) / len(lengths)
+
+
 def _renderer(ds: Dataset) -> Any:
     from genmodes.data.families import get_family
 
