@@ -52,9 +52,11 @@ SS = {"subtrees": ["canine"], "n_documents": 1, "n_qa_items": 0, "holdout_mentio
 
 @pytest.mark.slow
 def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp_path, monkeypatch):
-    ft = {"kind": "finetune_all", **FT, "recall_drills": "answer"}
+    # the knowledge fine-tune to the gate (one epoch at most): one run, shared by every condition
+    rule = {"until_recall": 0.9, "max_epochs": 1, "batch_size": 4, "seq_len": 64, "recall_drills": "answer"}
+    ft = {"kind": "finetune_all", **rule}
     rl = {"kind": "rl", "method": "expert_iteration", "answerer": "frozen", "rl_dataset": ["semantic_a"],
-          "max_thought_tokens": 4, "finetune": {**FT, "recall_drills": "answer"},
+          "max_thought_tokens": 4, "finetune": rule,
           "expert_iteration": {"rounds": 1, "samples": 2, "epochs": 1, "batch_size": 2, "seq_len": 64}}
     cfg = {"name": "controls", "model": "tiny-random", "seeds": [0],
            "datasets": [{"name": "semantic_a", "family": "semantic_structure", "seed": 0,
@@ -93,6 +95,16 @@ def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp
         assert cond in controls
     marked = [line for line in controls.splitlines() if "not a test of P3" in line and line.startswith("| ")]
     assert sorted(line.split(" ")[1] for line in marked) == ["rl+empty_thought", "rl+shuffled_thought", "rl+thinking"]
+    # the one knowledge fine-tune is shown once, in one row naming every condition built on it; the
+    # one RL model once per round, naming the conditions that score it
+    assert report.count("## Training to the gate") == 1
+    gate = table_rows(report, "## Training to the gate")
+    assert len(gate) == 1 and gate[0][:3] == ["semantic_a, semantic_b", ", ".join(c["name"] for c in cfg["conditions"]),
+                                               "0"]
+    rounds = table_rows(report, "## RL by expert iteration")
+    assert [r[:3] for r in rounds] == [["rl+thinking, rl+empty_thought, rl+shuffled_thought", "0", "1"]]
+    assert [r[:2] for r in table_rows(report, "## RL compute")] == [["rl+thinking, rl+empty_thought, "
+                                                                     "rl+shuffled_thought", "0"]]
     # with both gates passing, nothing is marked
     from genmodes.conditions import thinking
 
@@ -111,3 +123,10 @@ def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp
         assert (cells[col] != "") == thinking, line
         if cells[header.index("condition")] == "oracle_thought" and "rephrase" not in line:
             assert float(cells[col]) == 1.0
+
+
+def table_rows(report: str, heading: str) -> list[list[str]]:
+    """The body rows of the first table under ``heading``, cells stripped."""
+    lines = report[report.index(heading):].split("\n## ")[0].splitlines()
+    table = [line for line in lines if line.startswith("| ")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in table[1:] if not line.startswith("|---")]

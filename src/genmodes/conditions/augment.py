@@ -677,7 +677,12 @@ def report_sections(view: Any) -> list[tuple]:
     were verified in context, the audit before and after."""
     from genmodes.conditions.finetune import stopping_rule_section
 
-    return _audit_section(view) + _verification_section(view) + stopping_rule_section(view, lambda info: info)
+    return _audit_section(view) + _verification_section(view) + stopping_rule_section(view)
+
+
+def stopping_rule_run(info: Info) -> Info | None:
+    """The augmented fine-tune, where it trained under a stopping rule."""
+    return info if info.until_recall is not None else None
 
 
 def _audit_section(view: Any) -> list[tuple]:

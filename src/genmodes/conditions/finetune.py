@@ -11,6 +11,7 @@ texts), ``finetune_all`` and ``rl``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -207,28 +208,64 @@ def build(ctx: CellContext, settings: Settings) -> Built:
 
 def report_sections(view: Any) -> list[tuple]:
     """Training to the gate: the epochs each stopping-rule run took, and its recall after each epoch."""
-    return stopping_rule_section(view, lambda info: info)
+    return stopping_rule_section(view)
 
 
-def stopping_rule_section(view: Any, run_of: Any) -> list[tuple]:
-    """The stopping-rule runs among ``view``'s cells (``run_of(info)``: the fine-tuning run's Info in
-    the stage's, or None), one row per cell."""
-    body = []
-    for cell, info in view.cells:
-        ft = run_of(info)
-        if ft is None or ft.until_recall is None:
-            continue
-        curve = ", ".join(f"{e}: {view.pct_trim(a)}" for e, a in ft.recall_curve or [])
-        reached = "yes" if ft.recall_reached else "no"
-        body.append(view.label(cell) + [view.pct_trim(ft.until_recall), f"{ft.epochs_trained} of {ft.max_epochs}",
-                                        reached, view.num(ft.train_seconds), curve or view.DASH])
-    if not body:
+def stopping_rule_run(info: Info) -> Info | None:
+    """The stopping-rule fine-tune a cell's Info records (None: trained without the rule)."""
+    return info if info.until_recall is not None else None
+
+
+def _stopping_rule_runs(run: Any) -> list[tuple[tuple[str, str], Any, Info]]:
+    """Every (stage, cell, run) of the whole run where a stage's ``stopping_rule_run`` hook finds a
+    stopping-rule fine-tune, stages in registry order (model stages, then context stages)."""
+    from genmodes.conditions import CONTEXT_STAGES, MODEL_STAGES, context_stage, model_stage
+
+    order = [("model", k) for k in MODEL_STAGES] + [("context", k) for k in CONTEXT_STAGES]
+    out = []
+    for c in run.cells:
+        stages = run.stages_of(c)
+        for role, module_of in (("model", model_stage), ("context", context_stage)):
+            kind = getattr(stages, role)
+            hook = getattr(module_of(kind), "stopping_rule_run", None) if kind else None
+            ft = hook(run.infos(c)[role]) if hook is not None and run.infos(c).get(role) is not None else None
+            if ft is not None:
+                out.append(((role, kind), c, ft))
+    return sorted(out, key=lambda x: order.index(x[0]) if x[0] in order else len(order))
+
+
+def stopping_rule_section(view: Any) -> list[tuple]:
+    """Training to the gate, once for the whole run (shown by the first stage, in registry order, whose
+    cells hold a stopping-rule run): a row per run, naming the datasets and conditions whose models
+    hold it (one study-wide knowledge fine-tune serves every dataset and the RL built on it). A run is
+    known by its seed and what it recorded (its recall after each epoch and the seconds those checks
+    took), which every cell reusing its checkpoint, or continuing from it, carries."""
+    runs = _stopping_rule_runs(view.run)
+    if not runs or runs[0][0] != (view.role, view.kind):
         return []
+    rows: dict[tuple, dict[str, Any]] = {}
+    for _, cell, ft in runs:
+        key = (cell.seed, ft.until_recall, ft.max_epochs, json.dumps(ft.recall_curve), ft.recall_seconds)
+        row = rows.setdefault(key, {"run": ft, "seed": cell.seed, "datasets": [], "conditions": []})
+        for part, name in (("datasets", cell.dataset), ("conditions", cell.condition)):
+            if name not in row[part]:
+                row[part].append(name)
+    body = []
+    for r in rows.values():
+        ft = r["run"]
+        curve = ", ".join(f"{e}: {view.pct_trim(a)}" for e, a in ft.recall_curve or [])
+        datasets = [d for d in view.dataset_order if d in r["datasets"]]
+        conditions = [c for c in view.condition_order if c in r["conditions"]]
+        body.append([", ".join(datasets), ", ".join(conditions), str(r["seed"]), view.pct_trim(ft.until_recall),
+                     f"{ft.epochs_trained} of {ft.max_epochs}", "yes" if ft.recall_reached else "no",
+                     view.num(ft.train_seconds), curve or view.DASH])
     return [("h", 2, "Training to the gate"),
             ("p", "Fine-tuning with a stopping rule (`until_recall`): the recall split(s) are scored with no "
                   "context at the end of every epoch, and training stops at the first epoch where recall "
                   "reaches the rule (every dataset's, for a study-wide fine-tune), or at `max_epochs` (the "
                   "learning-rate schedule spans `max_epochs`). The epochs it took are a result: how long the "
-                  "facts needed. Train-time seconds include the recall checks."),
-            ("table", ["dataset", "condition", "seed", "until recall", "epochs", "reached",
+                  "facts needed. One row per fine-tuning run, with the datasets and conditions whose models "
+                  "hold it (a model built on it, as RL or a continued fine-tune, counts its own training "
+                  "elsewhere). Train-time seconds are the run's own and include the recall checks."),
+            ("table", ["datasets", "conditions", "seed", "until recall", "epochs", "reached",
                        "train-time s", "recall after each epoch"], body)]

@@ -63,6 +63,16 @@ class Info(_FTInfo):
     augment_seconds: float | None = None
 
 
+def stopping_rule_run(info: Info) -> Info | None:
+    """The study's fine-tune under its stopping rule; of an augmented model, the fine-tune it continued
+    from (its own seconds, without the continued run's)."""
+    if info.until_recall is None:
+        return None
+    if info.augment_seconds is None:
+        return info
+    return info.model_copy(update={"train_seconds": round(float(info.train_seconds or 0.0) - info.augment_seconds, 3)})
+
+
 def validate(settings: Settings, check: StageCheck) -> None:
     """finetune's checks; augmented datasets exist and their family writes oracle augmentations."""
     from genmodes.conditions.finetune import validate as finetune_validate

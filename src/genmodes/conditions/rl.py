@@ -482,21 +482,45 @@ def report_sections(view: Any) -> list[tuple]:
     from genmodes.conditions.finetune import stopping_rule_section
 
     return (_grpo_sections(view) + _expert_iteration_sections(view) + _compute_section(view)
-            + stopping_rule_section(view, lambda info: info.finetune))
+            + stopping_rule_section(view))
 
 
-def _distinct(view: Any, part: str) -> list[tuple[str, Any]]:
-    """One (title, record) per distinct RL training of ``part`` (cells share a checkpoint)."""
-    seen, runs = set(), []
+def stopping_rule_run(info: Info) -> Any:
+    """The knowledge fine-tune RL started from, where it trained under a stopping rule."""
+    ft = info.finetune
+    return ft if ft is not None and ft.until_recall is not None else None
+
+
+@dataclass
+class _RLModel:
+    """One RL training of the run and the conditions whose cells score its model."""
+
+    conditions: list[str]
+    seed: int
+    record: Any
+
+    @property
+    def name(self) -> str:
+        """For a figure's legend: the first condition (the table names them all) and the seed."""
+        return f"{self.conditions[0]} seed {self.seed}"
+
+
+def _distinct(view: Any, part: str) -> list[_RLModel]:
+    """One entry per distinct RL training of ``part`` (its checkpoint, per seed): every cell of every
+    condition that scores the model shares it, and each is named once."""
+    models: dict[tuple, _RLModel] = {}
     for cell, info in view.cells:
         rec = getattr(info, part)
         if rec is None or not rec.reward_curve:
             continue
-        key = (cell.condition, cell.seed, str(rec.reward_curve)[:200])
-        if key not in seen:
-            seen.add(key)
-            runs.append((f"{cell.condition} seed {cell.seed}", rec))
-    return runs
+        key = (cell.seed, info.checkpoint or f"{cell.condition} {str(rec.reward_curve)[:200]}")
+        m = models.setdefault(key, _RLModel([], cell.seed, rec))
+        if cell.condition not in m.conditions:
+            m.conditions.append(cell.condition)
+    order = {c: i for i, c in enumerate(view.condition_order)}
+    for m in models.values():
+        m.conditions.sort(key=lambda c: order.get(c, len(order)))
+    return list(models.values())
 
 
 def _grpo_sections(view: Any) -> list[tuple]:
@@ -510,20 +534,21 @@ def _grpo_sections(view: Any) -> list[tuple]:
                                         lambda r: r.reward_curve),
                                        ("thought length", "tokens per thought", "rl_thought_length",
                                         lambda r: r.thought_length_curve)):
-        path = view.figures.loss_curves(title, [(n, curve(r)) for n, r in runs], view.figure_path(stem),
+        path = view.figures.loss_curves(title, [(m.name, curve(m.record)) for m in runs], view.figure_path(stem),
                                         xlabel="RL step", ylabel=ylabel, markers=True)
         out.append(("img", path, title.split(" (")[0]))
     body = []
-    for n, r in runs:
+    for m in runs:
+        r = m.record
         first, last = fifths(r.reward_curve)
-        body.append([n, str(r.steps if r.steps is not None else view.DASH),
+        body.append([", ".join(m.conditions), str(m.seed), str(r.steps if r.steps is not None else view.DASH),
                      str(r.questions if r.questions is not None else view.DASH),
                      view.DASH if first is None else f"{first:.3f}", view.DASH if last is None else f"{last:.3f}",
                      view.DASH if first is None else ("yes" if last > first else "no")])
     out.append(("p", "RL learned something when the mean reward over the last fifth of the steps is above that "
                      "of the first fifth."))
-    out.append(("table", ["condition", "steps", "RL questions", "reward, first fifth", "reward, last fifth",
-                          "learned"], body))
+    out.append(("table", ["RL model (the conditions scoring it)", "seed", "steps", "RL questions",
+                          "reward, first fifth", "reward, last fifth", "learned"], body))
     return out
 
 
@@ -541,23 +566,23 @@ def _expert_iteration_sections(view: Any) -> list[tuple]:
              lambda r: r.reward_curve),
             ("thoughts stating every premise, per round", "share of sampled thoughts", "rl_retrieval",
              lambda r: [(x["round"], x.get("retrieval_rate") or 0.0) for x in r.rounds])):
-        path = view.figures.loss_curves(title, [(n, curve(r)) for n, r in runs], view.figure_path(stem),
+        path = view.figures.loss_curves(title, [(m.name, curve(m.record)) for m in runs], view.figure_path(stem),
                                         xlabel="round", ylabel=ylabel, markers=True)
         out.append(("img", path, title.split(" (")[0]))
     body = []
-    for n, r in runs:
-        for x in r.rounds:
+    for m in runs:
+        for x in m.record.rounds:
             loss = x.get("loss_curve") or []
-            body.append([n, str(x["round"]), str(x["sampled"]), pct(x["reward"]), f"{x['p_right']:.3f}",
+            body.append([", ".join(m.conditions), str(m.seed), str(x["round"]), str(x["sampled"]), pct(x["reward"]), f"{x['p_right']:.3f}",
                          f"{x['kept']} ({x['questions_kept']} q)", f"{x['thought_tokens']:.1f}",
                          pct(x.get("retrieval_rate")), pct(x.get("kept_retrieval_rate")),
                          pct(x.get("reward_stated")), pct(x.get("reward_not_stated")),
                          view.DASH if not loss else f"{loss[0][1]:.3f} -> {loss[-1][1]:.3f}"])
     out.append(("p", "Each round samples thoughts for every RL question, keeps those after which the answerer "
-                     f"({runs[0][1].answerer or 'policy'}) picks the right option, and fine-tunes on them (loss on "
+                     f"({runs[0].record.answerer or 'policy'}) picks the right option, and fine-tunes on them (loss on "
                      "the thought only). Reward: accuracy after a sampled thought; retrieved: sampled thoughts "
                      "stating every premise the question needs."))
-    out.append(("table", ["condition", "round", "sampled", "reward", "p(right)", "kept", "tokens / thought",
+    out.append(("table", ["RL model (the conditions scoring it)", "seed", "round", "sampled", "reward", "p(right)", "kept", "tokens / thought",
                           "retrieved (sampled)", "retrieved (kept)", "reward, stated", "reward, not stated",
                           "fine-tune loss"], body))
     return out
@@ -565,16 +590,15 @@ def _expert_iteration_sections(view: Any) -> list[tuple]:
 
 def _compute_section(view: Any) -> list[tuple]:
     compute = []
-    for c, i in view.cells:
-        rec = i.rl if i.rl is not None else i.expert_iteration
-        if rec is None:
-            continue
-        steps = i.rl.steps if i.rl is not None else len(i.expert_iteration.rounds)
-        compute.append([c.dataset, c.condition, str(steps), str(rec.tokens_generated),
+    for m in _distinct(view, "rl") + _distinct(view, "expert_iteration"):
+        rec = m.record
+        steps = rec.steps if isinstance(rec, GRPOInfo) else len(rec.rounds)
+        compute.append([", ".join(m.conditions), str(m.seed), str(steps), str(rec.tokens_generated),
                         view.DASH if rec.train_seconds is None else f"{rec.train_seconds:.0f}"])
     if not compute:
         return []
     return [("h", 2, "RL compute: train time"),
-            ("p", "RL adds train-time compute: thoughts generated and scored in training, once for the study "
-                  "(steps: GRPO steps or expert-iteration rounds)."),
-            ("table", ["dataset", "condition", "RL steps", "RL tokens generated", "RL seconds"], compute)]
+            ("p", "RL adds train-time compute: thoughts generated and scored in training, once per RL model and "
+                  "seed for the whole study (steps: GRPO steps or expert-iteration rounds)."),
+            ("table", ["RL model (the conditions scoring it)", "seed", "RL steps", "RL tokens generated",
+                       "RL seconds"], compute)]
