@@ -41,6 +41,9 @@ and, optionally, hooks the core calls instead of naming kinds:
   claim (the thinking stage's oracle-thought gate); the report shows them first.
 - ``summary_columns(rows) -> dict`` (context stages): columns of its own in a summary row (the thinking
   stage's ``retrieval_rate``), computed from the row group's results.
+- ``stopping_rule_run(info) -> Info | None``: the fine-tune under a stopping rule (``until_recall``)
+  that a cell's Info records, if any (``rl``: the knowledge fine-tune it started from), so the report
+  shows each such run once, with every condition whose model holds it.
 - ``starts_from(settings) -> (kind, settings)`` (model stages): the model stage this one starts from
   (``rl``: the knowledge fine-tune), so reports can pair a trained model with its start.
 - ``Details``: a pydantic model of the per-question extras the stage writes into each results row
