@@ -62,3 +62,15 @@ if any(first for *_, first in estimates):
         low = s - sum(sum(est[c]) - first[c] for c in first)
         line += f" {low} ({low / 60:.1f} min) | {low / tot_act:.2f} |" if first else " – | – |"
     print(line)
+# a gauge of the machine's load during each dry run: the cells the run only scored with no stage of
+# their own before it (prepared in under 2 s, no context stage but in-context documents), whose
+# estimate is the scorer's calls alone
+only = [n for n, c in cells.items() if c["timings"].get("prepare_s", 0.0) < 2.0 and c["timings"]["total_s"] >= 1
+        and c.get("context_stage") in ("none", "in_context")]
+if only:
+    act = sum(cells[n]["timings"]["total_s"] for n in only)
+    line = f"| cells the run only scored ({len(only)}, no thinking: the load gauge) | | {act:.0f} |"
+    for _, est, _, _ in estimates:
+        s = sum(sum(est.get(n, (0, 0))) for n in only)
+        line += f" {s} | {s / act:.2f} |"
+    print(line)
