@@ -5,7 +5,7 @@ batch decodes to its token budget (it ends when its longest thought ends).
     OMP_NUM_THREADS=1 PYTHONPATH=src python dev/thought_batches.py RUN_DIR --resample CONDITION SEED
 
 Without ``--resample``: from the run's thought caches (shared/thoughts/*/thoughts.jsonl, generate
-mode), each batch's longest thought in tokens, against the budget. With it: CONDITION's first round
+mode), the thoughts' mean length and each batch's longest, in tokens, against the budget. With it: CONDITION's first round
 of expert iteration sampled again as the run sampled it (the knowledge fine-tune of SEED from the run
 folder, its RL questions, temperature, batches and stop rule), timed, beside the same batches decoded
 to the budget as the dry run times them (two batches, scaled to all): the share of the budget's time
@@ -27,8 +27,8 @@ if "--resample" not in args:
         tokens = [json.loads(x)["tokens"] for x in lines[1:]]
         size, budget = key["settings"]["batch_size"], key["settings"]["max_thought_tokens"]
         longest = [max(tokens[i:i + size]) for i in range(0, len(tokens), size)]
-        print(f"{path.parent.name} seed {key['seed']}: {len(tokens)} thoughts, batches of {size}, budget {budget}: "
-              f"longest per batch {longest}")
+        print(f"{path.parent.name} seed {key['seed']}: {len(tokens)} thoughts of {sum(tokens) / len(tokens):.1f} tokens "
+              f"on average, batches of {size}, budget {budget}: longest per batch {longest}")
     sys.exit(0)
 
 import torch  # noqa: E402
