@@ -42,11 +42,18 @@ P.add_argument("--min-len", type=int, default=1)
 P.add_argument("--max-len", type=int, default=6)
 P.add_argument("--min-pairs", type=int, default=None, help="practice definitions of a random subset of the "
                "alphabet, uniform in [min-pairs, symbols] mappings (None: all); evaluation always defines all")
+P.add_argument("--arrow", default="->", help="the interleaved encoding's word between a symbol and its code")
+P.add_argument("--distinct", action="store_true", help="practice encodings use each symbol at most once (every "
+               "code is then read from the definition, none from earlier in the encoding)")
+P.add_argument("--max-pairs", type=int, default=None, help="at most this many mappings per practice definition")
+P.add_argument("--eval-pairs", type=int, default=4, help="also evaluate on new codebooks of this many mappings")
 P.add_argument("--repeat-share", type=float, default=0.0, help="share of rows that are repeat drills: runs of "
                "distinct code words, each followed by itself again (loss on the second run)")
 P.add_argument("--repeat-min", type=int, default=3)
 P.add_argument("--repeat-len", type=int, default=12)
 P.add_argument("--reverse-repeat", type=float, default=0.0, help="share of drills whose second run is reversed")
+P.add_argument("--symbol-first", type=float, default=0.0, help="share of practice definitions written symbol-first "
+               "('a = fop': the code right after its symbol, as in plain induction); evaluation stays code-first")
 P.add_argument("--copy-init", action="store_true")
 P.add_argument("--eval-every", type=int, default=250)
 P.add_argument("--n-eval", type=int, default=200)
@@ -70,10 +77,11 @@ model = scratch.build_model(cfg, tok, seed=a.seed)
 print(f"params {sum(p.numel() for p in model.parameters())/1e6:.2f}M vocab {len(tok)} form {a.form}", flush=True)
 
 
-def definition(book: str, m: dict[str, str], rng: random.Random) -> list[str]:
+def definition(book: str, m: dict[str, str], rng: random.Random, symbol_first: bool = False) -> list[str]:
     pairs = list(m.items())
     rng.shuffle(pairs)
-    return ["codebook", book, ":"] + " ; ".join(f"{c} = {s}" for s, c in pairs).split() + ["."]
+    body = " ; ".join(f"{s} = {c}" if symbol_first else f"{c} = {s}" for s, c in pairs)
+    return ["codebook", book, ":"] + body.split() + ["."]
 
 
 def encoding(book: str, syms: list[str], m: dict[str, str]) -> tuple[list[str], list[int]]:
@@ -84,7 +92,7 @@ def encoding(book: str, syms: list[str], m: dict[str, str]) -> tuple[list[str], 
         return words, list(range(len(head) + len(syms) + 1, len(words)))
     words, pos = head[:], []
     for i, s in enumerate(syms):
-        words += ([";"] if i else []) + [s, "->"]
+        words += ([";"] if i else []) + [s, a.arrow]
         pos.append(len(words))
         words.append(m[s])
     return words, pos
@@ -92,10 +100,11 @@ def encoding(book: str, syms: list[str], m: dict[str, str]) -> tuple[list[str], 
 
 def episode(rng: random.Random) -> tuple[list[int], list[int]]:
     book = rng.choice(books)
-    letters = alphabet if a.min_pairs is None else rng.sample(alphabet, rng.randint(a.min_pairs, a.symbols))
+    letters = alphabet if a.min_pairs is None else rng.sample(alphabet, rng.randint(a.min_pairs, a.max_pairs or a.symbols))
     m = dict(zip(letters, rng.sample(codes, len(letters))))
-    d = definition(book, m, rng)
-    syms = [rng.choice(letters) for _ in range(rng.randint(a.min_len, a.max_len))]
+    d = definition(book, m, rng, rng.random() < a.symbol_first)
+    n = rng.randint(a.min_len, a.max_len)
+    syms = rng.sample(letters, min(n, len(letters))) if a.distinct else [rng.choice(letters) for _ in range(n)]
     e, pos = encoding(book, syms, m)
     words = d + e
     flags = [0] * len(words)
@@ -132,18 +141,20 @@ def batch(step: int):
     return x, x.masked_fill(~m, -100)
 
 
-def eval_items():
+def eval_items(n_pairs: int):
     """As the dataset's practice_in_context: a never-trained codebook name, the target's and the wrong
     options' symbols absent from the sequence before it."""
-    rng = random.Random("cbprobe-eval")
+    rng = random.Random(f"cbprobe-eval-{n_pairs}")
     items = []
     for book in eval_books:
-        m = dict(zip(alphabet, rng.sample(codes, a.symbols)))
+        letters = rng.sample(alphabet, n_pairs)
+        m = dict(zip(letters, rng.sample(codes, n_pairs)))
         d = definition(book, m, rng)
-        target = rng.choice(alphabet)
-        wrong = rng.sample([s for s in alphabet if s != target], 3)
-        others = [s for s in alphabet if s != target and s not in wrong]
-        syms = [rng.choice(others) for _ in range(rng.randint(a.min_len, a.max_len) - 1)] + [target]
+        target = rng.choice(letters)
+        wrong = rng.sample([s for s in letters if s != target], 3)
+        others = [s for s in letters if s != target and s not in wrong]
+        n = rng.randint(a.min_len, a.max_len) if others else 1
+        syms = [rng.choice(others) for _ in range(n - 1)] + [target]
         e, pos = encoding(book, syms, m)
         ctx = d + e[: pos[-1]]
         opts = [target] + wrong
@@ -152,18 +163,21 @@ def eval_items():
     return items
 
 
-EVAL = eval_items()
+EVAL = {"practice_in_context": eval_items(a.symbols), f"pairs{a.eval_pairs}": eval_items(a.eval_pairs)}
 
 
 @torch.no_grad()
-def evaluate() -> float:
+def evaluate() -> dict[str, float]:
     model.eval()
-    right = 0
-    for ctx, opts, ans in EVAL:
-        logits = model(input_ids=torch.tensor([[EOT] + ctx])).logits[0, -1]
-        right += int(int(torch.argmax(logits[opts])) == ans)
+    out = {}
+    for name, items in EVAL.items():
+        right = 0
+        for ctx, opts, ans in items:
+            logits = model(input_ids=torch.tensor([[EOT] + ctx])).logits[0, -1]
+            right += int(int(torch.argmax(logits[opts])) == ans)
+        out[name] = round(right / len(items), 3)
     model.train()
-    return right / len(EVAL)
+    return out
 
 
 opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -183,7 +197,7 @@ for step in range(a.steps):
     ln += 1
     if (step + 1) % a.eval_every == 0 or step + 1 == a.steps:
         r = {"step": step + 1, "loss": round(lsum / ln, 4), "sec": round(time.time() - t0, 1),
-             "practice_in_context": round(evaluate(), 3)}
+             **evaluate()}
         curve.append(r)
         print(json.dumps(r), flush=True)
         lsum, ln = 0.0, 0

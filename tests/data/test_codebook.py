@@ -421,3 +421,17 @@ def test_interleaved_encodings_put_each_code_right_after_its_symbol():
             m = books[q.meta["codebook"]]["map"]
             assert all(m[s] == c for s, c in shown)
         assert not any(c.strip() in tail.split() for c in q.choices)  # no option earlier in the encoding
+
+
+def test_distinct_practice_encodings_read_every_code_from_the_definition():
+    ds = make_dataset("codebook", 0, {**INTERLEAVED, "fresh_distinct": True, "fresh_min_len": 6, "fresh_max_len": 12})
+    fresh = [d for d in ds.documents if d.meta.get("fresh") and d.kind == "sequence"]
+    assert fresh and audit_dataset(ds).violations == []
+    lengths = set()
+    for d in fresh:
+        syms = [p.split(" -> ")[0] for p in d.text.splitlines()[-1].split(" : ", 1)[1].split(" ; ")]
+        assert len(syms) == len(set(syms)) and 6 <= len(syms) <= 12
+        lengths.add(len(syms))
+    assert len(lengths) > 1
+    with pytest.raises(DataError, match="fresh_max_len"):
+        make_dataset("codebook", 0, {**INTERLEAVED, "fresh_distinct": True, "fresh_max_len": 13})

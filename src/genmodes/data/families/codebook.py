@@ -105,7 +105,8 @@ RECALL_SPLITS = ["seen", "seen_in_context"]
 
 class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
-                       "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form")
+                       "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form",
+                       "fresh_distinct")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
@@ -129,6 +130,8 @@ class CodebookConfig(FamilyConfig):
     n_practice_codes: int = Field(60, ge=2)
     fresh_min_len: int | None = Field(None, ge=1, description="encoding length of practice episodes (None: min_len)")
     fresh_max_len: int | None = Field(None, ge=1, description="encoding length of practice episodes (None: max_len)")
+    fresh_distinct: bool = Field(False, description="practice episodes encode each symbol at most once, so every "
+                                 "code is read from the definition (none from earlier in the same encoding)")
     practice_questions: int = Field(0, ge=0, description="questions of the split practice_in_context (0: none)")
     targets: bool = Field(False, description="documents carry meta targets, the words `loss: targets` trains on: "
                           "the codes after '->'; in the real codebooks' definitions the word after each '=' (the "
@@ -162,6 +165,9 @@ class CodebookConfig(FamilyConfig):
                              "and its target stay out of the sequence before it, which needs one more used symbol")
         if self.n_practice_codes < self.n_symbols and self.n_fresh_episodes:
             raise ValueError(f"n_practice_codes ({self.n_practice_codes}) is below n_symbols ({self.n_symbols})")
+        if self.fresh_distinct and (self.fresh_max_len or self.max_len) > self.n_symbols:
+            raise ValueError(f"fresh_max_len ({self.fresh_max_len or self.max_len}) exceeds the {self.n_symbols} "
+                             "symbols a practice encoding with fresh_distinct uses once each")
         if self.min_len > self.max_len:
             raise ValueError(f"min_len ({self.min_len}) is above max_len ({self.max_len})")
         if self.repeat_min_len > self.repeat_max_len:
@@ -365,7 +371,7 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
         m = dict(pairs)
         frng.shuffle(pairs)
         n = frng.randint(config.fresh_min_len or config.min_len, config.fresh_max_len or config.max_len)
-        syms = [frng.choice(alphabet) for _ in range(n)]
+        syms = frng.sample(alphabet, n) if config.fresh_distinct else [frng.choice(alphabet) for _ in range(n)]
         text = definition_text(b, pairs, config.definition_form) + "\n" + sequence_text(b, syms, [m[x] for x in syms],
                                                                               config.encoding_form)
         facts = sorted({defines(b, s, c) for s, c in pairs} | {encodes(b, x, m[x]) for x in syms})
