@@ -384,3 +384,54 @@ def test_practice_over_the_real_codebooks_code_words_is_rebound_among_them(pract
     assert "real_code_drills" not in practice.config
     with pytest.raises(DataError, match="real_code_drills"):
         make_dataset("codebook", 0, {**SMALL, "real_code_drills": 0.5})
+
+
+# ------------------------------------------------------------------------------ interleaved encodings
+
+INTERLEAVED = {**PRACTICE, "encoding_form": "interleaved"}
+
+
+def test_interleaved_encodings_put_each_code_right_after_its_symbol():
+    ds = make_dataset("codebook", 0, INTERLEAVED)
+    aligned = make_dataset("codebook", 0, PRACTICE)
+    assert audit_dataset(ds).violations == []
+    books = ds.meta["codebooks"]
+    for d, a in zip(ds.documents, aligned.documents):
+        assert sorted(parse_statements(d.text)) == d.facts == a.facts, d.id  # the same facts, another text
+        last = d.text.splitlines()[-1]
+        if "->" not in last:
+            assert d.text == a.text and d.meta.get("targets") == a.meta.get("targets")
+            continue
+        pairs = [p.split(" -> ") for p in last.split(" : ", 1)[1].split(" ; ")]
+        words = d.text.split()
+        arrows = [i + 1 for i, w in enumerate(words) if w == "->"]
+        assert [words[i] for i in arrows] == [c for _, c in pairs]
+        eq = [i + 1 for i, w in enumerate(words) if w == "="]
+        assert d.meta["targets"] == ([] if d.meta.get("fresh") else eq) + arrows  # the loss on each code
+        if d.kind == "sequence" and not d.meta.get("fresh"):
+            m = books[d.meta["codebook"]]["map"]
+            assert all(m[s] == c for s, c in pairs)
+    for q, a in zip(ds.questions, aligned.questions):
+        assert (q.choices, q.answer, q.meta["sequence"]) == (a.choices, a.answer, a.meta["sequence"])
+        tail = q.context.splitlines()[-1]
+        assert tail.endswith(f" {q.meta['sequence'][-1]} ->")  # the asked symbol right before the arrow
+        shown = [p.split(" -> ") for p in tail[: -len(" ->")].split(" : ", 1)[1].split(" ; ")[:-1]]
+        assert [s for s, _ in shown] == q.meta["sequence"][:-1]
+        if not q.meta.get("practice"):
+            m = books[q.meta["codebook"]]["map"]
+            assert all(m[s] == c for s, c in shown)
+        assert not any(c.strip() in tail.split() for c in q.choices)  # no option earlier in the encoding
+
+
+def test_distinct_practice_encodings_read_every_code_from_the_definition():
+    ds = make_dataset("codebook", 0, {**INTERLEAVED, "fresh_distinct": True, "fresh_min_len": 6, "fresh_max_len": 12})
+    fresh = [d for d in ds.documents if d.meta.get("fresh") and d.kind == "sequence"]
+    assert fresh and audit_dataset(ds).violations == []
+    lengths = set()
+    for d in fresh:
+        syms = [p.split(" -> ")[0] for p in d.text.splitlines()[-1].split(" : ", 1)[1].split(" ; ")]
+        assert len(syms) == len(set(syms)) and 6 <= len(syms) <= 12
+        lengths.add(len(syms))
+    assert len(lengths) > 1
+    with pytest.raises(DataError, match="fresh_max_len"):
+        make_dataset("codebook", 0, {**INTERLEAVED, "fresh_distinct": True, "fresh_max_len": 13})

@@ -72,6 +72,28 @@ def test_a_from_scratch_grid_is_calibrated_on_the_model_its_cells_build(tmp_path
     assert actual / 10 < estimated < actual * 10, (estimated, actual)
 
 
+def test_a_from_scratch_stopping_rule_is_costed_at_its_most_and_at_its_first_curve_point(tmp_path):
+    arch = {"steps": 200, "batch_size": 8, "eval_every": 50, "d_model": 32, "n_heads": 2, "n_layers": 2}
+    rel = {"balanced_distractors": False, "n_relations": 8, "n_entities": 16, "n_episodes": 8, "n_filler": 0,
+           "n_trained_questions": 8, "heldout_fraction": 0.125}
+
+    def rows_for(extra):
+        cfg = load_config(write(tmp_path, {
+            "name": "s", "model": "scratch", "threads": 1, "datasets": [{"name": "rel", "family": "relations", "settings": rel}],
+            "conditions": [{"name": "parametric", "kind": "from_scratch", "settings": {"context": "none", **arch, **extra}}]}))
+        runner = Runner(cfg, tmp_path / "run", progress=False)
+        runner.validate()
+        return estimate(runner, calibrate(runner))
+
+    fixed, = rows_for({})
+    ruled, = rows_for({"until_ready": 0.9})
+    assert fixed.stoppable_s == 0 and "at most" not in fixed.note
+    # at most every step; at its first curve point a quarter of them (50 of 200 steps, one evaluation)
+    assert ruled.stoppable_s > 0 and "at most: 200 steps" in ruled.note
+    assert 0.15 * ruled.train_s < ruled.train_s - ruled.stoppable_s < 0.4 * ruled.train_s
+    assert "if every stopping rule (1 cell(s), costed at their most)" in total_line([ruled])
+
+
 @pytest.mark.parametrize("change, message", [
     ({"model": "not-a-model"}, "unknown model 'not-a-model'"),
     ({"datasets": [{"name": "x", "path": "no/such/dataset"}]}, "no such directory"),
@@ -161,7 +183,7 @@ def test_the_total_gives_the_stopping_rules_at_most_and_at_their_first_check():
             CellEstimate("d", 10, False, train_s=None, test_s=None, note="not calibrated")]
     line = total_line(rows)
     assert "to run: 3 of 4 cells; estimated total ~52 min one after another at most" in line
-    assert "~12 min if every stopping rule (1 cell(s), costed at max_epochs) stops at its first check" in line
+    assert "~12 min if every stopping rule (1 cell(s), costed at their most) stops at its first check" in line
     assert "longest cell ~51 min at most" in line and line.endswith("1 cell(s) not estimated")
     plain = total_line([rows[0]])
     assert "at most" not in plain and "stopping rule" not in plain

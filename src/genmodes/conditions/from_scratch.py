@@ -113,8 +113,15 @@ def estimate(settings: Settings, cost: Any) -> StageCost:
         return StageCost(note="shares a model built by an earlier cell")
     splits = {q.split for q in ds.questions}
     per_q = cost.scoring() / max(1, len(ds.questions))
-    evals = settings.steps // settings.eval_every * min(settings.eval_questions * len(splits), len(ds.questions)) * per_q
-    return StageCost(train_s=settings.steps * step_s + evals)
+    per_eval = min(settings.eval_questions * len(splits), len(ds.questions)) * per_q
+    train_s = settings.steps * step_s + settings.steps // settings.eval_every * per_eval
+    if settings.until_ready is None:
+        return StageCost(train_s=train_s)
+    # the stopping rule ends training at a curve point: at most `steps`, at the least the first point
+    first = min(settings.eval_every, settings.steps) * step_s + per_eval
+    return StageCost(train_s=train_s, stoppable_s=max(0.0, train_s - first),
+                     note=f"at most: {settings.steps} steps, stops at the first curve point (every "
+                          f"{settings.eval_every}) where recall and the ladder reach {settings.until_ready:g}")
 
 
 def _time_steps(settings: Settings, tok: Any, ds: Dataset, cost: Any, key: str) -> tuple[float, Any]:

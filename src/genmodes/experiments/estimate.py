@@ -652,7 +652,7 @@ def total_line(rows: list[CellEstimate]) -> str:
     line = f"to run: {len(todo)} of {len(rows)} cells; estimated total ~{_human(total)} one after another"
     if ruled:
         first = sum(r.first_check_s for r in known)
-        line += (f" at most, ~{_human(first)} if every stopping rule ({len(ruled)} cell(s), costed at max_epochs) "
+        line += (f" at most, ~{_human(first)} if every stopping rule ({len(ruled)} cell(s), costed at their most) "
                  f"stops at its first check; longest cell ~{_human(longest)} at most, the least a cluster can take")
     else:
         line += f" (longest cell ~{_human(longest)}, the least a cluster can take)"

@@ -105,7 +105,8 @@ RECALL_SPLITS = ["seen", "seen_in_context"]
 
 class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
-                       "repeat_reversed", "real_code_drills", "real_code_episodes")
+                       "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form",
+                       "fresh_distinct")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
@@ -117,6 +118,10 @@ class CodebookConfig(FamilyConfig):
     p_definition_in_sequence: float = Field(0.2, ge=0.0, le=1.0)
     definition_form: Literal["code_first", "symbol_first"] = Field(
         "code_first", description="code_first: 'fop = a' (a lookup symbol -> code cannot reuse it); symbol_first: 'a = fop'")
+    encoding_form: Literal["aligned", "interleaved"] = Field(
+        "aligned", description="aligned: 'a c b -> fop klu trel' (the k-th code is the k-th symbol's, so reading a "
+        "definition also needs finding which symbol comes next); interleaved: 'a -> fop ; c -> klu ; b -> trel' "
+        "(each code right after its symbol: a definition in context is read by one lookup)")
     shuffle_definitions: bool = Field(True, description="every definition in its own random order (False: the "
                                       "seed's, whose first copy, the one in episodes and questions, is in alphabet order)")
     standalone_definitions: bool = Field(True, description="definition documents of their own (else only in episodes)")
@@ -125,6 +130,8 @@ class CodebookConfig(FamilyConfig):
     n_practice_codes: int = Field(60, ge=2)
     fresh_min_len: int | None = Field(None, ge=1, description="encoding length of practice episodes (None: min_len)")
     fresh_max_len: int | None = Field(None, ge=1, description="encoding length of practice episodes (None: max_len)")
+    fresh_distinct: bool = Field(False, description="practice episodes encode each symbol at most once, so every "
+                                 "code is read from the definition (none from earlier in the same encoding)")
     practice_questions: int = Field(0, ge=0, description="questions of the split practice_in_context (0: none)")
     targets: bool = Field(False, description="documents carry meta targets, the words `loss: targets` trains on: "
                           "the codes after '->'; in the real codebooks' definitions the word after each '=' (the "
@@ -158,6 +165,9 @@ class CodebookConfig(FamilyConfig):
                              "and its target stay out of the sequence before it, which needs one more used symbol")
         if self.n_practice_codes < self.n_symbols and self.n_fresh_episodes:
             raise ValueError(f"n_practice_codes ({self.n_practice_codes}) is below n_symbols ({self.n_symbols})")
+        if self.fresh_distinct and (self.fresh_max_len or self.max_len) > self.n_symbols:
+            raise ValueError(f"fresh_max_len ({self.fresh_max_len or self.max_len}) exceeds the {self.n_symbols} "
+                             "symbols a practice encoding with fresh_distinct uses once each")
         if self.min_len > self.max_len:
             raise ValueError(f"min_len ({self.min_len}) is above max_len ({self.max_len})")
         if self.repeat_min_len > self.repeat_max_len:
@@ -188,8 +198,17 @@ def definition_text(book: str, pairs: list[tuple[str, str]], form: str = "code_f
     return f"codebook {book} : " + " ; ".join(f"{s} = {c}" for s, c in pairs) + " ."
 
 
-def sequence_text(book: str, syms: list[str], codes: list[str]) -> str:
+def sequence_text(book: str, syms: list[str], codes: list[str], form: str = "aligned") -> str:
+    if form == "interleaved":
+        return f"encode with {book} : " + " ; ".join(f"{s} -> {c}" for s, c in zip(syms, codes))
     return f"encode with {book} : {' '.join(syms)} -> {' '.join(codes)}"
+
+
+def query_text(book: str, syms: list[str], prefix: list[str], form: str = "aligned") -> str:
+    """An encoding up to the code of its last symbol (``prefix``: the codes before it)."""
+    if form == "interleaved":
+        return f"encode with {book} : " + "".join(f"{s} -> {c} ; " for s, c in zip(syms, prefix)) + f"{syms[-1]} ->"
+    return f"encode with {book} : {' '.join(syms)} ->" + (" " + " ".join(prefix) if prefix else "")
 
 
 def generate(config: CodebookConfig, seed: int) -> Dataset:
@@ -241,7 +260,9 @@ def document_targets(doc: Document) -> list[int]:
         return list(doc.meta["targets"])
     words = doc.text.split()
     out = [] if doc.meta.get("fresh") else [i + 1 for i, w in enumerate(words) if w == "="]
-    if "->" in words:
+    if words.count("->") > 1:  # interleaved: each code right after its symbol's arrow
+        out += [i + 1 for i, w in enumerate(words) if w == "->"]
+    elif "->" in words:
         out += range(words.index("->") + 1, len(words))
     return out
 
@@ -296,7 +317,7 @@ def _sequences(config: CodebookConfig, books: list[str], maps: dict[str, dict[st
             syms = [rng.choice(used[b]) for _ in range(n)]
             trained_seqs.add((b, tuple(syms)))
             codes = [maps[b][s] for s in syms]
-            text = sequence_text(b, syms, codes)
+            text = sequence_text(b, syms, codes, config.encoding_form)
             facts = sorted({encodes(b, s, maps[b][s]) for s in syms})
             with_def = rng.random() < config.p_definition_in_sequence
             if with_def:
@@ -350,8 +371,9 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
         m = dict(pairs)
         frng.shuffle(pairs)
         n = frng.randint(config.fresh_min_len or config.min_len, config.fresh_max_len or config.max_len)
-        syms = [frng.choice(alphabet) for _ in range(n)]
-        text = definition_text(b, pairs, config.definition_form) + "\n" + sequence_text(b, syms, [m[x] for x in syms])
+        syms = frng.sample(alphabet, n) if config.fresh_distinct else [frng.choice(alphabet) for _ in range(n)]
+        text = definition_text(b, pairs, config.definition_form) + "\n" + sequence_text(b, syms, [m[x] for x in syms],
+                                                                              config.encoding_form)
         facts = sorted({defines(b, s, c) for s, c in pairs} | {encodes(b, x, m[x]) for x in syms})
         fresh_knowledge.update(facts)
         docs.append(Document(id=f"cb-fresh-{k:05d}", text=text, kind="sequence", facts=facts,
@@ -378,7 +400,7 @@ def _questions(config: CodebookConfig, seed: int, books: list[str], maps: dict[s
                 target, wrong, syms = picked
                 asked.add(syms)
                 prefix = [maps[b][s] for s in syms[:-1]]
-                query = f"encode with {b} : {' '.join(syms)} ->" + (" " + " ".join(prefix) if prefix else "")
+                query = query_text(b, list(syms), prefix, config.encoding_form)
                 context = canonical_def[b] + "\n" + query if in_context else query
                 options = [target] + wrong
                 qrng.shuffle(options)
@@ -436,7 +458,7 @@ def _practice_questions(config: CodebookConfig, seed: int, words: NonsenseWords,
         others = [s for s in alphabet if s != target and s not in wrong]
         syms = [rng.choice(others) for _ in range(rng.randint(config.min_len, config.max_len) - 1)] + [target]
         prefix = [m[s] for s in syms[:-1]]
-        query = f"encode with {b} : {' '.join(syms)} ->" + (" " + " ".join(prefix) if prefix else "")
+        query = query_text(b, syms, prefix, config.encoding_form)
         options = [target] + wrong
         rng.shuffle(options)
         knowledge.update(f for s, c in m.items() for f in (defines(b, s, c), encodes(b, s, c)))
@@ -453,6 +475,7 @@ def _practice_questions(config: CodebookConfig, seed: int, words: NonsenseWords,
 _DEF = re.compile(r"codebook (\S+) : ((?:\S+ = \S+(?: ; )?)+) \.")
 _SYMBOL = re.compile(r"[a-z]")  # input symbols are single letters; code words are longer
 _SEQ = re.compile(r"encode with (\S+) : ((?:\S+ )*\S+) -> ((?:\S+ )*\S+)")
+_SEQ_INTERLEAVED = re.compile(r"encode with (\S+) : (\S+ -> \S+(?: ; \S+ -> \S+)*)")
 
 
 def parse_statements(text: str) -> list[Fact]:
@@ -466,6 +489,9 @@ def parse_statements(text: str) -> list[Fact]:
                 if not _SYMBOL.fullmatch(s):  # code_first form
                     s, c = c, s
                 facts.append(defines(m.group(1), s, c))
+        elif m := _SEQ_INTERLEAVED.fullmatch(line):
+            pairs = [p.split(" -> ") for p in m.group(2).split(" ; ")]
+            facts.extend(encodes(m.group(1), s, c) for s, c in pairs)
         elif m := _SEQ.fullmatch(line):
             syms, codes = m.group(2).split(), m.group(3).split()
             if len(syms) == len(codes):
@@ -492,7 +518,8 @@ def oracle_augmentations(ds: Dataset) -> list[Document]:
                 syms[rng.randrange(n)] = s
                 if (b, tuple(syms)) in asked:
                     continue
-                out.append(Document(id=f"cb-aug-{b}-{s}-{made}", text=sequence_text(b, syms, [m[x] for x in syms]),
+                out.append(Document(id=f"cb-aug-{b}-{s}-{made}", text=sequence_text(b, syms, [m[x] for x in syms],
+                                                                                  cfg.encoding_form),
                                     kind="augmentation", facts=sorted({encodes(b, x, m[x]) for x in syms}),
                                     meta={"codebook": b, "symbol": s}))
                 made += 1
