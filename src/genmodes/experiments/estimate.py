@@ -421,11 +421,12 @@ class CellCost:
     def generation_batch(self, prompts: Sequence[str], batch_size: int, new_tokens: int, temperature: float = 0.0,
                          prefix: str = "") -> float:
         """Seconds of one batch of a stage's own generation, timed on the configured model at its
-        shape: ``batch_size`` of ``prompts`` (spread over them) after ``prefix``, greedy or sampled at
-        ``temperature``, every row decoding ``new_tokens`` tokens. A batch decodes until its longest
-        row ends, so it is timed at the budget (the configured model's own rows may stop sooner than
-        the trained model's will). Timed once per shape."""
-        picks = tuple(prompts[i * len(prompts) // batch_size] for i in range(batch_size)) if prompts else ("",)
+        shape: ``batch_size`` of ``prompts`` (spread over them; all of them where fewer) after
+        ``prefix``, greedy or sampled at ``temperature``, every row decoding ``new_tokens`` tokens. A
+        batch decodes until its longest row ends, so it is timed at the budget (the configured model's
+        own rows may stop sooner than the trained model's will). Timed once per shape."""
+        n = min(batch_size, len(prompts))
+        picks = tuple(prompts[i * len(prompts) // n] for i in range(n)) if prompts else ("",)
         key = ("generation batch", picks, new_tokens, temperature, prefix)
         return self.memo(key, lambda: self._time_generation_batch(list(picks), new_tokens, temperature, prefix))
 
