@@ -435,3 +435,20 @@ def test_distinct_practice_encodings_read_every_code_from_the_definition():
     assert len(lengths) > 1
     with pytest.raises(DataError, match="fresh_max_len"):
         make_dataset("codebook", 0, {**INTERLEAVED, "fresh_distinct": True, "fresh_max_len": 13})
+
+
+def test_drill_symbols_put_the_input_symbols_in_practice_drills_only():
+    cfg = {**INTERLEAVED, "real_code_drills": 0.3, "n_repeats": 200}
+    plain = make_dataset("codebook", 0, cfg)
+    ds = make_dataset("codebook", 0, {**cfg, "drill_symbols": True})
+    letters = set("abcdefghijkl")
+    drills = [d for d in ds.documents if d.kind == "repeat"]
+    with_symbols = [d for d in drills if set(d.text.split()) & letters]
+    assert with_symbols and not any(d.meta.get("real_words") for d in with_symbols)
+    assert any(d.meta.get("real_words") for d in drills)
+    for d in drills:
+        words = d.text.split()
+        n = len(words) // 2
+        assert words[n:] in (words[:n], words[:n][::-1])
+    assert not any(set(d.text.split()) & letters for d in plain.documents if d.kind == "repeat")
+    assert [d.text for d in ds.documents if d.kind != "repeat"] == [d.text for d in plain.documents if d.kind != "repeat"]

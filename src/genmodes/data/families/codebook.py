@@ -106,7 +106,7 @@ RECALL_SPLITS = ["seen", "seen_in_context"]
 class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
                        "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form",
-                       "fresh_distinct")
+                       "fresh_distinct", "drill_symbols")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
@@ -145,6 +145,9 @@ class CodebookConfig(FamilyConfig):
     repeat_max_len: int = Field(12, ge=1)
     repeat_reversed: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills whose second run is "
                                    "the first reversed")
+    drill_symbols: bool = Field(False, description="drills over practice code words draw from the input symbols "
+                                "too, so matching a symbol with its earlier copy (the key of a definition's lookup) "
+                                "is practised, not only copying code words")
     real_code_drills: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills over the real "
                                     "codebooks' code words (rebound among them each epoch), so reading the context is "
                                     "practised on the words a latent use must output")
@@ -225,7 +228,8 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     real_codes = [c for b in books for c in maps[b].values()]
     practice_books, practice_codes, fresh_knowledge = _fresh_episodes(config, seed, words, alphabet, docs, real_codes)
     docs += repeat_documents(config.n_repeats, random.Random(f"codebook-{seed}-repeats"),
-                             _drill_pool(config, seed, practice_codes, real_codes),
+                             _drill_pool(config, seed, practice_codes + (alphabet if config.drill_symbols else []),
+                                         real_codes),
                              config.repeat_min_len, config.repeat_max_len, config.repeat_reversed, "cb-drill-")
     if config.targets:
         for d in docs:
@@ -339,8 +343,9 @@ def _sequences(config: CodebookConfig, books: list[str], maps: dict[str, dict[st
 
 
 def _drill_pool(config: CodebookConfig, seed: int, practice_codes: list[str], real_codes: list[str]) -> Any:
-    """The drills' word pool: the practice code words, or for a ``real_code_drills`` share (drawn from a
-    stream of its own, so the default leaves every drill as it was) the real codebooks' code words."""
+    """The drills' word pool: the practice code words (with ``drill_symbols`` the input symbols too), or for
+    a ``real_code_drills`` share (drawn from a stream of its own, so the default leaves every drill as it
+    was) the real codebooks' code words."""
     if not config.real_code_drills:
         return practice_codes
     prng = random.Random(f"codebook-{seed}-drill-pools")
