@@ -45,6 +45,9 @@ P.add_argument("--min-pairs", type=int, default=None, help="practice definitions
 P.add_argument("--arrow", default="->", help="the interleaved encoding's word between a symbol and its code")
 P.add_argument("--distinct", action="store_true", help="practice encodings use each symbol at most once (every "
                "code is then read from the definition, none from earlier in the encoding)")
+P.add_argument("--symbol-pool", type=int, default=0, help="symbols drawn from a pool of this many (0: the "
+               "shared alphabet); each definition maps --symbols of them")
+P.add_argument("--drill-symbols", action="store_true", help="drills draw from the symbols as well as the codes")
 P.add_argument("--max-pairs", type=int, default=None, help="at most this many mappings per practice definition")
 P.add_argument("--eval-pairs", type=int, default=4, help="also evaluate on new codebooks of this many mappings")
 P.add_argument("--repeat-share", type=float, default=0.0, help="share of rows that are repeat drills: runs of "
@@ -63,10 +66,11 @@ a = P.parse_args()
 torch.manual_seed(a.seed)
 
 alphabet = list(string.ascii_lowercase[: a.symbols])
+pool_syms = [f"s{n}" for n in range(a.symbol_pool)]
 codes = [f"c{n}" for n in range(a.codes)]
 books = [f"b{n}" for n in range(a.books)]
 eval_books = [f"e{n}" for n in range(a.n_eval)]
-vocab = sorted(set(alphabet) | set(codes) | set(books) | set(eval_books)
+vocab = sorted(set(alphabet) | set(pool_syms) | set(codes) | set(books) | set(eval_books)
                | {"codebook", ":", "=", ";", ".", "encode", "with", "->"})
 tok = scratch.build_tokenizer(vocab)
 ids = {w: tok.convert_tokens_to_ids(w) for w in vocab}
@@ -100,7 +104,8 @@ def encoding(book: str, syms: list[str], m: dict[str, str]) -> tuple[list[str], 
 
 def episode(rng: random.Random) -> tuple[list[int], list[int]]:
     book = rng.choice(books)
-    letters = alphabet if a.min_pairs is None else rng.sample(alphabet, rng.randint(a.min_pairs, a.max_pairs or a.symbols))
+    base = rng.sample(pool_syms, a.symbols) if pool_syms else alphabet
+    letters = base if a.min_pairs is None else rng.sample(base, rng.randint(a.min_pairs, a.max_pairs or a.symbols))
     m = dict(zip(letters, rng.sample(codes, len(letters))))
     d = definition(book, m, rng, rng.random() < a.symbol_first)
     n = rng.randint(a.min_len, a.max_len)
@@ -114,7 +119,8 @@ def episode(rng: random.Random) -> tuple[list[int], list[int]]:
 
 
 def drill(rng: random.Random) -> tuple[list[int], list[int]]:
-    seq = [ids[w] for w in rng.sample(codes, rng.randint(a.repeat_min, a.repeat_len))]
+    pool = codes + (pool_syms or alphabet) if a.drill_symbols else codes
+    seq = [ids[w] for w in rng.sample(pool, rng.randint(a.repeat_min, a.repeat_len))]
     second = seq[::-1] if rng.random() < a.reverse_repeat else seq
     return seq + second, [0] * len(seq) + [0] + [1] * (len(seq) - 1)
 
@@ -147,7 +153,7 @@ def eval_items(n_pairs: int):
     rng = random.Random(f"cbprobe-eval-{n_pairs}")
     items = []
     for book in eval_books:
-        letters = rng.sample(alphabet, n_pairs)
+        letters = rng.sample(pool_syms or alphabet, n_pairs)
         m = dict(zip(letters, rng.sample(codes, n_pairs)))
         d = definition(book, m, rng)
         target = rng.choice(letters)
