@@ -282,8 +282,9 @@ def test_thoughts_are_costed_for_what_each_mode_generates(tmp_path):
     # scoring: the same questions after the same prompt, longer with a thought in the slot
     assert costs["empty"][0].score_s < costs["think"][0].score_s
     assert costs["empty"][0].score_s < costs["oracle"][0].score_s
-    # the budget is what a batch decodes: 64 tokens cost more than 6, on as many batches
-    assert costs["long"][0].test_s > 3 * cost.test_s
+    # the budget is what a batch decodes: 64 tokens cost more than 6, on as many batches (each timed
+    # on its own under the machine's load of the moment, so only the order is asserted)
+    assert costs["long"][1][0][2] == 64 and costs["long"][0].test_s > cost.test_s
 
 
 def test_a_warm_started_thought_is_expected_at_the_drills_length(tmp_path):
