@@ -41,6 +41,7 @@ from pydantic import Field, model_validator
 from genmodes.conditions.base import Built, CellContext, Info as _Record, StageCheck, StageCost, Timer, write_json_atomic
 from genmodes.conditions.finetune import (Info as FinetuneInfo, Settings as FinetuneSettings, train_on_texts,
                                           training_documents)
+from genmodes.conditions.finetune import stopping_rule_run  # noqa: F401 - its hook: finetune's
 from genmodes.conditions.in_context import model_context_length, select_documents
 from genmodes.data.families import get_family
 from genmodes.data.text import split_sentences
@@ -679,10 +680,6 @@ def report_sections(view: Any) -> list[tuple]:
 
     return _audit_section(view) + _verification_section(view) + stopping_rule_section(view)
 
-
-def stopping_rule_run(info: Info) -> Info | None:
-    """The augmented fine-tune, where it trained under a stopping rule."""
-    return info if info.until_recall is not None else None
 
 
 def _audit_section(view: Any) -> list[tuple]:

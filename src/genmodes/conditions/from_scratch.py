@@ -146,7 +146,7 @@ def _time_steps(settings: Settings, tok: Any, ds: Dataset, cost: Any, key: str) 
     # training packs every epoch anew (shuffled, practice rebound), which the difference above cancels:
     # one epoch's packing, spread over its steps
     quiet = settings.model_copy(update={"curriculum_steps": 0})
-    packer, _ = scratch._packers(tok, texts, quiet, 0, **{k: roles[k] for k in ("early", "targets", "fresh", "pools")})
+    packer, _ = scratch._packers(tok, texts, quiet, 0, **roles)
     rows = []
     pack_s = cost.timed(lambda: rows.extend(packer._pack(1)))
     step_s += pack_s / max(1.0, len(rows) / settings.batch_size)

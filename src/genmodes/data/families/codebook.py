@@ -208,10 +208,9 @@ def sequence_text(book: str, syms: list[str], codes: list[str], form: str = "ali
 
 
 def query_text(book: str, syms: list[str], prefix: list[str], form: str = "aligned") -> str:
-    """An encoding up to the code of its last symbol (``prefix``: the codes before it)."""
-    if form == "interleaved":
-        return f"encode with {book} : " + "".join(f"{s} -> {c} ; " for s, c in zip(syms, prefix)) + f"{syms[-1]} ->"
-    return f"encode with {book} : {' '.join(syms)} ->" + (" " + " ".join(prefix) if prefix else "")
+    """An encoding up to the code of its last symbol (``prefix``: the codes before it): the whole
+    encoding with that code cut off."""
+    return sequence_text(book, syms, prefix + ["?"], form).rsplit(" ", 1)[0]
 
 
 def generate(config: CodebookConfig, seed: int) -> Dataset:
