@@ -446,8 +446,9 @@ class CellCost:
         """A text of about ``tokens`` tokens of the cell's tokenizer: what a thought not yet written
         costs to score or train on."""
         tok = self.tokenizer
-        word = tok(" the", add_special_tokens=False).input_ids[:1]
-        return tok.decode(word * max(0, round(tokens))).strip()
+        n = max(0, round(tokens))
+        word = tok(" the", add_special_tokens=False).input_ids  # one token or several (a byte-level vocabulary)
+        return tok.decode((word * (n // max(1, len(word)) + 1))[:n]).strip()
 
     def grpo_step(self, rl: Any) -> float:
         return self._est.grpo_step(rl)
