@@ -386,6 +386,36 @@ def test_practice_over_the_real_codebooks_code_words_is_rebound_among_them(pract
         make_dataset("codebook", 0, {**SMALL, "real_code_drills": 0.5})
 
 
+def test_practice_episodes_can_define_a_known_codebooks_name_over_practice_words(practice):
+    """real_name_episodes: a share of practice episodes defines a real codebook's name with a new
+    mapping over the practice code words (so a definition in context is read even where the name is
+    known), never a real code word; the name is rebound among the real names each epoch, the episodes
+    wait for the curriculum's second part, and everything else is drawn as without them."""
+    from genmodes.conditions.from_scratch import _document_roles
+
+    d = make_dataset("codebook", 0, {**PRACTICE, "real_name_episodes": 0.5})
+    books = list(d.meta["codebooks"])
+    real_codes = {c for info in d.meta["codebooks"].values() for c in info["map"].values()}
+    named = [x for x in d.documents if x.meta.get("real_name")]
+    assert 0 < len(named) < 30 and d.meta["rebind_pools"][-1] == books
+    for x in named:
+        assert x.meta["codebook"] in books and x.text.split()[1] == x.meta["codebook"]
+        assert x.meta["fresh"] and x.meta["real_words"]
+        words = set(x.text.split())
+        assert not words & real_codes and words & set(d.meta["rebind_pools"][1])
+        # its own mapping, not the real one: the codes it uses are practice words
+        assert _targets_words(x) and set(_targets_words(x)) <= set(d.meta["rebind_pools"][1])
+    roles = _document_roles(d, d.documents)
+    assert not any(roles["early"][i] for i, x in enumerate(d.documents) if x.meta.get("real_name"))
+    unnamed = [x.text for x in d.documents if not x.meta.get("real_name")]
+    same = [x.text for x, y in zip(practice.documents, d.documents) if not y.meta.get("real_name")]
+    assert unnamed == same  # the other episodes, the drills and the real codebooks are unchanged
+    assert [q.to_json() for q in d.questions] == [q.to_json() for q in practice.questions]
+    assert "real_name_episodes" not in practice.config
+    with pytest.raises(DataError, match="real_name_episodes"):
+        make_dataset("codebook", 0, {**SMALL, "real_name_episodes": 0.5})
+
+
 # ------------------------------------------------------------------------------ interleaved encodings
 
 INTERLEAVED = {**PRACTICE, "encoding_form": "interleaved"}

@@ -314,3 +314,6 @@ def test_a_warm_started_thought_is_expected_at_the_drills_length(tmp_path):
     assert expected_thought_tokens(ds, tok, 200, warm_start=True) == pytest.approx(sum(lengths) / len(lengths))
     assert expected_thought_tokens(ds, tok, 200, warm_start=False) == 200
     assert expected_thought_tokens(ds, tok, 2, warm_start=True) == 2
+    # two-topic drills: the thought goes on to a second subject's facts, so it is expected longer
+    two = expected_thought_tokens(ds, tok, 10 ** 4, warm_start="two_topics")
+    assert two > expected_thought_tokens(ds, tok, 10 ** 4, warm_start="answer") * 1.5

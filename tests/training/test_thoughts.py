@@ -90,3 +90,38 @@ def test_answer_drills_ask_a_trained_fact_after_recalling_its_subject(ds):
         asked = fam.parse_statements(answer)
         assert len(asked) == 1 and asked[0] in d.facts and answer.startswith(stem)
     assert recall_drills(ds, form="none") == []
+
+
+def test_two_topic_drills_recall_a_second_subject_drawn_at_random(ds):
+    """The thought of a two-topic drill states its topic's facts, then every fact of one other
+    subject; the second subject is drawn over all the others (seeded), so it names no link a question
+    needs; the question is still one of the first topic's facts."""
+    from genmodes.training.thoughts import ANSWER_CUE, RECALL_INSTRUCTION, THOUGHT_LEAD
+
+    fam = get_family(ds.family)
+    trained = {f for d in ds.documents for f in d.facts}
+    drills = recall_drills(ds, form="two_topics", seed=0)
+    assert drills and drills == recall_drills(ds, form="two_topics", seed=0)
+    assert [d.meta["topic"] for d in drills] == [d.meta["topic"] for d in recall_drills(ds, form="answer", seed=0)]
+    seconds = [d.meta["second_topic"] for d in drills]
+    assert len(set(seconds)) > len(drills) // 4  # spread over the subjects, not one favourite
+    for d in drills:
+        topic, second = d.meta["topic"], d.meta["second_topic"]
+        assert second != topic
+        stem, rest = d.text.split(" ...\n" + RECALL_INSTRUCTION + THOUGHT_LEAD + " ", 1)
+        thought, answer = rest.split(ANSWER_CUE, 1)
+        own = {f for f in trained if f.subject == topic}
+        other = {f for f in trained if f.subject == second}
+        assert set(fam.parse_statements(thought)) == set(d.facts) == own | other
+        asked = fam.parse_statements(answer)
+        assert len(asked) == 1 and asked[0] in own
+        assert "\n" not in thought
+    assert [d.meta["second_topic"] for d in recall_drills(ds, form="two_topics", seed=1)] != seconds
+
+
+def test_no_two_topic_drill_states_a_held_out_answer():
+    ds = make_dataset("semantic_structure", seed=0, overrides=SEMANTIC)
+    text = " ".join(d.text for d in recall_drills(ds, form="two_topics"))
+    for q in ds.questions:
+        if q.split in ("syllogism", "category_holdout", "reversal"):
+            assert get_family(ds.family).render_fact(q.choice_facts[q.answer]) not in text

@@ -32,8 +32,9 @@ class Settings(_Base, FinetuneSettings):
     recall_drills: DrillFormat = Field(default="none", description="also train on a recall drill per subject of "
                                        "the documents' facts, X's trained facts in the documents' wording: recall "
                                        "(after \"Recall what you know about X:\") or answer (as a thought before one of "
-                                       "them is asked): the format warm start of thinking, which says no fact a question "
-                                       "needs")
+                                       "them is asked), or two_topics (an answer drill whose thought goes on to a "
+                                       "second subject drawn at random): the format warm start of thinking, which says "
+                                       "no fact a question needs")
 
     @model_serializer(mode="wrap")
     def _without_unset_drills(self, handler: Any) -> Any:

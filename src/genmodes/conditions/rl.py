@@ -443,7 +443,7 @@ def _expert_iteration_seconds(settings: Settings, cost: Any) -> tuple[float, str
     from genmodes.training.thoughts import answer_context, expected_thought_tokens, think_prompt
 
     ei = settings.expert_iteration or ExpertIterationSettings()
-    warm = settings.finetune.recall_drills != "none"
+    warm = settings.finetune.recall_drills if settings.finetune.recall_drills != "none" else False
     qs: list[Question] = []
     thought: dict[str, str] = {}  # RL question id -> a stand-in of its dataset's expected thought
     lengths = []

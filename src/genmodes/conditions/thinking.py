@@ -169,7 +169,8 @@ def _estimated_thoughts(settings: Settings, cost: Any, think: list[Question]) ->
         return {}
     if settings.thought == "oracle":
         return {q.id: oracle_thought(cost.dataset, q) for q in think}
-    warm = bool(settings.demonstration) or warm_start_of(cost.model_settings) != "none"
+    drills = warm_start_of(cost.model_settings)
+    warm = drills if drills != "none" else bool(settings.demonstration)
     tokens = expected_thought_tokens(cost.dataset, cost.tokenizer, settings.max_thought_tokens, warm)
     per = len if settings.thought == "verify" else (lambda choices: 1)
     return {q.id: cost.stand_in(tokens * per(q.choices)) for q in think}

@@ -40,7 +40,7 @@ THOUGHT_LEAD = "\nRecall what you know about this:"
 # a recall drill: "Recall what you know about X:" then X's trained facts; the topic of a drill is the
 # subject of the facts it states
 DRILL = "Recall what you know about {topic}:"
-DrillFormat = Literal["none", "recall", "answer"]
+DrillFormat = Literal["none", "recall", "answer", "two_topics"]
 ANSWER_CUE = "\nAnswer: "
 # The stop rule: a thought is one paragraph; it ends at the first line break (or end-of-text, or
 # the token budget). The same rule cuts RL completions, so a trained thought looks like a tested one.
@@ -84,32 +84,64 @@ def recall_drills(ds: Dataset, render: Any = None, form: DrillFormat = "recall",
     thinking format: one of X's facts asked (its sentence cut before the object, drawn by ``seed``), the
     recall prompt, X's facts as the thought, the answer cue and the fact: a trained fact answered after
     recalling it, which keeps the model reading what it recalled (the question is a trained fact, never
-    an inference)."""
+    an inference). ``two_topics``: the answer drill whose thought, after X's facts, recalls the facts of
+    another subject Y drawn uniformly at random (:func:`_second_topics`): the format of a thought that
+    goes on to a second topic, without the link a question needs; which topic helps is what RL can
+    find."""
     import random
 
     render = render or _renderer(ds)
     if render is None or form == "none":
         return []
+    by_topic = _facts_by_topic(ds)
+    rng = random.Random(f"drills-{seed}")
+    seconds = _second_topics(by_topic, seed) if form == "two_topics" else {}
+    out = []
+    for i, (topic, facts) in enumerate(by_topic.items()):
+        statements = [render(f) for f in facts]
+        text = drill_text(topic, statements)
+        stated = list(facts)
+        if form in ("answer", "two_topics"):
+            f = rng.choice(facts)
+            stem = _question_stem(render(f), f)
+            if stem is None:
+                continue
+            if topic in seconds:  # the thought goes on to another subject, drawn at random
+                stated += [g for g in by_topic[seconds[topic]] if g not in stated]
+                statements += [render(g) for g in by_topic[seconds[topic]]]
+            q = Question(id="drill", split="drill", subtype="drill", context=stem, choices=[], answer=0)
+            text = answer_context(q, " ".join(statements)) + f" {f.object}."
+        out.append(Document(id=f"drill-{i:05d}", text=text, kind="drill", facts=stated,
+                            meta={"topic": topic, "format": form,
+                                  **({"second_topic": seconds[topic]} if topic in seconds else {})}))
+    return out
+
+
+def _facts_by_topic(ds: Dataset) -> dict[str, list[Fact]]:
+    """Every trained fact, by its subject, in first-seen order."""
     by_topic: dict[str, list[Fact]] = {}
     for d in ds.documents:
         for f in d.facts:
             facts = by_topic.setdefault(f.subject, [])
             if f not in facts:
                 facts.append(f)
-    rng = random.Random(f"drills-{seed}")
-    out = []
-    for i, (topic, facts) in enumerate(by_topic.items()):
-        statements = [render(f) for f in facts]
-        text = drill_text(topic, statements)
-        if form == "answer":
-            f = rng.choice(facts)
-            stem = _question_stem(render(f), f)
-            if stem is None:
-                continue
-            q = Question(id="drill", split="drill", subtype="drill", context=stem, choices=[], answer=0)
-            text = answer_context(q, " ".join(statements)) + f" {f.object}."
-        out.append(Document(id=f"drill-{i:05d}", text=text, kind="drill", facts=list(facts),
-                            meta={"topic": topic, "format": form}))
+    return by_topic
+
+
+def _second_topics(by_topic: dict[str, list[Fact]], seed: int) -> dict[str, str]:
+    """Per topic X, the subject a ``two_topics`` drill recalls after X's facts: drawn uniformly among
+    all other subjects, so the drills teach that a thought may go on to another subject without
+    saying which one (a subject linked to X, such as its category, comes up as often as any other:
+    which topic helps a question is left to RL)."""
+    import random
+
+    rng = random.Random(f"drills-second-topic-{seed}")
+    topics = list(by_topic)
+    out: dict[str, str] = {}
+    for t in topics:
+        others = [u for u in topics if u != t]
+        if others:
+            out[t] = rng.choice(others)
     return out
 
 
@@ -132,16 +164,22 @@ def demonstration(ds: Dataset, k: int = 2, seed: int = 0, render: Any = None) ->
     return "".join(d.text + "\n\n" for d in picks)
 
 
-def expected_thought_tokens(ds: Dataset, tokenizer: Any, budget: int, warm_start: bool) -> float:
+def expected_thought_tokens(ds: Dataset, tokenizer: Any, budget: int, warm_start: bool | str) -> float:
     """What a dry run takes a thought on ``ds`` to be, in tokens, before any thought exists. A model
     given a format warm start (recall drills in its fine-tune, or a demonstration) writes thoughts in
-    the drills' form, ended by the stop rule: the mean length of ``ds``'s drill recollections, each
-    capped at ``budget``. Without one, or where the family cannot write its facts: the budget (the
-    most a thought can be)."""
-    drills = recall_drills(ds) if warm_start else []
-    if not drills:
+    the drills' form, ended by the stop rule: the mean length of ``ds``'s drill recollections (with
+    ``warm_start="two_topics"`` both topics' facts), each capped at ``budget``. Without one, or where
+    the family cannot write its facts: the budget (the most a thought can be)."""
+    render = _renderer(ds) if warm_start else None
+    if render is None:
         return float(budget)
-    lengths = [thought_tokens(tokenizer, d.text[len(DRILL.format(topic=d.meta["topic"])):]) for d in drills]
+    by_topic = _facts_by_topic(ds)
+    seconds = _second_topics(by_topic, ds.seed) if warm_start == "two_topics" else {}
+    lengths = [thought_tokens(tokenizer, " ".join(render(f) for f in facts + (by_topic[seconds[t]] if t in seconds
+                                                                             else [])))
+               for t, facts in by_topic.items()]
+    if not lengths:
+        return float(budget)
     return sum(min(budget, n) for n in lengths) / len(lengths)
 
 

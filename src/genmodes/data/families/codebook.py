@@ -106,7 +106,7 @@ RECALL_SPLITS = ["seen", "seen_in_context"]
 class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
                        "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form",
-                       "fresh_distinct", "drill_symbols")
+                       "fresh_distinct", "drill_symbols", "real_name_episodes")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
@@ -154,6 +154,11 @@ class CodebookConfig(FamilyConfig):
     real_code_episodes: float = Field(0.0, ge=0.0, le=1.0, description="share of practice episodes whose code words "
                                       "are the real codebooks' (a practice codebook's random mapping over them, "
                                       "rebound each epoch)")
+    real_name_episodes: float = Field(0.0, ge=0.0, le=1.0, description="share of practice episodes that define a "
+                                      "real codebook's name with a new random mapping over the practice code words "
+                                      "(the name rebound among the real ones each epoch): a definition in context is "
+                                      "read even for a codebook the parameters know, as the relations' stories do "
+                                      "for known entities, without practice copying a real code word")
     questions_per_codebook: int = Field(20, ge=1, description="per split")
     n_choices: int = Field(4, ge=2)
 
@@ -182,6 +187,8 @@ class CodebookConfig(FamilyConfig):
             raise ValueError("real_code_drills needs n_repeats and real_code_episodes n_fresh_episodes")
         if self.real_code_episodes and self.n_codebooks * self.n_symbols < self.n_symbols * 2:
             raise ValueError("real_code_episodes needs at least two codebooks' code words")
+        if self.real_name_episodes and not self.n_fresh_episodes:
+            raise ValueError("real_name_episodes needs n_fresh_episodes")
         if self.rebind_practice and not (self.n_fresh_episodes or self.n_repeats):
             raise ValueError("rebind_practice needs practice to rebind: set n_fresh_episodes or n_repeats")
         return self
@@ -225,7 +232,8 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     docs, def_ids, canonical_def = _definitions(config, books, maps, rng, drng)
     trained_seqs = _sequences(config, books, maps, used, canonical_def, rng, drng, docs, def_ids)
     real_codes = [c for b in books for c in maps[b].values()]
-    practice_books, practice_codes, fresh_knowledge = _fresh_episodes(config, seed, words, alphabet, docs, real_codes)
+    practice_books, practice_codes, fresh_knowledge = _fresh_episodes(config, seed, words, alphabet, docs, real_codes,
+                                                                      books)
     docs += repeat_documents(config.n_repeats, random.Random(f"codebook-{seed}-repeats"),
                              _drill_pool(config, seed, practice_codes + (alphabet if config.drill_symbols else []),
                                          real_codes),
@@ -241,6 +249,8 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     pools = [p for p in (practice_books, practice_codes) if p] if config.rebind_practice else []
     if config.rebind_practice and (config.real_code_drills or config.real_code_episodes):
         pools.append(real_codes)  # only documents marked fresh are rebound: real definitions stay as they are
+    if config.rebind_practice and config.real_name_episodes:
+        pools.append(list(books))  # a real name in a practice episode is rebound among the real names
     return Dataset(
         family="codebook", config=config.model_dump(), seed=seed, documents=docs, questions=questions,
         knowledge=knowledge,
@@ -357,7 +367,8 @@ def _drill_pool(config: CodebookConfig, seed: int, practice_codes: list[str], re
 
 
 def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alphabet: list[str],
-                    docs: list[Document], real_codes: list[str]) -> tuple[list[str], list[str], set[Fact]]:
+                    docs: list[Document], real_codes: list[str],
+                    books: list[str]) -> tuple[list[str], list[str], set[Fact]]:
     """Fresh episodes, appended to ``docs``: a practice codebook with a new random mapping in every
     episode, defined and then used for any symbol, so its encoding can only be read from the definition
     in context. From their own word and random streams: the real codebooks stay the same with or
@@ -367,10 +378,14 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
     practice_codes = words.take(config.n_practice_codes) if config.n_fresh_episodes or config.n_repeats else []
     frng = random.Random(f"codebook-{seed}-fresh")
     rrng = random.Random(f"codebook-{seed}-fresh-real")  # its own stream: the default leaves episodes as they were
+    nrng = random.Random(f"codebook-{seed}-fresh-real-name")  # likewise
     fresh_knowledge: set[Fact] = set()
     for k in range(config.n_fresh_episodes):
         b = frng.choice(practice_books)
         real = bool(config.real_code_episodes) and rrng.random() < config.real_code_episodes
+        named = bool(config.real_name_episodes) and nrng.random() < config.real_name_episodes
+        if named:  # a known codebook's name over a new mapping (its practice words, never a real code word)
+            b, real = nrng.choice(books), False
         pairs = list(zip(alphabet, frng.sample(real_codes if real else practice_codes, config.n_symbols)))
         m = dict(pairs)
         frng.shuffle(pairs)
@@ -382,7 +397,8 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
         fresh_knowledge.update(facts)
         docs.append(Document(id=f"cb-fresh-{k:05d}", text=text, kind="sequence", facts=facts,
                              meta={"codebook": b, "with_definition": True, "fresh": True,
-                                   **({"real_words": True} if real else {})}))
+                                   **({"real_words": True} if real or named else {}),
+                                   **({"real_name": True} if named else {})}))
     return practice_books, practice_codes, fresh_knowledge
 
 
