@@ -416,6 +416,32 @@ def test_practice_episodes_can_define_a_known_codebooks_name_over_practice_words
         make_dataset("codebook", 0, {**SMALL, "real_name_episodes": 0.5})
 
 
+def test_known_name_questions_are_a_second_rung_read_from_the_context_alone(practice):
+    """known_name_in_context: a real codebook's name defined in the context with a new mapping over
+    the practice code words; the answer is the definition's code for the asked symbol, no option is a
+    real code word, and the split is a calibration rung beside practice_in_context. Its mappings are
+    not knowledge (they contradict the real ones), so the audit finds nothing to flag."""
+    from genmodes.data.audit import audit_dataset
+
+    d = make_dataset("codebook", 0, {**PRACTICE, "real_name_episodes": 0.5, "known_name_questions": 8})
+    assert d.meta["calibration_splits"] == {"practice_in_context": 0.9, "known_name_in_context": 0.9}
+    books = set(d.meta["codebooks"])
+    real_codes = {c for info in d.meta["codebooks"].values() for c in info["map"].values()}
+    qs = d.split("known_name_in_context")
+    assert len(qs) == 8
+    for q in qs:
+        definition, query = q.context.split("\n")
+        assert q.meta["codebook"] in books and definition.split()[1] == q.meta["codebook"]
+        mapping = {sym: code for code, sym in re.findall(r"(\S+) = (\S+)", definition)}
+        assert q.choices[q.answer] == " " + mapping[q.meta["symbol"]] and q.meta["sequence"][-1] == q.meta["symbol"]
+        assert query.startswith(f"encode with {q.meta['codebook']} :")
+        assert not {c.strip() for c in q.choices} & real_codes and not q.choice_facts
+    assert audit_dataset(d, baselines=False).violations == []
+    # the other questions are drawn as without the rung
+    assert [q.to_json() for q in d.questions if q.split != "known_name_in_context"] == \
+        [q.to_json() for q in make_dataset("codebook", 0, {**PRACTICE, "real_name_episodes": 0.5}).questions]
+
+
 # ------------------------------------------------------------------------------ interleaved encodings
 
 INTERLEAVED = {**PRACTICE, "encoding_form": "interleaved"}

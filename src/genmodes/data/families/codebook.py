@@ -106,7 +106,7 @@ RECALL_SPLITS = ["seen", "seen_in_context"]
 class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
                        "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form",
-                       "fresh_distinct", "drill_symbols", "real_name_episodes")
+                       "fresh_distinct", "drill_symbols", "real_name_episodes", "known_name_questions")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
@@ -133,6 +133,10 @@ class CodebookConfig(FamilyConfig):
     fresh_distinct: bool = Field(False, description="practice episodes encode each symbol at most once, so every "
                                  "code is read from the definition (none from earlier in the same encoding)")
     practice_questions: int = Field(0, ge=0, description="questions of the split practice_in_context (0: none)")
+    known_name_questions: int = Field(0, ge=0, description="questions of the split known_name_in_context (0: none): "
+                                      "a real codebook's name defined in the context with a new mapping over the "
+                                      "practice code words, so only reading answers it although the parameters know "
+                                      "the name; the calibration ladder's second rung")
     targets: bool = Field(False, description="documents carry meta targets, the words `loss: targets` trains on: "
                           "the codes after '->'; in the real codebooks' definitions the word after each '=' (the "
                           "parameters determine it); practice episodes only their codes after '->'")
@@ -187,8 +191,8 @@ class CodebookConfig(FamilyConfig):
             raise ValueError("real_code_drills needs n_repeats and real_code_episodes n_fresh_episodes")
         if self.real_code_episodes and self.n_codebooks * self.n_symbols < self.n_symbols * 2:
             raise ValueError("real_code_episodes needs at least two codebooks' code words")
-        if self.real_name_episodes and not self.n_fresh_episodes:
-            raise ValueError("real_name_episodes needs n_fresh_episodes")
+        if (self.real_name_episodes or self.known_name_questions) and not self.n_fresh_episodes:
+            raise ValueError("real_name_episodes and known_name_questions need n_fresh_episodes (practice code words)")
         if self.rebind_practice and not (self.n_fresh_episodes or self.n_repeats):
             raise ValueError("rebind_practice needs practice to rebind: set n_fresh_episodes or n_repeats")
         return self
@@ -244,6 +248,13 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     questions = _questions(config, seed, books, maps, used, latent, def_ids, canonical_def, trained_seqs)
     if config.practice_questions:
         fresh_knowledge |= _practice_questions(config, seed, words, alphabet, practice_codes, questions)
+    if config.known_name_questions:
+        krng = random.Random(f"codebook-{seed}-known-name-questions")
+        named = [krng.choice(books) for _ in range(config.known_name_questions)]
+        # a real name's new mapping is not knowledge (it contradicts the real one, and the questions of a
+        # name contradict each other): these questions carry no facts, only their context's reading
+        _reading_questions(config, krng, named, alphabet, practice_codes, questions, "known_name_in_context",
+                           with_facts=False)
     knowledge = sorted({f for b in books for s, c in maps[b].items() for f in (defines(b, s, c), encodes(b, s, c))}
                        | fresh_knowledge)
     pools = [p for p in (practice_books, practice_codes) if p] if config.rebind_practice else []
@@ -256,7 +267,9 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
         knowledge=knowledge,
         meta={"recall_splits": RECALL_SPLITS,
               # the calibration ladder: reading a never-trained codebook's definition (gates retrieval)
-              **({"calibration_splits": {"practice_in_context": 0.9}} if config.practice_questions else {}),
+              **({"calibration_splits": {**({"practice_in_context": 0.9} if config.practice_questions else {}),
+                                         **({"known_name_in_context": 0.9} if config.known_name_questions else {})}}
+                 if config.practice_questions or config.known_name_questions else {}),
               "entities": books + [c for b in books for c in maps[b].values()] + practice_books + practice_codes,
               "codebooks": {b: {"map": maps[b], "used": used[b], "latent": latent[b]} for b in books},
               # training may give documents marked fresh (practice episodes, drills) new practice words
@@ -394,7 +407,8 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
         text = definition_text(b, pairs, config.definition_form) + "\n" + sequence_text(b, syms, [m[x] for x in syms],
                                                                               config.encoding_form)
         facts = sorted({defines(b, s, c) for s, c in pairs} | {encodes(b, x, m[x]) for x in syms})
-        fresh_knowledge.update(facts)
+        if not named:  # a known name's new mapping contradicts its real one: not knowledge
+            fresh_knowledge.update(facts)
         docs.append(Document(id=f"cb-fresh-{k:05d}", text=text, kind="sequence", facts=facts,
                              meta={"codebook": b, "with_definition": True, "fresh": True,
                                    **({"real_words": True} if real or named else {}),
@@ -467,7 +481,16 @@ def _practice_questions(config: CodebookConfig, seed: int, words: NonsenseWords,
     except RuntimeError as e:
         raise DataError(f"codebook: bad setting 'practice_questions': {config.practice_questions} need more "
                         f"nonsense words than there are ({e})") from None
-    rng = random.Random(f"codebook-{seed}-practice-questions")
+    return _reading_questions(config, random.Random(f"codebook-{seed}-practice-questions"), books, alphabet, codes,
+                              questions, "practice_in_context")
+
+
+def _reading_questions(config: CodebookConfig, rng: random.Random, books: list[str], alphabet: list[str],
+                       codes: list[str], questions: list[Question], split: str, with_facts: bool = True) -> set[Fact]:
+    """One question of ``split`` per name in ``books``: the name defined in the context with a random
+    mapping over ``codes``, then a latent-style question about it (appended to ``questions``);
+    returns what the definitions state (``with_facts=False``: nothing, and the questions have no
+    choice facts)."""
     knowledge: set[Fact] = set()
     for b in books:
         m = dict(zip(alphabet, rng.sample(codes, config.n_symbols)))
@@ -481,12 +504,13 @@ def _practice_questions(config: CodebookConfig, seed: int, words: NonsenseWords,
         query = query_text(b, syms, prefix, config.encoding_form)
         options = [target] + wrong
         rng.shuffle(options)
-        knowledge.update(f for s, c in m.items() for f in (defines(b, s, c), encodes(b, s, c)))
+        if with_facts:
+            knowledge.update(f for s, c in m.items() for f in (defines(b, s, c), encodes(b, s, c)))
         questions.append(Question(
-            id=f"cb-practice_in_context-{len(questions):05d}", split="practice_in_context", subtype=b,
+            id=f"cb-{split}-{len(questions):05d}", split=split, subtype=b,
             context=definition_text(b, pairs, config.definition_form) + "\n" + query,
             choices=[" " + m[s] for s in options], answer=options.index(target), support=[], premises=[],
-            choice_facts=[encodes(b, target, m[s]) for s in options],
+            choice_facts=[encodes(b, target, m[s]) for s in options] if with_facts else [],
             meta={"codebook": b, "symbol": target, "sequence": syms, "latent": True, "in_context": True,
                   "practice": True}))
     return knowledge
