@@ -418,9 +418,10 @@ def test_practice_episodes_can_define_a_known_codebooks_name_over_practice_words
 
 def test_known_name_questions_are_a_second_rung_read_from_the_context_alone(practice):
     """known_name_in_context: a real codebook's name defined in the context with a new mapping over
-    the practice code words; the answer is the definition's code for the asked symbol, no option is a
-    real code word, and the split is a calibration rung beside practice_in_context. Its mappings are
-    not knowledge (they contradict the real ones), so the audit finds nothing to flag."""
+    other real codebooks' code words; the answer is the definition's code for the asked symbol, no
+    option is one of the name's own code words, and the split is a calibration rung beside
+    practice_in_context. Its mappings are not knowledge (they contradict the real ones), so the audit
+    finds nothing to flag."""
     from genmodes.data.audit import audit_dataset
 
     d = make_dataset("codebook", 0, {**PRACTICE, "real_name_episodes": 0.5, "known_name_questions": 8})
@@ -435,7 +436,8 @@ def test_known_name_questions_are_a_second_rung_read_from_the_context_alone(prac
         mapping = {sym: code for code, sym in re.findall(r"(\S+) = (\S+)", definition)}
         assert q.choices[q.answer] == " " + mapping[q.meta["symbol"]] and q.meta["sequence"][-1] == q.meta["symbol"]
         assert query.startswith(f"encode with {q.meta['codebook']} :")
-        assert not {c.strip() for c in q.choices} & real_codes and not q.choice_facts
+        own = set(d.meta["codebooks"][q.meta["codebook"]]["map"].values())
+        assert {c.strip() for c in q.choices} <= real_codes - own and not q.choice_facts
     assert audit_dataset(d, baselines=False).violations == []
     # the other questions are drawn as without the rung
     assert [q.to_json() for q in d.questions if q.split != "known_name_in_context"] == \

@@ -134,9 +134,10 @@ class CodebookConfig(FamilyConfig):
                                  "code is read from the definition (none from earlier in the same encoding)")
     practice_questions: int = Field(0, ge=0, description="questions of the split practice_in_context (0: none)")
     known_name_questions: int = Field(0, ge=0, description="questions of the split known_name_in_context (0: none): "
-                                      "a real codebook's name defined in the context with a new mapping over the "
-                                      "practice code words, so only reading answers it although the parameters know "
-                                      "the name; the calibration ladder's second rung")
+                                      "a real codebook's name defined in the context with a new mapping over other "
+                                      "real codebooks' code words, so only reading answers it although the parameters "
+                                      "know the name and the words (what a retrieved definition needs); the "
+                                      "calibration ladder's second rung")
     targets: bool = Field(False, description="documents carry meta targets, the words `loss: targets` trains on: "
                           "the codes after '->'; in the real codebooks' definitions the word after each '=' (the "
                           "parameters determine it); practice episodes only their codes after '->'")
@@ -191,8 +192,10 @@ class CodebookConfig(FamilyConfig):
             raise ValueError("real_code_drills needs n_repeats and real_code_episodes n_fresh_episodes")
         if self.real_code_episodes and self.n_codebooks * self.n_symbols < self.n_symbols * 2:
             raise ValueError("real_code_episodes needs at least two codebooks' code words")
-        if (self.real_name_episodes or self.known_name_questions) and not self.n_fresh_episodes:
-            raise ValueError("real_name_episodes and known_name_questions need n_fresh_episodes (practice code words)")
+        if self.real_name_episodes and not self.n_fresh_episodes:
+            raise ValueError("real_name_episodes needs n_fresh_episodes (practice code words)")
+        if self.known_name_questions and (self.n_codebooks - 1) * self.n_symbols < self.n_symbols:
+            raise ValueError("known_name_questions needs at least two codebooks (another's code words)")
         if self.rebind_practice and not (self.n_fresh_episodes or self.n_repeats):
             raise ValueError("rebind_practice needs practice to rebind: set n_fresh_episodes or n_repeats")
         return self
@@ -252,9 +255,13 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
         krng = random.Random(f"codebook-{seed}-known-name-questions")
         named = [krng.choice(books) for _ in range(config.known_name_questions)]
         # a real name's new mapping is not knowledge (it contradicts the real one, and the questions of a
-        # name contradict each other): these questions carry no facts, only their context's reading
-        _reading_questions(config, krng, named, alphabet, practice_codes, questions, "known_name_in_context",
-                           with_facts=False)
+        # name contradict each other): these questions carry no facts, only their context's reading.
+        # Its code words are other real codebooks' (never the name's own, which memory would answer):
+        # the rung asks what a retrieved real definition needs, copying a real code word from context
+        for b in named:
+            others = [c for c in real_codes if c not in maps[b].values()]
+            _reading_questions(config, krng, [b], alphabet, others, questions, "known_name_in_context",
+                               with_facts=False)
     knowledge = sorted({f for b in books for s, c in maps[b].items() for f in (defines(b, s, c), encodes(b, s, c))}
                        | fresh_knowledge)
     pools = [p for p in (practice_books, practice_codes) if p] if config.rebind_practice else []
