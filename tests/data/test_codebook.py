@@ -444,6 +444,33 @@ def test_known_name_questions_are_a_second_rung_read_from_the_context_alone(prac
         [q.to_json() for q in make_dataset("codebook", 0, {**PRACTICE, "real_name_episodes": 0.5}).questions]
 
 
+def test_practice_episodes_can_hold_a_distractor_definition(practice):
+    """practice_distractors: a share of practice episodes also define another practice codebook
+    (before or after their own), as a retrieved context holds the support among distractors; the
+    episode still uses its own codebook, whose codes are its only targets; the rest is drawn as
+    without them."""
+    d = make_dataset("codebook", 0, {**PRACTICE, "practice_distractors": 0.5})
+    books = set(d.meta["rebind_pools"][0])
+    two = [x for x in d.documents if x.meta.get("fresh") and x.text.count("codebook ") == 2]
+    assert 0 < len(two) < 30
+    firsts = set()
+    for x in two:
+        *defs, use = x.text.split("\n")
+        names = [t.split()[1] for t in defs]
+        own = x.meta["codebook"]
+        assert len(defs) == 2 and own in names and len(set(names)) == 2 and set(names) <= books
+        assert use.startswith(f"encode with {own} :")
+        mapping = {sym: code for code, sym in re.findall(r"(\S+) = (\S+)", defs[names.index(own)])}
+        assert _targets_words(x) == [mapping[sym] for sym in re.findall(r"(\S+) ->", use)] or \
+            _targets_words(x) == use.split("->", 1)[1].split()
+        firsts.add(names[0] == own)
+    assert firsts == {True, False}  # the distractor comes before and after
+    assert [x.text for x in d.documents if x not in two] == \
+        [x.text for x, y in zip(practice.documents, d.documents) if y not in two]
+    assert [q.to_json() for q in d.questions] == [q.to_json() for q in practice.questions]
+    assert "practice_distractors" not in practice.config
+
+
 # ------------------------------------------------------------------------------ interleaved encodings
 
 INTERLEAVED = {**PRACTICE, "encoding_form": "interleaved"}

@@ -106,7 +106,8 @@ RECALL_SPLITS = ["seen", "seen_in_context"]
 class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
                        "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form",
-                       "fresh_distinct", "drill_symbols", "real_name_episodes", "known_name_questions")
+                       "fresh_distinct", "drill_symbols", "real_name_episodes", "known_name_questions",
+                       "practice_distractors")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
@@ -164,6 +165,10 @@ class CodebookConfig(FamilyConfig):
                                       "(the name rebound among the real ones each epoch): a definition in context is "
                                       "read even for a codebook the parameters know, as the relations' stories do "
                                       "for known entities, without practice copying a real code word")
+    practice_distractors: float = Field(0.0, ge=0.0, le=1.0, description="share of practice episodes whose context "
+                                        "also holds another practice codebook's definition (before or after its "
+                                        "own), so reading finds the asked codebook's definition among several, as a "
+                                        "retrieved context holds the support among distractors")
     questions_per_codebook: int = Field(20, ge=1, description="per split")
     n_choices: int = Field(4, ge=2)
 
@@ -192,6 +197,8 @@ class CodebookConfig(FamilyConfig):
             raise ValueError("real_code_drills needs n_repeats and real_code_episodes n_fresh_episodes")
         if self.real_code_episodes and self.n_codebooks * self.n_symbols < self.n_symbols * 2:
             raise ValueError("real_code_episodes needs at least two codebooks' code words")
+        if self.practice_distractors and (not self.n_fresh_episodes or self.n_practice_books < 2):
+            raise ValueError("practice_distractors needs n_fresh_episodes and at least two practice codebooks")
         if self.real_name_episodes and not self.n_fresh_episodes:
             raise ValueError("real_name_episodes needs n_fresh_episodes (practice code words)")
         if self.known_name_questions and (self.n_codebooks - 1) * self.n_symbols < self.n_symbols:
@@ -399,6 +406,7 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
     frng = random.Random(f"codebook-{seed}-fresh")
     rrng = random.Random(f"codebook-{seed}-fresh-real")  # its own stream: the default leaves episodes as they were
     nrng = random.Random(f"codebook-{seed}-fresh-real-name")  # likewise
+    xrng = random.Random(f"codebook-{seed}-fresh-distractor")  # likewise
     fresh_knowledge: set[Fact] = set()
     for k in range(config.n_fresh_episodes):
         b = frng.choice(practice_books)
@@ -411,9 +419,14 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
         frng.shuffle(pairs)
         n = frng.randint(config.fresh_min_len or config.min_len, config.fresh_max_len or config.max_len)
         syms = frng.sample(alphabet, n) if config.fresh_distinct else [frng.choice(alphabet) for _ in range(n)]
-        text = definition_text(b, pairs, config.definition_form) + "\n" + sequence_text(b, syms, [m[x] for x in syms],
-                                                                              config.encoding_form)
+        definitions = [definition_text(b, pairs, config.definition_form)]
         facts = sorted({defines(b, s, c) for s, c in pairs} | {encodes(b, x, m[x]) for x in syms})
+        if config.practice_distractors and xrng.random() < config.practice_distractors:
+            other = xrng.choice([x for x in practice_books if x != b])
+            other_pairs = list(zip(alphabet, xrng.sample(practice_codes, config.n_symbols)))
+            definitions.insert(xrng.randrange(2), definition_text(other, other_pairs, config.definition_form))
+            facts = sorted(set(facts) | {defines(other, s, c) for s, c in other_pairs})
+        text = "\n".join(definitions) + "\n" + sequence_text(b, syms, [m[x] for x in syms], config.encoding_form)
         if not named:  # a known name's new mapping contradicts its real one: not knowledge
             fresh_knowledge.update(facts)
         docs.append(Document(id=f"cb-fresh-{k:05d}", text=text, kind="sequence", facts=facts,
