@@ -471,6 +471,21 @@ def test_practice_episodes_can_hold_a_distractor_definition(practice):
     assert "practice_distractors" not in practice.config
 
 
+def test_drills_can_copy_only_the_used_mappings_code_words(practice):
+    """real_code_drill_pool: used keeps every latent use's answer out of practice: the drills over real
+    code words copy (and are rebound among) the codes of the used mappings only."""
+    d = make_dataset("codebook", 0, {**PRACTICE, "real_code_drills": 0.5, "real_code_drill_pool": "used"})
+    info = d.meta["codebooks"]
+    latent = {info[b]["map"][x] for b in info for x in info[b]["latent"]}
+    used = {info[b]["map"][x] for b in info for x in info[b]["used"]}
+    drills = [x for x in d.documents if x.kind == "repeat" and x.meta.get("real_words")]
+    assert drills and all(set(x.text.split()) <= used for x in drills)
+    assert set(d.meta["rebind_pools"][2]) == used and not used & latent
+    with pytest.raises(DataError, match="real_code_drill_pool"):
+        make_dataset("codebook", 0, {**PRACTICE, "real_code_drills": 0.5, "real_code_episodes": 0.5,
+                                     "real_code_drill_pool": "used"})
+
+
 # ------------------------------------------------------------------------------ interleaved encodings
 
 INTERLEAVED = {**PRACTICE, "encoding_form": "interleaved"}

@@ -107,7 +107,7 @@ class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
                        "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form",
                        "fresh_distinct", "drill_symbols", "real_name_episodes", "known_name_questions",
-                       "practice_distractors")
+                       "practice_distractors", "real_code_drill_pool")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
@@ -157,6 +157,9 @@ class CodebookConfig(FamilyConfig):
     real_code_drills: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills over the real "
                                     "codebooks' code words (rebound among them each epoch), so reading the context is "
                                     "practised on the words a latent use must output")
+    real_code_drill_pool: Literal["all", "used"] = Field(
+        "all", description="the real code words real_code_drills copy: all, or used (only the codes of the mappings "
+        "training sequences use, so no practice ever copies a latent use's answer)")
     real_code_episodes: float = Field(0.0, ge=0.0, le=1.0, description="share of practice episodes whose code words "
                                       "are the real codebooks' (a practice codebook's random mapping over them, "
                                       "rebound each epoch)")
@@ -195,6 +198,9 @@ class CodebookConfig(FamilyConfig):
                              "code words a drill draws from without repeats")
         if (self.real_code_drills and not self.n_repeats) or (self.real_code_episodes and not self.n_fresh_episodes):
             raise ValueError("real_code_drills needs n_repeats and real_code_episodes n_fresh_episodes")
+        if self.real_code_drill_pool == "used" and self.real_code_episodes:
+            raise ValueError("real_code_drill_pool 'used' keeps latent code words out of practice: it cannot go "
+                             "with real_code_episodes, whose episodes rebind over all real code words")
         if self.real_code_episodes and self.n_codebooks * self.n_symbols < self.n_symbols * 2:
             raise ValueError("real_code_episodes needs at least two codebooks' code words")
         if self.practice_distractors and (not self.n_fresh_episodes or self.n_practice_books < 2):
@@ -246,11 +252,13 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     docs, def_ids, canonical_def = _definitions(config, books, maps, rng, drng)
     trained_seqs = _sequences(config, books, maps, used, canonical_def, rng, drng, docs, def_ids)
     real_codes = [c for b in books for c in maps[b].values()]
+    drilled_codes = real_codes if config.real_code_drill_pool == "all" else \
+        [maps[b][x] for b in books for x in maps[b] if x in used[b]]
     practice_books, practice_codes, fresh_knowledge = _fresh_episodes(config, seed, words, alphabet, docs, real_codes,
                                                                       books)
     docs += repeat_documents(config.n_repeats, random.Random(f"codebook-{seed}-repeats"),
                              _drill_pool(config, seed, practice_codes + (alphabet if config.drill_symbols else []),
-                                         real_codes),
+                                         drilled_codes),
                              config.repeat_min_len, config.repeat_max_len, config.repeat_reversed, "cb-drill-")
     if config.targets:
         for d in docs:
@@ -273,7 +281,9 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
                        | fresh_knowledge)
     pools = [p for p in (practice_books, practice_codes) if p] if config.rebind_practice else []
     if config.rebind_practice and (config.real_code_drills or config.real_code_episodes):
-        pools.append(real_codes)  # only documents marked fresh are rebound: real definitions stay as they are
+        # only documents marked fresh are rebound: real definitions stay as they are (drills among the
+        # words they may copy; real-code episodes among all real code words)
+        pools.append(drilled_codes if not config.real_code_episodes else real_codes)
     if config.rebind_practice and config.real_name_episodes:
         pools.append(list(books))  # a real name in a practice episode is rebound among the real names
     return Dataset(
