@@ -148,7 +148,7 @@ def _time_steps(settings: Settings, tok: Any, ds: Dataset, cost: Any, key: str) 
     quiet = settings.model_copy(update={"curriculum_steps": 0})
     packer, _ = scratch._packers(tok, texts, quiet, 0, **roles)
     rows = []
-    pack_s = cost.timed(lambda: rows.extend(packer._pack(1)))
+    pack_s = cost.timed(lambda: rows.extend(packer.epoch_rows(0)))
     step_s += pack_s / max(1.0, len(rows) / settings.batch_size)
     cost.record_step(key, step_s)
     return step_s, model.eval()

@@ -106,9 +106,8 @@ def recall_drills(ds: Dataset, render: Any = None, form: DrillFormat = "recall",
             stem = _question_stem(render(f), f)
             if stem is None:
                 continue
-            if topic in seconds:  # the thought goes on to another subject, drawn at random
-                stated += [g for g in by_topic[seconds[topic]] if g not in stated]
-                statements += [render(g) for g in by_topic[seconds[topic]]]
+            stated = _thought_facts(by_topic, seconds, topic)  # with two_topics, another subject's too
+            statements = [render(g) for g in stated]
             q = Question(id="drill", split="drill", subtype="drill", context=stem, choices=[], answer=0)
             text = answer_context(q, " ".join(statements)) + f" {f.object}."
         out.append(Document(id=f"drill-{i:05d}", text=text, kind="drill", facts=stated,
@@ -126,6 +125,12 @@ def _facts_by_topic(ds: Dataset) -> dict[str, list[Fact]]:
             if f not in facts:
                 facts.append(f)
     return by_topic
+
+
+def _thought_facts(by_topic: dict[str, list[Fact]], seconds: dict[str, str], topic: str) -> list[Fact]:
+    """What a drill's thought about ``topic`` states: its facts, then (``seconds``, two-topic drills)
+    those of its second subject."""
+    return by_topic[topic] + (by_topic[seconds[topic]] if topic in seconds else [])
 
 
 def _second_topics(by_topic: dict[str, list[Fact]], seed: int) -> dict[str, str]:
@@ -175,9 +180,8 @@ def expected_thought_tokens(ds: Dataset, tokenizer: Any, budget: int, warm_start
         return float(budget)
     by_topic = _facts_by_topic(ds)
     seconds = _second_topics(by_topic, ds.seed) if warm_start == "two_topics" else {}
-    lengths = [thought_tokens(tokenizer, " ".join(render(f) for f in facts + (by_topic[seconds[t]] if t in seconds
-                                                                             else [])))
-               for t, facts in by_topic.items()]
+    lengths = [thought_tokens(tokenizer, " ".join(render(f) for f in _thought_facts(by_topic, seconds, t)))
+               for t in by_topic]
     if not lengths:
         return float(budget)
     return sum(min(budget, n) for n in lengths) / len(lengths)

@@ -207,7 +207,7 @@ class CodebookConfig(FamilyConfig):
             raise ValueError("practice_distractors needs n_fresh_episodes and at least two practice codebooks")
         if self.real_name_episodes and not self.n_fresh_episodes:
             raise ValueError("real_name_episodes needs n_fresh_episodes (practice code words)")
-        if self.known_name_questions and (self.n_codebooks - 1) * self.n_symbols < self.n_symbols:
+        if self.known_name_questions and self.n_codebooks < 2:
             raise ValueError("known_name_questions needs at least two codebooks (another's code words)")
         if self.rebind_practice and not (self.n_fresh_episodes or self.n_repeats):
             raise ValueError("rebind_practice needs practice to rebind: set n_fresh_episodes or n_repeats")
@@ -279,6 +279,8 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
                                with_facts=False)
     knowledge = sorted({f for b in books for s, c in maps[b].items() for f in (defines(b, s, c), encodes(b, s, c))}
                        | fresh_knowledge)
+    ladder = {**({"practice_in_context": 0.9} if config.practice_questions else {}),
+              **({"known_name_in_context": 0.9} if config.known_name_questions else {})}
     pools = [p for p in (practice_books, practice_codes) if p] if config.rebind_practice else []
     if config.rebind_practice and (config.real_code_drills or config.real_code_episodes):
         # only documents marked fresh are rebound: real definitions stay as they are (drills among the
@@ -291,9 +293,7 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
         knowledge=knowledge,
         meta={"recall_splits": RECALL_SPLITS,
               # the calibration ladder: reading a never-trained codebook's definition (gates retrieval)
-              **({"calibration_splits": {**({"practice_in_context": 0.9} if config.practice_questions else {}),
-                                         **({"known_name_in_context": 0.9} if config.known_name_questions else {})}}
-                 if config.practice_questions or config.known_name_questions else {}),
+              **({"calibration_splits": ladder} if ladder else {}),
               "entities": books + [c for b in books for c in maps[b].values()] + practice_books + practice_codes,
               "codebooks": {b: {"map": maps[b], "used": used[b], "latent": latent[b]} for b in books},
               # training may give documents marked fresh (practice episodes, drills) new practice words
