@@ -4,6 +4,7 @@ implicit-retrieval audit reads the family's statements."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -395,3 +396,39 @@ def test_grpo_reward_is_the_frozen_answerers_verdict_when_given_one(tmp_path, mo
     grpo.grpo_train(model, tok, _train_questions(), _rl_settings(), 0, tmp_path / "g", progress=False, answerer=answerer)
     assert judges and all(j is answerer for j in judges)
     assert all(torch.equal(p, before[n]) for n, p in answerer.named_parameters())
+
+
+def test_chain_drills_train_one_practice_dataset_which_is_scored_on_recall_only():
+    """``chain_drills`` gives the named dataset worked recall-then-infer drills and the others their
+    ``recall_drills``; a dataset so drilled may be scored on its recall splits only (its inferences
+    are trained), and only a study-wide fine-tune names datasets; off, the settings dump (the
+    checkpoint key) is what it was without the setting."""
+    from genmodes.conditions import finetune, finetune_all
+    from genmodes.conditions.base import StageCheck
+    from genmodes.errors import ConfigError
+
+    dss = {"sa": _semantic(0, 0), "sp": _semantic(1, 1)}
+    s = finetune_all.Settings(steps=1, batch_size=2, seq_len=64, recall_drills="answer", chain_drills=["sp"])
+    texts = finetune_all.study_texts(dss, s)
+    chain = [d.text for d in finetune.drills(dss["sp"], s, name="sp")]
+    answer = [d.text for d in finetune.drills(dss["sa"], s, name="sa")]
+    assert chain and answer and set(chain) | set(answer) <= set(texts)
+    assert {d.meta["format"] for d in finetune.drills(dss["sp"], s, name="sp")} == {"chain"}
+    assert {d.meta["format"] for d in finetune.drills(dss["sa"], s, name="sa")} == {"answer"}
+    assert s.warm_start() == "chain" and rl.Settings(rl_dataset="sa", finetune={"chain_drills": ["sp"]}) \
+        .finetune.warm_start() == "chain"
+
+    def check(datasets):
+        return StageCheck(where="conditions[0] (finetune)", model_specs=["tiny-random"], datasets=datasets,
+                          load_model=lambda spec: None)
+
+    with pytest.raises(ConfigError, match=r"chain_drills: dataset 'sp' is scored on .*syllogism"):
+        finetune_all.validate(s, check(dss))
+    recall = set(dss["sp"].meta["recall_splits"])
+    only_recall = dataclasses.replace(dss["sp"], questions=[q for q in dss["sp"].questions if q.split in recall])
+    finetune_all.validate(s, check({"sa": dss["sa"], "sp": only_recall}))
+    finetune_all.validate(s, check({"sa": dss["sa"]}))  # a condition that does not score it
+    with pytest.raises(ConfigError, match="only a study-wide fine-tune"):
+        finetune.validate(finetune.Settings(chain_drills=["sp"]), check({"sa": dss["sa"]}))
+    plain = finetune_all.Settings(steps=1, batch_size=2, seq_len=64, recall_drills="answer")
+    assert "chain_drills" not in plain.model_dump() and "chain_drills" not in FT().model_dump()

@@ -305,7 +305,8 @@ def test_a_warm_started_thought_is_expected_at_the_drills_length(tmp_path):
     budget."""
     from genmodes.data.families import make_dataset
     from genmodes.models import load_model
-    from genmodes.training.thoughts import expected_thought_tokens, recall_drills, thought_tokens
+    from genmodes.training.thoughts import (ANSWER_CUE, THOUGHT_LEAD, expected_thought_tokens, recall_drills,
+                                            thought_tokens)
 
     ds = make_dataset("semantic_structure", 0, SS)
     _, tok = load_model("tiny-random")
@@ -317,3 +318,9 @@ def test_a_warm_started_thought_is_expected_at_the_drills_length(tmp_path):
     # two-topic drills: the thought goes on to a second subject's facts, so it is expected longer
     two = expected_thought_tokens(ds, tok, 10 ** 4, warm_start="two_topics")
     assert two > expected_thought_tokens(ds, tok, 10 ** 4, warm_start="answer") * 1.5
+    # chain drills: the thought goes on to the linked subjects' facts; measured on the chain thoughts
+    chain = [thought_tokens(tok, d.text.split(THOUGHT_LEAD, 1)[1].split(ANSWER_CUE)[0])
+             for d in recall_drills(ds, form="chain")]
+    by_topic = {d.meta["topic"]: n for d, n in zip(recall_drills(ds, form="chain"), chain)}
+    assert expected_thought_tokens(ds, tok, 10 ** 4, warm_start="chain") == pytest.approx(
+        sum(by_topic.values()) / len(by_topic))

@@ -125,3 +125,50 @@ def test_no_two_topic_drill_states_a_held_out_answer():
     for q in ds.questions:
         if q.split in ("syllogism", "category_holdout", "reversal"):
             assert get_family(ds.family).render_fact(q.choice_facts[q.answer]) not in text
+
+
+def test_chain_drills_recall_up_the_chain_then_answer_an_inference_the_thought_implies():
+    """A chain drill is a worked example: the thought states the topic's link ("X is a type of Y"),
+    Y's facts, Y's link and its object's facts; the fact asked is true, stated by no document, and
+    follows from the thought (a stated fact of a linked subject carried over to X). It names only
+    trained facts in the thought; a subject gets at most two drills, seeded."""
+    from genmodes.training.thoughts import ANSWER_CUE, CHAIN_QUESTIONS, RECALL_INSTRUCTION, THOUGHT_LEAD
+
+    ds = make_dataset("semantic_structure", seed=0, overrides=SEMANTIC)
+    fam = get_family(ds.family)
+    trained = {f for d in ds.documents for f in d.facts}
+    subjects = {f.subject for f in trained}
+    drills = recall_drills(ds, form="chain", seed=0)
+    assert drills == recall_drills(ds, form="chain", seed=0)
+    inferred = 0
+    per_topic: dict[str, int] = {}
+    for d in drills:
+        topic = d.meta["topic"]
+        per_topic[topic] = per_topic.get(topic, 0) + 1
+        _, rest = d.text.split(" ...\n" + RECALL_INSTRUCTION + THOUGHT_LEAD + " ", 1)
+        thought, answer = rest.split(ANSWER_CUE, 1)
+        stated = fam.parse_statements(thought)
+        assert stated == list(d.facts) and set(stated) <= trained
+        (asked,) = fam.parse_statements(answer)
+        assert asked.subject == topic and asked in set(ds.knowledge)
+        links = [f for f in trained if f.subject == topic and f.object in subjects]
+        if links:
+            assert stated[0] in links  # the thought starts with the link
+            linked = stated[0].object
+            assert {f for f in trained if f.subject == linked} <= set(stated)  # then what it links to
+        if asked not in trained:
+            inferred += 1
+            assert any(g.subject != topic and (g.relation, g.object) == (asked.relation, asked.object) for g in stated)
+    assert inferred > len(drills) // 2
+    assert max(per_topic.values()) == CHAIN_QUESTIONS and set(per_topic) == subjects
+    assert [d.text for d in recall_drills(ds, form="chain", seed=1)] != [d.text for d in drills]
+
+
+def test_chain_drills_train_the_inferences_a_latent_split_asks():
+    """Why a dataset with chain drills is scored on its recall splits only: its drills answer
+    syllogism questions of the same dataset (see finetune's chain_drills check)."""
+    ds = make_dataset("semantic_structure", seed=0, overrides=SEMANTIC)
+    text = " ".join(d.text for d in recall_drills(ds, form="chain"))
+    answers = [get_family(ds.family).render_fact(q.choice_facts[q.answer]) for q in ds.questions
+               if q.split == "syllogism"]
+    assert any(a in text for a in answers)

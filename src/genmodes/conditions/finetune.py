@@ -35,6 +35,11 @@ class Settings(_Base, FinetuneSettings):
                                        "them is asked), or two_topics (an answer drill whose thought goes on to a "
                                        "second subject drawn at random): the format warm start of thinking, which says "
                                        "no fact a question needs")
+    chain_drills: list[str] | None = Field(default=None, min_length=1, description="datasets whose drills are "
+                                           "worked examples of recalling, then inferring (finetune_all and rl): the "
+                                           "thought states X's facts, those of the subject they name (its category), "
+                                           "and on up, and the fact asked is one they imply; a practice dataset, "
+                                           "scored on its recall splits only (its inferences are then trained)")
 
     @model_serializer(mode="wrap")
     def _without_unset_drills(self, handler: Any) -> Any:
@@ -42,7 +47,21 @@ class Settings(_Base, FinetuneSettings):
         out = handler(self)
         if isinstance(out, dict) and out.get("recall_drills") in (None, "none"):
             out.pop("recall_drills", None)
+        if isinstance(out, dict) and not out.get("chain_drills"):
+            out.pop("chain_drills", None)
         return out
+
+    def drill_format(self, dataset: str | None) -> DrillFormat:
+        """The drills of ``dataset`` (its config name): chain where ``chain_drills`` lists it, else
+        ``recall_drills``."""
+        return "chain" if dataset is not None and dataset in (self.chain_drills or []) else self.recall_drills
+
+    def warm_start(self) -> DrillFormat | bool:
+        """What a dry run takes the format of a generated thought to be: chain drills (on a practice
+        dataset) teach chain thoughts everywhere; else the recall drills' format; False without drills."""
+        if self.chain_drills:
+            return "chain"
+        return self.recall_drills if self.recall_drills != "none" else False
 
 
 RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
@@ -85,11 +104,33 @@ def validate(settings: Settings, check: StageCheck) -> None:
     """Document kinds every dataset has, a ``seq_len`` within the model's window, and LoRA target
     modules the model has."""
     check_kinds(settings, check)
+    check_chain_drills(settings, check)
     check.check_window("seq_len", settings.seq_len)
     if settings.method == "lora" and settings.target_modules:
         for spec in check.model_specs:
             check_target_modules(check.load_model(spec), settings.target_modules,
                                  check.where + (f" on {spec}" if len(check.model_specs) > 1 else ""))
+
+
+def check_chain_drills(settings: Settings, check: StageCheck, study: bool = False) -> None:
+    """Chain drills train a dataset's inferences (X with what X's category has), so a dataset they
+    drill is scored on its recall splits only; only a study-wide fine-tune (``study``) trains on
+    datasets by name."""
+    if not settings.chain_drills:
+        return
+    if not study:
+        raise ConfigError(f"{check.where}: chain_drills: only a study-wide fine-tune (finetune_all, rl) trains "
+                          "on datasets by name")
+    for name in settings.chain_drills:
+        ds = check.datasets.get(name)
+        if ds is None:
+            continue  # not scored by this condition
+        recall = set(ds.meta.get("recall_splits") or [])
+        latent = sorted({q.split for q in ds.questions} - recall)
+        if latent:
+            raise ConfigError(f"{check.where}: chain_drills: dataset {name!r} is scored on {', '.join(latent)}, "
+                              f"which its chain drills train; score it on its recall splits only "
+                              f"(splits: {sorted(recall) or 'none'})")
 
 
 def check_kinds(settings: Settings, check: StageCheck) -> None:
@@ -185,9 +226,10 @@ def training_documents(ctx: CellContext, settings: Settings) -> list[Document]:
     return docs + drills(ctx.dataset, settings, docs)
 
 
-def drills(ds: Dataset, settings: Any, docs: list[Document] | None = None) -> list[Document]:
-    """The recall drills of the documents ``settings`` trains on (none unless ``recall_drills``)."""
-    form = getattr(settings, "recall_drills", "none")
+def drills(ds: Dataset, settings: Any, docs: list[Document] | None = None, name: str | None = None) -> list[Document]:
+    """The recall drills of the documents ``settings`` trains on (none unless ``recall_drills``, or
+    ``chain_drills`` lists ``name``, the dataset's config name)."""
+    form = settings.drill_format(name) if hasattr(settings, "drill_format") else getattr(settings, "recall_drills", "none")
     if form == "none":
         return []
     from genmodes.training.thoughts import recall_drills

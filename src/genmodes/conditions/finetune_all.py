@@ -41,6 +41,8 @@ class Settings(_FT):
         if isinstance(out, dict) and not out.get("augment"):
             out.pop("augment", None)
             out.pop("augment_epochs", None)
+        if isinstance(out, dict) and not out.get("chain_drills"):
+            out.pop("chain_drills", None)  # off, the dump (and checkpoint keys) as before the setting
         return out
 
     def plain(self) -> "Settings":
@@ -75,10 +77,11 @@ def stopping_rule_run(info: Info) -> Info | None:
 
 def validate(settings: Settings, check: StageCheck) -> None:
     """finetune's checks; augmented datasets exist and their family writes oracle augmentations."""
-    from genmodes.conditions.finetune import validate as finetune_validate
+    from genmodes.conditions.finetune import check_chain_drills, validate as finetune_validate
     from genmodes.data.families import get_family
 
-    finetune_validate(settings, check)
+    finetune_validate(settings.model_copy(update={"chain_drills": None}), check)
+    check_chain_drills(settings, check, study=True)
     for name in settings.augment or []:
         if name not in check.datasets:
             raise ConfigError(f"{check.where}: augment: no dataset {name!r} in this study (it has {list(check.datasets)})")
@@ -117,8 +120,8 @@ def augmented_texts(datasets: dict[str, Dataset], ft: Settings) -> list[str]:
 def study_texts(datasets: dict[str, Dataset], ft: _FT) -> list[str]:
     """The texts the study's fine-tune trains on (documents of ``ft.kinds``, every dataset, and their
     recall drills with ``recall_drills``)."""
-    return [d.text for _, ds in sorted(datasets.items())
-            for d in [x for x in ds.documents if ft.kinds is None or x.kind in ft.kinds] + drills(ds, ft)]
+    return [d.text for name, ds in sorted(datasets.items())
+            for d in [x for x in ds.documents if ft.kinds is None or x.kind in ft.kinds] + drills(ds, ft, name=name)]
 
 
 def study_datasets(ctx: CellContext) -> dict[str, Dataset]:

@@ -399,9 +399,11 @@ def _expert_iteration(ctx: CellContext, settings: Settings, questions: list[Ques
 
 def validate(settings: Settings, check: StageCheck) -> None:
     """The knowledge fine-tune's checks, and a thought that fits the model's window."""
-    from genmodes.conditions.finetune import validate as validate_finetune
+    from genmodes.conditions.finetune import check_chain_drills, validate as validate_finetune
 
-    validate_finetune(settings.finetune, dataclasses.replace(check, where=f"{check.where}: finetune"))
+    where = dataclasses.replace(check, where=f"{check.where}: finetune")
+    validate_finetune(settings.finetune.model_copy(update={"chain_drills": None}), where)
+    check_chain_drills(settings.finetune, where, study=True)
     check.check_window("max_thought_tokens", settings.max_thought_tokens)
 
 
@@ -443,7 +445,7 @@ def _expert_iteration_seconds(settings: Settings, cost: Any) -> tuple[float, str
     from genmodes.training.thoughts import answer_context, expected_thought_tokens, think_prompt
 
     ei = settings.expert_iteration or ExpertIterationSettings()
-    warm = settings.finetune.recall_drills if settings.finetune.recall_drills != "none" else False
+    warm = settings.finetune.warm_start()
     qs: list[Question] = []
     thought: dict[str, str] = {}  # RL question id -> a stand-in of its dataset's expected thought
     lengths = []

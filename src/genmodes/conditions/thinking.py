@@ -156,9 +156,17 @@ def _prompts(settings: Settings, think: list[Question]) -> list[str]:
     return [think_prompt(q, settings.instruction, settings.lead) for q in think]
 
 
-def warm_start_of(model_settings: Any) -> str:
-    """The recall drills of the knowledge fine-tune a model stage's settings hold ("none" without)."""
+def recall_drills_of(model_settings: Any) -> str:
     return getattr(getattr(model_settings, "finetune", model_settings), "recall_drills", "none")
+
+
+def warm_start_of(model_settings: Any) -> str:
+    """The format the knowledge fine-tune of a model stage's settings teaches: "chain" where a practice
+    dataset has chain drills, else its recall drills ("none" without)."""
+    ft = getattr(model_settings, "finetune", model_settings)
+    if getattr(ft, "chain_drills", None):
+        return "chain"
+    return getattr(ft, "recall_drills", "none")
 
 
 def _estimated_thoughts(settings: Settings, cost: Any, think: list[Question]) -> dict[str, str]:
@@ -507,6 +515,10 @@ def warm_start(view: Any) -> str:
             continue
         drills = warm_start_of(st.model_settings)
         demo = st.context_settings.demonstration
+        chained = getattr(getattr(st.model_settings, "finetune", st.model_settings), "chain_drills", None)
+        other = recall_drills_of(st.model_settings)
+        drills = (f"chain on {', '.join(chained)}" + (f", {other} elsewhere" if other != "none" else "")
+                  if chained else drills)
         parts = ([f"recall drills ({drills}) in the knowledge fine-tune"] if drills != "none" else []) + \
             ([f"a {demo}-shot demonstration in the prompt"] if demo else [])
         out.append(f"{c.name}: {' and '.join(parts) or 'none (the prompt alone)'}")

@@ -40,8 +40,9 @@ THOUGHT_LEAD = "\nRecall what you know about this:"
 # a recall drill: "Recall what you know about X:" then X's trained facts; the topic of a drill is the
 # subject of the facts it states
 DRILL = "Recall what you know about {topic}:"
-DrillFormat = Literal["none", "recall", "answer", "two_topics"]
+DrillFormat = Literal["none", "recall", "answer", "two_topics", "chain"]
 ANSWER_CUE = "\nAnswer: "
+CHAIN_QUESTIONS = 2  # a chain drill per subject and inferred fact asked, at most this many per subject
 # The stop rule: a thought is one paragraph; it ends at the first line break (or end-of-text, or
 # the token budget). The same rule cuts RL completions, so a trained thought looks like a tested one.
 STOP = "\n"
@@ -87,7 +88,13 @@ def recall_drills(ds: Dataset, render: Any = None, form: DrillFormat = "recall",
     an inference). ``two_topics``: the answer drill whose thought, after X's facts, recalls the facts of
     another subject Y drawn uniformly at random (:func:`_second_topics`): the format of a thought that
     goes on to a second topic, without the link a question needs; which topic helps is what RL can
-    find."""
+    find. ``chain``: a worked example of recalling, then inferring: the thought states X's facts that
+    name another subject (its category), that subject's facts, and so on up the chain
+    (:func:`_chain_facts`), and the fact asked is one the thought implies but no
+    document states (:func:`_inferred_facts`: a drill for each of up to two; X's own fact where
+    none is). It links X with the objects
+    of its inferred facts in training, so a dataset drilled this way must not be scored on its latent
+    splits (the ``chain_drills`` setting keeps them to its recall splits)."""
     import random
 
     render = render or _renderer(ds)
@@ -101,18 +108,22 @@ def recall_drills(ds: Dataset, render: Any = None, form: DrillFormat = "recall",
         statements = [render(f) for f in facts]
         text = drill_text(topic, statements)
         stated = list(facts)
-        if form in ("answer", "two_topics"):
-            f = rng.choice(facts)
-            stem = _question_stem(render(f), f)
-            if stem is None:
-                continue
-            stated = _thought_facts(by_topic, seconds, topic)  # with two_topics, another subject's too
-            statements = [render(g) for g in stated]
-            q = Question(id="drill", split="drill", subtype="drill", context=stem, choices=[], answer=0)
-            text = answer_context(q, " ".join(statements)) + f" {f.object}."
-        out.append(Document(id=f"drill-{i:05d}", text=text, kind="drill", facts=stated,
-                            meta={"topic": topic, "format": form,
-                                  **({"second_topic": seconds[topic]} if topic in seconds else {})}))
+        asked: list[Fact | None] = [None]
+        if form in ("answer", "two_topics", "chain"):
+            stated = (_chain_facts(by_topic, topic) if form == "chain"
+                      else _thought_facts(by_topic, seconds, topic))  # with two_topics, another subject's too
+            asked = (_inferred_facts(ds, by_topic, topic, stated, render, rng) if form == "chain" else []) \
+                or [rng.choice(facts)]
+        for j, f in enumerate(asked):
+            if f is not None:
+                stem = _question_stem(render(f), f)
+                if stem is None:
+                    continue
+                q = Question(id="drill", split="drill", subtype="drill", context=stem, choices=[], answer=0)
+                text = answer_context(q, " ".join(render(g) for g in stated)) + f" {f.object}."
+            out.append(Document(id=f"drill-{i:05d}" + (f"-{j}" if j else ""), text=text, kind="drill",
+                                facts=stated, meta={"topic": topic, "format": form,
+                                                    **({"second_topic": seconds[topic]} if topic in seconds else {})}))
     return out
 
 
@@ -131,6 +142,45 @@ def _thought_facts(by_topic: dict[str, list[Fact]], seconds: dict[str, str], top
     """What a drill's thought about ``topic`` states: its facts, then (``seconds``, two-topic drills)
     those of its second subject."""
     return by_topic[topic] + (by_topic[seconds[topic]] if topic in seconds else [])
+
+
+def _chain_facts(by_topic: dict[str, list[Fact]], topic: str, depth: int = 2) -> list[Fact]:
+    """What a ``chain`` drill's thought about ``topic`` states: each of its facts whose object is
+    itself a subject (a link: "X is a kind of Y"), then the linked subject's other facts, then its
+    links the same way, up to ``depth`` links (two: what a thought of 64 tokens holds); each fact
+    once. A subject with no link: its own facts."""
+    out: list[Fact] = []
+
+    def is_link(f: Fact, t: str) -> bool:
+        return f.object in by_topic and f.object != t
+
+    def walk(t: str, d: int) -> None:
+        for f in [f for f in by_topic.get(t, []) if is_link(f, t)]:
+            out.append(f) if f not in out else None
+            out.extend(g for g in by_topic[f.object] if not is_link(g, f.object) and g not in out)
+            if d > 1:
+                walk(f.object, d - 1)
+
+    walk(topic, depth)
+    return out or list(by_topic[topic])
+
+
+def _inferred_facts(ds: Dataset, by_topic: dict[str, list[Fact]], topic: str, stated: list[Fact],
+                    render: Any, rng: Any, k: int = CHAIN_QUESTIONS) -> list[Fact]:
+    """Up to ``k`` facts about ``topic`` that the ``stated`` facts imply and no document states: true
+    in the dataset's knowledge, not trained, with the relation and object of a stated fact of
+    another subject (what a linked subject has, ``topic`` has too: a syllogism), each sentence ending
+    with its object; drawn by ``rng`` (none where there is none)."""
+    trained = {f for fs in by_topic.values() for f in fs}
+    known = set(ds.knowledge)
+    cands = []
+    for g in stated:
+        if g.subject == topic:
+            continue
+        f = Fact(topic, g.relation, g.object)
+        if f in known and f not in trained and f not in cands and _question_stem(render(f), f) is not None:
+            cands.append(f)
+    return rng.sample(cands, min(k, len(cands)))
 
 
 def _second_topics(by_topic: dict[str, list[Fact]], seed: int) -> dict[str, str]:
@@ -173,15 +223,19 @@ def expected_thought_tokens(ds: Dataset, tokenizer: Any, budget: int, warm_start
     """What a dry run takes a thought on ``ds`` to be, in tokens, before any thought exists. A model
     given a format warm start (recall drills in its fine-tune, or a demonstration) writes thoughts in
     the drills' form, ended by the stop rule: the mean length of ``ds``'s drill recollections (with
-    ``warm_start="two_topics"`` both topics' facts), each capped at ``budget``. Without one, or where
+    ``warm_start="two_topics"`` both topics' facts, with ``"chain"`` the linked subjects' too), each
+    capped at ``budget``. Without one, or where
     the family cannot write its facts: the budget (the most a thought can be)."""
     render = _renderer(ds) if warm_start else None
     if render is None:
         return float(budget)
     by_topic = _facts_by_topic(ds)
     seconds = _second_topics(by_topic, ds.seed) if warm_start == "two_topics" else {}
-    lengths = [thought_tokens(tokenizer, " ".join(render(f) for f in _thought_facts(by_topic, seconds, t)))
-               for t in by_topic]
+
+    def stated(t: str) -> list[Fact]:
+        return _chain_facts(by_topic, t) if warm_start == "chain" else _thought_facts(by_topic, seconds, t)
+
+    lengths = [thought_tokens(tokenizer, " ".join(render(f) for f in stated(t))) for t in by_topic]
     if not lengths:
         return float(budget)
     return sum(min(budget, n) for n in lengths) / len(lengths)
