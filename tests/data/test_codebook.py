@@ -552,3 +552,25 @@ def test_drill_symbols_put_the_input_symbols_in_practice_drills_only():
         assert words[n:] in (words[:n], words[:n][::-1])
     assert not any(set(d.text.split()) & letters for d in plain.documents if d.kind == "repeat")
     assert [d.text for d in ds.documents if d.kind != "repeat"] == [d.text for d in plain.documents if d.kind != "repeat"]
+
+
+def test_drill_symbols_can_be_keys_only_with_no_loss_on_them():
+    """drill_symbol_targets: false keeps the symbols in the drills (matching a symbol with its earlier
+    copy is still practised) but takes them out of the drills' targets, so no drill trains a symbol's
+    output; every other document, and every code word target, is as with the default."""
+    cfg = {**INTERLEAVED, "real_code_drills": 0.3, "n_repeats": 200, "drill_symbols": True}
+    on = make_dataset("codebook", 0, cfg)
+    off = make_dataset("codebook", 0, {**cfg, "drill_symbol_targets": False})
+    letters = set("abcdefghijkl")
+    assert [d.text for d in off.documents] == [d.text for d in on.documents]
+    masked = 0
+    for a, b in zip(on.documents, off.documents):
+        if a.kind != "repeat":
+            assert a.meta == b.meta
+            continue
+        words = a.text.split()
+        assert b.meta["targets"] == [i for i in a.meta["targets"] if words[i] not in letters]
+        masked += len(a.meta["targets"]) - len(b.meta["targets"])
+        assert any(words[i] in letters for i in a.meta["targets"]) == (a.meta["targets"] != b.meta["targets"])
+    assert masked > 0
+    assert "drill_symbol_targets" not in on.config and off.config["drill_symbol_targets"] is False

@@ -107,7 +107,7 @@ class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
                        "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form",
                        "fresh_distinct", "drill_symbols", "real_name_episodes", "known_name_questions",
-                       "practice_distractors", "real_code_drill_pool")
+                       "practice_distractors", "real_code_drill_pool", "drill_symbol_targets")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
@@ -154,6 +154,11 @@ class CodebookConfig(FamilyConfig):
     drill_symbols: bool = Field(False, description="drills over practice code words draw from the input symbols "
                                 "too, so matching a symbol with its earlier copy (the key of a definition's lookup) "
                                 "is practised, not only copying code words")
+    drill_symbol_targets: bool = Field(True, description="with drill_symbols, a drill's symbols carry the loss too; "
+                                       "false: a symbol in a drill is a key only, never a target (copying a symbol "
+                                       "out trains its output embedding to follow its input one, and a definition's "
+                                       "'code = symbol' ties that output to the code word: a path from the symbol "
+                                       "back to its code in the parameters)")
     real_code_drills: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills over the real "
                                     "codebooks' code words (rebound among them each epoch), so reading the context is "
                                     "practised on the words a latent use must output")
@@ -263,6 +268,12 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     if config.targets:
         for d in docs:
             d.meta["targets"] = document_targets(d)
+    if not config.drill_symbol_targets:  # symbols in a drill: keys only
+        symbols = set(alphabet)
+        for d in docs:
+            if d.kind == "repeat" and "targets" in d.meta:
+                words_of = d.text.split()
+                d.meta["targets"] = [i for i in d.meta["targets"] if words_of[i] not in symbols]
     questions = _questions(config, seed, books, maps, used, latent, def_ids, canonical_def, trained_seqs)
     if config.practice_questions:
         fresh_knowledge |= _practice_questions(config, seed, words, alphabet, practice_codes, questions)
