@@ -324,3 +324,34 @@ def test_a_warm_started_thought_is_expected_at_the_drills_length(tmp_path):
     by_topic = {d.meta["topic"]: n for d, n in zip(recall_drills(ds, form="chain"), chain)}
     assert expected_thought_tokens(ds, tok, 10 ** 4, warm_start="chain") == pytest.approx(
         sum(by_topic.values()) / len(by_topic))
+
+
+def test_a_training_step_is_the_marginal_cost_of_several_steps(monkeypatch):
+    """A step is timed as (1 + k steps) - (1 step), over k, each on a fresh model: set-up is not
+    counted, and one noisy step is a k-th of the figure; a difference below zero (a loaded machine)
+    falls back to the longer run per step."""
+    from types import SimpleNamespace
+
+    import genmodes.experiments.estimate as est
+    import genmodes.models as models
+
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: (object(), object()))
+    runner = SimpleNamespace(study=SimpleNamespace(model_specs=["tiny-random"]), device="cpu", model_cache=None)
+    ran: list[int] = []
+
+    def clock(setup, step, noise=(0.0, 0.0)):
+        def timed(fn, device=None):
+            fn()
+            return setup + step * ran[-1] + noise[len(ran) - 1]
+        return timed
+
+    monkeypatch.setattr(est, "_timed", clock(6.0, 4.0))
+    assert est._marginal_step(runner, lambda m, t, n: ran.append(n), more=4) == pytest.approx(4.0)
+    assert ran == [1, 5]
+    ran.clear()
+    monkeypatch.setattr(est, "_timed", clock(6.0, 4.0, noise=(4.0, 0.0)))  # one step's worth of noise
+    assert est._marginal_step(runner, lambda m, t, n: ran.append(n), more=4) == pytest.approx(3.0)
+    ran.clear()
+    monkeypatch.setattr(est, "_timed", clock(6.0, 4.0, noise=(30.0, 0.0)))
+    assert est._marginal_step(runner, lambda m, t, n: ran.append(n), more=4) == pytest.approx(26.0 / 5)
+    assert est.FINETUNE_TIMED_STEPS > 1

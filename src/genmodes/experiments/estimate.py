@@ -237,18 +237,25 @@ def _ft_shape(ft: Any) -> str:
     return f"{ft.method} {ft.batch_size}x{ft.seq_len}" + (f" micro {ft.micro_batch_size}" if ft.micro_batch_size else "")
 
 
-def _marginal_step(runner: Any, train_steps: Any) -> float:
-    """One step's seconds: ``train_steps(model, tok, n)`` timed for 2 steps minus for 1 step, each on a
-    fresh copy of the configured model, so set-up (optimizer, packing, the trainer) is not counted as
-    training (on a loaded machine the difference can come out below zero: then half the 2-step time)."""
+# A fine-tuning step is timed as the marginal cost of this many steps: one step's difference moved a
+# study's estimate from 0.91 to 1.63 of its run on this shared machine (docs/log/2026-12-07-semantic-structure-study.md)
+FINETUNE_TIMED_STEPS = 4
+
+
+def _marginal_step(runner: Any, train_steps: Any, more: int = 1) -> float:
+    """One step's seconds: ``train_steps(model, tok, n)`` timed for 1 + ``more`` steps minus for 1 step,
+    over ``more``, each on a fresh copy of the configured model, so set-up (optimizer, packing, the
+    trainer) is not counted as training. The difference of two timings carries the noise of both on
+    a shared machine; over ``more`` steps it is that much smaller a share of the step (on a loaded
+    machine the difference can come out below zero: then the longer run's time per step)."""
     from genmodes.models import load_model
 
     times = []
-    for n in (1, 2):
+    for n in (1, 1 + more):
         model, tok = load_model(runner.study.model_specs[0], device=runner.device, cache=runner.model_cache, seed=0)
         times.append(_timed(lambda: train_steps(model, tok, n)))
         del model
-    return times[1] - times[0] if times[1] > times[0] else times[1] / 2
+    return (times[1] - times[0]) / more if times[1] > times[0] else times[1] / (1 + more)
 
 
 def _step_seconds(runner: Any, ft: Any, texts: list[str], examples: list[tuple[str, str]] | None = None) -> float:
@@ -269,7 +276,7 @@ def _step_seconds(runner: Any, ft: Any, texts: list[str], examples: list[tuple[s
             pool = texts * (1 + need // max(1, sum(map(len, texts))))
             train(model, tok, pool, s, 0, progress=False)
 
-    return _marginal_step(runner, steps)
+    return _marginal_step(runner, steps, more=FINETUNE_TIMED_STEPS)
 
 
 def _grpo_step_seconds(runner: Any, rl: Any) -> float:
