@@ -375,3 +375,31 @@ def test_codebook_practice_trains_on_its_targets_with_new_bindings_each_epoch(tm
     used = {w for t in texts for w in t.split()} & practice_codes
     assert used - rebound  # code words no stored practice document holds: new bindings
     assert prepared.model_info.steps == 12
+
+
+def test_symbol_targets_of_drills_can_stop_with_the_curriculum():
+    """drill_symbol_targets: curriculum: the curriculum's packer trains a drill's symbols (the drills as
+    stored), every later step's packer only their code words (the documents' late targets); documents
+    with no late targets train the same in both."""
+    cfg = {"n_codebooks": 2, "sequences_per_codebook": 6, "questions_per_codebook": 2, "n_fresh_episodes": 6,
+           "practice_questions": 2, "targets": True, "rebind_practice": True, "n_repeats": 40,
+           "drill_symbols": True, "encoding_form": "interleaved"}
+    ds = make_dataset("codebook", 0, {**cfg, "drill_symbol_targets": "curriculum"})
+    docs = fs.training_documents(ds, True)
+    roles = fs._document_roles(ds, docs)
+    plain = make_dataset("codebook", 0, cfg)
+    assert "late_targets" not in fs._document_roles(plain, fs.training_documents(plain, True))
+    texts = [d.text for d in docs]
+    tok = scratch.build_tokenizer(scratch.vocabulary_of(texts))
+    config = scratch.TrainConfig(**{**TINY, "seq_len": 96}, loss="targets", fresh_bindings=True, curriculum_steps=3)
+    packer, early = scratch._packers(tok, texts, config, 0, **roles)
+    letters = set("abcdefghijkl")
+    keep = [i for i, e in enumerate(roles["early"]) if e]
+    changed = 0
+    for j, i in enumerate(keep):
+        words = texts[i].split()
+        assert early.targets[j] == docs[i].meta["targets"]
+        assert packer.targets[i] == [k for k in docs[i].meta["targets"] if words[k] not in letters] \
+            if docs[i].kind == "repeat" else packer.targets[i] == docs[i].meta["targets"]
+        changed += packer.targets[i] != early.targets[j]
+    assert changed > 0

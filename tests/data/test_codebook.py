@@ -560,7 +560,7 @@ def test_drill_symbols_can_be_keys_only_with_no_loss_on_them():
     output; every other document, and every code word target, is as with the default."""
     cfg = {**INTERLEAVED, "real_code_drills": 0.3, "n_repeats": 200, "drill_symbols": True}
     on = make_dataset("codebook", 0, cfg)
-    off = make_dataset("codebook", 0, {**cfg, "drill_symbol_targets": False})
+    off = make_dataset("codebook", 0, {**cfg, "drill_symbol_targets": "never"})
     letters = set("abcdefghijkl")
     assert [d.text for d in off.documents] == [d.text for d in on.documents]
     masked = 0
@@ -573,4 +573,8 @@ def test_drill_symbols_can_be_keys_only_with_no_loss_on_them():
         masked += len(a.meta["targets"]) - len(b.meta["targets"])
         assert any(words[i] in letters for i in a.meta["targets"]) == (a.meta["targets"] != b.meta["targets"])
     assert masked > 0
-    assert "drill_symbol_targets" not in on.config and off.config["drill_symbol_targets"] is False
+    assert "drill_symbol_targets" not in on.config and off.config["drill_symbol_targets"] == "never"
+    late = make_dataset("codebook", 0, {**cfg, "drill_symbol_targets": "curriculum"})
+    for a, b in zip(on.documents, late.documents):  # stored as always; after the curriculum, as never
+        assert b.meta["targets"] == a.meta["targets"]
+        assert b.meta.get("late_targets", b.meta["targets"]) == off.documents[on.documents.index(a)].meta["targets"]

@@ -276,8 +276,10 @@ def _document_roles(ds: Dataset, docs: list[Document]) -> dict[str, Any]:
     fresh = [bool(d.meta.get("fresh")) for d in docs]
     own = ("story", "relation_entities", "real_words")
     early = [f and not any(d.meta.get(k) for k in own) for f, d in zip(fresh, docs)]
+    late = ({"late_targets": [d.meta.get("late_targets", d.meta.get("targets")) for d in docs]}
+            if any("late_targets" in d.meta for d in docs) else {})  # after the curriculum, where they differ
     return {"early": early, "fresh": fresh, "targets": [d.meta.get("targets") for d in docs],
-            "pools": ds.meta.get("rebind_pools") or []}
+            "pools": ds.meta.get("rebind_pools") or [], **late}
 
 
 def steps_to(curve: list[dict[str, Any]], level: float) -> dict[str, int | None]:

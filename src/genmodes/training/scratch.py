@@ -323,8 +323,11 @@ def _atomic_save(obj: Any, path: Path) -> None:
 
 def _packers(tokenizer: Any, texts: Sequence[str], config: TrainConfig, seed: int,
              early: Sequence[bool] | None, targets: Sequence[Sequence[int] | None] | None,
-             fresh: Sequence[bool] | None, pools: Sequence[Sequence[str]]) -> tuple[Packer, Packer | None]:
-    """The packer of every step, and the curriculum's packer of the early documents (or None)."""
+             fresh: Sequence[bool] | None, pools: Sequence[Sequence[str]],
+             late_targets: Sequence[Sequence[int] | None] | None = None) -> tuple[Packer, Packer | None]:
+    """The packer of every step, and the curriculum's packer of the early documents (or None).
+    ``late_targets``: the targets after the curriculum, where they differ (the curriculum's packer
+    keeps ``targets``)."""
     doc_ids = tokenizer(list(texts), add_special_tokens=False).input_ids
     if config.loss == "targets":
         if targets is None or len(targets) != len(doc_ids):
@@ -332,8 +335,10 @@ def _packers(tokenizer: Any, texts: Sequence[str], config: TrainConfig, seed: in
         for text, ids in zip(texts, doc_ids):
             if len(ids) != len(text.split()):  # targets are word positions: one token per word
                 raise ConfigError("loss 'targets' needs a word-level tokenizer (one token per word)")
+        if late_targets is not None and len(late_targets) != len(doc_ids):
+            raise ValueError(f"{len(late_targets)} late targets for {len(doc_ids)} texts")
     else:
-        targets = None
+        targets = late_targets = None
     pool_ids: list[list[int]] = []
     if config.fresh_bindings:
         if fresh is None or not any(fresh) or not pools:
@@ -341,7 +346,8 @@ def _packers(tokenizer: Any, texts: Sequence[str], config: TrainConfig, seed: in
                               "(a family whose practice episodes have episode-only entities)")
         pool_ids = [tokenizer.convert_tokens_to_ids(list(p)) for p in pools]
     eot, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    packer = Packer(doc_ids, config.seq_len, config.batch_size, seed, eot, pad, targets,
+    packer = Packer(doc_ids, config.seq_len, config.batch_size, seed, eot, pad,
+                    late_targets if late_targets is not None else targets,
                     fresh if config.fresh_bindings else None, pool_ids)
     if not config.curriculum_steps:
         return packer, None
@@ -432,7 +438,8 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
           progress: bool = True, callback: Callable[[int, float], None] | None = None,
           early: Sequence[bool] | None = None, targets: Sequence[Sequence[int] | None] | None = None,
           fresh: Sequence[bool] | None = None, pools: Sequence[Sequence[str]] = (),
-          ready: Callable[[dict[str, float]], bool] | None = None) -> TrainResult:
+          ready: Callable[[dict[str, float]], bool] | None = None,
+          late_targets: Sequence[Sequence[int] | None] | None = None) -> TrainResult:
     """Train ``model`` in place on ``texts`` for ``config.steps`` steps, resuming from
     ``out_dir/checkpoint.pt`` when one exists. ``callback(step, loss)`` runs after every step (after
     any checkpoint of that step); an exception there stops training as a kill would.
@@ -442,7 +449,7 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
     Curriculum: the first ``config.curriculum_steps`` steps pack only the texts flagged in ``early``
     (their own packer, so every step stays a pure function of (seed, step)); the later steps pack all
     texts. ``targets`` (with ``loss: targets``): per text, the word positions that carry the loss
-    (None: all). ``fresh`` and ``pools`` (with ``fresh_bindings``): texts packed with new entities
+    (None: all); ``late_targets``: those after the curriculum, where a document's differ. ``fresh`` and ``pools`` (with ``fresh_bindings``): texts packed with new entities
     drawn from the pools every epoch (:class:`Packer`). ``ready(accuracy by split)``, asked at every
     curve point, ends training there when it returns True (the stopping rule, ``until_ready``)."""
     import torch
@@ -452,7 +459,7 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(model.parameters()).device
-    packer, early_packer = _packers(tokenizer, texts, config, seed, early, targets, fresh, pools)
+    packer, early_packer = _packers(tokenizer, texts, config, seed, early, targets, fresh, pools, late_targets)
     evalset = eval_sample(eval_questions, config.eval_questions, seed)
     opt = _optimizer(model, config)
     ckpt_path, curves = out_dir / CHECKPOINT, out_dir / CURVES

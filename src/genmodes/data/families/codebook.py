@@ -154,11 +154,12 @@ class CodebookConfig(FamilyConfig):
     drill_symbols: bool = Field(False, description="drills over practice code words draw from the input symbols "
                                 "too, so matching a symbol with its earlier copy (the key of a definition's lookup) "
                                 "is practised, not only copying code words")
-    drill_symbol_targets: bool = Field(True, description="with drill_symbols, a drill's symbols carry the loss too; "
-                                       "false: a symbol in a drill is a key only, never a target (copying a symbol "
-                                       "out trains its output embedding to follow its input one, and a definition's "
-                                       "'code = symbol' ties that output to the code word: a path from the symbol "
-                                       "back to its code in the parameters)")
+    drill_symbol_targets: Literal["always", "curriculum", "never"] = Field(
+        "always", description="with drill_symbols, when a drill's symbols carry the loss: always; curriculum (while "
+        "the from-scratch curriculum trains practice alone; after it a symbol in a drill is a key only); never "
+        "(copying a symbol out trains its output embedding to follow its input one, and a definition's "
+        "'code = symbol' ties that output to the code word: a path from the symbol back to its code in the "
+        "parameters)")
     real_code_drills: float = Field(0.0, ge=0.0, le=1.0, description="share of repeat drills over the real "
                                     "codebooks' code words (rebound among them each epoch), so reading the context is "
                                     "practised on the words a latent use must output")
@@ -268,12 +269,15 @@ def generate(config: CodebookConfig, seed: int) -> Dataset:
     if config.targets:
         for d in docs:
             d.meta["targets"] = document_targets(d)
-    if not config.drill_symbol_targets:  # symbols in a drill: keys only
+    if config.drill_symbol_targets != "always":  # symbols in a drill: keys only (after the curriculum)
         symbols = set(alphabet)
+        key = "targets" if config.drill_symbol_targets == "never" else "late_targets"
         for d in docs:
             if d.kind == "repeat" and "targets" in d.meta:
                 words_of = d.text.split()
-                d.meta["targets"] = [i for i in d.meta["targets"] if words_of[i] not in symbols]
+                keys_only = [i for i in d.meta["targets"] if words_of[i] not in symbols]
+                if key == "targets" or keys_only != d.meta["targets"]:
+                    d.meta[key] = keys_only
     questions = _questions(config, seed, books, maps, used, latent, def_ids, canonical_def, trained_seqs)
     if config.practice_questions:
         fresh_knowledge |= _practice_questions(config, seed, words, alphabet, practice_codes, questions)
