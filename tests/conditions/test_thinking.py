@@ -432,3 +432,6 @@ def test_chain_drills_train_one_practice_dataset_which_is_scored_on_recall_only(
         finetune.validate(finetune.Settings(chain_drills=["sp"]), check({"sa": dss["sa"]}))
     plain = finetune_all.Settings(steps=1, batch_size=2, seq_len=64, recall_drills="answer")
     assert "chain_drills" not in plain.model_dump() and "chain_drills" not in FT().model_dump()
+    # the study's fine-tune has one key whether a condition (finetune_all) or the rl stage names it
+    for kw in ({}, {"recall_drills": "answer"}, {"chain_drills": ["sp"]}):
+        assert finetune_all.Settings(until_recall=0.9, **kw).key() == FT(until_recall=0.9, **kw).key()

@@ -41,8 +41,12 @@ class Settings(_FT):
         if isinstance(out, dict) and not out.get("augment"):
             out.pop("augment", None)
             out.pop("augment_epochs", None)
-        if isinstance(out, dict) and not out.get("chain_drills"):
-            out.pop("chain_drills", None)  # off, the dump (and checkpoint keys) as before the setting
+        if isinstance(out, dict):  # off, the drills are left out as finetune's dump leaves them (one key for
+            # the study's fine-tune, whether a condition or the rl stage's start names it)
+            if out.get("recall_drills") in (None, "none"):
+                out.pop("recall_drills", None)
+            if not out.get("chain_drills"):
+                out.pop("chain_drills", None)
         return out
 
     def plain(self) -> "Settings":
