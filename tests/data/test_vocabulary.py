@@ -218,3 +218,8 @@ def test_thinking_studies_have_disjoint_a_and_b(config, tmp_path):
         assert a.config["vocabulary"]["part"] != b.config["vocabulary"]["part"]
         assert entity_words(a) and not entity_words(a) & entity_words(b)
     assert all(d.meta["rl_design"]["entities_shared_with_other_datasets"] == 0 for d in built.values())
+    # the chain drills' practice dataset shares no word with A or B either, and is scored on recall only
+    practice = built["semantic_practice"]
+    for name in ("semantic_a", "semantic_b"):
+        assert entity_words(practice) and not entity_words(practice) & entity_words(built[name])
+    assert {q.split for q in practice.questions} <= set(practice.meta["recall_splits"])
