@@ -44,12 +44,7 @@ class Settings(_Base, FinetuneSettings):
     @model_serializer(mode="wrap")
     def _without_unset_drills(self, handler: Any) -> Any:
         # off, the dump (checkpoint and cell keys) is what it was before the setting existed
-        out = handler(self)
-        if isinstance(out, dict) and out.get("recall_drills") in (None, "none"):
-            out.pop("recall_drills", None)
-        if isinstance(out, dict) and not out.get("chain_drills"):
-            out.pop("chain_drills", None)
-        return out
+        return without_unset_drills(handler(self))
 
     def drill_format(self, dataset: str | None) -> DrillFormat:
         """The drills of ``dataset`` (its config name): chain where ``chain_drills`` lists it, else
@@ -62,6 +57,18 @@ class Settings(_Base, FinetuneSettings):
         if self.chain_drills:
             return "chain"
         return self.recall_drills if self.recall_drills != "none" else False
+
+
+def without_unset_drills(out: Any) -> Any:
+    """A settings dump with the drill settings left out where they are off, so the dump (checkpoint and
+    cell keys) is what it was before they existed, and the same for every stage that names the
+    study's fine-tune."""
+    if isinstance(out, dict):
+        if out.get("recall_drills") in (None, "none"):
+            out.pop("recall_drills", None)
+        if not out.get("chain_drills"):
+            out.pop("chain_drills", None)
+    return out
 
 
 RECALL_GATE = True  # its latent results count only where it knows the facts (genmodes.experiments.gates)
@@ -226,10 +233,11 @@ def training_documents(ctx: CellContext, settings: Settings) -> list[Document]:
     return docs + drills(ctx.dataset, settings, docs)
 
 
-def drills(ds: Dataset, settings: Any, docs: list[Document] | None = None, name: str | None = None) -> list[Document]:
+def drills(ds: Dataset, settings: Settings, docs: list[Document] | None = None,
+           name: str | None = None) -> list[Document]:
     """The recall drills of the documents ``settings`` trains on (none unless ``recall_drills``, or
     ``chain_drills`` lists ``name``, the dataset's config name)."""
-    form = settings.drill_format(name) if hasattr(settings, "drill_format") else getattr(settings, "recall_drills", "none")
+    form = settings.drill_format(name)
     if form == "none":
         return []
     from genmodes.training.thoughts import recall_drills

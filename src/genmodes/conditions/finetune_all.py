@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import Field, model_serializer
 
 from genmodes.conditions.base import Built, CellContext, StageCheck, StageCost
-from genmodes.conditions.finetune import Info as _FTInfo, Settings as _FT, drills, train_on_texts
+from genmodes.conditions.finetune import Info as _FTInfo, Settings as _FT, drills, train_on_texts, without_unset_drills
 from genmodes.conditions.finetune import report_sections  # noqa: F401 - its hook: finetune's
 from genmodes.data.types import Dataset
 from genmodes.errors import ConfigError
@@ -41,13 +41,9 @@ class Settings(_FT):
         if isinstance(out, dict) and not out.get("augment"):
             out.pop("augment", None)
             out.pop("augment_epochs", None)
-        if isinstance(out, dict):  # off, the drills are left out as finetune's dump leaves them (one key for
-            # the study's fine-tune, whether a condition or the rl stage's start names it)
-            if out.get("recall_drills") in (None, "none"):
-                out.pop("recall_drills", None)
-            if not out.get("chain_drills"):
-                out.pop("chain_drills", None)
-        return out
+        # as finetune's dump (this serializer replaces its): one key for the study's fine-tune, whether
+        # a condition or the rl stage's start names it
+        return without_unset_drills(out)
 
     def plain(self) -> "Settings":
         """These settings without the augmentation: the study fine-tune it continues from."""

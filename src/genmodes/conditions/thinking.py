@@ -162,11 +162,9 @@ def recall_drills_of(model_settings: Any) -> str:
 
 def warm_start_of(model_settings: Any) -> str:
     """The format the knowledge fine-tune of a model stage's settings teaches: "chain" where a practice
-    dataset has chain drills, else its recall drills ("none" without)."""
+    dataset has chain drills, else its recall drills ("none" without: also a stage with no fine-tune)."""
     ft = getattr(model_settings, "finetune", model_settings)
-    if getattr(ft, "chain_drills", None):
-        return "chain"
-    return getattr(ft, "recall_drills", "none")
+    return (ft.warm_start() if hasattr(ft, "warm_start") else False) or "none"
 
 
 def _estimated_thoughts(settings: Settings, cost: Any, think: list[Question]) -> dict[str, str]:
@@ -513,12 +511,11 @@ def warm_start(view: Any) -> str:
         st = c.stages
         if st.is_baseline or st.context != "thinking" or st.context_settings.thought != "generate":
             continue
-        drills = warm_start_of(st.model_settings)
         demo = st.context_settings.demonstration
         chained = getattr(getattr(st.model_settings, "finetune", st.model_settings), "chain_drills", None)
-        other = recall_drills_of(st.model_settings)
-        drills = (f"chain on {', '.join(chained)}" + (f", {other} elsewhere" if other != "none" else "")
-                  if chained else drills)
+        drills = recall_drills_of(st.model_settings)
+        if chained:
+            drills = f"chain on {', '.join(chained)}" + (f", {drills} elsewhere" if drills != "none" else "")
         parts = ([f"recall drills ({drills}) in the knowledge fine-tune"] if drills != "none" else []) + \
             ([f"a {demo}-shot demonstration in the prompt"] if demo else [])
         out.append(f"{c.name}: {' and '.join(parts) or 'none (the prompt alone)'}")

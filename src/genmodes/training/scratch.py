@@ -449,8 +449,9 @@ def train(model: Any, tokenizer: Any, texts: Sequence[str], out_dir: Path, confi
     Curriculum: the first ``config.curriculum_steps`` steps pack only the texts flagged in ``early``
     (their own packer, so every step stays a pure function of (seed, step)); the later steps pack all
     texts. ``targets`` (with ``loss: targets``): per text, the word positions that carry the loss
-    (None: all); ``late_targets``: those after the curriculum, where a document's differ. ``fresh`` and ``pools`` (with ``fresh_bindings``): texts packed with new entities
-    drawn from the pools every epoch (:class:`Packer`). ``ready(accuracy by split)``, asked at every
+    (None: all); ``late_targets``: those after the curriculum, where a document's differ. ``fresh``
+    and ``pools`` (with ``fresh_bindings``): texts packed with new entities drawn from the pools every
+    epoch (:class:`Packer`). ``ready(accuracy by split)``, asked at every
     curve point, ends training there when it returns True (the stopping rule, ``until_ready``)."""
     import torch
 

@@ -90,11 +90,10 @@ def recall_drills(ds: Dataset, render: Any = None, form: DrillFormat = "recall",
     goes on to a second topic, without the link a question needs; which topic helps is what RL can
     find. ``chain``: a worked example of recalling, then inferring: the thought states X's facts that
     name another subject (its category), that subject's facts, and so on up the chain
-    (:func:`_chain_facts`), and the fact asked is one the thought implies but no
-    document states (:func:`_inferred_facts`: a drill for each of up to two; X's own fact where
-    none is). It links X with the objects
-    of its inferred facts in training, so a dataset drilled this way must not be scored on its latent
-    splits (the ``chain_drills`` setting keeps them to its recall splits)."""
+    (:func:`_chain_facts`), and the fact asked is one the thought implies but no document states
+    (:func:`_inferred_facts`: a drill for each of up to two; X's own fact where none is). It links X
+    with the objects of its inferred facts in training, so a dataset drilled this way must not be
+    scored on its latent splits (the ``chain_drills`` setting keeps them to its recall splits)."""
     import random
 
     render = render or _renderer(ds)
@@ -156,7 +155,8 @@ def _chain_facts(by_topic: dict[str, list[Fact]], topic: str, depth: int = 2) ->
 
     def walk(t: str, d: int) -> None:
         for f in [f for f in by_topic.get(t, []) if is_link(f, t)]:
-            out.append(f) if f not in out else None
+            if f not in out:
+                out.append(f)
             out.extend(g for g in by_topic[f.object] if not is_link(g, f.object) and g not in out)
             if d > 1:
                 walk(f.object, d - 1)
@@ -224,8 +224,8 @@ def expected_thought_tokens(ds: Dataset, tokenizer: Any, budget: int, warm_start
     given a format warm start (recall drills in its fine-tune, or a demonstration) writes thoughts in
     the drills' form, ended by the stop rule: the mean length of ``ds``'s drill recollections (with
     ``warm_start="two_topics"`` both topics' facts, with ``"chain"`` the linked subjects' too), each
-    capped at ``budget``. Without one, or where
-    the family cannot write its facts: the budget (the most a thought can be)."""
+    capped at ``budget``. Without one, or where the family cannot write its facts: the budget (the
+    most a thought can be)."""
     render = _renderer(ds) if warm_start else None
     if render is None:
         return float(budget)
