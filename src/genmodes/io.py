@@ -24,6 +24,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -273,14 +274,24 @@ def folder_lock(folder: str | os.PathLike, what: str = "run folder") -> Iterator
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            raise BusyError(f"{what} {folder} is in use by another genmodes process (pid {holder}); "
+            raise BusyError(f"{what} {folder} is in use by another genmodes process (pid {_holder(fd)}); "
                             "wait for it to finish, or use another --out") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)  # closing drops the lock
+
+
+def _holder(fd: int) -> str:
+    """The pid a lock file's holder wrote. It writes it right after taking the lock, so a start that
+    lands in between reads an empty file: read again for up to half a second."""
+    for _ in range(50):
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        if holder:
+            return holder
+        time.sleep(0.01)
+    return "unknown"
 
 
 @contextlib.contextmanager
