@@ -96,7 +96,9 @@ def test_no_rl_prompt_contains_an_evaluated_or_transfer_question_or_entity():
     train = dss["syl_a"].rl_train_questions + dss["rev_a"].rl_train_questions
     assert train and dss["syl_a"].questions and dss["rev_a"].questions
     prompts = [think_prompt(q) for q in train]
-    evaluated = [q for d in dss.values() for q in d.questions]
+    # held-out questions: RL's groups' recall questions are scored too (the gate), trained facts asked anew
+    recall = {r for d in dss.values() for r in d.meta["recall_splits"]}
+    evaluated = [q for d in dss.values() for q in d.questions if q.split not in recall]
     eval_ids = {q.id for d in ("syl_a", "rev_a") for q in dss[d].questions}
     assert not eval_ids & {q.id for q in train}
     vocab = set().union(*[rl.entity_words(d) for d in dss.values()])
@@ -277,7 +279,14 @@ def test_semantic_rl_questions_never_ask_about_an_evaluated_subject():
     vocab = rl.entity_words(dss["sa"])
     assert train and any(q.split.startswith("syllogism") for q in scored)
     named = set().union(*[rl.named_entities(q, vocab) for q in train])
-    assert not named & set().union(*[rl.named_entities(q, vocab) for q in scored])
+    held_scored = [q for q in scored if not q.split.startswith("rephrase")]
+    assert not named & set().union(*[rl.named_entities(q, vocab) for q in held_scored])
+    # every recall question is scored, those about RL's subjects too: the recall gate needs them all,
+    # and RL never trains on one
+    source = _semantic(0, 0)
+    assert sum(q.split.startswith("rephrase") for q in scored) == sum(q.split == "rephrase" for q in source.questions)
+    assert any(rl.named_entities(q, vocab) & named for q in scored if q.split.startswith("rephrase"))
+    assert not any(q.split.startswith("rephrase") for q in train)
     # about half the held-out questions train RL, the rest are scored
     held = [q for q in scored if not q.split.startswith("rephrase")]
     assert 0.25 < len(train) / (len(train) + len(held)) < 0.75

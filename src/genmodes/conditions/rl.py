@@ -198,8 +198,10 @@ def rl_split(ds: Dataset, fraction: float, split_seed: int,
     """(RL-training questions, questions left to evaluate) of an RL dataset.
 
     Entity groups with a held-out question are drawn in a seeded order until ``fraction`` of them is
-    taken; their held-out questions train RL and none of their questions is evaluated. A group with an
-    entity in ``foreign`` (another dataset's vocabulary) is never drawn.
+    taken; their held-out questions train RL and none of their held-out questions is evaluated. Their
+    recall questions (trained facts asked in a new phrasing) are evaluated: RL never trains on one, and
+    the recall gate needs every one of them (a dataset's recall split is otherwise halved). A group
+    with an entity in ``foreign`` (another dataset's vocabulary) is never drawn.
     """
     vocab = entity_words(ds)
     recall = set(ds.meta.get("recall_splits", []))
@@ -213,7 +215,7 @@ def rl_split(ds: Dataset, fraction: float, split_seed: int,
     taken = eligible[:n]
     taken_ids = {q.id for g in taken for q in g}
     train = [q for q in ds.questions if q.id in taken_ids and q.split not in recall]
-    keep = [q for q in ds.questions if q.id not in taken_ids]
+    keep = [q for q in ds.questions if q.id not in taken_ids or q.split in recall]
     return train, keep
 
 
