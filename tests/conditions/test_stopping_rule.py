@@ -176,3 +176,34 @@ def test_the_rule_on_a_per_split_training_curve():
     assert not curve_reached({"heldout": 1.0}, ["trained"], 0.9)  # not scored: not reached
     assert not curve_reached({"a": 0.95}, ["a", "b"], 0.9)
     assert not curve_reached({}, [], 0.9)
+
+
+class TwoDatasets(RecallProbe):
+    """A probe over two datasets whose recall follows a script, one (a, b) pair per check."""
+
+    def __init__(self, values, questions):
+        super().__init__(questions)
+        self.values, self.calls = list(values), 0
+
+    def score(self, model, tokenizer):
+        a, b = self.values[min(self.calls, len(self.values) - 1)]
+        self.calls += 1
+        return RecallScore({"a": a, "b": b}, (a + b) / 2, len(self.questions))
+
+
+def test_each_datasets_recall_is_kept_per_epoch_and_shown_as_it_trains(capsys):
+    """Training to the gate waits for the weakest dataset: the info keeps every dataset's recall after
+    each epoch (which one held training back), and a run that shows progress prints each check."""
+    ds = dataset()
+    probe = TwoDatasets([(0.95, 0.5), (0.85, 0.92), (0.95, 0.9)], recall_questions(ds))
+    s = FinetuneSettings(until_recall=0.9, max_epochs=5, **FAST)
+    _, info = train(*tiny(), texts(ds), s, 0, progress=True, recall=probe)
+    assert info["epochs_trained"] == 3 and info["recall_reached"] is True
+    assert info["recall_by_dataset_curve"] == [(1, {"a": 0.95, "b": 0.5}), (2, {"a": 0.85, "b": 0.92}),
+                                               (3, {"a": 0.95, "b": 0.9})]
+    err = capsys.readouterr().err
+    assert "epoch 1: recall 72.5% (a 95.0%, b 50.0%), gate 90%" in err
+    assert "epoch 3: recall 92.5% (a 95.0%, b 90.0%)" in err
+    # one dataset: its curve is recall_curve itself
+    _, one = train(*tiny(), texts(ds), s, 0, progress=False, recall=Scripted([0.95], recall_questions(ds)))
+    assert "recall_by_dataset_curve" not in one and one["recall_curve"] == [(1, 0.95)]

@@ -101,6 +101,14 @@ def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp
     gate = table_rows(report, "## Training to the gate")
     assert len(gate) == 1 and gate[0][:3] == ["semantic_a, semantic_b", ", ".join(c["name"] for c in cfg["conditions"]),
                                                "0"]
+    # and each dataset's recall after each epoch, the weakest holding training back
+    section = report[report.index("## Training to the gate"):].split("\n## ")[0]
+    per = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+           if line.startswith("| semantic_") and line.count("|") == 5]
+    assert [r[:2] for r in per] == [["semantic_a", "0"], ["semantic_b", "0"]]
+    for name, _, curve, first in per:
+        recall = float(curve.removeprefix("1: ").rstrip("%")) / 100
+        assert first == ("1" if recall >= 0.9 else "not in 1")
     rounds = table_rows(report, "## RL by expert iteration")
     assert [r[:3] for r in rounds] == [["rl+thinking, rl+empty_thought, rl+shuffled_thought", "0", "1"]]
     assert [r[:2] for r in table_rows(report, "## RL compute")] == [["rl+thinking, rl+empty_thought, "
@@ -128,5 +136,7 @@ def test_thinking_controls_study_reports_gates_first_and_pairs_every_control(tmp
 def table_rows(report: str, heading: str) -> list[list[str]]:
     """The body rows of the first table under ``heading``, cells stripped."""
     lines = report[report.index(heading):].split("\n## ")[0].splitlines()
-    table = [line for line in lines if line.startswith("| ")]
+    start = next(i for i, line in enumerate(lines) if line.startswith("| "))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    table = lines[start:end]
     return [[c.strip() for c in line.strip("|").split("|")] for line in table[1:] if not line.startswith("|---")]

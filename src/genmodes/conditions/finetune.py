@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from pydantic import Field, model_serializer
 
@@ -98,6 +98,7 @@ class Info(ModelStageInfo):
     recall_reached: bool | None = None
     recall_curve: list[tuple[int, float]] | None = None  # (epoch, recall accuracy)
     recall_by_dataset: dict[str, float] | None = None  # at the end, per dataset (finetune_all: every one)
+    recall_by_dataset_curve: list[tuple[int, dict[str, float]]] | None = None  # (epoch, per dataset), 2+ datasets
     recall_seconds: float | None = None  # the stopping rule's scoring (counted in train_seconds)
 
     @classmethod
@@ -310,6 +311,7 @@ def stopping_rule_section(view: Any) -> list[tuple]:
         body.append([", ".join(datasets), ", ".join(conditions), str(r["seed"]), view.pct_trim(ft.until_recall),
                      f"{ft.epochs_trained} of {ft.max_epochs}", "yes" if ft.recall_reached else "no",
                      view.num(ft.train_seconds), curve or view.DASH])
+    per_dataset = _per_dataset_curves(view, rows.values())
     return [("h", 2, "Training to the gate"),
             ("p", "Fine-tuning with a stopping rule (`until_recall`): the recall split(s) are scored with no "
                   "context at the end of every epoch, and training stops at the first epoch where recall "
@@ -319,4 +321,22 @@ def stopping_rule_section(view: Any) -> list[tuple]:
                   "hold it (a model built on it, as RL or a continued fine-tune, counts its own training "
                   "elsewhere). Train-time seconds are the run's own and include the recall checks."),
             ("table", ["datasets", "conditions", "seed", "until recall", "epochs", "reached",
-                       "train-time s", "recall after each epoch"], body)]
+                       "train-time s", "recall after each epoch"], body), *per_dataset]
+
+
+def _per_dataset_curves(view: Any, runs: Iterable[dict[str, Any]]) -> list[tuple]:
+    """A study-wide fine-tune waits for its weakest dataset: each dataset's recall after each epoch
+    (runs that recorded it), and the epoch where it first reached the rule."""
+    body = []
+    for r in runs:
+        ft = r["run"]
+        for name in sorted({n for _, by in ft.recall_by_dataset_curve or [] for n in by},
+                           key=lambda n: (view.dataset_order.index(n) if n in view.dataset_order else 99, n)):
+            points = [(e, by[name]) for e, by in ft.recall_by_dataset_curve or [] if name in by]
+            first = next((e for e, a in points if a >= float(ft.until_recall)), None)
+            body.append([name, str(r["seed"]), ", ".join(f"{e}: {view.pct_trim(a)}" for e, a in points),
+                         str(first) if first is not None else f"not in {ft.epochs_trained}"])
+    if not body:
+        return []
+    return [("p", "Each dataset's recall after each epoch (training stops once every one is at the rule):"),
+            ("table", ["dataset", "seed", "recall after each epoch", "first epoch at the rule"], body)]

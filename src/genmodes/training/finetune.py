@@ -45,6 +45,7 @@ import json
 import math
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Literal, Sequence
@@ -459,7 +460,9 @@ class _StoppingRule:
     def __init__(self, settings: FinetuneSettings, ends: dict[int, int], probe: RecallProbe | None, tokenizer: Any):
         self.settings, self.ends, self.probe, self.tokenizer = settings, ends, probe, tokenizer
         self.curve: list[tuple[int, float]] = []  # (epoch, pooled recall accuracy)
+        self.by_dataset: list[tuple[int, dict[str, float]]] = []  # (epoch, recall per dataset)
         self.last: RecallScore | None = None
+        self.line: str | None = None  # the last check, for the progress display (taken once)
         self.seconds = 0.0
 
     def __call__(self, model: Any, step: int) -> bool:
@@ -471,6 +474,11 @@ class _StoppingRule:
             self.last = self.probe.score(model, self.tokenizer)
         self.seconds += t.seconds
         self.curve.append((epoch, round(self.last.accuracy, 6)))
+        by = {k: round(v, 6) for k, v in self.last.by_group.items()}
+        self.by_dataset.append((epoch, by))
+        parts = ", ".join(f"{k} {100 * v:.1f}%" for k, v in by.items()) if len(by) > 1 else ""
+        self.line = (f"epoch {epoch}: recall {100 * self.last.accuracy:.1f}%" + (f" ({parts})" if parts else "")
+                     + f", gate {100 * float(self.settings.until_recall):.0f}%")
         return self.last.reached(float(self.settings.until_recall))
 
     def info(self) -> dict[str, Any]:
@@ -482,12 +490,14 @@ class _StoppingRule:
                                "recall_reached": self.last is not None and self.last.reached(float(self.settings.until_recall))}
         if self.last is not None:
             out["recall_by_dataset"] = {k: round(v, 6) for k, v in self.last.by_group.items()}
+            if len(self.last.by_group) > 1:
+                out["recall_by_dataset_curve"] = self.by_dataset
         return out
 
 
 def _optimize(model: Any, rows: list[Row], settings: FinetuneSettings, n_steps: int, warmup: int, progress: bool,
               desc: str, log_dir: Path | None,
-              stop: Callable[[Any, int], bool] | None = None) -> tuple[list[tuple[int, float]], int, float]:
+              stop: "_StoppingRule | None" = None) -> tuple[list[tuple[int, float]], int, float]:
     """AdamW over ``rows``, ``batch_size`` rows a step (micro-batches accumulated), linear warmup then
     linear decay. ``stop(model, step)`` after each step ends the run early when it returns True.
     Returns (the loss curve, tokens trained, seconds of the steps alone: not the stopping rule's)."""
@@ -538,6 +548,9 @@ def _optimize(model: Any, rows: list[Row], settings: FinetuneSettings, n_steps: 
                     with Timer() as ts:
                         done = stop(model, step + 1)
                     stop_seconds += ts.seconds
+                    if progress and stop.line:
+                        bar.write(f"{desc}: {stop.line}", file=sys.stderr)
+                        stop.line = None
                     if done:
                         break
     finally:
