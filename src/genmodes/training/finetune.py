@@ -489,7 +489,7 @@ class _StoppingRule:
                                "epochs_trained": self.curve[-1][0] if self.curve else 0,
                                "recall_reached": self.last is not None and self.last.reached(float(self.settings.until_recall))}
         if self.last is not None:
-            out["recall_by_dataset"] = {k: round(v, 6) for k, v in self.last.by_group.items()}
+            out["recall_by_dataset"] = self.by_dataset[-1][1]
             if len(self.last.by_group) > 1:
                 out["recall_by_dataset_curve"] = self.by_dataset
         return out
