@@ -441,6 +441,17 @@ def test_chain_drills_train_one_practice_dataset_which_is_scored_on_recall_only(
         finetune.validate(finetune.Settings(chain_drills=["sp"]), check({"sa": dss["sa"]}))
     plain = finetune_all.Settings(steps=1, batch_size=2, seq_len=64, recall_drills="answer")
     assert "chain_drills" not in plain.model_dump() and "chain_drills" not in FT().model_dump()
+    # with recall_drills_on_chain the practice dataset gets its recall drills beside the chains, and
+    # the setting needs both kinds of drills
+    both = finetune_all.Settings(steps=1, batch_size=2, seq_len=64, recall_drills="rehearse", chain_drills=["sp"],
+                                 recall_drills_on_chain=True)
+    assert {d.meta["format"] for d in finetune.drills(dss["sp"], both, name="sp")} == {"chain", "rehearse"}
+    assert set(d.text for d in finetune.drills(dss["sp"], both, name="sp")) <= set(finetune_all.study_texts(dss, both))
+    finetune_all.validate(both, check({"sa": dss["sa"], "sp": only_recall}))
+    for bad in ({"recall_drills": "rehearse"}, {"chain_drills": ["sp"]}):
+        with pytest.raises(ConfigError, match="recall_drills_on_chain needs chain_drills and recall_drills"):
+            finetune_all.validate(finetune_all.Settings(recall_drills_on_chain=True, **bad), check({"sa": dss["sa"]}))
     # the study's fine-tune has one key whether a condition (finetune_all) or the rl stage names it
-    for kw in ({}, {"recall_drills": "answer"}, {"chain_drills": ["sp"]}):
+    for kw in ({}, {"recall_drills": "answer"}, {"chain_drills": ["sp"]},
+               {"recall_drills": "rehearse", "chain_drills": ["sp"], "recall_drills_on_chain": True}):
         assert finetune_all.Settings(until_recall=0.9, **kw).key() == FT(until_recall=0.9, **kw).key()

@@ -92,6 +92,40 @@ def test_answer_drills_ask_a_trained_fact_after_recalling_its_subject(ds):
     assert recall_drills(ds, form="none") == []
 
 
+def test_rehearse_drills_are_answer_drills_under_a_cue_of_their_own(ds):
+    from genmodes.training.thoughts import (ANSWER_CUE, RECALL_INSTRUCTION, REHEARSE_INSTRUCTION, REHEARSE_LEAD,
+                                            THOUGHT_LEAD)
+
+    answer = recall_drills(ds, form="answer", seed=0)
+    rehearse = recall_drills(ds, form="rehearse", seed=0)
+    assert len(rehearse) == len(answer) and rehearse
+    for a, r in zip(answer, rehearse):
+        # the same facts and the same asked fact, with the thinking prompt swapped for the rehearsal's cue
+        assert r.facts == a.facts and r.meta["format"] == "rehearse"
+        assert RECALL_INSTRUCTION not in r.text and THOUGHT_LEAD.strip() not in r.text
+        assert r.text == a.text.replace(RECALL_INSTRUCTION + THOUGHT_LEAD, REHEARSE_INSTRUCTION + REHEARSE_LEAD)
+        assert ANSWER_CUE in r.text
+
+
+def test_chain_drilled_dataset_gets_recall_drills_too_only_when_set():
+    from genmodes.conditions.finetune import Settings, drills
+
+    ds = make_dataset("semantic_structure", seed=0, overrides=SEMANTIC)
+    both = Settings(recall_drills="rehearse", chain_drills=["practice"], recall_drills_on_chain=True)
+    chain_only = Settings(recall_drills="rehearse", chain_drills=["practice"])
+    got = drills(ds, both, name="practice")
+    chains = drills(ds, chain_only, name="practice")
+    assert {d.meta["format"] for d in chains} == {"chain"}
+    assert [d for d in got if d.meta["format"] == "chain"] == chains
+    rehearsals = [d for d in got if d.meta["format"] == "rehearse"]
+    assert [d.text for d in rehearsals] == [d.text for d in recall_drills(ds, form="rehearse", seed=ds.seed)]
+    assert len({d.id for d in got}) == len(got)  # no two drills share an id
+    # another dataset gets the recall drills alone; off, the setting leaves the dump as it was
+    assert {d.meta["format"] for d in drills(ds, both, name="other")} == {"rehearse"}
+    assert "recall_drills_on_chain" not in chain_only.model_dump()
+    assert both.model_dump()["recall_drills_on_chain"] is True
+
+
 def test_two_topic_drills_recall_a_second_subject_drawn_at_random(ds):
     """The thought of a two-topic drill states its topic's facts, then every fact of one other
     subject; the second subject is drawn over all the others (seeded), so it names no link a question

@@ -11,6 +11,8 @@ texts), ``finetune_all`` and ``rl``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -32,7 +34,8 @@ class Settings(_Base, FinetuneSettings):
     recall_drills: DrillFormat = Field(default="none", description="also train on a recall drill per subject of "
                                        "the documents' facts, X's trained facts in the documents' wording: recall "
                                        "(after \"Recall what you know about X:\") or answer (as a thought before one of "
-                                       "them is asked), or two_topics (an answer drill whose thought goes on to a "
+                                       "them is asked), rehearse (the answer drill under a cue of its own, \"Facts:\", "
+                                       "so the thinking prompt's form is taught by chain drills alone), or two_topics (an answer drill whose thought goes on to a "
                                        "second subject drawn at random): the format warm start of thinking, which says "
                                        "no fact a question needs")
     chain_drills: list[str] | None = Field(default=None, min_length=1, description="datasets whose drills are "
@@ -40,6 +43,9 @@ class Settings(_Base, FinetuneSettings):
                                            "thought states X's facts, those of the subject they name (its category), "
                                            "and on up, and the fact asked is one they imply; a practice dataset, "
                                            "scored on its recall splits only (its inferences are then trained)")
+    recall_drills_on_chain: bool = Field(default=False, description="the datasets of chain_drills get the "
+                                         "recall_drills drills too, so their subjects' own facts (what their recall "
+                                         "splits ask) are rehearsed beside the chains")
 
     @model_serializer(mode="wrap")
     def _without_unset_drills(self, handler: Any) -> Any:
@@ -51,12 +57,20 @@ class Settings(_Base, FinetuneSettings):
         ``recall_drills``."""
         return "chain" if dataset is not None and dataset in (self.chain_drills or []) else self.recall_drills
 
+    def drill_formats(self, dataset: str | None) -> list[DrillFormat]:
+        """Every drill format ``dataset`` trains on: its :meth:`drill_format`, and with
+        ``recall_drills_on_chain`` a chain-drilled dataset's ``recall_drills`` as well."""
+        form = self.drill_format(dataset)
+        more = form == "chain" and self.recall_drills_on_chain and self.recall_drills != "none"
+        return [f for f in [form] + ([self.recall_drills] if more else []) if f != "none"]
+
     def warm_start(self) -> DrillFormat | bool:
         """What a dry run takes the format of a generated thought to be: chain drills (on a practice
-        dataset) teach chain thoughts everywhere; else the recall drills' format; False without drills."""
+        dataset) teach chain thoughts everywhere; else the recall drills' format; False without drills
+        or with rehearsals only (their cue is not the thinking prompt)."""
         if self.chain_drills:
             return "chain"
-        return self.recall_drills if self.recall_drills != "none" else False
+        return self.recall_drills if self.recall_drills not in ("none", "rehearse") else False
 
 
 def without_unset_drills(out: Any) -> Any:
@@ -68,6 +82,8 @@ def without_unset_drills(out: Any) -> Any:
             out.pop("recall_drills", None)
         if not out.get("chain_drills"):
             out.pop("chain_drills", None)
+        if not out.get("recall_drills_on_chain"):
+            out.pop("recall_drills_on_chain", None)
     return out
 
 
@@ -124,6 +140,8 @@ def check_chain_drills(settings: Settings, check: StageCheck, study: bool = Fals
     """Chain drills train a dataset's inferences (X with what X's category has), so a dataset they
     drill is scored on its recall splits only; only a study-wide fine-tune (``study``) trains on
     datasets by name."""
+    if getattr(settings, "recall_drills_on_chain", False) and not (settings.chain_drills and settings.recall_drills != "none"):
+        raise ConfigError(f"{check.where}: recall_drills_on_chain needs chain_drills and recall_drills")
     if not settings.chain_drills:
         return
     if not study:
@@ -237,9 +255,10 @@ def training_documents(ctx: CellContext, settings: Settings) -> list[Document]:
 def drills(ds: Dataset, settings: Settings, docs: list[Document] | None = None,
            name: str | None = None) -> list[Document]:
     """The recall drills of the documents ``settings`` trains on (none unless ``recall_drills``, or
-    ``chain_drills`` lists ``name``, the dataset's config name)."""
-    form = settings.drill_format(name)
-    if form == "none":
+    ``chain_drills`` lists ``name``, the dataset's config name; with ``recall_drills_on_chain`` a
+    chain-drilled dataset has both kinds, the second's ids prefixed with its format)."""
+    forms = settings.drill_formats(name)
+    if not forms:
         return []
     from genmodes.training.thoughts import recall_drills
 
@@ -247,7 +266,10 @@ def drills(ds: Dataset, settings: Settings, docs: list[Document] | None = None,
         docs = [d for d in ds.documents if settings.kinds is None or d.kind in settings.kinds]
     sub = Dataset(family=ds.family, config=ds.config, seed=ds.seed, documents=docs, questions=[],
                   knowledge=ds.knowledge, meta=ds.meta)
-    return recall_drills(sub, form=form, seed=ds.seed)
+    out = recall_drills(sub, form=forms[0], seed=ds.seed)
+    for form in forms[1:]:
+        out += [dataclasses.replace(d, id=f"{form}-{d.id}") for d in recall_drills(sub, form=form, seed=ds.seed)]
+    return out
 
 
 def build(ctx: CellContext, settings: Settings) -> Built:

@@ -80,7 +80,7 @@ def validate(settings: Settings, check: StageCheck) -> None:
     from genmodes.conditions.finetune import check_chain_drills, validate as finetune_validate
     from genmodes.data.families import get_family
 
-    finetune_validate(settings.model_copy(update={"chain_drills": None}), check)
+    finetune_validate(settings.model_copy(update={"chain_drills": None, "recall_drills_on_chain": False}), check)
     check_chain_drills(settings, check, study=True)
     for name in settings.augment or []:
         if name not in check.datasets:

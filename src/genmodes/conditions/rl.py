@@ -404,7 +404,7 @@ def validate(settings: Settings, check: StageCheck) -> None:
     from genmodes.conditions.finetune import check_chain_drills, validate as validate_finetune
 
     where = dataclasses.replace(check, where=f"{check.where}: finetune")
-    validate_finetune(settings.finetune.model_copy(update={"chain_drills": None}), where)
+    validate_finetune(settings.finetune.model_copy(update={"chain_drills": None, "recall_drills_on_chain": False}), where)
     check_chain_drills(settings.finetune, where, study=True)
     check.check_window("max_thought_tokens", settings.max_thought_tokens)
 

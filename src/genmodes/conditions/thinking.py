@@ -515,7 +515,9 @@ def warm_start(view: Any) -> str:
         chained = getattr(getattr(st.model_settings, "finetune", st.model_settings), "chain_drills", None)
         drills = recall_drills_of(st.model_settings)
         if chained:
-            drills = f"chain on {', '.join(chained)}" + (f", {drills} elsewhere" if drills != "none" else "")
+            both = getattr(getattr(st.model_settings, "finetune", st.model_settings), "recall_drills_on_chain", False)
+            drills = (f"chain{f' and {drills}' if both else ''} on {', '.join(chained)}"
+                      + (f", {drills} elsewhere" if drills != "none" else ""))
         parts = ([f"recall drills ({drills}) in the knowledge fine-tune"] if drills != "none" else []) + \
             ([f"a {demo}-shot demonstration in the prompt"] if demo else [])
         out.append(f"{c.name}: {' and '.join(parts) or 'none (the prompt alone)'}")

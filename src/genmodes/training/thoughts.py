@@ -40,8 +40,13 @@ THOUGHT_LEAD = "\nRecall what you know about this:"
 # a recall drill: "Recall what you know about X:" then X's trained facts; the topic of a drill is the
 # subject of the facts it states
 DRILL = "Recall what you know about {topic}:"
-DrillFormat = Literal["none", "recall", "answer", "two_topics", "chain"]
+DrillFormat = Literal["none", "recall", "answer", "rehearse", "two_topics", "chain"]
 ANSWER_CUE = "\nAnswer: "
+# A rehearsal (``rehearse`` drills): the answer drill under a cue of its own, so the facts are
+# rehearsed and answered from without teaching what a thought after THOUGHT_LEAD looks like (there the
+# chain drills of a practice dataset are the only form).
+REHEARSE_INSTRUCTION = "First, the facts."
+REHEARSE_LEAD = "\nFacts:"
 CHAIN_QUESTIONS = 2  # a chain drill per subject and inferred fact asked, at most this many per subject
 # The stop rule: a thought is one paragraph; it ends at the first line break (or end-of-text, or
 # the token budget). The same rule cuts RL completions, so a trained thought looks like a tested one.
@@ -85,7 +90,9 @@ def recall_drills(ds: Dataset, render: Any = None, form: DrillFormat = "recall",
     thinking format: one of X's facts asked (its sentence cut before the object, drawn by ``seed``), the
     recall prompt, X's facts as the thought, the answer cue and the fact: a trained fact answered after
     recalling it, which keeps the model reading what it recalled (the question is a trained fact, never
-    an inference). ``two_topics``: the answer drill whose thought, after X's facts, recalls the facts of
+    an inference). ``rehearse``: the answer drill under a cue of its own (:data:`REHEARSE_INSTRUCTION`
+    and :data:`REHEARSE_LEAD` instead of the thinking prompt's): the facts rehearsed and answered from,
+    while what follows the thinking prompt is taught by other drills alone (``chain``). ``two_topics``: the answer drill whose thought, after X's facts, recalls the facts of
     another subject Y drawn uniformly at random (:func:`_second_topics`): the format of a thought that
     goes on to a second topic, without the link a question needs; which topic helps is what RL can
     find. ``chain``: a worked example of recalling, then inferring: the thought states X's facts that
@@ -108,7 +115,7 @@ def recall_drills(ds: Dataset, render: Any = None, form: DrillFormat = "recall",
         text = drill_text(topic, statements)
         stated = list(facts)
         asked: list[Fact | None] = [None]
-        if form in ("answer", "two_topics", "chain"):
+        if form in ("answer", "rehearse", "two_topics", "chain"):
             stated = (_chain_facts(by_topic, topic) if form == "chain"
                       else _thought_facts(by_topic, seconds, topic))  # with two_topics, another subject's too
             asked = (_inferred_facts(ds, by_topic, topic, stated, render, rng) if form == "chain" else []) \
@@ -119,7 +126,8 @@ def recall_drills(ds: Dataset, render: Any = None, form: DrillFormat = "recall",
                 if stem is None:
                     continue
                 q = Question(id="drill", split="drill", subtype="drill", context=stem, choices=[], answer=0)
-                text = answer_context(q, " ".join(render(g) for g in stated)) + f" {f.object}."
+                cue = {"instruction": REHEARSE_INSTRUCTION, "lead": REHEARSE_LEAD} if form == "rehearse" else {}
+                text = answer_context(q, " ".join(render(g) for g in stated), **cue) + f" {f.object}."
             out.append(Document(id=f"drill-{i:05d}" + (f"-{j}" if j else ""), text=text, kind="drill",
                                 facts=stated, meta={"topic": topic, "format": form,
                                                     **({"second_topic": seconds[topic]} if topic in seconds else {})}))
