@@ -455,3 +455,26 @@ def test_chain_drills_train_one_practice_dataset_which_is_scored_on_recall_only(
     for kw in ({}, {"recall_drills": "answer"}, {"chain_drills": ["sp"]},
                {"recall_drills": "rehearse", "chain_drills": ["sp"], "recall_drills_on_chain": True}):
         assert finetune_all.Settings(until_recall=0.9, **kw).key() == FT(until_recall=0.9, **kw).key()
+
+
+def test_report_names_the_warm_start_of_each_thinker():
+    """The thinking report says what taught each generating thinker its format: chain drills on the
+    practice dataset, its rehearsals too where ``recall_drills_on_chain`` is set, and the recall drills
+    elsewhere; a thinker with no fine-tune drills says so."""
+    from types import SimpleNamespace
+
+    from genmodes.conditions import finetune_all, thinking
+
+    def cond(name, model, thought="generate"):
+        ctx = thinking.Settings(thought=thought)
+        return SimpleNamespace(name=name, stages=SimpleNamespace(is_baseline=False, context="thinking",
+                                                                 context_settings=ctx, model_settings=model))
+
+    both = finetune_all.Settings(recall_drills="rehearse", chain_drills=["sp"], recall_drills_on_chain=True)
+    chain = finetune_all.Settings(recall_drills="answer", chain_drills=["sp"])
+    view = SimpleNamespace(run=SimpleNamespace(config=SimpleNamespace(conditions=[
+        cond("a", both), cond("b", chain), cond("c", finetune_all.Settings()), cond("d", both, thought="oracle")])))
+    text = thinking.warm_start(view)
+    assert "a: recall drills (chain and rehearse on sp, rehearse elsewhere)" in text
+    assert "b: recall drills (chain on sp, answer elsewhere)" in text
+    assert "c: none (the prompt alone)" in text and "d:" not in text
