@@ -44,6 +44,29 @@ def test_cooccurrence_finds_the_trained_neighbour_and_the_audit_fails_it():
     assert {r.method: r for r in evaluate(_assoc(answer_cooccurs=False))}["cooccurrence"].accuracy == 0.25
 
 
+def test_neighbour_finds_the_word_written_beside_a_frequent_key():
+    """A key in every document is no content word, so co-occurrence cannot use it; the neighbour
+    baseline counts what stands beside the question's last word however common it is (a codebook's
+    code word written next to its symbol in definitions, the symbol asked last)."""
+    syms = ["alpha", "beta", "gamma", "delta"]
+    docs = [Document(f"d{i}", f"kod{i} = {syms[i % 4]} . then {' '.join(syms)}") for i in range(40)]
+    qs = []
+    for i in range(40):
+        wrong = [f"kod{(i + k) % 40}" for k in (1, 2, 3)]  # other symbols' code words
+        opts = [f"kod{i}", *wrong]
+        k = i % 4
+        opts.insert(k, opts.pop(0))
+        qs.append(Question(f"q{i}", "held", "s", f"encode with it : {syms[i % 4]} ->", [" " + o for o in opts], k))
+    ds = Dataset("test", {}, 0, docs, qs, [], meta={"recall_splits": []})
+    rows = {r.method: r for r in evaluate(ds)}
+    assert rows["neighbour"].accuracy == 1.0 and rows["cooccurrence"].accuracy == 0.25
+    assert any(line.startswith("held: the neighbour baseline gets 100.0%") for line in offences(evaluate(ds)))
+    # nothing beside the key: a tie, chance exactly
+    far = Dataset("test", {}, 0, [Document(f"d{i}", f"kod{i} is here . then {' '.join(syms)}") for i in range(40)], qs,
+                  [], meta={"recall_splits": []})
+    assert {r.method: r for r in evaluate(far)}["neighbour"].accuracy == 0.25
+
+
 def test_ties_give_chance_credit_and_priors_are_leave_one_out():
     assert credit([1.0, 1.0, 0.0, 1.0], 0) == pytest.approx(1 / 3)
     assert credit([1.0, 1.0, 0.0, 1.0], 2) == 0.0

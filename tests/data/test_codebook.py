@@ -494,7 +494,14 @@ INTERLEAVED = {**PRACTICE, "encoding_form": "interleaved"}
 def test_interleaved_encodings_put_each_code_right_after_its_symbol():
     ds = make_dataset("codebook", 0, INTERLEAVED)
     aligned = make_dataset("codebook", 0, PRACTICE)
-    assert audit_dataset(ds).violations == []
+    # with code words of its own, each code is written next to one symbol in the definitions, and the
+    # asked symbol ends an interleaved question: the neighbour baseline answers a latent use from that
+    # (the design the shared code words replace); the aligned form ends on a code word
+    assert [v for v in audit_dataset(ds).violations if "neighbour" in v] and \
+        all("neighbour" in v for v in audit_dataset(ds).violations)
+    assert audit_dataset(aligned).violations == []
+    assert audit_dataset(make_dataset("codebook", 0, {**INTERLEAVED, "n_codebooks": 12, "n_symbols": 12, "n_used": 6,
+                                                      "code_words": "shared"})).violations == []
     books = ds.meta["codebooks"]
     for d, a in zip(ds.documents, aligned.documents):
         assert sorted(parse_statements(d.text)) == d.facts == a.facts, d.id  # the same facts, another text
@@ -526,7 +533,7 @@ def test_interleaved_encodings_put_each_code_right_after_its_symbol():
 def test_distinct_practice_encodings_read_every_code_from_the_definition():
     ds = make_dataset("codebook", 0, {**INTERLEAVED, "fresh_distinct": True, "fresh_min_len": 6, "fresh_max_len": 12})
     fresh = [d for d in ds.documents if d.meta.get("fresh") and d.kind == "sequence"]
-    assert fresh and audit_dataset(ds).violations == []
+    assert fresh and audit_dataset(ds, baselines=False).violations == []
     lengths = set()
     for d in fresh:
         syms = [p.split(" -> ")[0] for p in d.text.splitlines()[-1].split(" : ", 1)[1].split(" ; ")]
@@ -578,3 +585,72 @@ def test_drill_symbols_can_be_keys_only_with_no_loss_on_them():
     for a, b in zip(on.documents, late.documents):  # stored as always; after the curriculum, as never
         assert b.meta["targets"] == a.meta["targets"]
         assert b.meta.get("late_targets", b.meta["targets"]) == off.documents[on.documents.index(a)].meta["targets"]
+
+
+# ------------------------------------------------------------------------------ shared code words
+
+SHARED = {"n_codebooks": 12, "n_symbols": 12, "n_used": 6, "sequences_per_codebook": 20, "questions_per_codebook": 5,
+          "encoding_form": "interleaved", "code_words": "shared"}
+
+
+@pytest.fixture(scope="module")
+def shared():
+    return make_dataset("codebook", 0, SHARED)
+
+
+def test_shared_code_words_are_latin_squares_with_latent_code_words(shared):
+    """Every codebook maps the alphabet onto one set of n_symbols code words; in each block of
+    n_symbols codebooks a word stands for each symbol once (a Latin square); a mapping is latent
+    exactly when its word is a latent word, so a latent word is the output of no training sequence."""
+    books = shared.meta["codebooks"]
+    words = {c for info in books.values() for c in info["map"].values()}
+    assert len(words) == 12 and all(set(info["map"].values()) == words for info in books.values())
+    for s in "abcdefghijkl":
+        assert len({info["map"][s] for info in books.values()}) == 12
+    latent_words = {info["map"][s] for info in books.values() for s in info["latent"]}
+    used_words = {info["map"][s] for info in books.values() for s in info["used"]}
+    assert len(latent_words) == len(used_words) == 6 and not latent_words & used_words
+    assert all(len(info["used"]) == 6 for info in books.values())
+    outputs = {c for d in shared.documents if d.kind == "sequence" for c in re.findall(r"-> (\S+)", d.text)}
+    assert outputs == used_words
+    assert audit_dataset(shared, baselines=False).violations == []
+    # a partial block (fewer codebooks than symbols) keeps the Latin property within it; more codebooks
+    # than symbols start a new square
+    many = make_dataset("codebook", 0, {**SHARED, "n_codebooks": 17})
+    maps = list(many.meta["codebooks"].values())
+    for block in (maps[:12], maps[12:]):
+        for s in "abcdefghijkl":
+            assert len({m["map"][s] for m in block}) == len(block)
+    assert dump(make_dataset("codebook", 0, SHARED)) == dump(shared)
+
+
+def test_shared_code_words_leave_only_book_and_symbol_together_to_answer_a_latent_use(shared):
+    """A latent question's options are all the codebook's words, and each stands for the asked symbol
+    in exactly one codebook, where that mapping is latent too: neither the symbol's associations nor the
+    codebook's pick the answer (the own-words design let the symbol alone pick it: a code word belonged
+    to one codebook and stood next to one symbol). The audit's baselines stay at chance."""
+    books = shared.meta["codebooks"]
+    for q in shared.split("latent"):
+        b, s = q.meta["codebook"], q.meta["symbol"]
+        for c in q.choices:
+            c = c.strip()
+            assert c in books[b]["map"].values()
+            where = [x for x, info in books.items() if info["map"][s] == c]
+            assert len(where) == 1 and s in books[where[0]]["latent"]
+        assert q.choices[q.answer].strip() == books[b]["map"][s]
+    rep = audit_dataset(shared)
+    assert not [r for r in rep.baselines if r.split == "latent" and r.p_value < r.alpha]
+
+
+def test_known_name_rung_over_shared_words_never_offers_the_names_own_code():
+    d = make_dataset("codebook", 0, {**SHARED, "n_fresh_episodes": 30, "real_name_episodes": 0.5,
+                                     "known_name_questions": 24})
+    books = d.meta["codebooks"]
+    qs = d.split("known_name_in_context")
+    assert len(qs) == 24
+    for q in qs:
+        definition = q.context.split("\n")[0]
+        mapping = {sym: code for code, sym in re.findall(r"(\S+) = (\S+)", definition)}
+        assert q.choices[q.answer] == " " + mapping[q.meta["symbol"]]
+        own = books[q.meta["codebook"]]["map"][q.meta["symbol"]]
+        assert own not in {c.strip() for c in q.choices}

@@ -11,6 +11,10 @@ the *other* questions of the split), never from a model:
 ``overlap``       the choice sharing most words with the question's context; ``overlap_min`` fewest
 ``cooccurrence``  the choice whose words co-occur most often with the question's words in one training
                   document (what an associative learner of the training text would pick)
+``neighbour``     the choice whose words stand most often within two words of the question's last word
+                  in the training text, however common that word is (``cooccurrence`` counts content
+                  words only, so a short, frequent key such as a codebook's symbol escapes it: with each
+                  code word written next to one symbol in definitions, this scored 100% on latent uses)
 ``frequency``     the choice whose words are most frequent in the training text
 ``bigram``        the choice a smoothed word bigram model of the training text finds most likely after
                   the question's context
@@ -48,7 +52,8 @@ from typing import Callable, Sequence
 from genmodes.data.types import Dataset, Question
 
 METHODS = ("position", "longest", "shortest", "overlap", "overlap_min", "cooccurrence", "familiarity",
-           "frequency", "bigram", "answer_form")
+           "frequency", "bigram", "answer_form", "neighbour")
+NEIGHBOUR_WINDOW = 2  # words either side
 MARGIN = 0.10  # points above chance a held-out split may be answered by a shortcut
 ALPHA = 0.05   # and only when the excess is significant
 
@@ -73,10 +78,14 @@ class TrainingStats:
         self.docs_of: dict[str, set[int]] = defaultdict(set)
         self.tf: Counter[str] = Counter()
         self.bigrams: Counter[tuple[str, str]] = Counter()
+        self.near: Counter[tuple[str, str]] = Counter()  # (word, word within NEIGHBOUR_WINDOW of it)
         self.unigrams: Counter[str] = Counter()
         for i, d in enumerate(ds.documents):
             ws = words(d.text)
             self.tf.update(ws)
+            for k in range(1, NEIGHBOUR_WINDOW + 1):
+                self.near.update(zip(ws, ws[k:]))
+                self.near.update(zip(ws[k:], ws))
             for w in set(ws):
                 self.docs_of[w].add(i)
             toks = ["<s>", *tokens(d.text)]
@@ -238,11 +247,19 @@ def _bigram(q, stats, pri):
     return out
 
 
+def _neighbour(q, stats, pri):
+    ctx = words(q.context)
+    if not ctx:
+        return [0.0] * len(q.choices)
+    last = ctx[-1]
+    return [float(sum(stats.near.get((w, last), 0) for w in ws)) for ws in _distinct_words(q)]
+
+
 SCORERS: dict[str, Scorer] = {
     "position": _position, "longest": _longest, "shortest": _shortest, "overlap": _overlap,
     "overlap_min": _overlap_min, "cooccurrence": _cooccurrence, "familiarity": _familiarity,
     "frequency": _frequency,
-    "bigram": _bigram, "answer_form": _answer_form,
+    "bigram": _bigram, "answer_form": _answer_form, "neighbour": _neighbour,
 }
 assert tuple(SCORERS) == METHODS
 
