@@ -654,3 +654,24 @@ def test_known_name_rung_over_shared_words_never_offers_the_names_own_code():
         assert q.choices[q.answer] == " " + mapping[q.meta["symbol"]]
         own = books[q.meta["codebook"]]["map"][q.meta["symbol"]]
         assert own not in {c.strip() for c in q.choices}
+
+
+def test_a_practice_distractor_definition_can_map_the_episodes_own_words():
+    """distractor_words: same: the distractor definition permutes the episode's own code words, as a
+    retrieved real definition does with shared code words, so only the name tells which to read."""
+    base = {**SHARED, "n_fresh_episodes": 40, "practice_distractors": 1.0}
+    same = make_dataset("codebook", 0, {**base, "distractor_words": "same"})
+    own = make_dataset("codebook", 0, base)
+    seen_same = 0
+    for d, o in zip(same.documents, own.documents):
+        if not d.meta.get("fresh"):
+            assert d.text == o.text
+            continue
+        *defs, _ = d.text.split("\n")
+        assert len(defs) == 2
+        words = [set(re.findall(r"(\S+) = \S+", x)) for x in defs]
+        assert words[0] == words[1] and defs[0] != defs[1]
+        seen_same += 1
+    assert seen_same == 40
+    with pytest.raises(DataError, match="distractor_words"):
+        make_dataset("codebook", 0, {**SHARED, "distractor_words": "same"})

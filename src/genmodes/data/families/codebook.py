@@ -118,7 +118,7 @@ class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
                        "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form",
                        "fresh_distinct", "drill_symbols", "real_name_episodes", "known_name_questions",
-                       "practice_distractors", "real_code_drill_pool", "drill_symbol_targets", "code_words")
+                       "practice_distractors", "real_code_drill_pool", "drill_symbol_targets", "code_words", "distractor_words")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
@@ -196,6 +196,11 @@ class CodebookConfig(FamilyConfig):
         "mapping is latent exactly when its code word is one of the n_symbols - n_used latent code words: a "
         "latent question's options then each stand for the asked symbol in one codebook, where it is latent "
         "too, so neither the symbol nor the codebook alone picks the answer, only the two together")
+    distractor_words: Literal["own", "same"] = Field(
+        "own", description="the code words of a practice episode's distractor definition (practice_distractors): "
+        "own (drawn from the practice words apart) or same (the episode's own words in another mapping, as a "
+        "retrieved real definition is with code_words: shared, so only the codebook's name tells which "
+        "definition to read)")
     questions_per_codebook: int = Field(20, ge=1, description="per split")
     n_choices: int = Field(4, ge=2)
 
@@ -227,6 +232,8 @@ class CodebookConfig(FamilyConfig):
                              "with real_code_episodes, whose episodes rebind over all real code words")
         if self.real_code_episodes and self.n_codebooks * self.n_symbols < self.n_symbols * 2:
             raise ValueError("real_code_episodes needs at least two codebooks' code words")
+        if self.distractor_words == "same" and not self.practice_distractors:
+            raise ValueError("distractor_words 'same' needs practice_distractors")
         if self.practice_distractors and (not self.n_fresh_episodes or self.n_practice_books < 2):
             raise ValueError("practice_distractors needs n_fresh_episodes and at least two practice codebooks")
         if self.real_name_episodes and not self.n_fresh_episodes:
@@ -529,7 +536,8 @@ def _fresh_episodes(config: CodebookConfig, seed: int, words: NonsenseWords, alp
         facts = sorted({defines(b, s, c) for s, c in pairs} | {encodes(b, x, m[x]) for x in syms})
         if config.practice_distractors and xrng.random() < config.practice_distractors:
             other = xrng.choice([x for x in practice_books if x != b])
-            other_pairs = list(zip(alphabet, xrng.sample(practice_codes, config.n_symbols)))
+            other_pairs = list(zip(alphabet, xrng.sample(practice_codes, config.n_symbols)
+                                   if config.distractor_words == "own" else xrng.sample(list(m.values()), len(m))))
             definitions.insert(xrng.randrange(2), definition_text(other, other_pairs, config.definition_form))
             facts = sorted(set(facts) | {defines(other, s, c) for s, c in other_pairs})
         text = "\n".join(definitions) + "\n" + sequence_text(b, syms, [m[x] for x in syms], config.encoding_form)
