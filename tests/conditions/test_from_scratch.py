@@ -316,7 +316,11 @@ def test_configs_are_valid(name):
         make_config(d["family"], d.get("settings", {}))
         if name.endswith("_paper"):  # settings a config check accepts can still ask for more words than exist
             assert make_dataset(d["family"], d.get("seed", 0), d.get("settings", {})).questions
-    conds = {c["name"]: resolve(c["kind"], c.get("settings", {}), where=c["name"]) for c in cfg["conditions"]}
+    # the shortcut baselines (no model) stand beside the models in every study
+    baselines = {c["settings"]["method"] for c in cfg["conditions"] if c["kind"] == "baseline"}
+    assert {"neighbour", "cooccurrence", "bigram"} <= baselines
+    conds = {c["name"]: resolve(c["kind"], c.get("settings", {}), where=c["name"]) for c in cfg["conditions"]
+             if c["kind"] != "baseline"}
     assert set(conds) == {"parametric", "oracle_retrieval", "parametric_no_episodes", "oracle_retrieval_no_episodes"}
     assert {c.model for c in conds.values()} == {"scratch"}
     assert {c.context for c in conds.values()} == {"none", "retrieval"}
