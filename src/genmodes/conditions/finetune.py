@@ -12,7 +12,6 @@ texts), ``finetune_all`` and ``rl``.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -35,8 +34,8 @@ class Settings(_Base, FinetuneSettings):
                                        "the documents' facts, X's trained facts in the documents' wording: recall "
                                        "(after \"Recall what you know about X:\") or answer (as a thought before one of "
                                        "them is asked), rehearse (the answer drill under a cue of its own, \"Facts:\", "
-                                       "so the thinking prompt's form is taught by chain drills alone), or two_topics (an answer drill whose thought goes on to a "
-                                       "second subject drawn at random): the format warm start of thinking, which says "
+                                       "so the thinking prompt's form is taught by chain drills alone), or two_topics "
+                                       "(an answer drill whose thought goes on to a second subject drawn at random): the format warm start of thinking, which says "
                                        "no fact a question needs")
     chain_drills: list[str] | None = Field(default=None, min_length=1, description="datasets whose drills are "
                                            "worked examples of recalling, then inferring (finetune_all and rl): the "
@@ -140,7 +139,7 @@ def check_chain_drills(settings: Settings, check: StageCheck, study: bool = Fals
     """Chain drills train a dataset's inferences (X with what X's category has), so a dataset they
     drill is scored on its recall splits only; only a study-wide fine-tune (``study``) trains on
     datasets by name."""
-    if getattr(settings, "recall_drills_on_chain", False) and not (settings.chain_drills and settings.recall_drills != "none"):
+    if settings.recall_drills_on_chain and not (settings.chain_drills and settings.recall_drills != "none"):
         raise ConfigError(f"{check.where}: recall_drills_on_chain needs chain_drills and recall_drills")
     if not settings.chain_drills:
         return

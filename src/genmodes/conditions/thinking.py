@@ -512,10 +512,11 @@ def warm_start(view: Any) -> str:
         if st.is_baseline or st.context != "thinking" or st.context_settings.thought != "generate":
             continue
         demo = st.context_settings.demonstration
-        chained = getattr(getattr(st.model_settings, "finetune", st.model_settings), "chain_drills", None)
+        ft = getattr(st.model_settings, "finetune", st.model_settings)
+        chained = getattr(ft, "chain_drills", None)
         drills = recall_drills_of(st.model_settings)
         if chained:
-            both = getattr(getattr(st.model_settings, "finetune", st.model_settings), "recall_drills_on_chain", False)
+            both = getattr(ft, "recall_drills_on_chain", False)
             drills = (f"chain{f' and {drills}' if both else ''} on {', '.join(chained)}"
                       + (f", {drills} elsewhere" if drills != "none" else ""))
         parts = ([f"recall drills ({drills}) in the knowledge fine-tune"] if drills != "none" else []) + \

@@ -118,7 +118,8 @@ class CodebookConfig(FamilyConfig):
     OMIT_AT_DEFAULT = ("targets", "rebind_practice", "n_repeats", "repeat_min_len", "repeat_max_len",
                        "repeat_reversed", "real_code_drills", "real_code_episodes", "encoding_form",
                        "fresh_distinct", "drill_symbols", "real_name_episodes", "known_name_questions",
-                       "practice_distractors", "real_code_drill_pool", "drill_symbol_targets", "code_words", "distractor_words")
+                       "practice_distractors", "real_code_drill_pool", "drill_symbol_targets", "code_words",
+                       "distractor_words")
 
     n_codebooks: int = Field(12, ge=1, le=200)
     n_symbols: int = Field(12, ge=2, le=26, description="input symbols per codebook (letters a..)")
